@@ -1,0 +1,44 @@
+//! Generates every gRPC client and server from `proto/` with the protoc binary shipped in
+//! `protoc-bin-vendored`, so no protobuf compiler has to be installed on the machine.
+
+use std::path::{Path, PathBuf};
+
+fn protos_under(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.path());
+    for entry in entries {
+        let path = entry.path();
+        if path.is_dir() {
+            protos_under(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "proto") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut prost_config = prost_build::Config::new();
+    prost_config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    println!("cargo:rerun-if-changed=proto");
+
+    let mut protos = Vec::new();
+    protos_under(Path::new("proto"), &mut protos)?;
+    for p in &protos {
+        println!("cargo:rerun-if-changed={}", p.display());
+    }
+
+    // Clients and servers for everything: the daemon is a client of lnd and of the swap
+    // server, and the simnet serves both. Our own API gets a descriptor set for reflection.
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .file_descriptor_set_path(out_dir.join("sluice_descriptor.bin"))
+        .compile_with_config(prost_config, &protos, &[PathBuf::from("proto")])?;
+    Ok(())
+}

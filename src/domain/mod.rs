@@ -1,0 +1,15 @@
+//! Domain vocabulary: amounts, heights, identifiers and the network, as newtypes.
+//!
+//! Architecture invariant: this module does no I/O and depends on nothing async (no tokio,
+//! tonic or sqlx); a test in `tests/architecture.rs` scans for it. Wire and row types are
+//! converted to these at the edges (`lnd/`, `api/`, `store/`).
+
+mod amount;
+mod ids;
+mod network;
+mod status;
+
+pub use amount::{Msat, Ppm, Sat};
+pub use ids::{BlockHeight, ChanId, SwapHash};
+pub use network::{Network, ParseNetworkError};
+pub use status::{NodeStatus, PolicyStatus};

@@ -1,0 +1,30 @@
+//! sluice: keeps a Lightning node's liquidity where its operator wants it.
+//!
+//! Layout (`ARCHITECTURE.md` has the invariants and the lifecycle):
+//! - [`domain`]: newtypes for amounts, heights, ids, the network. Pure.
+//! - [`config`]: file + env + flags into a validated [`config::Config`], before anything binds.
+//! - [`daemon`]: the supervisor and the start/stop lifecycle of `sluiced`.
+//! - [`api`]: the gRPC server for `proto/sluice.proto`, credentials, the one error mapping.
+//! - [`metrics`]: every metric in one place; `/metrics`, `/healthz`, `/readyz`.
+//! - [`store`]: SQLite with numbered migrations.
+//! - [`tls`]: certificate generation and pinned-certificate gRPC channels.
+//! - [`lnd`]: the `LightningNode` port and its lnd gRPC adapter.
+//! - [`chain`]: HTLC scripts, sweeps, fee maths. Pure.
+//! - [`simnet`]: the simulated chain, lnd and Loop server, over real gRPC on loopback.
+//! - [`cli`]: the `sluice` command.
+
+pub mod api;
+pub mod chain;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod domain;
+pub mod lnd;
+pub mod metrics;
+pub mod proto;
+pub mod simnet;
+pub mod store;
+pub mod tls;
+
+/// The crate version, as reported by `GetInfo`, `--version` and `sluice_build_info`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,1 @@
+//! Placeholder: this module's first code lands with its issue.
