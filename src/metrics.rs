@@ -1,1 +1,61 @@
-//! Metrics.
+//! Every metric sluice exports, in one place, and the HTTP endpoint that serves them.
+//!
+//! Metrics are registered here and nowhere else, so `docs/metrics.md` can be checked against
+//! the registry by a test: a metric cannot be added, renamed or dropped without the
+//! documentation following.
+//!
+//! Exposition format: the Prometheus text format 0.0.4, not OpenMetrics. Prometheus scrapes
+//! both, but `promtool check metrics` and many other consumers (older Prometheus, the
+//! Datadog/Telegraf/VictoriaMetrics scrapers, `curl | grep` habits) parse only 0.0.4. Serving
+//! OpenMetrics text with a 0.0.4 content type would be worse than either: OpenMetrics
+//! declares counters without `_total` in `# TYPE`, uses an `info` type and ends with `# EOF`,
+//! all of which a 0.0.4 parser rejects or misreads. `prometheus-client` encodes both; we use
+//! its 0.0.4 encoder and content type.
+
+mod process;
+mod server;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+pub use server::{Readiness, serve};
+
+/// The `Content-Type` of `/metrics`: Prometheus text format 0.0.4 (see the module docs).
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// The registry of every metric family. Later issues add their families as fields here
+/// (registered in [`Metrics::new`]), so the rest of the daemon updates typed handles and never
+/// spells a metric name.
+#[derive(Debug)]
+pub struct Metrics {
+    /// The registry `/metrics` encodes. Public so tests and tools can inspect it; register
+    /// new families in [`Metrics::new`], not from outside.
+    pub registry: Registry,
+}
+
+impl Metrics {
+    /// Registers `sluice_build_info{version}` (always 1) and, on Linux, the standard
+    /// `process_*` metrics, read from `/proc` at each scrape.
+    pub fn new(version: &str) -> Arc<Metrics> {
+        let mut registry = Registry::default();
+        // The info encoder appends `_info`: exposed as `sluice_build_info`.
+        registry.register(
+            "sluice_build",
+            "Build information about the running sluiced; the value is always 1",
+            Info::new(vec![("version".to_owned(), version.to_owned())]),
+        );
+        registry.register_collector(Box::new(process::ProcessCollector));
+        Arc::new(Metrics { registry })
+    }
+
+    /// Encodes every metric in the Prometheus text format 0.0.4.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}

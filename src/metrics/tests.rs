@@ -1,0 +1,465 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeSet, HashSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+
+/// One metric family of a parsed exposition.
+#[derive(Debug)]
+struct Family {
+    name: String,
+    kind: String,
+    samples: Vec<Sample>,
+}
+
+/// A sample's labels, in exposition order.
+type Labels = Vec<(String, String)>;
+
+#[derive(Debug)]
+struct Sample {
+    name: String,
+    labels: Labels,
+    value: f64,
+}
+
+fn is_metric_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+fn is_label_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Parses `{a="x",b="y"}` at the start of `s`; returns the labels and the rest.
+fn parse_labels(s: &str) -> Result<(Labels, &str), String> {
+    let mut rest = s.strip_prefix('{').ok_or("labels must start with {")?;
+    let mut labels: Labels = Vec::new();
+    loop {
+        if let Some(after) = rest.strip_prefix('}') {
+            return Ok((labels, after));
+        }
+        let eq = rest.find('=').ok_or("label without =")?;
+        let name = &rest[..eq];
+        if !is_label_name(name) {
+            return Err(format!("bad label name {name:?}"));
+        }
+        if labels.iter().any(|(n, _)| n == name) {
+            return Err(format!("duplicate label {name:?}"));
+        }
+        let mut chars = rest[eq + 1..]
+            .strip_prefix('"')
+            .ok_or("label value must be quoted")?
+            .char_indices();
+        let mut value = String::new();
+        let end = loop {
+            match chars.next().ok_or("unterminated label value")? {
+                (i, '"') => break i,
+                (_, '\\') => match chars.next().ok_or("dangling escape")?.1 {
+                    '\\' => value.push('\\'),
+                    '"' => value.push('"'),
+                    'n' => value.push('\n'),
+                    c => return Err(format!("bad escape \\{c}")),
+                },
+                (_, '\n') => return Err("newline in label value".into()),
+                (_, c) => value.push(c),
+            }
+        };
+        labels.push((name.to_owned(), value));
+        rest = &rest[eq + 1..][1 + end + 1..];
+        rest = rest.strip_prefix(',').unwrap_or(rest);
+    }
+}
+
+fn parse_value(s: &str) -> Result<f64, String> {
+    match s {
+        "+Inf" => Ok(f64::INFINITY),
+        "-Inf" => Ok(f64::NEG_INFINITY),
+        "NaN" => Ok(f64::NAN),
+        _ => s.parse().map_err(|_| format!("bad value {s:?}")),
+    }
+}
+
+/// A strict parser for the Prometheus text format 0.0.4, as Prometheus' `expfmt` reads it:
+/// families contiguous and declared once, `# TYPE` before samples, samples named after their
+/// family (plus `_bucket`/`_sum`/`_count` for histograms and summaries), labels well formed
+/// and escaped, no duplicate series, no OpenMetrics-only syntax.
+fn parse_exposition(text: &str) -> Result<Vec<Family>, String> {
+    if !text.is_empty() && !text.ends_with('\n') {
+        return Err("exposition must end with a newline".into());
+    }
+    let mut families: Vec<Family> = Vec::new();
+    let mut closed: HashSet<String> = HashSet::new();
+    let mut series: HashSet<String> = HashSet::new();
+    let mut helped: HashSet<String> = HashSet::new();
+
+    let mut open = |families: &mut Vec<Family>, name: &str| -> Result<(), String> {
+        if families.last().is_some_and(|f| f.name == name) {
+            return Ok(());
+        }
+        if let Some(prev) = families.last() {
+            closed.insert(prev.name.clone());
+        }
+        if closed.contains(name) {
+            return Err(format!(
+                "family {name} is not contiguous or is declared twice"
+            ));
+        }
+        families.push(Family {
+            name: name.to_owned(),
+            kind: "untyped".into(),
+            samples: Vec::new(),
+        });
+        Ok(())
+    };
+
+    for (n, line) in text.lines().enumerate() {
+        let err = |e: String| format!("line {}: {e}: {line:?}", n + 1);
+        if line.is_empty() {
+            continue;
+        }
+        if line == "# EOF" {
+            return Err(err("OpenMetrics # EOF in a 0.0.4 exposition".into()));
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let name = rest.split(' ').next().unwrap_or_default();
+            if !is_metric_name(name) {
+                return Err(err(format!("bad metric name {name:?}")));
+            }
+            open(&mut families, name).map_err(err)?;
+            if !helped.insert(name.to_owned()) {
+                return Err(err("second HELP".into()));
+            }
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut parts = rest.split(' ');
+            let (name, kind) = (parts.next().unwrap_or_default(), parts.next());
+            if !is_metric_name(name) || parts.next().is_some() {
+                return Err(err("malformed TYPE".into()));
+            }
+            let kind = kind.ok_or_else(|| err("TYPE without type".into()))?;
+            if !["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind) {
+                return Err(err(format!("type {kind:?} is not a 0.0.4 type")));
+            }
+            open(&mut families, name).map_err(err)?;
+            let fam = families.last_mut().ok_or_else(|| err("no family".into()))?;
+            if fam.kind != "untyped" || !fam.samples.is_empty() {
+                return Err(err("TYPE repeated or after samples".into()));
+            }
+            fam.kind = kind.to_owned();
+            continue;
+        }
+        if line.starts_with('#') {
+            continue; // A plain comment.
+        }
+
+        let name_end = line
+            .find(['{', ' '])
+            .ok_or_else(|| err("no value".into()))?;
+        let name = &line[..name_end];
+        if !is_metric_name(name) {
+            return Err(err(format!("bad metric name {name:?}")));
+        }
+        let (labels, rest) = if line[name_end..].starts_with('{') {
+            parse_labels(&line[name_end..]).map_err(err)?
+        } else {
+            (Vec::new(), &line[name_end..])
+        };
+        let mut fields = rest
+            .strip_prefix(' ')
+            .ok_or_else(|| err("no space before value".into()))?
+            .split(' ');
+        let value = parse_value(fields.next().unwrap_or_default()).map_err(err)?;
+        if let Some(ts) = fields.next() {
+            ts.parse::<i64>()
+                .map_err(|_| err(format!("bad timestamp {ts:?}")))?;
+        }
+        if fields.next().is_some() {
+            return Err(err("trailing fields".into()));
+        }
+
+        let belongs = |f: &Family| {
+            f.name == name
+                || (matches!(f.kind.as_str(), "histogram" | "summary")
+                    && ["_bucket", "_sum", "_count"]
+                        .iter()
+                        .any(|s| name.strip_suffix(s) == Some(f.name.as_str())))
+        };
+        if !families.last().is_some_and(belongs) {
+            open(&mut families, name).map_err(err)?;
+        }
+        let fam = families.last_mut().ok_or_else(|| err("no family".into()))?;
+        if fam.kind == "counter" && (value.is_nan() || value < 0.0) {
+            return Err(err("negative or NaN counter".into()));
+        }
+        let mut key = name.to_owned();
+        let mut sorted = labels.clone();
+        sorted.sort();
+        for (k, v) in &sorted {
+            key.push_str(&format!("\u{0}{k}\u{0}{v}"));
+        }
+        if !series.insert(key) {
+            return Err(err("duplicate series".into()));
+        }
+        fam.samples.push(Sample {
+            name: name.to_owned(),
+            labels,
+            value,
+        });
+    }
+    Ok(families)
+}
+
+fn family<'a>(families: &'a [Family], name: &str) -> &'a Family {
+    families
+        .iter()
+        .find(|f| f.name == name)
+        .unwrap_or_else(|| panic!("no family {name} in {families:#?}"))
+}
+
+#[test]
+fn the_checker_rejects_what_prometheus_rejects() {
+    let bad = [
+        "x 1",                                   // no final newline
+        "x{a=\"1\"} 1\nx{a=\"1\"} 2\n",          // duplicate series
+        "x 1\ny 1\nx 2\n",                       // family not contiguous
+        "# TYPE x gauge\n# TYPE x gauge\nx 1\n", // TYPE twice
+        "x 1\n# TYPE x gauge\n",                 // TYPE after samples
+        "# TYPE x info\nx 1\n",                  // OpenMetrics-only type
+        "# TYPE x counter\nx -1\n",              // negative counter
+        "x{a=\"1} 1\n",                          // unterminated label
+        "x{a=\"\\t\"} 1\n",                      // invalid escape
+        "x{1a=\"1\"} 1\n",                       // bad label name
+        "x{a=\"1\",a=\"2\"} 1\n",                // duplicate label
+        "1x 1\n",                                // bad metric name
+        "x one\n",                               // bad value
+        "x 1\n# EOF\n",                          // OpenMetrics terminator
+    ];
+    for text in bad {
+        assert!(parse_exposition(text).is_err(), "accepted {text:?}");
+    }
+    let good = "# HELP x_total A counter.\n# TYPE x_total counter\nx_total{a=\"q\\\"\\\\\\n\",} 3 17\n\
+                # TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nh_sum 0.5\nh_count 1\n# plain comment\nu NaN\n";
+    let fams = parse_exposition(good).unwrap();
+    assert_eq!(fams.len(), 3);
+    assert_eq!(fams[0].samples[0].labels[0].1, "q\"\\\n");
+    assert_eq!(fams[1].samples.len(), 3);
+}
+
+#[test]
+fn openmetrics_output_is_not_what_we_serve() {
+    // The OpenMetrics encoder's output of the same registry fails the 0.0.4 checker, which is
+    // why `encode` uses the 0.0.4 encoder (see the module docs).
+    let m = Metrics::new("0.1.0");
+    let mut openmetrics = String::new();
+    prometheus_client::encoding::text::encode(&mut openmetrics, &m.registry).unwrap();
+    assert!(parse_exposition(&openmetrics).is_err());
+}
+
+#[test]
+fn exposition_parses_and_carries_build_info() {
+    let m = Metrics::new("1.2.3");
+    let text = m.encode().unwrap();
+    let families = parse_exposition(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+
+    let build = family(&families, "sluice_build_info");
+    assert_eq!(build.kind, "gauge");
+    assert_eq!(build.samples.len(), 1);
+    assert_eq!(
+        build.samples[0].labels,
+        vec![("version".to_owned(), "1.2.3".to_owned())]
+    );
+    assert_eq!(build.samples[0].value, 1.0);
+
+    if cfg!(target_os = "linux") {
+        for (name, kind) in [
+            ("process_cpu_seconds_total", "counter"),
+            ("process_resident_memory_bytes", "gauge"),
+            ("process_virtual_memory_bytes", "gauge"),
+            ("process_start_time_seconds", "gauge"),
+            ("process_open_fds", "gauge"),
+        ] {
+            let f = family(&families, name);
+            assert_eq!(f.kind, kind, "{name}");
+            assert_eq!(f.samples.len(), 1, "{name}");
+            assert_eq!(f.samples[0].name, name);
+            assert!(f.samples[0].value.is_finite() && f.samples[0].value >= 0.0);
+        }
+        assert!(family(&families, "process_resident_memory_bytes").samples[0].value > 0.0);
+    }
+}
+
+#[test]
+fn an_odd_version_string_is_escaped() {
+    let version = "1.0-\"rc\"\\x\nnext";
+    let text = Metrics::new(version).encode().unwrap();
+    let families = parse_exposition(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let build = family(&families, "sluice_build_info");
+    assert_eq!(build.samples[0].labels[0].1, version);
+}
+
+/// The metric names documented in `docs/metrics.md`: the first column of its tables.
+fn documented_names() -> BTreeSet<String> {
+    include_str!("../../docs/metrics.md")
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .filter(|name| !name.starts_with('/'))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn every_registered_metric_is_documented() {
+    let text = Metrics::new("0.0.0").encode().unwrap();
+    let registered: BTreeSet<String> = parse_exposition(&text)
+        .unwrap()
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
+    let documented = documented_names();
+    let missing: Vec<_> = registered.difference(&documented).collect();
+    assert!(missing.is_empty(), "add to docs/metrics.md: {missing:?}");
+    // The other direction: documented names that no longer exist. `process_max_fds` is
+    // absent when the limit is unlimited; the other process metrics exist on Linux.
+    if cfg!(target_os = "linux") {
+        let stale: Vec<_> = documented
+            .difference(&registered)
+            .filter(|n| n.as_str() != "process_max_fds")
+            .collect();
+        assert!(stale.is_empty(), "documented but not registered: {stale:?}");
+    }
+}
+
+#[test]
+fn readiness_lists_what_is_not_ready() {
+    let r = Readiness::new(&["store", "lnd"]);
+    let not_ready = r.check().unwrap_err();
+    assert_eq!(
+        not_ready.iter().map(|(c, _)| *c).collect::<Vec<_>>(),
+        ["lnd", "store"]
+    );
+    let clone = r.clone();
+    clone.set("store", Ok(()));
+    clone.set("lnd", Err("connection refused".into()));
+    assert_eq!(
+        r.check().unwrap_err(),
+        vec![("lnd", "connection refused".to_owned())]
+    );
+    r.set("lnd", Ok(()));
+    assert_eq!(r.check(), Ok(()));
+    r.set("chain", Err("syncing".into()));
+    assert_eq!(
+        r.check().unwrap_err(),
+        vec![("chain", "syncing".to_owned())]
+    );
+}
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A minimal HTTP/1.1 GET over a raw socket, so the test depends on no HTTP client.
+async fn get(addr: SocketAddr, path: &str) -> Reply {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).await.unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    Reply {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn serve_answers_health_readiness_and_metrics_then_stops() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let readiness = Readiness::new(&["store"]);
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(serve(
+        listener,
+        Metrics::new("9.9.9"),
+        readiness.clone(),
+        shutdown.clone(),
+    ));
+
+    let health = get(addr, "/healthz").await;
+    assert_eq!((health.status, health.body.as_str()), (200, "ok"));
+
+    let before = get(addr, "/readyz").await;
+    assert_eq!(before.status, 503);
+    assert_eq!(before.body, "not ready\nstore: not checked yet");
+    readiness.set("store", Err("database is locked".into()));
+    let failing = get(addr, "/readyz").await;
+    assert_eq!(failing.status, 503);
+    assert!(
+        failing.body.contains("store: database is locked"),
+        "{}",
+        failing.body
+    );
+    readiness.set("store", Ok(()));
+    let after = get(addr, "/readyz").await;
+    assert_eq!((after.status, after.body.as_str()), (200, "ready"));
+
+    let metrics = get(addr, "/metrics").await;
+    assert_eq!(metrics.status, 200);
+    assert_eq!(metrics.header("content-type"), Some(CONTENT_TYPE));
+    let families = parse_exposition(&metrics.body).unwrap();
+    assert_eq!(
+        family(&families, "sluice_build_info").samples[0].labels[0].1,
+        "9.9.9"
+    );
+
+    assert_eq!(get(addr, "/nope").await.status, 404);
+
+    shutdown.cancel();
+    // A deadline, not a timing assertion: a server that ignores the token hangs the test.
+    tokio::time::timeout(Duration::from_secs(30), server)
+        .await
+        .expect("serve did not stop after cancellation")
+        .unwrap()
+        .unwrap();
+    assert!(TcpStream::connect(addr).await.is_err());
+}
