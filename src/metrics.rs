@@ -24,6 +24,10 @@ use prometheus_client::registry::Registry;
 
 pub use server::{Readiness, serve};
 
+/// Where the endpoint listens unless configured otherwise: loopback only, because metrics
+/// reveal balances and activity; expose it deliberately (reverse proxy, firewall) if needed.
+pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:9311";
+
 /// The `Content-Type` of `/metrics`: Prometheus text format 0.0.4 (see the module docs).
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 

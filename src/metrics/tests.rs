@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -312,34 +312,44 @@ fn an_odd_version_string_is_escaped() {
     assert_eq!(build.samples[0].labels[0].1, version);
 }
 
-/// The metric names documented in `docs/metrics.md`: the first column of its tables.
-fn documented_names() -> BTreeSet<String> {
+/// The metrics documented in `docs/metrics.md`: name and type, the first two columns of its
+/// metric tables.
+fn documented() -> BTreeMap<String, String> {
     include_str!("../../docs/metrics.md")
         .lines()
         .filter_map(|l| l.strip_prefix("| `"))
-        .filter_map(|l| l.split('`').next())
-        .filter(|name| !name.starts_with('/'))
-        .map(str::to_owned)
+        .filter(|l| !l.starts_with('/'))
+        .filter_map(|l| {
+            let mut cols = l.split('|');
+            let name = cols.next()?.trim().trim_end_matches('`');
+            let kind = cols.next()?.trim();
+            Some((name.to_owned(), kind.to_owned()))
+        })
         .collect()
 }
 
 #[test]
 fn every_registered_metric_is_documented() {
     let text = Metrics::new("0.0.0").encode().unwrap();
-    let registered: BTreeSet<String> = parse_exposition(&text)
+    let registered: BTreeMap<String, String> = parse_exposition(&text)
         .unwrap()
         .into_iter()
-        .map(|f| f.name)
+        .map(|f| (f.name, f.kind))
         .collect();
-    let documented = documented_names();
-    let missing: Vec<_> = registered.difference(&documented).collect();
-    assert!(missing.is_empty(), "add to docs/metrics.md: {missing:?}");
+    let documented = documented();
+    for (name, kind) in &registered {
+        assert_eq!(
+            documented.get(name),
+            Some(kind),
+            "docs/metrics.md must list `{name}` as a {kind}"
+        );
+    }
     // The other direction: documented names that no longer exist. `process_max_fds` is
     // absent when the limit is unlimited; the other process metrics exist on Linux.
     if cfg!(target_os = "linux") {
         let stale: Vec<_> = documented
-            .difference(&registered)
-            .filter(|n| n.as_str() != "process_max_fds")
+            .keys()
+            .filter(|n| !registered.contains_key(*n) && n.as_str() != "process_max_fds")
             .collect();
         assert!(stale.is_empty(), "documented but not registered: {stale:?}");
     }

@@ -17,8 +17,8 @@ const SQLITE_LOCKED: i64 = 6;
 pub enum StoreError {
     /// The database file could not be created or opened, or its pragmas could not be set.
     #[error(
-        "cannot open the store at {path}: {source}; check that the data directory exists and is \
-         writable by this user (set it with --datadir)"
+        "cannot open the store at {path}: {source}; check that the data directory exists, is \
+         writable by this user, and that the file is a sluice database"
     )]
     Open {
         /// The database file.

@@ -55,6 +55,9 @@ impl Store {
     /// file in `migrations/`, so adding a migration without bumping it fails CI.
     pub const SCHEMA_VERSION: i64 = 1;
 
+    /// The database's file name inside the data directory: `<datadir>/sluice.db`.
+    pub const FILE_NAME: &'static str = "sluice.db";
+
     /// Opens the database at `path`, creating the file (mode 0600 on Unix: it will hold swap
     /// secrets) if it is missing, and applies the embedded migrations.
     ///

@@ -131,7 +131,7 @@ async fn a_missing_data_directory_is_named() {
     assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(msg.contains("absent"), "{msg}");
-    assert!(msg.contains("--datadir"), "{msg}");
+    assert!(msg.contains("data directory exists"), "{msg}");
     assert!(!path.exists());
 }
 
@@ -181,5 +181,51 @@ async fn runs_record_crashes_and_clean_stops() {
         matches!(err, StoreError::UnknownRun(id) if id == unknown),
         "{err:?}"
     );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_a_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    std::fs::write(&path, vec![0x5a_u8; 8192]).unwrap();
+    let err = Store::open(&path).await.unwrap_err();
+    assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains(&path.display().to_string()),
+        "{err}"
+    );
+    assert!(!err.is_transient());
+}
+
+#[tokio::test]
+async fn busy_and_locked_are_transient_other_failures_are_not() {
+    use sqlx::{ConnectOptions, Executor};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = Store::open(&path).await.unwrap();
+
+    // Another connection holds the write lock; one that will not wait gets SQLITE_BUSY.
+    let raw = SqliteConnectOptions::new().filename(&path);
+    let mut holder = raw.clone().connect().await.unwrap();
+    holder.execute("BEGIN IMMEDIATE").await.unwrap();
+    let mut impatient = raw.busy_timeout(Duration::ZERO).connect().await.unwrap();
+    let busy = impatient.execute("BEGIN IMMEDIATE").await.unwrap_err();
+    let err = StoreError::query("testing")(busy);
+    assert!(err.is_transient(), "{err:?}");
+    holder.execute("ROLLBACK").await.unwrap();
+
+    assert!(StoreError::query("testing")(sqlx::Error::PoolTimedOut).is_transient());
+
+    // A constraint violation fails again on retry.
+    let id = store.record_start("0.1.0", 1).await.unwrap();
+    let dup =
+        sqlx::query("INSERT INTO daemon_runs (id, version, started_at_unix) VALUES (?, 'x', 1)")
+            .bind(id.0)
+            .execute(&store.pool)
+            .await
+            .unwrap_err();
+    assert!(!StoreError::query("testing")(dup).is_transient());
     store.close().await;
 }
