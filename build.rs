@@ -26,6 +26,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     println!("cargo:rerun-if-changed=proto");
+    // `sqlx::migrate!` embeds migrations/ at compile time but cannot ask rustc to watch it:
+    // without this, a new or edited migration would not be rebuilt into the binary.
+    println!("cargo:rerun-if-changed=migrations");
 
     let mut protos = Vec::new();
     protos_under(Path::new("proto"), &mut protos)?;
