@@ -16,6 +16,8 @@ mod process;
 mod server;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+pub(crate) mod text_check;
 
 use std::sync::Arc;
 
