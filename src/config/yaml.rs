@@ -143,7 +143,12 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<FileValues, ConfigError> 
     }) {
         return Ok(FileValues::default());
     }
-    let root: Spanned<Node> = serde_saphyr::from_str(text).map_err(|e| syntax(path, e))?;
+    // Duplicates pass through to the walk below, which reports them with the full key path.
+    let options = serde_saphyr::options! {
+        duplicate_keys: serde_saphyr::DuplicateKeyPolicy::PassThrough,
+    };
+    let root: Spanned<Node> =
+        serde_saphyr::from_str_with_options(text, options).map_err(|e| syntax(path, e))?;
     let entries = match root.value {
         Node::Map(entries) => entries,
         Node::Null => return Ok(FileValues::default()),
@@ -164,9 +169,14 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<FileValues, ConfigError> 
         .map(|k| k.path)
         .collect();
     top_level.extend(sections.iter().copied());
+    let mut seen: Vec<String> = Vec::new();
     for (name, value) in entries {
+        if seen.contains(&name.value) {
+            return Err(twice(path, &name, &name.value));
+        }
+        seen.push(name.value.clone());
         if let Some(key) = keys::find(&name.value).filter(|k| k.section().is_none()) {
-            leaf(path, key, &name, value, &mut out)?;
+            leaf(path, key, value, &mut out)?;
         } else if sections.contains(&name.value.as_str()) {
             section(path, &name, value, &mut out)?;
         } else {
@@ -199,10 +209,15 @@ fn section(
         .filter(|k| k.section() == Some(name.value.as_str()))
         .map(Key::leaf)
         .collect();
+    let mut seen: Vec<String> = Vec::new();
     for (sub, sub_value) in entries {
         let dotted = format!("{}.{}", name.value, sub.value);
+        if seen.contains(&sub.value) {
+            return Err(twice(path, &sub, &dotted));
+        }
+        seen.push(sub.value.clone());
         match keys::find(&dotted) {
-            Some(key) => leaf(path, key, &sub, sub_value, out)?,
+            Some(key) => leaf(path, key, sub_value, out)?,
             None => return Err(unknown(path, &sub, &dotted, &allowed)),
         }
     }
@@ -212,18 +227,9 @@ fn section(
 fn leaf(
     path: &Path,
     key: &'static Key,
-    name: &Spanned<String>,
     value: Spanned<Node>,
     out: &mut FileValues,
 ) -> Result<(), ConfigError> {
-    if out.get(key).is_some() {
-        return Err(ConfigError::Invalid {
-            origin: origin_at(path, name.referenced),
-            key: key.path.to_owned(),
-            problem: "the key is set twice".to_owned(),
-            expected: "each key once".to_owned(),
-        });
-    }
     match value.value {
         Node::Null => Ok(()),
         Node::Scalar(text) => {
@@ -242,6 +248,15 @@ fn leaf(
             problem: format!("wrong type: found {}", other.shape()),
             expected: key.kind.expected().to_owned(),
         }),
+    }
+}
+
+fn twice(path: &Path, name: &Spanned<String>, dotted: &str) -> ConfigError {
+    ConfigError::Invalid {
+        origin: origin_at(path, name.referenced),
+        key: dotted.to_owned(),
+        problem: "the key is written a second time".to_owned(),
+        expected: "each key once".to_owned(),
     }
 }
 
