@@ -24,8 +24,12 @@ use super::keys;
     after_long_help = keys::help_reference()
 )]
 pub struct DaemonArgs {
-    /// The YAML config file [env: SLUICE_CONFIG] [default: <datadir>/sluice.yaml; a missing default file means all defaults].
-    #[arg(long, value_name = "FILE")]
+    /// The YAML config file.
+    #[arg(
+        long,
+        value_name = "FILE",
+        help = "The YAML config file [env: SLUICE_CONFIG] [default: <datadir>/sluice.yaml; a missing default file means all defaults]"
+    )]
     pub config: Option<PathBuf>,
     /// The data directory (store, policies, default config file) [env: SLUICE_DATADIR] [default: ~/.sluice].
     #[arg(long, value_name = "DIR")]
@@ -90,6 +94,20 @@ pub struct DaemonArgs {
 }
 
 impl DaemonArgs {
+    /// Parses the process's arguments like `DaemonArgs::parse()`, except that a usage error
+    /// exits with [`super::EXIT_CONFIG`] (64, `EX_USAGE`) like every other configuration error,
+    /// instead of clap's 2. `--help` and `--version` still print and exit 0.
+    pub fn parse_or_exit() -> DaemonArgs {
+        match DaemonArgs::try_parse() {
+            Ok(args) => args,
+            Err(e) if !e.use_stderr() => e.exit(),
+            Err(e) => {
+                let _ = e.print();
+                std::process::exit(super::EXIT_CONFIG)
+            }
+        }
+    }
+
     /// The flag's value for a config key, by dotted path (`rpc.listen` -> `--rpc-listen`).
     pub fn flag(&self, path: &str) -> Option<&str> {
         let value = match path {

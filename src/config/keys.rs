@@ -38,7 +38,9 @@ impl KeyKind {
         match self {
             KeyKind::Network => "one of mainnet, testnet, testnet4, signet, regtest, simnet",
             KeyKind::HostPort => "host:port such as localhost:10009",
-            KeyKind::Path => "a file or directory path such as ~/.lnd/tls.cert",
+            KeyKind::Path => {
+                "a path (~ is $HOME; in the file, relative paths are relative to the file)"
+            }
             KeyKind::ServerTls => "one of system, pinned, insecure",
             KeyKind::Duration => "a duration such as 500ms, 30s, 2m or 1h",
             KeyKind::Sat => "a whole number of satoshis such as 1000",
@@ -97,7 +99,7 @@ pub const NETWORK: Key = Key {
     path: "network",
     kind: KeyKind::Network,
     default: "mainnet",
-    doc: "The chain lnd runs on; picks the swap server and lnd macaroon defaults. `simnet` runs the embedded simulated world and ignores lnd.* and server.*",
+    doc: "The chain lnd runs on; picks the swap server and lnd macaroon defaults. `simnet` runs the embedded simulated world and ignores lnd.* and server.*.",
 };
 
 /// `lnd.host`.
