@@ -60,7 +60,7 @@ pub enum ConfigError {
         expected: String,
     },
     /// The file is not valid YAML (or not a mapping at the top).
-    #[error("{}:{line}:{column}: {message}; expected a YAML mapping of the keys listed by `sluiced --help`", file.display())]
+    #[error("{}:{line}:{column}: {message}; expected valid YAML such as deploy/sluice.example.yaml", file.display())]
     Syntax {
         /// The config file.
         file: PathBuf,
@@ -87,8 +87,8 @@ pub enum ConfigError {
     },
     /// A default needs the home directory and `HOME` is not set.
     #[error(
-        "{key}: the default uses the home directory but HOME is not set; expected HOME in the environment, or set {key} explicitly{}",
-        flag_hint(key)
+        "{key}: the default uses the home directory but HOME is not set; expected HOME in the environment, or set {key}{}",
+        where_to_set(key)
     )]
     NoHome {
         /// The setting whose default needed `$HOME` (`datadir`, `lnd.tls_cert`...).
@@ -166,7 +166,7 @@ impl fmt::Display for Place<'_> {
 fn located(origin: &Origin, key: &str, problem: &str, expected: &str) -> String {
     let mut out = format!("{}: {problem}; expected {expected}", Place(origin, key));
     if *origin == Origin::Default {
-        out.push_str(&format!("; set {key} in the config file{}", flag_hint(key)));
+        out.push_str(&format!("; set {key}{}", where_to_set(key)));
     }
     out
 }
@@ -180,13 +180,14 @@ fn unknown_key(origin: &Origin, key: &str, suggestion: Option<&str>, expected: &
     out
 }
 
-/// ", SLUICE_X or --x" for a key of the table (or the datadir / config pseudo-keys).
-fn flag_hint(key: &str) -> String {
+/// " in the config file, the environment variable SLUICE_X or the flag --x" for a key of the
+/// table, or the flag and variable of the `datadir` pseudo-key.
+fn where_to_set(key: &str) -> String {
     match key {
-        "datadir" => ", or pass --datadir / SLUICE_DATADIR".to_owned(),
+        "datadir" => " with --datadir or SLUICE_DATADIR".to_owned(),
         _ => keys::find(key).map_or_else(String::new, |k| {
             format!(
-                ", the environment variable {} or the flag {}",
+                " in the config file, the environment variable {} or the flag {}",
                 k.env(),
                 k.flag()
             )
@@ -210,15 +211,15 @@ fn read_hint(origin: &Origin) -> &'static str {
     }
 }
 
-/// A short description of where a value came from, used when an error mentions a second
-/// setting: "from /etc/sluice.yaml:9:11", "from SLUICE_RPC_LISTEN", "the default".
-pub(super) fn describe(origin: &Origin, key: &str) -> String {
+/// Where a second setting named in an error came from: "set at /etc/sluice.yaml:9:11",
+/// "set by environment SLUICE_RPC_LISTEN", "set by flag --simnet" or "the default".
+pub(super) fn describe(origin: &Origin) -> String {
     match origin {
         Origin::File { path, line, column } => {
-            format!("{key} from {}:{line}:{column}", path.display())
+            format!("set at {}:{line}:{column}", path.display())
         }
-        Origin::Env { var } => format!("from environment {var}"),
-        Origin::Flag { flag } => format!("from flag {flag}"),
-        Origin::Default => format!("the default of {key}"),
+        Origin::Env { var } => format!("set by environment {var}"),
+        Origin::Flag { flag } => format!("set by flag {flag}"),
+        Origin::Default => "the default".to_owned(),
     }
 }

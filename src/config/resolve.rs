@@ -208,7 +208,7 @@ pub(super) fn resolve(
                 "`{}` collides with rpc.listen `{}` ({})",
                 metrics_listen.value,
                 rpc_listen.value,
-                describe(&rpc_listen.origin, keys::RPC_LISTEN.path)
+                describe(&rpc_listen.origin)
             ),
             "a different port for each listener",
         ));
@@ -381,11 +381,7 @@ fn network(
                 return Err(invalid(
                     net.origin,
                     &keys::NETWORK,
-                    format!(
-                        "`{}` contradicts {}",
-                        net.value,
-                        describe(&origin, "simnet")
-                    ),
+                    format!("`{}` contradicts simnet ({})", net.value, describe(&origin)),
                     "either simnet or a network, not both",
                 ));
             }
@@ -503,7 +499,7 @@ fn server(
                         ServerTlsMode::System => "system",
                         _ => "insecure",
                     },
-                    describe(&mode.origin, keys::SERVER_TLS.path)
+                    describe(&mode.origin)
                 ),
                 "server.tls: pinned to pin it, or no server.tls_cert",
             ));
@@ -514,9 +510,9 @@ fn server(
                     mode.origin,
                     &keys::SERVER_TLS,
                     format!(
-                        "`insecure` would send swap traffic unencrypted to `{}` ({})",
+                        "`insecure` would send swap traffic unencrypted to server.address `{}` ({})",
                         address.value,
-                        describe(&address.origin, keys::SERVER_ADDRESS.path)
+                        describe(&address.origin)
                     ),
                     "system or pinned for a remote server (insecure is for loopback addresses only)",
                 ));

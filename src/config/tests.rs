@@ -289,7 +289,11 @@ fn simnet_needs_no_lnd_files_and_outranks_lower_settings() {
         .load(&["--simnet", "--network", "mainnet"])
         .unwrap_err();
     assert_eq!(err.key(), Some("network"));
-    assert!(err.to_string().contains("contradicts"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("contradicts simnet (set by flag --simnet)"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -431,7 +435,7 @@ fn server_tls_rules() {
     assert_located(&err, &path, 2, 8, "server.tls");
     assert!(
         err.to_string()
-            .contains("unencrypted to `swap.lightning.today:11010`"),
+            .contains("unencrypted to server.address `swap.lightning.today:11010` (the default)"),
         "{err}"
     );
 
@@ -464,7 +468,7 @@ fn impossible_values() {
     assert_located(&err, &path, 2, 11, "metrics.listen");
     assert!(
         err.to_string()
-            .contains("collides with rpc.listen `127.0.0.1:11011` (the default of rpc.listen)"),
+            .contains("collides with rpc.listen `127.0.0.1:11011` (the default)"),
         "{err}"
     );
     assert!(
