@@ -8,7 +8,8 @@ use prost_types::field_descriptor_proto::{Label, Type};
 use prost_types::{DescriptorProto, FileDescriptorProto, FileDescriptorSet};
 
 fn looprpc_file() -> FileDescriptorProto {
-    let set = FileDescriptorSet::decode(sluice::proto::FILE_DESCRIPTOR_SET).expect("descriptor set");
+    let set =
+        FileDescriptorSet::decode(sluice::proto::FILE_DESCRIPTOR_SET).expect("descriptor set");
     let files: Vec<_> = set
         .file
         .into_iter()
@@ -46,15 +47,30 @@ fn service_has_the_loop_out_methods_with_their_shapes() {
 
     // (method, input, output, server streaming)
     let expected = [
-        ("LoopOutTerms", "ServerLoopOutTermsRequest", "ServerLoopOutTerms", false),
-        ("NewLoopOutSwap", "ServerLoopOutRequest", "ServerLoopOutResponse", false),
+        (
+            "LoopOutTerms",
+            "ServerLoopOutTermsRequest",
+            "ServerLoopOutTerms",
+            false,
+        ),
+        (
+            "NewLoopOutSwap",
+            "ServerLoopOutRequest",
+            "ServerLoopOutResponse",
+            false,
+        ),
         (
             "LoopOutPushPreimage",
             "ServerLoopOutPushPreimageRequest",
             "ServerLoopOutPushPreimageResponse",
             false,
         ),
-        ("LoopOutQuote", "ServerLoopOutQuoteRequest", "ServerLoopOutQuote", false),
+        (
+            "LoopOutQuote",
+            "ServerLoopOutQuoteRequest",
+            "ServerLoopOutQuote",
+            false,
+        ),
         (
             "SubscribeLoopOutUpdates",
             "SubscribeUpdatesRequest",
@@ -73,8 +89,18 @@ fn service_has_the_loop_out_methods_with_their_shapes() {
             "RecommendRoutingPluginRes",
             false,
         ),
-        ("ReportRoutingResult", "ReportRoutingResultReq", "ReportRoutingResultRes", false),
-        ("MuSig2SignSweep", "MuSig2SignSweepReq", "MuSig2SignSweepRes", false),
+        (
+            "ReportRoutingResult",
+            "ReportRoutingResultReq",
+            "ReportRoutingResultRes",
+            false,
+        ),
+        (
+            "MuSig2SignSweep",
+            "MuSig2SignSweepReq",
+            "MuSig2SignSweepRes",
+            false,
+        ),
         ("FetchL402", "FetchL402Request", "FetchL402Response", false),
     ];
     assert_eq!(svc.method.len(), expected.len());
@@ -85,7 +111,11 @@ fn service_has_the_loop_out_methods_with_their_shapes() {
             .find(|m| m.name() == name)
             .unwrap_or_else(|| panic!("method {name} is missing"));
         assert_eq!(m.input_type(), format!(".looprpc.{input}"), "{name} input");
-        assert_eq!(m.output_type(), format!(".looprpc.{output}"), "{name} output");
+        assert_eq!(
+            m.output_type(),
+            format!(".looprpc.{output}"),
+            "{name} output"
+        );
         assert_eq!(m.server_streaming(), streaming, "{name} server streaming");
         assert!(!m.client_streaming(), "{name} client streaming");
     }
@@ -98,20 +128,62 @@ fn loop_out_request_and_quote_fields_match_loop() {
     assert_field(f, "ServerLoopOutRequest", "receiver_key", 1, Type::Bytes);
     assert_field(f, "ServerLoopOutRequest", "swap_hash", 2, Type::Bytes);
     assert_field(f, "ServerLoopOutRequest", "amt", 3, Type::Uint64);
-    assert_field(f, "ServerLoopOutRequest", "swap_publication_deadline", 4, Type::Int64);
+    assert_field(
+        f,
+        "ServerLoopOutRequest",
+        "swap_publication_deadline",
+        4,
+        Type::Int64,
+    );
     assert_field(f, "ServerLoopOutRequest", "protocol_version", 5, Type::Enum);
     assert_field(f, "ServerLoopOutRequest", "expiry", 6, Type::Int32);
     assert_field(f, "ServerLoopOutRequest", "user_agent", 7, Type::String);
     assert_field(f, "ServerLoopOutResponse", "sender_key", 3, Type::Bytes);
-    assert_field(f, "ServerLoopOutResponse", "server_message", 5, Type::String);
-    assert_field(f, "ServerLoopOutQuoteRequest", "protocol_version", 3, Type::Enum);
-    assert_field(f, "ServerLoopOutQuoteRequest", "user_agent", 5, Type::String);
-    assert_field(f, "ServerLoopOutQuote", "swap_payment_dest", 1, Type::String);
+    assert_field(
+        f,
+        "ServerLoopOutResponse",
+        "server_message",
+        5,
+        Type::String,
+    );
+    assert_field(
+        f,
+        "ServerLoopOutQuoteRequest",
+        "protocol_version",
+        3,
+        Type::Enum,
+    );
+    assert_field(
+        f,
+        "ServerLoopOutQuoteRequest",
+        "user_agent",
+        5,
+        Type::String,
+    );
+    assert_field(
+        f,
+        "ServerLoopOutQuote",
+        "swap_payment_dest",
+        1,
+        Type::String,
+    );
     assert_field(f, "ServerLoopOutQuote", "prepay_amt", 4, Type::Uint64);
     assert_field(f, "ServerLoopOutTerms", "min_cltv_delta", 3, Type::Int32);
     assert_field(f, "ServerLoopOutTerms", "max_cltv_delta", 4, Type::Int32);
-    assert_field(f, "ServerLoopOutPushPreimageRequest", "preimage", 2, Type::Bytes);
-    assert_field(f, "SubscribeLoopOutUpdatesResponse", "timestamp_ns", 1, Type::Int64);
+    assert_field(
+        f,
+        "ServerLoopOutPushPreimageRequest",
+        "preimage",
+        2,
+        Type::Bytes,
+    );
+    assert_field(
+        f,
+        "SubscribeLoopOutUpdatesResponse",
+        "timestamp_ns",
+        1,
+        Type::Int64,
+    );
 
     let deprecated = message(f, "ServerLoopOutResponse")
         .field
@@ -119,7 +191,11 @@ fn loop_out_request_and_quote_fields_match_loop() {
         .find(|x| x.name() == "expiry")
         .and_then(|x| x.options.as_ref())
         .map(|o| o.deprecated());
-    assert_eq!(deprecated, Some(true), "ServerLoopOutResponse.expiry is deprecated");
+    assert_eq!(
+        deprecated,
+        Some(true),
+        "ServerLoopOutResponse.expiry is deprecated"
+    );
 }
 
 #[test]
@@ -130,7 +206,11 @@ fn musig2_sign_sweep_keeps_field_five_reserved() {
     assert_field(f, "MuSig2SignSweepReq", "sweep_tx_psbt", 6, Type::Bytes);
     assert_field(f, "MuSig2SignSweepReq", "prevout_info", 7, Type::Message);
     let req = message(f, "MuSig2SignSweepReq");
-    let prevouts = req.field.iter().find(|x| x.name() == "prevout_info").expect("field");
+    let prevouts = req
+        .field
+        .iter()
+        .find(|x| x.name() == "prevout_info")
+        .expect("field");
     assert_eq!(prevouts.label(), Label::Repeated);
     assert_eq!(prevouts.type_name(), ".looprpc.PrevoutInfo");
     assert!(req.field.iter().all(|x| x.number() != 5));
@@ -152,12 +232,28 @@ fn musig2_sign_sweep_keeps_field_five_reserved() {
 fn cancel_request_carries_route_cancel_in_a_oneof() {
     let file = looprpc_file();
     let f = &file;
-    assert_field(f, "CancelLoopOutSwapRequest", "payment_address", 3, Type::Bytes);
-    assert_field(f, "CancelLoopOutSwapRequest", "route_cancel", 5, Type::Message);
+    assert_field(
+        f,
+        "CancelLoopOutSwapRequest",
+        "payment_address",
+        3,
+        Type::Bytes,
+    );
+    assert_field(
+        f,
+        "CancelLoopOutSwapRequest",
+        "route_cancel",
+        5,
+        Type::Message,
+    );
     let req = message(f, "CancelLoopOutSwapRequest");
     assert_eq!(req.oneof_decl.len(), 1);
     assert_eq!(req.oneof_decl[0].name(), "cancel_info");
-    let rc = req.field.iter().find(|x| x.name() == "route_cancel").expect("field");
+    let rc = req
+        .field
+        .iter()
+        .find(|x| x.name() == "route_cancel")
+        .expect("field");
     assert_eq!(rc.oneof_index, Some(0));
     assert_field(f, "RouteCancel", "route_type", 1, Type::Enum);
     assert_field(f, "RouteCancel", "attempts", 2, Type::Message);
@@ -191,8 +287,10 @@ fn enums_have_loops_values() {
         values("RoutingPlugin"),
         vec![("NONE".to_owned(), 0), ("LOW_HIGH".to_owned(), 1)]
     );
-    assert!(values("PaymentFailureReason")
-        .contains(&("LND_FAILURE_REASON_INSUFFICIENT_BALANCE".to_owned(), 5)));
+    assert!(
+        values("PaymentFailureReason")
+            .contains(&("LND_FAILURE_REASON_INSUFFICIENT_BALANCE".to_owned(), 5))
+    );
     assert!(values("RoutePaymentType").contains(&("INVOICE_ROUTE".to_owned(), 2)));
 }
 

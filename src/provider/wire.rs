@@ -4,6 +4,12 @@
 //! The proto package stays `looprpc` because it is part of every gRPC method path, so these
 //! types talk to a real Loop server as well as to the simnet's.
 
-#![allow(missing_docs, clippy::all, clippy::pedantic, unreachable_pub, deprecated)]
+#![allow(
+    missing_docs,
+    clippy::all,
+    clippy::pedantic,
+    unreachable_pub,
+    deprecated
+)]
 
 tonic::include_proto!("looprpc");
