@@ -707,3 +707,32 @@ fn fee_is_clamped_and_dust_is_refused() {
         "{dust:?}"
     );
 }
+
+#[test]
+fn coop_session_and_cosign_produce_a_valid_key_path_spend() {
+    use sluice::chain::musig::{CoopSession, cosign};
+    let f = fixture();
+    let sweep = unsigned(&f, SweepWitness::KeyPath, 849_990);
+    let sighash = sweep.key_spend_sighash().unwrap();
+    let client = CoopSession::start(&f.htlc, &f.v.receiver_sk, sighash, [11; 32]).unwrap();
+    // The server recomputes the sighash from the PSBT, as MuSig2SignSweep does.
+    let psbt = sweep.psbt().unwrap();
+    let prevouts: Vec<_> = psbt
+        .inputs
+        .iter()
+        .map(|i| i.witness_utxo.clone().unwrap())
+        .collect();
+    let server_sighash =
+        sluice::chain::sweep::key_spend_sighash(&psbt.unsigned_tx, &prevouts, 0).unwrap();
+    let (nonce, partial) = cosign(
+        &f.htlc,
+        &f.v.sender_sk,
+        server_sighash,
+        &client.public_nonce(),
+        [12; 32],
+    )
+    .unwrap();
+    let sig = client.finish(&nonce, &partial).unwrap();
+    let tx = sweep.signed(key_spend_witness(&sig));
+    verify_spend(&tx, &prevouts).expect("Core accepts the cooperative spend");
+}

@@ -71,6 +71,17 @@ pub enum ChainError {
         dust_limit: Amount,
     },
 
+    /// A cooperative MuSig2 signing step failed: a malformed or invalid nonce or partial
+    /// signature from the other party, or a key that is not part of the HTLC. The sweep falls
+    /// back to the script path.
+    #[error("MuSig2 {stage}: {reason}")]
+    MuSig2 {
+        /// The step that failed (key, nonce, sign, partial signature, combine).
+        stage: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
+
     /// An input failed libbitcoinconsensus script verification.
     #[error("input {index} fails script verification: {reason}")]
     ScriptVerify {

@@ -479,9 +479,10 @@ mod tests {
         let s = v3_timeout_script(&key(2), 128);
         assert_eq!(&s.as_bytes()[34..], &[0x02, 0x80, 0x00, 0xb1]);
         let v2 = HtlcV2::new(key(2), key(3), h, 850_000, Network::Mainnet).unwrap();
+        // Counting the byte listing of the v2 script: 97 bytes with a 3-byte height.
         assert_eq!(
             v2.witness_script().len(),
-            96,
+            97,
             "v2 script with a 3-byte height"
         );
     }

@@ -7,6 +7,7 @@
 //! - [`htlc`]: the v3 (P2TR, MuSig2 key path + two tapscript leaves) HTLC sluice creates, and
 //!   the v2 (P2WSH) HTLC it can still decode; witnesses; which path a spend took.
 //! - [`fees`]: the deadline-driven sweep fee rate, the fee cap rules, weights and fees.
+//! - [`musig`]: the two halves of the cooperative MuSig2 key-path signature.
 //! - [`sweep`]: the unsigned sweep transaction, its BIP-341/BIP-143 sighashes, final witnesses.
 //! - [`report`]: the validated input and printable result of `sluice htlc`.
 //! - [`verify`]: every input of a transaction checked by libbitcoinconsensus.
@@ -14,6 +15,7 @@
 mod error;
 pub mod fees;
 pub mod htlc;
+pub mod musig;
 pub mod report;
 pub mod sweep;
 pub mod verify;

@@ -12,7 +12,7 @@ use bitcoin::script::{Script, ScriptBuf};
 use bitcoin::sighash::{EcdsaSighashType, Prevouts, SighashCache, TapSighashType};
 use bitcoin::taproot::TapLeafHash;
 use bitcoin::transaction::Version;
-use bitcoin::{Amount, OutPoint, Sequence, Transaction, TxIn, TxOut, Weight, Witness};
+use bitcoin::{Amount, OutPoint, Psbt, Sequence, Transaction, TxIn, TxOut, Weight, Witness};
 
 use crate::chain::ChainError;
 use crate::chain::fees::{SatPerKw, SweepWitness, clamp_fee, fee_for, sweep_weight};
@@ -111,6 +111,21 @@ pub fn build_sweep(req: &SweepRequest) -> Result<UnsignedSweep, ChainError> {
     })
 }
 
+/// `bitcoin` does not check the input index for SIGHASH_DEFAULT (it only hashes the number),
+/// so a wrong index would silently give a sighash for an input that does not exist.
+fn check_index(tx: &Transaction, index: usize) -> Result<(), ChainError> {
+    if index >= tx.input.len() {
+        return Err(ChainError::invalid(
+            "input index",
+            format!(
+                "input {index} does not exist; the transaction has {}",
+                tx.input.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The BIP-341 key-path sighash (SIGHASH_DEFAULT) of input `index`, committing to every
 /// prevout: the message both MuSig2 signers sign.
 pub fn key_spend_sighash(
@@ -118,6 +133,7 @@ pub fn key_spend_sighash(
     prevouts: &[TxOut],
     index: usize,
 ) -> Result<[u8; 32], ChainError> {
+    check_index(tx, index)?;
     SighashCache::new(tx)
         .taproot_key_spend_signature_hash(index, &Prevouts::All(prevouts), TapSighashType::Default)
         .map(|h| h.to_byte_array())
@@ -132,6 +148,7 @@ pub fn script_spend_sighash(
     index: usize,
     leaf_hash: TapLeafHash,
 ) -> Result<[u8; 32], ChainError> {
+    check_index(tx, index)?;
     SighashCache::new(tx)
         .taproot_script_spend_signature_hash(
             index,
@@ -188,11 +205,95 @@ impl UnsignedSweep {
         v2_sighash(&self.tx, 0, witness_script, value)
     }
 
+    /// The sweep as a PSBT with `witness_utxo` set on every input: what `MuSig2SignSweep`
+    /// carries so the server can recompute the sighash itself.
+    pub fn psbt(&self) -> Result<Psbt, ChainError> {
+        let mut psbt = Psbt::from_unsigned_tx(self.tx.clone())
+            .map_err(|e| ChainError::invalid("sweep transaction", e.to_string()))?;
+        for (input, prevout) in psbt.inputs.iter_mut().zip(&self.prevouts) {
+            input.witness_utxo = Some(prevout.clone());
+        }
+        Ok(psbt)
+    }
+
     /// The finished transaction with `witness` on the HTLC input.
     pub fn signed(mut self, witness: Witness) -> Transaction {
         if let Some(input) = self.tx.input.first_mut() {
             input.witness = witness;
         }
         self.tx
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use bitcoin::hashes::Hash;
+
+    fn request(value: u64, rate: u64, height: u32) -> SweepRequest {
+        SweepRequest {
+            htlc_outpoint: OutPoint {
+                txid: bitcoin::Txid::from_byte_array([1; 32]),
+                vout: 0,
+            },
+            htlc_value: Sat(value),
+            htlc_pk_script: ScriptBuf::from_bytes([vec![0x51, 0x20], vec![2; 32]].concat()),
+            path: SweepWitness::KeyPath,
+            destination: ScriptBuf::from_bytes([vec![0x00, 0x14], vec![3; 20]].concat()),
+            fee_rate: SatPerKw(rate),
+            height: BlockHeight(height),
+        }
+    }
+
+    #[test]
+    fn shape_follows_the_path_and_height() {
+        let key = build_sweep(&request(100_000, 1_000, 800_123)).unwrap();
+        assert_eq!(key.tx.lock_time, LockTime::from_height(800_123).unwrap());
+        assert_eq!(key.tx.input[0].sequence, Sequence::ZERO);
+        assert_eq!(key.fee, fee_for(key.weight, SatPerKw(1_000)));
+        assert!(!key.fee_clamped);
+        let script = build_sweep(&SweepRequest {
+            path: SweepWitness::V3Success,
+            ..request(100_000, 1_000, 800_123)
+        })
+        .unwrap();
+        assert_eq!(script.tx.input[0].sequence, Sequence(1));
+        assert!(script.fee > key.fee, "the script path is heavier");
+    }
+
+    #[test]
+    fn impossible_sweeps_are_refused() {
+        let err = build_sweep(&request(100_000, 1_000, 500_000_000)).unwrap_err();
+        assert!(err.to_string().starts_with("height:"), "{err}");
+        // A zero-value HTLC clamps the fee to zero and leaves nothing.
+        assert!(matches!(
+            build_sweep(&request(0, 1_000, 1)),
+            Err(ChainError::FeeExceedsValue { .. })
+        ));
+        // P2WPKH dust is 294 sat: 300 minus a floor fee is below it.
+        assert!(matches!(
+            build_sweep(&request(300, 253, 1)),
+            Err(ChainError::Dust { .. })
+        ));
+    }
+
+    #[test]
+    fn psbt_carries_every_prevout() {
+        let sweep = build_sweep(&request(100_000, 1_000, 800_000)).unwrap();
+        let psbt = sweep.psbt().unwrap();
+        assert_eq!(psbt.unsigned_tx, sweep.tx);
+        assert_eq!(psbt.inputs[0].witness_utxo.as_ref(), sweep.prevouts.first());
+        // The server's recomputation from the PSBT equals ours.
+        let prevouts: Vec<TxOut> = psbt
+            .inputs
+            .iter()
+            .map(|i| i.witness_utxo.clone().unwrap())
+            .collect();
+        assert_eq!(
+            key_spend_sighash(&psbt.unsigned_tx, &prevouts, 0).unwrap(),
+            sweep.key_spend_sighash().unwrap()
+        );
+        assert!(key_spend_sighash(&sweep.tx, &prevouts, 1).is_err());
     }
 }
