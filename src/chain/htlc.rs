@@ -6,10 +6,11 @@
 //! Roles: the *sender* is the swap server (it funds the HTLC and may take it back after the
 //! expiry); the *receiver* is sluice (it claims with the preimage).
 //!
-//! - **v3** (protocol 10+, what sluice creates): a P2TR output whose internal key is the
+//! - **v3** (protocol 11, what sluice creates): a P2TR output whose internal key is the
 //!   BIP-327 MuSig2 aggregate of the two sorted 33-byte keys and whose tap tree has a success
 //!   leaf (receiver signature + preimage + 1-block CSV) and a timeout leaf (sender signature +
-//!   CLTV at the expiry).
+//!   CLTV at the expiry). Protocol 10 swaps used the same leaves but a pre-BIP MuSig2 (0.4.0,
+//!   x-only keys) for the internal key; their address differs and is not supported here.
 //! - **v2** (protocol 5..9, read-only): a P2WSH script with both branches, so old swaps decode.
 
 use std::fmt;

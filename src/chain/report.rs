@@ -25,7 +25,7 @@ pub struct HtlcArgs {
     pub expiry: u32,
     /// `--network`: mainnet, testnet, testnet4, signet, regtest or simnet.
     pub network: String,
-    /// `--version`: v3 (default) or v2.
+    /// `--version`: v3 or v2; empty means v3.
     pub version: String,
 }
 
@@ -134,7 +134,10 @@ pub fn htlc_report(args: &HtlcArgs) -> Result<HtlcReport, ChainError> {
             .map_err(|e: crate::domain::ParseNetworkError| {
                 ChainError::invalid("--network", e.to_string())
             })?;
-    let version: HtlcVersion = args.version.trim().parse()?;
+    let version: HtlcVersion = match args.version.trim() {
+        "" => HtlcVersion::V3,
+        v => v.parse()?,
+    };
     match version {
         HtlcVersion::V3 => Ok(HtlcReport::from(&HtlcV3::new(
             sender,
