@@ -207,15 +207,16 @@ impl From<&HtlcV2> for HtlcReport {
 }
 
 impl fmt::Display for HtlcReport {
-    /// One `name: value` line per field, in the order an operator reads them.
+    /// One `name: value` line per field present, in the order an operator reads them.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let expiry = self.expiry.to_string();
         let lines: [(&str, Option<&str>); 18] = [
             ("version", Some(&self.version)),
             ("network", Some(&self.network)),
             ("swap hash", Some(&self.swap_hash)),
             ("sender key", Some(&self.sender_key)),
             ("receiver key", Some(&self.receiver_key)),
-            ("expiry", None),
+            ("expiry", Some(&expiry)),
             ("witness script", self.witness_script.as_deref()),
             ("success script", self.success_script.as_deref()),
             ("success leaf hash", self.success_leaf_hash.as_deref()),
@@ -236,10 +237,8 @@ impl fmt::Display for HtlcReport {
             ("address", Some(&self.address)),
         ];
         for (name, value) in lines {
-            let label = format!("{name}:");
-            if name == "expiry" {
-                writeln!(f, "{label:<23}{}", self.expiry)?;
-            } else if let Some(v) = value {
+            if let Some(v) = value {
+                let label = format!("{name}:");
                 writeln!(f, "{label:<23}{v}")?;
             }
         }
