@@ -1,0 +1,281 @@
+//! Sweep fee maths: which rate to pay as the expiry nears, the caps, weights and fees.
+//!
+//! The rate follows Loop's deadline rule: the confirmation target is the number of blocks left
+//! before the HTLC expires, so the fee rises by itself block after block; inside the last ten
+//! blocks the target drops to three and the estimate is raised by 10 %. A swept value can never
+//! pay more than 20 % of itself in fees.
+
+use std::fmt;
+
+use bitcoin::Weight;
+use bitcoin::script::Script;
+
+use crate::domain::{BlockHeight, Ppm, Sat};
+
+/// A fee rate in satoshis per 1000 weight units, lnd's unit (1 sat/vB = 250 sat/kw).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct SatPerKw(pub u64);
+
+impl SatPerKw {
+    /// lnd's absolute floor (`chainfee.AbsoluteFeePerKwFloor`): 253 sat/kw, just above
+    /// 1 sat/vB once rounding is accounted for.
+    pub const FLOOR: SatPerKw = SatPerKw(253);
+
+    /// Converts from sat/vB.
+    pub fn from_sat_per_vbyte(sat_per_vbyte: u64) -> SatPerKw {
+        SatPerKw(sat_per_vbyte.saturating_mul(250))
+    }
+
+    /// The rate in sat/vB, rounded down.
+    pub fn to_sat_per_vbyte_floor(self) -> u64 {
+        self.0 / 250
+    }
+}
+
+impl fmt::Display for SatPerKw {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} sat/kw", self.0)
+    }
+}
+
+/// Below this many blocks left the sweep is urgent (Loop's `DefaultSweepConfTargetDelta`).
+pub const URGENT_WITHIN_BLOCKS: u32 = 10;
+
+/// The confirmation target used once the sweep is urgent.
+pub const URGENT_CONF_TARGET: u32 = 3;
+
+/// lnd's estimator refuses targets below two blocks.
+pub const MIN_CONF_TARGET: u32 = 2;
+
+/// The largest share of the swept value the fee may take (Loop's `MaxFeeToAmountRatio`).
+pub const MAX_FEE_SHARE: Ppm = Ppm(200_000);
+
+/// Blocks left before `expiry` at `height`; zero once the expiry is reached or passed.
+pub fn blocks_left(expiry: BlockHeight, height: BlockHeight) -> u32 {
+    expiry.0.saturating_sub(height.0)
+}
+
+/// The confirmation target for a sweep with `blocks_left` blocks to go, and whether the
+/// sweep is urgent (which also raises the estimate by 10 %).
+pub fn conf_target(blocks_left: u32) -> (u32, bool) {
+    let target = blocks_left.max(MIN_CONF_TARGET);
+    if target <= URGENT_WITHIN_BLOCKS {
+        (target.min(URGENT_CONF_TARGET), true)
+    } else {
+        (target, false)
+    }
+}
+
+/// The sweep fee rate for `blocks_left` blocks before expiry, given a fee estimator for a
+/// confirmation target (lnd's `EstimateFee`): estimate at the deadline-driven target, ×1.1 when
+/// urgent, never below [`SatPerKw::FLOOR`].
+pub fn sweep_fee_rate(blocks_left: u32, estimate: impl Fn(u32) -> SatPerKw) -> SatPerKw {
+    let (target, urgent) = conf_target(blocks_left);
+    let mut rate = estimate(target).0;
+    if urgent {
+        rate = rate.saturating_mul(11) / 10;
+    }
+    SatPerKw(rate).max(SatPerKw::FLOOR)
+}
+
+/// Applies the operator's miner-fee cap: the rate never exceeds `cap` unless the timeout is
+/// near (`blocks_left <= urgent_within`), because then losing the HTLC to the server costs more
+/// than any fee. The result is never below the floor, even with a lower cap.
+pub fn apply_fee_cap(
+    rate: SatPerKw,
+    cap: SatPerKw,
+    blocks_left: u32,
+    urgent_within: u32,
+) -> SatPerKw {
+    if blocks_left <= urgent_within {
+        return rate.max(SatPerKw::FLOOR);
+    }
+    rate.min(cap).max(SatPerKw::FLOOR)
+}
+
+/// The highest rate at which a transaction of `weight` pays at most `max_fee`: how an absolute
+/// miner-fee budget (Loop's `max_miner_fee`) becomes a rate cap for [`apply_fee_cap`].
+pub fn rate_for_fee(max_fee: Sat, weight: Weight) -> SatPerKw {
+    let wu = weight.to_wu();
+    if wu == 0 {
+        return SatPerKw(u64::MAX);
+    }
+    SatPerKw(((u128::from(max_fee.0) * 1000) / u128::from(wu)).min(u128::from(u64::MAX)) as u64)
+}
+
+/// The fee for `weight` at `rate`, rounded up so the transaction never pays less than the
+/// rate asked for.
+pub fn fee_for(weight: Weight, rate: SatPerKw) -> Sat {
+    let fee = (u128::from(weight.to_wu()) * u128::from(rate.0)).div_ceil(1000);
+    Sat(fee.min(u128::from(u64::MAX)) as u64)
+}
+
+/// Clamps `fee` to [`MAX_FEE_SHARE`] of the swept value; returns the fee and whether it was cut.
+pub fn clamp_fee(fee: Sat, swept: Sat) -> (Sat, bool) {
+    let max = swept.mul_ppm(MAX_FEE_SHARE);
+    if fee > max { (max, true) } else { (fee, false) }
+}
+
+/// How the HTLC input of a sweep is spent; it decides the witness size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SweepWitness {
+    /// v3 cooperative key path: one 64-byte BIP-340 signature.
+    KeyPath,
+    /// v3 success leaf: preimage, signature, the 63-byte script, the 65-byte control block.
+    V3Success,
+    /// v2 success branch: preimage, DER signature with sighash byte (at most 73), the script.
+    V2Success {
+        /// Length of the v2 witness script in bytes.
+        script_len: usize,
+    },
+}
+
+/// The witness of each kind, in bytes (= weight units), counting the item count and lengths.
+fn witness_wu(kind: SweepWitness) -> u64 {
+    match kind {
+        // count + (len + sig)
+        SweepWitness::KeyPath => 1 + 1 + 64,
+        // count + preimage + sig + script + control block
+        SweepWitness::V3Success => 1 + (1 + 32) + (1 + 64) + (1 + 63) + (1 + 65),
+        SweepWitness::V2Success { script_len } => {
+            1 + (1 + 32) + (1 + 73) + varint_len(script_len as u64) + script_len as u64
+        }
+    }
+}
+
+fn varint_len(n: u64) -> u64 {
+    match n {
+        0..=0xfc => 1,
+        0xfd..=0xffff => 3,
+        0x1_0000..=0xffff_ffff => 5,
+        _ => 9,
+    }
+}
+
+/// The weight of a one-input, one-output sweep paying to `destination`: version, counts,
+/// the input (outpoint, empty scriptSig, sequence), the output, lock time at four units per
+/// byte, plus the segwit marker and flag and the witness at one unit per byte. For the v2
+/// witness this is an upper bound (DER signatures are 71–73 bytes); otherwise exact.
+pub fn sweep_weight(kind: SweepWitness, destination: &Script) -> Weight {
+    let script_len = destination.len() as u64;
+    let output = 8 + varint_len(script_len) + script_len;
+    let base = 4 + 1 + (36 + 1 + 4) + 1 + output + 4;
+    Weight::from_wu(base * 4 + 2 + witness_wu(kind))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn flat(rate: u64) -> impl Fn(u32) -> SatPerKw {
+        move |_| SatPerKw(rate)
+    }
+
+    #[test]
+    fn deadline_rule_table() {
+        // (blocks_left, estimator, expected target asked, expected rate)
+        let by_target = |t: u32| SatPerKw(10_000 / u64::from(t));
+        let cases: &[(u32, u32, u64)] = &[
+            (100, 100, 253), // 10000/100 = 100 → floor
+            (50, 50, 253),   // 200 → floor
+            (11, 11, 909),   // not urgent yet
+            (10, 3, 3666),   // urgent: target 3, 3333 × 1.1
+            (3, 3, 3666),
+            (2, 2, 5500), // target stays 2 (min), ×1.1
+            (1, 2, 5500), // floored at 2
+            (0, 2, 5500), // past expiry: still the most urgent target
+        ];
+        for &(left, target, rate) in cases {
+            assert_eq!(conf_target(left).0, target, "target for {left} blocks left");
+            assert_eq!(
+                sweep_fee_rate(left, by_target),
+                SatPerKw(rate),
+                "rate for {left}"
+            );
+        }
+    }
+
+    #[test]
+    fn floor_applies_after_the_urgent_factor() {
+        assert_eq!(sweep_fee_rate(5, flat(100)), SatPerKw::FLOOR);
+        assert_eq!(
+            sweep_fee_rate(5, flat(240)),
+            SatPerKw(264),
+            "240 × 1.1 = 264 > 253"
+        );
+        assert_eq!(sweep_fee_rate(500, flat(0)), SatPerKw::FLOOR);
+    }
+
+    #[test]
+    fn fee_cap_table() {
+        // (rate, cap, blocks_left, urgent_within, expected)
+        let cases: &[(u64, u64, u32, u32, u64)] = &[
+            (5000, 2000, 100, 10, 2000), // capped
+            (1500, 2000, 100, 10, 1500), // under the cap
+            (5000, 2000, 10, 10, 5000),  // urgent: cap lifted
+            (5000, 2000, 0, 10, 5000),   // past expiry: cap lifted
+            (5000, 100, 100, 10, 253),   // a cap below the floor still pays the floor
+            (5000, 2000, 11, 10, 2000),
+        ];
+        for &(rate, cap, left, within, want) in cases {
+            assert_eq!(
+                apply_fee_cap(SatPerKw(rate), SatPerKw(cap), left, within),
+                SatPerKw(want),
+                "rate {rate} cap {cap} left {left}"
+            );
+        }
+    }
+
+    #[test]
+    fn clamp_takes_at_most_a_fifth() {
+        assert_eq!(clamp_fee(Sat(30_000), Sat(100_000)), (Sat(20_000), true));
+        assert_eq!(clamp_fee(Sat(20_000), Sat(100_000)), (Sat(20_000), false));
+        assert_eq!(clamp_fee(Sat(1), Sat(0)), (Sat(0), true));
+    }
+
+    #[test]
+    fn fee_rounds_up_and_rate_for_fee_inverts_it() {
+        assert_eq!(fee_for(Weight::from_wu(444), SatPerKw(253)), Sat(113)); // 112.332 → 113
+        assert_eq!(fee_for(Weight::from_wu(1000), SatPerKw(250)), Sat(250));
+        let w = Weight::from_wu(607);
+        let cap = rate_for_fee(Sat(1000), w);
+        assert!(fee_for(w, cap) <= Sat(1000));
+        assert!(fee_for(w, SatPerKw(cap.0 + 1)) > Sat(1000) || cap.0 == u64::MAX);
+        assert_eq!(SatPerKw::from_sat_per_vbyte(2), SatPerKw(500));
+        assert_eq!(SatPerKw(501).to_sat_per_vbyte_floor(), 2);
+    }
+
+    #[test]
+    fn weights_for_a_p2tr_destination() {
+        let p2tr = bitcoin::ScriptBuf::from_bytes(vec![0x51; 34]);
+        assert_eq!(sweep_weight(SweepWitness::KeyPath, &p2tr).to_wu(), 444);
+        assert_eq!(sweep_weight(SweepWitness::V3Success, &p2tr).to_wu(), 607);
+    }
+
+    proptest! {
+        /// With a constant estimate, the rate never falls as the expiry approaches.
+        #[test]
+        fn rate_never_decreases_as_blocks_run_out(estimate in 0u64..2_000_000, start in 0u32..5_000) {
+            let mut last = SatPerKw(0);
+            for left in (0..=start).rev() {
+                let rate = sweep_fee_rate(left, flat(estimate));
+                prop_assert!(rate >= last, "rate fell at {} blocks left: {} < {}", left, rate, last);
+                last = rate;
+            }
+        }
+
+        /// The same holds for any estimator that asks more for faster confirmation.
+        #[test]
+        fn rate_never_decreases_with_a_monotone_estimator(base in 1u64..100_000, start in 0u32..1_000) {
+            let est = move |t: u32| SatPerKw(base * 1000 / u64::from(t.max(1)));
+            let mut last = SatPerKw(0);
+            for left in (0..=start).rev() {
+                let rate = sweep_fee_rate(left, est);
+                prop_assert!(rate >= last);
+                last = rate;
+            }
+        }
+    }
+}
