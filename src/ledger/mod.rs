@@ -26,6 +26,8 @@ mod budget;
 mod entry;
 mod period;
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
