@@ -6,7 +6,7 @@
 //! state a release frees whatever it did not spend. Budget status is a pure fold of those
 //! entries, so the store only persists entries and a restart rebuilds the same ledger.
 //!
-//! Accounting rules (the property tests in `tests.rs` hold the ledger to them):
+//! Accounting rules (the property tests in `props.rs` hold the ledger to them):
 //! - A spend counts in the window of its own timestamp, whatever window the swap started in.
 //! - A pending swap's reservation counts against every window it overlaps until it is
 //!   released, so it counts in every current window regardless of when the swap started
@@ -18,10 +18,13 @@
 //! - The ledger's time never runs backwards. Entries and admissions take effect at the later
 //!   of their own timestamp and the latest one seen, so a clock stepped back cannot reopen a
 //!   window that was already spent. Replaying entries in their recorded order reproduces the
-//!   same effective times.
+//!   same effective times. The price: an entry stamped far in the future (a badly wrong
+//!   clock) pins the ledger's calendar there until real time catches up, so the caller must
+//!   only stamp entries with a clock it trusts.
 //!
 //! Architecture invariant: pure. No tokio, tonic or sqlx; time is passed in.
 
+mod account;
 mod budget;
 mod entry;
 mod period;
@@ -35,6 +38,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
+pub use account::SwapAccount;
 pub use budget::{BudgetSpec, BudgetStatus, Refusal, Scope, SpecError, WindowStatus};
 pub use entry::{Entry, EntryError, EntryId, EntryKind, SpendCategory};
 pub use period::{Period, Window};
@@ -102,66 +106,6 @@ pub enum Applied {
     },
 }
 
-/// One swap's account: its reservation, the fees it paid, whether it is released.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SwapAccount {
-    /// The id of the entry that reserved for the swap.
-    reserve_id: EntryId,
-    rule: String,
-    expected: Sat,
-    worst_case: Sat,
-    /// Fees paid, with the effective time each counts at.
-    spends: Vec<(DateTime<Utc>, Sat, SpendCategory)>,
-    released: bool,
-    /// Every entry recorded for the swap, for replay detection.
-    entries: BTreeMap<EntryId, EntryKind>,
-}
-
-impl SwapAccount {
-    /// The rule that proposed the swap.
-    pub fn rule(&self) -> &str {
-        &self.rule
-    }
-
-    /// The fees reserved as expected.
-    pub fn expected(&self) -> Sat {
-        self.expected
-    }
-
-    /// The fees reserved as worst case.
-    pub fn worst_case(&self) -> Sat {
-        self.worst_case
-    }
-
-    /// Total fees the swap has paid.
-    pub fn spent(&self) -> Sat {
-        self.spends.iter().map(|&(_, amount, _)| amount).sum()
-    }
-
-    /// Whether the swap is terminal and its reservation freed.
-    pub fn is_released(&self) -> bool {
-        self.released
-    }
-
-    /// What the swap may still spend at most: zero once released.
-    pub fn reserved_worst(&self) -> Sat {
-        if self.released {
-            Sat::ZERO
-        } else {
-            self.worst_case - self.spent()
-        }
-    }
-
-    /// What the swap is still expected to spend: zero once released.
-    pub fn reserved_expected(&self) -> Sat {
-        if self.released {
-            Sat::ZERO
-        } else {
-            self.expected - self.spent()
-        }
-    }
-}
-
 /// The fee budget ledger: budget specifications plus the fold of every entry applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ledger {
@@ -184,12 +128,19 @@ impl Ledger {
         })
     }
 
-    /// Replaces the budget specifications (a policy reload). Entries are kept, so spends and
-    /// reservations count against the new limits at once.
-    pub fn set_budgets(&mut self, budgets: Vec<BudgetSpec>) -> Result<(), SpecError> {
+    /// Replaces the budget specifications and time zone (a policy reload). Entries are kept,
+    /// so spends and reservations count against the new limits at once. On error nothing
+    /// changes and the last good budgets stay in force.
+    pub fn reconfigure(&mut self, budgets: Vec<BudgetSpec>, tz: Tz) -> Result<(), SpecError> {
         validate(&budgets)?;
         self.budgets = budgets;
+        self.tz = tz;
         Ok(())
+    }
+
+    /// The time zone calendar periods are aligned in.
+    pub fn tz(&self) -> Tz {
+        self.tz
     }
 
     /// The budget specifications in force.

@@ -110,7 +110,15 @@ impl fmt::Display for Period {
             Period::Day => f.write_str("day"),
             Period::Week => f.write_str("week"),
             Period::Month => f.write_str("month"),
-            Period::Rolling(length) => write!(f, "rolling {}s", length.num_seconds()),
+            Period::Rolling(length) => {
+                let secs = length.num_seconds();
+                match secs {
+                    s if s != 0 && s % 86_400 == 0 => write!(f, "rolling {}d", s / 86_400),
+                    s if s != 0 && s % 3_600 == 0 => write!(f, "rolling {}h", s / 3_600),
+                    s if s != 0 && s % 60 == 0 => write!(f, "rolling {}m", s / 60),
+                    s => write!(f, "rolling {s}s"),
+                }
+            }
         }
     }
 }
@@ -211,6 +219,20 @@ mod tests {
                 assert!(next.end > next.start, "{period}: {next}");
                 window = next;
             }
+        }
+    }
+
+    #[test]
+    fn periods_display_in_the_largest_whole_unit() {
+        let shown = [
+            (Period::Month, "month"),
+            (Period::Rolling(TimeDelta::days(30)), "rolling 30d"),
+            (Period::Rolling(TimeDelta::hours(36)), "rolling 36h"),
+            (Period::Rolling(TimeDelta::minutes(90)), "rolling 90m"),
+            (Period::Rolling(TimeDelta::seconds(61)), "rolling 61s"),
+        ];
+        for (period, text) in shown {
+            assert_eq!(period.to_string(), text);
         }
     }
 

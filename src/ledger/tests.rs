@@ -398,14 +398,41 @@ fn budget_specs_are_checked() {
 
     let mut ledger = Ledger::new(vec![budget("monthly", Period::Month, 1)], Tz::UTC).unwrap();
     let before = ledger.clone();
-    assert!(
-        ledger
-            .set_budgets(vec![budget(
-                "x",
-                Period::Rolling(TimeDelta::seconds(-1)),
-                1
-            )])
-            .is_err()
-    );
+    let bad = vec![budget("x", Period::Rolling(TimeDelta::seconds(-1)), 1)];
+    assert!(ledger.reconfigure(bad, berlin()).is_err());
     assert_eq!(ledger, before);
+    ledger
+        .reconfigure(vec![budget("daily", Period::Day, 7)], berlin())
+        .unwrap();
+    assert_eq!(
+        (ledger.budgets()[0].name.as_str(), ledger.tz()),
+        ("daily", berlin())
+    );
+}
+
+#[test]
+fn the_ledger_does_no_io() {
+    let sources = [
+        include_str!("mod.rs"),
+        include_str!("account.rs"),
+        include_str!("budget.rs"),
+        include_str!("entry.rs"),
+        include_str!("period.rs"),
+    ];
+    for banned in [
+        "tokio::",
+        "tonic::",
+        "sqlx::",
+        "std::fs",
+        "std::net",
+        "SystemTime",
+        "Utc::now",
+    ] {
+        for source in sources {
+            assert!(
+                !source.contains(banned),
+                "the ledger must stay pure, found `{banned}`"
+            );
+        }
+    }
 }
