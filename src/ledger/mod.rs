@@ -191,42 +191,27 @@ impl Ledger {
             .into());
         }
         let now = self.effective(now);
-        for spec in &self.budgets {
-            let mut scopes = Vec::with_capacity(3);
-            if let Some((period, limit)) = spec.hard_cap {
-                scopes.push((Scope::HardCap, period, limit));
-            }
-            scopes.push((Scope::Total, spec.period, spec.limit));
-            if let Some(&limit) = spec.per_rule.get(&rule) {
-                scopes.push((Scope::Rule(rule.clone()), spec.period, limit));
-            }
-            for (scope, period, limit) in scopes {
-                let rule_filter = match &scope {
-                    Scope::Rule(name) => Some(name.as_str()),
-                    Scope::Total | Scope::HardCap => None,
-                };
-                let status = self.window_status(period, limit, rule_filter, now);
-                if status.is_exhausted() {
-                    return Err(Refusal::Exhausted {
-                        budget: spec.name.clone(),
-                        scope,
-                        window: status.window,
-                        limit,
-                        spent: status.spent,
-                        reserved: status.reserved_worst,
-                    }
-                    .into());
+        for (budget, scope, status) in self.limits_for(&rule, now) {
+            if status.is_exhausted() {
+                return Err(Refusal::Exhausted {
+                    budget: budget.to_owned(),
+                    scope,
+                    window: status.window,
+                    limit: status.limit,
+                    spent: status.spent,
+                    reserved: status.reserved_worst,
                 }
-                if worst_case > status.available {
-                    return Err(Refusal::Insufficient {
-                        budget: spec.name.clone(),
-                        scope,
-                        window: status.window,
-                        available: status.available,
-                        needed: worst_case,
-                    }
-                    .into());
+                .into());
+            }
+            if worst_case > status.available {
+                return Err(Refusal::Insufficient {
+                    budget: budget.to_owned(),
+                    scope,
+                    window: status.window,
+                    available: status.available,
+                    needed: worst_case,
                 }
+                .into());
             }
         }
         let kind = EntryKind::Reserve {
@@ -349,6 +334,17 @@ impl Ledger {
             .collect()
     }
 
+    /// The most a new swap of `rule` could cost at `now` and still be admitted: the smallest
+    /// `available` among the limits that apply to it. `None` when no budget is configured,
+    /// meaning fees are not budgeted at all. Policy scripts see this as "budget left".
+    pub fn available(&self, rule: &str, now: DateTime<Utc>) -> Option<Sat> {
+        let now = self.effective(now);
+        self.limits_for(rule, now)
+            .into_iter()
+            .map(|(_, _, status)| status.available)
+            .min()
+    }
+
     /// The account of one swap, if it was ever reserved.
     pub fn swap(&self, swap: &SwapHash) -> Option<&SwapAccount> {
         self.swaps.get(swap)
@@ -379,6 +375,26 @@ impl Ledger {
             Some(account) if account.released => Err(EntryError::AfterRelease { swap, id }),
             Some(account) => Ok(account),
         }
+    }
+
+    /// Every limit a swap of `rule` must fit, with its status at `now`, in admission order:
+    /// per budget, the hard cap, the overall limit, then the rule's sub-limit if it has one.
+    fn limits_for(&self, rule: &str, now: DateTime<Utc>) -> Vec<(&str, Scope, WindowStatus)> {
+        let mut limits = Vec::new();
+        for spec in &self.budgets {
+            let name = spec.name.as_str();
+            if let Some((period, limit)) = spec.hard_cap {
+                let status = self.window_status(period, limit, None, now);
+                limits.push((name, Scope::HardCap, status));
+            }
+            let status = self.window_status(spec.period, spec.limit, None, now);
+            limits.push((name, Scope::Total, status));
+            if let Some(&limit) = spec.per_rule.get(rule) {
+                let status = self.window_status(spec.period, limit, Some(rule), now);
+                limits.push((name, Scope::Rule(rule.to_owned()), status));
+            }
+        }
+        limits
     }
 
     /// One limit's status at `now`, over all swaps or only those of `rule`.

@@ -396,6 +396,21 @@ fn run(
                 prop_assert_eq!(line.available.0, line.limit.0.saturating_sub(spent + worst));
             }
         }
+        for rule in RULES {
+            let left = limits(&specs, rule)
+                .into_iter()
+                .map(|(_, scope, period, limit)| {
+                    let filter = if let Scope::Rule(r) = &scope {
+                        Some(r.as_str())
+                    } else {
+                        None
+                    };
+                    let (spent, worst, _) = model.usage(period.window_containing(at, tz), filter);
+                    Sat(limit.saturating_sub(spent + worst))
+                })
+                .min();
+            prop_assert_eq!(ledger.available(rule, now), left, "rule {}", rule);
+        }
     }
 
     // No window of any limit ever held more fees than the limit.

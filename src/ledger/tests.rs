@@ -166,6 +166,8 @@ fn rule_sub_budget_binds_only_its_rule() {
         matches!(&refusal, AdmitError::Refused(Refusal::Insufficient { scope: Scope::Rule(rule), available: Sat(1_000), .. }) if rule == "big-sinks"),
         "{refusal:?}"
     );
+    assert_eq!(ledger.available("big-sinks", now), Some(Sat(1_000)));
+    assert_eq!(ledger.available("everything-else", now), Some(Sat(8_000)));
     reserve(
         &mut ledger,
         request(3, "everything-else", 1_000, 2_000),
@@ -257,6 +259,11 @@ fn a_clock_stepped_back_cannot_reopen_a_spent_window() {
 fn entries_that_disagree_with_the_account_are_refused() {
     let mut ledger = Ledger::new(vec![], Tz::UTC).unwrap();
     let now = utc("2026-05-10T10:00:00Z");
+    assert_eq!(
+        ledger.available("r", now),
+        None,
+        "no budget means fees are not budgeted"
+    );
     assert_eq!(
         ledger.apply(spend(9, 1, 10, now)),
         Err(EntryError::NoReservation {
