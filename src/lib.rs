@@ -2,6 +2,7 @@
 //!
 //! Layout (`ARCHITECTURE.md` has the invariants and the lifecycle):
 //! - [`domain`]: newtypes for amounts, heights, ids, the network. Pure.
+//! - [`ledger`]: the fee budget as a ledger of reservations, spends and releases. Pure.
 //! - [`config`]: file + env + flags into a validated [`config::Config`], before anything binds.
 //! - [`daemon`]: the supervisor and the start/stop lifecycle of `sluiced`.
 //! - [`api`]: the gRPC server for `proto/sluice.proto`, credentials, the one error mapping.
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod domain;
+pub mod ledger;
 pub mod lnd;
 pub mod metrics;
 pub mod proto;
