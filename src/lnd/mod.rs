@@ -1,1 +1,3 @@
-//! Placeholder: this module's first code lands with its issue.
+//! The `LightningNode` port and its lnd gRPC adapter.
+
+pub mod wire;
