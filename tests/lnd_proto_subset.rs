@@ -449,10 +449,10 @@ fn find_message<'a>(
         if full == want {
             return Some(m);
         }
-        if want.starts_with(&format!("{full}.")) {
-            if let Some(found) = find_message(&m.nested_type, &full, want) {
-                return Some(found);
-            }
+        if want.starts_with(&format!("{full}."))
+            && let Some(found) = find_message(&m.nested_type, &full, want)
+        {
+            return Some(found);
         }
     }
     None
