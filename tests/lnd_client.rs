@@ -253,7 +253,9 @@ async fn the_macaroon_authenticates_every_call() {
 #[tokio::test]
 async fn paying_a_hash_twice_attaches_to_the_first_payment() {
     let (node, channel) = start().await;
-    let client = LndClient::new(channel, MACAROON, Network::Regtest).unwrap();
+    // The daemon holds the port as a trait object.
+    let client: Arc<dyn LightningNode> =
+        Arc::new(LndClient::new(channel, MACAROON, Network::Regtest).unwrap());
     let invoice = invoice_for(PREIMAGE, 250_000);
     let hash = SwapHash(sha256::Hash::hash(&PREIMAGE).to_byte_array());
 
