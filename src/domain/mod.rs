@@ -7,9 +7,14 @@
 mod amount;
 mod ids;
 mod network;
+mod node;
 mod status;
 
 pub use amount::{Msat, Ppm, Sat};
 pub use ids::{BlockHeight, ChanId, SwapHash};
 pub use network::{Network, ParseNetworkError};
+pub use node::{
+    Channel, ChannelEvent, ForwardingEvent, ForwardingPage, NodeId, NodeInfo, ParseNodeIdError,
+    Peer, Preimage,
+};
 pub use status::{NodeStatus, PolicyStatus};

@@ -1,1 +1,23 @@
-//! Placeholder: this module's first code lands with its issue.
+//! The `LightningNode` port and its lnd gRPC adapter.
+//!
+//! - [`port`]: the [`LightningNode`] trait, in domain types, with its idempotency and
+//!   error contracts. The daemon holds an `Arc<dyn LightningNode>`.
+//! - [`error`]: [`NodeError`] and the pure [`classify`] of lnd's gRPC errors.
+//! - [`types`]: the port's request and answer types beyond `crate::domain`.
+//! - [`convert`]: wire <-> domain conversions, checked.
+//! - [`client`]: [`LndClient`], the adapter over one shared tonic channel.
+//! - [`wire`]: the generated lnd types; only this module and `simnet` use them.
+
+pub mod client;
+pub mod convert;
+pub mod error;
+pub mod port;
+pub mod types;
+pub mod wire;
+
+#[cfg(test)]
+mod convert_tests;
+
+pub use client::LndClient;
+pub use error::{NodeError, NodeErrorKind, classify};
+pub use port::{LightningNode, NodeResult, NodeStream};

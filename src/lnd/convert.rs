@@ -1,0 +1,527 @@
+//! Conversions between lnd's wire types and the port's domain types.
+//!
+//! Pure functions, one per message: wire answers are checked here (key lengths, hashes,
+//! negative amounts, transactions that do not decode), so a malformed answer becomes a
+//! `NodeError` of kind `InvalidResponse` naming the method and field, never a panic.
+
+use std::time::Duration;
+
+use bitcoin::consensus::{deserialize, serialize};
+use bitcoin::hashes::Hash;
+use bitcoin::secp256k1::PublicKey;
+use bitcoin::{BlockHash, FeeRate, OutPoint, Txid};
+
+use super::error::NodeError;
+use super::types::{
+    BlockEpoch, ConfRequest, ConfUpdate, DecodedInvoice, HoldInvoiceRequest, InvoiceState,
+    InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest, MuSig2Version,
+    NodeVersion, PaymentFailure, PaymentRequest, PaymentStatus, PaymentUpdate, SignMethod,
+    SignRequest, SpendRequest, SpendUpdate,
+};
+use super::wire::{chainrpc, invoicesrpc, lnrpc, routerrpc, signrpc, verrpc};
+use crate::domain::{
+    BlockHeight, ChanId, Channel, ChannelEvent, ForwardingEvent, ForwardingPage, Msat, Network,
+    NodeId, NodeInfo, Peer, Preimage, Sat, SwapHash,
+};
+
+type R<T> = Result<T, NodeError>;
+
+fn sat(method: &'static str, field: &str, v: i64) -> R<Sat> {
+    u64::try_from(v)
+        .map(Sat)
+        .map_err(|_| NodeError::invalid_response(method, format!("{field} is negative: {v}")))
+}
+
+fn msat(method: &'static str, field: &str, v: i64) -> R<Msat> {
+    u64::try_from(v)
+        .map(Msat)
+        .map_err(|_| NodeError::invalid_response(method, format!("{field} is negative: {v}")))
+}
+
+fn node_id_hex(method: &'static str, field: &str, s: &str) -> R<NodeId> {
+    s.parse().map_err(|_| {
+        NodeError::invalid_response(method, format!("{field} is not a node key: {s:?}"))
+    })
+}
+
+fn hash32(method: &'static str, field: &str, bytes: &[u8]) -> R<[u8; 32]> {
+    bytes.try_into().map_err(|_| {
+        NodeError::invalid_response(
+            method,
+            format!("{field} has {} bytes, expected 32", bytes.len()),
+        )
+    })
+}
+
+fn hash32_hex(method: &'static str, field: &str, s: &str) -> R<[u8; 32]> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(s, &mut out).map_err(|_| {
+        NodeError::invalid_response(method, format!("{field} is not 32 bytes of hex: {s:?}"))
+    })?;
+    Ok(out)
+}
+
+fn pubkey(method: &'static str, field: &str, bytes: &[u8]) -> R<PublicKey> {
+    PublicKey::from_slice(bytes).map_err(|e| {
+        NodeError::invalid_response(method, format!("{field} is not a public key: {e}"))
+    })
+}
+
+fn tx(method: &'static str, field: &str, bytes: &[u8]) -> R<bitcoin::Transaction> {
+    deserialize(bytes)
+        .map_err(|e| NodeError::invalid_response(method, format!("{field} does not decode: {e}")))
+}
+
+/// `GetInfo` → [`NodeInfo`]; the network comes from the first chain lnd lists.
+pub fn node_info(r: &lnrpc::GetInfoResponse) -> R<NodeInfo> {
+    const M: &str = "get_info";
+    let network_name = r
+        .chains
+        .first()
+        .map(|c| c.network.as_str())
+        .ok_or_else(|| NodeError::invalid_response(M, "no chain listed"))?;
+    let network: Network = network_name
+        .parse()
+        .map_err(|_| NodeError::invalid_response(M, format!("unknown network {network_name:?}")))?;
+    Ok(NodeInfo {
+        pubkey: node_id_hex(M, "identity_pubkey", &r.identity_pubkey)?,
+        alias: r.alias.clone(),
+        block_height: BlockHeight(r.block_height),
+        synced_to_chain: r.synced_to_chain,
+        synced_to_graph: r.synced_to_graph,
+        network,
+        version: r.version.clone(),
+    })
+}
+
+/// `verrpc.Version` → [`NodeVersion`].
+pub fn node_version(v: &verrpc::Version) -> NodeVersion {
+    NodeVersion {
+        version: v.version.clone(),
+        major: v.app_major,
+        minor: v.app_minor,
+        patch: v.app_patch,
+        commit_hash: v.commit_hash.clone(),
+        build_tags: v.build_tags.clone(),
+    }
+}
+
+/// One `lnrpc.Channel` → [`Channel`]. Reserves come from the constraints, falling back to
+/// the deprecated flat fields an older lnd fills.
+pub fn channel(c: &lnrpc::Channel) -> R<Channel> {
+    const M: &str = "list_channels";
+    let local_reserve = match &c.local_constraints {
+        Some(k) => Sat(k.chan_reserve_sat),
+        #[allow(deprecated)]
+        None => sat(M, "local_chan_reserve_sat", c.local_chan_reserve_sat)?,
+    };
+    let remote_reserve = match &c.remote_constraints {
+        Some(k) => Sat(k.chan_reserve_sat),
+        #[allow(deprecated)]
+        None => sat(M, "remote_chan_reserve_sat", c.remote_chan_reserve_sat)?,
+    };
+    let mut pending_htlc_amount = Sat(0);
+    for h in &c.pending_htlcs {
+        pending_htlc_amount += sat(M, "pending_htlcs.amount", h.amount)?;
+    }
+    Ok(Channel {
+        chan_id: ChanId(c.chan_id),
+        channel_point: c.channel_point.clone(),
+        peer: node_id_hex(M, "remote_pubkey", &c.remote_pubkey)?,
+        peer_alias: (!c.peer_alias.is_empty()).then(|| c.peer_alias.clone()),
+        capacity: sat(M, "capacity", c.capacity)?,
+        local_balance: sat(M, "local_balance", c.local_balance)?,
+        remote_balance: sat(M, "remote_balance", c.remote_balance)?,
+        local_reserve,
+        remote_reserve,
+        commit_fee: sat(M, "commit_fee", c.commit_fee)?,
+        active: c.active,
+        private: c.private,
+        initiator: c.initiator,
+        pending_htlc_count: u32::try_from(c.pending_htlcs.len()).unwrap_or(u32::MAX),
+        pending_htlc_amount,
+        total_sent: sat(M, "total_satoshis_sent", c.total_satoshis_sent)?,
+        total_received: sat(M, "total_satoshis_received", c.total_satoshis_received)?,
+    })
+}
+
+/// A `ChannelPoint` as "txid:index"; the bytes form holds the txid in wire byte order.
+pub fn channel_point(cp: &lnrpc::ChannelPoint) -> R<String> {
+    use lnrpc::channel_point::FundingTxid;
+    const M: &str = "subscribe_channel_events";
+    let txid = match &cp.funding_txid {
+        Some(FundingTxid::FundingTxidBytes(b)) => Txid::from_slice(b)
+            .map_err(|_| NodeError::invalid_response(M, "funding_txid_bytes is not 32 bytes"))?
+            .to_string(),
+        Some(FundingTxid::FundingTxidStr(s)) => s.clone(),
+        None => return Err(NodeError::invalid_response(M, "channel point without txid")),
+    };
+    Ok(format!("{txid}:{}", cp.output_index))
+}
+
+/// One channel event; `None` for an event without content (lnd sends none such today).
+pub fn channel_event(u: &lnrpc::ChannelEventUpdate) -> R<Option<ChannelEvent>> {
+    use lnrpc::channel_event_update::Channel as C;
+    const M: &str = "subscribe_channel_events";
+    let Some(inner) = &u.channel else {
+        return Ok(None);
+    };
+    Ok(Some(match inner {
+        C::OpenChannel(c) => ChannelEvent::Opened(channel(c)?),
+        C::UpdatedChannel(upd) => match &upd.channel {
+            Some(c) => ChannelEvent::Updated(channel(c)?),
+            None => return Err(NodeError::invalid_response(M, "updated_channel is empty")),
+        },
+        C::ClosedChannel(s) => ChannelEvent::Closed {
+            chan_id: ChanId(s.chan_id),
+            channel_point: s.channel_point.clone(),
+        },
+        C::ActiveChannel(cp) => ChannelEvent::Active {
+            channel_point: channel_point(cp)?,
+        },
+        C::InactiveChannel(cp) => ChannelEvent::Inactive {
+            channel_point: channel_point(cp)?,
+        },
+        C::PendingOpenChannel(p) => {
+            let txid = Txid::from_slice(&p.txid)
+                .map_err(|_| NodeError::invalid_response(M, "pending txid is not 32 bytes"))?;
+            ChannelEvent::PendingOpen {
+                channel_point: format!("{txid}:{}", p.output_index),
+            }
+        }
+        C::FullyResolvedChannel(cp) => ChannelEvent::FullyResolved {
+            channel_point: channel_point(cp)?,
+        },
+        C::ChannelFundingTimeout(cp) => ChannelEvent::FundingTimeout {
+            channel_point: channel_point(cp)?,
+        },
+    }))
+}
+
+/// `lnrpc.Peer` → [`Peer`].
+pub fn peer(p: &lnrpc::Peer) -> R<Peer> {
+    Ok(Peer {
+        pubkey: node_id_hex("list_peers", "pub_key", &p.pub_key)?,
+        address: p.address.clone(),
+        inbound: p.inbound,
+    })
+}
+
+/// `ForwardingHistory` → [`ForwardingPage`].
+pub fn forwarding_page(r: &lnrpc::ForwardingHistoryResponse) -> ForwardingPage {
+    ForwardingPage {
+        events: r
+            .forwarding_events
+            .iter()
+            .map(|e| ForwardingEvent {
+                timestamp_ns: e.timestamp_ns,
+                chan_in: ChanId(e.chan_id_in),
+                chan_out: ChanId(e.chan_id_out),
+                amount_in: Msat(e.amt_in_msat),
+                amount_out: Msat(e.amt_out_msat),
+                fee: Msat(e.fee_msat),
+            })
+            .collect(),
+        next_index_offset: r.last_offset_index,
+    }
+}
+
+/// `PayReq` → [`DecodedInvoice`].
+pub fn decoded_invoice(p: &lnrpc::PayReq) -> R<DecodedInvoice> {
+    const M: &str = "decode_invoice";
+    Ok(DecodedInvoice {
+        destination: node_id_hex(M, "destination", &p.destination)?,
+        payment_hash: SwapHash(hash32_hex(M, "payment_hash", &p.payment_hash)?),
+        amount: msat(M, "num_msat", p.num_msat)?,
+        timestamp_unix: u64::try_from(p.timestamp).unwrap_or(0),
+        expiry: Duration::from_secs(u64::try_from(p.expiry).unwrap_or(0)),
+        min_final_cltv_delta: u64::try_from(p.cltv_expiry).unwrap_or(0),
+        description: p.description.clone(),
+        payment_addr: if p.payment_addr.is_empty() {
+            None
+        } else {
+            Some(hash32(M, "payment_addr", &p.payment_addr)?)
+        },
+    })
+}
+
+/// [`PaymentRequest`] → `SendPaymentRequest`. Rejects limits the wire cannot carry.
+pub fn send_payment_request(r: &PaymentRequest) -> R<routerrpc::SendPaymentRequest> {
+    const M: &str = "pay";
+    let big = |what: &str| NodeError::invalid_argument(M, format!("{what} is too large"));
+    Ok(routerrpc::SendPaymentRequest {
+        payment_request: r.invoice.clone(),
+        fee_limit_msat: i64::try_from(r.fee_limit.0).map_err(|_| big("fee_limit"))?,
+        outgoing_chan_ids: r.outgoing_chan_ids.iter().map(|c| c.0).collect(),
+        max_parts: r.max_parts,
+        timeout_seconds: i32::try_from(r.timeout.as_secs()).map_err(|_| big("timeout"))?,
+        cltv_limit: match r.cltv_limit {
+            Some(l) => i32::try_from(l).map_err(|_| big("cltv_limit"))?,
+            None => 0,
+        },
+        no_inflight_updates: false,
+        ..Default::default()
+    })
+}
+
+/// `lnrpc.Payment` → [`PaymentUpdate`].
+pub fn payment_update(p: &lnrpc::Payment) -> R<PaymentUpdate> {
+    use lnrpc::payment::PaymentStatus as W;
+    const M: &str = "pay";
+    let status = match p.status() {
+        W::Initiated => PaymentStatus::Initiated,
+        W::InFlight => PaymentStatus::InFlight,
+        W::Succeeded => PaymentStatus::Succeeded {
+            preimage: Preimage(hash32_hex(M, "payment_preimage", &p.payment_preimage)?),
+        },
+        W::Failed => PaymentStatus::Failed(payment_failure(p.failure_reason())),
+        #[allow(deprecated)]
+        W::Unknown => PaymentStatus::InFlight,
+    };
+    let htlcs_in_flight = p
+        .htlcs
+        .iter()
+        .filter(|h| h.status() == lnrpc::htlc_attempt::HtlcStatus::InFlight)
+        .count();
+    Ok(PaymentUpdate {
+        hash: SwapHash(hash32_hex(M, "payment_hash", &p.payment_hash)?),
+        status,
+        amount: msat(M, "value_msat", p.value_msat)?,
+        fee: msat(M, "fee_msat", p.fee_msat)?,
+        htlcs_in_flight: u32::try_from(htlcs_in_flight).unwrap_or(u32::MAX),
+    })
+}
+
+fn payment_failure(r: lnrpc::PaymentFailureReason) -> PaymentFailure {
+    use lnrpc::PaymentFailureReason as W;
+    match r {
+        W::FailureReasonTimeout => PaymentFailure::Timeout,
+        W::FailureReasonNoRoute => PaymentFailure::NoRoute,
+        W::FailureReasonError => PaymentFailure::Error,
+        W::FailureReasonIncorrectPaymentDetails => PaymentFailure::IncorrectPaymentDetails,
+        W::FailureReasonInsufficientBalance => PaymentFailure::InsufficientBalance,
+        W::FailureReasonCanceled => PaymentFailure::Canceled,
+        W::FailureReasonNone => PaymentFailure::Unknown,
+    }
+}
+
+/// `signrpc.KeyDescriptor` → [`KeyDescriptor`].
+pub fn key_descriptor(method: &'static str, k: &signrpc::KeyDescriptor) -> R<KeyDescriptor> {
+    let loc = k
+        .key_loc
+        .as_ref()
+        .ok_or_else(|| NodeError::invalid_response(method, "key descriptor without locator"))?;
+    Ok(KeyDescriptor {
+        pubkey: pubkey(method, "raw_key_bytes", &k.raw_key_bytes)?,
+        locator: KeyLocator {
+            family: loc.key_family,
+            index: loc.key_index,
+        },
+    })
+}
+
+/// [`KeyLocator`] → `signrpc.KeyLocator`.
+pub fn key_locator(l: KeyLocator) -> signrpc::KeyLocator {
+    signrpc::KeyLocator {
+        key_family: l.family,
+        key_index: l.index,
+    }
+}
+
+fn tx_out(o: &bitcoin::TxOut) -> R<signrpc::TxOut> {
+    Ok(signrpc::TxOut {
+        value: i64::try_from(o.value.to_sat()).map_err(|_| {
+            NodeError::invalid_argument("sign_output_raw", "output value too large")
+        })?,
+        pk_script: o.script_pubkey.to_bytes(),
+    })
+}
+
+/// [`SignRequest`] → `SignReq`.
+pub fn sign_request(r: &SignRequest) -> R<signrpc::SignReq> {
+    let mut sign_descs = Vec::with_capacity(r.inputs.len());
+    for i in &r.inputs {
+        let (witness_script, sign_method) = match &i.method {
+            SignMethod::WitnessV0 { witness_script } => {
+                (witness_script.to_bytes(), signrpc::SignMethod::WitnessV0)
+            }
+            SignMethod::TaprootScriptSpend { leaf_script } => (
+                leaf_script.to_bytes(),
+                signrpc::SignMethod::TaprootScriptSpend,
+            ),
+        };
+        sign_descs.push(signrpc::SignDescriptor {
+            key_desc: Some(signrpc::KeyDescriptor {
+                raw_key_bytes: i.key.pubkey.serialize().to_vec(),
+                key_loc: Some(key_locator(i.key.locator)),
+            }),
+            witness_script,
+            output: Some(tx_out(&i.output)?),
+            sighash: i.sighash,
+            input_index: i32::try_from(i.input_index).map_err(|_| {
+                NodeError::invalid_argument("sign_output_raw", "input index too large")
+            })?,
+            sign_method: sign_method as i32,
+            ..Default::default()
+        });
+    }
+    Ok(signrpc::SignReq {
+        raw_tx_bytes: serialize(&r.tx),
+        sign_descs,
+        prev_outputs: r.prev_outputs.iter().map(tx_out).collect::<R<_>>()?,
+    })
+}
+
+/// [`MuSig2SessionRequest`] → `MuSig2SessionRequest`.
+pub fn musig2_session_request(r: &MuSig2SessionRequest) -> signrpc::MuSig2SessionRequest {
+    signrpc::MuSig2SessionRequest {
+        key_loc: Some(key_locator(r.key)),
+        all_signer_pubkeys: r.signer_pubkeys.clone(),
+        other_signer_public_nonces: r.other_nonces.iter().map(|n| n.to_vec()).collect(),
+        tweaks: Vec::new(),
+        taproot_tweak: r.taproot_tweak.as_ref().map(|t| signrpc::TaprootTweakDesc {
+            script_root: t.script_root.clone(),
+            key_spend_only: t.key_spend_only,
+        }),
+        version: match r.version {
+            MuSig2Version::V040 => signrpc::MuSig2Version::Musig2VersionV040,
+            MuSig2Version::V100Rc2 => signrpc::MuSig2Version::Musig2VersionV100rc2,
+        } as i32,
+        pregenerated_local_nonce: Vec::new(),
+    }
+}
+
+/// `MuSig2SessionResponse` → [`MuSig2Session`].
+pub fn musig2_session(r: &signrpc::MuSig2SessionResponse) -> R<MuSig2Session> {
+    const M: &str = "musig2_create_session";
+    Ok(MuSig2Session {
+        id: hash32(M, "session_id", &r.session_id)?,
+        combined_key: r.combined_key.clone(),
+        taproot_internal_key: r.taproot_internal_key.clone(),
+        local_nonces: r
+            .local_public_nonces
+            .as_slice()
+            .try_into()
+            .map_err(|_| NodeError::invalid_response(M, "local_public_nonces is not 66 bytes"))?,
+        have_all_nonces: r.have_all_nonces,
+    })
+}
+
+/// [`ConfRequest`] → `chainrpc.ConfRequest`.
+pub fn conf_request(r: &ConfRequest) -> chainrpc::ConfRequest {
+    chainrpc::ConfRequest {
+        txid: r
+            .txid
+            .map(|t| t.to_byte_array().to_vec())
+            .unwrap_or_default(),
+        script: r.script.to_bytes(),
+        num_confs: r.num_confs,
+        height_hint: r.height_hint.0,
+        include_block: false,
+    }
+}
+
+/// `chainrpc.ConfEvent` → [`ConfUpdate`].
+pub fn conf_update(e: &chainrpc::ConfEvent) -> R<ConfUpdate> {
+    use chainrpc::conf_event::Event;
+    const M: &str = "register_confirmations";
+    match &e.event {
+        Some(Event::Conf(d)) => Ok(ConfUpdate::Confirmed {
+            tx: tx(M, "raw_tx", &d.raw_tx)?,
+            block_hash: BlockHash::from_byte_array(hash32(M, "block_hash", &d.block_hash)?),
+            block_height: BlockHeight(d.block_height),
+            tx_index: d.tx_index,
+        }),
+        Some(Event::Reorg(_)) => Ok(ConfUpdate::Reorg),
+        None => Err(NodeError::invalid_response(M, "empty confirmation event")),
+    }
+}
+
+/// [`SpendRequest`] → `chainrpc.SpendRequest`.
+pub fn spend_request(r: &SpendRequest) -> chainrpc::SpendRequest {
+    chainrpc::SpendRequest {
+        outpoint: r.outpoint.map(|o| chainrpc::Outpoint {
+            hash: o.txid.to_byte_array().to_vec(),
+            index: o.vout,
+        }),
+        script: r.script.to_bytes(),
+        height_hint: r.height_hint.0,
+    }
+}
+
+/// `chainrpc.SpendEvent` → [`SpendUpdate`].
+pub fn spend_update(e: &chainrpc::SpendEvent) -> R<SpendUpdate> {
+    use chainrpc::spend_event::Event;
+    const M: &str = "register_spend";
+    match &e.event {
+        Some(Event::Spend(d)) => {
+            let op = d
+                .spending_outpoint
+                .as_ref()
+                .ok_or_else(|| NodeError::invalid_response(M, "spend without spent outpoint"))?;
+            Ok(SpendUpdate::Spent {
+                outpoint: OutPoint {
+                    txid: Txid::from_byte_array(hash32(M, "spending_outpoint.hash", &op.hash)?),
+                    vout: op.index,
+                },
+                spending_tx: tx(M, "raw_spending_tx", &d.raw_spending_tx)?,
+                input_index: d.spending_input_index,
+                height: BlockHeight(d.spending_height),
+            })
+        }
+        Some(Event::Reorg(_)) => Ok(SpendUpdate::Reorg),
+        None => Err(NodeError::invalid_response(M, "empty spend event")),
+    }
+}
+
+/// `chainrpc.BlockEpoch` → [`BlockEpoch`].
+pub fn block_epoch(b: &chainrpc::BlockEpoch) -> R<BlockEpoch> {
+    Ok(BlockEpoch {
+        hash: BlockHash::from_byte_array(hash32("register_block_epochs", "hash", &b.hash)?),
+        height: BlockHeight(b.height),
+    })
+}
+
+/// lnd's sat/kw estimate → [`FeeRate`]; non-positive estimates are rejected.
+pub fn fee_rate(sat_per_kw: i64) -> R<FeeRate> {
+    match u64::try_from(sat_per_kw) {
+        Ok(v) if v > 0 => Ok(FeeRate::from_sat_per_kwu(v)),
+        _ => Err(NodeError::invalid_response(
+            "estimate_fee",
+            format!("fee rate {sat_per_kw} sat/kw is not positive"),
+        )),
+    }
+}
+
+/// [`HoldInvoiceRequest`] → `AddHoldInvoiceRequest`.
+pub fn hold_invoice_request(r: &HoldInvoiceRequest) -> R<invoicesrpc::AddHoldInvoiceRequest> {
+    let big = |what: &str| {
+        NodeError::invalid_argument("add_hold_invoice", format!("{what} is too large"))
+    };
+    Ok(invoicesrpc::AddHoldInvoiceRequest {
+        memo: r.memo.clone(),
+        hash: r.hash.0.to_vec(),
+        value_msat: i64::try_from(r.amount.0).map_err(|_| big("amount"))?,
+        expiry: i64::try_from(r.expiry.as_secs()).map_err(|_| big("expiry"))?,
+        cltv_expiry: r.cltv_expiry,
+        private: r.private,
+        ..Default::default()
+    })
+}
+
+/// `lnrpc.Invoice` → [`InvoiceUpdate`].
+pub fn invoice_update(i: &lnrpc::Invoice) -> R<InvoiceUpdate> {
+    use lnrpc::invoice::InvoiceState as W;
+    const M: &str = "subscribe_single_invoice";
+    Ok(InvoiceUpdate {
+        hash: SwapHash(hash32(M, "r_hash", &i.r_hash)?),
+        state: match i.state() {
+            W::Open => InvoiceState::Open,
+            W::Accepted => InvoiceState::Accepted,
+            W::Settled => InvoiceState::Settled,
+            W::Canceled => InvoiceState::Canceled,
+        },
+        amount: msat(M, "value_msat", i.value_msat)?,
+        amount_paid: msat(M, "amt_paid_msat", i.amt_paid_msat)?,
+    })
+}

@@ -1,0 +1,190 @@
+//! The `LightningNode` port: everything sluice asks of its Lightning node, in domain types.
+//!
+//! The daemon holds an `Arc<dyn LightningNode>`; the lnd gRPC adapter and the simnet's
+//! in-process node implement it. Every method documents whether repeating it is safe
+//! (idempotent) and which of its errors are worth retrying; all errors carry a
+//! [`NodeErrorKind`](super::NodeErrorKind), and `Transient` always means "the same call may
+//! succeed later". The swap driver relies on these contracts to resume after a crash.
+
+use async_trait::async_trait;
+use bitcoin::{Address, FeeRate, Transaction};
+use futures::stream::BoxStream;
+
+use super::error::NodeError;
+use super::types::{
+    BlockEpoch, ConfRequest, ConfUpdate, DecodedInvoice, HoldInvoice, HoldInvoiceRequest,
+    InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest, NodeVersion,
+    PaymentRequest, PaymentUpdate, SignRequest, SpendRequest, SpendUpdate,
+};
+use crate::domain::{
+    BlockHeight, Channel, ChannelEvent, ForwardingPage, NodeId, NodeInfo, Peer, Preimage, SwapHash,
+};
+
+/// A stream of updates from the node. It ends when the node ends it (a payment reached
+/// its outcome); an `Err` item is the last one. Dropping it cancels the subscription.
+pub type NodeStream<T> = BoxStream<'static, Result<T, NodeError>>;
+
+/// The result of a port call.
+pub type NodeResult<T> = Result<T, NodeError>;
+
+/// The Lightning node as sluice sees it.
+///
+/// Unless a method says otherwise, read methods are idempotent and their `Transient`
+/// errors (node starting, syncing, unreachable) can be retried as they are.
+#[async_trait]
+pub trait LightningNode: Send + Sync {
+    // ----- node and channels -----
+
+    /// The node's identity, chain height and sync state. Idempotent.
+    async fn get_info(&self) -> NodeResult<NodeInfo>;
+
+    /// The node build (`verrpc`). Idempotent. `NotFound`/`Permanent` from an lnd built
+    /// without the sub-servers sluice needs.
+    async fn get_version(&self) -> NodeResult<NodeVersion>;
+
+    /// Every open channel, with the peer's alias looked up. Idempotent.
+    async fn list_channels(&self) -> NodeResult<Vec<Channel>>;
+
+    /// A stream of channel changes from now on. Re-subscribing is safe; events between
+    /// two subscriptions are not replayed, so re-read `list_channels` after reconnecting.
+    async fn subscribe_channel_events(&self) -> NodeResult<NodeStream<ChannelEvent>>;
+
+    /// The peers currently connected. Idempotent.
+    async fn list_peers(&self) -> NodeResult<Vec<Peer>>;
+
+    /// The alias a node announces; `Ok(None)` when the graph does not know the node.
+    /// Idempotent.
+    async fn node_alias(&self, node: NodeId) -> NodeResult<Option<String>>;
+
+    /// Forwards that settled between two Unix times (seconds; `end == 0` means now),
+    /// starting at `index_offset`, at most `max_events` of them. Idempotent.
+    async fn forwarding_history(
+        &self,
+        start_unix: u64,
+        end_unix: u64,
+        index_offset: u32,
+        max_events: u32,
+    ) -> NodeResult<ForwardingPage>;
+
+    // ----- payments -----
+
+    /// Decodes a BOLT 11 invoice. Idempotent; `InvalidArgument` for a malformed invoice.
+    async fn decode_invoice(&self, invoice: &str) -> NodeResult<DecodedInvoice>;
+
+    /// Pays an invoice and streams the payment until its outcome.
+    ///
+    /// Idempotent by payment hash: if a payment to this invoice's hash is already in
+    /// flight or has succeeded, no second payment is made; the returned stream attaches to
+    /// the existing payment (as [`track_payment`](Self::track_payment) would). After a
+    /// crash the caller may therefore simply call `pay` again. `Transient` errors mean no
+    /// payment was started by this call; retrying is safe.
+    async fn pay(&self, request: &PaymentRequest) -> NodeResult<NodeStream<PaymentUpdate>>;
+
+    /// Streams the state of a payment started earlier, beginning with its current state.
+    /// Idempotent. `NotFound` if the node never started a payment to this hash.
+    async fn track_payment(&self, hash: SwapHash) -> NodeResult<NodeStream<PaymentUpdate>>;
+
+    // ----- wallet -----
+
+    /// Derives the next unused key of a key family. Not idempotent: each call returns a
+    /// new key, so store the result before using it.
+    async fn derive_next_key(&self, family: i32) -> NodeResult<KeyDescriptor>;
+
+    /// Derives the key at a locator. Idempotent: the same locator gives the same key.
+    async fn derive_key(&self, locator: KeyLocator) -> NodeResult<KeyDescriptor>;
+
+    /// A fresh taproot address of the wallet, for sweeps. Not idempotent (a new address
+    /// each call); store it before using it.
+    async fn next_addr(&self) -> NodeResult<Address>;
+
+    /// The fee rate to confirm within `conf_target` blocks. Idempotent.
+    async fn estimate_fee(&self, conf_target: u32) -> NodeResult<FeeRate>;
+
+    /// Broadcasts a transaction with a wallet label. Idempotent: publishing a transaction
+    /// the node already knows succeeds. `Permanent` when the mempool rejects it
+    /// (e.g. insufficient fee, double spend); the message says why.
+    async fn publish_transaction(&self, tx: &Transaction, label: &str) -> NodeResult<()>;
+
+    // ----- signing -----
+
+    /// Signs inputs with wallet keys (P2WSH or taproot script path). Idempotent; returns
+    /// one raw signature per input of the request, in order (64 or 65 bytes for taproot,
+    /// DER without sighash byte for segwit v0).
+    async fn sign_output_raw(&self, request: &SignRequest) -> NodeResult<Vec<Vec<u8>>>;
+
+    /// Opens a MuSig2 session. Not idempotent: each call makes a new session with new
+    /// nonces; never sign two messages in one session.
+    async fn musig2_create_session(
+        &self,
+        request: &MuSig2SessionRequest,
+    ) -> NodeResult<MuSig2Session>;
+
+    /// Registers other signers' nonces; returns whether all nonces are now known.
+    /// `NotFound` for an unknown (e.g. cleaned-up) session.
+    async fn musig2_register_nonces(
+        &self,
+        session_id: [u8; 32],
+        nonces: &[[u8; 66]],
+    ) -> NodeResult<bool>;
+
+    /// Our partial signature over a 32-byte digest. Not repeatable: a session signs once;
+    /// with `cleanup` the session is removed afterwards.
+    async fn musig2_sign(
+        &self,
+        session_id: [u8; 32],
+        digest: [u8; 32],
+        cleanup: bool,
+    ) -> NodeResult<Vec<u8>>;
+
+    /// Combines the other signers' partial signatures with ours; `Some(final signature)`
+    /// once every partial signature is known.
+    async fn musig2_combine_sig(
+        &self,
+        session_id: [u8; 32],
+        partial_sigs: &[Vec<u8>],
+    ) -> NodeResult<Option<Vec<u8>>>;
+
+    /// Removes a session and its secret nonces. Idempotent in effect; `NotFound` for a
+    /// session that is already gone, which callers may ignore.
+    async fn musig2_cleanup(&self, session_id: [u8; 32]) -> NodeResult<()>;
+
+    // ----- chain -----
+
+    /// Streams confirmation events for a transaction or script. Registering again is
+    /// safe: an already confirmed transaction is reported again.
+    async fn register_confirmations(
+        &self,
+        request: &ConfRequest,
+    ) -> NodeResult<NodeStream<ConfUpdate>>;
+
+    /// Streams spend events for an outpoint or script. Registering again is safe.
+    async fn register_spend(&self, request: &SpendRequest) -> NodeResult<NodeStream<SpendUpdate>>;
+
+    /// Streams new blocks, starting with the current tip. `Transient` (Unavailable) while
+    /// lnd's chain notifier is starting.
+    async fn register_block_epochs(&self) -> NodeResult<NodeStream<BlockEpoch>>;
+
+    // ----- hold invoices (the simnet's Loop server) -----
+
+    /// Adds a hold invoice. `AlreadyExists` if an invoice with this hash exists; callers
+    /// re-creating after a crash should look for it with `subscribe_single_invoice`.
+    async fn add_hold_invoice(&self, request: &HoldInvoiceRequest) -> NodeResult<HoldInvoice>;
+
+    /// Settles an accepted hold invoice. Idempotent: settling a settled invoice succeeds.
+    async fn settle_invoice(&self, preimage: Preimage) -> NodeResult<()>;
+
+    /// Cancels an unsettled invoice. Idempotent on a canceled invoice.
+    async fn cancel_invoice(&self, hash: SwapHash) -> NodeResult<()>;
+
+    /// Streams an invoice's states, beginning with the current one. `NotFound` for an
+    /// unknown hash.
+    async fn subscribe_single_invoice(
+        &self,
+        hash: SwapHash,
+    ) -> NodeResult<NodeStream<InvoiceUpdate>>;
+
+    /// The block height the node is at, from `get_info`. Idempotent.
+    async fn block_height(&self) -> NodeResult<BlockHeight> {
+        Ok(self.get_info().await?.block_height)
+    }
+}
