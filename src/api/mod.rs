@@ -97,5 +97,7 @@ pub async fn serve(
 }
 
 #[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests;
