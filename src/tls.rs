@@ -292,7 +292,7 @@ struct PinnedVerifier {
     provider: Arc<CryptoProvider>,
 }
 
-/// The marker error a pin mismatch travels as inside rustls, recognised again in [`dial`].
+/// The marker error a pin mismatch travels as inside rustls, recognised again in [`classify_handshake`].
 #[derive(Debug, thiserror::Error)]
 #[error("certificate does not match the pinned certificate")]
 struct PinMismatch;

@@ -42,13 +42,13 @@ pub struct Args {
     /// The daemon's data dir, where tls.cert and the credentials are found [default: ~/.sluice].
     #[arg(long, global = true, env = "SLUICE_DATADIR", value_name = "DIR")]
     pub datadir: Option<PathBuf>,
-    /// The daemon's TLS certificate [default: <datadir>/tls.cert].
+    /// The daemon's TLS certificate [default: DIR/tls.cert, DIR from --datadir].
     #[arg(long, global = true, env = "SLUICE_TLSCERT", value_name = "FILE")]
     pub tlscert: Option<PathBuf>,
-    /// The credential to present [default: <datadir>/admin.credential].
+    /// The credential to present [default: DIR/admin.credential, DIR from --datadir].
     #[arg(long, global = true, env = "SLUICE_CREDENTIAL", value_name = "FILE")]
     pub credential: Option<PathBuf>,
-    /// Print one JSON object on stdout instead of text.
+    /// Print one JSON object on stdout instead of text; errors stay one plain line on stderr.
     #[arg(long, global = true)]
     pub json: bool,
     /// What to do.
