@@ -41,8 +41,7 @@ pub struct Lnd {
     pub synced_to_chain: bool,
     /// lnd's version.
     pub version: String,
-    /// Why lnd is not connected, if it is not.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Why lnd is not connected, if it is not (null otherwise, so scripts see a stable shape).
     pub error: Option<String>,
 }
 
@@ -56,7 +55,6 @@ pub struct Policy {
     /// Files of the policy in force.
     pub files: Vec<String>,
     /// The last rejected change, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
 }
 

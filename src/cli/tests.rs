@@ -107,6 +107,7 @@ async fn getinfo_and_stop_through_the_real_server() {
     assert_eq!(value["version"], crate::VERSION);
     assert_eq!(value["lnd"]["block_height"], 812_345);
     assert_eq!(value["policy"]["state"], "loaded");
+    assert!(value["lnd"].as_object().unwrap()["error"].is_null());
 
     let mut readonly = args(&h.addr, dir, Command::Stop);
     readonly.credential = Some(dir.join(crate::api::auth::READONLY_FILE));
