@@ -1,1 +1,189 @@
-//! TODO-free placeholder; filled in by the foundation work.
+//! The `sluice` command: talks to a running `sluiced` over its gRPC API.
+//!
+//! - this file: the command line ([`Args`]), dispatch, and what each failure prints;
+//! - [`client`]: finding the daemon, its certificate and a credential, and calling it;
+//! - [`output`]: human text or `--json`, one renderer per answer;
+//! - one file per command group ([`daemon`]: `getinfo`, `stop`).
+//!
+//! Every failure is one or two plain lines on stderr and exit code 1, never a chain of
+//! transport errors.
+
+pub mod client;
+pub mod daemon;
+pub mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::api::ApiError;
+
+/// Exit code for a usage problem clap cannot see (sysexits EX_USAGE), as `sluiced` uses.
+pub const EXIT_USAGE: u8 = 64;
+
+/// `sluice`: control and inspect a running sluiced.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Control and inspect a running sluiced."
+)]
+pub struct Args {
+    /// The daemon's gRPC address, host:port.
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_RPCSERVER",
+        default_value = crate::api::DEFAULT_LISTEN,
+        value_name = "HOST:PORT"
+    )]
+    pub rpcserver: String,
+    /// The daemon's data dir, where tls.cert and the credentials are found [default: ~/.sluice].
+    #[arg(long, global = true, env = "SLUICE_DATADIR", value_name = "DIR")]
+    pub datadir: Option<PathBuf>,
+    /// The daemon's TLS certificate [default: DIR/tls.cert, DIR from --datadir].
+    #[arg(long, global = true, env = "SLUICE_TLSCERT", value_name = "FILE")]
+    pub tlscert: Option<PathBuf>,
+    /// The credential to present [default: DIR/admin.credential, DIR from --datadir].
+    #[arg(long, global = true, env = "SLUICE_CREDENTIAL", value_name = "FILE")]
+    pub credential: Option<PathBuf>,
+    /// Print one JSON object on stdout instead of text; errors stay one plain line on stderr.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Show the daemon's version, network, uptime, lnd connection and policy state.
+    Getinfo,
+    /// Ask the daemon to shut down gracefully (needs the admin credential).
+    Stop,
+}
+
+/// Why a command failed. `Display` is exactly what the operator reads.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Nothing answers at the address, or the certificate to reach it is missing.
+    #[error("cannot reach sluiced at {addr}: is it running?{}", hint.as_ref().map(|h| format!("\n{h}")).unwrap_or_default())]
+    Unreachable {
+        /// The address tried.
+        addr: String,
+        /// A second line saying what else to check, if known.
+        hint: Option<String>,
+    },
+    /// The daemon's certificate is not the one in the certificate file.
+    #[error(
+        "sluiced at {addr} presented a TLS certificate that does not match {}; \
+         pass --tlscert with the daemon's current tls.cert",
+        cert.display()
+    )]
+    CertMismatch {
+        /// The address tried.
+        addr: String,
+        /// The certificate file used.
+        cert: PathBuf,
+    },
+    /// The certificate file or the address is unusable, or TLS failed otherwise.
+    #[error("{0}")]
+    Tls(crate::tls::TlsError),
+    /// The credential file could not be read.
+    #[error("{source}; pass --credential or set SLUICE_CREDENTIAL")]
+    Credential {
+        /// Why, naming the file.
+        source: ApiError,
+    },
+    /// The daemon did not accept the credential.
+    #[error("sluiced at {addr} rejected the credential in {}: {message}", credential.display())]
+    Unauthenticated {
+        /// The address called.
+        addr: String,
+        /// The credential file presented.
+        credential: PathBuf,
+        /// The daemon's reason.
+        message: String,
+    },
+    /// The credential is read-only and the command changes state.
+    #[error(
+        "the credential in {} is read-only and cannot {action}; use admin.credential",
+        credential.display()
+    )]
+    PermissionDenied {
+        /// The credential file presented.
+        credential: PathBuf,
+        /// What the command tried to do.
+        action: &'static str,
+    },
+    /// Any other answer from the daemon.
+    #[error("sluiced at {addr} answered {code:?}: {message}")]
+    Rpc {
+        /// The address called.
+        addr: String,
+        /// The gRPC code.
+        code: tonic::Code,
+        /// The daemon's message.
+        message: String,
+    },
+    /// A default path needs the home directory and none is known.
+    #[error(
+        "HOME is not set, so the default data dir ~/.sluice is unknown; pass --datadir or set SLUICE_DATADIR"
+    )]
+    NoHome,
+    /// Writing the answer failed (e.g. stdout closed).
+    #[error("cannot write the output: {0}")]
+    Output(#[from] std::io::Error),
+    /// Serialising the answer failed.
+    #[error("cannot encode the output as JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl CliError {
+    /// The process exit code for this failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::NoHome => EXIT_USAGE,
+            _ => 1,
+        }
+    }
+}
+
+/// Runs one command and returns what to print on stdout (text or one JSON object).
+pub async fn execute(args: &Args) -> Result<String, CliError> {
+    let target = client::Target::resolve(args, std::env::var_os("HOME").map(PathBuf::from))?;
+    let format = output::Format::from_json_flag(args.json);
+    match args.command {
+        Command::Getinfo => daemon::getinfo(&target, format).await,
+        Command::Stop => daemon::stop(&target, format).await,
+    }
+}
+
+/// Runs the command line: prints the answer on stdout, or one clear message on stderr, and
+/// returns the exit code (0, 1, or 64 for usage problems).
+pub async fn run(args: Args) -> ExitCode {
+    use std::io::Write;
+    let result = match execute(&args).await {
+        Ok(text) => {
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.flush())
+                .map_err(CliError::from)
+        }
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr().lock(), "{e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests;
