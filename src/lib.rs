@@ -10,6 +10,7 @@
 //! - [`tls`]: certificate generation and pinned-certificate gRPC channels.
 //! - [`lnd`]: the `LightningNode` port and its lnd gRPC adapter.
 //! - [`chain`]: HTLC scripts, sweeps, fee maths. Pure.
+//! - [`swap`]: the Loop Out contract, state codes and the pure `step`. Pure.
 //! - [`simnet`]: the simulated chain, lnd and Loop server, over real gRPC on loopback.
 //! - [`cli`]: the `sluice` command.
 
@@ -24,6 +25,7 @@ pub mod metrics;
 pub mod proto;
 pub mod simnet;
 pub mod store;
+pub mod swap;
 pub mod tls;
 
 /// The crate version, as reported by `GetInfo`, `--version` and `sluice_build_info`.

@@ -1,0 +1,39 @@
+//! The Loop Out swap engine's pure core: the contract, the state with its stable codes, and the
+//! transition function.
+//!
+//! Architecture invariant: nothing here does I/O, reads a clock or draws randomness (no tokio,
+//! tonic or sqlx). The driver that loads a swap, calls [`step`], saves the returned progress and
+//! only then runs the returned actions lives elsewhere; everything it needs to do that safely is
+//! decided here:
+//! - [`LoopOutContract`]: the validated, immutable terms of one swap (no preimage inside).
+//! - [`SwapState`] / [`SwapProgress`]: where the swap stands and what it has learned; the state's
+//!   [`SwapState::code`] is persisted and never moves.
+//! - [`step`]: `(contract, progress, input) -> Transition { next, actions, rule }`.
+//! - [`SwapProgress::release_preimage`]: the only gate through which the preimage leaves, checked
+//!   against the stored state.
+//! - [`diagram`]: the state diagram in `docs/swap-fsm.md`, drawn by exploring [`step`].
+//!
+//! Lifecycle: create the contract and the preimage, save them with [`SwapProgress::new`], then
+//! feed [`Input::Resumed`] with the current height — the same input every unfinished swap gets at
+//! daemon start — and from then on blocks, payment results and chain events.
+
+mod contract;
+pub mod diagram;
+mod event;
+mod state;
+mod step;
+
+#[cfg(test)]
+mod tests;
+
+pub use contract::{
+    ContractError, ContractTerms, DEFAULT_FEE_CAP_LIFTED_WITHIN_BLOCKS,
+    DEFAULT_REVEAL_MARGIN_BLOCKS, DEFAULT_SWEEP_FINALITY_CONFIRMATIONS, FeeLimits, InvoiceTerms,
+    KeyLocator, LoopOutContract, Preimage, SWAP_KEY_FAMILY,
+};
+pub use event::{Action, CancelReason, Input, PaymentEvent, Rejected, Rule, Transition};
+pub use state::{
+    HtlcOutput, HtlcSpend, PaymentFailureReason, PaymentKind, PaymentStatus, PreimageLocked,
+    SpendPath, SwapCosts, SwapProgress, SwapState, SweepFailure, UnknownStateCode,
+};
+pub use step::step;
