@@ -112,7 +112,14 @@ pub fn alphabet(contract: &LoopOutContract) -> Vec<Input> {
             height: BlockHeight(h),
         });
     }
-    for h in [start + 1, start + 2, deadline - 1, deadline, expiry + 1, expiry + 5] {
+    for h in [
+        start + 1,
+        start + 2,
+        deadline - 1,
+        deadline,
+        expiry + 1,
+        expiry + 5,
+    ] {
         inputs.push(Input::Block {
             height: BlockHeight(h),
         });
