@@ -11,6 +11,7 @@
 //! - [`step`]: `(contract, progress, input) -> Transition { next, actions, rule }`.
 //! - [`SwapProgress::release_preimage`]: the only gate through which the preimage leaves, checked
 //!   against the stored state.
+//! - [`classify_v3_witness`]: which HTLC branch a confirmed spend used (success vs timeout).
 //! - [`diagram`]: the state diagram in `docs/swap-fsm.md`, drawn by exploring [`step`].
 //!
 //! Lifecycle: create the contract and the preimage, save them with [`SwapProgress::new`], then
@@ -22,6 +23,7 @@ pub mod diagram;
 mod event;
 mod state;
 mod step;
+mod witness;
 
 #[cfg(test)]
 mod tests;
@@ -37,3 +39,4 @@ pub use state::{
     SpendPath, SwapCosts, SwapProgress, SwapState, SweepFailure, UnknownStateCode,
 };
 pub use step::step;
+pub use witness::{HtlcBranch, classify_v3_witness};
