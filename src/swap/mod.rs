@@ -17,6 +17,18 @@
 //! Lifecycle: create the contract and the preimage, save them with [`SwapProgress::new`], then
 //! feed [`Input::Resumed`] with the current height — the same input every unfinished swap gets at
 //! daemon start — and from then on blocks, payment results and chain events.
+//!
+//! What the driver must do for the rules here to hold:
+//! - Save `Transition::next` before running any of `Transition::actions`; if the save fails, run
+//!   none of them and keep the old progress in memory.
+//! - On `Err(Rejected)`, save nothing and do nothing but log: the input contradicts what is stored.
+//! - Feed `Resumed` only with a height from a fresh block epoch, never a cached one.
+//! - Report only outputs paying exactly the contract's `htlc_pk_script` as `HtlcConfirmed`, and
+//!   classify spends with [`classify_v3_witness`].
+//! - Take the preimage for `PushPreimage` and sweeps only through
+//!   [`SwapProgress::release_preimage`] on the progress it just saved.
+//! - Treat `CancelWithServer` as best effort (errors are logged, not retried); every other action
+//!   is repeated by the next `Resumed` or `Block` if it fails.
 
 mod contract;
 pub mod diagram;
