@@ -27,8 +27,9 @@
 //!   classify spends with [`classify_v3_witness`].
 //! - Take the preimage for `PushPreimage` and sweeps only through
 //!   [`SwapProgress::release_preimage`] on the progress it just saved.
-//! - Treat `CancelWithServer` as best effort (errors are logged, not retried); every other action
-//!   is repeated by the next `Resumed` or `Block` if it fails.
+//! - Treat `CancelWithServer` as best effort (errors are logged, not retried). A failed push or
+//!   sweep is requested again on the next block; a failed payment dispatch or watch only on the
+//!   next `Resumed`, so the driver retries those itself (or re-feeds `Resumed`).
 
 mod contract;
 pub mod diagram;
