@@ -12,6 +12,7 @@
 //! - [`lnd`]: the `LightningNode` port and its lnd gRPC adapter.
 //! - [`chain`]: HTLC scripts, sweeps, fee maths. Pure.
 //! - [`provider`]: the Loop swap-server protocol (`looprpc`) and its client.
+//! - [`swap`]: the Loop Out contract, state codes and the pure `step`. Pure.
 //! - [`simnet`]: the simulated chain, lnd and Loop server, over real gRPC on loopback.
 //! - [`cli`]: the `sluice` command.
 
@@ -28,6 +29,7 @@ pub mod proto;
 pub mod provider;
 pub mod simnet;
 pub mod store;
+pub mod swap;
 pub mod tls;
 
 /// The crate version, as reported by `GetInfo`, `--version` and `sluice_build_info`.

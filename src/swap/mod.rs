@@ -1,0 +1,55 @@
+//! The Loop Out swap engine's pure core: the contract, the state with its stable codes, and the
+//! transition function.
+//!
+//! Architecture invariant: nothing here does I/O, reads a clock or draws randomness (no tokio,
+//! tonic or sqlx). The driver that loads a swap, calls [`step`], saves the returned progress and
+//! only then runs the returned actions lives elsewhere; everything it needs to do that safely is
+//! decided here:
+//! - [`LoopOutContract`]: the validated, immutable terms of one swap (no preimage inside).
+//! - [`SwapState`] / [`SwapProgress`]: where the swap stands and what it has learned; the state's
+//!   [`SwapState::code`] is persisted and never moves.
+//! - [`step`]: `(contract, progress, input) -> Transition { next, actions, rule }`.
+//! - [`SwapProgress::release_preimage`]: the only gate through which the preimage leaves, checked
+//!   against the stored state.
+//! - [`classify_v3_witness`]: which HTLC branch a confirmed spend used (success vs timeout).
+//! - [`diagram`]: the state diagram in `docs/swap-fsm.md`, drawn by exploring [`step`].
+//!
+//! Lifecycle: create the contract and the preimage, save them with [`SwapProgress::new`], then
+//! feed [`Input::Resumed`] with the current height — the same input every unfinished swap gets at
+//! daemon start — and from then on blocks, payment results and chain events.
+//!
+//! What the driver must do for the rules here to hold:
+//! - Save `Transition::next` before running any of `Transition::actions`; if the save fails, run
+//!   none of them and keep the old progress in memory.
+//! - On `Err(Rejected)`, save nothing and do nothing but log: the input contradicts what is stored.
+//! - Feed `Resumed` only with a height from a fresh block epoch, never a cached one.
+//! - Report only outputs paying exactly the contract's `htlc_pk_script` as `HtlcConfirmed`, and
+//!   classify spends with [`classify_v3_witness`].
+//! - Take the preimage for `PushPreimage` and sweeps only through
+//!   [`SwapProgress::release_preimage`] on the progress it just saved.
+//! - Treat `CancelWithServer` as best effort (errors are logged, not retried). A failed push or
+//!   sweep is requested again on the next block; a failed payment dispatch or watch only on the
+//!   next `Resumed`, so the driver retries those itself (or re-feeds `Resumed`).
+
+mod contract;
+pub mod diagram;
+mod event;
+mod state;
+mod step;
+mod witness;
+
+#[cfg(test)]
+mod tests;
+
+pub use contract::{
+    ContractError, ContractTerms, DEFAULT_FEE_CAP_LIFTED_WITHIN_BLOCKS,
+    DEFAULT_REVEAL_MARGIN_BLOCKS, DEFAULT_SWEEP_FINALITY_CONFIRMATIONS, FeeLimits, InvoiceTerms,
+    KeyLocator, LoopOutContract, Preimage, SWAP_KEY_FAMILY,
+};
+pub use event::{Action, CancelReason, Input, PaymentEvent, Rejected, Rule, Transition};
+pub use state::{
+    HtlcOutput, HtlcSpend, PaymentFailureReason, PaymentKind, PaymentStatus, PreimageLocked,
+    SpendPath, SwapCosts, SwapProgress, SwapState, SweepFailure, UnknownStateCode,
+};
+pub use step::step;
+pub use witness::{HtlcBranch, classify_v3_witness};
