@@ -23,6 +23,7 @@ pub use auth::{Access, Credentials, Role};
 pub use error::ApiError;
 pub use state::ApiState;
 
+use crate::daemon::supervisor::bounded_drain;
 use crate::proto::sluice::sluice_server::SluiceServer;
 use crate::tls;
 
@@ -34,6 +35,10 @@ pub const SERVICE_NAME: &str = "sluice.v1.Sluice";
 
 /// How long a client may take to finish the TLS handshake before the connection is dropped.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long in-flight calls may finish after shutdown begins before connections are closed.
+/// Short: every RPC is quick, and streams (`Monitor`) end with the daemon anyway.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(2);
 
 /// Serves the API on `listener` over TLS with `identity` until `shutdown` is cancelled, then
 /// lets calls in flight finish. Every `sluice.v1.Sluice` call is checked against `creds`;
@@ -90,9 +95,11 @@ pub async fn serve(
                 .await;
         }
     };
-    router
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
-        .await?;
+    let server = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+    match bounded_drain(server, &shutdown, SHUTDOWN_DRAIN).await {
+        Some(result) => result?,
+        None => tracing::info!("API clients still connected after {SHUTDOWN_DRAIN:?}; closed"),
+    }
     Ok(())
 }
 

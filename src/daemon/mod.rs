@@ -1,1 +1,9 @@
-//! TODO-free placeholder; filled in by the foundation work.
+//! The `sluiced` process: start-up in a fixed order, one supervisor for every task, and a
+//! bounded shutdown. `ARCHITECTURE.md` ("Lifecycle") lists the steps; keep the two in sync.
+
+pub mod lockfile;
+pub mod logging;
+mod run;
+pub mod supervisor;
+
+pub use run::{RunError, run};

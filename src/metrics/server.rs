@@ -5,6 +5,7 @@
 //! `/healthz`, but only stops routing to (or alerts on) one that fails `/readyz`, since a
 //! restart does not bring an unreachable lnd back.
 
+use crate::daemon::supervisor::bounded_drain;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -86,10 +87,17 @@ pub async fn serve(
     readiness: Readiness,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(metrics, readiness))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
+    let server = axum::serve(listener, router(metrics, readiness))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .into_future();
+    // A scraper's keep-alive connection must not hold the daemon's stop hostage.
+    bounded_drain(server, &shutdown, SHUTDOWN_DRAIN)
         .await
+        .unwrap_or(Ok(()))
 }
+
+/// How long in-flight scrapes may finish after shutdown begins.
+const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn router(metrics: Arc<Metrics>, readiness: Readiness) -> Router {
     Router::new()
