@@ -124,6 +124,15 @@ impl Chain {
         Sat((vsize.saturating_mul(self.config.min_relay_fee_sat_kvb)).div_ceil(1000))
     }
 
+    /// The minimum relay fee as a rate in sat/kw (for lnd's `EstimateFee`), never below
+    /// lnd's floor of 253.
+    pub fn min_relay_fee_sat_kw(&self) -> u64 {
+        self.config
+            .min_relay_fee_sat_kvb
+            .div_ceil(4)
+            .max(super::FEE_FLOOR_SAT_KW)
+    }
+
     /// The outputs `tx` spends (mempool first, then the UTXO set), the height each was created
     /// at (the next block's for mempool outputs, as Bitcoin Core counts), and the mempool
     /// transactions it conflicts with.
@@ -174,7 +183,8 @@ impl Chain {
         next_height: u32,
         mtp: u32,
     ) -> Result<(), RejectReason> {
-        if tx.version.0 < 2 {
+        // Bitcoin Core compares the version as unsigned, so negative versions enforce BIP-68.
+        if (tx.version.0 as u32) < 2 {
             return Ok(());
         }
         for (input, (txin, &coin_height)) in tx.input.iter().zip(coin_heights).enumerate() {
