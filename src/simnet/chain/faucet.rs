@@ -121,24 +121,15 @@ impl Chain {
     /// The largest faucet coin worth at least `needed` that is mature and not spent in the
     /// mempool, confirmed or not.
     fn faucet_coin(&self, needed: Sat) -> Option<(OutPoint, TxOut)> {
-        let script = self.faucet.script();
         let next_height = self.height().0 + 1;
-        let confirmed = self
-            .by_script
-            .get(script)
+        self.unspent_outputs_to_script(self.faucet.script())
             .into_iter()
-            .flatten()
-            .filter_map(|op| Some((*op, self.utxos.get(op)?)))
-            .filter(|(_, coin)| {
-                !coin.is_coinbase || next_height - coin.height.0 >= COINBASE_MATURITY
+            .filter(|o| match o.height {
+                Some(h) if o.is_coinbase => next_height - h.0 >= COINBASE_MATURITY,
+                _ => true,
             })
-            .map(|(op, coin)| (op, coin.txout.clone()));
-        let unconfirmed = self.mempool.outputs_to(script);
-        confirmed
-            .chain(unconfirmed)
-            .filter(|(op, out)| {
-                self.mempool.spender(op).is_none() && out.value.to_sat() >= needed.0
-            })
-            .max_by_key(|(_, out)| out.value)
+            .filter(|o| o.txout.value.to_sat() >= needed.0)
+            .max_by_key(|o| o.txout.value)
+            .map(|o| (o.outpoint, o.txout))
     }
 }

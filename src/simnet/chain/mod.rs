@@ -15,6 +15,8 @@
 //! chain's own faucet key, so [`Chain::faucet`] can pay any script from matured coins with a
 //! real, signed, validated transaction. Coinbase outputs mature after 100 blocks, as on Bitcoin.
 
+#![warn(missing_docs)]
+
 mod accept;
 mod blocks;
 mod events;
@@ -143,6 +145,19 @@ pub struct ScriptOutput {
     pub height: BlockHeight,
     /// Its confirmed spender, if any.
     pub spent_by: Option<Txid>,
+}
+
+/// An output a wallet can spend now or soon (see [`Chain::unspent_outputs_to_script`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnspentOutput {
+    /// The output's location.
+    pub outpoint: OutPoint,
+    /// The output.
+    pub txout: TxOut,
+    /// The height it confirmed at; `None` while its transaction is in the mempool.
+    pub height: Option<BlockHeight>,
+    /// Whether a coinbase created it (spendable after [`COINBASE_MATURITY`] confirmations).
+    pub is_coinbase: bool,
 }
 
 /// What [`Chain::accept`] did with a transaction.
@@ -372,6 +387,39 @@ impl Chain {
                     spent_by: self.spends.get(op).map(|s| s.txid),
                 })
             })
+            .collect()
+    }
+
+    /// Outputs paying `script` that nothing spends, not even a mempool transaction: confirmed
+    /// ones oldest first, then unconfirmed ones. What a wallet lists as its UTXOs.
+    pub fn unspent_outputs_to_script(&self, script: &bitcoin::Script) -> Vec<UnspentOutput> {
+        let confirmed = self
+            .by_script
+            .get(script)
+            .into_iter()
+            .flatten()
+            .filter_map(|op| {
+                let coin = self.utxos.get(op)?;
+                Some(UnspentOutput {
+                    outpoint: *op,
+                    txout: coin.txout.clone(),
+                    height: Some(coin.height),
+                    is_coinbase: coin.is_coinbase,
+                })
+            });
+        let unconfirmed = self
+            .mempool
+            .outputs_to(script)
+            .into_iter()
+            .map(|(outpoint, txout)| UnspentOutput {
+                outpoint,
+                txout,
+                height: None,
+                is_coinbase: false,
+            });
+        confirmed
+            .chain(unconfirmed)
+            .filter(|o| self.mempool.spender(&o.outpoint).is_none())
             .collect()
     }
 

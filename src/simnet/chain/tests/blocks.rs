@@ -173,6 +173,28 @@ fn queries_by_script_and_event_cursor() {
     );
     assert_eq!(outputs[1].height, chain.height());
 
+    // Spend `a` back to the same script in the mempool: the wallet view drops `a`, shows the
+    // unconfirmed change, and the confirmed view marks `a` spent once mined.
+    let mut tx = spend(a, Sat(9_000), alice.p2wpkh());
+    alice
+        .signer
+        .sign_p2wpkh(&mut tx, 0, &alice.keypair, Amount::from_sat(10_000))
+        .unwrap();
+    let change = OutPoint {
+        txid: chain.accept(tx).unwrap().txid,
+        vout: 0,
+    };
+    let unspent: Vec<(OutPoint, Option<BlockHeight>)> = chain
+        .unspent_outputs_to_script(&alice.p2wpkh())
+        .iter()
+        .map(|o| (o.outpoint, o.height))
+        .collect();
+    assert_eq!(unspent, vec![(b, Some(chain.height())), (change, None)]);
+    chain.mine(1, &miner());
+    let outputs = chain.outputs_to_script(&alice.p2wpkh());
+    assert_eq!(outputs[0].spent_by, Some(change.txid));
+    assert_eq!(outputs.len(), 3);
+
     let seqs: Vec<u64> = chain.events_since(start).map(|(s, _)| s).collect();
     assert_eq!(seqs.first(), Some(&start));
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1));
