@@ -3,6 +3,12 @@
 //! Order: structure, duplicates, weight, output values and dust, inputs (exist, unspent,
 //! mature), amounts, lock time (BIP-65/113), sequence locks (BIP-68/112), fee, replacement
 //! (BIP-125 under full RBF), and last, because it is the costly part, scripts.
+//!
+//! Policy kept from Bitcoin Core: dust (3 sat/vB), the 400,000 WU standard weight, the minimum
+//! relay fee (rounded up per vbyte), full RBF with rules 3, 4 and 6. Not simulated: package
+//! limits (ancestor/descendant counts), RBF rules 2 (new unconfirmed inputs) and 5 (at most 100
+//! evictions), TRUC (v3) rules, and script standardness beyond consensus (libbitcoinconsensus
+//! only knows the consensus flags).
 
 use std::collections::HashSet;
 
