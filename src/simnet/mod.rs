@@ -1,1 +1,4 @@
-//! Placeholder: this module's first code lands with its issue.
+//! The simnet: a faithful simulated world (chain, lnd, Loop server) that tests, backtests and
+//! `sluiced --simnet` run against.
+
+pub mod chain;
