@@ -10,6 +10,7 @@
 
 pub mod client;
 pub mod daemon;
+pub mod htlc;
 pub mod output;
 
 use std::path::PathBuf;
@@ -63,6 +64,8 @@ pub enum Command {
     Getinfo,
     /// Ask the daemon to shut down gracefully (needs the admin credential).
     Stop,
+    /// Print a Loop HTLC's scripts, tap leaves, keys and address (offline; no daemon needed).
+    Htlc(htlc::HtlcCmd),
 }
 
 /// Why a command failed. `Display` is exactly what the operator reads.
@@ -133,6 +136,9 @@ pub enum CliError {
         "HOME is not set, so the default data dir ~/.sluice is unknown; pass --datadir or set SLUICE_DATADIR"
     )]
     NoHome,
+    /// An argument is malformed; the message names the flag and the expected form.
+    #[error("{0}")]
+    Input(String),
     /// Writing the answer failed (e.g. stdout closed).
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
@@ -145,7 +151,7 @@ impl CliError {
     /// The process exit code for this failure.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::NoHome => EXIT_USAGE,
+            CliError::NoHome | CliError::Input(_) => EXIT_USAGE,
             _ => 1,
         }
     }
@@ -153,12 +159,23 @@ impl CliError {
 
 /// Runs one command and returns what to print on stdout (text or one JSON object).
 pub async fn execute(args: &Args) -> Result<String, CliError> {
+    // Offline commands need neither a daemon nor a datadir.
+    if let Command::Htlc(cmd) = &args.command {
+        return htlc::run(cmd, args.json);
+    }
     let target = client::Target::resolve(args, std::env::var_os("HOME").map(PathBuf::from))?;
     let format = output::Format::from_json_flag(args.json);
     match args.command {
         Command::Getinfo => daemon::getinfo(&target, format).await,
         Command::Stop => daemon::stop(&target, format).await,
+        Command::Htlc(_) => unreachable_offline(),
     }
+}
+
+/// Offline commands return before a daemon is contacted; reaching here is a dispatch bug,
+/// reported as an error rather than a panic.
+fn unreachable_offline() -> Result<String, CliError> {
+    Err(CliError::Input("internal: offline command dispatched to the daemon".to_owned()))
 }
 
 /// Runs the command line: prints the answer on stdout, or one clear message on stderr, and
