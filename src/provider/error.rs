@@ -156,6 +156,7 @@ pub fn classify_status(code: Code, message: &str) -> ErrorKind {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
