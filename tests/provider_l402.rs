@@ -76,6 +76,8 @@ struct Front {
     preimages: Preimages,
     challenges: AtomicUsize,
     authorized: AtomicUsize,
+    /// Challenge even calls that carry a valid token (as after a server-side reset).
+    revoked: std::sync::atomic::AtomicBool,
     /// (method, protocol_version, user_agent) of every request that passed the front.
     seen: Mutex<Vec<(&'static str, i32, String)>>,
 }
@@ -123,6 +125,9 @@ impl Front {
         let Some(value) = req.metadata().get("macaroon") else {
             return Err(self.challenge());
         };
+        if self.revoked.load(Ordering::SeqCst) {
+            return Err(self.challenge());
+        }
         let bytes = hex::decode(value.to_str().map_err(|_| bad())?).map_err(|_| bad())?;
         let mac = Macaroon::from_binary(&bytes).map_err(|_| bad())?;
         let caveats = mac.verify(ROOT_KEY).map_err(|_| bad())?;
@@ -224,11 +229,13 @@ impl SwapServer for Server {
         }))
     }
 
+    /// Never answers once authorized, to exercise the client's per-call timeout.
     async fn loop_out_push_preimage(
         &self,
-        _request: Request<wire::ServerLoopOutPushPreimageRequest>,
+        request: Request<wire::ServerLoopOutPushPreimageRequest>,
     ) -> Result<Response<wire::ServerLoopOutPushPreimageResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
+        self.front.authorize(&request)?;
+        futures::future::pending().await
     }
 
     async fn loop_out_quote(
@@ -421,6 +428,7 @@ impl World {
             preimages: preimages.clone(),
             challenges: AtomicUsize::new(0),
             authorized: AtomicUsize::new(0),
+            revoked: Default::default(),
             seen: Mutex::default(),
         });
         let server = Server {
@@ -709,4 +717,53 @@ async fn plaintext_to_a_remote_host_is_refused() {
         err.to_string().contains("only allowed to a loopback host"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn a_refused_paid_token_is_reported_and_never_replaced() {
+    let w = World::start(100, ChallengeMode::Normal, false).await;
+    let client = w.client();
+    client.loop_out_terms().await.unwrap();
+    let paid = w.store().load_paid().unwrap().unwrap();
+    w.front.revoked.store(true, Ordering::SeqCst);
+    let err = client.loop_out_terms().await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::PaymentRequired);
+    assert!(err.to_string().contains("move that file away"), "{err}");
+    assert_eq!(w.pays(), 1);
+    assert_eq!(w.store().load_paid().unwrap().unwrap(), paid);
+}
+
+#[tokio::test]
+async fn tls_to_a_plaintext_server_fails_as_a_transient_error() {
+    let w = World::start(100, ChallengeMode::Normal, false).await;
+    let client = LoopServerClient::connect(
+        &w.addr,
+        ServerTls::System,
+        Duration::from_secs(20),
+        L402Config::new(Network::Regtest, w.dir.path()),
+        w.payer.clone(),
+    )
+    .unwrap();
+    let err = client.loop_out_terms().await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Transient, "{err}");
+    assert_eq!(w.front.challenges.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_hits_the_call_timeout() {
+    let w = World::start(100, ChallengeMode::Normal, false).await;
+    let client = LoopServerClient::connect(
+        &w.addr,
+        ServerTls::Insecure,
+        Duration::from_millis(300),
+        L402Config::new(Network::Regtest, w.dir.path()),
+        w.payer.clone(),
+    )
+    .unwrap();
+    let err = client.push_preimage(&[9; 32]).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Transient, "{err}");
+    assert_eq!(err.method, "LoopOutPushPreimage");
+    // The token was bought on the way: the call was authorized before it hung.
+    assert_eq!(w.pays(), 1);
+    assert_eq!(w.front.authorized.load(Ordering::SeqCst), 1);
 }
