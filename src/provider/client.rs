@@ -47,7 +47,8 @@ pub enum ServerTls {
 pub enum ConnectError {
     /// The address is not `host:port`.
     #[error(
-        "swap server address {address:?}: {reason}; expected host:port, e.g. swap.lightning.today:11010"
+        "server.address {address:?}: {reason}; expected host:port, e.g. \
+         swap.lightning.today:11010"
     )]
     Address {
         /// The configured address.
@@ -57,15 +58,15 @@ pub enum ConnectError {
     },
     /// Plaintext was asked for a non-loopback host.
     #[error(
-        "swap server address {address:?}: plaintext is only allowed to a loopback host \
-         (localhost, 127.0.0.1, ::1); use TLS for anything else"
+        "server.address {address:?}: `server.tls: insecure` (plaintext) is only allowed to a \
+         loopback host (localhost, 127.0.0.1, ::1); use TLS for anything else"
     )]
     InsecureNotLoopback {
         /// The configured address.
         address: String,
     },
     /// tonic refused the endpoint or TLS settings.
-    #[error("swap server address {address:?}: {source}")]
+    #[error("server.address {address:?}: {source}")]
     Transport {
         /// The configured address.
         address: String,

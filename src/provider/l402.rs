@@ -61,6 +61,20 @@ impl L402Config {
             token_dir: token_dir.into(),
         }
     }
+
+    /// The caps from the daemon's `server.*` settings, for `network`, tokens in `token_dir`
+    /// (the daemon passes its per-network data dir). The pay timeout stays aperture's 60 s.
+    pub fn from_server_config(
+        server: &crate::config::ServerConfig,
+        network: Network,
+        token_dir: impl Into<PathBuf>,
+    ) -> L402Config {
+        L402Config {
+            max_cost: server.l402_max_cost,
+            max_routing_fee: server.l402_max_routing_fee,
+            ..L402Config::new(network, token_dir)
+        }
+    }
 }
 
 /// A settled payment, as the payer reports it.
@@ -125,8 +139,8 @@ pub enum L402Error {
     Invoice(#[source] ContractError),
     /// The token costs more than the configured cap; nothing was paid.
     #[error(
-        "the swap server asks {price} for an L402 token, above the cap of {max}; raise the \
-         L402 price cap in the swap-server settings to accept it"
+        "the swap server asks {price} for an L402 token, above the cap of {max}; raise \
+         `server.l402_max_cost_sat` (--server-l402-max-cost-sat) to accept it"
     )]
     PriceTooHigh {
         /// The invoice amount.
