@@ -767,3 +767,24 @@ async fn a_server_that_never_answers_hits_the_call_timeout() {
     assert_eq!(w.pays(), 1);
     assert_eq!(w.front.authorized.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn a_challenge_invoice_for_another_network_is_not_paid() {
+    let w = World::start(100, ChallengeMode::Normal, false).await;
+    let client = LoopServerClient::connect(
+        &w.addr,
+        ServerTls::Insecure,
+        Duration::from_secs(20),
+        L402Config::new(Network::Mainnet, w.dir.path()),
+        w.payer.clone(),
+    )
+    .unwrap();
+    let err = client.loop_out_terms().await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidResponse);
+    assert!(
+        err.to_string()
+            .contains("L402 token invoice is for Regtest"),
+        "{err}"
+    );
+    assert_eq!(w.pays(), 0);
+}

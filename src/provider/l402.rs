@@ -135,8 +135,8 @@ pub enum L402Error {
     #[error("malformed L402 challenge from the swap server: {0}")]
     MalformedChallenge(String),
     /// The challenge invoice is not acceptable (decode, network, no amount).
-    #[error("L402 challenge invoice: {0}")]
-    Invoice(#[source] ContractError),
+    #[error(transparent)]
+    Invoice(ContractError),
     /// The token costs more than the configured cap; nothing was paid.
     #[error(
         "the swap server asks {price} for an L402 token, above the cap of {max}; raise \
@@ -371,9 +371,12 @@ impl L402Auth {
     }
 
     async fn buy(&self, challenge: Challenge) -> Result<(), L402Error> {
-        let (invoice, price) =
-            decode_invoice(&challenge.invoice, self.config.network, InvoiceRole::Prepay)
-                .map_err(L402Error::Invoice)?;
+        let (invoice, price) = decode_invoice(
+            &challenge.invoice,
+            self.config.network,
+            InvoiceRole::L402Token,
+        )
+        .map_err(L402Error::Invoice)?;
         if price > self.config.max_cost {
             return Err(L402Error::PriceTooHigh {
                 price,

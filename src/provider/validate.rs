@@ -68,6 +68,8 @@ pub enum InvoiceRole {
     Swap,
     /// The prepayment invoice.
     Prepay,
+    /// The invoice of an L402 challenge (decoded with the same rules).
+    L402Token,
 }
 
 impl std::fmt::Display for InvoiceRole {
@@ -75,6 +77,7 @@ impl std::fmt::Display for InvoiceRole {
         f.write_str(match self {
             InvoiceRole::Swap => "swap invoice",
             InvoiceRole::Prepay => "prepay invoice",
+            InvoiceRole::L402Token => "L402 token invoice",
         })
     }
 }
