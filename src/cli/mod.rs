@@ -175,7 +175,9 @@ pub async fn execute(args: &Args) -> Result<String, CliError> {
 /// Offline commands return before a daemon is contacted; reaching here is a dispatch bug,
 /// reported as an error rather than a panic.
 fn unreachable_offline() -> Result<String, CliError> {
-    Err(CliError::Input("internal: offline command dispatched to the daemon".to_owned()))
+    Err(CliError::Input(
+        "internal: offline command dispatched to the daemon".to_owned(),
+    ))
 }
 
 /// Runs the command line: prints the answer on stdout, or one clear message on stderr, and
