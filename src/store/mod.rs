@@ -12,6 +12,7 @@
 
 mod error;
 mod runs;
+pub mod swaps;
 #[cfg(test)]
 mod tests;
 
@@ -26,6 +27,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 pub use error::StoreError;
 pub use runs::{DaemonRun, RunId};
+pub use swaps::{StoreTx, StoredSwap, SwapExtras, SwapFilter, SwapRecord, SwapUpdateRecord};
 
 /// The migrations in `migrations/`, embedded at compile time.
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -53,7 +55,7 @@ pub struct Store {
 impl Store {
     /// The highest migration embedded in this binary. A unit test keeps it equal to the last
     /// file in `migrations/`, so adding a migration without bumping it fails CI.
-    pub const SCHEMA_VERSION: i64 = 1;
+    pub const SCHEMA_VERSION: i64 = 2;
 
     /// The database's file name inside the data directory: `<datadir>/sluice.db`.
     pub const FILE_NAME: &'static str = "sluice.db";
