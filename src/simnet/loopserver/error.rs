@@ -83,6 +83,10 @@ pub enum LoopServerError {
     #[error(transparent)]
     Node(#[from] NodeError),
 
+    /// A swap invoice could not be built.
+    #[error("building the swap invoice: {0}")]
+    Invoice(String),
+
     /// The server's wallet could not fund the HTLC.
     #[error("funding the HTLC: {0}")]
     Fund(String),
@@ -117,7 +121,9 @@ impl LoopServerError {
             LoopServerError::Refused(_) => Status::unavailable(msg),
             LoopServerError::Chain(_) => Status::internal(msg),
             LoopServerError::Node(e) if e.kind.is_transient() => Status::unavailable(msg),
-            LoopServerError::Node(_) | LoopServerError::Fund(_) => Status::internal(msg),
+            LoopServerError::Node(_) | LoopServerError::Fund(_) | LoopServerError::Invoice(_) => {
+                Status::internal(msg)
+            }
         }
     }
 }

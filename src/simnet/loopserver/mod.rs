@@ -4,7 +4,10 @@
 
 pub mod behaviour;
 pub mod error;
+pub mod invoice;
+pub mod l402;
 pub mod sign;
+pub mod swap;
 pub mod terms;
 
 pub use behaviour::Behaviour;
