@@ -12,6 +12,9 @@
 //! - [`SwapProgress::release_preimage`]: the only gate through which the preimage leaves, checked
 //!   against the stored state.
 //! - [`classify_v3_witness`]: which HTLC branch a confirmed spend used (success vs timeout).
+//! - [`engine`]: the [`SwapEngine`] that creates swaps and runs one driver task per swap,
+//!   saving every step before acting (tokio and the ports live there and in the driver, not
+//!   in the pure files above).
 //! - [`diagram`]: the state diagram in `docs/swap-fsm.md`, drawn by exploring [`step`].
 //!
 //! Lifecycle: create the contract and the preimage, save them with [`SwapProgress::new`], then
@@ -33,6 +36,8 @@
 
 mod contract;
 pub mod diagram;
+mod driver;
+pub mod engine;
 mod event;
 mod state;
 mod step;
@@ -46,6 +51,7 @@ pub use contract::{
     DEFAULT_REVEAL_MARGIN_BLOCKS, DEFAULT_SWEEP_FINALITY_CONFIRMATIONS, FeeLimits, InvoiceTerms,
     KeyLocator, LoopOutContract, Preimage, SWAP_KEY_FAMILY,
 };
+pub use engine::{EngineConfig, EngineError, LoopOutRequest, SwapEngine, SwapUpdate};
 pub use event::{Action, CancelReason, Input, PaymentEvent, Rejected, Rule, Transition};
 pub use state::{
     HtlcOutput, HtlcSpend, PaymentFailureReason, PaymentKind, PaymentStatus, PreimageLocked,

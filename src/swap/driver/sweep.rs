@@ -1,0 +1,300 @@
+//! Building, signing and publishing one sweep of the HTLC.
+//!
+//! The fee rate follows the deadline (`chain::fees::sweep_fee_rate` on lnd's estimate) and
+//! stays under the contract's `max_miner_fee` while the cap applies. The cooperative MuSig2
+//! key path is tried first, with lnd holding our key (family 99) and the server co-signing;
+//! the combined signature is verified against the HTLC's output key before use. If anything in
+//! that fails, the success leaf is signed by lnd (`SignOutputRaw`) in the same call. The
+//! finished transaction is checked by the script interpreter before it is published.
+
+use std::sync::Arc;
+
+use bitcoin::hashes::Hash;
+use bitcoin::secp256k1::schnorr;
+use bitcoin::{OutPoint, Witness};
+
+use super::super::{LoopOutContract, SweepFailure};
+use super::SwapChain;
+use crate::chain::fees::{
+    SweepWitness, apply_fee_cap, conf_target, rate_for_fee, sweep_fee_rate, sweep_weight,
+};
+use crate::chain::sweep::{SweepRequest, UnsignedSweep, build_sweep, key_spend_witness};
+use crate::chain::{SatPerKw, verify};
+use crate::domain::{BlockHeight, Sat};
+use crate::lnd::LightningNode;
+use crate::lnd::types::{
+    KeyDescriptor, KeyLocator, MuSig2SessionRequest, MuSig2Version, SignInput, SignMethod,
+    SignRequest, TaprootTweak,
+};
+use crate::provider::SwapProvider;
+use crate::provider::port::{SweepPrevout, SweepSignRequest};
+
+/// Everything one sweep attempt needs, moved into its task.
+pub(super) struct SweepJob {
+    pub(super) node: Arc<dyn LightningNode>,
+    pub(super) provider: Arc<dyn SwapProvider>,
+    pub(super) contract: Arc<LoopOutContract>,
+    pub(super) payment_address: [u8; 32],
+    pub(super) chain: SwapChain,
+    pub(super) outpoint: OutPoint,
+    pub(super) value: Sat,
+    pub(super) blocks_left: u32,
+    pub(super) fee_cap_applies: bool,
+    pub(super) height: BlockHeight,
+    /// Released by the driver through `SwapProgress::release_preimage` on the saved state.
+    pub(super) preimage: [u8; 32],
+}
+
+impl SweepJob {
+    /// Builds, signs and publishes the sweep; the error is what the state machine records.
+    pub(super) async fn run(self) -> Result<(), SweepFailure> {
+        let hash = self.contract.terms().swap_hash;
+        let (target, _) = conf_target(self.blocks_left);
+        let estimate = self.node.estimate_fee(target).await.map_err(|e| {
+            tracing::warn!(swap = %hash, error = %e, "fee estimate failed; sweep retried next block");
+            SweepFailure::BackendUnavailable
+        })?;
+        let estimate = SatPerKw(estimate.to_sat_per_kwu());
+        let rate = sweep_fee_rate(self.blocks_left, |_| estimate);
+
+        let tx = match self.cooperative(rate).await {
+            Ok(tx) => tx,
+            Err(reason) => {
+                if matches!(reason, CoopFailure::FeeCap) {
+                    return Err(SweepFailure::FeeCapBelowRelayFee);
+                }
+                tracing::info!(swap = %hash, reason = %reason.describe(),
+                    "cooperative sweep unavailable; signing the success script path");
+                self.script_path(rate).await?
+            }
+        };
+        let label = format!("sluice loop out sweep {hash}");
+        match self.node.publish_transaction(&tx, &label).await {
+            Ok(()) => {
+                tracing::info!(swap = %hash, txid = %tx.compute_txid(), "sweep published");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(swap = %hash, error = %e, "publishing the sweep failed; retried next block");
+                Err(if e.is_transient() {
+                    SweepFailure::BackendUnavailable
+                } else {
+                    SweepFailure::Rejected
+                })
+            }
+        }
+    }
+
+    /// The rate for a sweep spending through `path`, capped while the cap applies.
+    fn capped_rate(&self, path: SweepWitness, rate: SatPerKw) -> Option<SatPerKw> {
+        if !self.fee_cap_applies {
+            return Some(rate);
+        }
+        let terms = self.contract.terms();
+        let cap = rate_for_fee(
+            terms.fee_limits.max_miner_fee,
+            sweep_weight(path, &self.chain.destination),
+        );
+        if cap < SatPerKw::FLOOR {
+            return None;
+        }
+        Some(apply_fee_cap(
+            rate,
+            cap,
+            self.blocks_left,
+            terms.fee_cap_lifted_within_blocks,
+        ))
+    }
+
+    fn unsigned(&self, path: SweepWitness, rate: SatPerKw) -> Result<UnsignedSweep, String> {
+        build_sweep(&SweepRequest {
+            htlc_outpoint: self.outpoint,
+            htlc_value: self.value,
+            htlc_pk_script: self.contract.terms().htlc_pk_script.clone(),
+            path,
+            destination: self.chain.destination.clone(),
+            fee_rate: rate,
+            height: self.height,
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    fn locator(&self) -> KeyLocator {
+        let l = self.contract.terms().receiver_key_locator;
+        KeyLocator {
+            family: i32::try_from(l.family).unwrap_or(i32::MAX),
+            index: i32::try_from(l.index).unwrap_or(i32::MAX),
+        }
+    }
+
+    async fn cooperative(&self, rate: SatPerKw) -> Result<bitcoin::Transaction, CoopFailure> {
+        let rate = self
+            .capped_rate(SweepWitness::KeyPath, rate)
+            .ok_or(CoopFailure::FeeCap)?;
+        let unsigned = self
+            .unsigned(SweepWitness::KeyPath, rate)
+            .map_err(CoopFailure::Build)?;
+        let sighash = unsigned
+            .key_spend_sighash()
+            .map_err(|e| CoopFailure::Build(e.to_string()))?;
+        let htlc = &self.chain.htlc;
+        let session = self
+            .node
+            .musig2_create_session(&MuSig2SessionRequest {
+                key: self.locator(),
+                signer_pubkeys: vec![
+                    htlc.sender().serialize().to_vec(),
+                    htlc.receiver().serialize().to_vec(),
+                ],
+                other_nonces: Vec::new(),
+                taproot_tweak: Some(TaprootTweak {
+                    script_root: htlc.merkle_root().to_byte_array().to_vec(),
+                    key_spend_only: false,
+                }),
+                version: MuSig2Version::V100Rc2,
+            })
+            .await
+            .map_err(|e| CoopFailure::Step("opening the lnd MuSig2 session", e.to_string()))?;
+        let result = self
+            .cosign(&unsigned, sighash, session.id, session.local_nonces)
+            .await;
+        // The session is single-use; lnd may already have removed it.
+        let _ = self.node.musig2_cleanup(session.id).await;
+        let sig = result?;
+        Ok(unsigned.signed(key_spend_witness(&sig)))
+    }
+
+    async fn cosign(
+        &self,
+        unsigned: &UnsignedSweep,
+        sighash: [u8; 32],
+        session: [u8; 32],
+        nonce: [u8; 66],
+    ) -> Result<schnorr::Signature, CoopFailure> {
+        let psbt = unsigned
+            .psbt()
+            .map_err(|e| CoopFailure::Build(e.to_string()))?
+            .serialize();
+        let server = self
+            .provider
+            .musig2_sign_sweep(&SweepSignRequest {
+                swap_hash: self.contract.terms().swap_hash,
+                payment_address: self.payment_address,
+                nonce,
+                sweep_psbt: psbt,
+                prevouts: vec![SweepPrevout {
+                    value: self.value,
+                    pk_script: self.contract.terms().htlc_pk_script.to_bytes(),
+                    txid: self.outpoint.txid.to_byte_array(),
+                    output_index: self.outpoint.vout,
+                }],
+            })
+            .await
+            .map_err(|e| CoopFailure::Step("asking the server to co-sign", e.to_string()))?;
+        self.node
+            .musig2_register_nonces(session, &[server.nonce])
+            .await
+            .map_err(|e| CoopFailure::Step("registering the server's nonce", e.to_string()))?;
+        self.node
+            .musig2_sign(session, sighash, false)
+            .await
+            .map_err(|e| CoopFailure::Step("signing our half in lnd", e.to_string()))?;
+        let combined = self
+            .node
+            .musig2_combine_sig(session, &[server.partial_sig.to_vec()])
+            .await
+            .map_err(|e| CoopFailure::Step("combining the signatures", e.to_string()))?
+            .ok_or(CoopFailure::Step(
+                "combining the signatures",
+                "lnd still misses a partial signature".to_owned(),
+            ))?;
+        let sig = schnorr::Signature::from_slice(&combined)
+            .map_err(|e| CoopFailure::Step("reading the combined signature", e.to_string()))?;
+        if !self.chain.htlc.verify_key_spend(&sig, sighash) {
+            return Err(CoopFailure::Step(
+                "verifying the combined signature",
+                "it does not verify against the HTLC output key".to_owned(),
+            ));
+        }
+        let tx = unsigned.clone().signed(key_spend_witness(&sig));
+        verify::verify_spend(&tx, &unsigned.prevouts)
+            .map_err(|e| CoopFailure::Step("checking the signed sweep", e.to_string()))?;
+        Ok(sig)
+    }
+
+    async fn script_path(&self, rate: SatPerKw) -> Result<bitcoin::Transaction, SweepFailure> {
+        let hash = self.contract.terms().swap_hash;
+        let rate = self
+            .capped_rate(SweepWitness::V3Success, rate)
+            .ok_or(SweepFailure::FeeCapBelowRelayFee)?;
+        let unsigned = self.unsigned(SweepWitness::V3Success, rate).map_err(|e| {
+            tracing::error!(swap = %hash, error = %e, "cannot build the script-path sweep");
+            SweepFailure::FeeCapBelowRelayFee
+        })?;
+        let htlc = &self.chain.htlc;
+        let prevout = unsigned
+            .prevouts
+            .first()
+            .cloned()
+            .ok_or(SweepFailure::SigningFailed)?;
+        let sigs = self
+            .node
+            .sign_output_raw(&SignRequest {
+                tx: unsigned.tx.clone(),
+                inputs: vec![SignInput {
+                    input_index: 0,
+                    key: KeyDescriptor {
+                        pubkey: htlc.receiver(),
+                        locator: self.locator(),
+                    },
+                    output: prevout,
+                    sighash: 0,
+                    method: SignMethod::TaprootScriptSpend {
+                        leaf_script: htlc.success_script().to_owned(),
+                    },
+                }],
+                prev_outputs: unsigned.prevouts.clone(),
+            })
+            .await
+            .map_err(|e| {
+                tracing::warn!(swap = %hash, error = %e, "lnd could not sign the success leaf");
+                if e.is_transient() {
+                    SweepFailure::BackendUnavailable
+                } else {
+                    SweepFailure::SigningFailed
+                }
+            })?;
+        let sig = sigs
+            .first()
+            .and_then(|s| bitcoin::taproot::Signature::from_slice(s).ok())
+            .ok_or(SweepFailure::SigningFailed)?;
+        let witness: Witness = htlc.success_witness(&self.preimage, &sig);
+        let prevouts = unsigned.prevouts.clone();
+        let tx = unsigned.signed(witness);
+        verify::verify_spend(&tx, &prevouts).map_err(|e| {
+            tracing::error!(swap = %hash, error = %e, "the script-path sweep does not verify");
+            SweepFailure::SigningFailed
+        })?;
+        Ok(tx)
+    }
+}
+
+/// Why the cooperative path was not used.
+enum CoopFailure {
+    /// The miner-fee cap is below the relay floor.
+    FeeCap,
+    /// The transaction could not be built.
+    Build(String),
+    /// A step of the signing failed.
+    Step(&'static str, String),
+}
+
+impl CoopFailure {
+    fn describe(&self) -> String {
+        match self {
+            CoopFailure::FeeCap => "the miner-fee cap is below the relay fee".to_owned(),
+            CoopFailure::Build(e) => format!("building the sweep: {e}"),
+            CoopFailure::Step(step, e) => format!("{step}: {e}"),
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! The long-running child tasks of a driver: the two payments and the two chain watches.
+//!
+//! Each turns a node stream into [`Input`]s and re-subscribes with backoff whenever the
+//! stream breaks: `pay` attaches to an existing payment of the same hash, and lnd reports an
+//! already confirmed transaction or spend again, so a re-subscription repeats facts the state
+//! machine already knows (it ignores them) but never loses one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bitcoin::{OutPoint, ScriptBuf};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+use super::super::engine::EngineConfig;
+use super::super::{
+    HtlcBranch, Input, LoopOutContract, PaymentEvent, PaymentFailureReason, PaymentKind, SpendPath,
+    classify_v3_witness,
+};
+use crate::domain::{BlockHeight, Sat, SwapHash};
+use crate::lnd::types::{
+    ConfRequest, ConfUpdate, PaymentFailure, PaymentRequest, PaymentStatus, PaymentUpdate,
+    SpendRequest, SpendUpdate,
+};
+use crate::lnd::{LightningNode, NodeErrorKind};
+use crate::store::SwapExtras;
+
+/// Doubling delay between retries.
+struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn new(config: &EngineConfig) -> Backoff {
+        Backoff {
+            next: config.retry_initial,
+            max: config.retry_max,
+        }
+    }
+
+    async fn wait(&mut self) {
+        tokio::time::sleep(self.next).await;
+        self.next = (self.next * 2).min(self.max);
+    }
+}
+
+/// lnd's view of a payment as the state machine's event.
+fn payment_event(update: &PaymentUpdate) -> PaymentEvent {
+    match &update.status {
+        PaymentStatus::Initiated | PaymentStatus::InFlight => PaymentEvent::InFlight,
+        PaymentStatus::Succeeded { .. } => PaymentEvent::Succeeded {
+            amount: update.amount.to_sat_floor(),
+            // Fees are paid in msat; round up so the recorded cost is never below the real one.
+            routing_fee: Sat(update.fee.0.div_ceil(1000)),
+        },
+        PaymentStatus::Failed(f) => PaymentEvent::Failed {
+            reason: match f {
+                PaymentFailure::Timeout => PaymentFailureReason::Timeout,
+                PaymentFailure::NoRoute => PaymentFailureReason::NoRoute,
+                PaymentFailure::Error | PaymentFailure::Unknown => PaymentFailureReason::Error,
+                PaymentFailure::IncorrectPaymentDetails => {
+                    PaymentFailureReason::IncorrectPaymentDetails
+                }
+                PaymentFailure::InsufficientBalance => PaymentFailureReason::InsufficientBalance,
+                PaymentFailure::Canceled => PaymentFailureReason::Canceled,
+            },
+        },
+    }
+}
+
+/// Pays one of the swap's invoices (or attaches to the payment lnd already has for its hash)
+/// and reports every update until the payment is final.
+pub(super) async fn payment(
+    node: Arc<dyn LightningNode>,
+    contract: Arc<LoopOutContract>,
+    extras: SwapExtras,
+    config: EngineConfig,
+    kind: PaymentKind,
+    tx: mpsc::UnboundedSender<Input>,
+) {
+    let t = contract.terms();
+    let (invoice, fee_limit, hash, chans, cltv_limit) = match kind {
+        PaymentKind::Swap => (
+            &t.swap_invoice,
+            t.fee_limits.max_swap_routing_fee,
+            t.swap_hash,
+            t.outgoing_chan_set.clone(),
+            Some(
+                u32::try_from(extras.swap_min_final_cltv_delta)
+                    .unwrap_or(u32::MAX)
+                    .saturating_add(config.route_cltv_allowance),
+            ),
+        ),
+        PaymentKind::Prepay => (
+            &t.prepay_invoice,
+            t.fee_limits.max_prepay_routing_fee,
+            SwapHash(t.prepay_invoice.payment_hash),
+            Vec::new(),
+            None,
+        ),
+    };
+    let request = PaymentRequest {
+        invoice: invoice.bolt11.clone(),
+        fee_limit: fee_limit.to_msat(),
+        outgoing_chan_ids: chans,
+        max_parts: config.max_parts.max(1),
+        timeout: config.payment_timeout,
+        cltv_limit,
+    };
+    let mut backoff = Backoff::new(&config);
+    loop {
+        let stream = match node.pay(&request).await {
+            Ok(s) => Ok(s),
+            Err(e) if e.is_transient() => Err(e),
+            Err(e) => {
+                // pay refused for good: maybe lnd knows a payment under this hash anyway.
+                match node.track_payment(hash).await {
+                    Ok(s) => Ok(s),
+                    Err(t) if t.kind == NodeErrorKind::NotFound => {
+                        tracing::warn!(swap = %t_hash(&contract), ?kind, error = %e,
+                            "lnd refused the payment and has none under its hash");
+                        let _ = tx.send(Input::Payment {
+                            kind,
+                            event: PaymentEvent::Failed {
+                                reason: PaymentFailureReason::Error,
+                            },
+                        });
+                        return;
+                    }
+                    Err(t) => Err(t),
+                }
+            }
+        };
+        match stream {
+            Ok(mut stream) => {
+                while let Some(item) = stream.next().await {
+                    match item {
+                        Ok(update) => {
+                            let event = payment_event(&update);
+                            let done = !matches!(event, PaymentEvent::InFlight);
+                            if tx.send(Input::Payment { kind, event }).is_err() || done {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(swap = %t_hash(&contract), ?kind, error = %e,
+                                "payment stream broke; attaching again");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(swap = %t_hash(&contract), ?kind, error = %e,
+                "cannot start or track the payment; retrying"),
+        }
+        backoff.wait().await;
+    }
+}
+
+fn t_hash(contract: &LoopOutContract) -> SwapHash {
+    contract.terms().swap_hash
+}
+
+/// Watches for the first confirmed output paying exactly `pk_script` and its reorgs.
+pub(super) async fn htlc(
+    node: Arc<dyn LightningNode>,
+    config: EngineConfig,
+    pk_script: ScriptBuf,
+    height_hint: BlockHeight,
+    confirmations: u32,
+    tx: mpsc::UnboundedSender<Input>,
+) {
+    let request = ConfRequest {
+        txid: None,
+        script: pk_script.clone(),
+        num_confs: confirmations.max(1),
+        height_hint,
+    };
+    let mut backoff = Backoff::new(&config);
+    loop {
+        match node.register_confirmations(&request).await {
+            Ok(mut stream) => {
+                while let Some(item) = stream.next().await {
+                    let input = match item {
+                        Ok(ConfUpdate::Confirmed {
+                            tx: htlc_tx,
+                            block_height,
+                            ..
+                        }) => {
+                            let txid = htlc_tx.compute_txid();
+                            let Some((vout, out)) = htlc_tx
+                                .output
+                                .iter()
+                                .enumerate()
+                                .find(|(_, o)| o.script_pubkey == pk_script)
+                            else {
+                                continue;
+                            };
+                            Input::HtlcConfirmed {
+                                outpoint: OutPoint {
+                                    txid,
+                                    vout: u32::try_from(vout).unwrap_or(u32::MAX),
+                                },
+                                value: Sat(out.value.to_sat()),
+                                height: block_height,
+                                confirmations: request.num_confs,
+                            }
+                        }
+                        Ok(ConfUpdate::Reorg) => Input::HtlcReorged,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "HTLC confirmation watch broke; re-registering");
+                            break;
+                        }
+                    };
+                    if tx.send(input).is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot watch the HTLC script; retrying"),
+        }
+        backoff.wait().await;
+    }
+}
+
+/// Watches the HTLC outpoint for a confirmed spend, classifying it from the witness.
+pub(super) async fn spend(
+    node: Arc<dyn LightningNode>,
+    config: EngineConfig,
+    pk_script: ScriptBuf,
+    outpoint: OutPoint,
+    height_hint: BlockHeight,
+    destination: ScriptBuf,
+    tx: mpsc::UnboundedSender<Input>,
+) {
+    let request = SpendRequest {
+        outpoint: Some(outpoint),
+        script: pk_script,
+        height_hint,
+    };
+    let mut backoff = Backoff::new(&config);
+    loop {
+        match node.register_spend(&request).await {
+            Ok(mut stream) => {
+                while let Some(item) = stream.next().await {
+                    let input = match item {
+                        Ok(SpendUpdate::Spent {
+                            spending_tx,
+                            input_index,
+                            height,
+                            ..
+                        }) => {
+                            let witness = usize::try_from(input_index)
+                                .ok()
+                                .and_then(|i| spending_tx.input.get(i))
+                                .map(|i| &i.witness);
+                            let branch = witness.and_then(classify_v3_witness);
+                            let path = match branch {
+                                Some(HtlcBranch::KeyPath | HtlcBranch::SuccessLeaf) => {
+                                    let swept: u64 = spending_tx
+                                        .output
+                                        .iter()
+                                        .filter(|o| o.script_pubkey == destination)
+                                        .map(|o| o.value.to_sat())
+                                        .sum();
+                                    SpendPath::Success {
+                                        swept_value: Sat(swept),
+                                    }
+                                }
+                                Some(HtlcBranch::TimeoutLeaf) => SpendPath::Timeout,
+                                None => {
+                                    tracing::error!(%outpoint, txid = %spending_tx.compute_txid(),
+                                        "the HTLC was spent with a witness of unknown shape");
+                                    continue;
+                                }
+                            };
+                            Input::HtlcSpent {
+                                txid: spending_tx.compute_txid(),
+                                height,
+                                path,
+                            }
+                        }
+                        Ok(SpendUpdate::Reorg) => Input::SpendReorged,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "HTLC spend watch broke; re-registering");
+                            break;
+                        }
+                    };
+                    if tx.send(input).is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot watch the HTLC spend; retrying"),
+        }
+        backoff.wait().await;
+    }
+}

@@ -1,0 +1,670 @@
+//! The swap engine: creates Loop Out swaps and runs one driver task per unfinished swap.
+//!
+//! Creating a swap follows `loop-protocol.md` §1 A–C: terms → expiry → quote → limits →
+//! preimage (OS randomness) and receiver key (lnd, family 99) → `NewLoopOutSwap` → full
+//! validation of the answer → the HTLC computed locally → the contract stored, *before* any
+//! payment. Only then is a driver ([`super::driver`]) spawned, which saves every step before
+//! acting. At start, [`SwapEngine::resume_all`] restarts every unfinished swap from the store
+//! once a fresh block epoch gave the height.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bitcoin::hashes::Hash;
+use bitcoin::secp256k1::PublicKey;
+use bitcoin::{Address, ScriptBuf};
+use futures::StreamExt;
+use rand::RngCore;
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::driver::{Driver, DriverDeps};
+use super::{
+    ContractTerms, FeeLimits, InvoiceTerms, KeyLocator, LoopOutContract, Preimage, SWAP_KEY_FAMILY,
+    SwapCosts, SwapProgress, SwapState,
+};
+use crate::chain::fees::{SweepWitness, fee_for, sweep_weight};
+use crate::chain::{ChainError, HtlcV3, SatPerKw};
+use crate::domain::{BlockHeight, ChanId, Network, Ppm, Sat, SwapHash};
+use crate::lnd::{LightningNode, NodeError};
+use crate::provider::port::{LoopOutTerms, NewLoopOutRequest};
+use crate::provider::validate::{
+    ContractError as ValidationError, ContractExpectations, InvoiceRole, decode_invoice,
+    validate_loop_out,
+};
+use crate::provider::{ProviderError, SwapProvider};
+use crate::store::{Store, StoreError, SwapExtras};
+
+/// Where the engine's wall-clock time comes from (since the Unix epoch).
+pub type Clock = Arc<dyn Fn() -> Duration + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+    })
+}
+
+/// How the engine creates and drives swaps. [`EngineConfig::new`] gives Loop's defaults
+/// (`loop-protocol.md` §9).
+#[derive(Clone)]
+pub struct EngineConfig {
+    /// The chain sluice runs on.
+    pub network: Network,
+    /// The requested HTLC confirmation target (the CLTV delta), default 9.
+    pub conf_target: u32,
+    /// HTLC confirmations before the reveal, default 1.
+    pub htlc_confirmations: u32,
+    /// Blocks before the expiry under which the preimage is never revealed, default 20.
+    pub reveal_margin_blocks: u32,
+    /// Confirmations that make a spend final, default 3.
+    pub sweep_finality_confirmations: u32,
+    /// Within this many blocks of the expiry the miner-fee cap is lifted, default 10.
+    pub fee_cap_lifted_within_blocks: u32,
+    /// Most HTLC parts a payment may be split into, default 5.
+    pub max_parts: u32,
+    /// How long lnd keeps trying a payment, default 60 minutes.
+    pub payment_timeout: Duration,
+    /// CLTV the route may add on top of the swap invoice's final delta, default 1 008 blocks.
+    pub route_cltv_allowance: u32,
+    /// HTLC publication deadline after creation, default 30 minutes.
+    pub publication_delay: Duration,
+    /// Routing-fee limit base, default 10 sat.
+    pub routing_fee_base: Sat,
+    /// Routing-fee limit rate, default 20 000 ppm (2 %).
+    pub routing_fee_rate: Ppm,
+    /// `max_miner_fee` = this × the estimated sweep fee when the request has no limits,
+    /// default 250.
+    pub miner_fee_multiplier: u64,
+    /// An absolute ceiling on any swap's `max_miner_fee`; `None` for none.
+    pub miner_fee_cap: Option<Sat>,
+    /// The largest final CLTV delta a swap invoice may ask for, default 400 blocks.
+    pub max_final_cltv_delta: u64,
+    /// Both invoices must stay valid at least this long at creation, default 5 minutes.
+    pub min_invoice_validity: Duration,
+    /// First delay before retrying a failed call or save, doubled up to `retry_max`.
+    pub retry_initial: Duration,
+    /// Longest delay between retries.
+    pub retry_max: Duration,
+    /// Wall-clock time.
+    pub clock: Clock,
+}
+
+impl EngineConfig {
+    /// Loop's defaults for `network`.
+    pub fn new(network: Network) -> EngineConfig {
+        EngineConfig {
+            network,
+            conf_target: 9,
+            htlc_confirmations: 1,
+            reveal_margin_blocks: super::DEFAULT_REVEAL_MARGIN_BLOCKS,
+            sweep_finality_confirmations: super::DEFAULT_SWEEP_FINALITY_CONFIRMATIONS,
+            fee_cap_lifted_within_blocks: super::DEFAULT_FEE_CAP_LIFTED_WITHIN_BLOCKS,
+            max_parts: 5,
+            payment_timeout: Duration::from_secs(3600),
+            route_cltv_allowance: 1_008,
+            publication_delay: Duration::from_secs(1800),
+            routing_fee_base: Sat(10),
+            routing_fee_rate: Ppm(20_000),
+            miner_fee_multiplier: 250,
+            miner_fee_cap: None,
+            max_final_cltv_delta: 400,
+            min_invoice_validity: Duration::from_secs(300),
+            retry_initial: Duration::from_millis(500),
+            retry_max: Duration::from_secs(60),
+            clock: system_clock(),
+        }
+    }
+
+    pub(crate) fn now_unix(&self) -> i64 {
+        i64::try_from((self.clock)().as_secs()).unwrap_or(i64::MAX)
+    }
+}
+
+/// What the operator (or a policy) asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoopOutRequest {
+    /// The on-chain amount to receive.
+    pub amount: Sat,
+    /// An external address to sweep to; `None` sweeps to a fresh address of lnd's wallet.
+    pub destination: Option<String>,
+    /// Channels the swap payment may leave through; empty for any.
+    pub outgoing_chan_set: Vec<ChanId>,
+    /// The operator's label.
+    pub label: String,
+    /// Who asks (a policy name, the CLI).
+    pub initiator: String,
+    /// The HTLC confirmation target; `None` for the configured default.
+    pub conf_target: Option<u32>,
+    /// The fee limits; `None` derives them from the quote as Loop's CLI does.
+    pub limits: Option<FeeLimits>,
+    /// Ask the server to publish the HTLC at once instead of within the publication delay.
+    pub fast: bool,
+}
+
+/// A swap's state changed: for the API's `Monitor` stream, metrics and the journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwapUpdate {
+    /// The swap.
+    pub hash: SwapHash,
+    /// Its new state.
+    pub state: SwapState,
+    /// Its costs so far (final in a terminal state once both payments are final).
+    pub costs: SwapCosts,
+}
+
+/// Why a swap could not be created, or the engine not started.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The Lightning node failed a call.
+    #[error("lnd {op} failed: {source}")]
+    Node {
+        /// What the engine was doing.
+        op: &'static str,
+        /// The node's error.
+        #[source]
+        source: NodeError,
+    },
+    /// The swap server failed a call.
+    #[error("swap server {op} failed: {source}")]
+    Provider {
+        /// What the engine was doing.
+        op: &'static str,
+        /// The provider's error.
+        #[source]
+        source: ProviderError,
+    },
+    /// The server's answer failed validation: nothing was stored or paid.
+    #[error("the server's swap was refused, nothing was paid: {0}")]
+    Validation(#[from] ValidationError),
+    /// The gathered terms do not make a valid contract.
+    #[error("the swap contract is invalid: {0}")]
+    Contract(#[from] super::ContractError),
+    /// Building the HTLC failed.
+    #[error("building the HTLC failed: {0}")]
+    Chain(#[from] ChainError),
+    /// Storing the swap failed: nothing was paid.
+    #[error("storing the swap failed, nothing was paid: {0}")]
+    Store(#[from] StoreError),
+    /// The amount is outside the server's terms.
+    #[error(
+        "amount {amount} is outside the server's terms [{min}, {max}]; choose an amount within them"
+    )]
+    AmountOutsideTerms {
+        /// Requested.
+        amount: Sat,
+        /// Terms minimum.
+        min: Sat,
+        /// Terms maximum.
+        max: Sat,
+    },
+    /// The confirmation target exceeds the server's largest CLTV delta.
+    #[error(
+        "conf_target {conf_target} exceeds the server's maximum CLTV delta {max}; lower conf_target"
+    )]
+    ConfTargetTooLarge {
+        /// Requested.
+        conf_target: u32,
+        /// The server's maximum.
+        max: u32,
+    },
+    /// The destination address does not parse or is for another network.
+    #[error("destination {address:?} is not a valid {network} address: {reason}")]
+    BadDestination {
+        /// The address given.
+        address: String,
+        /// sluice's network.
+        network: Network,
+        /// Why.
+        reason: String,
+    },
+    /// No block epoch arrived yet: the chain height is unknown.
+    #[error("no block height known yet from lnd's block epochs; wait for lnd to sync")]
+    NoHeight,
+    /// The engine was shut down.
+    #[error("the swap engine is shut down")]
+    ShutDown,
+}
+
+impl EngineError {
+    fn node(op: &'static str) -> impl FnOnce(NodeError) -> EngineError {
+        move |source| EngineError::Node { op, source }
+    }
+    fn provider(op: &'static str) -> impl FnOnce(ProviderError) -> EngineError {
+        move |source| EngineError::Provider { op, source }
+    }
+}
+
+/// The expiry for a swap created at `height` with confirmation target `conf_target`
+/// (`loop-protocol.md` Phase A): clamped up to the server's minimum delta, refused above its
+/// maximum.
+pub fn expiry_for(
+    height: BlockHeight,
+    conf_target: u32,
+    terms: &LoopOutTerms,
+) -> Result<BlockHeight, EngineError> {
+    if conf_target > terms.max_cltv_delta {
+        return Err(EngineError::ConfTargetTooLarge {
+            conf_target,
+            max: terms.max_cltv_delta,
+        });
+    }
+    let delta = conf_target.max(terms.min_cltv_delta);
+    Ok(BlockHeight(height.0.saturating_add(delta)))
+}
+
+/// A routing-fee limit: `base + amount × rate` (Loop's CLI: 10 sat + 2 %).
+pub fn routing_fee_limit(amount: Sat, base: Sat, rate: Ppm) -> Sat {
+    base + amount.mul_ppm(rate)
+}
+
+struct Inner {
+    node: Arc<dyn LightningNode>,
+    provider: Arc<dyn SwapProvider>,
+    store: Store,
+    config: EngineConfig,
+    height: watch::Receiver<Option<BlockHeight>>,
+    blocks: broadcast::Sender<BlockHeight>,
+    updates: broadcast::Sender<SwapUpdate>,
+    drivers: Mutex<HashMap<SwapHash, JoinHandle<()>>>,
+    cancel: CancellationToken,
+}
+
+/// Creates Loop Out swaps and drives them to their end. Cloning shares the engine.
+#[derive(Clone)]
+pub struct SwapEngine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SwapEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SwapEngine")
+            .field("network", &self.inner.config.network)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SwapEngine {
+    /// Starts the engine: subscribes to block epochs (re-subscribing whenever the stream
+    /// breaks). Swaps are not resumed yet: call [`SwapEngine::resume_all`] before accepting
+    /// new swaps.
+    pub fn start(
+        node: Arc<dyn LightningNode>,
+        provider: Arc<dyn SwapProvider>,
+        store: Store,
+        config: EngineConfig,
+    ) -> SwapEngine {
+        let (height_tx, height) = watch::channel(None);
+        let (blocks, _) = broadcast::channel(256);
+        let (updates, _) = broadcast::channel(1024);
+        let cancel = CancellationToken::new();
+        tokio::spawn(follow_blocks(
+            Arc::clone(&node),
+            height_tx,
+            blocks.clone(),
+            config.clone(),
+            cancel.clone(),
+        ));
+        SwapEngine {
+            inner: Arc::new(Inner {
+                node,
+                provider,
+                store,
+                config,
+                height,
+                blocks,
+                updates,
+                drivers: Mutex::new(HashMap::new()),
+                cancel,
+            }),
+        }
+    }
+
+    /// Waits for the first block epoch and returns its height.
+    pub async fn wait_for_height(&self) -> Result<BlockHeight, EngineError> {
+        let mut rx = self.inner.height.clone();
+        tokio::select! {
+            _ = self.inner.cancel.cancelled() => Err(EngineError::ShutDown),
+            h = rx.wait_for(Option::is_some) => match h {
+                Ok(h) => (*h).ok_or(EngineError::NoHeight),
+                Err(_) => Err(EngineError::ShutDown),
+            },
+        }
+    }
+
+    /// The height of the last block epoch.
+    pub fn height(&self) -> Option<BlockHeight> {
+        *self.inner.height.borrow()
+    }
+
+    /// Updates of every swap's state from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<SwapUpdate> {
+        self.inner.updates.subscribe()
+    }
+
+    /// Resumes every unfinished swap in the store (after waiting for a block epoch). Returns
+    /// how many were resumed. Swaps already running are left alone.
+    pub async fn resume_all(&self) -> Result<usize, EngineError> {
+        self.wait_for_height().await?;
+        let swaps = self.inner.store.load_unfinished().await?;
+        let n = swaps.len();
+        for swap in swaps {
+            self.spawn_driver(
+                swap.record.contract,
+                swap.preimage,
+                swap.record.extras,
+                swap.record.progress,
+            );
+        }
+        Ok(n)
+    }
+
+    /// Whether the driver of `hash` is still running.
+    pub fn is_running(&self, hash: SwapHash) -> bool {
+        self.lock_drivers()
+            .get(&hash)
+            .is_some_and(|h| !h.is_finished())
+    }
+
+    /// Stops every driver and the block follower. Stored swaps resume at the next start.
+    pub fn shutdown(&self) {
+        self.inner.cancel.cancel();
+    }
+
+    fn lock_drivers(&self) -> std::sync::MutexGuard<'_, HashMap<SwapHash, JoinHandle<()>>> {
+        self.inner
+            .drivers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn spawn_driver(
+        &self,
+        contract: LoopOutContract,
+        preimage: Preimage,
+        extras: SwapExtras,
+        progress: SwapProgress,
+    ) {
+        let hash = contract.terms().swap_hash;
+        let mut drivers = self.lock_drivers();
+        if drivers.get(&hash).is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        let deps = DriverDeps {
+            node: Arc::clone(&self.inner.node),
+            provider: Arc::clone(&self.inner.provider),
+            store: self.inner.store.clone(),
+            config: self.inner.config.clone(),
+            height: self.inner.height.clone(),
+            blocks: self.inner.blocks.subscribe(),
+            updates: self.inner.updates.clone(),
+            cancel: self.inner.cancel.child_token(),
+        };
+        match Driver::new(deps, contract, preimage, extras, progress) {
+            Ok(driver) => {
+                drivers.insert(hash, tokio::spawn(driver.run()));
+            }
+            Err(e) => {
+                tracing::error!(swap = %hash, error = %e,
+                    "cannot drive the stored swap: its HTLC does not rebuild from the contract");
+            }
+        }
+    }
+
+    /// Creates a Loop Out: see the module documentation for the steps. The contract is stored
+    /// before anything is paid; the returned swap is then driven in the background.
+    pub async fn loop_out(&self, req: LoopOutRequest) -> Result<SwapHash, EngineError> {
+        let inner = &self.inner;
+        let config = &inner.config;
+        if inner.cancel.is_cancelled() {
+            return Err(EngineError::ShutDown);
+        }
+        let height = self.height().ok_or(EngineError::NoHeight)?;
+        let terms = inner
+            .provider
+            .loop_out_terms()
+            .await
+            .map_err(EngineError::provider("LoopOutTerms"))?;
+        if req.amount < terms.min_amount || req.amount > terms.max_amount {
+            return Err(EngineError::AmountOutsideTerms {
+                amount: req.amount,
+                min: terms.min_amount,
+                max: terms.max_amount,
+            });
+        }
+        let conf_target = req.conf_target.unwrap_or(config.conf_target);
+        let expiry = expiry_for(height, conf_target, &terms)?;
+        let now = (config.clock)();
+        let now_unix = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+        let deadline = if req.fast {
+            now_unix
+        } else {
+            now_unix.saturating_add(i64::try_from(config.publication_delay.as_secs()).unwrap_or(0))
+        };
+        let quote = inner
+            .provider
+            .loop_out_quote(req.amount, expiry, deadline)
+            .await
+            .map_err(EngineError::provider("LoopOutQuote"))?;
+        let mut limits = match req.limits {
+            Some(l) => l,
+            None => {
+                let rate = inner
+                    .node
+                    .estimate_fee(conf_target.max(crate::chain::fees::MIN_CONF_TARGET))
+                    .await
+                    .map_err(EngineError::node("EstimateFee"))?;
+                // Loop's worst case: a script-path success input paying a P2WSH output.
+                let p2wsh = ScriptBuf::new_p2wsh(&bitcoin::WScriptHash::all_zeros());
+                let sweep_fee = fee_for(
+                    sweep_weight(SweepWitness::V3Success, &p2wsh),
+                    SatPerKw(rate.to_sat_per_kwu()),
+                );
+                FeeLimits {
+                    max_swap_fee: quote.swap_fee,
+                    max_prepay_amount: quote.prepay_amount,
+                    max_swap_routing_fee: routing_fee_limit(
+                        req.amount,
+                        config.routing_fee_base,
+                        config.routing_fee_rate,
+                    ),
+                    max_prepay_routing_fee: routing_fee_limit(
+                        quote.prepay_amount,
+                        config.routing_fee_base,
+                        config.routing_fee_rate,
+                    ),
+                    max_miner_fee: Sat(sweep_fee.0.saturating_mul(config.miner_fee_multiplier)),
+                }
+            }
+        };
+        if let Some(cap) = config.miner_fee_cap {
+            limits.max_miner_fee = limits.max_miner_fee.min(cap);
+        }
+        let destination = match &req.destination {
+            Some(a) => {
+                check_address(a, config.network)?;
+                (a.clone(), false)
+            }
+            None => (String::new(), true),
+        };
+
+        let mut secret = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut secret);
+        let preimage = Preimage::from_bytes(secret);
+        let swap_hash = preimage.swap_hash();
+        let key = inner
+            .node
+            .derive_next_key(SWAP_KEY_FAMILY as i32)
+            .await
+            .map_err(EngineError::node("DeriveNextKey"))?;
+        let receiver_key = key.pubkey.serialize();
+        let resp = inner
+            .provider
+            .new_loop_out(&NewLoopOutRequest {
+                receiver_key,
+                swap_hash,
+                amount: req.amount,
+                expiry,
+                publication_deadline_unix_s: deadline,
+                initiator: req.initiator.clone(),
+            })
+            .await
+            .map_err(EngineError::provider("NewLoopOutSwap"))?;
+        let validated = validate_loop_out(
+            &resp,
+            &ContractExpectations {
+                network: config.network,
+                swap_hash,
+                amount: req.amount,
+                terms,
+                swap_payment_dest: quote.swap_payment_dest,
+                max_swap_fee: limits.max_swap_fee,
+                max_prepay: limits.max_prepay_amount,
+                max_final_cltv_delta: config.max_final_cltv_delta,
+                min_invoice_validity: config.min_invoice_validity,
+                now,
+            },
+        )?;
+        let (prepay, _) =
+            decode_invoice(&resp.prepay_invoice, config.network, InvoiceRole::Prepay)?;
+        let sender = PublicKey::from_slice(&validated.sender_key)
+            .map_err(|_| ValidationError::SenderKeyNotOnCurve)?;
+        let htlc = HtlcV3::new(sender, key.pubkey, swap_hash, expiry.0, config.network)?;
+        if !resp.server_message.is_empty() {
+            tracing::info!(swap = %swap_hash, message = %resp.server_message, "swap server says");
+        }
+        // A wallet destination is taken now and stored with the contract, so every sweep of
+        // this swap pays the same address.
+        let (destination, destination_is_wallet) = if destination.1 {
+            let addr = inner
+                .node
+                .next_addr()
+                .await
+                .map_err(EngineError::node("NextAddr"))?;
+            (addr.to_string(), true)
+        } else {
+            destination
+        };
+        let locator = KeyLocator {
+            family: u32::try_from(key.locator.family).unwrap_or(SWAP_KEY_FAMILY),
+            index: u32::try_from(key.locator.index).unwrap_or(0),
+        };
+        let contract = LoopOutContract::new(ContractTerms {
+            swap_hash,
+            amount: req.amount,
+            expiry,
+            initiation_height: height,
+            htlc_confirmations: config.htlc_confirmations,
+            reveal_margin_blocks: config.reveal_margin_blocks,
+            sweep_finality_confirmations: config.sweep_finality_confirmations,
+            fee_cap_lifted_within_blocks: config.fee_cap_lifted_within_blocks,
+            fee_limits: limits,
+            swap_invoice: InvoiceTerms {
+                bolt11: resp.swap_invoice.clone(),
+                payment_hash: swap_hash.0,
+                amount: validated.swap_invoice_amount,
+            },
+            prepay_invoice: InvoiceTerms {
+                bolt11: resp.prepay_invoice.clone(),
+                payment_hash: prepay.payment_hash().to_byte_array(),
+                amount: validated.prepay_amount,
+            },
+            destination,
+            outgoing_chan_set: req.outgoing_chan_set.clone(),
+            label: req.label.clone(),
+            initiator: req.initiator.clone(),
+            protocol_version: 11,
+            receiver_key_locator: locator,
+            sender_key: validated.sender_key,
+            receiver_key,
+            htlc_pk_script: htlc.pk_script(),
+        })?;
+        let extras = SwapExtras {
+            network: config.network,
+            payment_address: validated.payment_address,
+            swap_min_final_cltv_delta: validated.min_final_cltv_delta,
+            publication_deadline_unix: deadline,
+            destination_is_wallet,
+        };
+        let progress = SwapProgress::new();
+        inner
+            .store
+            .create_swap(&contract, &preimage, &extras, &progress, now_unix)
+            .await?;
+        tracing::info!(swap = %swap_hash, amount = %req.amount, expiry = %expiry,
+            label = %req.label, initiator = %req.initiator, "loop out created");
+        let _ = inner.updates.send(SwapUpdate {
+            hash: swap_hash,
+            state: SwapState::Initiated,
+            costs: SwapCosts::default(),
+        });
+        self.spawn_driver(contract, preimage, extras, progress);
+        Ok(swap_hash)
+    }
+}
+
+fn check_address(address: &str, network: Network) -> Result<ScriptBuf, EngineError> {
+    let bad = |reason: String| EngineError::BadDestination {
+        address: address.to_owned(),
+        network,
+        reason,
+    };
+    let parsed = Address::from_str(address).map_err(|e| bad(e.to_string()))?;
+    let checked = parsed
+        .require_network(network.bitcoin())
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(checked.script_pubkey())
+}
+
+/// The sweep destination script of a stored contract.
+pub(crate) fn destination_script(address: &str, network: Network) -> Result<ScriptBuf, String> {
+    check_address(address, network).map_err(|e| e.to_string())
+}
+
+/// Follows lnd's block epochs for the engine, re-subscribing after every break.
+async fn follow_blocks(
+    node: Arc<dyn LightningNode>,
+    height: watch::Sender<Option<BlockHeight>>,
+    blocks: broadcast::Sender<BlockHeight>,
+    config: EngineConfig,
+    cancel: CancellationToken,
+) {
+    let mut delay = config.retry_initial;
+    loop {
+        let stream = tokio::select! {
+            _ = cancel.cancelled() => return,
+            s = node.register_block_epochs() => s,
+        };
+        match stream {
+            Ok(mut stream) => loop {
+                let item = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    item = stream.next() => item,
+                };
+                match item {
+                    Some(Ok(epoch)) => {
+                        delay = config.retry_initial;
+                        height.send_replace(Some(epoch.height));
+                        let _ = blocks.send(epoch.height);
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "block epoch stream failed; re-subscribing");
+                        break;
+                    }
+                    None => break,
+                }
+            },
+            Err(e) => tracing::warn!(error = %e, "cannot subscribe to block epochs; retrying"),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(config.retry_max);
+    }
+}
