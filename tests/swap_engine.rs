@@ -1,0 +1,330 @@
+//! The swap engine against the simnet: a simulated lnd ("sluice") paying a real Loop server
+//! implementation over gRPC, both on one simulated chain. Covers a full loop-out, restarts
+//! after the contract is stored and after the reveal, and that an unsaved step never acts.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sluice::domain::{Network, Sat, SwapHash};
+use sluice::lnd::{LightningNode, NodeErrorKind};
+use sluice::provider::l402::{L402Config, L402Payer, PaidInvoice, PayError};
+use sluice::provider::{LoopServerClient, ServerTls};
+use sluice::simnet::loopserver::{LoopServer, LoopServerConfig};
+use sluice::simnet::world::{SharedWorld, SimNode, World, WorldConfig, lock};
+use sluice::store::{Store, SwapRecord};
+use sluice::swap::{EngineConfig, LoopOutRequest, PaymentStatus, SwapEngine, SwapState};
+use tokio::net::TcpListener;
+
+/// The server runs without an L402 front, so the client never has to buy a token; this
+/// stand-in refuses if it is ever asked to.
+struct NoTokenPayer;
+
+#[async_trait]
+impl L402Payer for NoTokenPayer {
+    async fn pay(&self, _: &str, _: Sat, _: Duration) -> Result<PaidInvoice, PayError> {
+        Err(PayError::Failed("no L402 token expected".to_owned()))
+    }
+    async fn track(&self, _: [u8; 32]) -> Result<Option<PaidInvoice>, PayError> {
+        Ok(None)
+    }
+}
+
+struct Simnet {
+    world: SharedWorld,
+    node: Arc<SimNode>,
+    client: Arc<LoopServerClient>,
+    server: Arc<LoopServer>,
+    store: Store,
+    dir: tempfile::TempDir,
+}
+
+async fn simnet() -> Simnet {
+    let world: SharedWorld = Arc::new(Mutex::new(
+        World::new(WorldConfig::default_topology(11, 2)).unwrap(),
+    ));
+    let node = Arc::new(SimNode::new(world.clone(), "sluice").unwrap());
+    let loop_node = Arc::new(SimNode::new(world.clone(), "loop").unwrap());
+    let server = Arc::new(LoopServer::new(
+        LoopServerConfig {
+            l402: None,
+            ..LoopServerConfig::default()
+        },
+        loop_node.clone(),
+        loop_node,
+    ));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serving = server.clone();
+    tokio::spawn(async move {
+        let _ = serving.serve(listener, std::future::pending()).await;
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let client = LoopServerClient::connect(
+        &addr.to_string(),
+        ServerTls::Insecure,
+        Duration::from_secs(10),
+        L402Config::new(Network::Regtest, dir.path()),
+        Arc::new(NoTokenPayer),
+    )
+    .unwrap();
+    let store = Store::open(&dir.path().join("sluice.db")).await.unwrap();
+    Simnet {
+        world,
+        node,
+        client: Arc::new(client),
+        server,
+        store,
+        dir,
+    }
+}
+
+/// Loop's defaults with quick retries, on the world's simulated clock (its invoices are
+/// stamped with it).
+fn config(world: &SharedWorld) -> EngineConfig {
+    let mut c = EngineConfig::new(Network::Regtest);
+    let world = world.clone();
+    c.clock = Arc::new(move || Duration::from_secs(lock(&world).now_unix()));
+    c.retry_initial = Duration::from_millis(20);
+    c.retry_max = Duration::from_millis(200);
+    c
+}
+
+impl Simnet {
+    async fn engine(&self) -> SwapEngine {
+        let engine = SwapEngine::start(
+            self.node.clone(),
+            self.client.clone(),
+            self.store.clone(),
+            config(&self.world),
+        );
+        engine.resume_all().await.unwrap();
+        engine
+    }
+
+    async fn record(&self, hash: SwapHash) -> SwapRecord {
+        self.store.load_swap(hash).await.unwrap().unwrap().record
+    }
+
+    /// Mines a block whenever the mempool holds a transaction (the server's HTLC, our sweep)
+    /// or a spend is waiting for its confirmations, until `done` holds for the stored swap.
+    /// Polls with a deadline; never relies on how long a step takes.
+    async fn drive_until(&self, hash: SwapHash, done: impl Fn(&SwapRecord) -> bool) -> SwapRecord {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let record = self.record(hash).await;
+            if done(&record) {
+                return record;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "swap stuck in {:?}: {:?}",
+                record.progress.state,
+                record.progress
+            );
+            {
+                let mut w = lock(&self.world);
+                let waiting_for_depth = record.progress.state == SwapState::SpendConfirming;
+                if !w.chain().mempool_txids().is_empty() || waiting_for_depth {
+                    w.mine(1);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    }
+
+    async fn local_balance(&self) -> Sat {
+        self.node
+            .list_channels()
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.local_balance)
+            .sum()
+    }
+
+    async fn wallet_confirmed(&self) -> Sat {
+        self.node.wallet_balance().unwrap().0
+    }
+}
+
+fn request(amount: u64) -> LoopOutRequest {
+    LoopOutRequest {
+        amount: Sat(amount),
+        destination: None,
+        outgoing_chan_set: Vec::new(),
+        label: "test".to_owned(),
+        initiator: "swap_engine test".to_owned(),
+        conf_target: Some(100),
+        limits: None,
+        fast: true,
+    }
+}
+
+fn succeeded(r: &SwapRecord) -> bool {
+    r.progress.state == SwapState::Succeeded
+}
+
+/// Checks a finished swap's recorded costs against what moved on the node.
+async fn assert_costs_match(
+    net: &Simnet,
+    record: &SwapRecord,
+    local_before: Sat,
+    wallet_before: Sat,
+) {
+    let terms = record.contract.terms();
+    let (
+        PaymentStatus::Succeeded {
+            amount: swap_paid,
+            routing_fee: swap_fee,
+        },
+        PaymentStatus::Succeeded {
+            amount: prepay_paid,
+            routing_fee: prepay_fee,
+        },
+    ) = (record.progress.swap_payment, record.progress.prepay_payment)
+    else {
+        panic!("both payments must have succeeded: {:?}", record.progress);
+    };
+    assert_eq!(swap_paid, terms.swap_invoice.amount);
+    assert_eq!(prepay_paid, terms.prepay_invoice.amount);
+    let costs = record.costs;
+    assert_eq!(costs.offchain, swap_fee + prepay_fee);
+    assert_eq!(
+        costs.server_sat,
+        i64::try_from((swap_paid + prepay_paid - terms.amount).0).unwrap()
+    );
+
+    // Off chain: what left our channels is both invoices plus routing fees (fees are paid in
+    // msat and recorded rounded up, so at most one sat per payment above the balance change).
+    let left = local_before - net.local_balance().await;
+    let recorded = swap_paid + prepay_paid + costs.offchain;
+    assert!(
+        left <= recorded && recorded - left <= Sat(2),
+        "left {left}, recorded {recorded}"
+    );
+
+    // On chain: the wallet received the HTLC minus the sweep's fee, exactly.
+    let htlc = record.progress.htlc.unwrap();
+    let received = net.wallet_confirmed().await - wallet_before;
+    assert_eq!(received, htlc.value - costs.onchain);
+    assert!(htlc.value >= terms.amount);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loop_out_reaches_succeeded_and_its_costs_match_what_moved() {
+    let net = simnet().await;
+    let engine = net.engine().await;
+    let mut updates = engine.subscribe();
+    let local_before = net.local_balance().await;
+    let wallet_before = net.wallet_confirmed().await;
+
+    let hash = engine.loop_out(request(500_000)).await.unwrap();
+    let record = net.drive_until(hash, succeeded).await;
+
+    assert!(record.progress.preimage_push_acked || record.progress.swap_payment.is_succeeded());
+    assert!(net.server.knows_preimage(hash).unwrap());
+    assert_costs_match(&net, &record, local_before, wallet_before).await;
+
+    // The history is in order and ends in the terminal state.
+    let history = net.store.swap_history(hash).await.unwrap();
+    let states: Vec<SwapState> = history.iter().map(|u| u.progress.state).collect();
+    assert_eq!(states.first(), Some(&SwapState::Initiated));
+    assert_eq!(states.last(), Some(&SwapState::Succeeded));
+    assert!(states.contains(&SwapState::PreimageRevealed));
+    // The monitor stream saw the same end.
+    let mut last = None;
+    while let Ok(u) = updates.try_recv() {
+        if u.hash == hash {
+            last = Some(u.state);
+        }
+    }
+    assert_eq!(last, Some(SwapState::Succeeded));
+    engine.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swap_resumes_from_the_store_after_the_contract_was_stored() {
+    let net = simnet().await;
+    let engine = net.engine().await;
+    let local_before = net.local_balance().await;
+    let wallet_before = net.wallet_confirmed().await;
+    let hash = engine.loop_out(request(300_000)).await.unwrap();
+    // The daemon stops right after creating the swap.
+    engine.shutdown();
+    assert_eq!(net.store.load_unfinished().await.unwrap().len(), 1);
+
+    let engine = net.engine().await;
+    let record = net.drive_until(hash, succeeded).await;
+    assert_costs_match(&net, &record, local_before, wallet_before).await;
+    engine.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swap_resumes_from_the_store_after_the_reveal() {
+    let net = simnet().await;
+    let engine = net.engine().await;
+    let local_before = net.local_balance().await;
+    let wallet_before = net.wallet_confirmed().await;
+    let hash = engine.loop_out(request(400_000)).await.unwrap();
+    net.drive_until(hash, |r| r.progress.state != SwapState::Initiated)
+        .await;
+    engine.shutdown();
+    let stopped = net.record(hash).await;
+    assert!(
+        !stopped.progress.state.is_terminal(),
+        "{:?}",
+        stopped.progress
+    );
+    assert!(stopped.progress.revealed_at.is_some());
+
+    let engine = net.engine().await;
+    let record = net.drive_until(hash, succeeded).await;
+    assert_costs_match(&net, &record, local_before, wallet_before).await;
+    engine.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_that_cannot_be_saved_never_acts() {
+    let net = simnet().await;
+    // A second connection to the same database refuses every progress row after a swap's
+    // first one, as a full disk would: the swap is created, but its first step cannot be saved.
+    let db = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        net.dir.path().join("sluice.db").display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER refuse BEFORE INSERT ON swap_updates \
+         WHEN (SELECT COUNT(*) FROM swap_updates WHERE swap_hash = NEW.swap_hash) >= 1 \
+         BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+
+    let engine = net.engine().await;
+    let hash = engine.loop_out(request(200_000)).await.unwrap();
+    // The driver keeps retrying the save; give it many attempts, then check it never paid.
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let err = net.node.track_payment(hash).await.err();
+        assert_eq!(
+            err.map(|e| e.kind),
+            Some(NodeErrorKind::NotFound),
+            "the swap invoice was paid although the step was never saved"
+        );
+    }
+    assert_eq!(net.store.swap_history(hash).await.unwrap().len(), 1);
+
+    // Once the disk accepts writes again, the same step is saved and acted on.
+    sqlx::query("DROP TRIGGER refuse")
+        .execute(&db)
+        .await
+        .unwrap();
+    net.drive_until(hash, succeeded).await;
+    engine.shutdown();
+}
