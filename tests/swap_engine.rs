@@ -12,7 +12,9 @@ use sluice::domain::{Network, Sat, SwapHash};
 use sluice::lnd::{LightningNode, NodeErrorKind};
 use sluice::provider::l402::{L402Config, L402Payer, PaidInvoice, PayError};
 use sluice::provider::{LoopServerClient, ServerTls};
-use sluice::simnet::loopserver::{LoopServer, LoopServerConfig};
+use sluice::simnet::chain::TxStatus;
+use sluice::simnet::loopserver::behaviour::{CoSign, HtlcTamper, Publication};
+use sluice::simnet::loopserver::{Behaviour, LoopServer, LoopServerConfig};
 use sluice::simnet::world::{SharedWorld, SimNode, World, WorldConfig, lock};
 use sluice::store::{Store, SwapRecord};
 use sluice::swap::{EngineConfig, LoopOutRequest, PaymentStatus, SwapEngine, SwapState};
@@ -112,6 +114,17 @@ impl Simnet {
     /// or a spend is waiting for its confirmations, until `done` holds for the stored swap.
     /// Polls with a deadline; never relies on how long a step takes.
     async fn drive_until(&self, hash: SwapHash, done: impl Fn(&SwapRecord) -> bool) -> SwapRecord {
+        self.drive(hash, false, done).await
+    }
+
+    /// Like [`Simnet::drive_until`]; with `every_poll` a block is mined at every poll, so the
+    /// chain moves on even when nothing waits to confirm (to reach a deadline).
+    async fn drive(
+        &self,
+        hash: SwapHash,
+        every_poll: bool,
+        done: impl Fn(&SwapRecord) -> bool,
+    ) -> SwapRecord {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
             let record = self.record(hash).await;
@@ -127,11 +140,22 @@ impl Simnet {
             {
                 let mut w = lock(&self.world);
                 let waiting_for_depth = record.progress.state == SwapState::SpendConfirming;
-                if !w.chain().mempool_txids().is_empty() || waiting_for_depth {
+                if every_poll || !w.chain().mempool_txids().is_empty() || waiting_for_depth {
                     w.mine(1);
                 }
             }
             tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    }
+
+    /// The number of witness elements of the confirmed spend of the swap's HTLC: 1 for the
+    /// cooperative key path, 4 for the success leaf.
+    fn spend_witness_len(&self, record: &SwapRecord) -> usize {
+        let txid = record.progress.spend.expect("a recorded spend").txid;
+        let w = lock(&self.world);
+        match w.chain().tx(&txid) {
+            Some(TxStatus::Confirmed { tx, .. }) => tx.input[0].witness.len(),
+            other => panic!("the spend is not confirmed: {other:?}"),
         }
     }
 
@@ -227,6 +251,11 @@ async fn a_loop_out_reaches_succeeded_and_its_costs_match_what_moved() {
     assert!(record.progress.preimage_push_acked || record.progress.swap_payment.is_succeeded());
     assert!(net.server.knows_preimage(hash).unwrap());
     assert_costs_match(&net, &record, local_before, wallet_before).await;
+    assert_eq!(
+        net.spend_witness_len(&record),
+        1,
+        "the cooperative key path is used"
+    );
 
     // The history is in order and ends in the terminal state.
     let history = net.store.swap_history(hash).await.unwrap();
@@ -326,5 +355,75 @@ async fn a_step_that_cannot_be_saved_never_acts() {
         .await
         .unwrap();
     net.drive_until(hash, succeeded).await;
+    engine.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_cosignature_falls_back_to_the_success_leaf_in_the_same_block() {
+    let net = simnet().await;
+    net.server.set_behaviour_for_next_swap(Behaviour {
+        cosign: CoSign::InvalidPartialSig,
+        ..Behaviour::default()
+    });
+    let engine = net.engine().await;
+    let local_before = net.local_balance().await;
+    let wallet_before = net.wallet_confirmed().await;
+    let hash = engine.loop_out(request(250_000)).await.unwrap();
+    let record = net.drive_until(hash, succeeded).await;
+    assert_eq!(
+        net.spend_witness_len(&record),
+        4,
+        "the success leaf is used"
+    );
+    // Blocks are mined only while something waits in the mempool, so the first block after
+    // the reveal confirmed the fallback sweep published for the reveal's block.
+    let spend = record.progress.spend.unwrap();
+    assert_eq!(
+        Some(spend.height.0),
+        record.progress.revealed_at.map(|h| h.0 + 1),
+        "{:?}",
+        record.progress
+    );
+    assert_costs_match(&net, &record, local_before, wallet_before).await;
+    engine.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_htlc_paying_too_little_is_never_revealed_for() {
+    let net = simnet().await;
+    net.server.set_behaviour_for_next_swap(Behaviour {
+        htlc: HtlcTamper::ValueBelow(Sat(1_000)),
+        ..Behaviour::default()
+    });
+    let engine = net.engine().await;
+    let hash = engine.loop_out(request(250_000)).await.unwrap();
+    let record = net
+        .drive_until(hash, |r| r.progress.state.is_terminal())
+        .await;
+    assert_eq!(record.progress.state, SwapState::FailedInsufficientValue);
+    assert!(!net.server.knows_preimage(hash).unwrap());
+    assert!(record.progress.spend.is_none());
+    assert_eq!(record.progress.sweeps_requested, 0);
+    engine.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_htlc_never_published_fails_at_the_reveal_deadline() {
+    let net = simnet().await;
+    net.server.set_behaviour_for_next_swap(Behaviour {
+        publication: Publication::Never,
+        ..Behaviour::default()
+    });
+    let engine = net.engine().await;
+    let mut req = request(250_000);
+    req.conf_target = Some(30);
+    let hash = engine.loop_out(req).await.unwrap();
+    let record = net
+        .drive(hash, true, |r| r.progress.state.is_terminal())
+        .await;
+    assert_eq!(record.progress.state, SwapState::FailedTimeout);
+    let deadline = record.contract.reveal_deadline();
+    assert!(record.progress.best_height.unwrap() >= deadline);
+    assert!(!net.server.knows_preimage(hash).unwrap());
     engine.shutdown();
 }
