@@ -17,7 +17,9 @@ use sluice::simnet::loopserver::behaviour::{CoSign, HtlcTamper, Publication};
 use sluice::simnet::loopserver::{Behaviour, LoopServer, LoopServerConfig};
 use sluice::simnet::world::{SharedWorld, SimNode, World, WorldConfig, lock};
 use sluice::store::{Store, SwapRecord};
-use sluice::swap::{EngineConfig, LoopOutRequest, PaymentStatus, SwapEngine, SwapState};
+use sluice::swap::{
+    EngineConfig, FeeLimits, LoopOutRequest, PaymentStatus, SwapEngine, SwapState, SweepFailure,
+};
 use tokio::net::TcpListener;
 
 /// The server runs without an L402 front, so the client never has to buy a token; this
@@ -425,5 +427,68 @@ async fn an_htlc_never_published_fails_at_the_reveal_deadline() {
     let deadline = record.contract.reveal_deadline();
     assert!(record.progress.best_height.unwrap() >= deadline);
     assert!(!net.server.knows_preimage(hash).unwrap());
+    engine.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swap_resumes_from_the_store_while_its_spend_confirms() {
+    let net = simnet().await;
+    let engine = net.engine().await;
+    let local_before = net.local_balance().await;
+    let wallet_before = net.wallet_confirmed().await;
+    let hash = engine.loop_out(request(350_000)).await.unwrap();
+    net.drive_until(hash, |r| r.progress.state == SwapState::SpendConfirming)
+        .await;
+    engine.shutdown();
+    // Two more blocks while the daemon is down.
+    lock(&net.world).mine(2);
+
+    let engine = net.engine().await;
+    let record = net.drive_until(hash, succeeded).await;
+    assert_costs_match(&net, &record, local_before, wallet_before).await;
+    engine.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miner_fee_cap_below_the_relay_fee_holds_the_sweep_until_the_expiry_is_near() {
+    let net = simnet().await;
+    let engine = net.engine().await;
+    let mut req = request(250_000);
+    req.conf_target = Some(30);
+    req.limits = Some(FeeLimits {
+        max_swap_fee: Sat(20_000),
+        max_prepay_amount: Sat(5_000),
+        max_swap_routing_fee: Sat(5_000),
+        max_prepay_routing_fee: Sat(100),
+        // Less than any sweep pays at the 1 sat/vB floor.
+        max_miner_fee: Sat(50),
+    });
+    let hash = engine.loop_out(req).await.unwrap();
+    let record = net
+        .drive(hash, true, |r| r.progress.state.is_terminal())
+        .await;
+    assert_eq!(
+        record.progress.state,
+        SwapState::Succeeded,
+        "{:?}",
+        record.progress
+    );
+    assert!(record.progress.sweep_failures > 0);
+    let history = net.store.swap_history(hash).await.unwrap();
+    assert!(
+        history
+            .iter()
+            .any(|u| u.progress.last_sweep_failure == Some(SweepFailure::FeeCapBelowRelayFee))
+    );
+    // The sweep that confirmed was published only once the cap no longer applied.
+    let spend = record.progress.spend.unwrap();
+    let published_at = spend.height.0 - 1;
+    assert!(
+        !record
+            .contract
+            .fee_cap_applies(sluice::domain::BlockHeight(published_at)),
+        "published at {published_at} while the cap applied"
+    );
+    assert!(record.costs.onchain > Sat(50));
     engine.shutdown();
 }
