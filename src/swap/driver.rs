@@ -365,6 +365,8 @@ impl Driver {
                         .best_height
                         .unwrap_or(self.contract.terms().initiation_height),
                     preimage: secret,
+                    push_first: !self.progress.preimage_push_acked
+                        && !self.progress.swap_payment.is_succeeded(),
                 };
                 let tx = self.inputs_tx.clone();
                 self.spawn_task(TaskKey::Sweep, async move {

@@ -43,6 +43,9 @@ pub(super) struct SweepJob {
     pub(super) height: BlockHeight,
     /// Released by the driver through `SwapProgress::release_preimage` on the saved state.
     pub(super) preimage: [u8; 32],
+    /// Push the preimage before asking for the co-signature: a server co-signs only a swap
+    /// whose preimage it knows, and the separate push task may not have reached it yet.
+    pub(super) push_first: bool,
 }
 
 impl SweepJob {
@@ -57,6 +60,11 @@ impl SweepJob {
         let estimate = SatPerKw(estimate.to_sat_per_kwu());
         let rate = sweep_fee_rate(self.blocks_left, |_| estimate);
 
+        if self.push_first
+            && let Err(e) = self.provider.push_preimage(&self.preimage).await
+        {
+            tracing::debug!(swap = %hash, error = %e, "preimage push before co-signing failed");
+        }
         let tx = match self.cooperative(rate).await {
             Ok(tx) => tx,
             Err(reason) => {
