@@ -51,11 +51,14 @@ CREATE TABLE swaps (
     -- The latest saved state code (SwapState::code) and time, kept equal to the newest
     -- swap_updates row in the same transaction; lets unfinished swaps be found by index.
     state_code                    BIGINT  NOT NULL,
+    -- 1 once both payments have a final result. A terminal swap whose payment is still in
+    -- flight is resumed too, so the payment's outcome (and the costs) are still recorded.
+    payments_final                BIGINT  NOT NULL,
     created_at_unix               BIGINT  NOT NULL,
     updated_at_unix               BIGINT  NOT NULL
 );
 
-CREATE INDEX swaps_state_code ON swaps (state_code);
+CREATE INDEX swaps_state_code ON swaps (state_code, payments_final);
 
 -- One row per saved step, never updated or deleted: the swap's history, the newest row is its
 -- current progress. progress_json is the full SwapProgress; the costs are what the progress

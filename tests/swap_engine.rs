@@ -18,7 +18,8 @@ use sluice::simnet::loopserver::{Behaviour, LoopServer, LoopServerConfig};
 use sluice::simnet::world::{SharedWorld, SimNode, World, WorldConfig, lock};
 use sluice::store::{Store, SwapRecord};
 use sluice::swap::{
-    EngineConfig, FeeLimits, LoopOutRequest, PaymentStatus, SwapEngine, SwapState, SweepFailure,
+    EngineConfig, FeeLimits, LoopOutRequest, PaymentStatus, SwapCosts, SwapEngine, SwapState,
+    SweepFailure,
 };
 use tokio::net::TcpListener;
 
@@ -427,6 +428,23 @@ async fn an_htlc_never_published_fails_at_the_reveal_deadline() {
     let deadline = record.contract.reveal_deadline();
     assert!(record.progress.best_height.unwrap() >= deadline);
     assert!(!net.server.knows_preimage(hash).unwrap());
+
+    // The server still holds both payments. The daemon restarts; the finished swap is resumed
+    // only to follow them (never to pay) until their HTLCs time out and fail.
+    engine.shutdown();
+    assert!(!record.progress.swap_payment.is_final());
+    assert_eq!(net.store.load_unfinished().await.unwrap().len(), 1);
+    let engine = net.engine().await;
+    let record = net
+        .drive(hash, true, |r| {
+            r.progress.swap_payment.is_final() && r.progress.prepay_payment.is_final()
+        })
+        .await;
+    assert_eq!(record.progress.state, SwapState::FailedTimeout);
+    assert!(!record.progress.swap_payment.is_succeeded());
+    assert!(!record.progress.prepay_payment.is_succeeded());
+    assert_eq!(record.costs, SwapCosts::default(), "nothing was paid");
+    assert!(net.store.load_unfinished().await.unwrap().is_empty());
     engine.shutdown();
 }
 

@@ -137,8 +137,9 @@ impl StoreTx {
              swap_min_final_cltv_delta, publication_deadline_unix, destination, \
              destination_is_wallet, outgoing_chan_set, label, initiator, protocol_version, \
              key_family, key_index, sender_key, receiver_key, htlc_pk_script, state_code, \
-             created_at_unix, updated_at_unix) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
-             ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             payments_final, created_at_unix, updated_at_unix) VALUES (?, ?, ?, ?, ?, ?, ?, ?, \
+             ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
+             ?, ?, ?)",
         )
         .bind(t.swap_hash.to_string())
         .bind(preimage.expose_secret().to_vec())
@@ -176,6 +177,7 @@ impl StoreTx {
         .bind(hex::encode(t.receiver_key))
         .bind(hex::encode(t.htlc_pk_script.as_bytes()))
         .bind(i64::from(progress.state.code()))
+        .bind(i64::from(payments_final(progress)))
         .bind(now_unix)
         .bind(now_unix)
         .execute(&mut *self.tx)
@@ -206,6 +208,10 @@ impl StoreTx {
     }
 }
 
+fn payments_final(progress: &SwapProgress) -> bool {
+    progress.swap_payment.is_final() && progress.prepay_payment.is_final()
+}
+
 /// Appends a progress row and moves the swap's current state code with it.
 async fn append_update(
     tx: &mut Transaction<'static, Sqlite>,
@@ -221,8 +227,9 @@ async fn append_update(
             source: sqlx::Error::Encode(Box::new(e)),
         })?;
     let changed =
-        sqlx::query("UPDATE swaps SET state_code = ?, updated_at_unix = ? WHERE swap_hash = ?")
+        sqlx::query("UPDATE swaps SET state_code = ?, payments_final = ?, updated_at_unix = ? WHERE swap_hash = ?")
             .bind(i64::from(progress.state.code()))
+            .bind(i64::from(payments_final(progress)))
             .bind(now_unix)
             .bind(hash.to_string())
             .execute(&mut **tx)
@@ -310,15 +317,16 @@ impl Store {
             .transpose()
     }
 
-    /// Every swap not in a terminal state, with its preimage, oldest first: what the engine
-    /// resumes at start.
+    /// Every swap not in a terminal state, and every terminal one whose payments are not both
+    /// final (their outcome still counts for the costs), with its preimage, oldest first: what
+    /// the engine resumes at start.
     pub async fn load_unfinished(&self) -> Result<Vec<StoredSwap>, StoreError> {
         let op = "loading unfinished swaps";
         let codes = unfinished_codes();
         let placeholders = vec!["?"; codes.len()].join(", ");
         let sql = format!(
-            "{SELECT_SWAP} WHERE s.state_code IN ({placeholders}) ORDER BY s.created_at_unix, \
-             s.swap_hash"
+            "{SELECT_SWAP} WHERE s.state_code IN ({placeholders}) OR s.payments_final = 0 \
+             ORDER BY s.created_at_unix, s.swap_hash"
         );
         // Built only from constants and `?` placeholders; every value is bound.
         let mut q = sqlx::query(AssertSqlSafe(sql));

@@ -374,3 +374,45 @@ fn every_progress_field_survives_the_json_layout() {
         PaymentStatus::InFlight
     ));
 }
+
+#[tokio::test]
+async fn a_finished_swap_with_a_payment_in_flight_is_still_resumed() {
+    let (_dir, store) = open().await;
+    let p = preimage(1);
+    let c = contract(&p);
+    let hash = p.swap_hash();
+    store
+        .create_swap(&c, &p, &extras(), &SwapProgress::new(), 100)
+        .await
+        .unwrap();
+    let mut timed_out = SwapProgress::new();
+    timed_out.state = SwapState::FailedTimeout;
+    timed_out.prepay_payment = PaymentStatus::Succeeded {
+        amount: Sat(3_000),
+        routing_fee: Sat(1),
+    };
+    timed_out.swap_payment = PaymentStatus::InFlight;
+    store
+        .save_progress(hash, &timed_out, timed_out.costs(&c), 110)
+        .await
+        .unwrap();
+    assert_eq!(store.load_unfinished().await.unwrap().len(), 1);
+    // Listing by "unfinished" means the state, not the payments.
+    let open_states = store
+        .list_swaps(SwapFilter {
+            unfinished_only: true,
+            ..SwapFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(open_states.is_empty());
+
+    timed_out.swap_payment = PaymentStatus::Failed {
+        reason: PaymentFailureReason::Canceled,
+    };
+    store
+        .save_progress(hash, &timed_out, timed_out.costs(&c), 120)
+        .await
+        .unwrap();
+    assert!(store.load_unfinished().await.unwrap().is_empty());
+}

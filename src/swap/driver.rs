@@ -24,8 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::engine::{EngineConfig, SwapUpdate, destination_script};
 use super::{
-    Action, CancelReason, Input, LoopOutContract, PaymentFailureReason, PaymentKind, Preimage,
-    SwapProgress, step,
+    Action, CancelReason, Input, LoopOutContract, PaymentFailureReason, PaymentKind, PaymentStatus,
+    Preimage, SwapProgress, step,
 };
 use crate::chain::{ChainError, HtlcV3};
 use crate::domain::BlockHeight;
@@ -146,6 +146,7 @@ impl Driver {
             },
         };
         if self.handle(Input::Resumed { height }).await {
+            self.track_late_payments();
             loop {
                 if self.progress.state.is_terminal() && !self.payments_running() {
                     break;
@@ -172,6 +173,28 @@ impl Driver {
         }
         self.tasks_cancel.cancel();
         tracing::debug!(swap = %self.hash(), state = self.progress.state.as_str(), "driver stopped");
+    }
+
+    /// A finished swap emits no actions, but a payment still in flight will end one way or
+    /// the other and its outcome belongs in the costs: follow it without ever paying.
+    fn track_late_payments(&mut self) {
+        if !self.progress.state.is_terminal() {
+            return;
+        }
+        for kind in [PaymentKind::Swap, PaymentKind::Prepay] {
+            if self.progress.payment(kind) == PaymentStatus::InFlight {
+                let task = watch::payment(
+                    Arc::clone(&self.deps.node),
+                    Arc::clone(&self.contract),
+                    self.extras.clone(),
+                    self.deps.config.clone(),
+                    kind,
+                    true,
+                    self.inputs_tx.clone(),
+                );
+                self.spawn_task(TaskKey::Payment(kind), task);
+            }
+        }
     }
 
     fn payments_running(&self) -> bool {
@@ -263,6 +286,7 @@ impl Driver {
                     self.extras.clone(),
                     self.deps.config.clone(),
                     kind,
+                    false,
                     self.inputs_tx.clone(),
                 );
                 self.spawn_task(TaskKey::Payment(kind), task);

@@ -70,13 +70,15 @@ fn payment_event(update: &PaymentUpdate) -> PaymentEvent {
 }
 
 /// Pays one of the swap's invoices (or attaches to the payment lnd already has for its hash)
-/// and reports every update until the payment is final.
+/// and reports every update until the payment is final. With `track_only` (a swap that is
+/// already over) it never pays, only follows a payment lnd already has.
 pub(super) async fn payment(
     node: Arc<dyn LightningNode>,
     contract: Arc<LoopOutContract>,
     extras: SwapExtras,
     config: EngineConfig,
     kind: PaymentKind,
+    track_only: bool,
     tx: mpsc::UnboundedSender<Input>,
 ) {
     let t = contract.terms();
@@ -110,7 +112,17 @@ pub(super) async fn payment(
     };
     let mut backoff = Backoff::new(&config);
     loop {
-        let stream = match node.pay(&request).await {
+        let started = if track_only {
+            node.track_payment(hash).await
+        } else {
+            node.pay(&request).await
+        };
+        let stream = match started {
+            Err(e) if track_only && e.kind == NodeErrorKind::NotFound => {
+                tracing::warn!(swap = %t_hash(&contract), ?kind,
+                    "lnd has no payment for an in-flight invoice of a finished swap");
+                return;
+            }
             Ok(s) => Ok(s),
             Err(e) if e.is_transient() => Err(e),
             Err(e) => {
