@@ -13,7 +13,9 @@ use sluice::lnd::{LightningNode, NodeErrorKind};
 use sluice::provider::l402::{L402Config, L402Payer, PaidInvoice, PayError};
 use sluice::provider::{LoopServerClient, ServerTls};
 use sluice::simnet::chain::TxStatus;
-use sluice::simnet::loopserver::behaviour::{CoSign, HtlcTamper, Publication};
+use sluice::simnet::loopserver::behaviour::{
+    CoSign, HtlcTamper, InvoiceTamper, Publication, SenderKeyTamper,
+};
 use sluice::simnet::loopserver::{Behaviour, LoopServer, LoopServerConfig};
 use sluice::simnet::world::{SharedWorld, SimNode, World, WorldConfig, lock};
 use sluice::store::{Store, SwapRecord};
@@ -515,5 +517,51 @@ async fn a_miner_fee_cap_below_the_relay_fee_holds_the_sweep_until_the_expiry_is
         "published at {published_at} while the cap applied"
     );
     assert!(record.costs.onchain > Sat(50));
+    engine.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_answer_is_refused_before_anything_is_stored_or_paid() {
+    let net = simnet().await;
+    let engine = net.engine().await;
+    let tampered = [
+        Behaviour {
+            invoice: InvoiceTamper::SwapFeeAbove(Sat(5_000)),
+            ..Behaviour::default()
+        },
+        Behaviour {
+            invoice: InvoiceTamper::PrepayAboveSameTotal(Sat(500)),
+            ..Behaviour::default()
+        },
+        Behaviour {
+            invoice: InvoiceTamper::WrongHash,
+            ..Behaviour::default()
+        },
+        Behaviour {
+            invoice: InvoiceTamper::OtherNetwork,
+            ..Behaviour::default()
+        },
+        Behaviour {
+            sender_key: SenderKeyTamper::OffCurve,
+            ..Behaviour::default()
+        },
+    ];
+    let local_before = net.local_balance().await;
+    for behaviour in tampered {
+        net.server.set_behaviour_for_next_swap(behaviour);
+        let err = engine.loop_out(request(250_000)).await.unwrap_err();
+        assert!(
+            matches!(err, sluice::swap::EngineError::Validation(_)),
+            "{behaviour:?}: {err}"
+        );
+    }
+    assert!(
+        net.store
+            .list_swaps(Default::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(net.local_balance().await, local_before, "nothing was paid");
     engine.shutdown();
 }

@@ -668,3 +668,77 @@ async fn follow_blocks(
         delay = (delay * 2).min(config.retry_max);
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn terms(min: u32, max: u32) -> LoopOutTerms {
+        LoopOutTerms {
+            min_amount: Sat(10_000),
+            max_amount: Sat(1_000_000),
+            min_cltv_delta: min,
+            max_cltv_delta: max,
+        }
+    }
+
+    #[test]
+    fn expiry_follows_loops_phase_a_rule() {
+        let h = BlockHeight(1_000);
+        // Below the server's minimum: clamped up to it.
+        assert_eq!(
+            expiry_for(h, 9, &terms(30, 400)).unwrap(),
+            BlockHeight(1_030)
+        );
+        // Within the terms: the target itself.
+        assert_eq!(
+            expiry_for(h, 100, &terms(30, 400)).unwrap(),
+            BlockHeight(1_100)
+        );
+        assert_eq!(
+            expiry_for(h, 400, &terms(30, 400)).unwrap(),
+            BlockHeight(1_400)
+        );
+        // Above the maximum: refused, naming the fix.
+        let err = expiry_for(h, 401, &terms(30, 400)).unwrap_err();
+        assert!(matches!(
+            err,
+            EngineError::ConfTargetTooLarge {
+                conf_target: 401,
+                max: 400
+            }
+        ));
+        assert!(err.to_string().contains("lower conf_target"));
+    }
+
+    #[test]
+    fn routing_fee_limit_is_base_plus_rate() {
+        assert_eq!(
+            routing_fee_limit(Sat(1_000_000), Sat(10), Ppm(20_000)),
+            Sat(20_010)
+        );
+        assert_eq!(routing_fee_limit(Sat(0), Sat(10), Ppm(20_000)), Sat(10));
+    }
+
+    #[test]
+    fn destinations_must_be_for_the_network() {
+        let regtest = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080";
+        assert!(check_address(regtest, Network::Regtest).is_ok());
+        let err = check_address(regtest, Network::Mainnet).unwrap_err();
+        assert!(matches!(err, EngineError::BadDestination { .. }));
+        assert!(err.to_string().contains(regtest));
+        assert!(check_address("not an address", Network::Regtest).is_err());
+    }
+
+    #[test]
+    fn defaults_are_loops() {
+        let c = EngineConfig::new(Network::Mainnet);
+        assert_eq!(c.conf_target, 9);
+        assert_eq!(c.htlc_confirmations, 1);
+        assert_eq!(c.max_parts, 5);
+        assert_eq!(c.reveal_margin_blocks, 20);
+        assert_eq!(c.payment_timeout, Duration::from_secs(3_600));
+        assert_eq!(c.miner_fee_multiplier, 250);
+    }
+}
