@@ -3,7 +3,7 @@
 //! Creating a swap follows `loop-protocol.md` §1 A–C: terms → expiry → quote → limits →
 //! preimage (OS randomness) and receiver key (lnd, family 99) → `NewLoopOutSwap` → full
 //! validation of the answer → the HTLC computed locally → the contract stored, *before* any
-//! payment. Only then is a driver ([`super::driver`]) spawned, which saves every step before
+//! payment. Only then is a driver (the private `driver` module) spawned, which saves every step before
 //! acting. At start, [`SwapEngine::resume_all`] restarts every unfinished swap from the store
 //! once a fresh block epoch gave the height.
 

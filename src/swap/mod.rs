@@ -1,10 +1,11 @@
-//! The Loop Out swap engine's pure core: the contract, the state with its stable codes, and the
-//! transition function.
+//! The Loop Out swap engine: a pure core (the contract, the state with its stable codes, the
+//! transition function) and, in [`engine`] and its private `driver`, the async shell around it.
 //!
-//! Architecture invariant: nothing here does I/O, reads a clock or draws randomness (no tokio,
-//! tonic or sqlx). The driver that loads a swap, calls [`step`], saves the returned progress and
-//! only then runs the returned actions lives elsewhere; everything it needs to do that safely is
-//! decided here:
+//! Architecture invariant: the core files (`contract`, `state`, `step`, `event`, `witness`,
+//! `diagram`) do no I/O, read no clock and draw no randomness (no tokio, tonic or sqlx). The
+//! driver that loads a swap, calls [`step`], saves the returned progress and only then runs the
+//! returned actions is the only part that talks to lnd, the server and the store; everything it
+//! needs to do that safely is decided in the core:
 //! - [`LoopOutContract`]: the validated, immutable terms of one swap (no preimage inside).
 //! - [`SwapState`] / [`SwapProgress`]: where the swap stands and what it has learned; the state's
 //!   [`SwapState::code`] is persisted and never moves.
