@@ -46,7 +46,9 @@ fn tool(name: &str, package: &str) -> Option<PathBuf> {
             !ci,
             "`{name}` is not installed; CI must install it (apt-get install {package})"
         );
-        eprintln!("SKIPPED: `{name}` is not installed (apt-get install {package}); set CI=1 to fail instead");
+        eprintln!(
+            "SKIPPED: `{name}` is not installed (apt-get install {package}); set CI=1 to fail instead"
+        );
     }
     found
 }
@@ -125,7 +127,10 @@ fn systemd_unit_passes_systemd_analyze_verify_and_its_security_review() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "systemd-analyze verify failed:\n{stderr}");
+    assert!(
+        out.status.success(),
+        "systemd-analyze verify failed:\n{stderr}"
+    );
     // verify exits 0 on an unknown or misplaced key but warns with the unit's file:line.
     let about_unit: Vec<&str> = stderr
         .lines()
@@ -241,7 +246,10 @@ fn instructions(text: &str) -> Vec<Instruction> {
         });
         current.clear();
     }
-    assert!(current.is_empty(), "the Dockerfile ends inside a continuation");
+    assert!(
+        current.is_empty(),
+        "the Dockerfile ends inside a continuation"
+    );
     out
 }
 
@@ -265,7 +273,10 @@ fn dockerfile_is_multi_stage_runs_as_non_root_and_copies_only_what_exists() {
 
     // Multi-stage: a named build stage and a runtime stage.
     let froms: Vec<&Instruction> = ins.iter().filter(|i| i.keyword == "FROM").collect();
-    assert!(froms.len() >= 2, "the Dockerfile must have a build and a runtime stage");
+    assert!(
+        froms.len() >= 2,
+        "the Dockerfile must have a build and a runtime stage"
+    );
     let stages: Vec<String> = froms
         .iter()
         .filter_map(|f| {
@@ -283,9 +294,7 @@ fn dockerfile_is_multi_stage_runs_as_non_root_and_copies_only_what_exists() {
         .map(|v| v.trim_matches('"').to_owned())
         .expect("Cargo.toml declares rust-version");
     assert!(
-        froms[0]
-            .args
-            .starts_with(&format!("rust:{rust_version}-")),
+        froms[0].args.starts_with(&format!("rust:{rust_version}-")),
         "the build stage should use rust:{rust_version}-*, got `{}`",
         froms[0].args
     );
@@ -298,7 +307,10 @@ fn dockerfile_is_multi_stage_runs_as_non_root_and_copies_only_what_exists() {
         .find(|i| i.keyword == "USER")
         .map(|i| i.args.split(':').next().unwrap_or("").to_owned())
         .expect("the final stage must set USER");
-    assert!(user != "root" && user != "0", "the image must not run as root");
+    assert!(
+        user != "root" && user != "0",
+        "the image must not run as root"
+    );
 
     // Every COPY from the build context names something that exists and that the
     // Dockerfile's own .dockerignore lets through; COPY --from names a stage.
@@ -310,17 +322,31 @@ fn dockerfile_is_multi_stage_runs_as_non_root_and_copies_only_what_exists() {
         .collect();
     let mut copied = 0;
     for copy in ins.iter().filter(|i| i.keyword == "COPY") {
-        assert!(!copy.args.starts_with('['), "use the plain COPY form: {}", copy.args);
+        assert!(
+            !copy.args.starts_with('['),
+            "use the plain COPY form: {}",
+            copy.args
+        );
         let words: Vec<&str> = copy.args.split_whitespace().collect();
         if let Some(stage) = words.iter().find_map(|w| w.strip_prefix("--from=")) {
-            assert!(stages.iter().any(|s| s == stage), "COPY --from={stage}: no such stage");
+            assert!(
+                stages.iter().any(|s| s == stage),
+                "COPY --from={stage}: no such stage"
+            );
             continue;
         }
         let paths: Vec<&str> = words.into_iter().filter(|w| !w.starts_with("--")).collect();
-        assert!(paths.len() >= 2, "COPY needs a source and a destination: {}", copy.args);
+        assert!(
+            paths.len() >= 2,
+            "COPY needs a source and a destination: {}",
+            copy.args
+        );
         for src in &paths[..paths.len() - 1] {
             let src = src.trim_start_matches("./").trim_end_matches('/');
-            assert!(repo().join(src).exists(), "COPY source `{src}` does not exist in the repository");
+            assert!(
+                repo().join(src).exists(),
+                "COPY source `{src}` does not exist in the repository"
+            );
             assert!(
                 allowed.contains(&src),
                 "COPY source `{src}` is excluded by Dockerfile.dockerignore (add `!{src}`)"
@@ -328,7 +354,10 @@ fn dockerfile_is_multi_stage_runs_as_non_root_and_copies_only_what_exists() {
             copied += 1;
         }
     }
-    assert!(copied > 0, "the build stage copies nothing from the repository");
+    assert!(
+        copied > 0,
+        "the build stage copies nothing from the repository"
+    );
 
     // In a container the daemon listens on all interfaces and exposes those ports.
     let env = image_env(&ins);
@@ -338,12 +367,23 @@ fn dockerfile_is_multi_stage_runs_as_non_root_and_copies_only_what_exists() {
         .flat_map(|i| i.args.split_whitespace())
         .collect();
     for key in ["SLUICE_RPC_LISTEN", "SLUICE_METRICS_LISTEN"] {
-        let value = env.get(key).unwrap_or_else(|| panic!("the image must set {key}"));
+        let value = env
+            .get(key)
+            .unwrap_or_else(|| panic!("the image must set {key}"));
         let (ip, port) = value.rsplit_once(':').unwrap();
-        assert_eq!(ip, "0.0.0.0", "{key} must listen on all interfaces in a container");
-        assert!(exposed.contains(&port), "EXPOSE should list {key}'s port {port}");
+        assert_eq!(
+            ip, "0.0.0.0",
+            "{key} must listen on all interfaces in a container"
+        );
+        assert!(
+            exposed.contains(&port),
+            "EXPOSE should list {key}'s port {port}"
+        );
     }
-    assert!(env.contains_key("SLUICE_DATADIR"), "the image must set SLUICE_DATADIR");
+    assert!(
+        env.contains_key("SLUICE_DATADIR"),
+        "the image must set SLUICE_DATADIR"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -469,17 +509,25 @@ fn compose_files_mount_existing_files_and_wire_prometheus_and_grafana_to_sluiced
         &read("deploy/grafana/provisioning/datasources/prometheus.yml"),
         "the Grafana datasource",
     );
-    let rules_glob = prometheus_yml["rule_files"][0].as_str().expect("rule_files");
-    let rules_dir = rules_glob.strip_suffix("/*.yml").expect("rule_files: <dir>/*.yml");
+    let rules_glob = prometheus_yml["rule_files"][0]
+        .as_str()
+        .expect("rule_files");
+    let rules_dir = rules_glob
+        .strip_suffix("/*.yml")
+        .expect("rule_files: <dir>/*.yml");
     let sluice_job = prometheus_yml["scrape_configs"]
         .as_array()
         .unwrap()
         .iter()
         .find(|j| j["job_name"] == "sluice")
         .expect("a scrape job named sluice");
-    let target = sluice_job["static_configs"][0]["targets"][0].as_str().unwrap();
+    let target = sluice_job["static_configs"][0]["targets"][0]
+        .as_str()
+        .unwrap();
     let (target_host, target_port) = target.rsplit_once(':').unwrap();
-    let dashboards_dir = provider["providers"][0]["options"]["path"].as_str().unwrap();
+    let dashboards_dir = provider["providers"][0]["options"]["path"]
+        .as_str()
+        .unwrap();
     let datasource_url = datasource["datasources"][0]["url"].as_str().unwrap();
     let image_env = image_env(&instructions(&read(DOCKERFILE)));
 
@@ -500,7 +548,9 @@ fn compose_files_mount_existing_files_and_wire_prometheus_and_grafana_to_sluiced
                 }
             }
             if let Some(context) = service["build"]["context"].as_str() {
-                let dockerfile = service["build"]["dockerfile"].as_str().unwrap_or("Dockerfile");
+                let dockerfile = service["build"]["dockerfile"]
+                    .as_str()
+                    .unwrap_or("Dockerfile");
                 assert!(
                     Path::new(context).join(dockerfile).is_file(),
                     "{name}: {service_name} builds {dockerfile} in {context}, which does not exist"
@@ -516,7 +566,10 @@ fn compose_files_mount_existing_files_and_wire_prometheus_and_grafana_to_sluiced
                 .any(|(s, d)| Path::new(s) == repo().join(rel) && d == at)
         };
         assert!(
-            mounted("deploy/prometheus/prometheus.yml", "/etc/prometheus/prometheus.yml"),
+            mounted(
+                "deploy/prometheus/prometheus.yml",
+                "/etc/prometheus/prometheus.yml"
+            ),
             "{name}: prometheus must mount deploy/prometheus/prometheus.yml"
         );
         assert!(
@@ -527,9 +580,10 @@ fn compose_files_mount_existing_files_and_wire_prometheus_and_grafana_to_sluiced
         // Grafana gets the provisioning and the dashboards where the provider looks.
         let gm = mounts(&services["grafana"]);
         assert!(
-            gm.iter().any(|(s, d)| Path::new(s)
-                == repo().join("deploy/grafana/provisioning")
-                && d == "/etc/grafana/provisioning"),
+            gm.iter().any(
+                |(s, d)| Path::new(s) == repo().join("deploy/grafana/provisioning")
+                    && d == "/etc/grafana/provisioning"
+            ),
             "{name}: grafana must mount deploy/grafana/provisioning at /etc/grafana/provisioning"
         );
         assert!(
@@ -549,9 +603,14 @@ fn compose_files_mount_existing_files_and_wire_prometheus_and_grafana_to_sluiced
         let metrics_listen = env
             .get("SLUICE_METRICS_LISTEN")
             .or(image_env.get("SLUICE_METRICS_LISTEN"))
-            .unwrap();
+            .unwrap_or_else(|| {
+                panic!("{name}: neither sluiced nor the image sets SLUICE_METRICS_LISTEN")
+            });
         let metrics_port = metrics_listen.rsplit_once(':').unwrap().1;
-        assert_eq!(target_port, metrics_port, "{name}: Prometheus scrapes the wrong port");
+        assert_eq!(
+            target_port, metrics_port,
+            "{name}: Prometheus scrapes the wrong port"
+        );
         let netns = sluiced["network_mode"]
             .as_str()
             .and_then(|m| m.strip_prefix("service:"));
@@ -573,7 +632,10 @@ fn compose_files_mount_existing_files_and_wire_prometheus_and_grafana_to_sluiced
                 owner_svc
             }
             None => {
-                assert_eq!(target_host, "sluiced", "{name}: Prometheus scrapes the wrong host");
+                assert_eq!(
+                    target_host, "sluiced",
+                    "{name}: Prometheus scrapes the wrong host"
+                );
                 sluiced
             }
         };
@@ -688,5 +750,8 @@ fn deploy_files_name_only_environment_variables_sluiced_knows() {
             checked += 1;
         }
     }
-    assert!(checked > 0, "no SLUICE_* variables found in the deployment files");
+    assert!(
+        checked > 0,
+        "no SLUICE_* variables found in the deployment files"
+    );
 }
