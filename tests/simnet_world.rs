@@ -1,0 +1,644 @@
+//! The simulated world through the `LightningNode` port: channels, routed payments, hold
+//! invoices, payment limits, wallet sends and chain notifications, signing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bitcoin::hashes::Hash;
+use bitcoin::key::TweakedPublicKey;
+use bitcoin::secp256k1::{Message, Secp256k1, SecretKey, XOnlyPublicKey};
+use bitcoin::sighash::{Prevouts, SighashCache, TapSighashType};
+use bitcoin::{
+    Address, Amount, FeeRate, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Witness,
+    absolute, transaction,
+};
+use futures::StreamExt;
+use sluice::domain::{ChanId, Msat, Ppm, Preimage, Sat};
+use sluice::lnd::types::{
+    ConfRequest, ConfUpdate, HoldInvoiceRequest, InvoiceState, MuSig2SessionRequest, MuSig2Version,
+    PaymentFailure, PaymentRequest, PaymentStatus, PaymentUpdate, SignInput, SignMethod,
+    SignRequest, SpendRequest, SpendUpdate, TaprootTweak,
+};
+use sluice::lnd::{LightningNode, NodeStream};
+use sluice::simnet::chain::sign::{Signer, checksig_leaf};
+use sluice::simnet::world::{
+    ChannelSpec, FeePolicy, NodeSpec, SharedWorld, SimNode, World, WorldConfig, lock,
+};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn policy(base_msat: u64, ppm: u64, cltv_delta: u32) -> FeePolicy {
+    FeePolicy {
+        base_msat,
+        ppm: Ppm(ppm),
+        cltv_delta,
+    }
+}
+
+fn channel(a: &str, b: &str, capacity: u64, balance: u64, pa: FeePolicy) -> ChannelSpec {
+    ChannelSpec {
+        initiator: a.to_owned(),
+        peer: b.to_owned(),
+        capacity: Sat(capacity),
+        initiator_balance: Sat(balance),
+        initiator_policy: pa,
+        peer_policy: policy(1_000, 1, 40),
+        private: false,
+    }
+}
+
+/// sluice has 1 M (600 k ours) to peer1 and 2 M (1 M ours) to peer2; both peers have 5 M to
+/// loop, half each side; peer1 is the cheaper way to loop.
+fn world() -> SharedWorld {
+    let node = |alias: &str, coins: Vec<u64>| NodeSpec {
+        alias: alias.to_owned(),
+        wallet_utxos: coins.into_iter().map(Sat).collect(),
+    };
+    let config = WorldConfig {
+        seed: 11,
+        network: sluice::domain::Network::Regtest,
+        nodes: vec![
+            node("sluice", vec![20_000_000, 30_000_000]),
+            node("loop", vec![100_000_000, 100_000_000]),
+            node("peer1", vec![]),
+            node("peer2", vec![]),
+        ],
+        channels: vec![
+            channel(
+                "sluice",
+                "peer1",
+                1_000_000,
+                600_000,
+                policy(1_000, 500, 80),
+            ),
+            channel(
+                "sluice",
+                "peer2",
+                2_000_000,
+                1_000_000,
+                policy(1_000, 500, 80),
+            ),
+            channel(
+                "peer1",
+                "loop",
+                5_000_000,
+                2_500_000,
+                policy(1_000, 1_000, 40),
+            ),
+            channel(
+                "peer2",
+                "loop",
+                5_000_000,
+                2_500_000,
+                policy(2_000, 2_000, 40),
+            ),
+        ],
+        fee_trace: Default::default(),
+        start_unix: 1_700_000_000,
+    };
+    Arc::new(Mutex::new(World::new(config).unwrap()))
+}
+
+fn nodes(world: &SharedWorld) -> (SimNode, SimNode, SimNode) {
+    (
+        SimNode::new(world.clone(), "sluice").unwrap(),
+        SimNode::new(world.clone(), "loop").unwrap(),
+        SimNode::new(world.clone(), "peer1").unwrap(),
+    )
+}
+
+async fn next<T>(s: &mut NodeStream<T>) -> T {
+    tokio::time::timeout(DEADLINE, s.next())
+        .await
+        .expect("no stream item before the deadline")
+        .expect("the stream ended")
+        .expect("the stream failed")
+}
+
+async fn outcome(s: &mut NodeStream<PaymentUpdate>) -> PaymentUpdate {
+    loop {
+        let u = next(s).await;
+        if u.status.is_final() {
+            return u;
+        }
+    }
+}
+
+fn request(invoice: &str, fee_limit_sat: u64) -> PaymentRequest {
+    PaymentRequest {
+        invoice: invoice.to_owned(),
+        fee_limit: Sat(fee_limit_sat).to_msat(),
+        outgoing_chan_ids: Vec::new(),
+        max_parts: 1,
+        timeout: Duration::from_secs(60),
+        cltv_limit: None,
+    }
+}
+
+async fn local(node: &SimNode, peer_alias: &str) -> (ChanId, Sat, u32) {
+    let ch = node
+        .list_channels()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.peer_alias.as_deref() == Some(peer_alias))
+        .unwrap();
+    (ch.chan_id, ch.local_balance, ch.pending_htlc_count)
+}
+
+#[tokio::test]
+async fn channels_list_with_balances_reserves_and_real_funding_positions() {
+    let w = world();
+    let (sluice, _, peer1) = nodes(&w);
+    let chans = sluice.list_channels().await.unwrap();
+    assert_eq!(chans.len(), 2);
+    let c1 = chans
+        .iter()
+        .find(|c| c.peer_alias.as_deref() == Some("peer1"))
+        .unwrap();
+    assert_eq!(
+        (c1.capacity, c1.local_balance, c1.remote_balance),
+        (Sat(1_000_000), Sat(600_000), Sat(400_000))
+    );
+    assert_eq!(
+        (c1.local_reserve, c1.remote_reserve),
+        (Sat(10_000), Sat(10_000))
+    );
+    assert!(c1.initiator && c1.active);
+    // The other end sees the mirror image.
+    let (_, peer_local, _) = local(&peer1, "sluice").await;
+    assert_eq!(peer_local, Sat(400_000));
+    // The chan id is the funding output's position on the chain.
+    let guard = lock(&w);
+    let block = guard
+        .chain()
+        .block_at(sluice::domain::BlockHeight(c1.chan_id.block()))
+        .unwrap();
+    let tx = &block.txdata[c1.chan_id.tx_index() as usize];
+    assert_eq!(
+        c1.channel_point,
+        format!("{}:{}", tx.compute_txid(), c1.chan_id.output())
+    );
+    assert_eq!(
+        tx.output[c1.chan_id.output() as usize].value,
+        Amount::from_sat(1_000_000)
+    );
+}
+
+#[tokio::test]
+async fn a_routed_payment_moves_both_channels_and_records_the_forward() {
+    let w = world();
+    let (sluice, lp, peer1) = nodes(&w);
+    let mut events = sluice.subscribe_channel_events().await.unwrap();
+    let (invoice, hash) = lp.add_invoice(Sat(100_000).to_msat(), "routed").unwrap();
+    let decoded = sluice.decode_invoice(&invoice).await.unwrap();
+    assert_eq!(decoded.payment_hash, hash);
+    assert_eq!(decoded.destination, lp.node_id().unwrap());
+    let mut s = sluice.pay(&request(&invoice, 1_000)).await.unwrap();
+    let done = outcome(&mut s).await;
+    let PaymentStatus::Succeeded { preimage } = done.status else {
+        panic!("payment failed: {done:?}");
+    };
+    assert_eq!(preimage.hash(), hash);
+    // peer1 charges 1 sat + 1000 ppm of 100,000 sat = 101 sat.
+    assert_eq!(done.fee, Msat(101_000));
+    assert_eq!(local(&sluice, "peer1").await.1, Sat(600_000 - 100_101));
+    assert_eq!(local(&peer1, "sluice").await.1, Sat(400_000 + 100_101));
+    assert_eq!(local(&peer1, "loop").await.1, Sat(2_500_000 - 100_000));
+    assert_eq!(local(&lp, "peer1").await.1, Sat(2_500_000 + 100_000));
+    let page = peer1.forwarding_history(0, 0, 0, 100).await.unwrap();
+    assert_eq!(page.events.len(), 1);
+    let fwd = page.events[0];
+    assert_eq!(fwd.fee, Msat(101_000));
+    assert_eq!(
+        (fwd.amount_in, fwd.amount_out),
+        (Msat(100_101_000), Msat(100_000_000))
+    );
+    assert_eq!(page.next_index_offset, 1);
+    assert!(
+        sluice
+            .forwarding_history(0, 0, 0, 100)
+            .await
+            .unwrap()
+            .events
+            .is_empty()
+    );
+    // Balances changed, so the channel stream reported it.
+    match next(&mut events).await {
+        sluice::domain::ChannelEvent::Updated(ch) => {
+            assert_eq!(ch.peer_alias.as_deref(), Some("peer1"))
+        }
+        other => panic!("unexpected event {other:?}"),
+    }
+    // Paying again attaches to the succeeded payment instead of paying twice.
+    let mut again = sluice.pay(&request(&invoice, 1_000)).await.unwrap();
+    assert!(matches!(
+        outcome(&mut again).await.status,
+        PaymentStatus::Succeeded { .. }
+    ));
+    assert_eq!(local(&sluice, "peer1").await.1, Sat(600_000 - 100_101));
+    let err = sluice
+        .send_payment(&request(&invoice, 1_000))
+        .err()
+        .unwrap();
+    assert_eq!(err.kind, sluice::lnd::NodeErrorKind::AlreadyExists);
+    assert_eq!(
+        sluice::lnd::classify(tonic::Code::Unknown, &err.message),
+        sluice::lnd::NodeErrorKind::AlreadyExists
+    );
+}
+
+async fn hold(lp: &SimNode, preimage: Preimage, amount: u64) -> String {
+    lp.add_hold_invoice(&HoldInvoiceRequest {
+        hash: preimage.hash(),
+        amount: Sat(amount).to_msat(),
+        memo: "swap".to_owned(),
+        expiry: Duration::from_secs(3600),
+        cltv_expiry: 80,
+        private: false,
+    })
+    .await
+    .unwrap()
+    .payment_request
+}
+
+#[tokio::test]
+async fn a_hold_invoice_keeps_the_payment_in_flight_until_settled() {
+    let w = world();
+    let (sluice, lp, _) = nodes(&w);
+    let preimage = Preimage([5; 32]);
+    let invoice = hold(&lp, preimage, 50_000).await;
+    let mut inv = lp.subscribe_single_invoice(preimage.hash()).await.unwrap();
+    assert_eq!(next(&mut inv).await.state, InvoiceState::Open);
+    let mut s = sluice.pay(&request(&invoice, 1_000)).await.unwrap();
+    let first = next(&mut s).await;
+    assert_eq!(
+        (first.status.clone(), first.htlcs_in_flight),
+        (PaymentStatus::InFlight, 1)
+    );
+    assert_eq!(next(&mut inv).await.state, InvoiceState::Accepted);
+    assert_eq!(local(&sluice, "peer1").await.2, 1, "the HTLC is pending");
+    // Paying again while in flight answers like lnd.
+    let err = sluice
+        .send_payment(&request(&invoice, 1_000))
+        .err()
+        .unwrap();
+    assert!(err.message.contains("payment is in transition"));
+    lp.settle_invoice(preimage).await.unwrap();
+    let done = outcome(&mut s).await;
+    assert_eq!(done.status, PaymentStatus::Succeeded { preimage });
+    let settled = next(&mut inv).await;
+    assert_eq!(
+        (settled.state, settled.amount_paid),
+        (InvoiceState::Settled, Sat(50_000).to_msat())
+    );
+    assert_eq!(local(&sluice, "peer1").await.2, 0);
+    lp.settle_invoice(preimage).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_canceled_hold_invoice_fails_the_payment_and_returns_the_funds() {
+    let w = world();
+    let (sluice, lp, _) = nodes(&w);
+    let preimage = Preimage([6; 32]);
+    let invoice = hold(&lp, preimage, 50_000).await;
+    let before = local(&sluice, "peer1").await.1;
+    let mut s = sluice.pay(&request(&invoice, 1_000)).await.unwrap();
+    assert_eq!(next(&mut s).await.status, PaymentStatus::InFlight);
+    assert!(local(&sluice, "peer1").await.1 < before);
+    lp.cancel_invoice(preimage.hash()).await.unwrap();
+    let done = outcome(&mut s).await;
+    assert_eq!(
+        done.status,
+        PaymentStatus::Failed(PaymentFailure::IncorrectPaymentDetails)
+    );
+    assert_eq!(
+        local(&sluice, "peer1").await,
+        (local(&sluice, "peer1").await.0, before, 0)
+    );
+    lp.cancel_invoice(preimage.hash()).await.unwrap();
+    let mut t = sluice.track_payment(preimage.hash()).await.unwrap();
+    assert!(matches!(
+        next(&mut t).await.status,
+        PaymentStatus::Failed(_)
+    ));
+}
+
+#[tokio::test]
+async fn the_outgoing_channel_restriction_is_respected() {
+    let w = world();
+    let (sluice, lp, _) = nodes(&w);
+    let (peer1_chan, _, _) = local(&sluice, "peer1").await;
+    let (invoice, _) = lp.add_invoice(Sat(700_000).to_msat(), "big").unwrap();
+    let mut restricted = request(&invoice, 5_000);
+    restricted.outgoing_chan_ids = vec![peer1_chan];
+    let mut s = sluice.pay(&restricted).await.unwrap();
+    assert_eq!(
+        outcome(&mut s).await.status,
+        PaymentStatus::Failed(PaymentFailure::InsufficientBalance)
+    );
+    // Unrestricted, peer2's channel can carry it.
+    let mut s = sluice.pay(&request(&invoice, 5_000)).await.unwrap();
+    assert!(matches!(
+        outcome(&mut s).await.status,
+        PaymentStatus::Succeeded { .. }
+    ));
+    assert_eq!(local(&sluice, "peer1").await.1, Sat(600_000));
+}
+
+#[tokio::test]
+async fn a_fee_limit_below_every_route_fails_with_no_route() {
+    let w = world();
+    let (sluice, lp, _) = nodes(&w);
+    let (invoice, _) = lp.add_invoice(Sat(100_000).to_msat(), "cheap").unwrap();
+    let mut s = sluice.pay(&request(&invoice, 100)).await.unwrap();
+    assert_eq!(
+        outcome(&mut s).await.status,
+        PaymentStatus::Failed(PaymentFailure::NoRoute)
+    );
+    assert_eq!(local(&sluice, "peer1").await.1, Sat(600_000));
+}
+
+#[tokio::test]
+async fn a_payment_larger_than_any_channel_needs_multiple_parts() {
+    let w = world();
+    let (sluice, lp, _) = nodes(&w);
+    let (invoice, _) = lp.add_invoice(Sat(1_200_000).to_msat(), "mpp").unwrap();
+    let mut single = request(&invoice, 50_000);
+    single.max_parts = 1;
+    let mut s = sluice.pay(&single).await.unwrap();
+    assert_eq!(
+        outcome(&mut s).await.status,
+        PaymentStatus::Failed(PaymentFailure::NoRoute)
+    );
+    let mut multi = request(&invoice, 50_000);
+    multi.max_parts = 16;
+    let mut s = sluice.pay(&multi).await.unwrap();
+    let done = outcome(&mut s).await;
+    assert!(
+        matches!(done.status, PaymentStatus::Succeeded { .. }),
+        "{done:?}"
+    );
+    let spent = Sat(600_000 - local(&sluice, "peer1").await.1.0)
+        + Sat(1_000_000 - local(&sluice, "peer2").await.1.0);
+    assert_eq!(spent, Sat(1_200_000) + done.fee.to_sat_floor());
+    assert!(local(&sluice, "peer1").await.1 < Sat(600_000));
+    assert!(local(&sluice, "peer2").await.1 < Sat(1_000_000));
+}
+
+#[tokio::test]
+async fn wallet_send_confirms_spends_and_reorgs_through_the_notifier() {
+    let w = world();
+    let (sluice, lp, _) = nodes(&w);
+    let addr = sluice.next_addr().await.unwrap();
+    let start = sluice.block_height().await.unwrap();
+    let mut epochs = sluice.register_block_epochs().await.unwrap();
+    assert_eq!(next(&mut epochs).await.height, start);
+    let tx = lp
+        .send_to_address(&addr, Sat(100_000), FeeRate::from_sat_per_kwu(2_500))
+        .unwrap();
+    let mut conf = sluice
+        .register_confirmations(&ConfRequest {
+            txid: None,
+            script: addr.script_pubkey(),
+            num_confs: 1,
+            height_hint: start,
+        })
+        .await
+        .unwrap();
+    let spent = tx.input[0].previous_output;
+    let mut spend = lp
+        .register_spend(&SpendRequest {
+            outpoint: Some(spent),
+            script: ScriptBuf::new(),
+            height_hint: start,
+        })
+        .await
+        .unwrap();
+    lock(&w).mine(1);
+    let height = sluice::domain::BlockHeight(start.0 + 1);
+    match next(&mut conf).await {
+        ConfUpdate::Confirmed {
+            tx: got,
+            block_height,
+            ..
+        } => assert_eq!((got, block_height), (tx.clone(), height)),
+        other => panic!("unexpected {other:?}"),
+    }
+    match next(&mut spend).await {
+        SpendUpdate::Spent {
+            outpoint,
+            spending_tx,
+            input_index,
+            height: h,
+        } => assert_eq!(
+            (outpoint, spending_tx, input_index, h),
+            (spent, tx.clone(), 0, height)
+        ),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(next(&mut epochs).await.height, height);
+    // The wallet sees its new coin.
+    assert_eq!(sluice.wallet_balance().unwrap().0, Sat(50_100_000));
+    // A registration after the fact, from a hint, still finds it.
+    let mut late = sluice
+        .register_confirmations(&ConfRequest {
+            txid: Some(tx.compute_txid()),
+            script: addr.script_pubkey(),
+            num_confs: 1,
+            height_hint: start,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(
+        next(&mut late).await,
+        ConfUpdate::Confirmed { .. }
+    ));
+    lock(&w).reorg(1).unwrap();
+    assert_eq!(next(&mut conf).await, ConfUpdate::Reorg);
+    assert_eq!(next(&mut spend).await, SpendUpdate::Reorg);
+    assert_eq!(next(&mut epochs).await.height, start);
+    lock(&w).mine(2);
+    assert!(
+        matches!(next(&mut conf).await, ConfUpdate::Confirmed { block_height, .. } if block_height == height)
+    );
+    assert_eq!(next(&mut epochs).await.height, height);
+    assert_eq!(next(&mut epochs).await.height.0, height.0 + 1);
+}
+
+fn spend_to(outpoint: OutPoint, value: Amount, to: ScriptBuf) -> Transaction {
+    Transaction {
+        version: transaction::Version::TWO,
+        lock_time: absolute::LockTime::ZERO,
+        input: vec![TxIn {
+            previous_output: outpoint,
+            script_sig: ScriptBuf::new(),
+            sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
+            witness: Witness::new(),
+        }],
+        output: vec![TxOut {
+            value: value - Amount::from_sat(1_000),
+            script_pubkey: to,
+        }],
+    }
+}
+
+/// Funds `script` with 50,000 sat from loop's wallet, mined; returns the output.
+fn fund(w: &SharedWorld, lp: &SimNode, script: &ScriptBuf) -> (OutPoint, TxOut) {
+    let addr = Address::from_script(script, bitcoin::Network::Regtest).unwrap();
+    let tx = lp
+        .send_to_address(&addr, Sat(50_000), FeeRate::from_sat_per_kwu(2_500))
+        .unwrap();
+    lock(w).mine(1);
+    let vout = tx
+        .output
+        .iter()
+        .position(|o| &o.script_pubkey == script)
+        .unwrap();
+    (
+        OutPoint {
+            txid: tx.compute_txid(),
+            vout: vout as u32,
+        },
+        tx.output[vout].clone(),
+    )
+}
+
+#[tokio::test]
+async fn a_taproot_script_path_signature_from_sign_output_raw_spends_on_chain() {
+    let w = world();
+    let (sluice, lp, _) = nodes(&w);
+    let key = sluice.derive_next_key(42).await.unwrap();
+    let xonly = XOnlyPublicKey::from(key.pubkey);
+    let leaf = Signer::new()
+        .single_leaf(xonly, checksig_leaf(xonly))
+        .unwrap();
+    let (outpoint, prevout) = fund(&w, &lp, &leaf.script_pubkey);
+    let dest = lp.next_addr().await.unwrap().script_pubkey();
+    let mut tx = spend_to(outpoint, prevout.value, dest);
+    let sigs = sluice
+        .sign_output_raw(&SignRequest {
+            tx: tx.clone(),
+            inputs: vec![SignInput {
+                input_index: 0,
+                key,
+                output: prevout.clone(),
+                sighash: 0,
+                method: SignMethod::TaprootScriptSpend {
+                    leaf_script: leaf.leaf_script.clone(),
+                },
+            }],
+            prev_outputs: vec![prevout],
+        })
+        .await
+        .unwrap();
+    assert_eq!(sigs[0].len(), 64);
+    let mut witness = Witness::new();
+    witness.push(&sigs[0]);
+    witness.push(leaf.leaf_script.as_bytes());
+    witness.push(leaf.control_block.serialize());
+    tx.input[0].witness = witness;
+    // A transaction the signature does not commit to is refused with the chain's reason.
+    let mut bad = tx.clone();
+    bad.output[0].value -= Amount::from_sat(1);
+    let err = sluice.publish_transaction(&bad, "bad").await.unwrap_err();
+    assert_eq!(err.kind, sluice::lnd::NodeErrorKind::InvalidArgument);
+    assert!(
+        err.message.contains("script verification"),
+        "{}",
+        err.message
+    );
+    sluice
+        .publish_transaction(&tx, "script path")
+        .await
+        .unwrap();
+    // Publishing again is fine.
+    sluice.publish_transaction(&tx, "again").await.unwrap();
+}
+
+#[tokio::test]
+async fn musig2_with_a_local_cosigner_makes_a_key_path_spend_the_chain_accepts() {
+    use musig2::secp::Point;
+    use musig2::{AggNonce, KeyAggContext, PartialSignature, SecNonce};
+
+    let w = world();
+    let (sluice, lp, _) = nodes(&w);
+    let ours = sluice.derive_next_key(42).await.unwrap();
+    let secp = Secp256k1::new();
+    let cosigner = SecretKey::from_slice(&[9; 32]).unwrap();
+    let their_pk = cosigner.public_key(&secp);
+    let mut nonce_seed = [3u8; 32];
+    nonce_seed[0] = 1;
+    let mut keys = [ours.pubkey.serialize(), their_pk.serialize()];
+    keys.sort();
+    let ctx = KeyAggContext::new(keys.iter().map(|k| Point::from_slice(k).unwrap()))
+        .unwrap()
+        .with_unspendable_taproot_tweak()
+        .unwrap();
+    let their_scalar = musig2::secp::Scalar::from_slice(&cosigner.secret_bytes()).unwrap();
+    let their_secnonce = SecNonce::build_with_seckey(nonce_seed, their_scalar).build();
+    let their_nonce = their_secnonce.public_nonce();
+
+    let session = sluice
+        .musig2_create_session(&MuSig2SessionRequest {
+            key: ours.locator,
+            signer_pubkeys: vec![
+                ours.pubkey.serialize().to_vec(),
+                their_pk.serialize().to_vec(),
+            ],
+            other_nonces: Vec::new(),
+            taproot_tweak: Some(TaprootTweak {
+                script_root: Vec::new(),
+                key_spend_only: true,
+            }),
+            version: MuSig2Version::V100Rc2,
+        })
+        .await
+        .unwrap();
+    assert!(!session.have_all_nonces);
+    let agg: Point = ctx.aggregated_pubkey();
+    assert_eq!(session.combined_key, agg.serialize_xonly().to_vec());
+    let output_key = XOnlyPublicKey::from_slice(&session.combined_key).unwrap();
+    let script =
+        ScriptBuf::new_p2tr_tweaked(TweakedPublicKey::dangerous_assume_tweaked(output_key));
+    let (outpoint, prevout) = fund(&w, &lp, &script);
+    let dest = lp.next_addr().await.unwrap().script_pubkey();
+    let mut tx = spend_to(outpoint, prevout.value, dest);
+    let sighash = SighashCache::new(&tx)
+        .taproot_key_spend_signature_hash(0, &Prevouts::All(&[prevout]), TapSighashType::Default)
+        .unwrap();
+    let digest = sighash.to_byte_array();
+
+    assert!(
+        sluice
+            .musig2_register_nonces(session.id, &[their_nonce.serialize()])
+            .await
+            .unwrap()
+    );
+    let our_partial = sluice.musig2_sign(session.id, digest, false).await.unwrap();
+    assert_eq!(our_partial.len(), 32);
+    let our_nonce = musig2::PubNonce::from_bytes(&session.local_nonces).unwrap();
+    let agg_nonce = AggNonce::sum([&our_nonce, &their_nonce]);
+    let their_partial: PartialSignature =
+        musig2::sign_partial(&ctx, their_scalar, their_secnonce, &agg_nonce, digest).unwrap();
+    let sig = sluice
+        .musig2_combine_sig(session.id, &[their_partial.serialize().to_vec()])
+        .await
+        .unwrap()
+        .expect("all partial signatures are known");
+    let verified = secp.verify_schnorr(
+        &bitcoin::secp256k1::schnorr::Signature::from_slice(&sig).unwrap(),
+        &Message::from_digest(digest),
+        &output_key,
+    );
+    assert!(verified.is_ok());
+    tx.input[0].witness = Witness::from_slice(&[sig]);
+    sluice.publish_transaction(&tx, "musig2").await.unwrap();
+    // The session is gone after combining.
+    assert_eq!(
+        sluice.musig2_cleanup(session.id).await.unwrap_err().kind,
+        sluice::lnd::NodeErrorKind::NotFound
+    );
+}
