@@ -642,3 +642,141 @@ async fn musig2_with_a_local_cosigner_makes_a_key_path_spend_the_chain_accepts()
         sluice::lnd::NodeErrorKind::NotFound
     );
 }
+
+/// Drains peer1's side of its channel to loop to 50,000 sat spendable, which sluice cannot
+/// know: its first route fails at the second hop.
+async fn drain_peer1_to_loop(peer1: &SimNode, lp: &SimNode) {
+    let (invoice, _) = lp.add_invoice(Sat(2_400_000).to_msat(), "drain").unwrap();
+    let mut s = peer1.pay(&request(&invoice, 1_000)).await.unwrap();
+    assert!(matches!(
+        outcome(&mut s).await.status,
+        PaymentStatus::Succeeded { .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_failed_hop_is_avoided_on_the_next_attempt() {
+    let w = world();
+    let (sluice, lp, peer1) = nodes(&w);
+    drain_peer1_to_loop(&peer1, &lp).await;
+    let (invoice, _) = lp.add_invoice(Sat(100_000).to_msat(), "retry").unwrap();
+    let mut s = sluice.pay(&request(&invoice, 1_000)).await.unwrap();
+    let done = outcome(&mut s).await;
+    assert!(
+        matches!(done.status, PaymentStatus::Succeeded { .. }),
+        "{done:?}"
+    );
+    // peer2's fee: 2 sat + 2000 ppm of 100,000 sat.
+    assert_eq!(done.fee, Msat(202_000));
+    assert_eq!(
+        local(&sluice, "peer1").await,
+        (local(&sluice, "peer1").await.0, Sat(600_000), 0)
+    );
+}
+
+#[tokio::test]
+async fn no_new_attempt_starts_after_the_timeout() {
+    let w = world();
+    let (sluice, lp, peer1) = nodes(&w);
+    drain_peer1_to_loop(&peer1, &lp).await;
+    let (invoice, _) = lp.add_invoice(Sat(100_000).to_msat(), "slow").unwrap();
+    let mut req = request(&invoice, 1_000);
+    req.timeout = Duration::from_millis(1);
+    let mut s = sluice.pay(&req).await.unwrap();
+    assert_eq!(
+        outcome(&mut s).await.status,
+        PaymentStatus::Failed(PaymentFailure::Timeout)
+    );
+    assert_eq!(local(&sluice, "peer2").await.1, Sat(1_000_000));
+    req.timeout = Duration::ZERO;
+    let err = sluice.pay(&req).await.err().unwrap();
+    assert_eq!(err.kind, sluice::lnd::NodeErrorKind::InvalidArgument);
+}
+
+#[tokio::test]
+async fn a_cltv_limit_below_the_route_fails_with_no_route() {
+    let w = world();
+    let (sluice, lp, _) = nodes(&w);
+    let (invoice, _) = lp.add_invoice(Sat(10_000).to_msat(), "cltv").unwrap();
+    // The final hop needs 40 blocks and peer1 another 40.
+    let mut req = request(&invoice, 1_000);
+    req.cltv_limit = Some(79);
+    let mut s = sluice.pay(&req).await.unwrap();
+    assert_eq!(
+        outcome(&mut s).await.status,
+        PaymentStatus::Failed(PaymentFailure::NoRoute)
+    );
+    req.cltv_limit = Some(80);
+    let mut s = sluice.pay(&req).await.unwrap();
+    assert!(matches!(
+        outcome(&mut s).await.status,
+        PaymentStatus::Succeeded { .. }
+    ));
+}
+
+#[tokio::test]
+async fn an_accepted_hold_invoice_is_canceled_before_its_htlcs_expire() {
+    let w = world();
+    let (sluice, lp, _) = nodes(&w);
+    let preimage = Preimage([8; 32]);
+    let invoice = hold(&lp, preimage, 20_000).await;
+    let mut s = sluice.pay(&request(&invoice, 1_000)).await.unwrap();
+    assert_eq!(next(&mut s).await.status, PaymentStatus::InFlight);
+    // The HTLC expires 80 blocks from now; lnd gives up 12 blocks before.
+    lock(&w).mine(80 - 12 - 1);
+    assert_eq!(
+        lp.subscribe_single_invoice(preimage.hash())
+            .await
+            .unwrap()
+            .next()
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        InvoiceState::Accepted
+    );
+    lock(&w).mine(1);
+    assert_eq!(
+        outcome(&mut s).await.status,
+        PaymentStatus::Failed(PaymentFailure::IncorrectPaymentDetails)
+    );
+    assert!(lp.settle_invoice(preimage).await.is_err());
+}
+
+#[tokio::test]
+async fn keys_addresses_fees_and_identity_are_served() {
+    let w = world();
+    let (sluice, lp, _) = nodes(&w);
+    let info = sluice.get_info().await.unwrap();
+    assert_eq!(info.alias, "sluice");
+    assert_eq!(info.network, sluice::domain::Network::Regtest);
+    assert_eq!(info.block_height, lock(&w).height());
+    assert_eq!(Some(info.pubkey), sluice.node_id().ok());
+    let version = sluice.get_version().await.unwrap();
+    assert_eq!(version.version, "0.21.2-beta");
+    for tag in ["signrpc", "walletrpc", "chainrpc", "invoicesrpc"] {
+        assert!(version.build_tags.iter().any(|t| t == tag));
+    }
+    assert_eq!(
+        sluice
+            .node_alias(lp.node_id().unwrap())
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("loop")
+    );
+    assert_eq!(sluice.list_peers().await.unwrap().len(), 2);
+    let a = sluice.derive_next_key(99).await.unwrap();
+    let b = sluice.derive_next_key(99).await.unwrap();
+    assert_eq!((a.locator.index, b.locator.index), (0, 1));
+    assert_eq!(sluice.derive_key(b.locator).await.unwrap(), b);
+    assert_ne!(lp.derive_key(b.locator).await.unwrap().pubkey, b.pubkey);
+    let addr = sluice.next_addr().await.unwrap();
+    assert!(addr.script_pubkey().is_p2tr());
+    assert_ne!(sluice.next_addr().await.unwrap(), addr);
+    lock(&w).set_fee_trace(sluice::simnet::chain::FeeTrace::Flat(5_000));
+    assert_eq!(
+        sluice.estimate_fee(6).await.unwrap(),
+        FeeRate::from_sat_per_kwu(5_000)
+    );
+}

@@ -291,6 +291,11 @@ impl World {
         Ok(self.node(node)?.alias.as_str())
     }
 
+    /// The forwards `node` has settled, oldest first (empty for an unknown node).
+    pub fn forwards(&self, node: NodeIdx) -> &[crate::domain::ForwardingEvent] {
+        self.nodes.get(node).map_or(&[], |n| n.forwards.as_slice())
+    }
+
     /// Every channel in the world.
     pub fn channels(&self) -> &[ChannelState] {
         &self.channels
