@@ -9,7 +9,8 @@
 //!
 //! Channels are funded by real 2-of-2 P2WSH outputs mined on the chain, so channel ids are the
 //! funding outputs' real `BLOCKxTXxOUT` positions. Payments route over the channel graph by
-//! fee, lock HTLCs on every hop and settle or fail them as lnd would; see [`payments`].
+//! fee, lock HTLCs on every hop and settle or fail them as lnd would; see [`payments`] and
+//! [`invoices`].
 //!
 //! Not simulated: commitment transactions and their fees (balances sum to the capacity),
 //! channel opening and closing by RPC, gossip delays, and on-chain force closes.
@@ -17,6 +18,7 @@
 #![warn(missing_docs)]
 
 mod channels;
+pub mod invoices;
 mod keys;
 mod musig;
 mod node;
@@ -41,9 +43,10 @@ pub use topology::{ChannelSpec, NodeSpec, WorldConfig};
 use super::chain::{Chain, ChainError, FaucetError, FeeTrace, ReorgOutcome};
 use crate::domain::{BlockHeight, ChanId, Network, NodeId, SwapHash};
 use crate::lnd::{NodeError, NodeErrorKind};
+use invoices::Invoice;
 use keys::NodeKeys;
 use musig::Sessions;
-use payments::{Invoice, Payment};
+use payments::Payment;
 
 /// The capacity of the world's event channel; a slower subscriber re-reads the state.
 const EVENT_CAPACITY: usize = 4096;
