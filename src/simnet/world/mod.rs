@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 mod channels;
+pub mod clock;
 pub mod invoices;
 mod keys;
 mod musig;

@@ -344,3 +344,86 @@ impl Watcher for ChannelWatcher {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use bitcoin::FeeRate;
+
+    use super::*;
+    use crate::domain::Sat;
+    use crate::simnet::world::{AddressKind, WorldConfig};
+
+    fn funded() -> (World, Transaction, bitcoin::ScriptBuf, BlockHeight) {
+        let mut world = World::new(WorldConfig::default_topology(2, 1)).unwrap();
+        let sluice = world.node_index("sluice").unwrap();
+        let lp = world.node_index("loop").unwrap();
+        let addr = world.new_address(sluice, AddressKind::P2wpkh).unwrap();
+        let hint = world.height();
+        let tx = world
+            .send_to_address(lp, &addr, Sat(10_000), FeeRate::from_sat_per_kwu(1_000))
+            .unwrap();
+        (world, tx, addr.script_pubkey(), hint)
+    }
+
+    #[test]
+    fn confirmations_wait_for_the_depth_and_reorg_only_when_the_block_goes() {
+        let (mut world, tx, script, hint) = funded();
+        let mut w = ConfWatcher {
+            request: ConfRequest {
+                txid: None,
+                script,
+                num_confs: 3,
+                height_hint: hint,
+            },
+            reported: None,
+        };
+        assert!(w.poll(&world, None).is_empty());
+        world.mine(2);
+        assert!(w.poll(&world, None).is_empty());
+        world.mine(1);
+        let got = w.poll(&world, None);
+        assert!(
+            matches!(&got[..], [ConfUpdate::Confirmed { tx: t, block_height, .. }]
+                if *t == tx && block_height.0 == hint.0 + 1),
+            "{got:?}"
+        );
+        assert!(w.poll(&world, None).is_empty(), "reported once");
+        // Losing a later block keeps the transaction's block: no reorg.
+        world.reorg(1).unwrap();
+        assert!(w.poll(&world, None).is_empty());
+        world.reorg(2).unwrap();
+        assert_eq!(w.poll(&world, None), vec![ConfUpdate::Reorg]);
+    }
+
+    #[test]
+    fn a_spend_is_found_by_script_alone() {
+        let (mut world, tx, _, hint) = funded();
+        world.mine(1);
+        let spent = tx.input[0].previous_output;
+        let prev_script = world
+            .chain()
+            .tx(&spent.txid)
+            .and_then(|s| match s {
+                TxStatus::Confirmed { tx, .. } => {
+                    Some(tx.output[spent.vout as usize].script_pubkey.clone())
+                }
+                TxStatus::Mempool(_) => None,
+            })
+            .unwrap();
+        let mut w = SpendWatcher {
+            request: SpendRequest {
+                outpoint: None,
+                script: prev_script,
+                height_hint: BlockHeight(0),
+            },
+            reported: None,
+        };
+        let got = w.poll(&world, None);
+        assert!(
+            matches!(&got[..], [SpendUpdate::Spent { outpoint, spending_tx, height, .. }]
+                if *outpoint == spent && *spending_tx == tx && height.0 == hint.0 + 1),
+            "{got:?}"
+        );
+    }
+}
