@@ -478,3 +478,19 @@ async fn an_accepted_hold_invoice_is_canceled_before_its_htlcs_expire() {
     );
     assert!(lp.settle_invoice(preimage).await.is_err());
 }
+
+#[tokio::test]
+async fn an_open_invoice_expires_with_simulated_time() {
+    let w = world();
+    let (sluice, lp, _) = nodes(&w);
+    let preimage = Preimage([4; 32]);
+    let invoice = hold(&lp, preimage, 10_000).await;
+    let mut inv = lp.subscribe_single_invoice(preimage.hash()).await.unwrap();
+    assert_eq!(next(&mut inv).await.state, InvoiceState::Open);
+    lock(&w).advance_clock(3_599.0);
+    lock(&w).advance_clock(2.0);
+    assert_eq!(next(&mut inv).await.state, InvoiceState::Canceled);
+    let err = sluice.pay(&request(&invoice, 1_000)).await.err().unwrap();
+    assert_eq!(err.kind, sluice::lnd::NodeErrorKind::InvalidArgument);
+    assert!(err.message.contains("invoice expired"), "{}", err.message);
+}

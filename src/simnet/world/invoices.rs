@@ -264,6 +264,23 @@ impl World {
         Ok(())
     }
 
+    /// Cancels open invoices whose expiry time has passed.
+    pub(crate) fn expire_open_invoices(&mut self) {
+        let now = self.now_unix();
+        let mut expired = Vec::new();
+        for (i, n) in self.nodes.iter_mut().enumerate() {
+            for inv in n.invoices.values_mut() {
+                if inv.state == InvoiceState::Open && now > inv.expires_unix {
+                    inv.state = InvoiceState::Canceled;
+                    expired.push((i, inv.hash));
+                }
+            }
+        }
+        for (node, hash) in expired {
+            self.emit(WorldEvent::InvoiceUpdated { node, hash });
+        }
+    }
+
     /// Cancels accepted hold invoices whose HTLCs expire within [`HOLD_EXPIRY_DELTA`] blocks.
     pub(crate) fn expire_hold_invoices(&mut self) {
         let height = self.height().0;

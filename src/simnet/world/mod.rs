@@ -213,12 +213,14 @@ impl World {
         self.now_ns / 1_000_000_000
     }
 
-    /// Moves simulated time forward by `secs` seconds (the chain's clock follows).
+    /// Moves simulated time forward by `secs` seconds. The chain's clock follows, and open
+    /// invoices past their expiry are canceled, as lnd's expiry watcher does.
     pub fn advance_clock(&mut self, secs: f64) {
         let ns = (secs.max(0.0) * 1e9) as u64;
         self.now_ns = self.now_ns.saturating_add(ns);
         self.chain
             .set_clock(u32::try_from(self.now_unix()).unwrap_or(u32::MAX));
+        self.expire_open_invoices();
     }
 
     /// Subscribes to world events from now on.
