@@ -12,8 +12,16 @@
 //! fee, lock HTLCs on every hop and settle or fail them as lnd would; see [`payments`] and
 //! [`invoices`].
 //!
+//! Using it: build with [`World::new`] (or [`WorldConfig::default_topology`]), share it as a
+//! [`SharedWorld`], hand out `Arc::new(SimNode::new(world, "sluice")?)` as an
+//! `Arc<dyn LightningNode>`, and drive time with [`clock::SimClock`] / [`clock::run`] (blocks on
+//! schedule, [`traffic`] in between) or directly with [`World::mine`], [`World::reorg`],
+//! [`World::advance_clock`] and [`World::set_fee_trace`]. The swap server's side uses the
+//! inherent [`SimNode::send_to_address`] and [`SimNode::add_invoice`] besides the port.
+//!
 //! Not simulated: commitment transactions and their fees (balances sum to the capacity),
-//! channel opening and closing by RPC, gossip delays, and on-chain force closes.
+//! channel opening and closing by RPC, gossip delays, on-chain force closes, and lnd's
+//! MuSig2 v0.4.0 draft (both versions run BIP-327).
 
 #![warn(missing_docs)]
 
