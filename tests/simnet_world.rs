@@ -494,3 +494,34 @@ async fn an_open_invoice_expires_with_simulated_time() {
     assert_eq!(err.kind, sluice::lnd::NodeErrorKind::InvalidArgument);
     assert!(err.message.contains("invoice expired"), "{}", err.message);
 }
+
+#[tokio::test]
+async fn an_offline_peer_takes_its_channels_out_of_routing() {
+    let w = world();
+    let (sluice, lp, peer1) = nodes(&w);
+    let mut events = sluice.subscribe_channel_events().await.unwrap();
+    let peer1_idx = peer1.index();
+    lock(&w).set_node_online(peer1_idx, false);
+    match next(&mut events).await {
+        sluice::domain::ChannelEvent::Updated(ch) => {
+            assert_eq!(ch.peer_alias.as_deref(), Some("peer1"));
+            assert!(!ch.active);
+        }
+        other => panic!("unexpected event {other:?}"),
+    }
+    assert_eq!(sluice.list_peers().await.unwrap().len(), 1);
+    let (invoice, _) = lp.add_invoice(Sat(100_000).to_msat(), "around").unwrap();
+    let mut s = sluice.pay(&request(&invoice, 1_000)).await.unwrap();
+    let done = outcome(&mut s).await;
+    // Only the dearer way through peer2 is left.
+    assert_eq!(done.fee, Msat(202_000), "{done:?}");
+    lock(&w).set_node_online(peer1_idx, true);
+    assert!(
+        sluice
+            .list_channels()
+            .await
+            .unwrap()
+            .iter()
+            .all(|c| c.active)
+    );
+}
