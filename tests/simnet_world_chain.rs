@@ -341,3 +341,59 @@ async fn keys_addresses_fees_and_identity_are_served() {
         FeeRate::from_sat_per_kwu(5_000)
     );
 }
+
+#[tokio::test]
+async fn a_segwit_v0_signature_from_sign_output_raw_spends_a_p2wsh_on_chain() {
+    let w = world();
+    let (sluice, lp) = nodes(&w);
+    let key = sluice.derive_next_key(42).await.unwrap();
+    let witness_script = bitcoin::script::Builder::new()
+        .push_slice(key.pubkey.serialize())
+        .push_opcode(bitcoin::opcodes::all::OP_CHECKSIG)
+        .into_script();
+    let script = ScriptBuf::new_p2wsh(&witness_script.wscript_hash());
+    let (outpoint, prevout) = fund(&w, &lp, &script);
+    let dest = lp.next_addr().await.unwrap().script_pubkey();
+    let mut tx = spend_to(outpoint, prevout.value, dest);
+    let sigs = sluice
+        .sign_output_raw(&SignRequest {
+            tx: tx.clone(),
+            inputs: vec![SignInput {
+                input_index: 0,
+                key,
+                output: prevout.clone(),
+                sighash: 1,
+                method: SignMethod::WitnessV0 {
+                    witness_script: witness_script.clone(),
+                },
+            }],
+            prev_outputs: vec![prevout],
+        })
+        .await
+        .unwrap();
+    // DER without the sighash byte, as lnd returns it.
+    assert!(bitcoin::secp256k1::ecdsa::Signature::from_der(&sigs[0]).is_ok());
+    let mut sig = sigs[0].clone();
+    sig.push(1);
+    tx.input[0].witness = Witness::from_slice(&[sig, witness_script.to_bytes()]);
+    sluice.publish_transaction(&tx, "p2wsh").await.unwrap();
+    // A key the node never derived cannot sign.
+    let stranger = lp.derive_next_key(42).await.unwrap();
+    let mut foreign = SignRequest {
+        tx: tx.clone(),
+        inputs: Vec::new(),
+        prev_outputs: Vec::new(),
+    };
+    foreign.inputs.push(SignInput {
+        input_index: 0,
+        key: stranger,
+        output: TxOut {
+            value: Amount::from_sat(1),
+            script_pubkey: ScriptBuf::new(),
+        },
+        sighash: 1,
+        method: SignMethod::WitnessV0 { witness_script },
+    });
+    let err = sluice.sign_output_raw(&foreign).await.unwrap_err();
+    assert_eq!(err.kind, sluice::lnd::NodeErrorKind::InvalidArgument);
+}
