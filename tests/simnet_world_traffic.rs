@@ -37,6 +37,14 @@ fn run(seed: u64, config: TrafficConfig, hours: u32) -> (Vec<(ChanId, Sat)>, Tra
     }
     let sluice = world.node_index("sluice").unwrap();
     let forwards = world.forwards(sluice).len();
+    // Traffic keeps no invoices behind, settled or failed.
+    assert_eq!(
+        world
+            .nodes()
+            .map(|(i, _)| world.invoices(i).count())
+            .sum::<usize>(),
+        0
+    );
     (balances(&world), total, forwards)
 }
 

@@ -154,6 +154,14 @@ impl World {
         Ok((invoice.payment_request, hash))
     }
 
+    /// Every invoice in `node`'s book (none for an unknown node), in no particular order.
+    pub fn invoices(&self, node: NodeIdx) -> impl Iterator<Item = &Invoice> {
+        self.nodes
+            .get(node)
+            .into_iter()
+            .flat_map(|n| n.invoices.values())
+    }
+
     /// The current state of an invoice, as `SubscribeSingleInvoice` reports it.
     pub fn invoice_update(&self, node: NodeIdx, hash: SwapHash) -> Option<InvoiceUpdate> {
         let inv = self.nodes.get(node)?.invoices.get(&hash)?;

@@ -381,7 +381,9 @@ impl World {
             cltv,
         };
         if self.lock_route(&route, hash).is_err() {
-            let _ = self.cancel_invoice(payee, hash);
+            if let Some(n) = self.nodes.get_mut(payee) {
+                n.invoices.remove(&hash);
+            }
             return Ok(false);
         }
         let payment = Payment {
