@@ -154,13 +154,13 @@ async fn act(
     spends: &mut NodeStream<SpendUpdate>,
 ) -> Result<(), LoopServerError> {
     let node = &inner.node;
-    let (behaviour, preimage, funded, client_cancel) =
-        swap.with_live(|l| (l.behaviour, l.preimage, l.funded.clone(), l.client_cancel));
+    let (behaviour, preimage, published, client_cancel) =
+        swap.with_live(|l| (l.behaviour, l.preimage, l.funded.is_some(), l.client_cancel));
     let held =
         |s: Option<InvoiceState>| matches!(s, Some(InvoiceState::Accepted | InvoiceState::Settled));
     let canceled = |s: Option<InvoiceState>| s == Some(InvoiceState::Canceled);
 
-    if funded.is_none() {
+    if !published {
         if let Some(state) = client_cancel {
             swap.enter(state, inner.now());
             return Ok(());
@@ -185,14 +185,17 @@ async fn act(
             .publication
             .earliest_height(swap.expiry)
             .is_some_and(|h| p.height >= h);
-        if held(p.swap_invoice) && held(p.prepay_invoice) && due {
-            let f = publish(inner, swap).await?;
-            swap.with_live(|l| l.funded = Some(f));
-            swap.enter(S::ServerHtlcPublished, inner.now());
+        if !(held(p.swap_invoice) && held(p.prepay_invoice) && due) {
+            return Ok(());
         }
-        return Ok(());
+        let f = publish(inner, swap).await?;
+        swap.with_live(|l| l.funded = Some(f.clone()));
+        swap.enter(S::ServerHtlcPublished, inner.now());
     }
-    let Some(funded) = funded else { return Ok(()) };
+    // Re-read: the HTLC may have been published just above.
+    let Some(funded) = swap.with_live(|l| l.funded.clone()) else {
+        return Ok(());
+    };
 
     if !p.watching {
         let first = funded.outputs.first().map(|(o, _)| *o);
