@@ -586,3 +586,236 @@ async fn an_l402_price_above_the_clients_cap_is_refused() {
         "no front, no token needed"
     );
 }
+
+impl Sim {
+    /// Registers a swap and runs the client's validation on the answer.
+    async fn validate_new_swap(
+        &self,
+        amount: Sat,
+        n: u8,
+    ) -> Result<ValidatedContract, sluice::provider::validate::ContractError> {
+        let terms = self.client.loop_out_terms().await.unwrap();
+        let expiry = self.height().0 + terms.min_cltv_delta + 10;
+        let quote = self
+            .client
+            .loop_out_quote(amount, BlockHeight(expiry), 0)
+            .await
+            .unwrap();
+        let preimage = Preimage([n; 32]);
+        let receiver = SecretKey::from_slice(&[n.wrapping_add(100); 32]).unwrap();
+        let resp = self
+            .client
+            .new_loop_out(&NewLoopOutRequest {
+                receiver_key: PublicKey::from_secret_key(&Secp256k1::new(), &receiver).serialize(),
+                swap_hash: preimage.hash(),
+                amount,
+                expiry: BlockHeight(expiry),
+                publication_deadline_unix_s: -62_135_596_800,
+                initiator: "test".into(),
+            })
+            .await
+            .unwrap();
+        validate_loop_out(
+            &resp,
+            &ContractExpectations {
+                network: Network::Regtest,
+                swap_hash: preimage.hash(),
+                amount,
+                terms,
+                swap_payment_dest: quote.swap_payment_dest,
+                max_swap_fee: quote.swap_fee,
+                max_prepay: quote.prepay_amount,
+                max_final_cltv_delta: 144,
+                min_invoice_validity: Duration::from_secs(60),
+                now: Duration::from_secs(lock(&self.world).now_unix()),
+            },
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_invoice_and_key_tampering_is_caught_by_the_clients_validation() {
+    use sluice::provider::validate::ContractError as E;
+    use sluice::simnet::loopserver::behaviour::{InvoiceTamper as I, SenderKeyTamper as K};
+    let sim = sim(17).await;
+    let cases: Vec<(Behaviour, fn(&E) -> bool)> = vec![
+        (
+            Behaviour {
+                invoice: I::SwapFeeAbove(Sat(1)),
+                ..Behaviour::default()
+            },
+            |e| matches!(e, E::SwapFeeTooHigh { .. }),
+        ),
+        (
+            Behaviour {
+                invoice: I::PrepayAboveSameTotal(Sat(10)),
+                ..Behaviour::default()
+            },
+            |e| matches!(e, E::PrepayTooHigh { .. }),
+        ),
+        (
+            Behaviour {
+                invoice: I::WrongHash,
+                ..Behaviour::default()
+            },
+            |e| matches!(e, E::WrongPaymentHash { .. }),
+        ),
+        (
+            Behaviour {
+                invoice: I::ZeroAmount,
+                ..Behaviour::default()
+            },
+            |e| matches!(e, E::NoAmount { .. }),
+        ),
+        (
+            Behaviour {
+                invoice: I::OtherNetwork,
+                ..Behaviour::default()
+            },
+            |e| matches!(e, E::WrongNetwork { .. }),
+        ),
+        (
+            Behaviour {
+                invoice: I::NoPaymentSecret,
+                ..Behaviour::default()
+            },
+            |e| matches!(e, E::InvoiceDecode { .. } | E::NoPaymentSecret),
+        ),
+        (
+            Behaviour {
+                sender_key: K::Short,
+                ..Behaviour::default()
+            },
+            |e| matches!(e, E::SenderKeyLength(32)),
+        ),
+        (
+            Behaviour {
+                sender_key: K::Long,
+                ..Behaviour::default()
+            },
+            |e| matches!(e, E::SenderKeyLength(34)),
+        ),
+        (
+            Behaviour {
+                sender_key: K::OffCurve,
+                ..Behaviour::default()
+            },
+            |e| matches!(e, E::SenderKeyNotOnCurve),
+        ),
+    ];
+    assert!(
+        sim.validate_new_swap(Sat(100_000), 20).await.is_ok(),
+        "honest answer passes"
+    );
+    for (i, (behaviour, expected)) in cases.into_iter().enumerate() {
+        sim.server.set_behaviour_for_next_swap(behaviour);
+        let err = sim
+            .validate_new_swap(Sat(100_000), 21 + i as u8)
+            .await
+            .expect_err("tampered answer refused");
+        assert!(expected(&err), "{behaviour:?}: {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_publication_waits_for_the_reveal_limit() {
+    let sim = sim(18).await;
+    sim.server.set_behaviour_for_next_swap(Behaviour {
+        publication: Publication::AfterRevealLimit,
+        ..Behaviour::default()
+    });
+    let swap = sim.start_swap(Sat(100_000), 9).await;
+    let hash = swap.preimage.hash();
+    let _swap_payment = sim.pay(&swap.swap_invoice).await;
+    let _prepay = sim.pay(&swap.prepay_invoice).await;
+    sim.mine_to(swap.expiry - 21);
+    assert_eq!(sim.states(hash), vec![Wire::ServerInitiated]);
+    sim.mine(1);
+    sim.wait_state(hash, Wire::ServerHtlcPublished).await;
+    sim.mine(1);
+    let confirmed_at = eventually("late HTLC", || {
+        lock(&sim.world)
+            .chain()
+            .outputs_to_script(&swap.htlc.pk_script())
+            .first()
+            .map(|o| o.height)
+    })
+    .await;
+    assert!(
+        confirmed_at.0 > swap.expiry - 20,
+        "too late for the client to reveal"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_the_swap_payment_after_confirmation_and_closing_the_stream_early() {
+    use sluice::simnet::loopserver::behaviour::StreamMode;
+    let sim = sim(19).await;
+    sim.server.set_behaviour_for_next_swap(Behaviour {
+        fail_swap_payment_after_confirm: true,
+        stream: StreamMode::CloseAfterFirst,
+        ..Behaviour::default()
+    });
+    let swap = sim.start_swap(Sat(100_000), 10).await;
+    let hash = swap.preimage.hash();
+    let mut updates = sim.client.subscribe_loop_out_updates(hash).await.unwrap();
+    let (swap_payment, _prepay) = sim.fund_swap(&swap).await;
+    sim.wait_state(hash, Wire::ServerHtlcConfirmed).await;
+    assert!(matches!(
+        final_status(swap_payment).await,
+        PaymentStatus::Failed(_)
+    ));
+    let first = updates.next().await.unwrap().unwrap();
+    assert_eq!(first.state, ServerSwapState::Initiated);
+    assert!(
+        tokio::time::timeout(DEADLINE, updates.next())
+            .await
+            .unwrap()
+            .is_none(),
+        "EOF after the first update"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_server_ends_open_streams_and_carries_on_with_the_swap() {
+    let mut sim = sim(20).await;
+    let swap = sim.start_swap(Sat(100_000), 11).await;
+    let hash = swap.preimage.hash();
+    let mut updates = sim.client.subscribe_loop_out_updates(hash).await.unwrap();
+    assert_eq!(
+        updates.next().await.unwrap().unwrap().state,
+        ServerSwapState::Initiated
+    );
+
+    // Stop serving: the open stream ends.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    drop(std::mem::replace(&mut sim._stop, stop));
+    let end = tokio::time::timeout(DEADLINE, updates.next())
+        .await
+        .unwrap();
+    assert!(
+        !matches!(end, Some(Ok(_))),
+        "no more updates after a restart: {end:?}"
+    );
+
+    // Serve again on a new port; the swap goes on and a fresh client reuses its token.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(sim.server.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    let client = LoopServerClient::connect(
+        &addr.to_string(),
+        ServerTls::Insecure,
+        Duration::from_secs(10),
+        L402Config::new(Network::Regtest, sim._tokens.path()),
+        Arc::new(NodePayer(Arc::new(sim.sluice.clone()))),
+    )
+    .unwrap();
+    let _payments = sim.fund_swap(&swap).await;
+    client.push_preimage(&swap.preimage.0).await.unwrap();
+    eventually("preimage known", || {
+        sim.server.knows_preimage(hash).unwrap().then_some(())
+    })
+    .await;
+}
