@@ -638,7 +638,8 @@ async fn every_invoice_and_key_tampering_is_caught_by_the_clients_validation() {
     use sluice::provider::validate::ContractError as E;
     use sluice::simnet::loopserver::behaviour::{InvoiceTamper as I, SenderKeyTamper as K};
     let sim = sim(17).await;
-    let cases: Vec<(Behaviour, fn(&E) -> bool)> = vec![
+    type Expect = fn(&E) -> bool;
+    let cases: Vec<(Behaviour, Expect)> = vec![
         (
             Behaviour {
                 invoice: I::SwapFeeAbove(Sat(1)),
