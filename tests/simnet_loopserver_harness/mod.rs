@@ -143,8 +143,8 @@ pub async fn sim(seed: u64) -> Sim {
         sluice,
         server,
         client,
-        stop: stop,
-        tokens: tokens,
+        stop,
+        tokens,
     }
 }
 
