@@ -38,6 +38,7 @@ struct Progress {
     swap_settled: bool,
     swap_canceled: bool,
     confirmed: bool,
+    reported_confirmed: bool,
     failed_after_confirm: bool,
     spent: bool,
     timeout_published: bool,
@@ -221,13 +222,18 @@ async fn act(
         node.settle_invoice(swap.prepay_preimage).await?;
         p.prepay_settled = true;
     }
-    if p.confirmed && !p.spent {
+    if p.confirmed && !p.spent && !p.reported_confirmed {
+        p.reported_confirmed = true;
         swap.enter(S::ServerHtlcConfirmed, inner.now());
-        if behaviour.fail_swap_payment_after_confirm && !p.failed_after_confirm {
-            node.cancel_invoice(swap.hash).await?;
-            p.failed_after_confirm = true;
-            p.swap_canceled = true;
-        }
+    }
+    if p.confirmed
+        && !p.spent
+        && behaviour.fail_swap_payment_after_confirm
+        && !p.failed_after_confirm
+    {
+        node.cancel_invoice(swap.hash).await?;
+        p.failed_after_confirm = true;
+        p.swap_canceled = true;
     }
     if let Some(preimage) = preimage
         && behaviour.settle == Settle::OnPreimage
@@ -239,8 +245,15 @@ async fn act(
         p.swap_settled = true;
     }
     if p.spent && swap.state() != S::ServerFailedTimeout {
-        let settled_or_never =
-            p.swap_settled || p.swap_canceled || behaviour.settle == Settle::Never;
+        // Done once the held payment has its outcome (settled, canceled here or by the node
+        // as its HTLC neared expiry) or never will have one.
+        let settled_or_never = p.swap_settled
+            || p.swap_canceled
+            || matches!(
+                p.swap_invoice,
+                Some(InvoiceState::Settled | InvoiceState::Canceled)
+            )
+            || behaviour.settle == Settle::Never;
         if settled_or_never {
             swap.enter(S::ServerSuccess, inner.now());
         }

@@ -12,6 +12,10 @@
 //! - `engine`: one task per swap, driven by the node's notifications.
 //! - `service`: the `SwapServer` gRPC methods.
 //!
+//! The publication deadline of a swap is a hint, as in Loop: the server publishes as soon as
+//! both payments are held (unless the publication switch says otherwise), which meets any
+//! deadline still ahead; a deadline in the past (or Go's zero time) means "now".
+//!
 //! Keys, preimages and nonce seeds come from one seeded RNG, so a run is reproducible. State
 //! lives in the [`LoopServer`], not in the gRPC server: [`LoopServer::serve`] can stop and
 //! start again (a server restart, as the client sees it: open streams end) while the swaps
