@@ -140,6 +140,16 @@ async fn unrevealed_htlc_is_claimed_back_through_the_timeout_leaf_after_expiry()
     sim.wait_state(hash, Wire::ServerTimeoutPublished).await;
     sim.mine(1);
     sim.wait_state(hash, Wire::ServerFailedTimeout).await;
+    assert_eq!(
+        sim.states(hash),
+        vec![
+            Wire::ServerInitiated,
+            Wire::ServerHtlcPublished,
+            Wire::ServerHtlcConfirmed,
+            Wire::ServerTimeoutPublished,
+            Wire::ServerFailedTimeout
+        ]
+    );
     let spender = lock(&sim.world)
         .chain()
         .spender(&outpoint)
