@@ -214,6 +214,13 @@ async fn an_l402_price_above_the_clients_cap_is_refused() {
         }));
     let err = sim.client.loop_out_terms().await.unwrap_err();
     assert!(err.to_string().contains("cap"), "{err}");
+    sim.server
+        .set_l402(Some(sluice::simnet::loopserver::L402Settings {
+            malformed_challenge: true,
+            ..Default::default()
+        }));
+    let err = sim.client.loop_out_terms().await.unwrap_err();
+    assert!(err.to_string().contains("malformed"), "{err}");
     sim.server.set_l402(None);
     assert!(
         sim.client.loop_out_terms().await.is_ok(),
@@ -263,4 +270,62 @@ async fn a_restarted_server_ends_open_streams_and_carries_on_with_the_swap() {
         sim.server.knows_preimage(hash).unwrap().then_some(())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_checks_version_expiry_key_and_hash() {
+    use sluice::provider::wire;
+    use sluice::provider::wire::swap_server_client::SwapServerClient;
+    let sim = sim(23).await;
+    sim.server.set_l402(None);
+    let mut raw = SwapServerClient::connect(format!("http://{}", sim.addr))
+        .await
+        .unwrap();
+    let height = i32::try_from(sim.height().0).unwrap();
+    let receiver =
+        PublicKey::from_secret_key(&Secp256k1::new(), &SecretKey::from_slice(&[9; 32]).unwrap());
+    let good = wire::ServerLoopOutRequest {
+        receiver_key: receiver.serialize().to_vec(),
+        swap_hash: Preimage([9; 32]).hash().0.to_vec(),
+        amt: 100_000,
+        swap_publication_deadline: 0,
+        protocol_version: wire::ProtocolVersion::Musig2 as i32,
+        expiry: height + 40,
+        user_agent: "test/0.1".into(),
+    };
+    let shared = raw.clone();
+    let refused = |r: wire::ServerLoopOutRequest| {
+        let mut raw = shared.clone();
+        async move { raw.new_loop_out_swap(r).await.unwrap_err() }
+    };
+    let old = refused(wire::ServerLoopOutRequest {
+        protocol_version: wire::ProtocolVersion::HtlcV3 as i32,
+        ..good.clone()
+    })
+    .await;
+    assert_eq!(old.code(), tonic::Code::InvalidArgument, "{old:?}");
+    for expiry in [height + 29, height + 401] {
+        let e = refused(wire::ServerLoopOutRequest {
+            expiry,
+            ..good.clone()
+        })
+        .await;
+        assert!(e.message().contains("expiry"), "{e:?}");
+    }
+    let e = refused(wire::ServerLoopOutRequest {
+        receiver_key: receiver.x_only_public_key().0.serialize().to_vec(),
+        ..good.clone()
+    })
+    .await;
+    assert!(e.message().contains("receiver_key"), "{e:?}");
+    let e = refused(wire::ServerLoopOutRequest {
+        amt: 1,
+        ..good.clone()
+    })
+    .await;
+    assert!(e.message().contains("terms"), "{e:?}");
+
+    raw.new_loop_out_swap(good.clone()).await.unwrap();
+    let again = refused(good).await;
+    assert_eq!(again.code(), tonic::Code::AlreadyExists, "{again:?}");
 }

@@ -108,6 +108,7 @@ pub struct Sim {
     pub client: LoopServerClient,
     pub stop: tokio::sync::oneshot::Sender<()>,
     pub tokens: tempfile::TempDir,
+    pub addr: std::net::SocketAddr,
 }
 
 pub async fn sim(seed: u64) -> Sim {
@@ -145,6 +146,7 @@ pub async fn sim(seed: u64) -> Sim {
         client,
         stop,
         tokens,
+        addr,
     }
 }
 
