@@ -221,6 +221,17 @@ async fn an_l402_price_above_the_clients_cap_is_refused() {
         }));
     let err = sim.client.loop_out_terms().await.unwrap_err();
     assert!(err.to_string().contains("malformed"), "{err}");
+
+    // A token payment that fails leaves no token; the next challenge is paid again.
+    sim.server
+        .set_l402(Some(sluice::simnet::loopserver::L402Settings {
+            fail_payments: true,
+            ..Default::default()
+        }));
+    assert!(sim.client.loop_out_terms().await.is_err());
+    sim.server
+        .set_l402(Some(sluice::simnet::loopserver::L402Settings::default()));
+    sim.client.loop_out_terms().await.unwrap();
     sim.server.set_l402(None);
     assert!(
         sim.client.loop_out_terms().await.is_ok(),

@@ -77,7 +77,12 @@ impl L402Payer for NodePayer {
 
     async fn track(&self, payment_hash: [u8; 32]) -> Result<Option<PaidInvoice>, PayError> {
         match self.0.track_payment(SwapHash(payment_hash)).await {
-            Ok(updates) => outcome(updates).await.map(Some),
+            // A payment that failed for good is `None`: the client buys a new token.
+            Ok(updates) => match outcome(updates).await {
+                Ok(paid) => Ok(Some(paid)),
+                Err(PayError::Failed(_)) => Ok(None),
+                Err(e) => Err(e),
+            },
             Err(_) => Ok(None),
         }
     }
