@@ -2,4 +2,5 @@
 //! `sluiced --simnet` run against.
 
 pub mod chain;
+pub mod loopserver;
 pub mod world;

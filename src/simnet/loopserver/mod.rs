@@ -1,0 +1,314 @@
+//! The simnet's reference Loop server: the `looprpc.SwapServer` protocol (protocol notes §1 and
+//! §11), served over gRPC and backed by its own simulated Lightning node, with switches for
+//! every misbehaviour a client must survive.
+//!
+//! - [`terms`]: terms, quotes and the request checks. Pure.
+//! - [`behaviour`]: the per-swap misbehaviour switches. Pure.
+//! - [`sign`]: sighash from the client's PSBT, co-sign answers, timeout claims. Pure.
+//! - [`invoice`]: forged swap invoices for the tampering switches. Pure.
+//! - [`l402`]: the L402 front (mint, challenge, verify). Pure.
+//! - [`swap`]: one swap's contract, secrets and state log.
+//! - [`funder`]: the [`HtlcFunder`] port and its simulated-wallet implementation.
+//! - `engine`: one task per swap, driven by the node's notifications.
+//! - `service`: the `SwapServer` gRPC methods.
+//!
+//! The publication deadline of a swap is a hint, as in Loop: the server publishes as soon as
+//! both payments are held (unless the publication switch says otherwise), which meets any
+//! deadline still ahead; a deadline in the past (or Go's zero time) means "now".
+//!
+//! Keys, preimages and nonce seeds come from one seeded RNG, so a run is reproducible. State
+//! lives in the [`LoopServer`], not in the gRPC server: [`LoopServer::serve`] can stop and
+//! start again (a server restart, as the client sees it: open streams end) while the swaps
+//! carry on.
+
+pub mod behaviour;
+mod engine;
+pub mod error;
+pub mod funder;
+pub mod invoice;
+pub mod l402;
+mod service;
+pub mod sign;
+pub mod swap;
+pub mod terms;
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bitcoin::secp256k1::SecretKey;
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
+use tokio::net::TcpListener;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+pub use behaviour::Behaviour;
+pub use error::LoopServerError;
+pub use funder::HtlcFunder;
+pub use l402::L402Settings;
+pub use terms::{Quote, Terms};
+
+use crate::domain::{Sat, SwapHash};
+use crate::lnd::LightningNode;
+use crate::provider::wire::ServerSwapState;
+use crate::provider::wire::swap_server_server::SwapServerServer;
+use swap::SwapEntry;
+
+/// Where the server's wall-clock time comes from (since the Unix epoch).
+pub type Clock = Arc<dyn Fn() -> Duration + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+    })
+}
+
+/// How the server is set up.
+#[derive(Clone)]
+pub struct LoopServerConfig {
+    /// Terms, prices and invoice parameters.
+    pub terms: Terms,
+    /// Seeds every key, preimage and nonce the server makes.
+    pub seed: u64,
+    /// The L402 front; `None` serves without tokens.
+    pub l402: Option<L402Settings>,
+    /// Confirmations before the server reports `SERVER_HTLC_CONFIRMED`.
+    pub htlc_confirmations: u32,
+    /// The fee target of the timeout claim, in blocks.
+    pub timeout_conf_target: u32,
+    /// The clock for invoice timestamps and status updates.
+    pub clock: Clock,
+}
+
+impl std::fmt::Debug for LoopServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoopServerConfig")
+            .field("terms", &self.terms)
+            .field("seed", &self.seed)
+            .field("l402", &self.l402.as_ref().map(|l| l.price))
+            .field("htlc_confirmations", &self.htlc_confirmations)
+            .field("timeout_conf_target", &self.timeout_conf_target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for LoopServerConfig {
+    /// Default terms, an L402 front at 1 sat, one confirmation, a 6-block claim target.
+    fn default() -> Self {
+        LoopServerConfig {
+            terms: Terms::default(),
+            seed: 0x100b,
+            l402: Some(L402Settings::default()),
+            htlc_confirmations: 1,
+            timeout_conf_target: 6,
+            clock: system_clock(),
+        }
+    }
+}
+
+/// Which behaviour the next swaps get: by amount first, then the queue, then the default.
+#[derive(Debug, Default)]
+struct BehaviourBook {
+    by_amount: HashMap<Sat, Behaviour>,
+    queue: VecDeque<Behaviour>,
+    default: Behaviour,
+}
+
+impl BehaviourBook {
+    fn take(&mut self, amount: Sat) -> Behaviour {
+        if let Some(b) = self.by_amount.get(&amount) {
+            return *b;
+        }
+        self.queue.pop_front().unwrap_or(self.default)
+    }
+}
+
+/// Shared by the gRPC service, the swap engines and the handle.
+pub(crate) struct Inner {
+    config: LoopServerConfig,
+    node: Arc<dyn LightningNode>,
+    funder: Arc<dyn HtlcFunder>,
+    rng: Mutex<StdRng>,
+    swaps: Mutex<HashMap<SwapHash, Arc<SwapEntry>>>,
+    book: Mutex<BehaviourBook>,
+    l402: Mutex<Option<L402Settings>>,
+    /// Signs the forged invoices of the tampering switches.
+    forge_key: SecretKey,
+    /// Stops every swap engine.
+    stop: CancellationToken,
+}
+
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Inner {
+    fn now(&self) -> Duration {
+        (self.config.clock)()
+    }
+
+    fn random_bytes(&self) -> [u8; 32] {
+        let mut b = [0u8; 32];
+        locked(&self.rng).fill_bytes(&mut b);
+        b
+    }
+
+    /// A fresh secret key from the seeded RNG.
+    fn random_key(&self) -> SecretKey {
+        loop {
+            if let Ok(k) = SecretKey::from_slice(&self.random_bytes()) {
+                return k;
+            }
+        }
+    }
+
+    fn swap(&self, hash: SwapHash) -> Result<Arc<SwapEntry>, LoopServerError> {
+        locked(&self.swaps)
+            .get(&hash)
+            .cloned()
+            .ok_or(LoopServerError::UnknownSwap(hash))
+    }
+}
+
+/// The simnet's Loop server. Dropping it stops every swap engine.
+pub struct LoopServer {
+    inner: Arc<Inner>,
+    _stop_on_drop: DropGuard,
+}
+
+impl std::fmt::Debug for LoopServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoopServer")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoopServer {
+    /// A server whose invoices, chain watches and timeout claims go through `node`, and whose
+    /// HTLCs `funder` pays (usually the same simulated node).
+    pub fn new(
+        config: LoopServerConfig,
+        node: Arc<dyn LightningNode>,
+        funder: Arc<dyn HtlcFunder>,
+    ) -> LoopServer {
+        let mut rng = StdRng::seed_from_u64(config.seed);
+        let mut forge = [0u8; 32];
+        let forge_key = loop {
+            rng.fill_bytes(&mut forge);
+            if let Ok(k) = SecretKey::from_slice(&forge) {
+                break k;
+            }
+        };
+        let stop = CancellationToken::new();
+        let inner = Arc::new(Inner {
+            l402: Mutex::new(config.l402.clone()),
+            config,
+            node,
+            funder,
+            rng: Mutex::new(rng),
+            swaps: Mutex::new(HashMap::new()),
+            book: Mutex::new(BehaviourBook::default()),
+            forge_key,
+            stop: stop.clone(),
+        });
+        LoopServer {
+            inner,
+            _stop_on_drop: stop.drop_guard(),
+        }
+    }
+
+    /// Serves `looprpc.SwapServer` (plaintext, for loopback) on `listener` until `shutdown`
+    /// completes. Open status streams end then, as on a real restart; swaps keep running, and
+    /// serving again (on the same or a new port) resumes service. The returned future owns
+    /// what it needs, so it can be spawned.
+    pub fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> impl Future<Output = Result<(), tonic::transport::Error>> + Send + 'static {
+        let streams = CancellationToken::new();
+        let svc = service::Service::new(self.inner.clone(), streams.clone());
+        async move {
+            let ended = streams.clone();
+            let result = tonic::transport::Server::builder()
+                .add_service(SwapServerServer::new(svc))
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    async move {
+                        shutdown.await;
+                        ended.cancel();
+                    },
+                )
+                .await;
+            streams.cancel();
+            result
+        }
+    }
+
+    /// The behaviour of the next swap registered (after any by-amount switch).
+    pub fn set_behaviour_for_next_swap(&self, behaviour: Behaviour) {
+        locked(&self.inner.book).queue.push_back(behaviour);
+    }
+
+    /// The behaviour of every swap registered for exactly `amount`.
+    pub fn set_behaviour_for_amount(&self, amount: Sat, behaviour: Behaviour) {
+        locked(&self.inner.book).by_amount.insert(amount, behaviour);
+    }
+
+    /// The behaviour of swaps no other switch selects.
+    pub fn set_default_behaviour(&self, behaviour: Behaviour) {
+        locked(&self.inner.book).default = behaviour;
+    }
+
+    /// Switches a registered swap's behaviour from now on (e.g. co-signing after the HTLC
+    /// confirmed).
+    pub fn set_swap_behaviour(
+        &self,
+        hash: SwapHash,
+        behaviour: Behaviour,
+    ) -> Result<(), LoopServerError> {
+        let swap = self.inner.swap(hash)?;
+        swap.with_live(|l| l.behaviour = behaviour);
+        swap.wake.notify_one();
+        Ok(())
+    }
+
+    /// Replaces the L402 front's settings (`None` turns it off).
+    pub fn set_l402(&self, settings: Option<L402Settings>) {
+        *locked(&self.inner.l402) = settings;
+    }
+
+    /// A swap's server states so far, oldest first.
+    pub fn swap_states(&self, hash: SwapHash) -> Result<Vec<ServerSwapState>, LoopServerError> {
+        Ok(self
+            .inner
+            .swap(hash)?
+            .history()
+            .iter()
+            .map(|u| u.state)
+            .collect())
+    }
+
+    /// Whether the server knows the swap's preimage (pushed or read from the chain).
+    pub fn knows_preimage(&self, hash: SwapHash) -> Result<bool, LoopServerError> {
+        Ok(self.inner.swap(hash)?.with_live(|l| l.preimage.is_some()))
+    }
+
+    /// The HTLC outpoints the server paid for a swap, first one first.
+    pub fn htlc_outpoints(
+        &self,
+        hash: SwapHash,
+    ) -> Result<Vec<bitcoin::OutPoint>, LoopServerError> {
+        Ok(self.inner.swap(hash)?.with_live(|l| {
+            l.funded
+                .as_ref()
+                .map(|f| f.outputs.iter().map(|(o, _)| *o).collect())
+                .unwrap_or_default()
+        }))
+    }
+}
