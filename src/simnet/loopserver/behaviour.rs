@@ -5,6 +5,12 @@
 //! key), the HTLC publication (value, script, timing), co-signing, settlement, the timeout
 //! claim, and the status stream. The pure helpers below turn a switch into the concrete
 //! amounts, keys, outputs and heights, so they are unit-tested without a node.
+//!
+//! What §11 lists but is not a switch here: reorgs (the world's `reorg`), server restarts
+//! (stop [`LoopServer::serve`](super::LoopServer::serve) and serve again; swaps carry on),
+//! client restarts and fee spikes (the client and the world's fee trace), and the L402
+//! misbehaviours (price, malformed challenge, failing payments), which are server-wide
+//! [`L402Settings`](super::L402Settings).
 
 use bitcoin::secp256k1::PublicKey;
 

@@ -38,6 +38,7 @@ struct Progress {
     swap_settled: bool,
     swap_canceled: bool,
     confirmed: bool,
+    reported_confirmed: bool,
     failed_after_confirm: bool,
     spent: bool,
     timeout_published: bool,
@@ -154,13 +155,13 @@ async fn act(
     spends: &mut NodeStream<SpendUpdate>,
 ) -> Result<(), LoopServerError> {
     let node = &inner.node;
-    let (behaviour, preimage, funded, client_cancel) =
-        swap.with_live(|l| (l.behaviour, l.preimage, l.funded.clone(), l.client_cancel));
+    let (behaviour, preimage, published, client_cancel) =
+        swap.with_live(|l| (l.behaviour, l.preimage, l.funded.is_some(), l.client_cancel));
     let held =
         |s: Option<InvoiceState>| matches!(s, Some(InvoiceState::Accepted | InvoiceState::Settled));
     let canceled = |s: Option<InvoiceState>| s == Some(InvoiceState::Canceled);
 
-    if funded.is_none() {
+    if !published {
         if let Some(state) = client_cancel {
             swap.enter(state, inner.now());
             return Ok(());
@@ -185,14 +186,17 @@ async fn act(
             .publication
             .earliest_height(swap.expiry)
             .is_some_and(|h| p.height >= h);
-        if held(p.swap_invoice) && held(p.prepay_invoice) && due {
-            let f = publish(inner, swap).await?;
-            swap.with_live(|l| l.funded = Some(f));
-            swap.enter(S::ServerHtlcPublished, inner.now());
+        if !(held(p.swap_invoice) && held(p.prepay_invoice) && due) {
+            return Ok(());
         }
-        return Ok(());
+        let f = publish(inner, swap).await?;
+        swap.with_live(|l| l.funded = Some(f.clone()));
+        swap.enter(S::ServerHtlcPublished, inner.now());
     }
-    let Some(funded) = funded else { return Ok(()) };
+    // Re-read: the HTLC may have been published just above.
+    let Some(funded) = swap.with_live(|l| l.funded.clone()) else {
+        return Ok(());
+    };
 
     if !p.watching {
         let first = funded.outputs.first().map(|(o, _)| *o);
@@ -218,13 +222,18 @@ async fn act(
         node.settle_invoice(swap.prepay_preimage).await?;
         p.prepay_settled = true;
     }
-    if p.confirmed && !p.spent {
+    if p.confirmed && !p.spent && !p.reported_confirmed {
+        p.reported_confirmed = true;
         swap.enter(S::ServerHtlcConfirmed, inner.now());
-        if behaviour.fail_swap_payment_after_confirm && !p.failed_after_confirm {
-            node.cancel_invoice(swap.hash).await?;
-            p.failed_after_confirm = true;
-            p.swap_canceled = true;
-        }
+    }
+    if p.confirmed
+        && !p.spent
+        && behaviour.fail_swap_payment_after_confirm
+        && !p.failed_after_confirm
+    {
+        node.cancel_invoice(swap.hash).await?;
+        p.failed_after_confirm = true;
+        p.swap_canceled = true;
     }
     if let Some(preimage) = preimage
         && behaviour.settle == Settle::OnPreimage
@@ -236,8 +245,15 @@ async fn act(
         p.swap_settled = true;
     }
     if p.spent && swap.state() != S::ServerFailedTimeout {
-        let settled_or_never =
-            p.swap_settled || p.swap_canceled || behaviour.settle == Settle::Never;
+        // Done once the held payment has its outcome (settled, canceled here or by the node
+        // as its HTLC neared expiry) or never will have one.
+        let settled_or_never = p.swap_settled
+            || p.swap_canceled
+            || matches!(
+                p.swap_invoice,
+                Some(InvoiceState::Settled | InvoiceState::Canceled)
+            )
+            || behaviour.settle == Settle::Never;
         if settled_or_never {
             swap.enter(S::ServerSuccess, inner.now());
         }

@@ -118,7 +118,8 @@ impl LoopServerError {
             LoopServerError::SwapExists(_) => Status::already_exists(msg),
             LoopServerError::PaymentAddress(_) => Status::permission_denied(msg),
             LoopServerError::PreimageUnknown(_) => Status::failed_precondition(msg),
-            LoopServerError::Refused(_) => Status::unavailable(msg),
+            // Loop's Go server answers plain errors with UNKNOWN; a switch's refusal does too.
+            LoopServerError::Refused(_) => Status::unknown(msg),
             LoopServerError::Chain(_) => Status::internal(msg),
             LoopServerError::Node(e) if e.kind.is_transient() => Status::unavailable(msg),
             LoopServerError::Node(_) | LoopServerError::Fund(_) | LoopServerError::Invoice(_) => {

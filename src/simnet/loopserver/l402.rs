@@ -17,8 +17,10 @@ pub struct L402Settings {
     pub price: Sat,
     /// The root key macaroons are minted and verified with.
     pub root_key: [u8; 32],
-    /// Send a challenge no client can parse (the misbehaviour switch).
+    /// Send a challenge no client can parse (a misbehaviour switch).
     pub malformed_challenge: bool,
+    /// Cancel token payments instead of settling them, so they fail (a misbehaviour switch).
+    pub fail_payments: bool,
 }
 
 impl Default for L402Settings {
@@ -28,6 +30,7 @@ impl Default for L402Settings {
             price: Sat(1),
             root_key: [0x4c; 32],
             malformed_challenge: false,
+            fail_payments: false,
         }
     }
 }

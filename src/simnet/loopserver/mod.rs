@@ -12,6 +12,10 @@
 //! - `engine`: one task per swap, driven by the node's notifications.
 //! - `service`: the `SwapServer` gRPC methods.
 //!
+//! The publication deadline of a swap is a hint, as in Loop: the server publishes as soon as
+//! both payments are held (unless the publication switch says otherwise), which meets any
+//! deadline still ahead; a deadline in the past (or Go's zero time) means "now".
+//!
 //! Keys, preimages and nonce seeds come from one seeded RNG, so a run is reproducible. State
 //! lives in the [`LoopServer`], not in the gRPC server: [`LoopServer::serve`] can stop and
 //! start again (a server restart, as the client sees it: open streams end) while the swaps
@@ -220,26 +224,30 @@ impl LoopServer {
 
     /// Serves `looprpc.SwapServer` (plaintext, for loopback) on `listener` until `shutdown`
     /// completes. Open status streams end then, as on a real restart; swaps keep running, and
-    /// calling `serve` again (on the same or a new port) resumes service.
-    pub async fn serve(
+    /// serving again (on the same or a new port) resumes service. The returned future owns
+    /// what it needs, so it can be spawned.
+    pub fn serve(
         &self,
         listener: TcpListener,
-        shutdown: impl Future<Output = ()> + Send,
-    ) -> Result<(), tonic::transport::Error> {
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> impl Future<Output = Result<(), tonic::transport::Error>> + Send + 'static {
         let streams = CancellationToken::new();
         let svc = service::Service::new(self.inner.clone(), streams.clone());
-        let result = tonic::transport::Server::builder()
-            .add_service(SwapServerServer::new(svc))
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
-                async {
-                    shutdown.await;
-                    streams.cancel();
-                },
-            )
-            .await;
-        streams.cancel();
-        result
+        async move {
+            let ended = streams.clone();
+            let result = tonic::transport::Server::builder()
+                .add_service(SwapServerServer::new(svc))
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    async move {
+                        shutdown.await;
+                        ended.cancel();
+                    },
+                )
+                .await;
+            streams.cancel();
+            result
+        }
     }
 
     /// The behaviour of the next swap registered (after any by-amount switch).

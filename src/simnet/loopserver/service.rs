@@ -62,7 +62,7 @@ impl Service {
             })
             .await
             .map_err(|e| LoopServerError::from(e).to_status())?;
-        self.settle_when_paid(preimage);
+        self.settle_when_paid(preimage, settings.fail_payments);
         let mac = l402::mint(&settings.root_key, hash.0, self.inner.random_bytes());
         Err(l402::challenge(
             &mac,
@@ -71,8 +71,9 @@ impl Service {
         ))
     }
 
-    /// The token invoice settles as soon as it is paid, like a plain invoice.
-    fn settle_when_paid(&self, preimage: Preimage) {
+    /// The token invoice settles as soon as it is paid, like a plain invoice (or, with the
+    /// failing switch, is canceled then).
+    fn settle_when_paid(&self, preimage: Preimage, fail: bool) {
         let inner = self.inner.clone();
         tokio::spawn(async move {
             let Ok(mut updates) = inner.node.subscribe_single_invoice(preimage.hash()).await else {
@@ -86,7 +87,12 @@ impl Service {
                 };
                 match next {
                     Some(Ok(u)) if u.state == InvoiceState::Accepted => {
-                        if let Err(e) = inner.node.settle_invoice(preimage).await {
+                        let done = if fail {
+                            inner.node.cancel_invoice(preimage.hash()).await
+                        } else {
+                            inner.node.settle_invoice(preimage).await
+                        };
+                        if let Err(e) = done {
                             tracing::warn!(error = %e, "simnet swap server: settling an L402 invoice");
                         }
                         return;
