@@ -80,15 +80,15 @@ fn not_ready_reason(err: &ConnectError) -> String {
 fn describe(event: &ChannelEvent) -> String {
     match event {
         ChannelEvent::Opened(c) | ChannelEvent::Updated(c) => format!(
-            "{} {} local={} remote={} active={}",
+            "{} {} local_sat={} remote_sat={} active={}",
             if matches!(event, ChannelEvent::Opened(_)) {
                 "opened"
             } else {
                 "updated"
             },
             c.chan_id,
-            c.local_balance,
-            c.remote_balance,
+            c.local_balance.0,
+            c.remote_balance.0,
             c.active
         ),
         ChannelEvent::Closed { chan_id, .. } => format!("closed {chan_id}"),
