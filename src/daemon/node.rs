@@ -34,7 +34,7 @@ use crate::metrics::Readiness;
 pub const READINESS: &str = "lnd";
 
 /// How often lnd's identity and sync state are refreshed while it is reachable.
-pub const STATUS_REFRESH: Duration = Duration::from_secs(30);
+pub const STATUS_REFRESH: Duration = Duration::from_secs(15);
 
 /// Retries of the daemon's shared node: short for single calls, so an API call against an
 /// unreachable lnd answers `UNAVAILABLE` within seconds; streams retry without limit anyway.
@@ -72,7 +72,8 @@ async fn until<T>(shutdown: &CancellationToken, fut: impl Future<Output = T>) ->
 fn not_ready_reason(err: &ConnectError) -> String {
     match err {
         ConnectError::Unreachable { reason, .. } => format!("unreachable ({reason})"),
-        other => format!("unreachable ({other})"),
+        ConnectError::Node { source, .. } => format!("not available ({source})"),
+        other => other.to_string(),
     }
 }
 

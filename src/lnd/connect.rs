@@ -359,32 +359,8 @@ pub fn classify_failure(config: &LndConfig, err: NodeError) -> ConnectError {
             macaroon: config.macaroon_path.clone(),
             message: err.message,
         },
-        NodeErrorKind::Transient if err.source.is_some() && is_connection_level(&err) => {
-            ConnectError::Unreachable {
-                host,
-                reason: err.message,
-            }
-        }
         _ => ConnectError::Node { host, source: err },
     }
-}
-
-/// Whether a transient error is about the connection (as opposed to lnd answering that it
-/// is starting or locked, which keeps its own message).
-fn is_connection_level(err: &NodeError) -> bool {
-    let m = err.message.to_ascii_lowercase();
-    [
-        "transport",
-        "connect",
-        "dns",
-        "tcp",
-        "broken pipe",
-        "unavailable",
-    ]
-    .iter()
-    .any(|f| m.contains(f))
-        && !m.contains("starting")
-        && !m.contains("locked")
 }
 
 /// What [`check`] learned about the node.
