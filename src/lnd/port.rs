@@ -178,6 +178,14 @@ pub trait LightningNode: Send + Sync {
         self.register_block_epochs().await
     }
 
+    /// The hash of the main-chain block at `height`; `Ok(None)` when the node has no such
+    /// block or cannot say. Idempotent. Used to fill a gap in block epochs when a node does
+    /// not replay missed blocks; the default answers `None` (lnd replays instead).
+    async fn block_hash_at(&self, height: BlockHeight) -> NodeResult<Option<bitcoin::BlockHash>> {
+        let _ = height;
+        Ok(None)
+    }
+
     // ----- hold invoices (the simnet's Loop server) -----
 
     /// Adds a hold invoice. `AlreadyExists` if an invoice with this hash exists; callers

@@ -17,7 +17,8 @@
 //!   - block epochs resume from the last block delivered (`register_block_epochs_since`),
 //!     and the consumer sees every height once and in order: replayed blocks already
 //!     delivered are dropped, a block at a delivered height with another hash (a reorg) is
-//!     delivered, and a gap the node did not fill is logged;
+//!     delivered, and when the node did not replay, the missed blocks are fetched with
+//!     `block_hash_at` (a gap that cannot be filled is logged);
 //!   - confirmation and spend watches are registered again with a height hint: the height
 //!     of the event already delivered, else the last tip seen before the drop minus the
 //!     blocks the event could hide in (`num_confs`) and [`REORG_SAFETY_BLOCKS`], never below
@@ -334,10 +335,15 @@ pub fn admit_epoch(delivered: &mut VecDeque<BlockEpoch>, epoch: BlockEpoch) -> A
     verdict
 }
 
+/// The most missed blocks fetched one by one to fill a gap; a longer outage is reported.
+const MAX_GAP_FILL: u32 = 2016;
+
 struct Epochs {
     ctx: Ctx,
     inner: Option<NodeStream<BlockEpoch>>,
     delivered: VecDeque<BlockEpoch>,
+    /// Blocks to deliver before reading on: a fetched gap, then the block after it.
+    pending: VecDeque<BlockEpoch>,
     failures: u32,
     done: bool,
 }
@@ -348,6 +354,12 @@ impl Resumable for Epochs {
 
     async fn next_item(&mut self) -> Option<NodeResult<BlockEpoch>> {
         while !self.done {
+            if let Some(epoch) = self.pending.pop_front() {
+                if let Some(e) = self.admit(epoch) {
+                    return Some(Ok(e));
+                }
+                continue;
+            }
             if self.inner.is_none() {
                 let since = self.delivered.back().copied();
                 let node = Arc::clone(&self.ctx.node);
@@ -374,20 +386,8 @@ impl Resumable for Epochs {
             match step(&mut self.inner).await {
                 Step::Item(epoch) => {
                     self.failures = 0;
-                    match admit_epoch(&mut self.delivered, epoch) {
-                        Admit::Duplicate => continue,
-                        Admit::Gap { missing } => tracing::warn!(
-                            height = epoch.height.0,
-                            missing,
-                            "lnd did not replay the blocks missed while disconnected"
-                        ),
-                        Admit::Reorg => {
-                            tracing::info!(height = epoch.height.0, "block epoch after a reorg")
-                        }
-                        Admit::Next => {}
-                    }
-                    self.ctx.see_height(epoch.height);
-                    return Some(Ok(epoch));
+                    self.fill_gap_before(epoch).await;
+                    self.pending.push_back(epoch);
                 }
                 Step::Lost(e) => self.lost(e).await,
                 // lnd never ends a block stream; an end means the connection went away.
@@ -403,6 +403,51 @@ impl Resumable for Epochs {
 }
 
 impl Epochs {
+    /// Records `epoch` and says whether to pass it on.
+    fn admit(&mut self, epoch: BlockEpoch) -> Option<BlockEpoch> {
+        match admit_epoch(&mut self.delivered, epoch) {
+            Admit::Duplicate => return None,
+            Admit::Gap { missing } => tracing::warn!(
+                height = epoch.height.0,
+                missing,
+                "blocks missed while disconnected could not be recovered"
+            ),
+            Admit::Reorg => tracing::info!(height = epoch.height.0, "block epoch after a reorg"),
+            Admit::Next => {}
+        }
+        self.ctx.see_height(epoch.height);
+        Some(epoch)
+    }
+
+    /// When `epoch` skips heights (the node did not replay), asks the node for the missing
+    /// blocks' hashes and queues them; stops at the first it cannot get.
+    async fn fill_gap_before(&mut self, epoch: BlockEpoch) {
+        let Some(last) = self.delivered.back().map(|b| b.height.0) else {
+            return;
+        };
+        let first = last.saturating_add(1);
+        if epoch.height.0 <= first || epoch.height.0 - first > MAX_GAP_FILL {
+            return;
+        }
+        for h in first..epoch.height.0 {
+            let height = BlockHeight(h);
+            let node = Arc::clone(&self.ctx.node);
+            let idempotent = Some(self.ctx.policy.idempotent_attempts.max(1));
+            match self
+                .ctx
+                .retry("block_hash_at", idempotent, || node.block_hash_at(height))
+                .await
+            {
+                Ok(Some(hash)) => self.pending.push_back(BlockEpoch { hash, height }),
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(height = h, error = %e, "cannot fetch a missed block");
+                    return;
+                }
+            }
+        }
+    }
+
     async fn lost(&mut self, err: Option<NodeError>) {
         log_lost("block epochs", err.as_ref());
         tokio::time::sleep(self.ctx.policy.pause(self.failures)).await;
@@ -1162,6 +1207,7 @@ impl LightningNode for ResilientNode {
             ctx,
             inner: Some(inner),
             delivered: VecDeque::new(),
+            pending: VecDeque::new(),
             failures: 0,
             done: false,
         }))
@@ -1181,9 +1227,18 @@ impl LightningNode for ResilientNode {
             ctx,
             inner: Some(inner),
             delivered: VecDeque::from([since]),
+            pending: VecDeque::new(),
             failures: 0,
             done: false,
         }))
+    }
+
+    async fn block_hash_at(&self, height: BlockHeight) -> NodeResult<Option<bitcoin::BlockHash>> {
+        self.ctx()
+            .retry("block_hash_at", self.idempotent(), || {
+                self.inner.block_hash_at(height)
+            })
+            .await
     }
 
     async fn add_hold_invoice(&self, request: &HoldInvoiceRequest) -> NodeResult<HoldInvoice> {

@@ -27,6 +27,8 @@ struct State {
     down: bool,
     /// Whether `register_block_epochs_since` replays (from the hint itself, as a duplicate).
     replay: bool,
+    /// Whether `block_hash_at` answers (else it says it cannot, as the default does).
+    serve_hashes: bool,
     epoch_subs: Vec<Tx<BlockEpoch>>,
     since_hints: Vec<Option<BlockHeight>>,
     conf_requests: Vec<ConfRequest>,
@@ -298,6 +300,14 @@ impl LightningNode for Fake {
         }
         Ok(out)
     }
+    async fn block_hash_at(&self, height: BlockHeight) -> NodeResult<Option<BlockHash>> {
+        self.enter("block_hash_at")?;
+        let s = self.st();
+        if !s.serve_hashes {
+            return Ok(None);
+        }
+        Ok(s.chain.iter().find(|b| b.height == height).map(|b| b.hash))
+    }
     async fn add_hold_invoice(&self, _: &HoldInvoiceRequest) -> NodeResult<HoldInvoice> {
         unsupported("add_hold_invoice")
     }
@@ -411,18 +421,31 @@ async fn every_block_height_reaches_the_consumer_once_across_a_drop() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn without_replay_the_stream_continues_at_the_tip() {
-    let fake = Fake::new(100);
-    let node = resilient(&fake);
-    let mut epochs = node.register_block_epochs().await.unwrap();
-    assert_eq!(next(&mut epochs).await.height, BlockHeight(100));
-    fake.crash();
-    fake.mine();
-    fake.mine();
-    fake.up();
-    assert_eq!(next(&mut epochs).await.height, BlockHeight(102));
-    fake.mine();
-    assert_eq!(next(&mut epochs).await.height, BlockHeight(103));
+async fn without_replay_missed_blocks_are_fetched_or_the_gap_is_skipped() {
+    for serve_hashes in [true, false] {
+        let fake = Fake::new(100);
+        fake.st().serve_hashes = serve_hashes;
+        let node = resilient(&fake);
+        let mut epochs = node.register_block_epochs().await.unwrap();
+        assert_eq!(next(&mut epochs).await, block(100, 0));
+        fake.crash();
+        fake.mine();
+        fake.mine();
+        fake.mine();
+        fake.up_after(Duration::from_secs(2));
+        let mut seen = vec![next(&mut epochs).await];
+        while seen.last().unwrap().height.0 < 103 {
+            seen.push(next(&mut epochs).await);
+        }
+        fake.mine();
+        seen.push(next(&mut epochs).await);
+        let want: Vec<BlockEpoch> = if serve_hashes {
+            (101..=104).map(|h| block(h, 0)).collect()
+        } else {
+            vec![block(103, 0), block(104, 0)]
+        };
+        assert_eq!(seen, want, "serve_hashes: {serve_hashes}");
+    }
 }
 
 fn confirmed(height: u32) -> ConfUpdate {
