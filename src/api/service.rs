@@ -1,6 +1,6 @@
 //! The `sluice.v1.Sluice` service: maps daemon state to the wire types and back.
 //!
-//! Handlers never build a `tonic::Status` themselves; they return [`ApiError`](super::ApiError) and the one
+//! Handlers never build a `tonic::Status` themselves; they return [`ApiError`] and the one
 //! conversion in `error.rs` chooses the code. Credentials were checked before a call gets here.
 
 use std::sync::Arc;

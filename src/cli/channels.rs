@@ -138,13 +138,27 @@ impl Channels {
     }
 }
 
+/// The daemon answers `UNAVAILABLE` itself when lnd is not connected; that must not read as
+/// "cannot reach sluiced", so its own message is shown.
+fn lnd_unavailable(target: &Target, status: tonic::Status) -> CliError {
+    if status.code() == tonic::Code::Unavailable && status.message().starts_with("lnd ") {
+        CliError::Rpc {
+            addr: target.addr.clone(),
+            code: status.code(),
+            message: status.message().to_owned(),
+        }
+    } else {
+        target.call_error(status, "list channels")
+    }
+}
+
 /// `channels`: lnd's open channels with balances and inbound share.
 pub async fn channels(target: &Target, format: Format) -> Result<String, CliError> {
     let mut client = target.connect().await?;
     let reply = client
         .list_channels(pb::ListChannelsRequest {})
         .await
-        .map_err(|s| target.call_error(s, "list channels"))?;
+        .map_err(|s| lnd_unavailable(target, s))?;
     let answer = Channels {
         channels: reply
             .into_inner()
@@ -214,6 +228,28 @@ mod tests {
         assert_eq!(end_of(lines[0], "LOCAL"), end_of(lines[1], "900000"));
         assert_eq!(lines[1].find("bob"), lines[2].find('-'));
         assert_eq!(Channels { channels: vec![] }.table(), "no open channels\n");
+    }
+
+    #[tokio::test]
+    async fn without_lnd_the_daemons_reason_is_shown_not_an_unreachable_daemon() {
+        let h = crate::api::testing::start().await;
+        h.node.send_modify(|n| {
+            n.connected = false;
+            n.error = Some("lnd at 127.0.0.1:1 is unreachable: connection refused".into());
+        });
+        let target = Target {
+            addr: h.addr.clone(),
+            tls_cert: h.data_dir.path().join("tls.cert"),
+            credential: h.data_dir.path().join(crate::api::auth::READONLY_FILE),
+        };
+        let err = channels(&target, Format::Human).await.unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("lnd is unavailable") && msg.contains("connection refused"),
+            "{msg}"
+        );
+        assert!(!msg.contains("is it running"), "{msg}");
+        h.shutdown.cancel();
     }
 
     #[test]
