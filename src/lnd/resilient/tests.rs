@@ -35,6 +35,10 @@ struct State {
     conf_subs: Vec<Tx<ConfUpdate>>,
     /// Sent to each new confirmation registration.
     conf_on_register: Vec<ConfUpdate>,
+    spend_requests: Vec<SpendRequest>,
+    spend_subs: Vec<Tx<SpendUpdate>>,
+    /// Sent to each new spend registration.
+    spend_on_register: Vec<SpendUpdate>,
     channels: Vec<Channel>,
     chan_subs: Vec<Tx<ChannelEvent>>,
     /// Scripted `track_payment` streams, one per call.
@@ -131,6 +135,9 @@ impl Fake {
         }
         for tx in s.conf_subs.drain(..) {
             let _ = tx.send(Err(lost("register_confirmations")));
+        }
+        for tx in s.spend_subs.drain(..) {
+            let _ = tx.send(Err(lost("register_spend")));
         }
         for tx in s.chan_subs.drain(..) {
             let _ = tx.send(Err(lost("subscribe_channel_events")));
@@ -264,8 +271,18 @@ impl LightningNode for Fake {
         }
         Ok(out)
     }
-    async fn register_spend(&self, _: &SpendRequest) -> NodeResult<NodeStream<SpendUpdate>> {
-        unsupported("register_spend")
+    async fn register_spend(&self, r: &SpendRequest) -> NodeResult<NodeStream<SpendUpdate>> {
+        self.enter("register_spend")?;
+        let mut s = self.st();
+        s.spend_requests.push(r.clone());
+        let out = stream(&mut s.spend_subs);
+        let initial = s.spend_on_register.clone();
+        if let Some(tx) = s.spend_subs.last() {
+            for u in initial {
+                let _ = tx.send(Ok(u));
+            }
+        }
+        Ok(out)
     }
     async fn register_block_epochs(&self) -> NodeResult<NodeStream<BlockEpoch>> {
         self.enter("register_block_epochs")?;
@@ -512,6 +529,44 @@ async fn a_delivered_confirmation_is_not_repeated_after_a_drop_but_a_reorg_is_se
     assert_eq!(next(&mut confs).await, ConfUpdate::Reorg);
     let requests = fake.st().conf_requests.clone();
     assert_eq!(requests[1].height_hint, BlockHeight(195));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_spend_watch_is_registered_again_and_its_spend_not_repeated() {
+    let fake = Fake::new(300);
+    let node = resilient(&fake);
+    node.get_info().await.unwrap();
+    let request = SpendRequest {
+        outpoint: None,
+        script: ScriptBuf::new(),
+        height_hint: BlockHeight(250),
+    };
+    let mut spends = node.register_spend(&request).await.unwrap();
+    fake.crash();
+    let spent = SpendUpdate::Spent {
+        outpoint: bitcoin::OutPoint::null(),
+        spending_tx: Transaction {
+            version: bitcoin::transaction::Version::TWO,
+            lock_time: bitcoin::absolute::LockTime::from_consensus(302),
+            input: vec![],
+            output: vec![],
+        },
+        input_index: 0,
+        height: BlockHeight(302),
+    };
+    fake.st().spend_on_register = vec![spent.clone()];
+    fake.up_after(Duration::from_secs(1));
+    assert_eq!(next(&mut spends).await, spent);
+    assert_eq!(
+        fake.st().spend_requests[1].height_hint,
+        BlockHeight(300 - REORG_SAFETY_BLOCKS)
+    );
+    // Another drop: registered from the spend's height; the same spend is not repeated.
+    fake.crash();
+    fake.st().spend_on_register = vec![spent.clone(), SpendUpdate::Reorg];
+    fake.up();
+    assert_eq!(next(&mut spends).await, SpendUpdate::Reorg);
+    assert_eq!(fake.st().spend_requests[2].height_hint, BlockHeight(302));
 }
 
 fn channel(point: &str, local: u64, active: bool) -> Channel {
