@@ -8,3 +8,10 @@ CREATE TABLE daemon_runs (
     started_at_unix BIGINT  NOT NULL,
     stopped_at_unix BIGINT
 );
+
+-- Facts about the database itself, one row per key. `network` is written by the first start and
+-- checked by every later one, so a datadir never mixes mainnet and test coins.
+CREATE TABLE store_meta (
+    key   TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
+);

@@ -230,17 +230,33 @@ pub fn load_or_create_identity(
             present: cert.to_owned(),
             missing: key.to_owned(),
         }),
-        (false, true) => Err(TlsError::HalfIdentity {
-            present: key.to_owned(),
-            missing: cert.to_owned(),
-        }),
-        (false, false) => {
+        // The key is written first and the certificate last, each through a temporary file and
+        // a rename, so the certificate's existence marks a finished creation. A key without a
+        // certificate is what a first start interrupted in between leaves: nobody can have
+        // pinned a certificate that was never written, so both are made anew.
+        (false, true) | (false, false) => {
             let identity = generate_self_signed(hosts, false)?;
-            write_new(key, identity.key_pem.as_bytes(), 0o600)?;
-            write_new(cert, identity.cert_pem.as_bytes(), 0o644)?;
+            write_atomically(key, identity.key_pem.as_bytes(), 0o600)?;
+            write_atomically(cert, identity.cert_pem.as_bytes(), 0o644)?;
             Ok(identity)
         }
     }
+}
+
+/// Writes `contents` to `path` through a fresh temporary file renamed into place, so `path`
+/// either does not exist or holds everything, with `mode` from the moment it exists.
+fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> Result<(), TlsError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    // A leftover from an interrupted attempt is ours to replace.
+    let _ = std::fs::remove_file(&tmp);
+    write_new(&tmp, contents, mode)?;
+    std::fs::rename(&tmp, path).map_err(|source| TlsError::File {
+        action: "rename into place",
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Writes `contents` to a file that must not exist yet, with `mode` from the moment it exists,

@@ -779,3 +779,53 @@ fn coop_session_and_cosign_produce_a_valid_key_path_spend() {
     let tx = sweep.signed(key_spend_witness(&sig));
     verify_spend(&tx, &prevouts).expect("Core accepts the cooperative spend");
 }
+
+/// The `sluice htlc` command itself, run as a binary with no daemon, prints what the
+/// independent derivation computes for Loop's deterministic inputs and for a random case.
+#[test]
+fn sluice_htlc_command_prints_the_independently_derived_vector() {
+    let secp = Secp256k1::new();
+    let v = loop_vector();
+    let mut cases = vec![(v.sender_sk, v.receiver_sk, v.hash.0, v.expiry)];
+    cases.push((secret(77), secret(91), [0xab; 32], 850_000));
+    for (sender_sk, receiver_sk, hash, expiry) in cases {
+        let sender = PublicKey::from_secret_key(&secp, &sender_sk);
+        let receiver = PublicKey::from_secret_key(&secp, &receiver_sk);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["--json", "htlc", "--network", "mainnet"])
+            .args(["--sender-key", &hex::encode(sender.serialize())])
+            .args(["--receiver-key", &hex::encode(receiver.serialize())])
+            .args(["--hash", &hex::encode(hash)])
+            .args(["--expiry", &expiry.to_string()])
+            .env("HOME", "/nonexistent")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let want = expected_v3(&secp, &sender, &receiver, &hash, expiry, hrp::BC);
+        assert_eq!(report["success_script"], hex::encode(&want.success_script));
+        assert_eq!(report["timeout_script"], hex::encode(&want.timeout_script));
+        assert_eq!(report["success_leaf_hash"], hex::encode(want.success_leaf));
+        assert_eq!(report["timeout_leaf_hash"], hex::encode(want.timeout_leaf));
+        assert_eq!(report["tap_root"], hex::encode(want.root));
+        assert_eq!(report["internal_key"], hex::encode(want.internal_key));
+        assert_eq!(report["output_key"], hex::encode(want.output_key));
+        assert_eq!(report["address"], want.address);
+    }
+}
+
+#[test]
+fn sluice_htlc_command_names_the_bad_flag_and_exits_64() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["htlc", "--sender-key", "02ab", "--receiver-key", "02ab"])
+        .args(["--hash", &"00".repeat(32), "--expiry", "100"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--sender-key"), "{stderr}");
+}

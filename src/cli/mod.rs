@@ -3,7 +3,8 @@
 //! - this file: the command line ([`Args`]), dispatch, and what each failure prints;
 //! - [`client`]: finding the daemon, its certificate and a credential, and calling it;
 //! - [`output`]: human text or `--json`, one renderer per answer;
-//! - one file per command group ([`daemon`]: `getinfo`, `stop`; [`channels`]: `channels`).
+//! - one file per command group ([`daemon`]: `getinfo`, `stop`; [`channels`]: `channels`;
+//!   [`htlc`]: `htlc`).
 //!
 //! Every failure is one or two plain lines on stderr and exit code 1, never a chain of
 //! transport errors.
@@ -11,6 +12,7 @@
 pub mod channels;
 pub mod client;
 pub mod daemon;
+pub mod htlc;
 pub mod output;
 
 use std::path::PathBuf;
@@ -66,6 +68,8 @@ pub enum Command {
     Stop,
     /// List lnd's open channels: id, peer, capacity, balances, inbound share, HTLCs.
     Channels,
+    /// Print a Loop HTLC's scripts, tap leaves, keys and address (offline; no daemon needed).
+    Htlc(htlc::HtlcCmd),
 }
 
 /// Why a command failed. `Display` is exactly what the operator reads.
@@ -136,6 +140,9 @@ pub enum CliError {
         "HOME is not set, so the default data dir ~/.sluice is unknown; pass --datadir or set SLUICE_DATADIR"
     )]
     NoHome,
+    /// An argument is malformed; the message names the flag and the expected form.
+    #[error("{0}")]
+    Input(String),
     /// Writing the answer failed (e.g. stdout closed).
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
@@ -148,7 +155,7 @@ impl CliError {
     /// The process exit code for this failure.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::NoHome => EXIT_USAGE,
+            CliError::NoHome | CliError::Input(_) => EXIT_USAGE,
             _ => 1,
         }
     }
@@ -156,13 +163,26 @@ impl CliError {
 
 /// Runs one command and returns what to print on stdout (text or one JSON object).
 pub async fn execute(args: &Args) -> Result<String, CliError> {
+    // Offline commands need neither a daemon nor a datadir.
+    if let Command::Htlc(cmd) = &args.command {
+        return htlc::run(cmd, args.json);
+    }
     let target = client::Target::resolve(args, std::env::var_os("HOME").map(PathBuf::from))?;
     let format = output::Format::from_json_flag(args.json);
     match args.command {
         Command::Getinfo => daemon::getinfo(&target, format).await,
         Command::Stop => daemon::stop(&target, format).await,
         Command::Channels => channels::channels(&target, format).await,
+        Command::Htlc(_) => unreachable_offline(),
     }
+}
+
+/// Offline commands return before a daemon is contacted; reaching here is a dispatch bug,
+/// reported as an error rather than a panic.
+fn unreachable_offline() -> Result<String, CliError> {
+    Err(CliError::Input(
+        "internal: offline command dispatched to the daemon".to_owned(),
+    ))
 }
 
 /// Runs the command line: prints the answer on stdout, or one clear message on stderr, and

@@ -124,6 +124,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
 
     // 2. Store: migrations are applied, a newer schema is refused.
     let store = Store::open(&config.store.path).await?;
+    store.claim_network(config.network).await?;
     match store.previous_run_was_clean().await {
         Ok(Some(false)) => {
             tracing::warn!("the previous run did not stop cleanly; resuming from the store")

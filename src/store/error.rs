@@ -44,6 +44,20 @@ pub enum StoreError {
         binary_version: i64,
     },
 
+    /// The database belongs to another network than the one configured.
+    #[error(
+        "the store at {path} belongs to {stored}, but sluiced is configured for {configured}; \
+         use a separate --datadir for each network"
+    )]
+    WrongNetwork {
+        /// The database file.
+        path: PathBuf,
+        /// The network recorded in the database.
+        stored: String,
+        /// The network this daemon runs on.
+        configured: String,
+    },
+
     /// A migration recorded in the database differs from the one with the same number built
     /// into this binary: the database came from a different (probably development) build.
     #[error(
@@ -101,6 +115,7 @@ impl StoreError {
                 _ => false,
             },
             StoreError::TooNew { .. }
+            | StoreError::WrongNetwork { .. }
             | StoreError::ChecksumMismatch { .. }
             | StoreError::UnknownRun(_) => false,
         }

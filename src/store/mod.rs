@@ -11,6 +11,7 @@
 //! assumptions.
 
 mod error;
+mod meta;
 mod runs;
 #[cfg(test)]
 mod tests;

@@ -160,4 +160,14 @@ fn identity_is_created_once_then_loaded() {
     let err = load_or_create_identity(&cert, &key, &[]).unwrap_err();
     assert!(matches!(err, TlsError::HalfIdentity { .. }), "{err:?}");
     assert!(err.to_string().contains("tls.key does not"), "{err}");
+
+    // A key without its certificate is an interrupted first start: both are made anew.
+    std::fs::remove_file(&cert).unwrap();
+    std::fs::write(&key, "half-written").unwrap();
+    let fresh = load_or_create_identity(&cert, &key, &[]).unwrap();
+    assert_ne!(fresh.cert_pem, first.cert_pem);
+    assert_eq!(
+        load_or_create_identity(&cert, &key, &[]).unwrap().cert_pem,
+        fresh.cert_pem
+    );
 }
