@@ -36,6 +36,9 @@ pub const READINESS: &str = "lnd";
 /// How often lnd's identity and sync state are refreshed while it is reachable.
 pub const STATUS_REFRESH: Duration = Duration::from_secs(15);
 
+/// The longest a status poll may take before lnd counts as unreachable.
+pub const POLL_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// Retries of the daemon's shared node: short for single calls, so an API call against an
 /// unreachable lnd answers `UNAVAILABLE` within seconds; streams retry without limit anyway.
 pub const DAEMON_RETRY: RetryPolicy = RetryPolicy {
@@ -145,11 +148,19 @@ impl NodeTask {
     ) -> Result<Option<(NodeVersion, NodeInfo)>, ConnectError> {
         let mut attempt = 0u32;
         loop {
-            let Some(result) =
-                until(shutdown, connect::check(raw, &self.config, self.network)).await
-            else {
+            let check = tokio::time::timeout(
+                POLL_TIMEOUT,
+                connect::check(raw, &self.config, self.network),
+            );
+            let Some(result) = until(shutdown, check).await else {
                 return Ok(None);
             };
+            let result = result.unwrap_or_else(|_| {
+                Err(ConnectError::Unreachable {
+                    host: self.config.host.clone(),
+                    reason: format!("no answer within {POLL_TIMEOUT:?}"),
+                })
+            });
             match result {
                 Ok(checked) => return Ok(Some((checked.version, checked.info))),
                 Err(e) if e.is_transient() => {
@@ -240,10 +251,18 @@ impl NodeTask {
                     None => events = None,
                 },
                 () = tokio::time::sleep(next_poll) => {
-                    let Some(polled) = until(&shutdown, raw.get_info()).await else {
+                    let Some(polled) =
+                        until(&shutdown, tokio::time::timeout(POLL_TIMEOUT, raw.get_info())).await
+                    else {
                         return Ok(());
                     };
-                    match polled {
+                    let polled = polled.map_err(|_| ConnectError::Unreachable {
+                        host: self.config.host.clone(),
+                        reason: format!("no answer to GetInfo within {POLL_TIMEOUT:?}"),
+                    });
+                    match polled.and_then(|r| {
+                        r.map_err(|e| connect::classify_failure(&self.config, e))
+                    }) {
                         Ok(info) => {
                             connect::check_network(&self.config.host, self.network, &info)?;
                             if !connected {
@@ -255,7 +274,6 @@ impl NodeTask {
                             next_poll = STATUS_REFRESH;
                         }
                         Err(e) => {
-                            let e = connect::classify_failure(&self.config, e);
                             if !e.is_transient() {
                                 tracing::error!(error = %e, "lnd cannot be used");
                                 return Err(e);
