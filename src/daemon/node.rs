@@ -225,7 +225,8 @@ impl NodeTask {
         let mut events: Option<NodeStream<ChannelEvent>> = None;
         let mut connected = true;
         let mut failures = 0u32;
-        let mut next_poll = Duration::ZERO;
+        // A deadline, not a fresh sleep per turn: events must not postpone the poll.
+        let mut poll_at = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
@@ -250,7 +251,7 @@ impl NodeTask {
                     }
                     None => events = None,
                 },
-                () = tokio::time::sleep(next_poll) => {
+                () = tokio::time::sleep_until(poll_at) => {
                     let Some(polled) =
                         until(&shutdown, tokio::time::timeout(POLL_TIMEOUT, raw.get_info())).await
                     else {
@@ -271,7 +272,7 @@ impl NodeTask {
                             connected = true;
                             failures = 0;
                             self.publish(&info, None);
-                            next_poll = STATUS_REFRESH;
+                            poll_at = tokio::time::Instant::now() + STATUS_REFRESH;
                         }
                         Err(e) => {
                             if !e.is_transient() {
@@ -283,17 +284,20 @@ impl NodeTask {
                             }
                             connected = false;
                             self.lost(&e);
-                            next_poll = DAEMON_RETRY.delay(failures, rand::random::<f64>());
+                            poll_at = tokio::time::Instant::now()
+                                + DAEMON_RETRY.delay(failures, rand::random::<f64>());
                             failures = failures.saturating_add(1);
                         }
                     }
                     // (Re)open the streams while lnd answers; the resilient node keeps them
                     // alive from then on.
                     if connected && epochs.is_none() {
-                        epochs = opened("block epochs", until(&shutdown, node.register_block_epochs()).await);
+                        let sub = until(&shutdown, node.register_block_epochs()).await;
+                        epochs = opened("block epochs", sub);
                     }
                     if connected && events.is_none() {
-                        events = opened("channel events", until(&shutdown, node.subscribe_channel_events()).await);
+                        let sub = until(&shutdown, node.subscribe_channel_events()).await;
+                        events = opened("channel events", sub);
                     }
                 }
             }
