@@ -340,3 +340,133 @@ async fn next_of<T>(
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::lnd::resilient::tests::Fake;
+
+    fn version(text: &str) -> NodeVersion {
+        let (major, minor, patch) = connect::parse_version(text).unwrap();
+        NodeVersion {
+            version: text.into(),
+            major,
+            minor,
+            patch,
+            commit_hash: String::new(),
+            build_tags: ["signrpc", "walletrpc", "chainrpc", "invoicesrpc"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+
+    struct Running {
+        status: watch::Receiver<NodeStatus>,
+        readiness: Readiness,
+        handle: NodeHandle,
+        stop: CancellationToken,
+        task: tokio::task::JoinHandle<Result<(), ConnectError>>,
+    }
+
+    fn start(fake: &Fake, network: Network) -> Running {
+        let (tx, status) = watch::channel(NodeStatus::default());
+        let readiness = Readiness::new(&[READINESS]);
+        let handle = NodeHandle::default();
+        let task = NodeTask {
+            config: LndConfig {
+                host: "127.0.0.1:10009".into(),
+                tls_cert_path: "/lnd/tls.cert".into(),
+                macaroon_path: "/lnd/admin.macaroon".into(),
+            },
+            network,
+            status: tx,
+            readiness: readiness.clone(),
+            handle: handle.clone(),
+        };
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(task.run_with(Arc::new(fake.clone()), stop.clone()));
+        Running {
+            status,
+            readiness,
+            handle,
+            stop,
+            task,
+        }
+    }
+
+    /// Waits (in paused time) until `f` holds; panics after an hour of simulated time.
+    async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+        for _ in 0..36_000 {
+            if f() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("never happened: {what}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn readiness_and_status_follow_lnd_through_an_outage() {
+        let fake = Fake::new(100);
+        fake.st().replay = true;
+        fake.st().version = Some(version("0.21.2-beta"));
+        fake.st().down = true;
+        let r = start(&fake, Network::Simnet);
+
+        // Down at start: the task waits, not ready, saying why.
+        eventually("not ready with a reason", || {
+            r.readiness
+                .check()
+                .is_err_and(|v| v.iter().any(|(_, why)| why.contains("connection refused")))
+        })
+        .await;
+        assert!(r.handle.get().is_none());
+        assert!(!r.status.borrow().connected);
+
+        fake.up();
+        eventually("connected", || r.status.borrow().connected).await;
+        assert!(r.readiness.check().is_ok());
+        assert!(r.handle.get().is_some());
+        assert_eq!(r.status.borrow().alias, "fake");
+        assert_eq!(r.status.borrow().version, "0.21.2-beta");
+        fake.mine();
+        eventually("height 101", || r.status.borrow().block_height == 101).await;
+
+        // An outage is noticed by the next poll; blocks mined meanwhile arrive after it.
+        fake.crash();
+        eventually("readiness lost", || r.readiness.check().is_err()).await;
+        assert!(!r.status.borrow().connected);
+        fake.mine();
+        fake.mine();
+        fake.up();
+        eventually("ready again", || r.readiness.check().is_ok()).await;
+        eventually("height 103", || r.status.borrow().block_height == 103).await;
+
+        r.stop.cancel();
+        assert!(r.task.await.unwrap().is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_old_lnd_or_another_network_ends_the_task_with_the_reason() {
+        let fake = Fake::new(100);
+        fake.st().version = Some(version("0.17.5-beta"));
+        let r = start(&fake, Network::Regtest);
+        let err = r.task.await.unwrap().unwrap_err();
+        assert!(matches!(err, ConnectError::VersionTooOld { .. }), "{err}");
+        assert!(r.readiness.check().is_err());
+        assert!(
+            r.status
+                .borrow()
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("0.17.5-beta")
+        );
+
+        fake.st().version = Some(version("0.21.2-beta"));
+        let r = start(&fake, Network::Mainnet);
+        let err = r.task.await.unwrap().unwrap_err();
+        assert!(matches!(err, ConnectError::NetworkMismatch { .. }), "{err}");
+    }
+}

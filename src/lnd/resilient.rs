@@ -591,4 +591,4 @@ impl LightningNode for ResilientNode {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
-mod tests;
+pub(crate) mod tests;

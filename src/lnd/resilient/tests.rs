@@ -1,5 +1,6 @@
 //! `ResilientNode` over an in-test node whose streams the test can break, with tokio's clock
-//! paused so backoff pauses pass instantly and nothing depends on wall time.
+//! paused so backoff pauses pass instantly and nothing depends on wall time. The node
+//! ([`Fake`]) is also used by the daemon's node task tests.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -19,39 +20,42 @@ use crate::lnd::types::PaymentStatus;
 type Tx<T> = mpsc::UnboundedSender<NodeResult<T>>;
 
 /// The fake node's state; every field is what a test sets up or inspects.
+/// The fake node's state.
 #[derive(Default)]
-struct State {
+pub(crate) struct State {
     /// Blocks by height, starting at [`FIRST`].
-    chain: Vec<BlockEpoch>,
+    pub(crate) chain: Vec<BlockEpoch>,
     /// While true, every call fails with a transient "connection refused".
-    down: bool,
+    pub(crate) down: bool,
     /// Whether `register_block_epochs_since` replays (from the hint itself, as a duplicate).
-    replay: bool,
+    pub(crate) replay: bool,
     /// Whether `block_hash_at` answers (else it says it cannot, as the default does).
-    serve_hashes: bool,
-    epoch_subs: Vec<Tx<BlockEpoch>>,
-    since_hints: Vec<Option<BlockHeight>>,
-    conf_requests: Vec<ConfRequest>,
-    conf_subs: Vec<Tx<ConfUpdate>>,
+    pub(crate) serve_hashes: bool,
+    pub(crate) epoch_subs: Vec<Tx<BlockEpoch>>,
+    pub(crate) since_hints: Vec<Option<BlockHeight>>,
+    pub(crate) conf_requests: Vec<ConfRequest>,
+    pub(crate) conf_subs: Vec<Tx<ConfUpdate>>,
     /// Sent to each new confirmation registration.
-    conf_on_register: Vec<ConfUpdate>,
-    spend_requests: Vec<SpendRequest>,
-    spend_subs: Vec<Tx<SpendUpdate>>,
+    pub(crate) conf_on_register: Vec<ConfUpdate>,
+    pub(crate) spend_requests: Vec<SpendRequest>,
+    pub(crate) spend_subs: Vec<Tx<SpendUpdate>>,
     /// Sent to each new spend registration.
-    spend_on_register: Vec<SpendUpdate>,
-    channels: Vec<Channel>,
-    chan_subs: Vec<Tx<ChannelEvent>>,
+    pub(crate) spend_on_register: Vec<SpendUpdate>,
+    pub(crate) channels: Vec<Channel>,
+    pub(crate) chan_subs: Vec<Tx<ChannelEvent>>,
     /// Scripted `track_payment` streams, one per call.
-    tracks: VecDeque<Vec<NodeResult<PaymentUpdate>>>,
+    pub(crate) tracks: VecDeque<Vec<NodeResult<PaymentUpdate>>>,
+    /// What `get_version` reports; `None` fails the call as unsupported.
+    pub(crate) version: Option<NodeVersion>,
     /// Calls per method.
-    calls: HashMap<&'static str, u32>,
+    pub(crate) calls: HashMap<&'static str, u32>,
     /// Transient failures each method returns before succeeding.
-    fail_first: HashMap<&'static str, u32>,
+    pub(crate) fail_first: HashMap<&'static str, u32>,
 }
 
 const FIRST: u32 = 100;
 
-fn block(height: u32, fork: u8) -> BlockEpoch {
+pub(crate) fn block(height: u32, fork: u8) -> BlockEpoch {
     let mut h = [0u8; 32];
     h[..4].copy_from_slice(&height.to_le_bytes());
     h[4] = fork;
@@ -61,8 +65,9 @@ fn block(height: u32, fork: u8) -> BlockEpoch {
     }
 }
 
+/// A `LightningNode` whose chain, streams and failures the test drives.
 #[derive(Clone, Default)]
-struct Fake(Arc<Mutex<State>>);
+pub(crate) struct Fake(pub(crate) Arc<Mutex<State>>);
 
 fn refused(method: &'static str) -> NodeError {
     NodeError::new(NodeErrorKind::Transient, method, "connection refused")
@@ -75,13 +80,13 @@ fn stream<T: Send + 'static>(subs: &mut Vec<Tx<T>>) -> NodeStream<T> {
 }
 
 impl Fake {
-    fn new(tip: u32) -> Fake {
+    pub(crate) fn new(tip: u32) -> Fake {
         let fake = Fake::default();
         fake.0.lock().unwrap().chain = (FIRST..=tip).map(|h| block(h, 0)).collect();
         fake
     }
 
-    fn st(&self) -> std::sync::MutexGuard<'_, State> {
+    pub(crate) fn st(&self) -> std::sync::MutexGuard<'_, State> {
         self.0.lock().unwrap()
     }
 
@@ -101,16 +106,16 @@ impl Fake {
         Ok(())
     }
 
-    fn calls(&self, method: &'static str) -> u32 {
+    pub(crate) fn calls(&self, method: &'static str) -> u32 {
         self.st().calls.get(method).copied().unwrap_or(0)
     }
 
-    fn tip(&self) -> BlockEpoch {
+    pub(crate) fn tip(&self) -> BlockEpoch {
         *self.st().chain.last().unwrap()
     }
 
     /// Mines a block and notifies live subscribers.
-    fn mine(&self) -> BlockEpoch {
+    pub(crate) fn mine(&self) -> BlockEpoch {
         let mut s = self.st();
         let b = block(s.chain.last().map_or(FIRST, |b| b.height.0 + 1), 0);
         s.chain.push(b);
@@ -120,7 +125,7 @@ impl Fake {
 
     /// The connection breaks: every stream gets a transport error and the node stays
     /// unreachable until [`Fake::up`].
-    fn crash(&self) {
+    pub(crate) fn crash(&self) {
         let mut s = self.st();
         s.down = true;
         let lost = |m| {
@@ -144,12 +149,12 @@ impl Fake {
         }
     }
 
-    fn up(&self) {
+    pub(crate) fn up(&self) {
         self.st().down = false;
     }
 
     /// Brings the node back after `after` of (paused) time.
-    fn up_after(&self, after: Duration) {
+    pub(crate) fn up_after(&self, after: Duration) {
         let fake = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(after).await;
@@ -181,7 +186,11 @@ impl LightningNode for Fake {
         })
     }
     async fn get_version(&self) -> NodeResult<NodeVersion> {
-        unsupported("get_version")
+        self.enter("get_version")?;
+        match self.st().version.clone() {
+            Some(v) => Ok(v),
+            None => unsupported("get_version"),
+        }
     }
     async fn list_channels(&self) -> NodeResult<Vec<Channel>> {
         self.enter("list_channels")?;
