@@ -287,9 +287,11 @@ impl StandIn {
             .enable_all()
             .build()
             .unwrap();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind(self.addr))
-            .unwrap();
+        // On a restart the old socket may take a moment to go, or the port may briefly serve
+        // as another connection's source port: retry within the deadline.
+        let listener = poll("the stand-in to bind", LIMIT, || {
+            rt.block_on(tokio::net::TcpListener::bind(self.addr)).ok()
+        });
         self.addr = listener.local_addr().unwrap();
         let shared = Shared(self.state.clone());
         let tls = tonic::transport::ServerTlsConfig::new().identity(
@@ -309,7 +311,8 @@ impl StandIn {
     /// Kills the server: every connection and stream goes away at once.
     fn kill(&mut self) {
         if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
+            // Drops every task, and with them the listener and the connections.
+            rt.shutdown_timeout(Duration::from_secs(5));
         }
         let mut s = self.state.lock().unwrap();
         s.epoch_subs.clear();
