@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::lnd::NodeError;
 use crate::tls::TlsError;
 
 /// Everything that can go wrong in the API: starting the server (credentials, TLS, transport)
@@ -43,6 +44,9 @@ pub enum ApiError {
         /// Why.
         reason: String,
     },
+    /// A call to lnd failed; transient failures map to `UNAVAILABLE`.
+    #[error("{0}")]
+    Node(#[from] NodeError),
     /// A credential file could not be read or written.
     #[error("cannot {action} credential file {}: {source}", path.display())]
     CredentialIo {
@@ -103,6 +107,7 @@ impl ApiError {
     pub fn is_transient(&self) -> bool {
         match self {
             ApiError::Unavailable { .. } | ApiError::Transport(_) => true,
+            ApiError::Node(e) => e.is_transient(),
             ApiError::Tls(e) => e.is_transient(),
             _ => false,
         }
@@ -118,6 +123,8 @@ impl From<ApiError> for tonic::Status {
             ApiError::InvalidArgument { .. } => Code::InvalidArgument,
             ApiError::NotFound { .. } => Code::NotFound,
             ApiError::Unavailable { .. } => Code::Unavailable,
+            ApiError::Node(e) if e.is_transient() => Code::Unavailable,
+            ApiError::Node(_) => Code::FailedPrecondition,
             ApiError::CredentialIo { .. }
             | ApiError::CredentialPermissions { .. }
             | ApiError::CredentialContent { .. }

@@ -3,11 +3,13 @@
 //! - this file: the command line ([`Args`]), dispatch, and what each failure prints;
 //! - [`client`]: finding the daemon, its certificate and a credential, and calling it;
 //! - [`output`]: human text or `--json`, one renderer per answer;
-//! - one file per command group ([`daemon`]: `getinfo`, `stop`).
+//! - one file per command group ([`daemon`]: `getinfo`, `stop`; [`channels`]: `channels`;
+//!   [`htlc`]: `htlc`).
 //!
 //! Every failure is one or two plain lines on stderr and exit code 1, never a chain of
 //! transport errors.
 
+pub mod channels;
 pub mod client;
 pub mod daemon;
 pub mod htlc;
@@ -64,6 +66,8 @@ pub enum Command {
     Getinfo,
     /// Ask the daemon to shut down gracefully (needs the admin credential).
     Stop,
+    /// List lnd's open channels: id, peer, capacity, balances, inbound share, HTLCs.
+    Channels,
     /// Print a Loop HTLC's scripts, tap leaves, keys and address (offline; no daemon needed).
     Htlc(htlc::HtlcCmd),
 }
@@ -168,6 +172,7 @@ pub async fn execute(args: &Args) -> Result<String, CliError> {
     match args.command {
         Command::Getinfo => daemon::getinfo(&target, format).await,
         Command::Stop => daemon::stop(&target, format).await,
+        Command::Channels => channels::channels(&target, format).await,
         Command::Htlc(_) => unreachable_offline(),
     }
 }

@@ -10,6 +10,7 @@ use crate::api;
 use crate::config::{Config, LogFormat};
 use crate::daemon::lockfile::{DataDirLock, LockError};
 use crate::daemon::logging::{self, Format, LoggingError};
+use crate::daemon::node;
 use crate::daemon::supervisor::Supervisor;
 use crate::domain::{NodeStatus, PolicyStatus};
 use crate::metrics::{self, Metrics, Readiness};
@@ -153,10 +154,15 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     // 5. Tasks, all owned by the supervisor.
     let supervisor = Supervisor::new();
     let metrics = Metrics::new(crate::VERSION);
-    let readiness = Readiness::new(&["store"]);
+    // lnd gates readiness unless the embedded simnet runs (it is wired separately).
+    let readiness = if config.simnet {
+        Readiness::new(&["store"])
+    } else {
+        Readiness::new(&["store", node::READINESS])
+    };
     readiness.set("store", store.ping().await.map_err(|e| e.to_string()));
 
-    let (_node_tx, node_rx) = tokio::sync::watch::channel(NodeStatus {
+    let (node_tx, node_rx) = tokio::sync::watch::channel(NodeStatus {
         error: Some(if config.simnet {
             "the embedded simnet is not running in this build".to_owned()
         } else {
@@ -168,6 +174,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         directory: config.policies.dir.display().to_string(),
         ..PolicyStatus::default()
     });
+    let lnd = api::state::NodeHandle::default();
     let state = Arc::new(api::ApiState {
         version: crate::VERSION.to_owned(),
         network: config.network,
@@ -177,11 +184,22 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         stop: supervisor.token(),
         node: node_rx,
         policy: policy_rx,
+        lnd: lnd.clone(),
     });
     let token = supervisor.token();
     supervisor.spawn("api", async move {
         api::serve(rpc_listener, &identity, credentials, state, token).await
     });
+    if !config.simnet {
+        let task = node::NodeTask {
+            config: config.lnd.clone(),
+            network: config.network,
+            status: node_tx,
+            readiness: readiness.clone(),
+            handle: lnd,
+        };
+        supervisor.spawn("lnd", task.run(supervisor.token()));
+    }
     supervisor.spawn(
         "metrics",
         metrics::serve(
