@@ -2,3 +2,4 @@
 //! `sluiced --simnet` run against.
 
 pub mod chain;
+pub mod lnd;
