@@ -3,3 +3,4 @@
 
 pub mod chain;
 pub mod lnd;
+pub mod world;

@@ -1,0 +1,681 @@
+//! Invoices and payments, as lnd's invoice registry and router behave.
+//!
+//! Paying: the payer decodes the invoice, checks its own outbound balance on the allowed
+//! channels (INSUFFICIENT_BALANCE), then searches routes by fee within the fee and CLTV
+//! limits (NO_ROUTE), locks HTLCs on every hop and, when a hop lacks liquidity, remembers it
+//! (like lnd's mission control) and tries again. With `max_parts > 1` a shard that finds no
+//! route is split in halves. Each attempt costs simulated latency; once the payment's timeout
+//! has passed no new attempt starts (TIMEOUT). The payee then checks the invoice
+//! (INCORRECT_PAYMENT_DETAILS), settles a plain invoice at once, or holds the HTLCs of a hold
+//! invoice — the payment stays IN_FLIGHT — until `settle_invoice` or `cancel_invoice`.
+//! Accepted hold invoices are canceled when their HTLCs come within 12 blocks of expiry, as
+//! lnd's invoice registry does.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use bitcoin::hashes::{Hash, sha256};
+use lightning_invoice::{Bolt11Invoice, Currency, InvoiceBuilder, PaymentSecret};
+use rand::RngCore;
+
+use super::channels::{Hop, Route, RouteQuery};
+use super::{NodeIdx, World, WorldError, WorldEvent};
+use crate::domain::{ForwardingEvent, Msat, NodeId, Preimage, SwapHash};
+use crate::lnd::types::{
+    DecodedInvoice, InvoiceState, InvoiceUpdate, PaymentFailure, PaymentRequest, PaymentStatus,
+    PaymentUpdate,
+};
+
+/// Simulated time one hop adds to an attempt (there and back).
+const HOP_ROUND_TRIP: Duration = Duration::from_millis(100);
+/// lnd's `invoices.holdexpirydelta`: accepted hold invoices are canceled this many blocks
+/// before their HTLCs expire.
+pub const HOLD_EXPIRY_DELTA: u32 = 12;
+/// The smallest shard a multi-part payment splits into, msat (lnd's default minimum).
+const MIN_SHARD_MSAT: u64 = 10_000_000;
+/// lnd's default CLTV limit for a payment route.
+const DEFAULT_CLTV_LIMIT: u32 = 2016;
+/// Attempts after which a payment stops looking for routes.
+const MAX_ATTEMPTS: usize = 200;
+
+/// An invoice in a node's invoice book.
+#[derive(Debug, Clone)]
+pub struct Invoice {
+    /// The payment hash.
+    pub hash: SwapHash,
+    /// The preimage, once known (at creation for plain invoices, at settle for hold ones).
+    pub(crate) preimage: Option<Preimage>,
+    /// The amount asked, msat (0 accepts any).
+    pub amount_msat: u64,
+    /// Where it stands.
+    pub state: InvoiceState,
+    /// What the accepted or settled HTLCs pay, msat.
+    pub amount_paid_msat: u64,
+    /// Whether settling waits for `settle_invoice`.
+    pub hold: bool,
+    /// The BOLT 11 string.
+    pub payment_request: String,
+    /// The add index.
+    pub add_index: u64,
+    /// The final hop's minimum CLTV delta.
+    pub min_final_cltv: u32,
+    /// The height the accepted HTLCs expire at.
+    pub htlc_expiry: Option<u32>,
+    /// The node whose payment is held.
+    pub payer: Option<NodeIdx>,
+    /// When the invoice stops being payable, Unix seconds.
+    pub expires_unix: u64,
+}
+
+/// A payment a node made.
+#[derive(Debug, Clone)]
+pub struct Payment {
+    /// The payment hash.
+    pub hash: SwapHash,
+    /// What the payee receives, msat.
+    pub amount_msat: u64,
+    /// The routing fees, msat.
+    pub fee_msat: u64,
+    /// Where it stands.
+    pub status: PaymentStatus,
+    /// The routes of the HTLCs locked for it.
+    pub parts: Vec<Route>,
+}
+
+impl Payment {
+    /// The update lnd's router would stream for this payment now.
+    pub fn update(&self) -> PaymentUpdate {
+        PaymentUpdate {
+            hash: self.hash,
+            status: self.status.clone(),
+            amount: Msat(self.amount_msat),
+            fee: Msat(self.fee_msat),
+            htlcs_in_flight: if matches!(self.status, PaymentStatus::InFlight) {
+                u32::try_from(self.parts.len()).unwrap_or(u32::MAX)
+            } else {
+                0
+            },
+        }
+    }
+}
+
+/// Decodes a BOLT 11 invoice into the port's form.
+pub fn decode(invoice: &str) -> Result<(Bolt11Invoice, DecodedInvoice), WorldError> {
+    let parsed = Bolt11Invoice::from_str(invoice)
+        .map_err(|e| WorldError::InvalidArgument(format!("invalid payment request: {e}")))?;
+    let destination = NodeId(parsed.get_payee_pub_key().serialize());
+    let description = match parsed.description() {
+        lightning_invoice::Bolt11InvoiceDescriptionRef::Direct(d) => d.to_string(),
+        lightning_invoice::Bolt11InvoiceDescriptionRef::Hash(_) => String::new(),
+    };
+    let decoded = DecodedInvoice {
+        destination,
+        payment_hash: SwapHash(*parsed.payment_hash().as_byte_array()),
+        amount: Msat(parsed.amount_milli_satoshis().unwrap_or(0)),
+        timestamp_unix: parsed.duration_since_epoch().as_secs(),
+        expiry: parsed.expiry_time(),
+        min_final_cltv_delta: parsed.min_final_cltv_expiry_delta(),
+        description,
+        payment_addr: Some(parsed.payment_secret().0),
+    };
+    Ok((parsed, decoded))
+}
+
+impl World {
+    /// Adds an invoice to `node`'s book and encodes it, signed by the node key. A plain
+    /// invoice (`preimage` given) settles on receipt; a hold invoice waits for settle/cancel.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn add_invoice_inner(
+        &mut self,
+        node: NodeIdx,
+        hash: SwapHash,
+        preimage: Option<Preimage>,
+        amount: Msat,
+        memo: &str,
+        expiry: Duration,
+        min_final_cltv: u64,
+    ) -> Result<Invoice, WorldError> {
+        let now = self.now_unix();
+        let mut secret = [0u8; 32];
+        self.rng().fill_bytes(&mut secret);
+        let state = self.node(node)?;
+        if state.invoices.contains_key(&hash) {
+            return Err(WorldError::AlreadyExists(
+                "invoice with payment hash already exists".to_owned(),
+            ));
+        }
+        let secp = state.keys.secp();
+        let key = state.keys.identity().secret_key();
+        let mut builder = InvoiceBuilder::new(Currency::Regtest)
+            .description(memo.to_owned())
+            .payment_hash(sha256::Hash::from_byte_array(hash.0))
+            .payment_secret(PaymentSecret(secret))
+            .duration_since_epoch(Duration::from_secs(now))
+            .min_final_cltv_expiry_delta(min_final_cltv)
+            .expiry_time(expiry)
+            .basic_mpp();
+        if amount.0 > 0 {
+            builder = builder.amount_milli_satoshis(amount.0);
+        }
+        let encoded = builder
+            .build_signed(|msg| secp.sign_ecdsa_recoverable(msg, &key))
+            .map_err(|e| WorldError::InvalidArgument(format!("cannot create the invoice: {e}")))?;
+        let state = self.node_mut(node)?;
+        let add_index = state.next_add_index;
+        state.next_add_index += 1;
+        let invoice = Invoice {
+            hash,
+            preimage,
+            amount_msat: amount.0,
+            state: InvoiceState::Open,
+            amount_paid_msat: 0,
+            hold: preimage.is_none(),
+            payment_request: encoded.to_string(),
+            add_index,
+            min_final_cltv: u32::try_from(min_final_cltv).unwrap_or(u32::MAX),
+            htlc_expiry: None,
+            payer: None,
+            expires_unix: now.saturating_add(expiry.as_secs()),
+        };
+        state.invoices.insert(hash, invoice.clone());
+        self.emit(WorldEvent::InvoiceUpdated { node, hash });
+        Ok(invoice)
+    }
+
+    /// Adds a plain invoice that settles when paid, with a fresh preimage. Returns the BOLT 11
+    /// string and the payment hash.
+    pub fn add_invoice(
+        &mut self,
+        node: NodeIdx,
+        amount: Msat,
+        memo: &str,
+    ) -> Result<(String, SwapHash), WorldError> {
+        let mut preimage = [0u8; 32];
+        self.rng().fill_bytes(&mut preimage);
+        let preimage = Preimage(preimage);
+        let hash = preimage.hash();
+        let invoice = self.add_invoice_inner(
+            node,
+            hash,
+            Some(preimage),
+            amount,
+            memo,
+            Duration::from_secs(86_400),
+            40,
+        )?;
+        Ok((invoice.payment_request, hash))
+    }
+
+    /// The current state of an invoice, as `SubscribeSingleInvoice` reports it.
+    pub fn invoice_update(&self, node: NodeIdx, hash: SwapHash) -> Option<InvoiceUpdate> {
+        let inv = self.nodes.get(node)?.invoices.get(&hash)?;
+        Some(InvoiceUpdate {
+            hash,
+            state: inv.state,
+            amount: Msat(inv.amount_msat),
+            amount_paid: Msat(inv.amount_paid_msat),
+        })
+    }
+
+    /// The current state of a payment `node` made.
+    pub fn payment_update(&self, node: NodeIdx, hash: SwapHash) -> Option<PaymentUpdate> {
+        Some(self.nodes.get(node)?.payments.get(&hash)?.update())
+    }
+
+    /// Starts paying an invoice from `node`, as `SendPaymentV2` does, and returns its hash.
+    /// Errors like lnd's: `AlreadyExists` ("payment is in transition", "invoice is already
+    /// paid") for a hash paid before, `InvalidArgument` for a bad request. Failures after the
+    /// payment started are recorded on the payment, not returned.
+    pub fn send_payment(
+        &mut self,
+        payer: NodeIdx,
+        request: &PaymentRequest,
+    ) -> Result<SwapHash, WorldError> {
+        let (_, decoded) = decode(&request.invoice)?;
+        let hash = decoded.payment_hash;
+        if let Some(existing) = self.node(payer)?.payments.get(&hash) {
+            match existing.status {
+                PaymentStatus::Succeeded { .. } => {
+                    return Err(WorldError::AlreadyExists(
+                        "invoice is already paid".to_owned(),
+                    ));
+                }
+                PaymentStatus::Initiated | PaymentStatus::InFlight => {
+                    return Err(WorldError::AlreadyExists(
+                        "payment is in transition".to_owned(),
+                    ));
+                }
+                PaymentStatus::Failed(_) => {}
+            }
+        }
+        if request.timeout.is_zero() {
+            return Err(WorldError::InvalidArgument(
+                "timeout_seconds must be specified".to_owned(),
+            ));
+        }
+        if decoded.amount.0 == 0 {
+            return Err(WorldError::InvalidArgument(
+                "amount must be specified when paying a zero amount invoice".to_owned(),
+            ));
+        }
+        let expires = decoded
+            .timestamp_unix
+            .saturating_add(decoded.expiry.as_secs());
+        if self.now_unix() > expires {
+            return Err(WorldError::InvalidArgument(format!(
+                "invoice expired. Valid until {expires} (unix seconds)"
+            )));
+        }
+        if decoded.destination == self.node(payer)?.id {
+            return Err(WorldError::InvalidArgument(
+                "no self-payments allowed".to_owned(),
+            ));
+        }
+        let mut payment = Payment {
+            hash,
+            amount_msat: decoded.amount.0,
+            fee_msat: 0,
+            status: PaymentStatus::InFlight,
+            parts: Vec::new(),
+        };
+        let outcome = match self.node_by_id(&decoded.destination) {
+            None => Err(PaymentFailure::NoRoute),
+            Some(payee) => self
+                .route_shards(payer, payee, &decoded, request)
+                .map(|parts| (payee, parts)),
+        };
+        match outcome {
+            Err(failure) => payment.status = PaymentStatus::Failed(failure),
+            Ok((payee, parts)) => {
+                payment.fee_msat = parts.iter().map(|r| r.fee_msat).sum();
+                payment.parts = parts;
+                self.node_mut(payer)?.payments.insert(hash, payment);
+                self.deliver(payer, payee, hash);
+                self.emit(WorldEvent::PaymentUpdated { node: payer, hash });
+                return Ok(hash);
+            }
+        }
+        self.node_mut(payer)?.payments.insert(hash, payment);
+        self.emit(WorldEvent::PaymentUpdated { node: payer, hash });
+        Ok(hash)
+    }
+
+    /// Finds and locks routes for the whole amount, splitting when allowed. On failure every
+    /// HTLC locked so far is released.
+    fn route_shards(
+        &mut self,
+        payer: NodeIdx,
+        payee: NodeIdx,
+        invoice: &DecodedInvoice,
+        request: &PaymentRequest,
+    ) -> Result<Vec<Route>, PaymentFailure> {
+        let amount = invoice.amount.0;
+        let first_hops: Vec<usize> = self
+            .channels
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.has(payer))
+            .filter(|(_, c)| {
+                request.outgoing_chan_ids.is_empty()
+                    || request.outgoing_chan_ids.contains(&c.chan_id)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let local: u64 = first_hops
+            .iter()
+            .filter_map(|&i| self.channels.get(i))
+            .map(|c| c.sendable_msat(c.a == payer))
+            .sum();
+        if local < amount {
+            return Err(PaymentFailure::InsufficientBalance);
+        }
+        let max_parts = request.max_parts.max(1) as usize;
+        let final_cltv = u32::try_from(invoice.min_final_cltv_delta).unwrap_or(u32::MAX);
+        let cltv_limit = request.cltv_limit.unwrap_or(DEFAULT_CLTV_LIMIT);
+        let mut failed: HashMap<(usize, bool), u64> = HashMap::new();
+        let mut pending = vec![amount];
+        let mut parts: Vec<Route> = Vec::new();
+        let mut elapsed = Duration::ZERO;
+        let mut attempts = 0usize;
+        let outcome = loop {
+            let Some(shard) = pending.pop() else {
+                break Ok(());
+            };
+            let fee_used: u64 = parts.iter().map(|r| r.fee_msat).sum();
+            let query = RouteQuery {
+                payer,
+                payee,
+                amount_msat: shard,
+                fee_budget_msat: request.fee_limit.0.saturating_sub(fee_used),
+                final_cltv,
+                cltv_limit,
+                first_hops: &first_hops,
+                failed: &failed,
+            };
+            match self.find_route(&query) {
+                Some(route) => {
+                    if attempts > 0 && elapsed > request.timeout {
+                        break Err(PaymentFailure::Timeout);
+                    }
+                    attempts += 1;
+                    elapsed += HOP_ROUND_TRIP * route.hops.len() as u32;
+                    match self.lock_route(&route, invoice.payment_hash) {
+                        Ok(()) => parts.push(route),
+                        Err(hop) => {
+                            failed.insert((hop.chan, hop.from_a), hop.amount_msat);
+                            pending.push(shard);
+                        }
+                    }
+                    if attempts >= MAX_ATTEMPTS {
+                        break Err(PaymentFailure::NoRoute);
+                    }
+                }
+                None => {
+                    let room = parts.len() + pending.len() + 2 <= max_parts;
+                    if room && shard >= 2 * MIN_SHARD_MSAT {
+                        pending.push(shard / 2);
+                        pending.push(shard - shard / 2);
+                    } else {
+                        break Err(PaymentFailure::NoRoute);
+                    }
+                }
+            }
+        };
+        match outcome {
+            Ok(()) => Ok(parts),
+            Err(failure) => {
+                for route in &parts {
+                    self.resolve_route(route, invoice.payment_hash, false);
+                }
+                Err(failure)
+            }
+        }
+    }
+
+    /// Locks an HTLC on every hop of `route`; on the first hop that cannot carry it, undoes
+    /// the hops locked so far and returns that hop.
+    pub(crate) fn lock_route(&mut self, route: &Route, hash: SwapHash) -> Result<(), Hop> {
+        for (i, hop) in route.hops.iter().enumerate() {
+            let locked = self
+                .channels
+                .get_mut(hop.chan)
+                .is_some_and(|c| c.lock(hash, hop.amount_msat, hop.from_a));
+            if !locked {
+                for undo in &route.hops[..i] {
+                    if let Some(c) = self.channels.get_mut(undo.chan) {
+                        c.resolve(hash, undo.amount_msat, undo.from_a, false);
+                    }
+                }
+                return Err(*hop);
+            }
+        }
+        for hop in &route.hops {
+            if let Some(c) = self.channels.get(hop.chan) {
+                self.channel_changed(c.a, c.b, c.chan_id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Settles (crediting each hop's receiver and recording forwards) or fails (refunding each
+    /// hop's sender) the HTLCs of `route`.
+    pub(crate) fn resolve_route(&mut self, route: &Route, hash: SwapHash, settle: bool) {
+        let now_ns = self.now_ns;
+        for hop in &route.hops {
+            if let Some(c) = self.channels.get_mut(hop.chan) {
+                c.resolve(hash, hop.amount_msat, hop.from_a, settle);
+            }
+        }
+        if settle {
+            for pair in route.hops.windows(2) {
+                let (Some(cin), Some(cout)) = (
+                    self.channels.get(pair[0].chan),
+                    self.channels.get(pair[1].chan),
+                ) else {
+                    continue;
+                };
+                let node = if pair[1].from_a { cout.a } else { cout.b };
+                let event = ForwardingEvent {
+                    timestamp_ns: now_ns,
+                    chan_in: cin.chan_id,
+                    chan_out: cout.chan_id,
+                    amount_in: Msat(pair[0].amount_msat),
+                    amount_out: Msat(pair[1].amount_msat),
+                    fee: Msat(pair[0].amount_msat - pair[1].amount_msat),
+                };
+                if let Some(n) = self.nodes.get_mut(node) {
+                    n.forwards.push(event);
+                }
+            }
+        }
+        for hop in &route.hops {
+            if let Some(c) = self.channels.get(hop.chan) {
+                self.channel_changed(c.a, c.b, c.chan_id);
+            }
+        }
+    }
+
+    /// The payee's side: checks the invoice, then settles, holds or fails the payment.
+    fn deliver(&mut self, payer: NodeIdx, payee: NodeIdx, hash: SwapHash) {
+        let height = self.height().0;
+        let now = self.now_unix();
+        let Some(parts) = self
+            .nodes
+            .get(payer)
+            .and_then(|n| n.payments.get(&hash))
+            .map(|p| p.parts.clone())
+        else {
+            return;
+        };
+        let received: u64 = parts.iter().map(|r| r.amount_msat).sum();
+        let min_cltv = parts.iter().map(|r| r.cltv).min().unwrap_or(0);
+        let verdict = self
+            .nodes
+            .get_mut(payee)
+            .and_then(|n| n.invoices.get_mut(&hash))
+            .filter(|inv| inv.state == InvoiceState::Open && received >= inv.amount_msat)
+            .filter(|inv| min_cltv >= inv.min_final_cltv)
+            .filter(|inv| now <= inv.expires_unix)
+            .map(|inv| {
+                inv.amount_paid_msat = received;
+                inv.payer = Some(payer);
+                inv.htlc_expiry = Some(height + inv.min_final_cltv);
+                if inv.hold {
+                    inv.state = InvoiceState::Accepted;
+                    None
+                } else {
+                    inv.state = InvoiceState::Settled;
+                    inv.preimage
+                }
+            });
+        match verdict {
+            None => self.finish_payment(payer, hash, None),
+            Some(None) => {
+                self.emit(WorldEvent::InvoiceUpdated { node: payee, hash });
+            }
+            Some(Some(preimage)) => {
+                self.emit(WorldEvent::InvoiceUpdated { node: payee, hash });
+                self.finish_payment(payer, hash, Some(preimage));
+            }
+        }
+    }
+
+    /// Settles (with the preimage) or fails a payment's HTLCs and records the outcome.
+    fn finish_payment(&mut self, payer: NodeIdx, hash: SwapHash, preimage: Option<Preimage>) {
+        let Some(parts) = self
+            .nodes
+            .get(payer)
+            .and_then(|n| n.payments.get(&hash))
+            .map(|p| p.parts.clone())
+        else {
+            return;
+        };
+        for route in &parts {
+            self.resolve_route(route, hash, preimage.is_some());
+        }
+        if let Some(payment) = self
+            .nodes
+            .get_mut(payer)
+            .and_then(|n| n.payments.get_mut(&hash))
+        {
+            payment.status = match preimage {
+                Some(preimage) => PaymentStatus::Succeeded { preimage },
+                None => {
+                    payment.fee_msat = 0;
+                    PaymentStatus::Failed(PaymentFailure::IncorrectPaymentDetails)
+                }
+            };
+        }
+        self.emit(WorldEvent::PaymentUpdated { node: payer, hash });
+    }
+
+    /// Settles an accepted hold invoice with its preimage. Settling a settled invoice succeeds.
+    pub fn settle_invoice(&mut self, node: NodeIdx, preimage: Preimage) -> Result<(), WorldError> {
+        let hash = preimage.hash();
+        let inv = self
+            .node_mut(node)?
+            .invoices
+            .get_mut(&hash)
+            .ok_or_else(|| WorldError::NotFound(format!("invoice {hash} not found")))?;
+        match inv.state {
+            InvoiceState::Settled => return Ok(()),
+            InvoiceState::Open => {
+                return Err(WorldError::Failed(
+                    "unable to settle invoice: invoice still open".to_owned(),
+                ));
+            }
+            InvoiceState::Canceled => {
+                return Err(WorldError::Failed("invoice already canceled".to_owned()));
+            }
+            InvoiceState::Accepted => {}
+        }
+        inv.state = InvoiceState::Settled;
+        inv.preimage = Some(preimage);
+        let payer = inv.payer;
+        self.emit(WorldEvent::InvoiceUpdated { node, hash });
+        if let Some(payer) = payer {
+            self.finish_payment(payer, hash, Some(preimage));
+        }
+        Ok(())
+    }
+
+    /// Cancels an invoice; held HTLCs fail back to the payer. Canceling twice succeeds.
+    pub fn cancel_invoice(&mut self, node: NodeIdx, hash: SwapHash) -> Result<(), WorldError> {
+        let inv = self
+            .node_mut(node)?
+            .invoices
+            .get_mut(&hash)
+            .ok_or_else(|| WorldError::NotFound(format!("invoice {hash} not found")))?;
+        match inv.state {
+            InvoiceState::Canceled => return Ok(()),
+            InvoiceState::Settled => {
+                return Err(WorldError::Failed("invoice already settled".to_owned()));
+            }
+            InvoiceState::Open | InvoiceState::Accepted => {}
+        }
+        let held = inv.state == InvoiceState::Accepted;
+        inv.state = InvoiceState::Canceled;
+        let payer = inv.payer;
+        self.emit(WorldEvent::InvoiceUpdated { node, hash });
+        if let (true, Some(payer)) = (held, payer) {
+            self.finish_payment(payer, hash, None);
+        }
+        Ok(())
+    }
+
+    /// Cancels accepted hold invoices whose HTLCs expire within [`HOLD_EXPIRY_DELTA`] blocks.
+    pub(crate) fn expire_hold_invoices(&mut self) {
+        let height = self.height().0;
+        let due: Vec<(NodeIdx, SwapHash)> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .flat_map(|(i, n)| {
+                n.invoices
+                    .values()
+                    .filter(|inv| inv.state == InvoiceState::Accepted)
+                    .filter(|inv| {
+                        inv.htlc_expiry
+                            .is_some_and(|e| height + HOLD_EXPIRY_DELTA >= e)
+                    })
+                    .map(move |inv| (i, inv.hash))
+            })
+            .collect();
+        for (node, hash) in due {
+            let _ = self.cancel_invoice(node, hash);
+        }
+    }
+
+    /// Pays `amount_msat` from `payer` along the given channels (like `SendToRoute`) to a fresh
+    /// plain invoice of the route's last node. Returns whether it succeeded.
+    pub(crate) fn pay_along(
+        &mut self,
+        payer: NodeIdx,
+        channels: &[usize],
+        amount_msat: u64,
+    ) -> Result<bool, WorldError> {
+        let mut node = payer;
+        let mut directions = Vec::new();
+        for &ci in channels {
+            let c = self
+                .channels
+                .get(ci)
+                .filter(|c| c.has(node))
+                .ok_or_else(|| WorldError::InvalidArgument("the route is not connected".into()))?;
+            directions.push(node == c.a);
+            node = c.other(node);
+        }
+        let payee = node;
+        let (_, hash) = self.add_invoice(payee, Msat(amount_msat), "traffic")?;
+        let mut hops = Vec::with_capacity(channels.len());
+        let mut amount = amount_msat;
+        let mut cltv = 40;
+        for (i, (&ci, &from_a)) in channels.iter().zip(&directions).enumerate().rev() {
+            hops.push(Hop {
+                chan: ci,
+                from_a,
+                amount_msat: amount,
+            });
+            if i > 0 {
+                // The node sending on this hop forwards, and charges its policy here.
+                if let Some(policy) = self.channels.get(ci).map(|c| c.policy(from_a)) {
+                    amount += policy.fee(amount);
+                    cltv += policy.cltv_delta;
+                }
+            }
+        }
+        hops.reverse();
+        let route = Route {
+            fee_msat: amount - amount_msat,
+            amount_msat,
+            hops,
+            cltv,
+        };
+        if self.lock_route(&route, hash).is_err() {
+            let _ = self.cancel_invoice(payee, hash);
+            return Ok(false);
+        }
+        let payment = Payment {
+            hash,
+            amount_msat,
+            fee_msat: route.fee_msat,
+            status: PaymentStatus::InFlight,
+            parts: vec![route],
+        };
+        self.node_mut(payer)?.payments.insert(hash, payment);
+        self.deliver(payer, payee, hash);
+        let ok = matches!(
+            self.payment_update(payer, hash).map(|u| u.status),
+            Some(PaymentStatus::Succeeded { .. })
+        );
+        // Traffic payments are not the payer's business to track; keep the books small.
+        if let Some(n) = self.nodes.get_mut(payer) {
+            n.payments.remove(&hash);
+        }
+        if let Some(n) = self.nodes.get_mut(payee) {
+            n.invoices.remove(&hash);
+        }
+        Ok(ok)
+    }
+}
