@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod node;
+mod world;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +25,25 @@ use sluice::simnet::lnd::auth::{NO_MACAROON, WRONG_MACAROON};
 use sluice::tls::{TlsError, generate_self_signed, pinned_channel, pinned_channel_lazy};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Retries `call` while it fails transiently (the server restarting), up to [`TIMEOUT`].
+async fn poll_until_up<T, F, Fut>(mut call: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = sluice::lnd::NodeResult<T>>,
+{
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        match call().await {
+            Ok(v) => return v,
+            Err(e) => {
+                assert!(e.is_transient(), "{e}");
+                assert!(Instant::now() < deadline, "no reconnection: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -401,17 +421,7 @@ async fn after_stop_and_restart_on_the_same_port_the_same_client_gets_through() 
 
     s.server.restart().await.unwrap();
     assert_eq!(s.server.addr(), addr);
-    let deadline = Instant::now() + TIMEOUT;
-    let info = loop {
-        match s.client.get_info().await {
-            Ok(info) => break info,
-            Err(e) => {
-                assert!(e.is_transient(), "{e}");
-                assert!(Instant::now() < deadline, "no reconnection: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    };
+    let info = poll_until_up(|| s.client.get_info()).await;
     assert_eq!(info, s.node.info);
     let mut blocks = s.client.register_block_epochs().await.unwrap();
     assert_eq!(
