@@ -16,6 +16,42 @@ use super::world::{SharedWorld, lock};
 use crate::proto::simnet as wire;
 use crate::proto::simnet::simnet_server::Simnet as SimnetService;
 
+/// A client of the control service, presenting the control macaroon on every call.
+pub type ControlClient = crate::proto::simnet::simnet_client::SimnetClient<
+    tonic::service::interceptor::InterceptedService<
+        tonic::transport::Channel,
+        crate::lnd::client::MacaroonInterceptor,
+    >,
+>;
+
+/// How long connecting to the control service may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Connects to the control service a `simnet.json` describes, pinning its certificate and
+/// presenting its macaroon. Fails here when nothing listens or the certificate differs.
+pub async fn connect(
+    state: &super::runner::SimnetState,
+) -> Result<ControlClient, super::runner::SimnetError> {
+    use super::runner::SimnetError;
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|source| SimnetError::File {
+            action: "read",
+            path: path.to_owned(),
+            source,
+        })
+    };
+    let cert = read(&state.control_cert)?;
+    let macaroon = hex::encode(read(&state.control_macaroon)?);
+    let channel = crate::tls::pinned_channel(&state.control, &cert, CONNECT_TIMEOUT).await?;
+    let auth = crate::lnd::client::MacaroonInterceptor::new(&macaroon).map_err(|e| {
+        SimnetError::State {
+            path: state.control_macaroon.clone(),
+            reason: e.message,
+        }
+    })?;
+    Ok(crate::proto::simnet::simnet_client::SimnetClient::with_interceptor(channel, auth))
+}
+
 /// The most blocks one `Mine` call may ask for; more would hold the world for long.
 pub const MAX_MINE: u32 = 10_000;
 

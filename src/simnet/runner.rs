@@ -108,6 +108,9 @@ pub enum SimnetError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The control service could not be reached.
+    #[error("cannot reach the simnet control service: {0}")]
+    Connect(#[from] crate::tls::TlsError),
     /// `simnet.json` does not describe a simnet.
     #[error(
         "{} is not a simnet state file ({reason}); is `sluice simnet serve --dir {}` running?",
