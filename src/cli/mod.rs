@@ -11,6 +11,7 @@
 pub mod client;
 pub mod daemon;
 pub mod output;
+pub mod simnet;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -63,6 +64,8 @@ pub enum Command {
     Getinfo,
     /// Ask the daemon to shut down gracefully (needs the admin credential).
     Stop,
+    /// Run a simulated world on loopback, or drive a running one (mine, fee, reorg, status).
+    Simnet(simnet::SimnetArgs),
 }
 
 /// Why a command failed. `Display` is exactly what the operator reads.
@@ -136,6 +139,9 @@ pub enum CliError {
     /// Writing the answer failed (e.g. stdout closed).
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
+    /// A `sluice simnet` command failed.
+    #[error(transparent)]
+    Simnet(#[from] simnet::SimnetCliError),
     /// Serialising the answer failed.
     #[error("cannot encode the output as JSON: {0}")]
     Json(#[from] serde_json::Error),
@@ -145,7 +151,7 @@ impl CliError {
     /// The process exit code for this failure.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::NoHome => EXIT_USAGE,
+            CliError::NoHome | CliError::Simnet(simnet::SimnetCliError::NoHome) => EXIT_USAGE,
             _ => 1,
         }
     }
@@ -153,11 +159,15 @@ impl CliError {
 
 /// Runs one command and returns what to print on stdout (text or one JSON object).
 pub async fn execute(args: &Args) -> Result<String, CliError> {
+    if let Command::Simnet(sim) = &args.command {
+        return simnet::execute(sim, output::Format::from_json_flag(args.json)).await;
+    }
     let target = client::Target::resolve(args, std::env::var_os("HOME").map(PathBuf::from))?;
     let format = output::Format::from_json_flag(args.json);
     match args.command {
         Command::Getinfo => daemon::getinfo(&target, format).await,
         Command::Stop => daemon::stop(&target, format).await,
+        Command::Simnet(_) => Ok(String::new()),
     }
 }
 

@@ -109,7 +109,10 @@ pub enum SimnetError {
         source: std::io::Error,
     },
     /// The control service could not be reached.
-    #[error("cannot reach the simnet control service: {0}")]
+    #[error(
+        "cannot reach the simnet control service: {0}; is `sluice simnet serve` running with \
+         this --dir?"
+    )]
     Connect(#[from] crate::tls::TlsError),
     /// `simnet.json` does not describe a simnet.
     #[error(
