@@ -623,3 +623,8 @@ pub fn invoice(u: &InvoiceUpdate) -> lnrpc::Invoice {
         ..Default::default()
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+#[path = "convert_tests.rs"]
+mod tests;

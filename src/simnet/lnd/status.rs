@@ -29,9 +29,9 @@ pub fn to_status(err: &NodeError) -> Status {
         NodeErrorKind::AlreadyExists => Code::AlreadyExists,
         NodeErrorKind::PermissionDenied => Code::PermissionDenied,
         NodeErrorKind::InvalidArgument => Code::InvalidArgument,
-        // A Go error string that merely mentions, say, "invalid" would read as a bad request;
-        // lnd marks its few "never works" answers UNIMPLEMENTED, the only generic code the
-        // client reads as permanent whatever the message says.
+        // A message that merely mentions, say, "invalid" would read as a bad request under
+        // UNKNOWN. UNIMPLEMENTED is the one code the client reads as permanent whatever the
+        // message says, so the kind survives; the message still says what went wrong.
         NodeErrorKind::Permanent | NodeErrorKind::InvalidResponse => Code::Unimplemented,
     };
     Status::new(code, message)
