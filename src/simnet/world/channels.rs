@@ -378,6 +378,20 @@ impl World {
         }
     }
 
+    /// Takes a node offline (every channel it has becomes inactive, so no route uses it and
+    /// its peers see it gone) or back online.
+    pub fn set_node_online(&mut self, node: NodeIdx, online: bool) {
+        let ids: Vec<ChanId> = self
+            .channels
+            .iter()
+            .filter(|c| c.has(node))
+            .map(|c| c.chan_id)
+            .collect();
+        for id in ids {
+            self.set_channel_active(id, online);
+        }
+    }
+
     pub(crate) fn channel_changed(&self, a: NodeIdx, b: NodeIdx, chan_id: ChanId) {
         for node in [a, b] {
             self.emit(super::WorldEvent::ChannelUpdated { node, chan_id });

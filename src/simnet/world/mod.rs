@@ -9,14 +9,25 @@
 //!
 //! Channels are funded by real 2-of-2 P2WSH outputs mined on the chain, so channel ids are the
 //! funding outputs' real `BLOCKxTXxOUT` positions. Payments route over the channel graph by
-//! fee, lock HTLCs on every hop and settle or fail them as lnd would; see [`payments`].
+//! fee, lock HTLCs on every hop and settle or fail them as lnd would; see [`payments`] and
+//! [`invoices`].
+//!
+//! Using it: build with [`World::new`] (or [`WorldConfig::default_topology`]), share it as a
+//! [`SharedWorld`], hand out `Arc::new(SimNode::new(world, "sluice")?)` as an
+//! `Arc<dyn LightningNode>`, and drive time with [`clock::SimClock`] / [`clock::run`] (blocks on
+//! schedule, [`traffic`] in between) or directly with [`World::mine`], [`World::reorg`],
+//! [`World::advance_clock`] and [`World::set_fee_trace`]. The swap server's side uses the
+//! inherent [`SimNode::send_to_address`] and [`SimNode::add_invoice`] besides the port.
 //!
 //! Not simulated: commitment transactions and their fees (balances sum to the capacity),
-//! channel opening and closing by RPC, gossip delays, and on-chain force closes.
+//! channel opening and closing by RPC, gossip delays, on-chain force closes, and lnd's
+//! MuSig2 v0.4.0 draft (both versions run BIP-327).
 
 #![warn(missing_docs)]
 
 mod channels;
+pub mod clock;
+pub mod invoices;
 mod keys;
 mod musig;
 mod node;
@@ -41,9 +52,10 @@ pub use topology::{ChannelSpec, NodeSpec, WorldConfig};
 use super::chain::{Chain, ChainError, FaucetError, FeeTrace, ReorgOutcome};
 use crate::domain::{BlockHeight, ChanId, Network, NodeId, SwapHash};
 use crate::lnd::{NodeError, NodeErrorKind};
+use invoices::Invoice;
 use keys::NodeKeys;
 use musig::Sessions;
-use payments::{Invoice, Payment};
+use payments::Payment;
 
 /// The capacity of the world's event channel; a slower subscriber re-reads the state.
 const EVENT_CAPACITY: usize = 4096;
@@ -209,12 +221,14 @@ impl World {
         self.now_ns / 1_000_000_000
     }
 
-    /// Moves simulated time forward by `secs` seconds (the chain's clock follows).
+    /// Moves simulated time forward by `secs` seconds. The chain's clock follows, and open
+    /// invoices past their expiry are canceled, as lnd's expiry watcher does.
     pub fn advance_clock(&mut self, secs: f64) {
         let ns = (secs.max(0.0) * 1e9) as u64;
         self.now_ns = self.now_ns.saturating_add(ns);
         self.chain
             .set_clock(u32::try_from(self.now_unix()).unwrap_or(u32::MAX));
+        self.expire_open_invoices();
     }
 
     /// Subscribes to world events from now on.
@@ -289,6 +303,11 @@ impl World {
     /// A node's alias.
     pub fn alias(&self, node: NodeIdx) -> Result<&str, WorldError> {
         Ok(self.node(node)?.alias.as_str())
+    }
+
+    /// The forwards `node` has settled, oldest first (empty for an unknown node).
+    pub fn forwards(&self, node: NodeIdx) -> &[crate::domain::ForwardingEvent] {
+        self.nodes.get(node).map_or(&[], |n| n.forwards.as_slice())
     }
 
     /// Every channel in the world.

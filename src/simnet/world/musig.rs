@@ -77,12 +77,15 @@ impl Sessions {
             .map(|k| parse_key(k))
             .collect::<Result<Vec<_>, _>>()?;
         keys.sort_by_key(|p| p.serialize());
-        let seckey = Scalar::from_slice(&seckey.secret_bytes()).map_err(bad)?;
-        let ours = seckey.base_point_mul();
+        let mut seckey = Scalar::from_slice(&seckey.secret_bytes()).map_err(bad)?;
         let signers = keys.len();
         let mut ctx = KeyAggContext::new(keys).map_err(bad)?;
-        if ctx.pubkey_index(ours).is_none() {
-            return Err(bad("the local key is not one of the signer keys"));
+        if ctx.pubkey_index(seckey.base_point_mul()).is_none() {
+            // Given in x-only form (even y) while ours has odd y: sign with the negated key.
+            seckey = -seckey;
+            if ctx.pubkey_index(seckey.base_point_mul()).is_none() {
+                return Err(bad("the local key is not one of the signer keys"));
+            }
         }
         let internal: Point = ctx.aggregated_pubkey_untweaked();
         let mut internal_key = Vec::new();
@@ -143,9 +146,19 @@ impl Sessions {
         nonces: &[[u8; 66]],
     ) -> Result<bool, WorldError> {
         let session = self.get(id)?;
-        for n in nonces {
-            session.other_nonces.push(parse_nonce(n)?);
+        let parsed = nonces
+            .iter()
+            .map(|n| parse_nonce(n))
+            .collect::<Result<Vec<_>, _>>()?;
+        if session.other_nonces.len() + parsed.len() + 1 > session.signers {
+            return Err(bad(format!(
+                "{} more nonces for {} signers with {} known: too many nonces",
+                parsed.len(),
+                session.signers,
+                session.other_nonces.len() + 1
+            )));
         }
+        session.other_nonces.extend(parsed);
         session.have_all_nonces()
     }
 
@@ -234,5 +247,106 @@ impl Session {
         std::iter::once(&self.our_nonce)
             .chain(self.other_nonces.iter())
             .sum()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use bitcoin::secp256k1::{Parity, Secp256k1, SecretKey};
+
+    use super::*;
+    use crate::lnd::types::{KeyLocator, MuSig2Version, TaprootTweak};
+
+    fn secret_with(parity: Parity) -> SecretKey {
+        let secp = Secp256k1::new();
+        (1u8..)
+            .map(|n| SecretKey::from_slice(&[n; 32]).unwrap())
+            .find(|k| k.x_only_public_key(&secp).1 == parity)
+            .unwrap()
+    }
+
+    fn request(keys: &[SecretKey], x_only: bool) -> MuSig2SessionRequest {
+        let secp = Secp256k1::new();
+        MuSig2SessionRequest {
+            key: KeyLocator {
+                family: 0,
+                index: 0,
+            },
+            signer_pubkeys: keys
+                .iter()
+                .map(|k| {
+                    let pk = k.public_key(&secp);
+                    if x_only {
+                        pk.x_only_public_key().0.serialize().to_vec()
+                    } else {
+                        pk.serialize().to_vec()
+                    }
+                })
+                .collect(),
+            other_nonces: Vec::new(),
+            taproot_tweak: Some(TaprootTweak {
+                script_root: vec![7; 32],
+                key_spend_only: false,
+            }),
+            version: MuSig2Version::V100Rc2,
+        }
+    }
+
+    fn two_party(x_only: bool) {
+        let keys = [secret_with(Parity::Odd), secret_with(Parity::Even)];
+        let req = request(&keys, x_only);
+        let (mut a, mut b) = (Sessions::default(), Sessions::default());
+        let sa = a.create([1; 32], &req, &keys[0], [11; 32]).unwrap();
+        let sb = b.create([2; 32], &req, &keys[1], [12; 32]).unwrap();
+        assert_eq!(sa.combined_key, sb.combined_key);
+        assert_eq!(sa.taproot_internal_key.len(), 32);
+        assert!(!sa.have_all_nonces);
+        assert!(a.register_nonces(&[1; 32], &[sb.local_nonces]).unwrap());
+        assert!(b.register_nonces(&[2; 32], &[sa.local_nonces]).unwrap());
+        assert!(
+            a.register_nonces(&[1; 32], &[sb.local_nonces]).is_err(),
+            "too many"
+        );
+        let digest = [42u8; 32];
+        let pa = a.sign(&[1; 32], digest, false).unwrap();
+        let pb = b.sign(&[2; 32], digest, true).unwrap();
+        assert!(
+            a.sign(&[1; 32], digest, false).is_err(),
+            "a session signs once"
+        );
+        assert_eq!(a.combine(&[1; 32], &[]).unwrap(), None);
+        let sig = a.combine(&[1; 32], &[pb]).unwrap().unwrap();
+        let secp = Secp256k1::new();
+        let key = bitcoin::secp256k1::XOnlyPublicKey::from_slice(&sa.combined_key).unwrap();
+        let sig = bitcoin::secp256k1::schnorr::Signature::from_slice(&sig).unwrap();
+        let msg = bitcoin::secp256k1::Message::from_digest(digest);
+        assert!(secp.verify_schnorr(&sig, &msg, &key).is_ok());
+        assert!(b.cleanup(&[2; 32]).is_err(), "cleaned up after signing");
+        assert_eq!(pa.len(), 32);
+    }
+
+    #[test]
+    fn two_sessions_make_a_valid_tweaked_signature_with_compressed_keys() {
+        two_party(false);
+    }
+
+    #[test]
+    fn x_only_keys_work_even_when_ours_has_odd_y() {
+        two_party(true);
+    }
+
+    #[test]
+    fn a_wrong_partial_signature_is_refused() {
+        let keys = [secret_with(Parity::Odd), secret_with(Parity::Even)];
+        let req = request(&keys, false);
+        let (mut a, mut b) = (Sessions::default(), Sessions::default());
+        let sa = a.create([1; 32], &req, &keys[0], [11; 32]).unwrap();
+        let sb = b.create([2; 32], &req, &keys[1], [12; 32]).unwrap();
+        a.register_nonces(&[1; 32], &[sb.local_nonces]).unwrap();
+        b.register_nonces(&[2; 32], &[sa.local_nonces]).unwrap();
+        a.sign(&[1; 32], [1; 32], false).unwrap();
+        let other_message = b.sign(&[2; 32], [2; 32], false).unwrap();
+        assert!(a.combine(&[1; 32], &[other_message]).is_err());
     }
 }

@@ -6,11 +6,11 @@ use async_trait::async_trait;
 use bitcoin::{Address, FeeRate, Transaction};
 use rand::RngCore;
 
+use super::invoices::decode;
 use super::keys::AddressKind;
 use super::notify::{
     ChannelWatcher, ConfWatcher, EpochWatcher, InvoiceWatcher, PaymentWatcher, SpendWatcher, stream,
 };
-use super::payments::decode;
 use super::{NodeIdx, SharedWorld, World, WorldError, lock};
 use crate::domain::{
     BlockHeight, Channel, ChannelEvent, ForwardingPage, Msat, Network, NodeId, NodeInfo, Peer,

@@ -20,15 +20,25 @@ use crate::lnd::types::{
 };
 use crate::simnet::chain::TxStatus;
 
+/// Why a watcher is polled.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Wake<'a> {
+    /// The stream starts.
+    Start,
+    /// The receiver lagged: events were lost, so re-read everything.
+    Lagged,
+    /// An event the watcher wants.
+    Event(&'a WorldEvent),
+}
+
 /// Something a stream watches.
 pub(crate) trait Watcher: Send + 'static {
     /// What the stream yields.
     type Item: Send + 'static;
     /// Whether `event` may concern this watcher (cheap, without the lock).
     fn wants(&self, event: &WorldEvent) -> bool;
-    /// Re-reads the world and returns what to emit. `event` is `None` at the start and after
-    /// a lag.
-    fn poll(&mut self, world: &World, event: Option<&WorldEvent>) -> Vec<Self::Item>;
+    /// Re-reads the world and returns what to emit.
+    fn poll(&mut self, world: &World, wake: Wake<'_>) -> Vec<Self::Item>;
     /// Whether the stream has ended.
     fn done(&self) -> bool {
         false
@@ -41,7 +51,7 @@ pub(crate) fn stream<W: Watcher>(world: SharedWorld, mut watcher: W) -> NodeStre
     let (rx, first) = {
         let guard = lock(&world);
         let rx = guard.subscribe();
-        let first: VecDeque<W::Item> = watcher.poll(&guard, None).into();
+        let first: VecDeque<W::Item> = watcher.poll(&guard, Wake::Start).into();
         (rx, first)
     };
     futures::stream::unfold(
@@ -60,8 +70,9 @@ pub(crate) fn stream<W: Watcher>(world: SharedWorld, mut watcher: W) -> NodeStre
                     Err(RecvError::Lagged(_)) => None,
                     Err(RecvError::Closed) => return None,
                 };
+                let wake = event.as_ref().map_or(Wake::Lagged, Wake::Event);
                 let guard = lock(&world);
-                queue.extend(watcher.poll(&guard, event.as_ref()));
+                queue.extend(watcher.poll(&guard, wake));
             }
         },
     )
@@ -128,7 +139,7 @@ impl Watcher for ConfWatcher {
         is_block(event)
     }
 
-    fn poll(&mut self, world: &World, _: Option<&WorldEvent>) -> Vec<ConfUpdate> {
+    fn poll(&mut self, world: &World, _: Wake<'_>) -> Vec<ConfUpdate> {
         let found = self.find(world);
         let mut out = Vec::new();
         if let Some(hash) = self.reported
@@ -195,7 +206,7 @@ impl Watcher for SpendWatcher {
         is_block(event)
     }
 
-    fn poll(&mut self, world: &World, _: Option<&WorldEvent>) -> Vec<SpendUpdate> {
+    fn poll(&mut self, world: &World, _: Wake<'_>) -> Vec<SpendUpdate> {
         let found = self.find(world);
         let found_txid = match &found {
             Some(SpendUpdate::Spent { spending_tx, .. }) => Some(spending_tx.compute_txid()),
@@ -230,7 +241,7 @@ impl Watcher for EpochWatcher {
         is_block(event)
     }
 
-    fn poll(&mut self, world: &World, _: Option<&WorldEvent>) -> Vec<BlockEpoch> {
+    fn poll(&mut self, world: &World, _: Wake<'_>) -> Vec<BlockEpoch> {
         let chain = world.chain();
         let tip = BlockEpoch {
             hash: chain.tip_hash(),
@@ -271,7 +282,7 @@ impl Watcher for PaymentWatcher {
         matches!(event, WorldEvent::PaymentUpdated { node, hash } if *node == self.node && *hash == self.hash)
     }
 
-    fn poll(&mut self, world: &World, _: Option<&WorldEvent>) -> Vec<PaymentUpdate> {
+    fn poll(&mut self, world: &World, _: Wake<'_>) -> Vec<PaymentUpdate> {
         match world.payment_update(self.node, self.hash) {
             Some(update) if self.last.as_ref() != Some(&update) => {
                 self.last = Some(update.clone());
@@ -300,7 +311,7 @@ impl Watcher for InvoiceWatcher {
         matches!(event, WorldEvent::InvoiceUpdated { node, hash } if *node == self.node && *hash == self.hash)
     }
 
-    fn poll(&mut self, world: &World, _: Option<&WorldEvent>) -> Vec<InvoiceUpdate> {
+    fn poll(&mut self, world: &World, _: Wake<'_>) -> Vec<InvoiceUpdate> {
         match world.invoice_update(self.node, self.hash) {
             Some(update) if self.last != Some(update) => {
                 self.last = Some(update);
@@ -330,17 +341,104 @@ impl Watcher for ChannelWatcher {
         matches!(event, WorldEvent::ChannelUpdated { node, .. } if *node == self.node)
     }
 
-    fn poll(&mut self, world: &World, event: Option<&WorldEvent>) -> Vec<ChannelEvent> {
-        match event {
-            Some(WorldEvent::ChannelUpdated { chan_id, .. }) => world
-                .channels()
-                .iter()
-                .filter(|c| c.chan_id == *chan_id)
-                .filter_map(|c| world.channel_view(self.node, c))
-                .map(ChannelEvent::Updated)
-                .collect(),
-            // At the start nothing; after a lag, the current state of every channel.
-            _ => Vec::new(),
-        }
+    fn poll(&mut self, world: &World, wake: Wake<'_>) -> Vec<ChannelEvent> {
+        let only = match wake {
+            // lnd's stream starts with nothing; callers read `list_channels` first.
+            Wake::Start => return Vec::new(),
+            Wake::Event(WorldEvent::ChannelUpdated { chan_id, .. }) => Some(*chan_id),
+            Wake::Event(_) => return Vec::new(),
+            // Events were lost: report the current state of every channel instead.
+            Wake::Lagged => None,
+        };
+        world
+            .channels()
+            .iter()
+            .filter(|c| c.has(self.node) && only.is_none_or(|id| c.chan_id == id))
+            .filter_map(|c| world.channel_view(self.node, c))
+            .map(ChannelEvent::Updated)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use bitcoin::FeeRate;
+
+    use super::*;
+    use crate::domain::Sat;
+    use crate::simnet::world::{AddressKind, WorldConfig};
+
+    fn funded() -> (World, Transaction, bitcoin::ScriptBuf, BlockHeight) {
+        let mut world = World::new(WorldConfig::default_topology(2, 1)).unwrap();
+        let sluice = world.node_index("sluice").unwrap();
+        let lp = world.node_index("loop").unwrap();
+        let addr = world.new_address(sluice, AddressKind::P2wpkh).unwrap();
+        let hint = world.height();
+        let tx = world
+            .send_to_address(lp, &addr, Sat(10_000), FeeRate::from_sat_per_kwu(1_000))
+            .unwrap();
+        (world, tx, addr.script_pubkey(), hint)
+    }
+
+    #[test]
+    fn confirmations_wait_for_the_depth_and_reorg_only_when_the_block_goes() {
+        let (mut world, tx, script, hint) = funded();
+        let mut w = ConfWatcher {
+            request: ConfRequest {
+                txid: None,
+                script,
+                num_confs: 3,
+                height_hint: hint,
+            },
+            reported: None,
+        };
+        assert!(w.poll(&world, Wake::Start).is_empty());
+        world.mine(2);
+        assert!(w.poll(&world, Wake::Start).is_empty());
+        world.mine(1);
+        let got = w.poll(&world, Wake::Start);
+        assert!(
+            matches!(&got[..], [ConfUpdate::Confirmed { tx: t, block_height, .. }]
+                if *t == tx && block_height.0 == hint.0 + 1),
+            "{got:?}"
+        );
+        assert!(w.poll(&world, Wake::Start).is_empty(), "reported once");
+        // Losing a later block keeps the transaction's block: no reorg.
+        world.reorg(1).unwrap();
+        assert!(w.poll(&world, Wake::Start).is_empty());
+        world.reorg(2).unwrap();
+        assert_eq!(w.poll(&world, Wake::Start), vec![ConfUpdate::Reorg]);
+    }
+
+    #[test]
+    fn a_spend_is_found_by_script_alone() {
+        let (mut world, tx, _, hint) = funded();
+        world.mine(1);
+        let spent = tx.input[0].previous_output;
+        let prev_script = world
+            .chain()
+            .tx(&spent.txid)
+            .and_then(|s| match s {
+                TxStatus::Confirmed { tx, .. } => {
+                    Some(tx.output[spent.vout as usize].script_pubkey.clone())
+                }
+                TxStatus::Mempool(_) => None,
+            })
+            .unwrap();
+        let mut w = SpendWatcher {
+            request: SpendRequest {
+                outpoint: None,
+                script: prev_script,
+                height_hint: BlockHeight(0),
+            },
+            reported: None,
+        };
+        let got = w.poll(&world, Wake::Start);
+        assert!(
+            matches!(&got[..], [SpendUpdate::Spent { outpoint, spending_tx, height, .. }]
+                if *outpoint == spent && *spending_tx == tx && height.0 == hint.0 + 1),
+            "{got:?}"
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! Invoices and payments, as lnd's invoice registry and router behave.
+//! Payments, as lnd's router makes them (`SendPaymentV2`, `TrackPaymentV2`).
 //!
 //! Paying: the payer decodes the invoice, checks its own outbound balance on the allowed
 //! channels (INSUFFICIENT_BALANCE), then searches routes by fee within the fee and CLTV
@@ -7,66 +7,28 @@
 //! route is split in halves. Each attempt costs simulated latency; once the payment's timeout
 //! has passed no new attempt starts (TIMEOUT). The payee then checks the invoice
 //! (INCORRECT_PAYMENT_DETAILS), settles a plain invoice at once, or holds the HTLCs of a hold
-//! invoice — the payment stays IN_FLIGHT — until `settle_invoice` or `cancel_invoice`.
-//! Accepted hold invoices are canceled when their HTLCs come within 12 blocks of expiry, as
-//! lnd's invoice registry does.
+//! invoice — the payment stays IN_FLIGHT — until `settle_invoice` or `cancel_invoice` (see
+//! [`invoices`](super::invoices)).
 
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::time::Duration;
 
-use bitcoin::hashes::{Hash, sha256};
-use lightning_invoice::{Bolt11Invoice, Currency, InvoiceBuilder, PaymentSecret};
-use rand::RngCore;
-
 use super::channels::{Hop, Route, RouteQuery};
+use super::invoices::decode;
 use super::{NodeIdx, World, WorldError, WorldEvent};
-use crate::domain::{ForwardingEvent, Msat, NodeId, Preimage, SwapHash};
+use crate::domain::{ForwardingEvent, Msat, Preimage, SwapHash};
 use crate::lnd::types::{
-    DecodedInvoice, InvoiceState, InvoiceUpdate, PaymentFailure, PaymentRequest, PaymentStatus,
-    PaymentUpdate,
+    DecodedInvoice, PaymentFailure, PaymentRequest, PaymentStatus, PaymentUpdate,
 };
 
 /// Simulated time one hop adds to an attempt (there and back).
 const HOP_ROUND_TRIP: Duration = Duration::from_millis(100);
-/// lnd's `invoices.holdexpirydelta`: accepted hold invoices are canceled this many blocks
-/// before their HTLCs expire.
-pub const HOLD_EXPIRY_DELTA: u32 = 12;
 /// The smallest shard a multi-part payment splits into, msat (lnd's default minimum).
 const MIN_SHARD_MSAT: u64 = 10_000_000;
 /// lnd's default CLTV limit for a payment route.
 const DEFAULT_CLTV_LIMIT: u32 = 2016;
 /// Attempts after which a payment stops looking for routes.
 const MAX_ATTEMPTS: usize = 200;
-
-/// An invoice in a node's invoice book.
-#[derive(Debug, Clone)]
-pub struct Invoice {
-    /// The payment hash.
-    pub hash: SwapHash,
-    /// The preimage, once known (at creation for plain invoices, at settle for hold ones).
-    pub(crate) preimage: Option<Preimage>,
-    /// The amount asked, msat (0 accepts any).
-    pub amount_msat: u64,
-    /// Where it stands.
-    pub state: InvoiceState,
-    /// What the accepted or settled HTLCs pay, msat.
-    pub amount_paid_msat: u64,
-    /// Whether settling waits for `settle_invoice`.
-    pub hold: bool,
-    /// The BOLT 11 string.
-    pub payment_request: String,
-    /// The add index.
-    pub add_index: u64,
-    /// The final hop's minimum CLTV delta.
-    pub min_final_cltv: u32,
-    /// The height the accepted HTLCs expire at.
-    pub htlc_expiry: Option<u32>,
-    /// The node whose payment is held.
-    pub payer: Option<NodeIdx>,
-    /// When the invoice stops being payable, Unix seconds.
-    pub expires_unix: u64,
-}
 
 /// A payment a node made.
 #[derive(Debug, Clone)]
@@ -100,124 +62,7 @@ impl Payment {
     }
 }
 
-/// Decodes a BOLT 11 invoice into the port's form.
-pub fn decode(invoice: &str) -> Result<(Bolt11Invoice, DecodedInvoice), WorldError> {
-    let parsed = Bolt11Invoice::from_str(invoice)
-        .map_err(|e| WorldError::InvalidArgument(format!("invalid payment request: {e}")))?;
-    let destination = NodeId(parsed.get_payee_pub_key().serialize());
-    let description = match parsed.description() {
-        lightning_invoice::Bolt11InvoiceDescriptionRef::Direct(d) => d.to_string(),
-        lightning_invoice::Bolt11InvoiceDescriptionRef::Hash(_) => String::new(),
-    };
-    let decoded = DecodedInvoice {
-        destination,
-        payment_hash: SwapHash(*parsed.payment_hash().as_byte_array()),
-        amount: Msat(parsed.amount_milli_satoshis().unwrap_or(0)),
-        timestamp_unix: parsed.duration_since_epoch().as_secs(),
-        expiry: parsed.expiry_time(),
-        min_final_cltv_delta: parsed.min_final_cltv_expiry_delta(),
-        description,
-        payment_addr: Some(parsed.payment_secret().0),
-    };
-    Ok((parsed, decoded))
-}
-
 impl World {
-    /// Adds an invoice to `node`'s book and encodes it, signed by the node key. A plain
-    /// invoice (`preimage` given) settles on receipt; a hold invoice waits for settle/cancel.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn add_invoice_inner(
-        &mut self,
-        node: NodeIdx,
-        hash: SwapHash,
-        preimage: Option<Preimage>,
-        amount: Msat,
-        memo: &str,
-        expiry: Duration,
-        min_final_cltv: u64,
-    ) -> Result<Invoice, WorldError> {
-        let now = self.now_unix();
-        let mut secret = [0u8; 32];
-        self.rng().fill_bytes(&mut secret);
-        let state = self.node(node)?;
-        if state.invoices.contains_key(&hash) {
-            return Err(WorldError::AlreadyExists(
-                "invoice with payment hash already exists".to_owned(),
-            ));
-        }
-        let secp = state.keys.secp();
-        let key = state.keys.identity().secret_key();
-        let mut builder = InvoiceBuilder::new(Currency::Regtest)
-            .description(memo.to_owned())
-            .payment_hash(sha256::Hash::from_byte_array(hash.0))
-            .payment_secret(PaymentSecret(secret))
-            .duration_since_epoch(Duration::from_secs(now))
-            .min_final_cltv_expiry_delta(min_final_cltv)
-            .expiry_time(expiry)
-            .basic_mpp();
-        if amount.0 > 0 {
-            builder = builder.amount_milli_satoshis(amount.0);
-        }
-        let encoded = builder
-            .build_signed(|msg| secp.sign_ecdsa_recoverable(msg, &key))
-            .map_err(|e| WorldError::InvalidArgument(format!("cannot create the invoice: {e}")))?;
-        let state = self.node_mut(node)?;
-        let add_index = state.next_add_index;
-        state.next_add_index += 1;
-        let invoice = Invoice {
-            hash,
-            preimage,
-            amount_msat: amount.0,
-            state: InvoiceState::Open,
-            amount_paid_msat: 0,
-            hold: preimage.is_none(),
-            payment_request: encoded.to_string(),
-            add_index,
-            min_final_cltv: u32::try_from(min_final_cltv).unwrap_or(u32::MAX),
-            htlc_expiry: None,
-            payer: None,
-            expires_unix: now.saturating_add(expiry.as_secs()),
-        };
-        state.invoices.insert(hash, invoice.clone());
-        self.emit(WorldEvent::InvoiceUpdated { node, hash });
-        Ok(invoice)
-    }
-
-    /// Adds a plain invoice that settles when paid, with a fresh preimage. Returns the BOLT 11
-    /// string and the payment hash.
-    pub fn add_invoice(
-        &mut self,
-        node: NodeIdx,
-        amount: Msat,
-        memo: &str,
-    ) -> Result<(String, SwapHash), WorldError> {
-        let mut preimage = [0u8; 32];
-        self.rng().fill_bytes(&mut preimage);
-        let preimage = Preimage(preimage);
-        let hash = preimage.hash();
-        let invoice = self.add_invoice_inner(
-            node,
-            hash,
-            Some(preimage),
-            amount,
-            memo,
-            Duration::from_secs(86_400),
-            40,
-        )?;
-        Ok((invoice.payment_request, hash))
-    }
-
-    /// The current state of an invoice, as `SubscribeSingleInvoice` reports it.
-    pub fn invoice_update(&self, node: NodeIdx, hash: SwapHash) -> Option<InvoiceUpdate> {
-        let inv = self.nodes.get(node)?.invoices.get(&hash)?;
-        Some(InvoiceUpdate {
-            hash,
-            state: inv.state,
-            amount: Msat(inv.amount_msat),
-            amount_paid: Msat(inv.amount_paid_msat),
-        })
-    }
-
     /// The current state of a payment `node` made.
     pub fn payment_update(&self, node: NodeIdx, hash: SwapHash) -> Option<PaymentUpdate> {
         Some(self.nodes.get(node)?.payments.get(&hash)?.update())
@@ -456,53 +301,13 @@ impl World {
         }
     }
 
-    /// The payee's side: checks the invoice, then settles, holds or fails the payment.
-    fn deliver(&mut self, payer: NodeIdx, payee: NodeIdx, hash: SwapHash) {
-        let height = self.height().0;
-        let now = self.now_unix();
-        let Some(parts) = self
-            .nodes
-            .get(payer)
-            .and_then(|n| n.payments.get(&hash))
-            .map(|p| p.parts.clone())
-        else {
-            return;
-        };
-        let received: u64 = parts.iter().map(|r| r.amount_msat).sum();
-        let min_cltv = parts.iter().map(|r| r.cltv).min().unwrap_or(0);
-        let verdict = self
-            .nodes
-            .get_mut(payee)
-            .and_then(|n| n.invoices.get_mut(&hash))
-            .filter(|inv| inv.state == InvoiceState::Open && received >= inv.amount_msat)
-            .filter(|inv| min_cltv >= inv.min_final_cltv)
-            .filter(|inv| now <= inv.expires_unix)
-            .map(|inv| {
-                inv.amount_paid_msat = received;
-                inv.payer = Some(payer);
-                inv.htlc_expiry = Some(height + inv.min_final_cltv);
-                if inv.hold {
-                    inv.state = InvoiceState::Accepted;
-                    None
-                } else {
-                    inv.state = InvoiceState::Settled;
-                    inv.preimage
-                }
-            });
-        match verdict {
-            None => self.finish_payment(payer, hash, None),
-            Some(None) => {
-                self.emit(WorldEvent::InvoiceUpdated { node: payee, hash });
-            }
-            Some(Some(preimage)) => {
-                self.emit(WorldEvent::InvoiceUpdated { node: payee, hash });
-                self.finish_payment(payer, hash, Some(preimage));
-            }
-        }
-    }
-
     /// Settles (with the preimage) or fails a payment's HTLCs and records the outcome.
-    fn finish_payment(&mut self, payer: NodeIdx, hash: SwapHash, preimage: Option<Preimage>) {
+    pub(super) fn finish_payment(
+        &mut self,
+        payer: NodeIdx,
+        hash: SwapHash,
+        preimage: Option<Preimage>,
+    ) {
         let Some(parts) = self
             .nodes
             .get(payer)
@@ -528,83 +333,6 @@ impl World {
             };
         }
         self.emit(WorldEvent::PaymentUpdated { node: payer, hash });
-    }
-
-    /// Settles an accepted hold invoice with its preimage. Settling a settled invoice succeeds.
-    pub fn settle_invoice(&mut self, node: NodeIdx, preimage: Preimage) -> Result<(), WorldError> {
-        let hash = preimage.hash();
-        let inv = self
-            .node_mut(node)?
-            .invoices
-            .get_mut(&hash)
-            .ok_or_else(|| WorldError::NotFound(format!("invoice {hash} not found")))?;
-        match inv.state {
-            InvoiceState::Settled => return Ok(()),
-            InvoiceState::Open => {
-                return Err(WorldError::Failed(
-                    "unable to settle invoice: invoice still open".to_owned(),
-                ));
-            }
-            InvoiceState::Canceled => {
-                return Err(WorldError::Failed("invoice already canceled".to_owned()));
-            }
-            InvoiceState::Accepted => {}
-        }
-        inv.state = InvoiceState::Settled;
-        inv.preimage = Some(preimage);
-        let payer = inv.payer;
-        self.emit(WorldEvent::InvoiceUpdated { node, hash });
-        if let Some(payer) = payer {
-            self.finish_payment(payer, hash, Some(preimage));
-        }
-        Ok(())
-    }
-
-    /// Cancels an invoice; held HTLCs fail back to the payer. Canceling twice succeeds.
-    pub fn cancel_invoice(&mut self, node: NodeIdx, hash: SwapHash) -> Result<(), WorldError> {
-        let inv = self
-            .node_mut(node)?
-            .invoices
-            .get_mut(&hash)
-            .ok_or_else(|| WorldError::NotFound(format!("invoice {hash} not found")))?;
-        match inv.state {
-            InvoiceState::Canceled => return Ok(()),
-            InvoiceState::Settled => {
-                return Err(WorldError::Failed("invoice already settled".to_owned()));
-            }
-            InvoiceState::Open | InvoiceState::Accepted => {}
-        }
-        let held = inv.state == InvoiceState::Accepted;
-        inv.state = InvoiceState::Canceled;
-        let payer = inv.payer;
-        self.emit(WorldEvent::InvoiceUpdated { node, hash });
-        if let (true, Some(payer)) = (held, payer) {
-            self.finish_payment(payer, hash, None);
-        }
-        Ok(())
-    }
-
-    /// Cancels accepted hold invoices whose HTLCs expire within [`HOLD_EXPIRY_DELTA`] blocks.
-    pub(crate) fn expire_hold_invoices(&mut self) {
-        let height = self.height().0;
-        let due: Vec<(NodeIdx, SwapHash)> = self
-            .nodes
-            .iter()
-            .enumerate()
-            .flat_map(|(i, n)| {
-                n.invoices
-                    .values()
-                    .filter(|inv| inv.state == InvoiceState::Accepted)
-                    .filter(|inv| {
-                        inv.htlc_expiry
-                            .is_some_and(|e| height + HOLD_EXPIRY_DELTA >= e)
-                    })
-                    .map(move |inv| (i, inv.hash))
-            })
-            .collect();
-        for (node, hash) in due {
-            let _ = self.cancel_invoice(node, hash);
-        }
     }
 
     /// Pays `amount_msat` from `payer` along the given channels (like `SendToRoute`) to a fresh
@@ -653,7 +381,9 @@ impl World {
             cltv,
         };
         if self.lock_route(&route, hash).is_err() {
-            let _ = self.cancel_invoice(payee, hash);
+            if let Some(n) = self.nodes.get_mut(payee) {
+                n.invoices.remove(&hash);
+            }
             return Ok(false);
         }
         let payment = Payment {
