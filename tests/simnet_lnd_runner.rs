@@ -81,13 +81,9 @@ async fn the_control_service_drives_the_world_and_the_nodes() {
     let state = SimnetState::read(dir.path()).unwrap();
     assert_eq!(state.control, simnet.control_addr().to_string());
     let mut ctl = control::connect(&state).await.unwrap();
-    let lnd = {
-        let ep = simnet.sluice_lnd();
-        let cert = std::fs::read(&ep.cert_path).unwrap();
-        let macaroon = hex::encode(std::fs::read(&ep.macaroon_path).unwrap());
-        let channel = pinned_channel_lazy(&ep.addr.to_string(), &cert, TIMEOUT).unwrap();
-        LndClient::new(channel, &macaroon, Network::Regtest).unwrap()
-    };
+    let lnd = simnet.sluice_lnd().connect().unwrap();
+    let loop_lnd = simnet.loop_lnd().connect().unwrap();
+    assert_eq!(loop_lnd.get_info().await.unwrap().alias, "loop");
     let start_height = lnd.get_info().await.unwrap().block_height;
 
     let mined = ctl

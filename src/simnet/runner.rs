@@ -167,6 +167,34 @@ pub struct LndEndpoint {
     pub macaroon_path: PathBuf,
 }
 
+impl LndEndpoint {
+    /// sluice's lnd client for this endpoint, made as sluiced makes it from its config: the
+    /// certificate pinned, the macaroon read from its file, the network regtest. Connects on
+    /// first use and again after the server restarts.
+    pub fn connect(&self) -> Result<crate::lnd::LndClient, SimnetError> {
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|source| SimnetError::File {
+                action: "read",
+                path: path.to_owned(),
+                source,
+            })
+        };
+        let cert = read(&self.cert_path)?;
+        let macaroon = hex::encode(read(&self.macaroon_path)?);
+        let channel = crate::tls::pinned_channel_lazy(
+            &self.addr.to_string(),
+            &cert,
+            Duration::from_secs(10),
+        )?;
+        crate::lnd::LndClient::new(channel, &macaroon, crate::domain::Network::Regtest).map_err(
+            |e| SimnetError::State {
+                path: self.macaroon_path.clone(),
+                reason: e.message,
+            },
+        )
+    }
+}
+
 /// A running simnet. [`Simnet::stop`] ends it; dropping it stops its servers too.
 pub struct Simnet {
     control: Arc<Control>,
