@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{Server, ServerTlsConfig};
 
 use super::control::{Control, ControlService};
-use super::lnd::{LndFiles, SimLndError, SimLndServer};
+use super::lnd::{BlockSource, LndFiles, SimLndError, SimLndServer};
 use super::world::traffic::{Traffic, TrafficConfig};
 use super::world::{SimNode, World, WorldConfig, WorldError, lock};
 use crate::daemon::supervisor::bounded_drain;
@@ -235,7 +235,9 @@ impl Simnet {
         ] {
             let node = SimNode::new(world.clone(), name)?;
             let dir = config.dir.join("lnd").join(name);
-            let server = SimLndServer::start(Arc::new(node), &dir, listen).await?;
+            let chain: Arc<dyn BlockSource> = Arc::new(world.clone());
+            let server =
+                SimLndServer::start_with_chain(Arc::new(node), Some(chain), &dir, listen).await?;
             endpoints.insert(
                 name,
                 LndEndpoint {

@@ -6,9 +6,12 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use sluice::domain::{BlockHeight, Msat, Network};
+use sluice::lnd::client::MacaroonInterceptor;
 use sluice::lnd::types::{PaymentRequest, PaymentStatus};
+use sluice::lnd::wire::chainrpc;
+use sluice::lnd::wire::chainrpc::chain_notifier_client::ChainNotifierClient;
 use sluice::lnd::{LightningNode, LndClient, NodeErrorKind};
-use sluice::simnet::lnd::SimLndServer;
+use sluice::simnet::lnd::{BlockSource, SimLndServer};
 use sluice::simnet::world::{SimNode, World, WorldConfig, lock};
 use sluice::tls::pinned_channel_lazy;
 
@@ -28,8 +31,10 @@ async fn world_setup() -> WorldSetup {
     ));
     let node = SimNode::new(world.clone(), "sluice").unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let server = SimLndServer::start(
+    let chain: Arc<dyn BlockSource> = Arc::new(world.clone());
+    let server = SimLndServer::start_with_chain(
         Arc::new(node.clone()),
+        Some(chain),
         dir.path(),
         "127.0.0.1:0".parse().unwrap(),
     )
@@ -131,4 +136,64 @@ async fn mined_blocks_reach_subscribers_and_a_restarted_server_reports_the_new_t
         blocks.next().await.unwrap().unwrap().height,
         BlockHeight(tip.0 + 5)
     );
+}
+
+/// Subscribes to block epochs over the raw wire, naming the last block seen as lnd allows.
+async fn epochs_since(
+    s: &WorldSetup,
+    height: u32,
+    hash: Vec<u8>,
+) -> tonic::Streaming<chainrpc::BlockEpoch> {
+    let cert = std::fs::read(s.server.cert_path()).unwrap();
+    let channel = pinned_channel_lazy(&s.server.addr().to_string(), &cert, TIMEOUT).unwrap();
+    let auth = MacaroonInterceptor::new(&s.server.macaroon_hex()).unwrap();
+    ChainNotifierClient::with_interceptor(channel, auth)
+        .register_block_epoch_ntfn(chainrpc::BlockEpoch { hash, height })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn heights(stream: &mut tonic::Streaming<chainrpc::BlockEpoch>, n: usize) -> Vec<u32> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let epoch = tokio::time::timeout(TIMEOUT, stream.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        out.push(epoch.height);
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_subscriber_naming_its_last_block_gets_every_block_it_missed() {
+    use bitcoin::hashes::Hash;
+    let s = world_setup().await;
+    let tip = lock(&s.world).height().0;
+    let hash_at = |h: u32| {
+        lock(&s.world)
+            .chain()
+            .block_hash(BlockHeight(h))
+            .unwrap()
+            .to_byte_array()
+            .to_vec()
+    };
+
+    let mut caught_up = epochs_since(&s, tip - 3, hash_at(tip - 3)).await;
+    assert_eq!(
+        heights(&mut caught_up, 3).await,
+        vec![tip - 2, tip - 1, tip]
+    );
+    let mut by_height = epochs_since(&s, tip - 2, Vec::new()).await;
+    assert_eq!(heights(&mut by_height, 2).await, vec![tip - 1, tip]);
+    // A block the chain no longer has is replaced by the one now at its height.
+    let mut reorged = epochs_since(&s, tip - 1, vec![0xee; 32]).await;
+    assert_eq!(heights(&mut reorged, 2).await, vec![tip - 1, tip]);
+    // Up to date: nothing until the next block, which all of them then see.
+    let mut current = epochs_since(&s, tip, hash_at(tip)).await;
+    lock(&s.world).mine(1);
+    assert_eq!(heights(&mut current, 1).await, vec![tip + 1]);
+    assert_eq!(heights(&mut caught_up, 1).await, vec![tip + 1]);
 }

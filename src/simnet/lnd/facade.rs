@@ -8,7 +8,10 @@ use futures::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
+use bitcoin::BlockHash;
+
 use super::status::to_status;
+use crate::domain::BlockHeight;
 use crate::lnd::{LightningNode, NodeError, NodeStream};
 
 /// A server stream as the generated service traits take it.
@@ -18,19 +21,40 @@ pub type WireStream<W> = Pin<Box<dyn Stream<Item = Result<W, Status>> + Send + '
 /// clients see the connection close, which they read as "retry later" just the same.
 pub const SHUTTING_DOWN: &str = "server is shutting down";
 
+/// The active chain as the simulated lnd's chain backend sees it, so a block epoch
+/// subscription naming the last block a client saw is sent the blocks it missed, as lnd does.
+/// The port has no such query; the runner hands the world's chain in.
+pub trait BlockSource: Send + Sync {
+    /// The hash of the block at `height` in the active chain.
+    fn hash_at(&self, height: BlockHeight) -> Option<BlockHash>;
+}
+
+impl BlockSource for crate::simnet::world::SharedWorld {
+    fn hash_at(&self, height: BlockHeight) -> Option<BlockHash> {
+        crate::simnet::world::lock(self).chain().block_hash(height)
+    }
+}
+
 /// Serves lnd's seven services over one [`LightningNode`]. Cheap to clone.
 #[derive(Clone)]
 pub struct LndFacade {
     /// The node every call is translated to.
     pub(crate) node: Arc<dyn LightningNode>,
+    /// The chain, for catching a block epoch subscriber up; without it subscriptions start
+    /// at the tip whatever block they name.
+    pub(crate) blocks: Option<Arc<dyn BlockSource>>,
     /// Cancelled when the server stops; open streams end with `UNAVAILABLE` then.
     pub(crate) stop: CancellationToken,
 }
 
 impl LndFacade {
     /// A facade over `node` whose streams end when `stop` is cancelled.
-    pub fn new(node: Arc<dyn LightningNode>, stop: CancellationToken) -> LndFacade {
-        LndFacade { node, stop }
+    pub fn new(
+        node: Arc<dyn LightningNode>,
+        blocks: Option<Arc<dyn BlockSource>>,
+        stop: CancellationToken,
+    ) -> LndFacade {
+        LndFacade { node, blocks, stop }
     }
 
     /// Forwards a port stream as a server stream, converting each item, and ends it with

@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{Server, ServerTlsConfig};
 
 pub use auth::LndFiles;
-pub use facade::{LndFacade, SHUTTING_DOWN};
+pub use facade::{BlockSource, LndFacade, SHUTTING_DOWN};
 
 use crate::daemon::supervisor::bounded_drain;
 use crate::lnd::LightningNode;
@@ -90,6 +90,7 @@ pub enum SimLndError {
 /// A simulated lnd serving one node. Dropping it stops the server.
 pub struct SimLndServer {
     node: Arc<dyn LightningNode>,
+    blocks: Option<Arc<dyn BlockSource>>,
     files: LndFiles,
     addr: SocketAddr,
     running: Option<Running>,
@@ -112,15 +113,28 @@ impl std::fmt::Debug for SimLndServer {
 
 impl SimLndServer {
     /// Loads or creates the credential files in `dir` and serves `node` on `listen` (port 0
-    /// picks a free port; [`addr`](Self::addr) tells which).
+    /// picks a free port; [`addr`](Self::addr) tells which). Block epoch subscriptions start
+    /// at the tip; [`start_with_chain`](Self::start_with_chain) also catches clients up.
     pub async fn start(
         node: Arc<dyn LightningNode>,
+        dir: &Path,
+        listen: SocketAddr,
+    ) -> Result<SimLndServer, SimLndError> {
+        SimLndServer::start_with_chain(node, None, dir, listen).await
+    }
+
+    /// Like [`start`](Self::start), with the chain the node runs on, so a block epoch
+    /// subscription naming the last block its client saw gets the blocks it missed.
+    pub async fn start_with_chain(
+        node: Arc<dyn LightningNode>,
+        blocks: Option<Arc<dyn BlockSource>>,
         dir: &Path,
         listen: SocketAddr,
     ) -> Result<SimLndServer, SimLndError> {
         let files = LndFiles::load_or_create(dir)?;
         let mut server = SimLndServer {
             node,
+            blocks,
             files,
             addr: listen,
             running: None,
@@ -199,7 +213,7 @@ impl SimLndServer {
             source,
         })?;
         let stop = CancellationToken::new();
-        let facade = LndFacade::new(self.node.clone(), stop.clone());
+        let facade = LndFacade::new(self.node.clone(), self.blocks.clone(), stop.clone());
         let check = self.files.checker();
         let tls = ServerTlsConfig::new()
             .identity(tonic::transport::Identity::from_pem(
