@@ -14,6 +14,7 @@ pub mod client;
 pub mod daemon;
 pub mod htlc;
 pub mod output;
+pub mod simnet;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -70,6 +71,8 @@ pub enum Command {
     Channels,
     /// Print a Loop HTLC's scripts, tap leaves, keys and address (offline; no daemon needed).
     Htlc(htlc::HtlcCmd),
+    /// Run a simulated world on loopback, or drive a running one (mine, fee, reorg, status).
+    Simnet(simnet::SimnetArgs),
 }
 
 /// Why a command failed. `Display` is exactly what the operator reads.
@@ -146,6 +149,9 @@ pub enum CliError {
     /// Writing the answer failed (e.g. stdout closed).
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
+    /// A `sluice simnet` command failed.
+    #[error(transparent)]
+    Simnet(#[from] simnet::SimnetCliError),
     /// Serialising the answer failed.
     #[error("cannot encode the output as JSON: {0}")]
     Json(#[from] serde_json::Error),
@@ -155,7 +161,9 @@ impl CliError {
     /// The process exit code for this failure.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::NoHome | CliError::Input(_) => EXIT_USAGE,
+            CliError::NoHome
+            | CliError::Input(_)
+            | CliError::Simnet(simnet::SimnetCliError::NoHome) => EXIT_USAGE,
             _ => 1,
         }
     }
@@ -163,9 +171,13 @@ impl CliError {
 
 /// Runs one command and returns what to print on stdout (text or one JSON object).
 pub async fn execute(args: &Args) -> Result<String, CliError> {
-    // Offline commands need neither a daemon nor a datadir.
-    if let Command::Htlc(cmd) = &args.command {
-        return htlc::run(cmd, args.json);
+    // These commands need no daemon (nor its datadir).
+    match &args.command {
+        Command::Htlc(cmd) => return htlc::run(cmd, args.json),
+        Command::Simnet(sim) => {
+            return simnet::execute(sim, output::Format::from_json_flag(args.json)).await;
+        }
+        Command::Getinfo | Command::Stop | Command::Channels => {}
     }
     let target = client::Target::resolve(args, std::env::var_os("HOME").map(PathBuf::from))?;
     let format = output::Format::from_json_flag(args.json);
@@ -173,7 +185,7 @@ pub async fn execute(args: &Args) -> Result<String, CliError> {
         Command::Getinfo => daemon::getinfo(&target, format).await,
         Command::Stop => daemon::stop(&target, format).await,
         Command::Channels => channels::channels(&target, format).await,
-        Command::Htlc(_) => unreachable_offline(),
+        Command::Htlc(_) | Command::Simnet(_) => unreachable_offline(),
     }
 }
 
