@@ -10,6 +10,7 @@
 //! - [`tls`]: certificate generation and pinned-certificate gRPC channels.
 //! - [`lnd`]: the `LightningNode` port and its lnd gRPC adapter.
 //! - [`chain`]: HTLC scripts, sweeps, fee maths. Pure.
+//! - [`policy`]: YAML rules and rhai scripts; `evaluate(policy, snapshot)` into a plan. Pure.
 //! - [`provider`]: the Loop swap-server protocol (`looprpc`) and its client.
 //! - [`simnet`]: the simulated chain, lnd and Loop server, over real gRPC on loopback.
 //! - [`cli`]: the `sluice` command.
@@ -22,6 +23,7 @@ pub mod daemon;
 pub mod domain;
 pub mod lnd;
 pub mod metrics;
+pub mod policy;
 pub mod proto;
 pub mod provider;
 pub mod simnet;
