@@ -10,7 +10,7 @@
 mod error;
 mod eval;
 pub mod keys;
-mod load;
+pub mod load;
 mod model;
 mod reason;
 pub mod script;
