@@ -657,6 +657,9 @@ fn check_map(
 pub fn describe(kind: &Kind) -> String {
     match kind {
         Kind::Map(fields) => format!("a mapping with keys: {}", names(fields).join(", ")),
+        Kind::Seq(Kind::Map(fields)) => {
+            format!("a list of mappings with keys: {}", names(fields).join(", "))
+        }
         Kind::Seq(item) => format!("a list of {}", describe(item)),
         Kind::OneOrMany(s) => format!("{} or a list of them", s.expected()),
         Kind::Dict(item, _) => format!("a mapping of names to {}", describe(item)),

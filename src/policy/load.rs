@@ -483,7 +483,15 @@ fn build_selector(node: &Node, path: &str) -> Result<Selector, PolicyError> {
         s.peers = one_or_many(n, &p, Scalar::Pubkey, values::pubkey)?;
     }
     s.alias = opt(&mut f, "alias", Scalar::Regex, |t| {
-        Regex::new(t).map_err(|e| format!("`{t}` is not a valid regular expression: {e}"))
+        Regex::new(t).map_err(|e| {
+            let e = e.to_string();
+            let why = e
+                .lines()
+                .last()
+                .unwrap_or_default()
+                .trim_start_matches("error: ");
+            format!("`{t}` is not a valid regular expression: {why}")
+        })
     })?;
     s.capacity_min = opt(&mut f, "capacity_min", Scalar::Amount, values::amount)?;
     s.capacity_max = opt(&mut f, "capacity_max", Scalar::Amount, values::amount)?;

@@ -256,7 +256,7 @@ pub fn name(text: &str) -> Result<String, String> {
 
 /// A channel id.
 pub fn chan_id(text: &str) -> Result<ChanId, String> {
-    ChanId::from_str(text.trim()).map_err(|e| e.to_string())
+    ChanId::from_str(text.trim()).map_err(|_| format!("`{text}` is not a channel id"))
 }
 
 /// A node pubkey: 66 hex digits, starting 02 or 03. Returned lower-case.
