@@ -10,13 +10,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{Datelike, DurationRound, TimeDelta, Timelike};
+use chrono::{DurationRound, TimeDelta};
 
-use super::model::{Destination, FeeGate, Grouping, Matcher, Policy, Rule, Selector, Settings};
+use super::gate::{GateState, gate_state};
+use super::model::{Destination, Grouping, Matcher, Policy, Rule, Selector, Settings};
 use super::reason::{Reason, Target};
-use super::script::{CtxView, FlowWindow, ProposalView, TargetView, Verdict};
+use super::script::{ProposalView, Verdict};
 use super::snapshot::{Channel, Snapshot};
 use super::values::ppm_percent;
+use super::views::{ctx_view, target_view};
 use crate::chain::fees::SatPerKw;
 use crate::domain::{ChanId, Ppm, Sat};
 
@@ -95,13 +97,6 @@ pub struct SwapCaps {
     pub miner: Sat,
 }
 
-/// A rule's fee gate after this pass.
-#[derive(Debug, Clone)]
-struct GateState {
-    open: bool,
-    detail: String,
-}
-
 /// A target being formed: its rule and channels.
 struct Group {
     rule: Option<usize>,
@@ -111,10 +106,10 @@ struct Group {
 }
 
 /// Running totals of the pass.
-struct PassState {
-    dispatched: u32,
-    spent_total: Sat,
-    spent_rule: HashMap<usize, Sat>,
+pub(super) struct PassState {
+    pub(super) dispatched: u32,
+    pub(super) spent_total: Sat,
+    pub(super) spent_rule: HashMap<usize, Sat>,
 }
 
 /// Evaluates `policy` over `snapshot`.
@@ -214,95 +209,14 @@ fn has_tag(policy: &Policy, tag: &str, ch: &Channel) -> bool {
             .is_some_and(|set| set.channels.contains(&ch.id) || set.peers.contains(&ch.peer))
 }
 
-/// The `p`-th percentile (nearest rank) of `sorted`.
-fn percentile(sorted: &[u64], p: u8) -> Option<u64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = (usize::from(p) * sorted.len()).div_ceil(100).max(1);
-    sorted.get(rank - 1).copied()
-}
-
-fn sat_vb(rate: SatPerKw) -> String {
-    let tenths = rate.0 * 4 / 100;
-    if tenths.is_multiple_of(10) {
-        format!("{} sat/vB", tenths / 10)
-    } else {
-        format!("{}.{} sat/vB", tenths / 10, tenths % 10)
-    }
-}
-
-fn gate_state(rule: &Rule, snapshot: &Snapshot) -> Option<GateState> {
-    let gate: &FeeGate = rule.settings.gate.as_ref()?;
-    let Some(current) = snapshot.fees.estimate(rule.settings.swap.conf_target) else {
-        return Some(GateState {
-            open: false,
-            detail: "no fee estimate".to_owned(),
-        });
-    };
-    if let Some(ceiling) = gate.ceiling
-        && current > ceiling
-    {
-        return Some(GateState {
-            open: false,
-            detail: format!("fee {} > ceiling {}", sat_vb(current), sat_vb(ceiling)),
-        });
-    }
-    let Some(p) = gate.percentile else {
-        return Some(GateState {
-            open: true,
-            detail: format!("fee {} within ceiling", sat_vb(current)),
-        });
-    };
-    let since = snapshot.now - gate.window;
-    let mut samples: Vec<u64> = snapshot
-        .fees
-        .history
-        .iter()
-        .filter(|s| s.at >= since && s.at <= snapshot.now)
-        .map(|s| s.rate.0)
-        .collect();
-    samples.sort_unstable();
-    let (Some(open_at), Some(close_at)) = (
-        percentile(&samples, p),
-        percentile(&samples, gate.close_percentile),
-    ) else {
-        return Some(GateState {
-            open: true,
-            detail: "no fee history in the window; only the ceiling applies".to_owned(),
-        });
-    };
-    let was_open = snapshot.gate_open.get(&rule.name).copied().unwrap_or(false);
-    let open = if was_open {
-        current.0 <= close_at
-    } else {
-        current.0 <= open_at
-    };
-    let detail = if was_open {
-        format!(
-            "fee {} vs p{} {} (closes above)",
-            sat_vb(current),
-            gate.close_percentile,
-            sat_vb(SatPerKw(close_at))
-        )
-    } else {
-        format!(
-            "fee {} vs p{} {} (opens at or below)",
-            sat_vb(current),
-            p,
-            sat_vb(SatPerKw(open_at))
-        )
-    };
-    Some(GateState { open, detail })
-}
-
-struct Agg {
-    capacity: Sat,
-    local: Sat,
-    remote: Sat,
-    active: u32,
-    pending: u32,
-    age_blocks: u32,
+/// A target's channels added up.
+pub(super) struct Agg {
+    pub(super) capacity: Sat,
+    pub(super) local: Sat,
+    pub(super) remote: Sat,
+    pub(super) active: u32,
+    pub(super) pending: u32,
+    pub(super) age_blocks: u32,
 }
 
 fn aggregate(snapshot: &Snapshot, idx: &[usize]) -> Agg {
@@ -732,92 +646,4 @@ fn fee_cap_breach(s: &Settings, snapshot: &Snapshot, p: &Proposal) -> Option<Str
         ));
     }
     None
-}
-
-fn flows_of(snapshot: &Snapshot, idx: &[usize]) -> Vec<FlowWindow> {
-    let mut out: Vec<FlowWindow> = Vec::new();
-    for &i in idx {
-        for w in &snapshot.channels[i].flows {
-            match out.iter_mut().find(|o| o.days == w.days) {
-                Some(o) => {
-                    o.fees_earned_sat = o.fees_earned_sat.saturating_add(w.fees_earned_sat);
-                    o.out_sat = o.out_sat.saturating_add(w.out_sat);
-                    o.in_sat = o.in_sat.saturating_add(w.in_sat);
-                }
-                None => out.push(*w),
-            }
-        }
-    }
-    out
-}
-
-fn i64_of(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn target_view(
-    snapshot: &Snapshot,
-    rule: &Rule,
-    target: &Target,
-    idx: &[usize],
-    agg: &Agg,
-    inbound: Ppm,
-) -> TargetView {
-    let first = idx.first().map(|&i| &snapshot.channels[i]);
-    let (alias, peer) = match (target, first) {
-        (Target::Node, _) | (_, None) => (String::new(), String::new()),
-        (_, Some(c)) => (c.alias.clone(), c.peer.clone()),
-    };
-    TargetView {
-        id: target.to_string(),
-        kind: target.kind(),
-        rule: rule.name.clone(),
-        alias,
-        peer,
-        channels: idx.len() as i64,
-        capacity_sat: i64_of(agg.capacity.0),
-        local_sat: i64_of(agg.local.0),
-        remote_sat: i64_of(agg.remote.0),
-        inbound_pct: inbound.0 as f64 / 10_000.0,
-        active: agg.active > 0,
-        pending_htlcs: i64::from(agg.pending),
-        age_blocks: i64::from(agg.age_blocks),
-        flows: flows_of(snapshot, idx),
-    }
-}
-
-fn ctx_view(
-    snapshot: &Snapshot,
-    rule: &Rule,
-    ri: usize,
-    state: &PassState,
-    node_inbound: Ppm,
-) -> CtxView {
-    let local = snapshot.now.with_timezone(&rule.settings.schedule.tz);
-    let rate = snapshot
-        .fees
-        .estimate(rule.settings.swap.conf_target)
-        .unwrap_or(SatPerKw(0));
-    let left_total = snapshot
-        .budget
-        .total
-        .map(|l| l.saturating_sub(state.spent_total));
-    let left_rule = snapshot
-        .budget
-        .per_rule
-        .get(&rule.name)
-        .map(|l| l.saturating_sub(state.spent_rule.get(&ri).copied().unwrap_or(Sat::ZERO)));
-    let left = match (left_total, left_rule) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
-    CtxView {
-        now: snapshot.now.timestamp(),
-        hour: i64::from(local.hour()),
-        weekday: i64::from(local.weekday().number_from_monday()),
-        fee_rate_sat_vb: rate.0 as f64 / 250.0,
-        budget_left_sat: left.map_or(-1, |l| i64_of(l.0)),
-        in_flight: snapshot.in_flight.len() as i64 + i64::from(state.dispatched),
-        node_inbound_pct: node_inbound.0 as f64 / 10_000.0,
-    }
 }

@@ -1,14 +1,12 @@
 //! The key table: every key a policy file may contain, its shape and its documentation.
 //!
 //! One table drives three things, so they cannot drift apart: the shape check of a parsed
-//! file (unknown keys with a suggestion, wrong shapes, missing required keys), the JSON
-//! Schema in `policies/schema.json` ([`json_schema`]), and the list of keys in the reference
-//! test that loads a file setting every key ([`key_paths`]).
+//! file ([`check`]: unknown keys with a suggestion, wrong shapes, missing required keys), the
+//! JSON Schema in `policies/schema.json` ([`json_schema`]), and the list of keys in the
+//! reference test that loads a file setting every key ([`key_paths`]).
 
-use serde_json::{Map as JsonMap, Value as Json, json};
-
-use super::error::{PolicyError, closest};
-use super::tree::{Node, Value};
+pub use super::check::{check, describe, key_paths, used_paths};
+pub use super::schema::json_schema;
 
 /// The form a scalar takes; each has one parser in `values`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,50 +81,6 @@ impl Scalar {
             Scalar::Age => "a channel age in blocks (4320) or days (30d)".to_owned(),
             Scalar::ScriptPath => "a rhai file name such as earnings-aware.rhai".to_owned(),
             Scalar::Enum(words) => format!("one of: {}", words.join(", ")),
-        }
-    }
-
-    fn schema(self) -> Json {
-        let amount = r"^[0-9]+(\.[0-9]+)?\s*[kM]?(\s*sats?)?$";
-        let percent = r"^[0-9]+(\.[0-9]+)?\s*%$";
-        match self {
-            Scalar::Bool => json!({"type": "boolean"}),
-            Scalar::Int(lo, hi) => json!({"type": "integer", "minimum": lo, "maximum": hi}),
-            Scalar::Amount => json!({"oneOf": [
-                {"type": "integer", "minimum": 0},
-                {"type": "string", "pattern": amount}
-            ]}),
-            Scalar::Percent => json!({"type": "string", "pattern": percent}),
-            Scalar::Level => json!({"oneOf": [
-                {"type": "integer", "minimum": 0},
-                {"type": "string", "pattern": percent},
-                {"type": "string", "pattern": amount}
-            ]}),
-            Scalar::Duration => {
-                json!({"type": "string", "pattern": r"^([0-9]+(s|m|h|d|w))+$"})
-            }
-            Scalar::FeeRate => json!({"type": "string",
-                "pattern": r"^[0-9]+(\.[0-9]+)?\s*sat/(vB|vb|kw)$"}),
-            Scalar::Cron => json!({"type": "string", "pattern": r"^\S+(\s+\S+){4}$"}),
-            Scalar::TimeZone | Scalar::Regex | Scalar::ScriptPath => json!({"type": "string"}),
-            Scalar::DateTime => json!({"type": "string",
-                "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}$"}),
-            Scalar::Name => json!({"type": "string", "pattern": r"^[A-Za-z0-9_.-]+$"}),
-            Scalar::Member => json!({"type": "string",
-                "pattern": r"^([0-9]+(x[0-9]+x[0-9]+)?|[0-9a-fA-F]{66})$"}),
-            Scalar::ChanId => json!({"oneOf": [
-                {"type": "integer", "minimum": 0},
-                {"type": "string", "pattern": r"^[0-9]+(x[0-9]+x[0-9]+)?$"}
-            ]}),
-            Scalar::Pubkey => json!({"type": "string", "pattern": r"^[0-9a-fA-F]{66}$"}),
-            Scalar::Destination => json!({"type": "string"}),
-            Scalar::Period => json!({"type": "string",
-                "pattern": r"^(day|week|month|rolling\s+([0-9]+(s|m|h|d|w))+)$"}),
-            Scalar::Age => json!({"oneOf": [
-                {"type": "integer", "minimum": 0},
-                {"type": "string", "pattern": r"^[0-9]+d$"}
-            ]}),
-            Scalar::Enum(words) => json!({"type": "string", "enum": words}),
         }
     }
 }
@@ -379,7 +333,7 @@ macro_rules! settings {
     };
 }
 
-const SETTINGS: &[Field] = &settings!();
+pub(crate) const SETTINGS: &[Field] = &settings!();
 
 const SELECTOR: &[Field] = &[
     f(
@@ -429,7 +383,7 @@ const SELECTOR: &[Field] = &[
     ),
 ];
 
-const RULE: &[Field] = &{
+pub(crate) const RULE: &[Field] = &{
     let s = settings!();
     [
         req(
@@ -550,332 +504,7 @@ pub const ROOT: &[Field] = &[
     ),
 ];
 
-fn names(fields: &[Field]) -> Vec<&'static str> {
-    fields.iter().map(|f| f.name).collect()
-}
-
-fn join_path(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
-    }
-}
-
-/// Checks `node` against `kind`: unknown keys (with the nearest known key), duplicate keys,
-/// missing required keys and wrong shapes, each at its place. Scalars are typed later.
-pub fn check(node: &Node, kind: &Kind, path: &str) -> Result<(), PolicyError> {
-    match (kind, &node.value) {
-        (_, Value::Null) => Ok(()),
-        (Kind::Map(fields), Value::Map(entries))
-        | (Kind::WordOrMap(_, fields), Value::Map(entries)) => {
-            check_map(node, fields, entries, path)
-        }
-        (Kind::Seq(item), Value::Seq(items)) => {
-            for (i, it) in items.iter().enumerate() {
-                check(it, item, &format!("{path}[{i}]"))?;
-            }
-            Ok(())
-        }
-        (Kind::OneOrMany(_), Value::Scalar(_)) | (Kind::Scalar(_), Value::Scalar(_)) => Ok(()),
-        (Kind::OneOrMany(s), Value::Seq(items)) => {
-            for (i, it) in items.iter().enumerate() {
-                check(it, &Kind::Scalar(*s), &format!("{path}[{i}]"))?;
-            }
-            Ok(())
-        }
-        (Kind::Dict(item, _), Value::Map(entries)) => {
-            let mut seen: Vec<&str> = Vec::new();
-            for (k, kp, v) in entries {
-                let p = join_path(path, k);
-                if seen.contains(&k.as_str()) {
-                    return Err(kp.error(&p, "the key is written a second time", "each key once"));
-                }
-                seen.push(k);
-                check(v, item, &p)?;
-            }
-            Ok(())
-        }
-        (Kind::WordOrMap(words, _), Value::Scalar(s)) => {
-            if words.contains(&s.as_str()) {
-                Ok(())
-            } else {
-                Err(node.place.error(
-                    path,
-                    format!("`{s}` is not a selector"),
-                    format!("one of {} or a mapping of selector keys", words.join(", ")),
-                ))
-            }
-        }
-        (kind, other) => Err(node.place.error(
-            path,
-            format!("wrong type: found {}", other.shape()),
-            describe(kind),
-        )),
-    }
-}
-
-fn check_map(
-    node: &Node,
-    fields: &[Field],
-    entries: &[(String, super::tree::Place, Node)],
-    path: &str,
-) -> Result<(), PolicyError> {
-    let mut seen: Vec<&str> = Vec::new();
-    for (k, kp, v) in entries {
-        let p = join_path(path, k);
-        if seen.contains(&k.as_str()) {
-            return Err(kp.error(&p, "the key is written a second time", "each key once"));
-        }
-        seen.push(k);
-        let Some(field) = fields.iter().find(|f| f.name == k) else {
-            let allowed = names(fields);
-            let mut message = "unknown key".to_owned();
-            if let Some(s) = closest(k, &allowed) {
-                message.push_str(&format!(" (did you mean {s}?)"));
-            }
-            return Err(kp.error(&p, message, format!("one of: {}", allowed.join(", "))));
-        };
-        check(v, &field.kind, &p)?;
-    }
-    for field in fields.iter().filter(|f| f.required) {
-        let present = entries
-            .iter()
-            .any(|(k, _, v)| k == field.name && !matches!(v.value, Value::Null));
-        if !present {
-            return Err(node.place.error(
-                &join_path(path, field.name),
-                "missing required key",
-                describe(&field.kind),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// The expected form of a kind, in words.
-pub fn describe(kind: &Kind) -> String {
-    match kind {
-        Kind::Map(fields) => format!("a mapping with keys: {}", names(fields).join(", ")),
-        Kind::Seq(Kind::Map(fields)) => {
-            format!("a list of mappings with keys: {}", names(fields).join(", "))
-        }
-        Kind::Seq(item) => format!("a list of {}", describe(item)),
-        Kind::OneOrMany(s) => format!("{} or a list of them", s.expected()),
-        Kind::Dict(item, _) => format!("a mapping of names to {}", describe(item)),
-        Kind::Scalar(s) => s.expected(),
-        Kind::WordOrMap(words, _) => format!("{} or a mapping of selector keys", words.join(", ")),
-    }
-}
-
-fn kind_schema(kind: &Kind) -> Json {
-    match kind {
-        Kind::Map(fields) => map_schema(fields),
-        Kind::Seq(item) => json!({"type": "array", "items": kind_schema(item)}),
-        Kind::OneOrMany(s) => {
-            json!({"oneOf": [s.schema(), {"type": "array", "items": s.schema()}]})
-        }
-        Kind::Dict(item, key) => json!({
-            "type": "object",
-            "propertyNames": key.schema(),
-            "additionalProperties": kind_schema(item)
-        }),
-        Kind::Scalar(s) => s.schema(),
-        Kind::WordOrMap(words, fields) => json!({"oneOf": [
-            {"type": "string", "enum": words},
-            map_schema(fields)
-        ]}),
-    }
-}
-
-fn map_schema(fields: &[Field]) -> Json {
-    let mut props = JsonMap::new();
-    for field in fields {
-        let mut s = kind_schema(&field.kind);
-        if let Json::Object(o) = &mut s {
-            o.insert("description".to_owned(), Json::String(field.doc.to_owned()));
-        }
-        props.insert(field.name.to_owned(), s);
-    }
-    let required: Vec<&str> = fields
-        .iter()
-        .filter(|f| f.required)
-        .map(|f| f.name)
-        .collect();
-    let mut out = json!({
-        "type": "object",
-        "additionalProperties": false,
-        "properties": props,
-    });
-    if !required.is_empty()
-        && let Json::Object(o) = &mut out
-    {
-        o.insert("required".to_owned(), json!(required));
-    }
-    out
-}
-
-/// The JSON Schema (draft 2020-12) of a policy file, as checked in at `policies/schema.json`.
-pub fn json_schema() -> String {
-    let mut root = map_schema(ROOT);
-    if let Json::Object(o) = &mut root {
-        o.insert(
-            "$schema".to_owned(),
-            json!("https://json-schema.org/draft/2020-12/schema"),
-        );
-        o.insert(
-            "$id".to_owned(),
-            json!("https://sluice.dev/policy.schema.json"),
-        );
-        o.insert("title".to_owned(), json!("sluice policy file"));
-    }
-    let mut text = serde_json::to_string_pretty(&root).unwrap_or_default();
-    text.push('\n');
-    text
-}
-
-/// Every key path the table allows, with `[]` for list items and `*` for user-chosen names:
-/// `rules[].band.inbound_min`, `tags.*`.
-pub fn key_paths() -> Vec<String> {
-    let mut out = Vec::new();
-    walk_paths(&Kind::Map(ROOT), "", &mut out);
-    out
-}
-
-fn walk_paths(kind: &Kind, path: &str, out: &mut Vec<String>) {
-    match kind {
-        Kind::Map(fields) | Kind::WordOrMap(_, fields) => {
-            for field in fields.iter() {
-                let p = join_path(path, field.name);
-                out.push(p.clone());
-                walk_paths(&field.kind, &p, out);
-            }
-        }
-        Kind::Seq(item) => walk_paths(item, &format!("{path}[]"), out),
-        Kind::Dict(item, _) => {
-            let p = join_path(path, "*");
-            out.push(p.clone());
-            walk_paths(item, &p, out);
-        }
-        Kind::Scalar(_) | Kind::OneOrMany(_) => {}
-    }
-}
-
-/// The key paths a parsed file uses, in the form of [`key_paths`].
-pub fn used_paths(node: &Node) -> Vec<String> {
-    let mut out = Vec::new();
-    walk_used(node, &Kind::Map(ROOT), "", &mut out);
-    out
-}
-
-fn walk_used(node: &Node, kind: &Kind, path: &str, out: &mut Vec<String>) {
-    match (kind, &node.value) {
-        (Kind::Map(fields) | Kind::WordOrMap(_, fields), Value::Map(entries)) => {
-            for (k, _, v) in entries {
-                if let Some(field) = fields.iter().find(|f| f.name == k) {
-                    let p = join_path(path, k);
-                    out.push(p.clone());
-                    walk_used(v, &field.kind, &p, out);
-                }
-            }
-        }
-        (Kind::Seq(item), Value::Seq(items)) => {
-            for it in items {
-                walk_used(it, item, &format!("{path}[]"), out);
-            }
-        }
-        (Kind::Dict(item, _), Value::Map(entries)) => {
-            for (_, _, v) in entries {
-                let p = join_path(path, "*");
-                out.push(p.clone());
-                walk_used(v, item, &p, out);
-            }
-        }
-        _ => {}
-    }
-}
-
 /// The fields of the settings shared by `defaults` and rules.
 pub fn settings_fields() -> &'static [Field] {
     SETTINGS
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
-mod tests {
-    use super::*;
-    use crate::policy::tree::parse;
-    use std::path::Path;
-
-    #[test]
-    fn rule_settings_are_the_defaults_settings() {
-        for s in SETTINGS {
-            assert!(RULE.iter().any(|r| r.name == s.name), "{}", s.name);
-        }
-    }
-
-    #[test]
-    fn unknown_key_suggests_the_nearest() {
-        let n = parse(
-            Path::new("x.yaml"),
-            "defaults:\n  fees:\n    sweep_gate:\n      percentil: 25\n",
-        )
-        .unwrap();
-        let e = check(&n, &Kind::Map(ROOT), "").unwrap_err();
-        assert_eq!((e.line, e.column), (4, 7));
-        assert_eq!(e.key, "defaults.fees.sweep_gate.percentil");
-        assert!(e.to_string().contains("did you mean percentile?"), "{e}");
-    }
-
-    #[test]
-    fn missing_required_key_is_reported_at_its_mapping() {
-        let n = parse(Path::new("x.yaml"), "rules:\n  - match: all\n").unwrap();
-        let e = check(&n, &Kind::Map(ROOT), "").unwrap_err();
-        assert_eq!(e.key, "rules[0].name");
-        assert_eq!(e.line, 2);
-    }
-
-    #[test]
-    fn schema_lists_every_key_path() {
-        let schema: Json = serde_json::from_str(&json_schema()).unwrap();
-        let mut from_schema = Vec::new();
-        schema_paths(&schema, "", &mut from_schema);
-        let mut from_table = key_paths();
-        from_schema.sort();
-        from_table.sort();
-        assert_eq!(from_schema, from_table);
-    }
-
-    /// Walks the generated JSON independently of the table.
-    fn schema_paths(s: &Json, path: &str, out: &mut Vec<String>) {
-        if let Some(props) = s.get("properties").and_then(Json::as_object) {
-            for (k, v) in props {
-                let p = join_path(path, k);
-                out.push(p.clone());
-                schema_paths(v, &p, out);
-            }
-        }
-        if let Some(items) = s.get("items")
-            && s.get("type") == Some(&json!("array"))
-            && path_is_seq_of_maps(items)
-        {
-            schema_paths(items, &format!("{path}[]"), out);
-        }
-        if let Some(add) = s.get("additionalProperties").filter(|a| a.is_object()) {
-            let p = join_path(path, "*");
-            out.push(p.clone());
-            schema_paths(add, &p, out);
-        }
-        if let Some(alts) = s.get("oneOf").and_then(Json::as_array) {
-            for a in alts {
-                if a.get("properties").is_some() {
-                    schema_paths(a, path, out);
-                }
-            }
-        }
-    }
-
-    fn path_is_seq_of_maps(items: &Json) -> bool {
-        items.get("properties").is_some()
-    }
 }

@@ -8,23 +8,21 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 
-use chrono::TimeDelta;
 use chrono_tz::Tz;
 use regex::Regex;
 
 use super::error::{PolicyError, closest};
 use super::keys::{self, Kind, ROOT, Scalar};
 use super::model::{
-    Backoff, Band, Blackout, BudgetDef, Destination, FeeCaps, FeeGate, Grouping, Limits, Matcher,
-    Outgoing, PeriodSpec, Policy, Rule, Schedule, Selector, Settings, SwapSettings, TagSet,
+    BudgetDef, Grouping, Limits, Matcher, PeriodSpec, Policy, Rule, Selector, TagSet,
 };
 use super::script::{Script, ScriptHost};
+use super::settings::build_settings;
 use super::tree::{self, Node, Place, Value};
-use super::values::{self, Level};
-use crate::domain::{Ppm, Sat};
+use super::values;
+use crate::domain::Sat;
 
 /// Loads the policy at `path` (a directory or one file) with the default script sandbox.
 pub fn load(path: &Path) -> Result<Policy, PolicyError> {
@@ -103,13 +101,13 @@ pub fn parse_checked(file: &Path, text: &str) -> Result<Node, PolicyError> {
 
 /// The entries of a mapping node, taken one by one; whatever is left at the end is a key
 /// the table allows but this loader does not read, which `finish` reports.
-struct Fields<'a> {
+pub(super) struct Fields<'a> {
     path: String,
     entries: Vec<(&'a str, &'a Node, bool)>,
 }
 
 impl<'a> Fields<'a> {
-    fn of(node: &'a Node, path: &str) -> Fields<'a> {
+    pub(super) fn of(node: &'a Node, path: &str) -> Fields<'a> {
         let entries = match &node.value {
             Value::Map(e) => e.iter().map(|(k, _, v)| (k.as_str(), v, false)).collect(),
             _ => Vec::new(),
@@ -128,7 +126,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn get(&mut self, key: &str) -> Option<(&'a Node, String)> {
+    pub(super) fn get(&mut self, key: &str) -> Option<(&'a Node, String)> {
         let path = self.key(key);
         let slot = self.entries.iter_mut().find(|(k, _, _)| *k == key)?;
         slot.2 = true;
@@ -138,7 +136,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn finish(self) -> Result<(), PolicyError> {
+    pub(super) fn finish(self) -> Result<(), PolicyError> {
         match self.entries.iter().find(|(_, _, taken)| !taken) {
             None => Ok(()),
             Some((k, v, _)) => Err(v.place.error(
@@ -150,7 +148,7 @@ impl<'a> Fields<'a> {
     }
 }
 
-fn scalar<T>(
+pub(super) fn scalar<T>(
     node: &Node,
     path: &str,
     kind: Scalar,
@@ -166,7 +164,7 @@ fn scalar<T>(
     }
 }
 
-fn opt<T>(
+pub(super) fn opt<T>(
     f: &mut Fields<'_>,
     key: &str,
     kind: Scalar,
@@ -178,7 +176,7 @@ fn opt<T>(
     }
 }
 
-fn one_or_many<T>(
+pub(super) fn one_or_many<T>(
     node: &Node,
     path: &str,
     kind: Scalar,
@@ -194,19 +192,19 @@ fn one_or_many<T>(
     }
 }
 
-fn int_in(lo: u64, hi: u64) -> impl Fn(&str) -> Result<u64, String> {
+pub(super) fn int_in(lo: u64, hi: u64) -> impl Fn(&str) -> Result<u64, String> {
     move |t| values::int(t, lo, hi)
 }
 
-fn to_u32(v: u64) -> u32 {
+pub(super) fn to_u32(v: u64) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
 }
 
 /// Everything `build` needs while walking: scripts compiled so far and the host.
-struct Ctx<'h> {
-    host: &'h Arc<ScriptHost>,
-    scripts: BTreeMap<PathBuf, Arc<Script>>,
-    tz: Tz,
+pub(super) struct Ctx<'h> {
+    pub(super) host: &'h Arc<ScriptHost>,
+    pub(super) scripts: BTreeMap<PathBuf, Arc<Script>>,
+    pub(super) tz: Tz,
 }
 
 fn build(
@@ -527,380 +525,6 @@ fn build_selector(node: &Node, path: &str) -> Result<Selector, PolicyError> {
         ));
     }
     Ok(s)
-}
-
-fn build_settings(
-    node: &Node,
-    path: &str,
-    ctx: &mut Ctx<'_>,
-    require_band: bool,
-) -> Result<(Settings, Option<Arc<Script>>), PolicyError> {
-    let mut f = Fields::of(node, path);
-    let band_node = f.get("band");
-    let band = build_band(band_node, node, path, require_band)?;
-    let swap = build_swap(f.get("swap"))?;
-    let (fees, gate) = build_fees(f.get("fees"))?;
-    let schedule = build_schedule(f.get("schedule"), ctx.tz)?;
-    let backoff = build_backoff(f.get("backoff"))?;
-    let script = match f.get("script") {
-        None => None,
-        Some((n, p)) => Some(load_script(n, &p, ctx)?),
-    };
-    f.finish()?;
-    Ok((
-        Settings {
-            band,
-            swap,
-            fees,
-            gate,
-            schedule,
-            backoff,
-        },
-        script,
-    ))
-}
-
-/// A level as one comparable number (ppm for shares, sats for amounts); only levels of the
-/// same kind are compared.
-fn level_value(l: Level) -> u64 {
-    match l {
-        Level::Share(p) => p.0,
-        Level::Sats(s) => s.0,
-    }
-}
-
-fn build_band(
-    band: Option<(&Node, String)>,
-    parent: &Node,
-    path: &str,
-    required: bool,
-) -> Result<Band, PolicyError> {
-    let placeholder = Band {
-        inbound_min: Level::Share(Ppm(0)),
-        inbound_max: None,
-        restore_to: None,
-    };
-    let Some((node, bpath)) = band else {
-        if required {
-            return Err(parent.place.error(
-                &format!("{path}.band.inbound_min"),
-                "no band: neither the rule nor `defaults` sets band.inbound_min",
-                "band: { inbound_min: 30% } in the rule or in defaults",
-            ));
-        }
-        return Ok(placeholder);
-    };
-    let mut f = Fields::of(node, &bpath);
-    let mut leaf = |key: &str| -> Result<Option<(Level, Place, String)>, PolicyError> {
-        match f.get(key) {
-            None => Ok(None),
-            Some((n, p)) => {
-                let l = scalar(n, &p, Scalar::Level, values::level)?;
-                Ok(Some((l, n.place.clone(), p)))
-            }
-        }
-    };
-    let min = leaf("inbound_min")?;
-    let max = leaf("inbound_max")?;
-    let restore = leaf("restore_to")?;
-    f.finish()?;
-    let Some(min) = min else {
-        if required {
-            return Err(node.place.error(
-                &format!("{bpath}.inbound_min"),
-                "the band has no inbound_min",
-                Scalar::Level.expected(),
-            ));
-        }
-        return Ok(placeholder);
-    };
-    let is_share = |l: &Level| matches!(l, Level::Share(_));
-    for other in [&max, &restore].into_iter().flatten() {
-        if is_share(&other.0) != is_share(&min.0) {
-            return Err(other.1.error(
-                &other.2,
-                "mixes a percentage and an amount in one band",
-                if is_share(&min.0) {
-                    "a percentage, like inbound_min"
-                } else {
-                    "an amount, like inbound_min"
-                },
-            ));
-        }
-    }
-    let v = |l: &Level| level_value(*l);
-    let lo = v(&min.0);
-    let hi = match (&max, min.0) {
-        (Some(m), _) => v(&m.0),
-        (None, Level::Share(_)) => 1_000_000,
-        (None, Level::Sats(_)) => u64::MAX,
-    };
-    if let Some(m) = &max
-        && lo >= hi
-    {
-        return Err(m.1.error(
-            &m.2,
-            format!("inbound_max {} is not above inbound_min {}", m.0, min.0),
-            "inbound_min < restore_to < inbound_max",
-        ));
-    }
-    if let Some(r) = &restore {
-        let rv = v(&r.0);
-        if rv <= lo || rv > hi {
-            return Err(r.1.error(
-                &r.2,
-                format!(
-                    "restore_to {} is outside the band ({} to {})",
-                    r.0,
-                    min.0,
-                    max.as_ref()
-                        .map_or_else(|| "100%".to_owned(), |m| m.0.to_string())
-                ),
-                "inbound_min < restore_to ≤ inbound_max",
-            ));
-        }
-    }
-    Ok(Band {
-        inbound_min: min.0,
-        inbound_max: max.map(|m| m.0),
-        restore_to: restore.map(|r| r.0),
-    })
-}
-
-fn build_swap(node: Option<(&Node, String)>) -> Result<SwapSettings, PolicyError> {
-    let mut s = SwapSettings {
-        min: None,
-        max: None,
-        conf_target: 100,
-        htlc_confs: 1,
-        destination: Destination::Wallet,
-        outgoing: Outgoing::Target,
-    };
-    let Some((node, path)) = node else {
-        return Ok(s);
-    };
-    let mut f = Fields::of(node, &path);
-    s.min = opt(&mut f, "min", Scalar::Amount, values::amount)?;
-    let max_node = f.get("max");
-    s.max = match &max_node {
-        Some((n, p)) => Some(scalar(n, p, Scalar::Amount, values::amount)?),
-        None => None,
-    };
-    if let Some(c) = opt(&mut f, "conf_target", Scalar::Int(2, 1008), int_in(2, 1008))? {
-        s.conf_target = to_u32(c);
-    }
-    if let Some(c) = opt(&mut f, "htlc_confs", Scalar::Int(1, 6), int_in(1, 6))? {
-        s.htlc_confs = to_u32(c);
-    }
-    if let Some(d) = opt(&mut f, "destination", Scalar::Destination, |t| {
-        if t == "wallet" {
-            return Ok(Destination::Wallet);
-        }
-        bitcoin::Address::from_str(t)
-            .map(|_| Destination::Address(t.to_owned()))
-            .map_err(|e| format!("`{t}` is not a bitcoin address: {e}"))
-    })? {
-        s.destination = d;
-    }
-    if let Some(o) = opt(
-        &mut f,
-        "outgoing",
-        Scalar::Enum(&["target", "any"]),
-        |t| match t {
-            "target" => Ok(Outgoing::Target),
-            "any" => Ok(Outgoing::Any),
-            other => Err(format!("`{other}` is not a channel choice")),
-        },
-    )? {
-        s.outgoing = o;
-    }
-    f.finish()?;
-    if let (Some(lo), Some(hi), Some((n, p))) = (s.min, s.max, &max_node)
-        && lo > hi
-    {
-        return Err(n.place.error(
-            p,
-            format!("max {} is below min {}", hi.0, lo.0),
-            "swap.min ≤ swap.max",
-        ));
-    }
-    Ok(s)
-}
-
-fn build_fees(node: Option<(&Node, String)>) -> Result<(FeeCaps, Option<FeeGate>), PolicyError> {
-    let mut caps = FeeCaps {
-        max_total: Ppm(20_000),
-        max_server: None,
-        max_routing: None,
-        max_prepay_routing: None,
-        max_prepay: None,
-        max_miner: None,
-    };
-    let Some((node, path)) = node else {
-        return Ok((caps, None));
-    };
-    let mut f = Fields::of(node, &path);
-    if let Some(p) = opt(&mut f, "max_total", Scalar::Percent, values::percent)? {
-        caps.max_total = p;
-    }
-    caps.max_server = opt(&mut f, "max_server", Scalar::Percent, values::percent)?;
-    caps.max_routing = opt(&mut f, "max_routing", Scalar::Percent, values::percent)?;
-    caps.max_prepay_routing = opt(
-        &mut f,
-        "max_prepay_routing",
-        Scalar::Percent,
-        values::percent,
-    )?;
-    caps.max_prepay = opt(&mut f, "max_prepay", Scalar::Amount, values::amount)?;
-    caps.max_miner = opt(&mut f, "max_miner", Scalar::Amount, values::amount)?;
-    let gate = match f.get("sweep_gate") {
-        None => None,
-        Some((n, p)) => Some(build_gate(n, &p)?),
-    };
-    f.finish()?;
-    Ok((caps, gate))
-}
-
-fn build_gate(node: &Node, path: &str) -> Result<FeeGate, PolicyError> {
-    let mut f = Fields::of(node, path);
-    let ceiling = opt(&mut f, "ceiling", Scalar::FeeRate, values::fee_rate)?;
-    let percentile = opt(&mut f, "percentile", Scalar::Int(1, 99), int_in(1, 99))?;
-    let close_node = f.get("close_percentile");
-    let close = match &close_node {
-        Some((n, p)) => Some(scalar(n, p, Scalar::Int(1, 100), int_in(1, 100))?),
-        None => None,
-    };
-    let window =
-        opt(&mut f, "window", Scalar::Duration, values::duration)?.unwrap_or(TimeDelta::days(14));
-    let urgent_below = opt(&mut f, "urgent_below", Scalar::Percent, values::percent)?;
-    f.finish()?;
-    if ceiling.is_none() && percentile.is_none() {
-        return Err(node.place.error(
-            path,
-            "the gate has neither a ceiling nor a percentile, so it would never close",
-            "ceiling: 20 sat/vB and/or percentile: 25",
-        ));
-    }
-    let pct = percentile.map(|p| p as u8);
-    let close_pct = close.map_or_else(|| pct.map_or(100, |p| (p + 10).min(100)), |c| c as u8);
-    if let (Some(p), Some((n, kp))) = (pct, &close_node)
-        && close_pct < p
-    {
-        return Err(n.place.error(
-            kp,
-            format!("close_percentile {close_pct} is below percentile {p}"),
-            "close_percentile ≥ percentile (the gate closes above where it opens)",
-        ));
-    }
-    Ok(FeeGate {
-        ceiling,
-        percentile: pct,
-        close_percentile: close_pct,
-        window,
-        urgent_below,
-    })
-}
-
-fn build_schedule(node: Option<(&Node, String)>, tz: Tz) -> Result<Schedule, PolicyError> {
-    let mut s = Schedule {
-        when: None,
-        tz,
-        blackouts: Vec::new(),
-    };
-    let Some((node, path)) = node else {
-        return Ok(s);
-    };
-    let mut f = Fields::of(node, &path);
-    s.when = opt(&mut f, "when", Scalar::Cron, values::cron)?;
-    if let Some(z) = opt(&mut f, "tz", Scalar::TimeZone, values::time_zone)? {
-        s.tz = z;
-    }
-    if let Some((n, p)) = f.get("blackout")
-        && let Value::Seq(items) = &n.value
-    {
-        for (i, item) in items.iter().enumerate() {
-            let ip = format!("{p}[{i}]");
-            let mut bf = Fields::of(item, &ip);
-            let from = opt(&mut bf, "from", Scalar::DateTime, values::local_datetime)?;
-            let to_node = bf.get("to");
-            let to = match &to_node {
-                Some((tn, tp)) => Some(scalar(tn, tp, Scalar::DateTime, values::local_datetime)?),
-                None => None,
-            };
-            bf.finish()?;
-            let (Some(from), Some(to), Some((tn, tp))) = (from, to, to_node) else {
-                return Err(item
-                    .place
-                    .error(&ip, "a blackout needs from and to", "from: and to:"));
-            };
-            if to <= from {
-                return Err(tn.place.error(
-                    &tp,
-                    format!("the window ends ({to}) before it starts ({from})"),
-                    "to later than from",
-                ));
-            }
-            s.blackouts.push(Blackout { from, to });
-        }
-    }
-    f.finish()?;
-    Ok(s)
-}
-
-fn build_backoff(node: Option<(&Node, String)>) -> Result<Backoff, PolicyError> {
-    let mut b = Backoff {
-        after_failure: TimeDelta::hours(24),
-        shrink_by: Ppm(250_000),
-        max_shrinks: 3,
-    };
-    let Some((node, path)) = node else {
-        return Ok(b);
-    };
-    let mut f = Fields::of(node, &path);
-    if let Some(d) = opt(&mut f, "after_failure", Scalar::Duration, values::duration)? {
-        b.after_failure = d;
-    }
-    let shrink_node = f.get("shrink_amount_by");
-    if let Some((n, p)) = &shrink_node {
-        b.shrink_by = scalar(n, p, Scalar::Percent, values::percent)?;
-        if b.shrink_by.0 >= 1_000_000 {
-            return Err(n.place.error(
-                p,
-                "shrinking by 100% would make every retry zero",
-                "a percentage below 100%",
-            ));
-        }
-    }
-    if let Some(m) = opt(&mut f, "max_shrinks", Scalar::Int(0, 20), int_in(0, 20))? {
-        b.max_shrinks = to_u32(m);
-    }
-    f.finish()?;
-    Ok(b)
-}
-
-fn load_script(node: &Node, path: &str, ctx: &mut Ctx<'_>) -> Result<Arc<Script>, PolicyError> {
-    let name = scalar(node, path, Scalar::ScriptPath, |t| {
-        if t.ends_with(".rhai") {
-            Ok(t.to_owned())
-        } else {
-            Err(format!("`{t}` is not a .rhai file"))
-        }
-    })?;
-    let base = node.place.file.parent().unwrap_or(Path::new(""));
-    let file = base.join(&name);
-    if let Some(s) = ctx.scripts.get(&file) {
-        return Ok(Arc::clone(s));
-    }
-    let text = std::fs::read_to_string(&file).map_err(|e| {
-        node.place.error(
-            path,
-            format!("cannot read script {}: {e}", file.display()),
-            "a .rhai file beside the policy file",
-        )
-    })?;
-    let script = Arc::new(ctx.host.compile(&file, &text)?);
-    ctx.scripts.insert(file, Arc::clone(&script));
-    Ok(script)
 }
 
 fn build_budget(node: &Node, path: &str, rules: &[&str]) -> Result<BudgetDef, PolicyError> {

@@ -7,18 +7,23 @@
 //! - [`run_tests`]: the `*.test.yaml` cases of a policy directory.
 //! - [`json_schema`]: the JSON Schema of the file format (`policies/schema.json`).
 
+mod check;
 mod error;
 mod eval;
+mod gate;
 pub mod keys;
 pub mod load;
 mod model;
 mod reason;
+mod schema;
 pub mod script;
+mod settings;
 mod snapshot;
 mod testcase;
 mod tests;
 mod tree;
 pub mod values;
+mod views;
 
 #[cfg(test)]
 mod eval_tests;
