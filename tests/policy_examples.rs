@@ -128,3 +128,22 @@ fn a_wrong_expectation_fails_with_its_place() {
         failures[1]
     );
 }
+
+#[test]
+fn readme_key_reference_is_in_sync_with_the_key_table() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/README.md");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let (begin, end) = ("<!-- keys:begin -->\n", "<!-- keys:end -->");
+    let a = text.find(begin).expect("begin marker") + begin.len();
+    let b = text.find(end).expect("end marker");
+    let generated = keys::markdown_reference();
+    if std::env::var_os("SLUICE_BLESS").is_some() {
+        let updated = format!("{}{generated}{}", &text[..a], &text[b..]);
+        std::fs::write(&path, updated).unwrap();
+        return;
+    }
+    assert!(
+        text[a..b] == generated,
+        "policies/README.md key reference is stale; regenerate with SLUICE_BLESS=1 cargo test --test policy_examples"
+    );
+}

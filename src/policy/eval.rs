@@ -318,7 +318,12 @@ fn decide(
         match proposed {
             Verdict::Nothing => {
                 d.reason = Reason::Ok;
-                d.detail = format!("inbound {} inside {band_text}", pct(inbound_share));
+                let place = if agg.remote > max_level {
+                    "above"
+                } else {
+                    "inside"
+                };
+                d.detail = format!("inbound {} {place} {band_text}", pct(inbound_share));
                 return d;
             }
             Verdict::Veto(t) => {

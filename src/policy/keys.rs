@@ -6,7 +6,7 @@
 //! reference test that loads a file setting every key ([`key_paths`]).
 
 pub use super::check::{check, describe, key_paths, used_paths};
-pub use super::schema::json_schema;
+pub use super::schema::{json_schema, markdown_reference};
 
 /// The form a scalar takes; each has one parser in `values`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

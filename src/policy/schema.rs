@@ -114,6 +114,40 @@ pub fn json_schema() -> String {
     text
 }
 
+/// The key reference of `policies/README.md`: one table row per key, from the key table.
+pub fn markdown_reference() -> String {
+    let mut out = String::from("| key | form | meaning |\n|---|---|---|\n");
+    rows(ROOT, "", &mut out);
+    out
+}
+
+fn rows(fields: &[Field], path: &str, out: &mut String) {
+    for field in fields {
+        let p = if path.is_empty() {
+            field.name.to_owned()
+        } else {
+            format!("{path}.{}", field.name)
+        };
+        let required = if field.required { " Required." } else { "" };
+        let form = match &field.kind {
+            Kind::Map(_) => "mapping".to_owned(),
+            Kind::Seq(Kind::Map(_)) => "list of mappings".to_owned(),
+            Kind::WordOrMap(words, _) => format!("{} or a selector mapping", words.join(" / ")),
+            other => super::check::describe(other),
+        };
+        out.push_str(&format!(
+            "| `{p}` | {} | {}{required} |\n",
+            form.replace('|', "\\|"),
+            field.doc.replace('|', "\\|")
+        ));
+        match &field.kind {
+            Kind::Map(inner) | Kind::WordOrMap(_, inner) => rows(inner, &p, out),
+            Kind::Seq(Kind::Map(inner)) => rows(inner, &format!("{p}[]"), out),
+            _ => {}
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
