@@ -297,13 +297,15 @@ fn decide(
         .map_or(Sat((min_level.0 + max_level.0) / 2), |l| {
             l.resolve(agg.capacity)
         });
-    let band_text = format!(
-        "band {}–{}",
-        s.band.inbound_min,
-        s.band
-            .inbound_max
-            .map_or_else(|| "100%".to_owned(), |l| l.to_string())
-    );
+    let band_text = || {
+        format!(
+            "band {}–{}",
+            s.band.inbound_min,
+            s.band
+                .inbound_max
+                .map_or_else(|| "100%".to_owned(), |l| l.to_string())
+        )
+    };
     let target = d.target.clone();
     let view = || target_view(snapshot, rule, &target, &g.channels, &agg, inbound_share);
     let ctx = || ctx_view(snapshot, rule, ri, state, node_inbound);
@@ -323,7 +325,7 @@ fn decide(
                 } else {
                     "inside"
                 };
-                d.detail = format!("inbound {} {place} {band_text}", pct(inbound_share));
+                d.detail = format!("inbound {} {place} {}", pct(inbound_share), band_text());
                 return d;
             }
             Verdict::Veto(t) => {
@@ -386,8 +388,9 @@ fn decide(
     if amount < min_amount {
         d.reason = Reason::BelowMinSize;
         d.detail = format!(
-            "inbound {} below {band_text}, but {} is below the minimum swap {}",
+            "inbound {} below {}, but {} is below the minimum swap {}",
             pct(inbound_share),
+            band_text(),
             amount.0,
             min_amount.0
         );
@@ -397,8 +400,9 @@ fn decide(
         "proposed by script".to_owned()
     } else {
         format!(
-            "inbound {} below {band_text}, restore to {}",
+            "inbound {} below {}, restore to {}",
             pct(inbound_share),
+            band_text(),
             restore.0
         )
     };
@@ -474,6 +478,7 @@ fn decide(
         return d;
     }
 
+    let mut payable_by_target = None;
     let outgoing = match s.swap.outgoing {
         super::model::Outgoing::Any => Vec::new(),
         super::model::Outgoing::Target => {
@@ -493,6 +498,7 @@ fn decide(
                 );
                 return d;
             }
+            payable_by_target = Some(payable);
             active.iter().map(|c| c.id).collect()
         }
     };
@@ -513,6 +519,14 @@ fn decide(
                     d.reason = Reason::BelowMinSize;
                     d.detail =
                         format!("script set {} below the minimum swap {}", a.0, min_amount.0);
+                    return d;
+                }
+                if let Some(payable) = payable_by_target.filter(|p| *p < a) {
+                    d.reason = Reason::NoRoute;
+                    d.detail = format!(
+                        "script set {} but the active channels hold {}",
+                        a.0, payable.0
+                    );
                     return d;
                 }
                 proposal = propose(s, snapshot, a, proposal.outgoing);

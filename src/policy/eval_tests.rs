@@ -341,6 +341,15 @@ impl Clock for Ticking {
     }
 }
 
+/// A clock that never moves, so only the counted limits can stop a script.
+struct Frozen;
+
+impl Clock for Frozen {
+    fn elapsed(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
 #[test]
 fn sandbox_limits_turn_into_script_errors() {
     let limits = ScriptLimits {
@@ -349,6 +358,7 @@ fn sandbox_limits_turn_into_script_errors() {
         ..ScriptLimits::default()
     };
     let wall = ScriptHost::with(limits, Arc::new(Ticking(AtomicU64::new(0))));
+    let counted = ScriptHost::with(ScriptLimits::default(), Arc::new(Frozen));
     let yaml = "defaults: { band: { inbound_min: 30% } }\nrules: [ { name: r, match: all, script: s.rhai } ]\n";
     let cases: [(&Arc<ScriptHost>, &str, &str); 4] = [
         (
@@ -357,17 +367,17 @@ fn sandbox_limits_turn_into_script_errors() {
             "Script terminated",
         ),
         (
-            &ScriptHost::new(),
+            &counted,
             "fn decide(t, p, c) { loop { } }",
             "Too many operations",
         ),
         (
-            &ScriptHost::new(),
+            &counted,
             "fn f(n) { f(n + 1) }\nfn decide(t, p, c) { f(0) }",
             "Stack overflow",
         ),
         (
-            &ScriptHost::new(),
+            &counted,
             "fn decide(t, p, c) { let s = \"xx\"; loop { s += s; } }",
             "Length of string too large",
         ),
