@@ -400,3 +400,10 @@ fn loading_a_missing_path_names_it() {
         "{e}"
     );
 }
+
+#[test]
+fn a_policy_can_be_shared_across_threads() {
+    fn send_sync<T: Send + Sync + Clone>() {}
+    send_sync::<Policy>();
+    send_sync::<Plan>();
+}

@@ -9,10 +9,10 @@
 //! wall-clock cut-off read from an injectable [`Clock`]. Any error or limit hit becomes that
 //! target's `script_error` decision; it never reaches the daemon.
 
+use std::cell::Cell;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rhai::{AST, CallFnOptions, Dynamic, Engine, EvalAltResult, Position, Scope};
@@ -75,7 +75,6 @@ impl Default for ScriptLimits {
 pub struct ScriptHost {
     engine: Engine,
     clock: Arc<dyn Clock>,
-    deadline_ns: Arc<AtomicU64>,
     limits: ScriptLimits,
 }
 
@@ -85,6 +84,13 @@ impl fmt::Debug for ScriptHost {
             .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
+}
+
+thread_local! {
+    /// The wall-clock deadline of the script call running on this thread, in nanoseconds of
+    /// the host's clock. Calls do not nest and run on the caller's thread, so a per-thread
+    /// deadline lets several threads evaluate the same policy without sharing a cut-off.
+    static DEADLINE_NS: Cell<u64> = const { Cell::new(u64::MAX) };
 }
 
 /// How often (in operations) the wall clock is read.
@@ -111,20 +117,18 @@ impl ScriptHost {
         }
         engine.on_print(|_| {});
         engine.on_debug(|_, _, _| {});
-        let deadline_ns = Arc::new(AtomicU64::new(u64::MAX));
-        let (d, c) = (Arc::clone(&deadline_ns), Arc::clone(&clock));
+        let c = Arc::clone(&clock);
         engine.on_progress(move |ops| {
             if ops % CLOCK_EVERY_OPS != 0 {
                 return None;
             }
             let now = u64::try_from(c.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            (now > d.load(Ordering::Relaxed)).then(|| Dynamic::from("wall-clock limit"))
+            (now > DEADLINE_NS.get()).then(|| Dynamic::from("wall-clock limit"))
         });
         register_api(&mut engine);
         Arc::new(ScriptHost {
             engine,
             clock,
-            deadline_ns,
             limits,
         })
     }
@@ -132,7 +136,7 @@ impl ScriptHost {
     fn arm(&self) {
         let deadline = self.clock.elapsed().saturating_add(self.limits.wall_clock);
         let ns = u64::try_from(deadline.as_nanos()).unwrap_or(u64::MAX);
-        self.deadline_ns.store(ns, Ordering::Relaxed);
+        DEADLINE_NS.set(ns);
     }
 
     /// Compiles `text` (the contents of `path`) and runs its top level once under the
