@@ -39,6 +39,21 @@ impl Plan {
     pub fn decision(&self, target: &Target) -> Option<&Decision> {
         self.decisions.iter().find(|d| &d.target == target)
     }
+
+    /// How many targets got each reason, by stable name; what the decisions-by-reason
+    /// metric reports after a pass.
+    pub fn counts(&self) -> BTreeMap<&'static str, usize> {
+        let mut out = BTreeMap::new();
+        for d in &self.decisions {
+            *out.entry(d.reason.name()).or_insert(0) += 1;
+        }
+        out
+    }
+
+    /// The decisions that ask for a swap now (reason `swap`), in dispatch order.
+    pub fn swaps(&self) -> impl Iterator<Item = &Decision> {
+        self.decisions.iter().filter(|d| d.reason == Reason::Swap)
+    }
 }
 
 /// The decision about one target.

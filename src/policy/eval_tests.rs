@@ -204,6 +204,9 @@ fn swaps_in_one_pass_use_up_in_flight_slots_and_budget() {
         .map(|d| d.reason.name())
         .collect();
     assert_eq!(names, ["swap", "swap", "in_flight"]);
+    let plan = evaluate(&p, &s);
+    assert_eq!(plan.swaps().count(), 2);
+    assert_eq!(plan.counts().get("in_flight"), Some(&1));
     // Each 2M swap expects 2000 server + 1200 miner = 3200.
     s.budget.total = Some(Sat(5_000));
     let names: Vec<&str> = evaluate(&p, &s)
