@@ -243,7 +243,7 @@ impl NodeTask {
                 },
                 item = next_of(&mut events) => match item {
                     Some(Ok(event)) => {
-                        tracing::info!(event = %describe(&event), "channel event");
+                        tracing::debug!(event = %describe(&event), "channel event");
                     }
                     Some(Err(e)) => {
                         self.stream_failed("channel events", e)?;

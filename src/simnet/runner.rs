@@ -1,5 +1,6 @@
 //! Runs a simnet standalone: the world, a simulated lnd for "sluice" and one for "loop", the
-//! control service, block mining on an interval and routed traffic, all on loopback; and the
+//! reference Loop server on the "loop" node, the control service, block mining on an interval
+//! and routed traffic, all on loopback; and the
 //! files a client needs to use it (`sluice.yaml` for sluiced, `simnet.json` for the CLI).
 //!
 //! Layout of the directory:
@@ -24,6 +25,7 @@ use tonic::transport::{Server, ServerTlsConfig};
 
 use super::control::{Control, ControlService};
 use super::lnd::{BlockSource, LndFiles, SimLndError, SimLndServer};
+use super::loopserver::{LoopServer, LoopServerConfig};
 use super::world::traffic::{Traffic, TrafficConfig};
 use super::world::{SimNode, World, WorldConfig, WorldError, lock};
 use crate::daemon::supervisor::bounded_drain;
@@ -44,7 +46,7 @@ pub const CONTROL_DIR: &str = "control";
 const TICK: Duration = Duration::from_secs(1);
 
 /// How a simnet runs. [`SimnetConfig::new`] gives the defaults of `sluice simnet serve`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct SimnetConfig {
     /// Seeds keys, balances and traffic: the same seed builds the same world.
     pub seed: u64,
@@ -64,9 +66,11 @@ pub struct SimnetConfig {
     pub loop_lnd_listen: SocketAddr,
     /// Where the control service listens (port 0: any free port).
     pub control_listen: SocketAddr,
-    /// The swap server address written as `server.address` into `sluice.yaml` (regtest has
-    /// no default swap server); the simnet's own swap server serves there when it runs.
-    pub swap_server_address: String,
+    /// Where the reference Loop server listens (port 0: any free port); its address is written
+    /// as `server.address` into `sluice.yaml`. Plaintext, which sluice accepts on loopback only.
+    pub swap_server_listen: SocketAddr,
+    /// The Loop server's terms, prices, L402 front and seed.
+    pub loop_server: LoopServerConfig,
 }
 
 impl SimnetConfig {
@@ -84,7 +88,8 @@ impl SimnetConfig {
             lnd_listen: any,
             loop_lnd_listen: any,
             control_listen: any,
-            swap_server_address: "127.0.0.1:11010".to_owned(),
+            swap_server_listen: any,
+            loop_server: LoopServerConfig::default(),
         }
     }
 }
@@ -106,6 +111,14 @@ pub enum SimnetError {
         /// The file concerned.
         path: PathBuf,
         /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A listener could not bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
         source: std::io::Error,
     },
     /// The control service could not be reached.
@@ -202,6 +215,8 @@ pub struct Simnet {
     dir: PathBuf,
     sluice: LndEndpoint,
     loop_node: LndEndpoint,
+    swap_server: LoopServer,
+    swap_server_addr: SocketAddr,
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -278,6 +293,33 @@ impl Simnet {
                 config.payments_per_hour,
             ))
         });
+        // The reference Loop server, backed by the "loop" node and on the world's clock.
+        let loop_sim = SimNode::new(world.clone(), LOOP_NODE)?;
+        let mut server_config = config.loop_server.clone();
+        let clock_world = world.clone();
+        server_config.clock = Arc::new(move || Duration::from_secs(lock(&clock_world).now_unix()));
+        let swap_server = LoopServer::new(
+            server_config,
+            Arc::new(loop_sim.clone()),
+            Arc::new(loop_sim),
+        );
+        let listener = tokio::net::TcpListener::bind(config.swap_server_listen)
+            .await
+            .map_err(|source| SimnetError::Bind {
+                addr: config.swap_server_listen,
+                source,
+            })?;
+        let swap_server_addr = listener.local_addr().map_err(|source| SimnetError::Bind {
+            addr: config.swap_server_listen,
+            source,
+        })?;
+        let serving = swap_server.serve(listener, stop.clone().cancelled_owned());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = serving.await {
+                tracing::warn!(error = %e, "the simnet's Loop server stopped");
+            }
+        }));
+
         tasks.push(tokio::spawn(run_clock(world, traffic, stop.clone())));
 
         let (Some(sluice), Some(loop_node)) =
@@ -294,11 +336,13 @@ impl Simnet {
             dir: config.dir.clone(),
             sluice,
             loop_node,
+            swap_server,
+            swap_server_addr,
             stop,
             tasks,
         };
         simnet.write_state(&control_files)?;
-        simnet.write_config(&config.swap_server_address)?;
+        simnet.write_config(&swap_server_addr.to_string())?;
         Ok(simnet)
     }
 
@@ -315,6 +359,16 @@ impl Simnet {
     /// The "loop" node's lnd, for the simnet's swap server.
     pub fn loop_lnd(&self) -> &LndEndpoint {
         &self.loop_node
+    }
+
+    /// The reference Loop server, to choose misbehaviours in tests.
+    pub fn swap_server(&self) -> &LoopServer {
+        &self.swap_server
+    }
+
+    /// Where the reference Loop server listens (plaintext, loopback).
+    pub fn swap_server_addr(&self) -> SocketAddr {
+        self.swap_server_addr
     }
 
     /// The control service's address.
