@@ -13,6 +13,19 @@ use super::channels::{ChannelState, FeePolicy};
 use super::keys::{AddressKind, FAMILY_MULTISIG, NodeKeys};
 use super::musig::Sessions;
 use super::{NodeState, World, WorldError};
+
+/// What the premined mature coinbase can fund with room for fees (it holds 50 BTC).
+const PREMINED_BUDGET_SAT: u64 = 40 * 100_000_000;
+/// Blocks before a coinbase output may be spent.
+const COINBASE_MATURITY: u32 = 100;
+/// A bound on the extra blocks a topology may ask for (regtest subsidies run out anyway).
+const MAX_EXTRA_COINBASES: u32 = 5_000;
+
+/// A regtest coinbase's subsidy at `height`: 50 BTC, halving every 150 blocks.
+fn regtest_subsidy_sat(height: u32) -> u64 {
+    let halvings = height / 150;
+    if halvings >= 64 { 0 } else { (50 * 100_000_000u64) >> halvings }
+}
 use crate::domain::{ChanId, Network, Ppm, Sat};
 use crate::simnet::chain::{Chain, ChainConfig, FeeTrace, TxStatus};
 
@@ -173,6 +186,32 @@ impl World {
                 sessions: Sessions::default(),
                 next_add_index: 1,
             });
+        }
+        // The chain premines one mature coinbase. A large topology needs more: mine enough
+        // extra coinbases to the faucet and let them mature before funding anything.
+        let total_sat: u64 = config
+            .nodes
+            .iter()
+            .flat_map(|n| n.wallet_utxos.iter().map(|a| a.0))
+            .chain(config.channels.iter().map(|c| c.capacity.0))
+            .sum();
+        if total_sat > PREMINED_BUDGET_SAT {
+            let mut budget = PREMINED_BUDGET_SAT;
+            let mut height = world.chain.height().0;
+            let mut extra: u32 = 0;
+            while budget < total_sat {
+                height += 1;
+                extra += 1;
+                let subsidy = regtest_subsidy_sat(height);
+                if subsidy == 0 || extra > MAX_EXTRA_COINBASES {
+                    return Err(WorldError::Config(
+                        "the topology needs more coins than the simnet can mine".into(),
+                    ));
+                }
+                // Count four fifths of each coinbase, leaving room for fees.
+                budget += subsidy / 5 * 4;
+            }
+            world.mine(extra.saturating_add(COINBASE_MATURITY));
         }
         for (idx, spec) in config.nodes.iter().enumerate() {
             for amount in &spec.wallet_utxos {
