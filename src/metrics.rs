@@ -12,6 +12,7 @@
 //! all of which a 0.0.4 parser rejects or misreads. `prometheus-client` encodes both; we use
 //! its 0.0.4 encoder and content type.
 
+mod catalog;
 mod process;
 mod server;
 #[cfg(test)]
@@ -24,6 +25,10 @@ use std::sync::Arc;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
+pub use catalog::{
+    Catalog, CostBreakdown, Initiator, Kind, PendingSwap, SPECS, Spec, TargetBalance, render_doc,
+    safe_label,
+};
 pub use server::{Readiness, serve};
 
 /// Where the endpoint listens unless configured otherwise: loopback only, because metrics
@@ -41,12 +46,21 @@ pub struct Metrics {
     /// The registry `/metrics` encodes. Public so tests and tools can inspect it; register
     /// new families in [`Metrics::new`], not from outside.
     pub registry: Registry,
+    /// Every sluice family with typed update methods; see `catalog.rs` for which call goes
+    /// where.
+    pub catalog: Catalog,
 }
 
 impl Metrics {
     /// Registers `sluice_build_info{version}` (always 1) and, on Linux, the standard
     /// `process_*` metrics, read from `/proc` at each scrape.
     pub fn new(version: &str) -> Arc<Metrics> {
+        Metrics::with_per_channel(version, true)
+    }
+
+    /// Like [`Metrics::new`], with the per-target channel series on or off (config
+    /// `metrics.per_channel`).
+    pub fn with_per_channel(version: &str, per_channel: bool) -> Arc<Metrics> {
         let mut registry = Registry::default();
         // The info encoder appends `_info`: exposed as `sluice_build_info`.
         registry.register(
@@ -55,7 +69,8 @@ impl Metrics {
             Info::new(vec![("version".to_owned(), version.to_owned())]),
         );
         registry.register_collector(Box::new(process::ProcessCollector));
-        Arc::new(Metrics { registry })
+        let catalog = Catalog::register(&mut registry, per_channel);
+        Arc::new(Metrics { registry, catalog })
     }
 
     /// Encodes every metric in the Prometheus text format 0.0.4.
