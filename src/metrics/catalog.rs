@@ -143,7 +143,7 @@ pub const SPECS: &[Spec] = &[
         "sluice_swap_blocks_to_expiry",
         Gauge,
         [],
-        "Blocks until the nearest HTLC expiry among pending swaps; absent when no swap is pending."
+        "Blocks until the nearest HTLC expiry among swaps that revealed the preimage and are not swept yet; absent when there is none."
     ),
     spec!(
         "sluice_swap_amount_sat_total",
@@ -386,7 +386,8 @@ pub struct PendingSwap {
     pub state: SwapState,
     /// How long it has been in that state.
     pub in_state_for: Duration,
-    /// Blocks left until its HTLC expires, once the HTLC is known.
+    /// Blocks left until its HTLC expires, once the HTLC is known. Counted only once the
+    /// preimage is revealed (the swap must then be swept before the expiry).
     pub blocks_to_expiry: Option<u32>,
 }
 
@@ -638,7 +639,7 @@ impl Catalog {
     }
 
     /// Replaces the in-flight view: counts and oldest age per non-final state (zeros
-    /// included) and the nearest expiry (absent without pending swaps).
+    /// included) and the nearest expiry among swaps still to be swept (absent without one).
     pub fn set_pending_swaps(&self, pending: &[PendingSwap]) {
         self.blocks_to_expiry.clear();
         let mut nearest: Option<u32> = None;
@@ -656,7 +657,10 @@ impl Catalog {
                 .set(i64::try_from(count).unwrap_or(i64::MAX));
             self.oldest_age.get_or_create(&l).set(oldest);
         }
-        for p in pending.iter().filter(|p| !p.state.is_terminal()) {
+        let must_sweep = |s: SwapState| {
+            matches!(s, SwapState::PreimageRevealed | SwapState::SpendConfirming)
+        };
+        for p in pending.iter().filter(|p| must_sweep(p.state)) {
             if let Some(b) = p.blocks_to_expiry {
                 nearest = Some(nearest.map_or(b, |n| n.min(b)));
             }

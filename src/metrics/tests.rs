@@ -416,7 +416,7 @@ fn pending_swaps_give_counts_ages_and_the_nearest_expiry() {
     };
     m.catalog.set_pending_swaps(&[
         p(SwapState::Initiated, 10, None),
-        p(SwapState::Initiated, 30, Some(100)),
+        p(SwapState::Initiated, 30, Some(3)),
         p(SwapState::SpendConfirming, 5, Some(12)),
     ]);
     let families = parse_exposition(&m.encode().unwrap()).unwrap();
@@ -437,6 +437,7 @@ fn pending_swaps_give_counts_ages_and_the_nearest_expiry() {
         Some(30.0)
     );
     assert_eq!(value("sluice_swaps_in_flight", "Succeeded"), None);
+    // The Initiated swap's nearer expiry does not count: it has nothing to sweep.
     let expiry = family(&families, "sluice_swap_blocks_to_expiry");
     assert_eq!(expiry.samples[0].value, 12.0);
 
