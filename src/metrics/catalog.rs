@@ -657,9 +657,8 @@ impl Catalog {
                 .set(i64::try_from(count).unwrap_or(i64::MAX));
             self.oldest_age.get_or_create(&l).set(oldest);
         }
-        let must_sweep = |s: SwapState| {
-            matches!(s, SwapState::PreimageRevealed | SwapState::SpendConfirming)
-        };
+        let must_sweep =
+            |s: SwapState| matches!(s, SwapState::PreimageRevealed | SwapState::SpendConfirming);
         for p in pending.iter().filter(|p| must_sweep(p.state)) {
             if let Some(b) = p.blocks_to_expiry {
                 nearest = Some(nearest.map_or(b, |n| n.min(b)));
