@@ -9,6 +9,31 @@
 //! (compile-time constants, so never a swap id, preimage, key or address), and the only label
 //! filled from configuration, `target`/`budget`, passes [`safe_label`], which refuses anything
 //! that looks like a 32-byte hex secret and anything long or unusual.
+//!
+//! # Which call goes where
+//!
+//! Every method is cheap (atomics behind a read lock) and never fails, so callers update the
+//! catalog inline; they never spell a metric name.
+//!
+//! | caller | call |
+//! |---|---|
+//! | daemon start-up | `Metrics::with_per_channel(VERSION, config.metrics.per_channel)` |
+//! | balance poller (each refresh) | [`Catalog::set_channel_targets`] with every managed target, [`Catalog::set_node_totals`] |
+//! | swap engine, after storing a new swap | [`Catalog::record_swap_started`] |
+//! | swap engine, on entering a final state | [`Catalog::record_swap_finished`] |
+//! | swap engine, after every step and on resume | [`Catalog::set_pending_swaps`] with all non-final swaps |
+//! | ledger owner, after each admission, fee or window change | [`Catalog::set_budgets`] with `Ledger::status(now)` |
+//! | autoloop, per evaluated target | [`Catalog::record_policy_decision`] |
+//! | policy loader, per reload | [`Catalog::record_policy_reload`] |
+//! | fee gate, per estimate | [`Catalog::set_fee_gate`] |
+//! | lnd connection, per RPC and on (re)connect/loss | [`Catalog::observe_lnd_rpc`], [`Catalog::set_lnd_up`] |
+//! | swap-server client, per RPC and per token bought | [`Catalog::observe_server_rpc`], [`Catalog::record_l402_spent`] |
+//! | simnet chain, per block | [`Catalog::set_simnet_height`] |
+//!
+//! RPC `method` is the gRPC method name as a literal (`"ListChannels"`, `"SendPaymentV2"`,
+//! `"NewLoopOutSwap"`); error `kind` a fixed word (`unavailable`, `deadline`, `permission`,
+//! `invalid`, `other`). Policy `reason` is a fixed word too (`below_band`, `in_band`,
+//! `budget_exhausted`, `fee_gate_closed`, ...).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -391,7 +416,7 @@ pub struct PendingSwap {
     pub blocks_to_expiry: Option<u32>,
 }
 
-/// The families of the catalog, registered by [`Catalog::register`]. Reach it through
+/// The families of the catalog, registered when the `Metrics` registry is built. Reach it through
 /// `Metrics::catalog`.
 #[derive(Debug)]
 pub struct Catalog {
