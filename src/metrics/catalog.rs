@@ -20,7 +20,7 @@
 //! | daemon start-up | `Metrics::with_per_channel(VERSION, config.metrics.per_channel)` |
 //! | balance poller (each refresh) | [`Catalog::set_channel_targets`] with every managed target, [`Catalog::set_node_totals`] |
 //! | swap engine, after storing a new swap | [`Catalog::record_swap_started`] |
-//! | swap engine, on entering a final state | [`Catalog::record_swap_finished`] |
+//! | swap engine, on entering a final state | [`Catalog::record_swap_finished`] with [`CostBreakdown::from_swap_costs`] |
 //! | swap engine, after every step and on resume | [`Catalog::set_pending_swaps`] with all non-final swaps |
 //! | ledger owner, after each admission, fee or window change | [`Catalog::set_budgets`] with `Ledger::status(now)` |
 //! | autoloop, per evaluated target | [`Catalog::record_policy_decision`] |
@@ -47,7 +47,7 @@ use prometheus_client::registry::Registry;
 
 use crate::domain::{BlockHeight, Sat};
 use crate::ledger::BudgetStatus;
-use crate::swap::SwapState;
+use crate::swap::{SwapCosts, SwapState};
 
 /// The type of a family as `# TYPE` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -402,6 +402,22 @@ pub struct CostBreakdown {
     pub routing: Sat,
     /// On-chain fees of the sweep.
     pub miner: Sat,
+}
+
+impl CostBreakdown {
+    /// Splits a swap's [`SwapCosts`] given the prepay it paid: the server's share of
+    /// `server_sat` beyond the prepay is `server` (a negative `server_sat` counts as zero),
+    /// `offchain` is `routing`, `onchain` is `miner`.
+    pub fn from_swap_costs(costs: &SwapCosts, prepay_paid: Sat) -> CostBreakdown {
+        let server_total = Sat(u64::try_from(costs.server_sat).unwrap_or(0));
+        let prepay = prepay_paid.min(server_total);
+        CostBreakdown {
+            server: server_total.saturating_sub(prepay),
+            prepay,
+            routing: costs.offchain,
+            miner: costs.onchain,
+        }
+    }
 }
 
 /// A swap that is not final yet, as [`Catalog::set_pending_swaps`] takes it.

@@ -445,3 +445,41 @@ fn pending_swaps_give_counts_ages_and_the_nearest_expiry() {
     let families = parse_exposition(&m.encode().unwrap()).unwrap();
     assert!(absent(&families, "sluice_swap_blocks_to_expiry"));
 }
+
+#[test]
+fn swap_costs_split_into_the_cost_categories() {
+    use crate::domain::Sat;
+    use crate::swap::SwapCosts;
+    let success = SwapCosts {
+        server_sat: 1_500,
+        onchain: Sat(300),
+        offchain: Sat(25),
+    };
+    let split = CostBreakdown::from_swap_costs(&success, Sat(1_000));
+    assert_eq!(
+        split,
+        CostBreakdown {
+            server: Sat(500),
+            prepay: Sat(1_000),
+            routing: Sat(25),
+            miner: Sat(300)
+        }
+    );
+    // A failed swap whose prepay was kept; and a (refunded) negative server share.
+    let failed = SwapCosts {
+        server_sat: 1_000,
+        onchain: Sat(0),
+        offchain: Sat(3),
+    };
+    assert_eq!(
+        CostBreakdown::from_swap_costs(&failed, Sat(1_000)).server,
+        Sat(0)
+    );
+    let negative = SwapCosts {
+        server_sat: -5,
+        onchain: Sat(0),
+        offchain: Sat(0),
+    };
+    let split = CostBreakdown::from_swap_costs(&negative, Sat(1_000));
+    assert_eq!((split.server, split.prepay), (Sat(0), Sat(0)));
+}
