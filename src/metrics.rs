@@ -15,6 +15,7 @@
 mod catalog;
 mod process;
 mod server;
+mod spec;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -25,11 +26,9 @@ use std::sync::Arc;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
-pub use catalog::{
-    Catalog, CostBreakdown, Initiator, Kind, PendingSwap, SPECS, Spec, TargetBalance, render_doc,
-    safe_label,
-};
+pub use catalog::{Catalog, CostBreakdown, Initiator, PendingSwap, TargetBalance, safe_label};
 pub use server::{Readiness, serve};
+pub use spec::{Kind, SPECS, Spec, render_doc};
 
 /// Where the endpoint listens unless configured otherwise: loopback only, because metrics
 /// reveal balances and activity; expose it deliberately (reverse proxy, firewall) if needed.

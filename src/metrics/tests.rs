@@ -289,7 +289,7 @@ fn the_catalog_table_is_generated() {
             std::fs::write(&path, updated).unwrap();
         } else {
             panic!(
-                "docs/metrics.md is out of date with src/metrics/catalog.rs; \
+                "docs/metrics.md is out of date with src/metrics/spec.rs; \
                  run `UPDATE_METRICS_DOC=1 cargo test the_catalog_table_is_generated`"
             );
         }
