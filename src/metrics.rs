@@ -12,8 +12,10 @@
 //! all of which a 0.0.4 parser rejects or misreads. `prometheus-client` encodes both; we use
 //! its 0.0.4 encoder and content type.
 
+mod catalog;
 mod process;
 mod server;
+mod spec;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -24,7 +26,9 @@ use std::sync::Arc;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
+pub use catalog::{Catalog, CostBreakdown, Initiator, PendingSwap, TargetBalance, safe_label};
 pub use server::{Readiness, serve};
+pub use spec::{Kind, SPECS, Spec, render_doc};
 
 /// Where the endpoint listens unless configured otherwise: loopback only, because metrics
 /// reveal balances and activity; expose it deliberately (reverse proxy, firewall) if needed.
@@ -41,12 +45,21 @@ pub struct Metrics {
     /// The registry `/metrics` encodes. Public so tests and tools can inspect it; register
     /// new families in [`Metrics::new`], not from outside.
     pub registry: Registry,
+    /// Every sluice family with typed update methods; see `catalog.rs` for which call goes
+    /// where.
+    pub catalog: Catalog,
 }
 
 impl Metrics {
     /// Registers `sluice_build_info{version}` (always 1) and, on Linux, the standard
     /// `process_*` metrics, read from `/proc` at each scrape.
     pub fn new(version: &str) -> Arc<Metrics> {
+        Metrics::with_per_channel(version, true)
+    }
+
+    /// Like [`Metrics::new`], with the per-target channel series on or off (config
+    /// `metrics.per_channel`).
+    pub fn with_per_channel(version: &str, per_channel: bool) -> Arc<Metrics> {
         let mut registry = Registry::default();
         // The info encoder appends `_info`: exposed as `sluice_build_info`.
         registry.register(
@@ -55,7 +68,8 @@ impl Metrics {
             Info::new(vec![("version".to_owned(), version.to_owned())]),
         );
         registry.register_collector(Box::new(process::ProcessCollector));
-        Arc::new(Metrics { registry })
+        let catalog = Catalog::register(&mut registry, per_channel);
+        Arc::new(Metrics { registry, catalog })
     }
 
     /// Encodes every metric in the Prometheus text format 0.0.4.

@@ -18,6 +18,14 @@ fn family<'a>(families: &'a [Family], name: &str) -> &'a Family {
         .unwrap_or_else(|| panic!("no family {name} in {families:#?}"))
 }
 
+/// Whether a family has no series (an empty family is left out of the exposition).
+fn absent(families: &[Family], name: &str) -> bool {
+    families
+        .iter()
+        .find(|f| f.name == name)
+        .is_none_or(|f| f.samples.is_empty())
+}
+
 #[test]
 fn the_checker_rejects_what_prometheus_rejects() {
     let bad = [
@@ -117,7 +125,8 @@ fn documented() -> BTreeMap<String, String> {
 
 #[test]
 fn every_registered_metric_is_documented() {
-    let text = Metrics::new("0.0.0").encode().unwrap();
+    // Populated, because a family without series is left out of the exposition.
+    let text = populated().encode().unwrap();
     let registered: BTreeMap<String, String> = parse_exposition(&text)
         .unwrap()
         .into_iter()
@@ -259,4 +268,218 @@ async fn serve_answers_health_readiness_and_metrics_then_stops() {
         .unwrap()
         .unwrap();
     assert!(TcpStream::connect(addr).await.is_err());
+}
+
+const BEGIN: &str = "<!-- BEGIN GENERATED CATALOG -->\n";
+const END: &str = "<!-- END GENERATED CATALOG -->";
+
+#[test]
+fn the_catalog_table_is_generated() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/metrics.md");
+    let doc = std::fs::read_to_string(&path).unwrap();
+    let start = doc
+        .find(BEGIN)
+        .expect("docs/metrics.md lacks the BEGIN marker")
+        + BEGIN.len();
+    let end = doc.find(END).expect("docs/metrics.md lacks the END marker");
+    let expected = render_doc();
+    if doc[start..end] != expected {
+        if std::env::var_os("UPDATE_METRICS_DOC").is_some() {
+            let updated = format!("{}{}{}", &doc[..start], expected, &doc[end..]);
+            std::fs::write(&path, updated).unwrap();
+        } else {
+            panic!(
+                "docs/metrics.md is out of date with src/metrics/spec.rs; \
+                 run `UPDATE_METRICS_DOC=1 cargo test the_catalog_table_is_generated`"
+            );
+        }
+    }
+}
+
+/// A registry with every catalog family holding at least one series.
+pub(crate) fn populated() -> std::sync::Arc<Metrics> {
+    use crate::domain::{BlockHeight, Sat};
+    use crate::ledger::{BudgetSpec, Ledger, Period};
+    let m = Metrics::new("0.0.0");
+    let c = &m.catalog;
+    c.set_channel_targets(&[TargetBalance {
+        target: "peer-a".into(),
+        local: Sat(600_000),
+        remote: Sat(400_000),
+        band: Some((0.3, 0.6)),
+    }]);
+    c.set_node_totals(Sat(1_000_000), Sat(2_000_000), Sat(50_000));
+    c.record_swap_started(Initiator::Autoloop);
+    let costs = CostBreakdown {
+        server: Sat(500),
+        prepay: Sat(100),
+        routing: Sat(20),
+        miner: Sat(300),
+    };
+    c.record_swap_finished(
+        crate::swap::SwapState::Succeeded,
+        Sat(250_000),
+        costs,
+        Duration::from_secs(1_200),
+    );
+    c.set_pending_swaps(&[PendingSwap {
+        state: crate::swap::SwapState::PreimageRevealed,
+        in_state_for: Duration::from_secs(90),
+        blocks_to_expiry: Some(40),
+    }]);
+    let spec = BudgetSpec {
+        name: "fees".into(),
+        period: Period::Day,
+        limit: Sat(10_000),
+        per_rule: Default::default(),
+        hard_cap: None,
+    };
+    let ledger = Ledger::new(vec![spec], chrono_tz::UTC).unwrap();
+    c.set_budgets(&ledger.status(chrono::Utc::now()));
+    c.record_policy_decision(true, "below_band");
+    c.record_policy_reload(true);
+    c.set_fee_gate(true, 6, 4.5);
+    c.set_lnd_up(true);
+    c.observe_lnd_rpc(
+        "ListChannels",
+        Duration::from_millis(12),
+        Err("unavailable"),
+    );
+    c.observe_server_rpc("NewLoopOutSwap", Duration::from_millis(80), Err("other"));
+    c.record_l402_spent(Sat(1_000));
+    c.set_simnet_height(BlockHeight(321));
+    m
+}
+
+#[test]
+fn every_catalog_family_is_specified_and_exported() {
+    let text = populated().encode().unwrap();
+    let families = parse_exposition(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    for spec in SPECS {
+        assert!(!spec.help.is_empty());
+        let f = family(&families, spec.name);
+        assert_eq!(f.kind, spec.kind.as_str(), "{}", spec.name);
+        assert!(!f.samples.is_empty(), "{} has no series", spec.name);
+        for s in &f.samples {
+            let names: Vec<&str> = s
+                .labels
+                .iter()
+                .map(|(k, _)| k.as_str())
+                .filter(|k| *k != "le")
+                .collect();
+            assert_eq!(names, spec.labels, "{}", spec.name);
+        }
+    }
+    let sluice: Vec<_> = families
+        .iter()
+        .filter(|f| f.name.starts_with("sluice_") && f.name != "sluice_build_info")
+        .collect();
+    assert_eq!(sluice.len(), SPECS.len());
+}
+
+#[test]
+fn channel_targets_are_replaced_and_can_be_switched_off() {
+    use crate::domain::Sat;
+    let m = populated();
+    let t = |name: &str| TargetBalance {
+        target: name.into(),
+        local: Sat(1),
+        remote: Sat(3),
+        band: None,
+    };
+    m.catalog
+        .set_channel_targets(&[t("b"), t(&"ab".repeat(32)), t("x y")]);
+    let text = m.encode().unwrap();
+    let families = parse_exposition(&text).unwrap();
+    let local = family(&families, "sluice_channel_local_balance_sat");
+    // peer-a is gone; the secret-shaped and the malformed names are never labels.
+    assert_eq!(local.samples.len(), 1);
+    assert_eq!(local.samples[0].labels[0].1, "b");
+    let share = family(&families, "sluice_channel_inbound_share_ratio");
+    assert_eq!(share.samples[0].value, 0.75);
+    assert!(!text.contains(&"ab".repeat(32)));
+
+    m.catalog.set_per_channel(false);
+    m.catalog.set_channel_targets(&[t("c")]);
+    let families = parse_exposition(&m.encode().unwrap()).unwrap();
+    assert!(absent(&families, "sluice_channel_local_balance_sat"));
+}
+
+#[test]
+fn pending_swaps_give_counts_ages_and_the_nearest_expiry() {
+    use crate::swap::SwapState;
+    let m = populated();
+    let p = |state, secs, blocks| PendingSwap {
+        state,
+        in_state_for: Duration::from_secs(secs),
+        blocks_to_expiry: blocks,
+    };
+    m.catalog.set_pending_swaps(&[
+        p(SwapState::Initiated, 10, None),
+        p(SwapState::Initiated, 30, Some(3)),
+        p(SwapState::SpendConfirming, 5, Some(12)),
+    ]);
+    let families = parse_exposition(&m.encode().unwrap()).unwrap();
+    let value = |name: &str, state: &str| {
+        family(&families, name)
+            .samples
+            .iter()
+            .find(|s| s.labels[0].1 == state)
+            .map(|s| s.value)
+    };
+    assert_eq!(value("sluice_swaps_in_flight", "Initiated"), Some(2.0));
+    assert_eq!(
+        value("sluice_swaps_in_flight", "PreimageRevealed"),
+        Some(0.0)
+    );
+    assert_eq!(
+        value("sluice_swap_oldest_state_age_seconds", "Initiated"),
+        Some(30.0)
+    );
+    assert_eq!(value("sluice_swaps_in_flight", "Succeeded"), None);
+    // The Initiated swap's nearer expiry does not count: it has nothing to sweep.
+    let expiry = family(&families, "sluice_swap_blocks_to_expiry");
+    assert_eq!(expiry.samples[0].value, 12.0);
+
+    m.catalog.set_pending_swaps(&[]);
+    let families = parse_exposition(&m.encode().unwrap()).unwrap();
+    assert!(absent(&families, "sluice_swap_blocks_to_expiry"));
+}
+
+#[test]
+fn swap_costs_split_into_the_cost_categories() {
+    use crate::domain::Sat;
+    use crate::swap::SwapCosts;
+    let success = SwapCosts {
+        server_sat: 1_500,
+        onchain: Sat(300),
+        offchain: Sat(25),
+    };
+    let split = CostBreakdown::from_swap_costs(&success, Sat(1_000));
+    assert_eq!(
+        split,
+        CostBreakdown {
+            server: Sat(500),
+            prepay: Sat(1_000),
+            routing: Sat(25),
+            miner: Sat(300)
+        }
+    );
+    // A failed swap whose prepay was kept; and a (refunded) negative server share.
+    let failed = SwapCosts {
+        server_sat: 1_000,
+        onchain: Sat(0),
+        offchain: Sat(3),
+    };
+    assert_eq!(
+        CostBreakdown::from_swap_costs(&failed, Sat(1_000)).server,
+        Sat(0)
+    );
+    let negative = SwapCosts {
+        server_sat: -5,
+        onchain: Sat(0),
+        offchain: Sat(0),
+    };
+    let split = CostBreakdown::from_swap_costs(&negative, Sat(1_000));
+    assert_eq!((split.server, split.prepay), (Sat(0), Sat(0)));
 }
