@@ -28,9 +28,10 @@ fn fixture(channels: usize) -> Fixture {
         let world = World::new(WorldConfig::default_topology(1, channels)).unwrap();
         let world = Arc::new(std::sync::Mutex::new(world));
         let node = SimNode::new(world, "sluice").unwrap();
-        let server = SimLndServer::start(Arc::new(node), dir.path(), "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
+        let server =
+            SimLndServer::start(Arc::new(node), dir.path(), "127.0.0.1:0".parse().unwrap())
+                .await
+                .unwrap();
         let cert = std::fs::read(server.cert_path()).unwrap();
         let macaroon = hex::encode(std::fs::read(server.macaroon_path()).unwrap());
         let channel = sluice::tls::pinned_channel_lazy(
@@ -44,7 +45,12 @@ fn fixture(channels: usize) -> Fixture {
                 .unwrap();
         (server, client)
     });
-    Fixture { runtime, client, _server: server, _dir: dir }
+    Fixture {
+        runtime,
+        client,
+        _server: server,
+        _dir: dir,
+    }
 }
 
 #[divan::bench(args = [1_000, 10_000], sample_count = 10)]

@@ -28,7 +28,7 @@ use crate::lnd::connect::{self, ConnectError};
 use crate::lnd::resilient::RetryPolicy;
 use crate::lnd::types::{BlockEpoch, NodeVersion};
 use crate::lnd::{LightningNode, NodeStream, ResilientNode};
-use crate::metrics::Readiness;
+use crate::metrics::{Readiness, TargetBalance};
 
 /// The readiness component this task owns.
 pub const READINESS: &str = "lnd";
@@ -61,6 +61,8 @@ pub struct NodeTask {
     pub readiness: Readiness,
     /// Where the checked node is published for the API.
     pub handle: NodeHandle,
+    /// Where lnd's reachability, channel balances and node totals are exported.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Runs `fut` unless `shutdown` comes first.
@@ -191,6 +193,7 @@ impl NodeTask {
 
     /// Records a transient loss in the status and readiness.
     fn lost(&self, err: &ConnectError) {
+        self.metrics.catalog.set_lnd_up(false);
         self.status.send_modify(|s| {
             s.connected = false;
             s.error = Some(err.to_string());
@@ -198,8 +201,34 @@ impl NodeTask {
         self.readiness.set(READINESS, Err(not_ready_reason(err)));
     }
 
+    /// Exports every channel's balances (the per-target series until policies name targets)
+    /// and the node's totals. A failure only leaves the previous values; the poll retries.
+    async fn export_balances(&self, node: &dyn LightningNode) {
+        let channels = match tokio::time::timeout(POLL_TIMEOUT, node.list_channels()).await {
+            Ok(Ok(channels)) => channels,
+            Ok(Err(e)) => return tracing::debug!(error = %e, "cannot list channels for metrics"),
+            Err(_) => return tracing::debug!("listing channels for metrics timed out"),
+        };
+        let targets: Vec<TargetBalance> = channels
+            .iter()
+            .map(|c| TargetBalance {
+                target: c.chan_id.to_string(),
+                local: c.local_balance,
+                remote: c.remote_balance,
+                band: None,
+            })
+            .collect();
+        self.metrics.catalog.set_channel_targets(&targets);
+        let local = channels.iter().map(|c| c.local_balance).sum();
+        let remote = channels.iter().map(|c| c.remote_balance).sum();
+        self.metrics
+            .catalog
+            .set_node_totals(local, remote, crate::domain::Sat::ZERO);
+    }
+
     /// Records a successful `get_info`.
     fn publish(&self, info: &NodeInfo, version: Option<&NodeVersion>) {
+        self.metrics.catalog.set_lnd_up(true);
         self.status.send_modify(|s| {
             s.connected = true;
             s.error = None;
@@ -234,6 +263,9 @@ impl NodeTask {
                     Some(Ok(epoch)) => {
                         tracing::debug!(height = epoch.height.0, "new block");
                         self.status.send_modify(|s| s.block_height = epoch.height.0);
+                        if self.network == Network::Simnet {
+                            self.metrics.catalog.set_simnet_height(epoch.height);
+                        }
                     }
                     Some(Err(e)) => {
                         self.stream_failed("block epochs", e)?;
@@ -244,6 +276,7 @@ impl NodeTask {
                 item = next_of(&mut events) => match item {
                     Some(Ok(event)) => {
                         tracing::debug!(event = %describe(&event), "channel event");
+                        self.export_balances(node.as_ref()).await;
                     }
                     Some(Err(e)) => {
                         self.stream_failed("channel events", e)?;
@@ -272,6 +305,7 @@ impl NodeTask {
                             connected = true;
                             failures = 0;
                             self.publish(&info, None);
+                            self.export_balances(node.as_ref()).await;
                             poll_at = tokio::time::Instant::now() + STATUS_REFRESH;
                         }
                         Err(e) => {
@@ -383,6 +417,7 @@ mod tests {
             status: tx,
             readiness: readiness.clone(),
             handle: handle.clone(),
+            metrics: crate::metrics::Metrics::new("test"),
         };
         let stop = CancellationToken::new();
         let task = tokio::spawn(task.run_with(Arc::new(fake.clone()), stop.clone()));

@@ -177,7 +177,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
 
     // 6. Tasks, all owned by the supervisor.
     let supervisor = Supervisor::new();
-    let metrics = Metrics::new(crate::VERSION);
+    let metrics = Metrics::with_per_channel(crate::VERSION, config.metrics.per_channel);
     let readiness = Readiness::new(&["store", node::READINESS]);
     readiness.set("store", store.ping().await.map_err(|e| e.to_string()));
 
@@ -211,6 +211,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         status: node_tx,
         readiness: readiness.clone(),
         handle: lnd,
+        metrics: Arc::clone(&metrics),
     };
     supervisor.spawn("lnd", task.run(supervisor.token()));
     if let Some(simnet) = simnet {

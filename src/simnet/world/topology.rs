@@ -24,7 +24,11 @@ const MAX_EXTRA_COINBASES: u32 = 5_000;
 /// A regtest coinbase's subsidy at `height`: 50 BTC, halving every 150 blocks.
 fn regtest_subsidy_sat(height: u32) -> u64 {
     let halvings = height / 150;
-    if halvings >= 64 { 0 } else { (50 * 100_000_000u64) >> halvings }
+    if halvings >= 64 {
+        0
+    } else {
+        (50 * 100_000_000u64) >> halvings
+    }
 }
 use crate::domain::{ChanId, Network, Ppm, Sat};
 use crate::simnet::chain::{Chain, ChainConfig, FeeTrace, TxStatus};
