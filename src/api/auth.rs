@@ -41,7 +41,16 @@ pub enum Access {
 
 /// Every method of `sluice.v1.Sluice` and what it needs. A test fails when the proto gains a
 /// method that is missing here; a method missing anyway is treated as [`Access::Write`].
-pub const METHODS: &[(&str, Access)] = &[("GetInfo", Access::Read), ("StopDaemon", Access::Write)];
+pub const METHODS: &[(&str, Access)] = &[
+    ("GetInfo", Access::Read),
+    ("StopDaemon", Access::Write),
+    ("Terms", Access::Read),
+    ("Quote", Access::Read),
+    ("LoopOut", Access::Write),
+    ("ListSwaps", Access::Read),
+    ("SwapInfo", Access::Read),
+    ("Monitor", Access::Read),
+];
 
 /// What the method at `path` (`/package.Service/Method`) needs; `None` when it is public.
 pub fn required_access(path: &str) -> Option<Access> {

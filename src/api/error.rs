@@ -43,6 +43,9 @@ pub enum ApiError {
         /// Why.
         reason: String,
     },
+    /// The swap engine refused or failed to create a swap; the code follows the cause.
+    #[error("{0}")]
+    Swap(#[from] crate::swap::EngineError),
     /// A credential file could not be read or written.
     #[error("cannot {action} credential file {}: {source}", path.display())]
     CredentialIo {
@@ -103,6 +106,7 @@ impl ApiError {
     pub fn is_transient(&self) -> bool {
         match self {
             ApiError::Unavailable { .. } | ApiError::Transport(_) => true,
+            ApiError::Swap(e) => engine_code(e) == tonic::Code::Unavailable,
             ApiError::Tls(e) => e.is_transient(),
             _ => false,
         }
@@ -118,6 +122,7 @@ impl From<ApiError> for tonic::Status {
             ApiError::InvalidArgument { .. } => Code::InvalidArgument,
             ApiError::NotFound { .. } => Code::NotFound,
             ApiError::Unavailable { .. } => Code::Unavailable,
+            ApiError::Swap(e) => engine_code(e),
             ApiError::CredentialIo { .. }
             | ApiError::CredentialPermissions { .. }
             | ApiError::CredentialContent { .. }
@@ -134,6 +139,23 @@ impl From<ApiError> for tonic::Status {
             err.to_string()
         };
         tonic::Status::new(code, message)
+    }
+}
+
+/// The gRPC code for a swap the engine did not create: the caller's input, the collaborators'
+/// availability, or a refusal of the server's answer (nothing was paid in any case).
+fn engine_code(e: &crate::swap::EngineError) -> tonic::Code {
+    use crate::swap::EngineError as E;
+    use tonic::Code;
+    match e {
+        E::AmountOutsideTerms { .. } | E::ConfTargetTooLarge { .. } | E::BadDestination { .. } => {
+            Code::InvalidArgument
+        }
+        E::Node { .. } | E::Provider { .. } | E::NoHeight | E::ShutDown | E::Store(_) => {
+            Code::Unavailable
+        }
+        E::Validation(_) => Code::FailedPrecondition,
+        E::Contract(_) | E::Chain(_) => Code::Internal,
     }
 }
 
