@@ -3,7 +3,7 @@
 //! - this file: the command line ([`Args`]), dispatch, and what each failure prints;
 //! - [`client`]: finding the daemon, its certificate and a credential, and calling it;
 //! - [`output`]: human text or `--json`, one renderer per answer;
-//! - one file per command group ([`daemon`]: `getinfo`, `stop`).
+//! - one file per command group ([`daemon`]: `getinfo`, `stop`; [`swaps`]: the swap commands).
 //!
 //! Every failure is one or two plain lines on stderr and exit code 1, never a chain of
 //! transport errors.
@@ -12,6 +12,7 @@ pub mod client;
 pub mod daemon;
 pub mod htlc;
 pub mod output;
+pub mod swaps;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -66,6 +67,18 @@ pub enum Command {
     Stop,
     /// Print a Loop HTLC's scripts, tap leaves, keys and address (offline; no daemon needed).
     Htlc(htlc::HtlcCmd),
+    /// Show the swap server's Loop Out terms.
+    Terms,
+    /// Quote a swap without creating it.
+    Quote(swaps::QuoteCmd),
+    /// Create a Loop Out (shows the quote and asks unless --force; needs the admin credential).
+    Out(swaps::OutCmd),
+    /// List swaps, newest first.
+    Swaps(swaps::SwapsCmd),
+    /// Show one swap: contract, state, history and costs.
+    Swap(swaps::SwapCmd),
+    /// Print swap updates as they happen until interrupted (--json: one object per line).
+    Monitor,
 }
 
 /// Why a command failed. `Display` is exactly what the operator reads.
@@ -165,9 +178,15 @@ pub async fn execute(args: &Args) -> Result<String, CliError> {
     }
     let target = client::Target::resolve(args, std::env::var_os("HOME").map(PathBuf::from))?;
     let format = output::Format::from_json_flag(args.json);
-    match args.command {
+    match &args.command {
         Command::Getinfo => daemon::getinfo(&target, format).await,
         Command::Stop => daemon::stop(&target, format).await,
+        Command::Terms => swaps::terms(&target, format).await,
+        Command::Quote(cmd) => swaps::quote(&target, cmd, format).await,
+        Command::Out(cmd) => swaps::out(&target, cmd, format).await,
+        Command::Swaps(cmd) => swaps::swaps(&target, cmd, format).await,
+        Command::Swap(cmd) => swaps::swap(&target, cmd, format).await,
+        Command::Monitor => swaps::monitor(&target, format).await,
         Command::Htlc(_) => unreachable_offline(),
     }
 }
