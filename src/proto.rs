@@ -8,5 +8,10 @@ pub mod sluice {
     tonic::include_proto!("sluice.v1");
 }
 
+/// The simnet's control service (`proto/simnet.proto`), served by `sluice simnet serve`.
+pub mod simnet {
+    tonic::include_proto!("sluice.simnet.v1");
+}
+
 /// The encoded file descriptor set, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("sluice_descriptor");

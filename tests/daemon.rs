@@ -106,7 +106,10 @@ async fn daemon_serves_getinfo_checks_credentials_exports_metrics_and_stops_on_s
             .any(|(name, _, v)| name == "process_resident_memory_bytes" && *v > 0.0)
     );
     assert_eq!(http_get(&daemon.metrics, "/healthz").0, 200);
-    assert_eq!(http_get(&daemon.metrics, "/readyz").0, 200);
+    // Ready once the store is open and the embedded simnet's lnd answers.
+    common::poll("/readyz to turn 200", Duration::from_secs(60), || {
+        (http_get(&daemon.metrics, "/readyz").0 == 200).then_some(())
+    });
 
     // SIGTERM: a clean exit within the bound, the lock released.
     let status = daemon.terminate(SHUTDOWN_BOUND);

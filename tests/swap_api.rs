@@ -174,6 +174,7 @@ async fn net() -> Net {
         stop: CancellationToken::new(),
         node: node_rx,
         policy: policy_rx,
+        lnd: sluice::api::state::NodeHandle::default(),
         swaps: Some(Arc::new(SwapBackend {
             engine: engine.clone(),
             provider: client,

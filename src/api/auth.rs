@@ -50,6 +50,7 @@ pub const METHODS: &[(&str, Access)] = &[
     ("ListSwaps", Access::Read),
     ("SwapInfo", Access::Read),
     ("Monitor", Access::Read),
+    ("ListChannels", Access::Read),
 ];
 
 /// What the method at `path` (`/package.Service/Method`) needs; `None` when it is public.

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::lnd::NodeError;
 use crate::tls::TlsError;
 
 /// Everything that can go wrong in the API: starting the server (credentials, TLS, transport)
@@ -46,6 +47,9 @@ pub enum ApiError {
     /// The swap engine refused or failed to create a swap; the code follows the cause.
     #[error("{0}")]
     Swap(#[from] crate::swap::EngineError),
+    /// A call to lnd failed; transient failures map to `UNAVAILABLE`.
+    #[error("{0}")]
+    Node(#[from] NodeError),
     /// A credential file could not be read or written.
     #[error("cannot {action} credential file {}: {source}", path.display())]
     CredentialIo {
@@ -107,6 +111,7 @@ impl ApiError {
         match self {
             ApiError::Unavailable { .. } | ApiError::Transport(_) => true,
             ApiError::Swap(e) => engine_code(e) == tonic::Code::Unavailable,
+            ApiError::Node(e) => e.is_transient(),
             ApiError::Tls(e) => e.is_transient(),
             _ => false,
         }
@@ -123,6 +128,8 @@ impl From<ApiError> for tonic::Status {
             ApiError::NotFound { .. } => Code::NotFound,
             ApiError::Unavailable { .. } => Code::Unavailable,
             ApiError::Swap(e) => engine_code(e),
+            ApiError::Node(e) if e.is_transient() => Code::Unavailable,
+            ApiError::Node(_) => Code::FailedPrecondition,
             ApiError::CredentialIo { .. }
             | ApiError::CredentialPermissions { .. }
             | ApiError::CredentialContent { .. }

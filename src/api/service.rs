@@ -1,15 +1,15 @@
 //! The `sluice.v1.Sluice` service: maps daemon state to the wire types and back.
 //!
-//! Handlers never build a `tonic::Status` themselves; they return [`ApiError`](super::ApiError) and the one
+//! Handlers never build a `tonic::Status` themselves; they return [`ApiError`] and the one
 //! conversion in `error.rs` chooses the code. Credentials were checked before a call gets here.
 
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::ApiError;
+use super::error::ApiError;
 use super::state::ApiState;
-use crate::domain::{NodeStatus, PolicyStatus};
+use crate::domain::{Channel, NodeStatus, PolicyStatus, Ppm};
 use crate::proto::sluice as pb;
 
 /// The gRPC service implementation.
@@ -50,6 +50,28 @@ impl SluiceService {
     }
 }
 
+/// The wire form of one channel; the inbound share is the remote part of the two balances.
+pub fn channel(c: &Channel) -> pb::Channel {
+    let total = c.local_balance.0.saturating_add(c.remote_balance.0);
+    let share = Ppm::ratio(c.remote_balance.0, total);
+    pb::Channel {
+        chan_id: c.chan_id.to_string(),
+        channel_point: c.channel_point.clone(),
+        peer_pubkey: c.peer.to_string(),
+        peer_alias: c.peer_alias.clone().unwrap_or_default(),
+        capacity_sat: c.capacity.0,
+        local_balance_sat: c.local_balance.0,
+        remote_balance_sat: c.remote_balance.0,
+        inbound_share_ppm: share.0,
+        inbound_share_percent: share.0 as f64 / 10_000.0,
+        active: c.active,
+        pending_htlcs: c.pending_htlc_count,
+        pending_htlc_amount_sat: c.pending_htlc_amount.0,
+        private: c.private,
+        chan_id_numeric: c.chan_id.0,
+    }
+}
+
 fn lnd_info(node: NodeStatus) -> pb::LndInfo {
     pb::LndInfo {
         connected: node.connected,
@@ -78,6 +100,31 @@ impl pb::sluice_server::Sluice for SluiceService {
         _request: Request<pb::GetInfoRequest>,
     ) -> Result<Response<pb::GetInfoResponse>, Status> {
         Ok(Response::new(self.info()))
+    }
+
+    async fn list_channels(
+        &self,
+        _request: Request<pb::ListChannelsRequest>,
+    ) -> Result<Response<pb::ListChannelsResponse>, Status> {
+        let Some(node) = self.state.lnd.get() else {
+            let reason = self
+                .state
+                .node
+                .borrow()
+                .error
+                .clone()
+                .unwrap_or_else(|| "not connected yet".to_owned());
+            return Err(ApiError::Unavailable {
+                what: "lnd",
+                reason,
+            }
+            .into());
+        };
+        let mut channels = node.list_channels().await.map_err(ApiError::from)?;
+        channels.sort_by_key(|c| c.chan_id);
+        Ok(Response::new(pb::ListChannelsResponse {
+            channels: channels.iter().map(channel).collect(),
+        }))
     }
 
     async fn stop_daemon(

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tonic::metadata::MetadataValue;
 
+use super::state::NodeHandle;
 use super::{ApiError, ApiState, Credentials, auth, serve};
 use crate::domain::{Network, NodeStatus, PolicyStatus};
 use crate::proto::sluice::sluice_client::SluiceClient;
@@ -21,6 +22,7 @@ pub(crate) struct Harness {
     pub(crate) stop: CancellationToken,
     pub(crate) shutdown: CancellationToken,
     pub(crate) node: watch::Sender<NodeStatus>,
+    pub(crate) lnd: NodeHandle,
     _policy: watch::Sender<PolicyStatus>,
     pub(crate) server: tokio::task::JoinHandle<Result<(), ApiError>>,
 }
@@ -50,6 +52,7 @@ pub(crate) async fn start() -> Harness {
     });
     let stop = CancellationToken::new();
     let shutdown = CancellationToken::new();
+    let lnd = NodeHandle::default();
     let state = Arc::new(ApiState {
         version: crate::VERSION.to_owned(),
         network: Network::Signet,
@@ -60,6 +63,7 @@ pub(crate) async fn start() -> Harness {
         node: node_rx,
         policy: policy_rx,
         swaps: None,
+        lnd: lnd.clone(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
@@ -75,6 +79,7 @@ pub(crate) async fn start() -> Harness {
         stop,
         shutdown,
         node,
+        lnd,
         _policy: policy,
         server,
     }

@@ -118,3 +118,65 @@ async fn health_and_reflection_need_no_credential() {
     h.shutdown.cancel();
     h.server.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn list_channels_says_why_lnd_is_unavailable_until_a_node_is_published() {
+    let h = start().await;
+    h.node.send_modify(|n| {
+        n.connected = false;
+        n.error = Some("lnd at 127.0.0.1:1 is unreachable: connection refused".into());
+    });
+    assert!(h.lnd.get().is_none());
+    let err = h
+        .client(Some(auth::READONLY_FILE))
+        .await
+        .list_channels(pb::ListChannelsRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(
+        err.message().contains("lnd is unavailable")
+            && err.message().contains("connection refused"),
+        "{err:?}"
+    );
+    h.shutdown.cancel();
+    h.server.await.unwrap().unwrap();
+}
+
+#[test]
+fn a_channel_carries_its_inbound_share_in_ppm_and_percent() {
+    use crate::domain::{ChanId, Channel, Sat};
+    let c = Channel {
+        chan_id: ChanId((800_000u64 << 40) | (12 << 16) | 1),
+        channel_point: "ab:1".into(),
+        peer: "0379be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"
+            .parse()
+            .unwrap(),
+        peer_alias: Some("bob".into()),
+        capacity: Sat(1_000_000),
+        local_balance: Sat(747_000),
+        remote_balance: Sat(249_000),
+        local_reserve: Sat(10_000),
+        remote_reserve: Sat(10_000),
+        commit_fee: Sat(4_000),
+        active: true,
+        private: false,
+        initiator: true,
+        pending_htlc_count: 2,
+        pending_htlc_amount: Sat(5_000),
+        total_sent: Sat(0),
+        total_received: Sat(0),
+    };
+    let w = service::channel(&c);
+    assert_eq!(w.chan_id, "800000x12x1");
+    assert_eq!(w.peer_alias, "bob");
+    assert_eq!(w.inbound_share_ppm, 250_000);
+    assert!((w.inbound_share_percent - 25.0).abs() < 1e-9);
+    assert_eq!((w.pending_htlcs, w.pending_htlc_amount_sat), (2, 5_000));
+    let empty = service::channel(&Channel {
+        local_balance: Sat(0),
+        remote_balance: Sat(0),
+        ..c
+    });
+    assert_eq!(empty.inbound_share_ppm, 0);
+}

@@ -3,15 +3,18 @@
 //! - this file: the command line ([`Args`]), dispatch, and what each failure prints;
 //! - [`client`]: finding the daemon, its certificate and a credential, and calling it;
 //! - [`output`]: human text or `--json`, one renderer per answer;
-//! - one file per command group ([`daemon`]: `getinfo`, `stop`; [`swaps`]: the swap commands).
+//! - one file per command group ([`daemon`]: `getinfo`, `stop`; [`channels`]: `channels`;
+//!   [`htlc`]: `htlc`; [`swaps`]: the swap commands).
 //!
 //! Every failure is one or two plain lines on stderr and exit code 1, never a chain of
 //! transport errors.
 
+pub mod channels;
 pub mod client;
 pub mod daemon;
 pub mod htlc;
 pub mod output;
+pub mod simnet;
 pub mod swaps;
 
 use std::path::PathBuf;
@@ -65,6 +68,8 @@ pub enum Command {
     Getinfo,
     /// Ask the daemon to shut down gracefully (needs the admin credential).
     Stop,
+    /// List lnd's open channels: id, peer, capacity, balances, inbound share, HTLCs.
+    Channels,
     /// Print a Loop HTLC's scripts, tap leaves, keys and address (offline; no daemon needed).
     Htlc(htlc::HtlcCmd),
     /// Show the swap server's Loop Out terms.
@@ -79,6 +84,8 @@ pub enum Command {
     Swap(swaps::SwapCmd),
     /// Print swap updates as they happen until interrupted (--json: one object per line).
     Monitor,
+    /// Run a simulated world on loopback, or drive a running one (mine, fee, reorg, status).
+    Simnet(simnet::SimnetArgs),
 }
 
 /// Why a command failed. `Display` is exactly what the operator reads.
@@ -155,6 +162,9 @@ pub enum CliError {
     /// Writing the answer failed (e.g. stdout closed).
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
+    /// A `sluice simnet` command failed.
+    #[error(transparent)]
+    Simnet(#[from] simnet::SimnetCliError),
     /// Serialising the answer failed.
     #[error("cannot encode the output as JSON: {0}")]
     Json(#[from] serde_json::Error),
@@ -164,7 +174,9 @@ impl CliError {
     /// The process exit code for this failure.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::NoHome | CliError::Input(_) => EXIT_USAGE,
+            CliError::NoHome
+            | CliError::Input(_)
+            | CliError::Simnet(simnet::SimnetCliError::NoHome) => EXIT_USAGE,
             _ => 1,
         }
     }
@@ -172,9 +184,21 @@ impl CliError {
 
 /// Runs one command and returns what to print on stdout (text or one JSON object).
 pub async fn execute(args: &Args) -> Result<String, CliError> {
-    // Offline commands need neither a daemon nor a datadir.
-    if let Command::Htlc(cmd) = &args.command {
-        return htlc::run(cmd, args.json);
+    // These commands need no daemon (nor its datadir).
+    match &args.command {
+        Command::Htlc(cmd) => return htlc::run(cmd, args.json),
+        Command::Simnet(sim) => {
+            return simnet::execute(sim, output::Format::from_json_flag(args.json)).await;
+        }
+        Command::Getinfo
+        | Command::Stop
+        | Command::Channels
+        | Command::Terms
+        | Command::Quote(_)
+        | Command::Out(_)
+        | Command::Swaps(_)
+        | Command::Swap(_)
+        | Command::Monitor => {}
     }
     let target = client::Target::resolve(args, std::env::var_os("HOME").map(PathBuf::from))?;
     let format = output::Format::from_json_flag(args.json);
@@ -187,7 +211,8 @@ pub async fn execute(args: &Args) -> Result<String, CliError> {
         Command::Swaps(cmd) => swaps::swaps(&target, cmd, format).await,
         Command::Swap(cmd) => swaps::swap(&target, cmd, format).await,
         Command::Monitor => swaps::monitor(&target, format).await,
-        Command::Htlc(_) => unreachable_offline(),
+        Command::Channels => channels::channels(&target, format).await,
+        Command::Htlc(_) | Command::Simnet(_) => unreachable_offline(),
     }
 }
 

@@ -35,9 +35,12 @@ pub fn init(directives: &str, format: Format) -> Result<(), LoggingError> {
             source,
         }
     })?;
+    use std::io::IsTerminal;
+    // Colour only for a person at a terminal; files and journald get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let result = match format {
         Format::Human => builder.try_init(),
         Format::Json => builder

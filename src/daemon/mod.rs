@@ -3,6 +3,7 @@
 
 pub mod lockfile;
 pub mod logging;
+pub mod node;
 mod run;
 pub mod supervisor;
 

@@ -10,6 +10,7 @@ use crate::api;
 use crate::config::{Config, LogFormat};
 use crate::daemon::lockfile::{DataDirLock, LockError};
 use crate::daemon::logging::{self, Format, LoggingError};
+use crate::daemon::node;
 use crate::daemon::supervisor::Supervisor;
 use crate::domain::{NodeStatus, PolicyStatus};
 use crate::metrics::{self, Metrics, Readiness};
@@ -54,6 +55,9 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    /// The embedded simnet could not start.
+    #[error("cannot start the embedded simnet: {0}")]
+    Simnet(crate::simnet::runner::SimnetError),
     /// A task failed while running.
     #[error("task `{task}` failed: {error}")]
     Task {
@@ -150,24 +154,42 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         tracing::warn!(error = %e, "cannot record listen addresses in the lock file");
     }
 
-    // 5. Tasks, all owned by the supervisor.
+    // 5. With --simnet, the embedded world: its simulated lnd is then reached exactly like a
+    //    real one (gRPC, pinned TLS, macaroon), so everything below runs the production path.
+    let mut config = config;
+    let simnet = if config.simnet {
+        let simnet = start_simnet(&config).await?;
+        let lnd = simnet.sluice_lnd();
+        config.lnd.host = lnd.addr.to_string();
+        config.lnd.tls_cert_path = lnd.cert_path.clone();
+        config.lnd.macaroon_path = lnd.macaroon_path.clone();
+        config.server.address = simnet.swap_server_addr().to_string();
+        config.server.tls = crate::config::ServerTls::Insecure;
+        tracing::info!(
+            lnd = %lnd.addr, swap_server = %simnet.swap_server_addr(),
+            control = %simnet.control_addr(), dir = %config.data_dir.join(SIMNET_DIR).display(),
+            "embedded simnet running"
+        );
+        Some(simnet)
+    } else {
+        None
+    };
+
+    // 6. Tasks, all owned by the supervisor.
     let supervisor = Supervisor::new();
     let metrics = Metrics::new(crate::VERSION);
-    let readiness = Readiness::new(&["store"]);
+    let readiness = Readiness::new(&["store", node::READINESS]);
     readiness.set("store", store.ping().await.map_err(|e| e.to_string()));
 
-    let (_node_tx, node_rx) = tokio::sync::watch::channel(NodeStatus {
-        error: Some(if config.simnet {
-            "the embedded simnet is not running in this build".to_owned()
-        } else {
-            "lnd is not connected yet".to_owned()
-        }),
+    let (node_tx, node_rx) = tokio::sync::watch::channel(NodeStatus {
+        error: Some("lnd is not connected yet".to_owned()),
         ..NodeStatus::default()
     });
     let (_policy_tx, policy_rx) = tokio::sync::watch::channel(PolicyStatus {
         directory: config.policies.dir.display().to_string(),
         ..PolicyStatus::default()
     });
+    let lnd = api::state::NodeHandle::default();
     let state = Arc::new(api::ApiState {
         version: crate::VERSION.to_owned(),
         network: config.network,
@@ -178,11 +200,28 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         node: node_rx,
         policy: policy_rx,
         swaps: None,
+        lnd: lnd.clone(),
     });
     let token = supervisor.token();
     supervisor.spawn("api", async move {
         api::serve(rpc_listener, &identity, credentials, state, token).await
     });
+    let task = node::NodeTask {
+        config: config.lnd.clone(),
+        network: config.network,
+        status: node_tx,
+        readiness: readiness.clone(),
+        handle: lnd,
+    };
+    supervisor.spawn("lnd", task.run(supervisor.token()));
+    if let Some(simnet) = simnet {
+        let token = supervisor.token();
+        supervisor.spawn("simnet", async move {
+            token.cancelled().await;
+            simnet.stop().await;
+            Ok::<(), std::convert::Infallible>(())
+        });
+    }
     supervisor.spawn(
         "metrics",
         metrics::serve(
@@ -199,13 +238,13 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         "sluiced started"
     );
 
-    // 6. Run until asked to stop.
+    // 7. Run until asked to stop.
     tokio::select! {
         () = termination_signal() => {}
         () = supervisor.cancelled() => tracing::info!("stop requested"),
     }
 
-    // 7. Shutdown: tasks finish their in-progress work, then the store is closed last.
+    // 8. Shutdown: tasks finish their in-progress work, then the store is closed last.
     tracing::info!(timeout = ?config.shutdown.timeout, "shutting down");
     let report = supervisor.shutdown(config.shutdown.timeout).await;
     if report.is_clean()
@@ -227,6 +266,23 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         return Err(RunError::ShutdownTimeout(report.unfinished.join(", ")));
     }
     Ok(())
+}
+
+/// The embedded simnet's directory inside the datadir.
+const SIMNET_DIR: &str = "simnet";
+
+/// How often the embedded simnet mines a block: fast enough that a swap completes in minutes
+/// when someone tries sluice, slow enough to watch.
+const SIMNET_BLOCK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Starts the embedded simnet in `<datadir>/simnet` with traffic on.
+async fn start_simnet(config: &Config) -> Result<crate::simnet::runner::Simnet, RunError> {
+    let mut simnet = crate::simnet::runner::SimnetConfig::new(config.data_dir.join(SIMNET_DIR));
+    simnet.block_interval = Some(SIMNET_BLOCK_INTERVAL);
+    simnet.traffic = true;
+    crate::simnet::runner::Simnet::start(simnet)
+        .await
+        .map_err(RunError::Simnet)
 }
 
 /// The address actually bound, or the configured one if the OS would not say.

@@ -10,6 +10,7 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use bitcoin::consensus::serialize;
+use bitcoin::hashes::Hash as _;
 use bitcoin::{Address, FeeRate, Transaction};
 use futures::{StreamExt, stream};
 use tonic::metadata::{Ascii, MetadataValue};
@@ -559,6 +560,24 @@ impl LightningNode for LndClient {
             .chain
             .clone()
             .register_block_epoch_ntfn(chainrpc::BlockEpoch::default())
+            .await
+            .map_err(st(M))?
+            .into_inner();
+        Ok(map_stream(M, s, convert::block_epoch))
+    }
+
+    async fn register_block_epochs_since(
+        &self,
+        since: BlockEpoch,
+    ) -> NodeResult<NodeStream<BlockEpoch>> {
+        const M: &str = "register_block_epochs";
+        let s = self
+            .chain
+            .clone()
+            .register_block_epoch_ntfn(chainrpc::BlockEpoch {
+                hash: since.hash.to_byte_array().to_vec(),
+                height: since.height.0,
+            })
             .await
             .map_err(st(M))?
             .into_inner();

@@ -6,12 +6,16 @@
 //! - [`types`]: the port's request and answer types beyond `crate::domain`.
 //! - [`convert`]: wire <-> domain conversions, checked.
 //! - [`client`]: [`LndClient`], the adapter over one shared tonic channel.
+//! - [`connect`]: reading lnd's certificate and macaroon, and the version and network checks.
+//! - [`resilient`]: [`ResilientNode`], retries and re-established streams over any node.
 //! - [`wire`]: the generated lnd types; only this module and `simnet` use them.
 
 pub mod client;
+pub mod connect;
 pub mod convert;
 pub mod error;
 pub mod port;
+pub mod resilient;
 pub mod types;
 pub mod wire;
 
@@ -21,3 +25,4 @@ mod convert_tests;
 pub use client::LndClient;
 pub use error::{NodeError, NodeErrorKind, classify};
 pub use port::{LightningNode, NodeResult, NodeStream};
+pub use resilient::ResilientNode;

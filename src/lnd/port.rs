@@ -164,6 +164,28 @@ pub trait LightningNode: Send + Sync {
     /// lnd's chain notifier is starting.
     async fn register_block_epochs(&self) -> NodeResult<NodeStream<BlockEpoch>>;
 
+    /// Streams the blocks after `since` (a block the caller has already seen), then new
+    /// ones, so a caller resuming after a lost connection misses nothing. lnd's
+    /// `RegisterBlockEpochNtfn` does this when given a best block, rewinding to the fork
+    /// point if `since` was reorganised away. The default ignores the hint and behaves as
+    /// [`register_block_epochs`](Self::register_block_epochs); callers must then expect a
+    /// gap and check the first height they receive.
+    async fn register_block_epochs_since(
+        &self,
+        since: BlockEpoch,
+    ) -> NodeResult<NodeStream<BlockEpoch>> {
+        let _ = since;
+        self.register_block_epochs().await
+    }
+
+    /// The hash of the main-chain block at `height`; `Ok(None)` when the node has no such
+    /// block or cannot say. Idempotent. Used to fill a gap in block epochs when a node does
+    /// not replay missed blocks; the default answers `None` (lnd replays instead).
+    async fn block_hash_at(&self, height: BlockHeight) -> NodeResult<Option<bitcoin::BlockHash>> {
+        let _ = height;
+        Ok(None)
+    }
+
     // ----- hold invoices (the simnet's Loop server) -----
 
     /// Adds a hold invoice. `AlreadyExists` if an invoice with this hash exists; callers

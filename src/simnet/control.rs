@@ -1,0 +1,236 @@
+//! The simnet's control service (`proto/simnet.proto`): mine, set the fee rate, reorg, show
+//! the world, and stop or start a node's simulated lnd, for demos and tests driving a running
+//! `sluice simnet serve`. Protected like the simulated lnd: TLS with a CA-marked self-signed
+//! certificate and a macaroon in `<dir>/control/`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::Mutex as AsyncMutex;
+use tonic::{Request, Response, Status};
+
+use super::chain::FeeTrace;
+use super::lnd::SimLndServer;
+use super::world::{SharedWorld, lock};
+use crate::proto::simnet as wire;
+use crate::proto::simnet::simnet_server::Simnet as SimnetService;
+
+/// A client of the control service, presenting the control macaroon on every call.
+pub type ControlClient = crate::proto::simnet::simnet_client::SimnetClient<
+    tonic::service::interceptor::InterceptedService<
+        tonic::transport::Channel,
+        crate::lnd::client::MacaroonInterceptor,
+    >,
+>;
+
+/// How long connecting to the control service may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Connects to the control service a `simnet.json` describes, pinning its certificate and
+/// presenting its macaroon. Fails here when nothing listens or the certificate differs.
+pub async fn connect(
+    state: &super::runner::SimnetState,
+) -> Result<ControlClient, super::runner::SimnetError> {
+    use super::runner::SimnetError;
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|source| SimnetError::File {
+            action: "read",
+            path: path.to_owned(),
+            source,
+        })
+    };
+    let cert = read(&state.control_cert)?;
+    let macaroon = hex::encode(read(&state.control_macaroon)?);
+    let channel = crate::tls::pinned_channel(&state.control, &cert, CONNECT_TIMEOUT).await?;
+    let auth = crate::lnd::client::MacaroonInterceptor::new(&macaroon).map_err(|e| {
+        SimnetError::State {
+            path: state.control_macaroon.clone(),
+            reason: e.message,
+        }
+    })?;
+    Ok(crate::proto::simnet::simnet_client::SimnetClient::with_interceptor(channel, auth))
+}
+
+/// The most blocks one `Mine` call may ask for; more would hold the world for long.
+pub const MAX_MINE: u32 = 10_000;
+
+/// What the control service acts on: the world and the simulated lnd servers by node name.
+pub struct Control {
+    /// The world.
+    pub world: SharedWorld,
+    /// Each served node's simulated lnd, by alias.
+    pub lnds: AsyncMutex<BTreeMap<String, SimLndServer>>,
+}
+
+/// The `sluice.simnet.v1.Simnet` handlers.
+#[derive(Clone)]
+pub struct ControlService {
+    control: Arc<Control>,
+}
+
+impl ControlService {
+    /// Handlers over `control`.
+    pub fn new(control: Arc<Control>) -> ControlService {
+        ControlService { control }
+    }
+
+    /// Every node's status; `lnds` gives the served ones' address and state.
+    fn node_statuses(&self, lnds: &BTreeMap<String, (SocketAddr, bool)>) -> Vec<wire::NodeStatus> {
+        let world = lock(&self.control.world);
+        world
+            .nodes()
+            .map(|(idx, name)| {
+                let lnd = lnds.get(name);
+                wire::NodeStatus {
+                    name: name.to_owned(),
+                    pubkey: world
+                        .node_id(idx)
+                        .map(|id| id.to_string())
+                        .unwrap_or_default(),
+                    lnd_address: lnd.map(|(a, _)| a.to_string()).unwrap_or_default(),
+                    lnd_running: lnd.is_some_and(|(_, running)| *running),
+                    channels: u32::try_from(world.channels().iter().filter(|c| c.has(idx)).count())
+                        .unwrap_or(u32::MAX),
+                }
+            })
+            .collect()
+    }
+
+    async fn lnd_states(&self) -> BTreeMap<String, (SocketAddr, bool)> {
+        self.control
+            .lnds
+            .lock()
+            .await
+            .iter()
+            .map(|(name, s)| (name.clone(), (s.addr(), s.is_running())))
+            .collect()
+    }
+
+    async fn node_response(&self, name: &str) -> Result<Response<wire::NodeResponse>, Status> {
+        let states = self.lnd_states().await;
+        let node = self
+            .node_statuses(&states)
+            .into_iter()
+            .find(|n| n.name == name);
+        Ok(Response::new(wire::NodeResponse { node }))
+    }
+
+    fn unknown_node(name: &str, lnds: &BTreeMap<String, SimLndServer>) -> Status {
+        let known: Vec<&str> = lnds.keys().map(String::as_str).collect();
+        Status::not_found(format!(
+            "no simulated lnd is called `{name}`; nodes with one: {}",
+            known.join(", ")
+        ))
+    }
+}
+
+#[tonic::async_trait]
+impl SimnetService for ControlService {
+    async fn mine(
+        &self,
+        request: Request<wire::MineRequest>,
+    ) -> Result<Response<wire::MineResponse>, Status> {
+        let n = request.get_ref().blocks;
+        if n == 0 || n > MAX_MINE {
+            return Err(Status::invalid_argument(format!(
+                "blocks must be between 1 and {MAX_MINE}, got {n}"
+            )));
+        }
+        let mut world = lock(&self.control.world);
+        let hashes = world.mine(n);
+        let tip = world.height().0;
+        let first = tip + 1 - u32::try_from(hashes.len()).unwrap_or(0);
+        Ok(Response::new(wire::MineResponse {
+            heights: (first..=tip).collect(),
+            hashes: hashes.iter().map(ToString::to_string).collect(),
+        }))
+    }
+
+    async fn set_fee(
+        &self,
+        request: Request<wire::SetFeeRequest>,
+    ) -> Result<Response<wire::SetFeeResponse>, Status> {
+        let sat_per_vbyte = request.get_ref().sat_per_vbyte;
+        if sat_per_vbyte == 0 {
+            return Err(Status::invalid_argument(
+                "sat_per_vbyte must be at least 1 (the relay floor)",
+            ));
+        }
+        // 1 vbyte is 4 weight units: sat/kw = sat/vB × 1000 / 4.
+        let sat_per_kw = sat_per_vbyte.saturating_mul(250);
+        lock(&self.control.world).set_fee_trace(FeeTrace::Flat(sat_per_kw));
+        Ok(Response::new(wire::SetFeeResponse { sat_per_kw }))
+    }
+
+    async fn reorg(
+        &self,
+        request: Request<wire::ReorgRequest>,
+    ) -> Result<Response<wire::ReorgResponse>, Status> {
+        let depth = request.get_ref().depth;
+        if depth == 0 {
+            return Err(Status::invalid_argument("depth must be at least 1"));
+        }
+        let mut world = lock(&self.control.world);
+        let outcome = world
+            .reorg(depth)
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        Ok(Response::new(wire::ReorgResponse {
+            height: world.height().0,
+            returned_to_mempool: u32::try_from(outcome.returned.len()).unwrap_or(u32::MAX),
+        }))
+    }
+
+    async fn status(
+        &self,
+        _: Request<wire::StatusRequest>,
+    ) -> Result<Response<wire::StatusResponse>, Status> {
+        let states = self.lnd_states().await;
+        let nodes = self.node_statuses(&states);
+        let world = lock(&self.control.world);
+        Ok(Response::new(wire::StatusResponse {
+            height: world.height().0,
+            tip_hash: world.chain().tip_hash().to_string(),
+            fee_sat_per_kw: world.chain().estimate_fee_sat_kw(1),
+            network: super::lnd::convert::network_name(world.network()).to_owned(),
+            nodes,
+        }))
+    }
+
+    async fn stop_node(
+        &self,
+        request: Request<wire::NodeRequest>,
+    ) -> Result<Response<wire::NodeResponse>, Status> {
+        let name = &request.get_ref().name;
+        {
+            let mut lnds = self.control.lnds.lock().await;
+            let Some(server) = lnds.get_mut(name) else {
+                return Err(Self::unknown_node(name, &lnds));
+            };
+            server.stop().await;
+        }
+        tracing::info!(node = %name, "simulated lnd stopped on request");
+        self.node_response(name).await
+    }
+
+    async fn start_node(
+        &self,
+        request: Request<wire::NodeRequest>,
+    ) -> Result<Response<wire::NodeResponse>, Status> {
+        let name = &request.get_ref().name;
+        {
+            let mut lnds = self.control.lnds.lock().await;
+            let Some(server) = lnds.get_mut(name) else {
+                return Err(Self::unknown_node(name, &lnds));
+            };
+            if !server.is_running() {
+                server
+                    .restart()
+                    .await
+                    .map_err(|e| Status::unavailable(e.to_string()))?;
+            }
+        }
+        tracing::info!(node = %name, "simulated lnd started on request");
+        self.node_response(name).await
+    }
+}

@@ -1,0 +1,154 @@
+//! `lnrpc.Lightning` and `verrpc.Versioner` over the port.
+
+use tonic::{Request, Response, Status};
+
+use super::convert;
+use super::facade::{LndFacade, WireStream, answer, fail};
+use crate::domain::NodeId;
+use crate::lnd::wire::lnrpc::lightning_server::Lightning;
+use crate::lnd::wire::verrpc::versioner_server::Versioner;
+use crate::lnd::wire::{lnrpc, verrpc};
+
+type Reply<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl Lightning for LndFacade {
+    async fn get_info(&self, _: Request<lnrpc::GetInfoRequest>) -> Reply<lnrpc::GetInfoResponse> {
+        let info = self.node.get_info().await.map_err(fail)?;
+        // lnd counts channels and peers itself; the port offers them through their lists.
+        let channels = self.node.list_channels().await.map_err(fail)?;
+        let peers = self.node.list_peers().await.map_err(fail)?;
+        let active = channels.iter().filter(|c| c.active).count();
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Ok(Response::new(convert::get_info(
+            &info,
+            count(active),
+            count(channels.len() - active),
+            count(peers.len()),
+        )))
+    }
+
+    async fn list_channels(
+        &self,
+        request: Request<lnrpc::ListChannelsRequest>,
+    ) -> Reply<lnrpc::ListChannelsResponse> {
+        let r = request.into_inner();
+        if r.active_only && r.inactive_only {
+            return Err(super::status::bad_request(
+                "either activeOnly or inactiveOnly can be set, but not both",
+            ));
+        }
+        if r.public_only && r.private_only {
+            return Err(super::status::bad_request(
+                "either publicOnly or privateOnly can be set, but not both",
+            ));
+        }
+        let peer = if r.peer.is_empty() {
+            None
+        } else {
+            Some(
+                NodeId::try_from(r.peer.as_slice())
+                    .map_err(|e| super::status::bad_request(format!("invalid peer: {e}")))?,
+            )
+        };
+        let channels = self.node.list_channels().await.map_err(fail)?;
+        let channels = channels
+            .iter()
+            .filter(|c| {
+                if c.active {
+                    !r.inactive_only
+                } else {
+                    !r.active_only
+                }
+            })
+            .filter(|c| {
+                if c.private {
+                    !r.public_only
+                } else {
+                    !r.private_only
+                }
+            })
+            .filter(|c| peer.is_none_or(|p| c.peer == p))
+            .map(|c| {
+                let mut wire = convert::channel(c);
+                if !r.peer_alias_lookup {
+                    wire.peer_alias.clear();
+                }
+                wire
+            })
+            .collect();
+        Ok(Response::new(lnrpc::ListChannelsResponse { channels }))
+    }
+
+    type SubscribeChannelEventsStream = WireStream<lnrpc::ChannelEventUpdate>;
+
+    async fn subscribe_channel_events(
+        &self,
+        _: Request<lnrpc::ChannelEventSubscription>,
+    ) -> Reply<Self::SubscribeChannelEventsStream> {
+        let s = self.node.subscribe_channel_events().await.map_err(fail)?;
+        Ok(Response::new(self.forward(s, convert::channel_event)))
+    }
+
+    async fn list_peers(
+        &self,
+        _: Request<lnrpc::ListPeersRequest>,
+    ) -> Reply<lnrpc::ListPeersResponse> {
+        let peers = self.node.list_peers().await.map_err(fail)?;
+        Ok(Response::new(lnrpc::ListPeersResponse {
+            peers: peers.iter().map(convert::peer).collect(),
+        }))
+    }
+
+    async fn get_node_info(
+        &self,
+        request: Request<lnrpc::NodeInfoRequest>,
+    ) -> Reply<lnrpc::NodeInfo> {
+        let key = &request.get_ref().pub_key;
+        let node: NodeId = key
+            .parse()
+            .map_err(|e| super::status::bad_request(format!("invalid pub_key: {e}")))?;
+        match self.node.node_alias(node).await.map_err(fail)? {
+            Some(alias) => Ok(Response::new(lnrpc::NodeInfo {
+                node: Some(lnrpc::LightningNode {
+                    pub_key: key.clone(),
+                    alias,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })),
+            // lnd's answer for a node missing from its graph.
+            None => Err(Status::not_found("unable to find node")),
+        }
+    }
+
+    async fn decode_pay_req(&self, request: Request<lnrpc::PayReqString>) -> Reply<lnrpc::PayReq> {
+        let decoded = self.node.decode_invoice(&request.get_ref().pay_req).await;
+        answer(decoded.map(|d| convert::pay_req(&d)))
+    }
+
+    async fn forwarding_history(
+        &self,
+        request: Request<lnrpc::ForwardingHistoryRequest>,
+    ) -> Reply<lnrpc::ForwardingHistoryResponse> {
+        let r = request.into_inner();
+        let mut page = self
+            .node
+            .forwarding_history(r.start_time, r.end_time, r.index_offset, r.num_max_events)
+            .await
+            .map_err(fail)?;
+        // lnd filters by channel in its query; the port pages first, so filter the page.
+        page.events.retain(|e| {
+            (r.incoming_chan_ids.is_empty() || r.incoming_chan_ids.contains(&e.chan_in.0))
+                && (r.outgoing_chan_ids.is_empty() || r.outgoing_chan_ids.contains(&e.chan_out.0))
+        });
+        Ok(Response::new(convert::forwarding_page(&page)))
+    }
+}
+
+#[tonic::async_trait]
+impl Versioner for LndFacade {
+    async fn get_version(&self, _: Request<verrpc::VersionRequest>) -> Reply<verrpc::Version> {
+        answer(self.node.get_version().await.map(|v| convert::version(&v)))
+    }
+}
