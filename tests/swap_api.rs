@@ -332,6 +332,15 @@ async fn out_force_reaches_succeeded_through_monitor_and_costs_match_what_moved(
         .into_inner();
     let local_before = net.local_balance().await;
     let wallet_before = net.wallet_confirmed();
+    // The quote shows the limits the swap will be created with.
+    let quote = client
+        .quote(pb::QuoteRequest {
+            amount_sat: 250_000,
+            conf_target: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
     let mining = net.keep_mining();
 
     let out = OutCmd {
@@ -384,6 +393,8 @@ async fn out_force_reaches_succeeded_through_monitor_and_costs_match_what_moved(
     assert_eq!(swap.state, "SUCCEEDED");
     assert_eq!(swap.label, "api test");
     assert_eq!(swap.initiator, "cli");
+    assert_eq!(info.limits, quote.limits, "the swap uses the quoted limits");
+    assert_eq!(info.expiry_height, quote.expiry_height);
     let costs = swap.costs.unwrap();
     assert!(!info.htlc_outpoint.is_empty() && !info.sweep_txid.is_empty());
     assert_eq!(info.history.first().unwrap().state, "INITIATED");

@@ -172,6 +172,47 @@ mod tests {
     use super::*;
 
     #[test]
+    fn engine_errors_map_by_cause() {
+        use crate::domain::{Network, Sat};
+        use crate::swap::EngineError as E;
+        let cases = [
+            (
+                E::AmountOutsideTerms {
+                    amount: Sat(1),
+                    min: Sat(10),
+                    max: Sat(20),
+                },
+                tonic::Code::InvalidArgument,
+            ),
+            (
+                E::ConfTargetTooLarge {
+                    conf_target: 500,
+                    max: 400,
+                },
+                tonic::Code::InvalidArgument,
+            ),
+            (
+                E::BadDestination {
+                    address: "x".into(),
+                    network: Network::Regtest,
+                    reason: "bad".into(),
+                },
+                tonic::Code::InvalidArgument,
+            ),
+            (E::NoHeight, tonic::Code::Unavailable),
+            (E::ShutDown, tonic::Code::Unavailable),
+        ];
+        for (err, code) in cases {
+            let text = err.to_string();
+            let api = ApiError::from(err);
+            assert_eq!(api.is_transient(), code == tonic::Code::Unavailable);
+            let status = tonic::Status::from(api);
+            assert_eq!(status.code(), code, "{text}");
+            assert_eq!(status.message(), text);
+        }
+    }
+
+    #[test]
     fn each_error_maps_to_its_code() {
         let cases = [
             (
