@@ -44,6 +44,12 @@ pub enum Access {
 pub const METHODS: &[(&str, Access)] = &[
     ("GetInfo", Access::Read),
     ("StopDaemon", Access::Write),
+    ("Terms", Access::Read),
+    ("Quote", Access::Read),
+    ("LoopOut", Access::Write),
+    ("ListSwaps", Access::Read),
+    ("SwapInfo", Access::Read),
+    ("Monitor", Access::Read),
     ("ListChannels", Access::Read),
 ];
 

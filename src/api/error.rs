@@ -44,6 +44,9 @@ pub enum ApiError {
         /// Why.
         reason: String,
     },
+    /// The swap engine refused or failed to create a swap; the code follows the cause.
+    #[error("{0}")]
+    Swap(#[from] crate::swap::EngineError),
     /// A call to lnd failed; transient failures map to `UNAVAILABLE`.
     #[error("{0}")]
     Node(#[from] NodeError),
@@ -107,6 +110,7 @@ impl ApiError {
     pub fn is_transient(&self) -> bool {
         match self {
             ApiError::Unavailable { .. } | ApiError::Transport(_) => true,
+            ApiError::Swap(e) => engine_code(e) == tonic::Code::Unavailable,
             ApiError::Node(e) => e.is_transient(),
             ApiError::Tls(e) => e.is_transient(),
             _ => false,
@@ -123,6 +127,7 @@ impl From<ApiError> for tonic::Status {
             ApiError::InvalidArgument { .. } => Code::InvalidArgument,
             ApiError::NotFound { .. } => Code::NotFound,
             ApiError::Unavailable { .. } => Code::Unavailable,
+            ApiError::Swap(e) => engine_code(e),
             ApiError::Node(e) if e.is_transient() => Code::Unavailable,
             ApiError::Node(_) => Code::FailedPrecondition,
             ApiError::CredentialIo { .. }
@@ -144,10 +149,68 @@ impl From<ApiError> for tonic::Status {
     }
 }
 
+/// The gRPC code for a swap the engine did not create: the caller's input, the collaborators'
+/// availability, or a refusal of the server's answer (nothing was paid in any case).
+fn engine_code(e: &crate::swap::EngineError) -> tonic::Code {
+    use crate::swap::EngineError as E;
+    use tonic::Code;
+    match e {
+        E::AmountOutsideTerms { .. } | E::ConfTargetTooLarge { .. } | E::BadDestination { .. } => {
+            Code::InvalidArgument
+        }
+        E::Node { .. } | E::Provider { .. } | E::NoHeight | E::ShutDown | E::Store(_) => {
+            Code::Unavailable
+        }
+        E::Validation(_) => Code::FailedPrecondition,
+        E::Contract(_) | E::Chain(_) => Code::Internal,
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn engine_errors_map_by_cause() {
+        use crate::domain::{Network, Sat};
+        use crate::swap::EngineError as E;
+        let cases = [
+            (
+                E::AmountOutsideTerms {
+                    amount: Sat(1),
+                    min: Sat(10),
+                    max: Sat(20),
+                },
+                tonic::Code::InvalidArgument,
+            ),
+            (
+                E::ConfTargetTooLarge {
+                    conf_target: 500,
+                    max: 400,
+                },
+                tonic::Code::InvalidArgument,
+            ),
+            (
+                E::BadDestination {
+                    address: "x".into(),
+                    network: Network::Regtest,
+                    reason: "bad".into(),
+                },
+                tonic::Code::InvalidArgument,
+            ),
+            (E::NoHeight, tonic::Code::Unavailable),
+            (E::ShutDown, tonic::Code::Unavailable),
+        ];
+        for (err, code) in cases {
+            let text = err.to_string();
+            let api = ApiError::from(err);
+            assert_eq!(api.is_transient(), code == tonic::Code::Unavailable);
+            let status = tonic::Status::from(api);
+            assert_eq!(status.code(), code, "{text}");
+            assert_eq!(status.message(), text);
+        }
+    }
 
     #[test]
     fn each_error_maps_to_its_code() {

@@ -4,6 +4,7 @@
 //! - [`error`]: [`ApiError`] and the one conversion into a gRPC status.
 //! - [`state`]: what handlers read ([`ApiState`]).
 //! - [`service`]: the `sluice.v1.Sluice` handlers.
+//! - [`swaps`]: the swap RPCs' handlers ([`swaps::SwapBackend`]).
 //!
 //! Only this module (and the CLI, as a client) touches sluice's own wire types.
 
@@ -11,6 +12,7 @@ pub mod auth;
 pub mod error;
 pub mod service;
 pub mod state;
+pub mod swaps;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -24,6 +24,15 @@ impl SluiceService {
         SluiceService { state }
     }
 
+    /// The swap backend, or `UNAVAILABLE` when the daemon runs without one.
+    fn swaps(&self) -> Result<&super::swaps::SwapBackend, ApiError> {
+        self.state.swaps.as_deref().ok_or(ApiError::Unavailable {
+            what: "the swap engine",
+            reason: "no swap server is configured; set one in the config and restart sluiced"
+                .to_owned(),
+        })
+    }
+
     /// `GetInfo`'s answer for the current state.
     fn info(&self) -> pb::GetInfoResponse {
         let s = &self.state;
@@ -125,5 +134,57 @@ impl pb::sluice_server::Sluice for SluiceService {
         tracing::info!("shutdown requested through the API");
         self.state.stop.cancel();
         Ok(Response::new(pb::StopDaemonResponse {}))
+    }
+
+    async fn terms(
+        &self,
+        _request: Request<pb::TermsRequest>,
+    ) -> Result<Response<pb::TermsResponse>, Status> {
+        Ok(Response::new(self.swaps()?.terms().await?))
+    }
+
+    async fn quote(
+        &self,
+        request: Request<pb::QuoteRequest>,
+    ) -> Result<Response<pb::QuoteResponse>, Status> {
+        Ok(Response::new(
+            self.swaps()?.quote(request.into_inner()).await?,
+        ))
+    }
+
+    async fn loop_out(
+        &self,
+        request: Request<pb::LoopOutRequest>,
+    ) -> Result<Response<pb::LoopOutResponse>, Status> {
+        Ok(Response::new(
+            self.swaps()?.loop_out(request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_swaps(
+        &self,
+        request: Request<pb::ListSwapsRequest>,
+    ) -> Result<Response<pb::ListSwapsResponse>, Status> {
+        Ok(Response::new(
+            self.swaps()?.list(request.into_inner()).await?,
+        ))
+    }
+
+    async fn swap_info(
+        &self,
+        request: Request<pb::SwapInfoRequest>,
+    ) -> Result<Response<pb::SwapInfoResponse>, Status> {
+        Ok(Response::new(
+            self.swaps()?.info(request.into_inner()).await?,
+        ))
+    }
+
+    type MonitorStream = super::swaps::MonitorStream;
+
+    async fn monitor(
+        &self,
+        _request: Request<pb::MonitorRequest>,
+    ) -> Result<Response<Self::MonitorStream>, Status> {
+        Ok(Response::new(self.swaps()?.monitor().await?))
     }
 }

@@ -62,6 +62,7 @@ pub(crate) async fn start() -> Harness {
         stop: stop.clone(),
         node: node_rx,
         policy: policy_rx,
+        swaps: None,
         lnd: lnd.clone(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

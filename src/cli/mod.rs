@@ -4,7 +4,7 @@
 //! - [`client`]: finding the daemon, its certificate and a credential, and calling it;
 //! - [`output`]: human text or `--json`, one renderer per answer;
 //! - one file per command group ([`daemon`]: `getinfo`, `stop`; [`channels`]: `channels`;
-//!   [`htlc`]: `htlc`).
+//!   [`htlc`]: `htlc`; [`swaps`]: the swap commands).
 //!
 //! Every failure is one or two plain lines on stderr and exit code 1, never a chain of
 //! transport errors.
@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod htlc;
 pub mod output;
 pub mod simnet;
+pub mod swaps;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -71,6 +72,18 @@ pub enum Command {
     Channels,
     /// Print a Loop HTLC's scripts, tap leaves, keys and address (offline; no daemon needed).
     Htlc(htlc::HtlcCmd),
+    /// Show the swap server's Loop Out terms.
+    Terms,
+    /// Quote a swap without creating it.
+    Quote(swaps::QuoteCmd),
+    /// Create a Loop Out (shows the quote and asks unless --force; needs the admin credential).
+    Out(swaps::OutCmd),
+    /// List swaps, newest first.
+    Swaps(swaps::SwapsCmd),
+    /// Show one swap: contract, state, history and costs.
+    Swap(swaps::SwapCmd),
+    /// Print swap updates as they happen until interrupted (--json: one object per line).
+    Monitor,
     /// Run a simulated world on loopback, or drive a running one (mine, fee, reorg, status).
     Simnet(simnet::SimnetArgs),
 }
@@ -177,13 +190,27 @@ pub async fn execute(args: &Args) -> Result<String, CliError> {
         Command::Simnet(sim) => {
             return simnet::execute(sim, output::Format::from_json_flag(args.json)).await;
         }
-        Command::Getinfo | Command::Stop | Command::Channels => {}
+        Command::Getinfo
+        | Command::Stop
+        | Command::Channels
+        | Command::Terms
+        | Command::Quote(_)
+        | Command::Out(_)
+        | Command::Swaps(_)
+        | Command::Swap(_)
+        | Command::Monitor => {}
     }
     let target = client::Target::resolve(args, std::env::var_os("HOME").map(PathBuf::from))?;
     let format = output::Format::from_json_flag(args.json);
-    match args.command {
+    match &args.command {
         Command::Getinfo => daemon::getinfo(&target, format).await,
         Command::Stop => daemon::stop(&target, format).await,
+        Command::Terms => swaps::terms(&target, format).await,
+        Command::Quote(cmd) => swaps::quote(&target, cmd, format).await,
+        Command::Out(cmd) => swaps::out(&target, cmd, format).await,
+        Command::Swaps(cmd) => swaps::swaps(&target, cmd, format).await,
+        Command::Swap(cmd) => swaps::swap(&target, cmd, format).await,
+        Command::Monitor => swaps::monitor(&target, format).await,
         Command::Channels => channels::channels(&target, format).await,
         Command::Htlc(_) | Command::Simnet(_) => unreachable_offline(),
     }

@@ -199,6 +199,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         stop: supervisor.token(),
         node: node_rx,
         policy: policy_rx,
+        swaps: None,
         lnd: lnd.clone(),
     });
     let token = supervisor.token();

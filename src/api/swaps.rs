@@ -1,0 +1,476 @@
+//! The swap RPCs: `Terms`, `Quote`, `LoopOut`, `ListSwaps`, `SwapInfo` and `Monitor`.
+//!
+//! Handlers read the swap server through the provider port, swaps through the store, and
+//! create swaps through the [`SwapEngine`]; the daemon hands all of them over in one
+//! [`SwapBackend`]. A daemon without one (no swap server configured) answers these RPCs with
+//! `UNAVAILABLE`.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bitcoin::hashes::Hash;
+use bitcoin::{Address, ScriptBuf};
+use futures::{Stream, StreamExt};
+use tokio::sync::broadcast;
+
+use super::ApiError;
+use crate::chain::SatPerKw;
+use crate::chain::fees::{MIN_CONF_TARGET, SweepWitness, fee_for, sweep_weight};
+use crate::domain::{ChanId, Network, Sat, SwapHash};
+use crate::lnd::LightningNode;
+use crate::proto::sluice as pb;
+use crate::provider::SwapProvider;
+use crate::store::Store;
+use crate::store::swaps::{SwapFilter, SwapRecord};
+use crate::swap::engine::{expiry_for, routing_fee_limit};
+use crate::swap::{EngineConfig, FeeLimits, LoopOutRequest, SwapCosts, SwapEngine, SwapState};
+
+/// Everything the swap RPCs need, built by the daemon next to the engine it runs.
+#[derive(Clone)]
+pub struct SwapBackend {
+    /// The engine that creates and drives swaps.
+    pub engine: SwapEngine,
+    /// The swap server, for terms and quotes.
+    pub provider: Arc<dyn SwapProvider>,
+    /// sluice's Lightning node, for fee estimates.
+    pub node: Arc<dyn LightningNode>,
+    /// Where swaps are stored.
+    pub store: Store,
+    /// The engine's configuration: defaults and how limits are derived.
+    pub config: EngineConfig,
+}
+
+impl std::fmt::Debug for SwapBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SwapBackend")
+            .field("engine", &self.engine)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The stream `Monitor` answers with.
+pub type MonitorStream =
+    Pin<Box<dyn Stream<Item = Result<pb::SwapUpdate, tonic::Status>> + Send + 'static>>;
+
+/// The wire name of a state: upper snake case, as Loop prints states.
+pub fn state_name(state: SwapState) -> &'static str {
+    match state {
+        SwapState::Initiated => "INITIATED",
+        SwapState::PreimageRevealed => "PREIMAGE_REVEALED",
+        SwapState::Succeeded => "SUCCEEDED",
+        SwapState::FailedOffchain => "FAILED_OFFCHAIN",
+        SwapState::FailedTimeout => "FAILED_TIMEOUT",
+        SwapState::FailedSweepTimeout => "FAILED_SWEEP_TIMEOUT",
+        SwapState::FailedInsufficientValue => "FAILED_INSUFFICIENT_VALUE",
+        SwapState::SpendConfirming => "SPEND_CONFIRMING",
+    }
+}
+
+/// Parses a state name in either spelling (`SUCCEEDED`, `Succeeded`, `preimage_revealed`).
+pub fn parse_state(name: &str) -> Option<SwapState> {
+    let squash = |s: &str| s.replace('_', "").to_ascii_lowercase();
+    let wanted = squash(name);
+    SwapState::ALL
+        .into_iter()
+        .find(|s| squash(s.as_str()) == wanted)
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn costs(c: SwapCosts) -> pb::SwapCosts {
+    pb::SwapCosts {
+        server_sat: c.server_sat,
+        onchain_sat: c.onchain.0,
+        offchain_sat: c.offchain.0,
+    }
+}
+
+fn limits(l: &FeeLimits) -> pb::FeeLimits {
+    pb::FeeLimits {
+        max_swap_fee_sat: l.max_swap_fee.0,
+        max_prepay_amount_sat: l.max_prepay_amount.0,
+        max_swap_routing_fee_sat: l.max_swap_routing_fee.0,
+        max_prepay_routing_fee_sat: l.max_prepay_routing_fee.0,
+        max_miner_fee_sat: l.max_miner_fee.0,
+    }
+}
+
+/// The address of an HTLC script on `network`, empty if the script has no address form.
+fn address_of(script: &[u8], network: Network) -> String {
+    Address::from_script(&ScriptBuf::from_bytes(script.to_vec()), network.bitcoin())
+        .map(|a| a.to_string())
+        .unwrap_or_default()
+}
+
+fn summary(r: &SwapRecord) -> pb::SwapSummary {
+    let t = r.contract.terms();
+    pb::SwapSummary {
+        id: t.swap_hash.to_string(),
+        state: state_name(r.progress.state).to_owned(),
+        state_code: u32::from(r.progress.state.code()),
+        amount_sat: t.amount.0,
+        label: t.label.clone(),
+        initiator: t.initiator.clone(),
+        created_at_unix: r.created_at_unix,
+        updated_at_unix: r.updated_at_unix,
+        costs: Some(costs(r.costs)),
+        htlc_address: address_of(t.htlc_pk_script.as_bytes(), r.extras.network),
+    }
+}
+
+fn parse_id(id: &str) -> Result<SwapHash, ApiError> {
+    let bad = || ApiError::InvalidArgument {
+        field: "id",
+        reason: format!("{id:?} is not a swap id; expected the swap hash as 64 hex characters"),
+    };
+    let bytes: [u8; 32] = hex::decode(id.trim())
+        .map_err(|_| bad())?
+        .try_into()
+        .map_err(|_| bad())?;
+    Ok(SwapHash(bytes))
+}
+
+impl SwapBackend {
+    /// `Terms`.
+    pub async fn terms(&self) -> Result<pb::TermsResponse, ApiError> {
+        let t = self
+            .provider
+            .loop_out_terms()
+            .await
+            .map_err(|e| unavailable("the swap server", e))?;
+        Ok(pb::TermsResponse {
+            min_amount_sat: t.min_amount.0,
+            max_amount_sat: t.max_amount.0,
+            min_cltv_delta: t.min_cltv_delta,
+            max_cltv_delta: t.max_cltv_delta,
+        })
+    }
+
+    /// `Quote`: the server's quote for a swap created now, and the limits the engine would
+    /// derive from it (the same rule as [`SwapEngine::loop_out`] without overrides).
+    pub async fn quote(&self, req: pb::QuoteRequest) -> Result<pb::QuoteResponse, ApiError> {
+        if req.amount_sat == 0 {
+            return Err(ApiError::InvalidArgument {
+                field: "amount_sat",
+                reason: "must be positive".to_owned(),
+            });
+        }
+        let amount = Sat(req.amount_sat);
+        let conf_target = if req.conf_target == 0 {
+            self.config.conf_target
+        } else {
+            req.conf_target
+        };
+        let terms = self
+            .provider
+            .loop_out_terms()
+            .await
+            .map_err(|e| unavailable("the swap server", e))?;
+        if amount < terms.min_amount || amount > terms.max_amount {
+            return Err(ApiError::InvalidArgument {
+                field: "amount_sat",
+                reason: format!(
+                    "{amount} is outside the server's terms [{}, {}]; choose an amount within them",
+                    terms.min_amount, terms.max_amount
+                ),
+            });
+        }
+        let height = self.engine.height().ok_or(ApiError::Unavailable {
+            what: "lnd",
+            reason: "no block height known yet; wait for lnd to sync".to_owned(),
+        })?;
+        let expiry = expiry_for(height, conf_target, &terms).map_err(ApiError::from)?;
+        let deadline = now_unix()
+            .saturating_add(i64::try_from(self.config.publication_delay.as_secs()).unwrap_or(0));
+        let quote = self
+            .provider
+            .loop_out_quote(amount, expiry, deadline)
+            .await
+            .map_err(|e| unavailable("the swap server", e))?;
+        let rate = self
+            .node
+            .estimate_fee(conf_target.max(MIN_CONF_TARGET))
+            .await
+            .map_err(|e| unavailable("lnd", e))?;
+        let p2wsh = ScriptBuf::new_p2wsh(&bitcoin::WScriptHash::all_zeros());
+        let sweep_fee = fee_for(
+            sweep_weight(SweepWitness::V3Success, &p2wsh),
+            SatPerKw(rate.to_sat_per_kwu()),
+        );
+        let mut max_miner_fee = Sat(sweep_fee.0.saturating_mul(self.config.miner_fee_multiplier));
+        if let Some(cap) = self.config.miner_fee_cap {
+            max_miner_fee = max_miner_fee.min(cap);
+        }
+        let derived = FeeLimits {
+            max_swap_fee: quote.swap_fee,
+            max_prepay_amount: quote.prepay_amount,
+            max_swap_routing_fee: routing_fee_limit(
+                amount,
+                self.config.routing_fee_base,
+                self.config.routing_fee_rate,
+            ),
+            max_prepay_routing_fee: routing_fee_limit(
+                quote.prepay_amount,
+                self.config.routing_fee_base,
+                self.config.routing_fee_rate,
+            ),
+            max_miner_fee,
+        };
+        Ok(pb::QuoteResponse {
+            amount_sat: amount.0,
+            swap_fee_sat: quote.swap_fee.0,
+            prepay_amount_sat: quote.prepay_amount.0,
+            estimated_sweep_fee_sat: sweep_fee.0,
+            server_node: hex::encode(quote.swap_payment_dest),
+            expiry_height: expiry.0,
+            conf_target,
+            limits: Some(limits(&derived)),
+        })
+    }
+
+    /// `LoopOut`: validates the request, then creates the swap through the engine.
+    pub async fn loop_out(&self, req: pb::LoopOutRequest) -> Result<pb::LoopOutResponse, ApiError> {
+        if req.amount_sat == 0 {
+            return Err(ApiError::InvalidArgument {
+                field: "amount_sat",
+                reason: "must be positive".to_owned(),
+            });
+        }
+        if req.htlc_confirmations != 0 && req.htlc_confirmations != self.config.htlc_confirmations {
+            return Err(ApiError::InvalidArgument {
+                field: "htlc_confirmations",
+                reason: format!(
+                    "per-swap confirmations are not supported; leave it 0 for the daemon's {}",
+                    self.config.htlc_confirmations
+                ),
+            });
+        }
+        let overrides = req.max_fees.unwrap_or_default();
+        let has_overrides = overrides != pb::FeeLimits::default();
+        let amount = Sat(req.amount_sat);
+        let conf_target = (req.conf_target != 0).then_some(req.conf_target);
+        let fee_limits = if has_overrides {
+            // Start from what a quote derives, and replace what the caller set.
+            let q = self
+                .quote(pb::QuoteRequest {
+                    amount_sat: req.amount_sat,
+                    conf_target: req.conf_target,
+                })
+                .await?;
+            let d = q.limits.unwrap_or_default();
+            let pick = |o: u64, d: u64| Sat(if o == 0 { d } else { o });
+            Some(FeeLimits {
+                max_swap_fee: pick(overrides.max_swap_fee_sat, d.max_swap_fee_sat),
+                max_prepay_amount: pick(overrides.max_prepay_amount_sat, d.max_prepay_amount_sat),
+                max_swap_routing_fee: pick(
+                    overrides.max_swap_routing_fee_sat,
+                    d.max_swap_routing_fee_sat,
+                ),
+                max_prepay_routing_fee: pick(
+                    overrides.max_prepay_routing_fee_sat,
+                    d.max_prepay_routing_fee_sat,
+                ),
+                max_miner_fee: pick(overrides.max_miner_fee_sat, d.max_miner_fee_sat),
+            })
+        } else {
+            None
+        };
+        let initiator = if req.initiator.is_empty() {
+            "api".to_owned()
+        } else {
+            req.initiator
+        };
+        let hash = self
+            .engine
+            .loop_out(LoopOutRequest {
+                amount,
+                destination: (!req.dest.is_empty()).then_some(req.dest),
+                outgoing_chan_set: req.outgoing_chan_set.into_iter().map(ChanId).collect(),
+                label: req.label,
+                initiator,
+                conf_target,
+                limits: fee_limits,
+                fast: req.fast,
+            })
+            .await?;
+        let record = self
+            .store
+            .load_swap(hash)
+            .await
+            .map_err(|e| unavailable("the swap store", e))?;
+        let htlc_address = record
+            .map(|s| {
+                address_of(
+                    s.record.contract.terms().htlc_pk_script.as_bytes(),
+                    s.record.extras.network,
+                )
+            })
+            .unwrap_or_default();
+        Ok(pb::LoopOutResponse {
+            id: hash.to_string(),
+            htlc_address,
+            server_message: String::new(),
+        })
+    }
+
+    /// `ListSwaps`.
+    pub async fn list(&self, req: pb::ListSwapsRequest) -> Result<pb::ListSwapsResponse, ApiError> {
+        let state = if req.state.is_empty() {
+            None
+        } else {
+            Some(
+                parse_state(&req.state).ok_or_else(|| ApiError::InvalidArgument {
+                    field: "state",
+                    reason: format!(
+                        "unknown state {:?}; expected one of {}",
+                        req.state,
+                        SwapState::ALL.map(state_name).join(", ")
+                    ),
+                })?,
+            )
+        };
+        // The label filter runs here, so the limit applies after it.
+        let store_limit = req.label.is_empty().then_some(req.limit).filter(|l| *l > 0);
+        let records = self
+            .store
+            .list_swaps(SwapFilter {
+                state,
+                unfinished_only: req.pending_only,
+                limit: store_limit,
+            })
+            .await
+            .map_err(|e| unavailable("the swap store", e))?;
+        let mut swaps: Vec<pb::SwapSummary> = records
+            .iter()
+            .filter(|r| req.label.is_empty() || r.contract.terms().label == req.label)
+            .map(summary)
+            .collect();
+        if req.limit > 0 {
+            swaps.truncate(usize::try_from(req.limit).unwrap_or(usize::MAX));
+        }
+        Ok(pb::ListSwapsResponse { swaps })
+    }
+
+    /// `SwapInfo`.
+    pub async fn info(&self, req: pb::SwapInfoRequest) -> Result<pb::SwapInfoResponse, ApiError> {
+        let hash = parse_id(&req.id)?;
+        let stored = self
+            .store
+            .load_swap(hash)
+            .await
+            .map_err(|e| unavailable("the swap store", e))?
+            .ok_or_else(|| ApiError::NotFound {
+                what: format!("swap {hash}"),
+            })?;
+        let history = self
+            .store
+            .swap_history(hash)
+            .await
+            .map_err(|e| unavailable("the swap store", e))?;
+        let r = &stored.record;
+        let t = r.contract.terms();
+        let p = &r.progress;
+        Ok(pb::SwapInfoResponse {
+            swap: Some(summary(r)),
+            expiry_height: t.expiry.0,
+            initiation_height: t.initiation_height.0,
+            limits: Some(limits(&t.fee_limits)),
+            destination: t.destination.clone(),
+            outgoing_chan_set: t.outgoing_chan_set.iter().map(|c| c.0).collect(),
+            swap_invoice: t.swap_invoice.bolt11.clone(),
+            prepay_invoice: t.prepay_invoice.bolt11.clone(),
+            htlc_outpoint: p.htlc.map(|h| h.outpoint.to_string()).unwrap_or_default(),
+            htlc_value_sat: p.htlc.map_or(0, |h| h.value.0),
+            sweep_txid: p.spend.map(|s| s.txid.to_string()).unwrap_or_default(),
+            history: history
+                .iter()
+                .map(|h| pb::HistoryEntry {
+                    state: state_name(h.progress.state).to_owned(),
+                    at_unix: h.updated_at_unix,
+                    costs: Some(costs(h.costs)),
+                })
+                .collect(),
+            state_summary: p.state.summary().to_owned(),
+        })
+    }
+
+    /// `Monitor`: subscribes first (so nothing falls between), then sends every pending swap,
+    /// then each update as the engine publishes it. A client too slow to keep up skips the
+    /// updates it missed and is told so in the log; the stream ends when the engine stops.
+    pub async fn monitor(&self) -> Result<MonitorStream, ApiError> {
+        let rx = self.engine.subscribe();
+        let pending = self
+            .store
+            .list_swaps(SwapFilter {
+                unfinished_only: true,
+                ..SwapFilter::default()
+            })
+            .await
+            .map_err(|e| unavailable("the swap store", e))?;
+        let initial = futures::stream::iter(pending_updates(&pending).into_iter().map(Ok));
+        let live =
+            futures::stream::unfold((rx, self.store.clone()), |(mut rx, store)| async move {
+                loop {
+                    match rx.recv().await {
+                        Ok(u) => {
+                            let (amount, label) = match store.load_swap(u.hash).await {
+                                Ok(Some(s)) => (
+                                    s.record.contract.terms().amount.0,
+                                    s.record.contract.terms().label.clone(),
+                                ),
+                                _ => (0, String::new()),
+                            };
+                            let msg = pb::SwapUpdate {
+                                id: u.hash.to_string(),
+                                state: state_name(u.state).to_owned(),
+                                state_code: u32::from(u.state.code()),
+                                costs: Some(costs(u.costs)),
+                                at_unix: now_unix(),
+                                amount_sat: amount,
+                                label,
+                            };
+                            return Some((Ok(msg), (rx, store)));
+                        }
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::warn!(
+                                skipped = n,
+                                "a Monitor client fell behind; updates skipped"
+                            );
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            });
+        Ok(Box::pin(initial.chain(live)))
+    }
+}
+
+fn pending_updates(pending: &[SwapRecord]) -> Vec<pb::SwapUpdate> {
+    pending
+        .iter()
+        .map(|r| {
+            let t = r.contract.terms();
+            pb::SwapUpdate {
+                id: t.swap_hash.to_string(),
+                state: state_name(r.progress.state).to_owned(),
+                state_code: u32::from(r.progress.state.code()),
+                costs: Some(costs(r.costs)),
+                at_unix: r.updated_at_unix,
+                amount_sat: t.amount.0,
+                label: t.label.clone(),
+            }
+        })
+        .collect()
+}
+
+fn unavailable(what: &'static str, e: impl std::fmt::Display) -> ApiError {
+    ApiError::Unavailable {
+        what,
+        reason: e.to_string(),
+    }
+}
