@@ -223,3 +223,37 @@ async fn a_wrong_macaroon_a_wrong_cert_and_a_network_mismatch_are_refused_clearl
 
     sim.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_lnd_keeps_the_daemon_up_and_not_ready_until_it_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = simnet(&dir.path().join("simnet")).await;
+    assert!(sim.stop_node("sluice").await);
+    let datadir = dir.path().join("sluice");
+    let mut child = sluiced(&sim.config_path(), &datadir, &[]);
+    rpc_addr(&mut child, &datadir);
+    let metrics = poll("the metrics address", LIMIT, || {
+        let text = std::fs::read_to_string(datadir.join("sluiced.lock")).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        Some(v["metrics_listen"].as_str()?.to_owned())
+    });
+    let (code, body) = common::http_get(&metrics, "/readyz");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("lnd"), "{body}");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "sluiced gave up: {}",
+        stderr_of(&datadir)
+    );
+
+    sim.start_node("sluice").await.unwrap();
+    poll("/readyz to turn 200 once lnd answers", LIMIT, || {
+        (common::http_get(&metrics, "/readyz").0 == 200).then_some(())
+    });
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = poll("sluiced to stop", LIMIT, || child.try_wait().unwrap());
+    assert!(status.success(), "{}", stderr_of(&datadir));
+    sim.stop().await;
+}

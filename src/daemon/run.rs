@@ -13,6 +13,7 @@ use crate::daemon::logging::{self, Format, LoggingError};
 use crate::daemon::node;
 use crate::daemon::supervisor::Supervisor;
 use crate::domain::{NodeStatus, PolicyStatus};
+use crate::lnd::LightningNode;
 use crate::metrics::{self, Metrics, Readiness};
 use crate::store::{Store, StoreError};
 use crate::tls;
@@ -55,6 +56,12 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    /// lnd's certificate or macaroon could not be read.
+    #[error(transparent)]
+    Lnd(crate::lnd::connect::ConnectError),
+    /// The swap server client could not be set up.
+    #[error("cannot set up the swap server client: {0}")]
+    SwapServer(String),
     /// The embedded simnet could not start.
     #[error("cannot start the embedded simnet: {0}")]
     Simnet(crate::simnet::runner::SimnetError),
@@ -190,6 +197,14 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         ..PolicyStatus::default()
     });
     let lnd = api::state::NodeHandle::default();
+
+    // One lnd client (one connection) shared by the node task and the swap engine.
+    let raw_node: Arc<dyn LightningNode> =
+        Arc::new(crate::lnd::connect::open(&config.lnd, config.network).map_err(RunError::Lnd)?);
+    let engine_node: Arc<dyn LightningNode> =
+        Arc::new(crate::lnd::ResilientNode::new(Arc::clone(&raw_node)));
+    let swaps = swap_backend(&config, engine_node, store.clone())?;
+
     let state = Arc::new(api::ApiState {
         version: crate::VERSION.to_owned(),
         network: config.network,
@@ -199,7 +214,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         stop: supervisor.token(),
         node: node_rx,
         policy: policy_rx,
-        swaps: None,
+        swaps: swaps.clone(),
         lnd: lnd.clone(),
     });
     let token = supervisor.token();
@@ -214,7 +229,23 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         handle: lnd,
         metrics: Arc::clone(&metrics),
     };
-    supervisor.spawn("lnd", task.run(supervisor.token()));
+    supervisor.spawn("lnd", task.run_with(raw_node, supervisor.token()));
+    if let Some(backend) = swaps {
+        let token = supervisor.token();
+        supervisor.spawn("swaps", async move {
+            // Unfinished swaps resume once the first block is known, before any new one.
+            tokio::select! {
+                () = token.cancelled() => {}
+                resumed = backend.engine.resume_all() => match resumed {
+                    Ok(n) => tracing::info!(swaps = n, "unfinished swaps resumed"),
+                    Err(e) => return Err(e),
+                },
+            }
+            token.cancelled().await;
+            backend.engine.shutdown();
+            Ok(())
+        });
+    }
     if let Some(simnet) = simnet {
         let token = supervisor.token();
         supervisor.spawn("simnet", async move {
@@ -268,6 +299,73 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     }
     Ok(())
 }
+
+/// The swap engine and the swap server client, when a swap server is configured.
+fn swap_backend(
+    config: &Config,
+    node: Arc<dyn LightningNode>,
+    store: Store,
+) -> Result<Option<Arc<api::swaps::SwapBackend>>, RunError> {
+    use crate::config::ServerTls;
+    use crate::provider::client::{LoopServerClient, ServerTls as ClientTls};
+    if config.server.address.is_empty() {
+        tracing::warn!("no swap server configured (server.address): swaps are disabled");
+        return Ok(None);
+    }
+    let l402 = crate::provider::l402::L402Config::from_server_config(
+        &config.server,
+        config.network,
+        config.data_dir.join(L402_DIR),
+    );
+    let payer = Arc::new(crate::provider::node_payer::NodePayer(Arc::clone(&node)));
+    let address = &config.server.address;
+    let timeout = config.server.timeout;
+    let client = match &config.server.tls {
+        ServerTls::System => {
+            LoopServerClient::connect(address, ClientTls::System, timeout, l402, payer)
+        }
+        ServerTls::Insecure => {
+            LoopServerClient::connect(address, ClientTls::Insecure, timeout, l402, payer)
+        }
+        ServerTls::Pinned(path) => {
+            let pem = std::fs::read(path).map_err(|e| {
+                RunError::SwapServer(format!(
+                    "cannot read server.tls_cert {}: {e}",
+                    path.display()
+                ))
+            })?;
+            let channel = tls::pinned_channel_lazy(address, &pem, timeout)?;
+            LoopServerClient::new(channel, timeout, l402, payer)
+        }
+    }
+    .map_err(|e| RunError::SwapServer(e.to_string()))?;
+    let provider: Arc<dyn crate::provider::port::SwapProvider> = Arc::new(client);
+    let mut engine_config = crate::swap::engine::EngineConfig::new(config.network);
+    if config.simnet {
+        // The simnet's blocks come every few seconds: a longer CLTV delta gives a person
+        // watching a demo swap minutes, not seconds, between publication and the reveal limit.
+        engine_config.conf_target = SIMNET_CONF_TARGET;
+    }
+    let engine = crate::swap::engine::SwapEngine::start(
+        Arc::clone(&node),
+        Arc::clone(&provider),
+        store.clone(),
+        engine_config.clone(),
+    );
+    Ok(Some(Arc::new(api::swaps::SwapBackend {
+        engine,
+        provider,
+        node,
+        store,
+        config: engine_config,
+    })))
+}
+
+/// Where L402 tokens for the swap server are kept inside the datadir.
+const L402_DIR: &str = "l402";
+
+/// The HTLC CLTV delta the embedded simnet's swaps ask for.
+const SIMNET_CONF_TARGET: u32 = 100;
 
 /// The embedded simnet's directory inside the datadir.
 const SIMNET_DIR: &str = "simnet";

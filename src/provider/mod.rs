@@ -13,6 +13,7 @@ pub mod client;
 pub mod error;
 pub mod l402;
 pub mod macaroon;
+pub mod node_payer;
 pub mod port;
 pub mod validate;
 pub mod wire;
