@@ -11,6 +11,7 @@
 //! - [`tls`]: certificate generation and pinned-certificate gRPC channels.
 //! - [`lnd`]: the `LightningNode` port and its lnd gRPC adapter.
 //! - [`chain`]: HTLC scripts, sweeps, fee maths. Pure.
+//! - [`policy`]: YAML rules and rhai scripts; `evaluate(policy, snapshot)` into a plan. Pure.
 //! - [`provider`]: the Loop swap-server protocol (`looprpc`) and its client.
 //! - [`swap`]: the Loop Out contract, state codes and the pure `step`. Pure.
 //! - [`simnet`]: the simulated chain, lnd and Loop server, over real gRPC on loopback.
@@ -25,6 +26,7 @@ pub mod domain;
 pub mod ledger;
 pub mod lnd;
 pub mod metrics;
+pub mod policy;
 pub mod proto;
 pub mod provider;
 pub mod simnet;

@@ -1,0 +1,683 @@
+//! One evaluation pass: every channel is taken by its first matching rule, channels form
+//! targets, and every target gets a decision with a reason from the closed set.
+//!
+//! Checks run in this order, the first that applies decides: excluded / no rule, inactive,
+//! band (ok), amount (pending HTLCs, below minimum size), blackout, schedule, fee gate,
+//! backoff, in flight, route, script, fee caps, budget, dry run, swap. Swaps decided earlier
+//! in the pass use up in-flight slots and budget for later targets, in target order (the
+//! order of first appearance in the snapshot's channel list). The ledger does the real
+//! reservation afterwards; the numbers here are the snapshot's.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DurationRound, TimeDelta};
+
+use super::gate::{GateState, gate_state};
+use super::model::{Destination, Grouping, Matcher, Policy, Rule, Selector, Settings};
+use super::reason::{Reason, Target};
+use super::script::{ProposalView, Verdict};
+use super::snapshot::{Channel, Snapshot};
+use super::values::ppm_percent;
+use super::views::{ctx_view, target_view};
+use crate::chain::fees::SatPerKw;
+use crate::domain::{ChanId, Ppm, Sat};
+
+/// Weight of a Loop Out sweep (one P2TR HTLC input, one output), for the expected miner fee.
+pub const SWEEP_WEIGHT_WU: u64 = 600;
+
+/// The result of a pass.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// One decision per target, in target order.
+    pub decisions: Vec<Decision>,
+    /// Each gated rule's fee gate after this pass; feed it back as `Snapshot::gate_open`.
+    pub gate_open: BTreeMap<String, bool>,
+}
+
+impl Plan {
+    /// The decision about `target`, if there is one.
+    pub fn decision(&self, target: &Target) -> Option<&Decision> {
+        self.decisions.iter().find(|d| &d.target == target)
+    }
+
+    /// How many targets got each reason, by stable name; what the decisions-by-reason
+    /// metric reports after a pass.
+    pub fn counts(&self) -> BTreeMap<&'static str, usize> {
+        let mut out = BTreeMap::new();
+        for d in &self.decisions {
+            *out.entry(d.reason.name()).or_insert(0) += 1;
+        }
+        out
+    }
+
+    /// The decisions that ask for a swap now (reason `swap`), in dispatch order.
+    pub fn swaps(&self) -> impl Iterator<Item = &Decision> {
+        self.decisions.iter().filter(|d| d.reason == Reason::Swap)
+    }
+}
+
+/// The decision about one target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// What it is about.
+    pub target: Target,
+    /// The rule that took it (`None` for `no_rule`).
+    pub rule: Option<String>,
+    /// The target's channels.
+    pub channels: Vec<ChanId>,
+    /// Inbound share of the target's capacity.
+    pub inbound_share: Ppm,
+    /// Why.
+    pub reason: Reason,
+    /// The numbers behind the reason, for people ("inbound 22% below 40%").
+    pub detail: String,
+    /// The swap to make, for `swap` and `dry_run` (and what was refused, for the reasons
+    /// decided after the amount is known: fee caps, budget, script veto).
+    pub proposal: Option<Proposal>,
+}
+
+/// A swap the policy asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proposal {
+    /// Amount to swap out.
+    pub amount: Sat,
+    /// Fees expected at current estimates (server, miner, routing, prepay routing).
+    pub expected_cost: Sat,
+    /// The sum of the caps: the most the swap may cost.
+    pub max_cost: Sat,
+    /// Per-category caps to put in the swap request.
+    pub caps: SwapCaps,
+    /// Sweep confirmation target.
+    pub conf_target: u32,
+    /// Confirmations of the server HTLC before revealing the preimage.
+    pub htlc_confs: u32,
+    /// Channels that may pay; empty means any.
+    pub outgoing: Vec<ChanId>,
+    /// Where the swept funds go.
+    pub destination: Destination,
+}
+
+/// Per-category fee caps of one swap, in satoshis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SwapCaps {
+    /// Server swap fee.
+    pub server: Sat,
+    /// Routing fee of the swap invoice.
+    pub routing: Sat,
+    /// Routing fee of the prepay invoice.
+    pub prepay_routing: Sat,
+    /// The prepay.
+    pub prepay: Sat,
+    /// Sweep miner fee.
+    pub miner: Sat,
+}
+
+/// A target being formed: its rule and channels.
+struct Group {
+    rule: Option<usize>,
+    excluded: bool,
+    target: Target,
+    channels: Vec<usize>,
+}
+
+/// Running totals of the pass.
+pub(super) struct PassState {
+    pub(super) dispatched: u32,
+    pub(super) spent_total: Sat,
+    pub(super) spent_rule: HashMap<usize, Sat>,
+}
+
+/// Evaluates `policy` over `snapshot`.
+pub fn evaluate(policy: &Policy, snapshot: &Snapshot) -> Plan {
+    let groups = group(policy, snapshot);
+    let gates: Vec<Option<GateState>> = policy
+        .rules
+        .iter()
+        .map(|r| gate_state(r, snapshot))
+        .collect();
+    let mut gate_open = BTreeMap::new();
+    for (rule, g) in policy.rules.iter().zip(&gates) {
+        if let Some(g) = g {
+            gate_open.insert(rule.name.clone(), g.open);
+        }
+    }
+    let mut state = PassState {
+        dispatched: 0,
+        spent_total: Sat::ZERO,
+        spent_rule: HashMap::new(),
+    };
+    let (node_cap, _, node_remote) = snapshot.node_totals();
+    let node_inbound = Ppm::ratio(node_remote.0, node_cap.0);
+    let decisions = groups
+        .into_iter()
+        .map(|g| decide(policy, snapshot, &gates, &mut state, node_inbound, g))
+        .collect();
+    Plan {
+        decisions,
+        gate_open,
+    }
+}
+
+fn group(policy: &Policy, snapshot: &Snapshot) -> Vec<Group> {
+    let mut groups: Vec<Group> = Vec::new();
+    let mut index: HashMap<(Option<usize>, bool, Target), usize> = HashMap::new();
+    for (ci, ch) in snapshot.channels.iter().enumerate() {
+        let found = policy.rules.iter().position(|r| rule_takes(policy, r, ch));
+        let (rule, excluded, target) = match found {
+            None => (None, false, Target::Channel(ch.id)),
+            Some(ri) => {
+                let r = &policy.rules[ri];
+                let excluded = r.exclude.as_ref().is_some_and(|s| selects(policy, s, ch));
+                let per = if matches!(r.matcher, Matcher::Node) {
+                    Grouping::Node
+                } else {
+                    r.per
+                };
+                let target = match (excluded, per) {
+                    (true, _) | (false, Grouping::Channel) => Target::Channel(ch.id),
+                    (false, Grouping::Peer) => Target::Peer(ch.peer.clone()),
+                    (false, Grouping::Node) => Target::Node,
+                };
+                (Some(ri), excluded, target)
+            }
+        };
+        let key = (rule, excluded, target);
+        match index.get(&key) {
+            Some(&gi) => groups[gi].channels.push(ci),
+            None => {
+                index.insert(key.clone(), groups.len());
+                groups.push(Group {
+                    rule: key.0,
+                    excluded: key.1,
+                    target: key.2,
+                    channels: vec![ci],
+                });
+            }
+        }
+    }
+    groups
+}
+
+fn rule_takes(policy: &Policy, rule: &Rule, ch: &Channel) -> bool {
+    match &rule.matcher {
+        Matcher::All | Matcher::Node => true,
+        Matcher::Select(s) => selects(policy, s, ch),
+    }
+}
+
+fn selects(policy: &Policy, s: &Selector, ch: &Channel) -> bool {
+    (s.channels.is_empty() || s.channels.contains(&ch.id))
+        && (s.peers.is_empty() || s.peers.contains(&ch.peer))
+        && s.alias.as_ref().is_none_or(|re| re.is_match(&ch.alias))
+        && s.capacity_min.is_none_or(|m| ch.capacity >= m)
+        && s.capacity_max.is_none_or(|m| ch.capacity <= m)
+        && s.age_min_blocks.is_none_or(|m| ch.age_blocks >= m)
+        && s.age_max_blocks.is_none_or(|m| ch.age_blocks <= m)
+        && (s.tags.is_empty() || s.tags.iter().any(|t| has_tag(policy, t, ch)))
+}
+
+fn has_tag(policy: &Policy, tag: &str, ch: &Channel) -> bool {
+    ch.tags.iter().any(|t| t == tag)
+        || policy
+            .tags
+            .get(tag)
+            .is_some_and(|set| set.channels.contains(&ch.id) || set.peers.contains(&ch.peer))
+}
+
+/// A target's channels added up.
+pub(super) struct Agg {
+    pub(super) capacity: Sat,
+    pub(super) local: Sat,
+    pub(super) remote: Sat,
+    pub(super) active: u32,
+    pub(super) pending: u32,
+    pub(super) age_blocks: u32,
+}
+
+fn aggregate(snapshot: &Snapshot, idx: &[usize]) -> Agg {
+    let mut a = Agg {
+        capacity: Sat::ZERO,
+        local: Sat::ZERO,
+        remote: Sat::ZERO,
+        active: 0,
+        pending: 0,
+        age_blocks: u32::MAX,
+    };
+    for &i in idx {
+        let ch = &snapshot.channels[i];
+        a.capacity += ch.capacity;
+        a.local += ch.local;
+        a.remote += ch.remote;
+        a.active += u32::from(ch.active);
+        a.pending = a.pending.saturating_add(ch.pending_htlcs);
+        a.age_blocks = a.age_blocks.min(ch.age_blocks);
+    }
+    a
+}
+
+fn pct(p: Ppm) -> String {
+    ppm_percent(Ppm(p.0 / 100 * 100))
+}
+
+fn decide(
+    policy: &Policy,
+    snapshot: &Snapshot,
+    gates: &[Option<GateState>],
+    state: &mut PassState,
+    node_inbound: Ppm,
+    g: Group,
+) -> Decision {
+    let agg = aggregate(snapshot, &g.channels);
+    let inbound_share = Ppm::ratio(agg.remote.0, agg.capacity.0);
+    let channels: Vec<ChanId> = g
+        .channels
+        .iter()
+        .map(|&i| snapshot.channels[i].id)
+        .collect();
+    let mut d = Decision {
+        target: g.target,
+        rule: g.rule.map(|ri| policy.rules[ri].name.clone()),
+        channels,
+        inbound_share,
+        reason: Reason::Ok,
+        detail: String::new(),
+        proposal: None,
+    };
+    let Some(ri) = g.rule else {
+        d.reason = Reason::NoRule;
+        d.detail = "no rule matches the channel".to_owned();
+        return d;
+    };
+    let rule = &policy.rules[ri];
+    let s = &rule.settings;
+    if g.excluded {
+        d.reason = Reason::Excluded;
+        d.detail = format!("excluded by rule {}", rule.name);
+        return d;
+    }
+    if agg.active == 0 {
+        d.reason = Reason::Inactive;
+        d.detail = "no active channel".to_owned();
+        return d;
+    }
+
+    let min_level = s.band.inbound_min.resolve(agg.capacity);
+    let max_level = s
+        .band
+        .inbound_max
+        .map_or(agg.capacity, |l| l.resolve(agg.capacity));
+    let restore = s
+        .band
+        .restore_to
+        .map_or(Sat((min_level.0 + max_level.0) / 2), |l| {
+            l.resolve(agg.capacity)
+        });
+    let band_text = || {
+        format!(
+            "band {}–{}",
+            s.band.inbound_min,
+            s.band
+                .inbound_max
+                .map_or_else(|| "100%".to_owned(), |l| l.to_string())
+        )
+    };
+    let target = d.target.clone();
+    let view = || target_view(snapshot, rule, &target, &g.channels, &agg, inbound_share);
+    let ctx = || ctx_view(snapshot, rule, ri, state, node_inbound);
+
+    // The amount: from the band, or from the script's `propose` when inside the band.
+    let mut from_script = false;
+    let mut amount = if agg.remote >= min_level {
+        let proposed = match &rule.script {
+            Some(script) if script.has_propose() => script.propose(&view(), &ctx()),
+            _ => Verdict::Nothing,
+        };
+        match proposed {
+            Verdict::Nothing => {
+                d.reason = Reason::Ok;
+                let place = if agg.remote > max_level {
+                    "above"
+                } else {
+                    "inside"
+                };
+                d.detail = format!("inbound {} {place} {}", pct(inbound_share), band_text());
+                return d;
+            }
+            Verdict::Veto(t) => {
+                d.reason = Reason::Vetoed(t);
+                return d;
+            }
+            Verdict::Error(t) => {
+                d.reason = Reason::ScriptError(t);
+                return d;
+            }
+            Verdict::Swap(a) => {
+                from_script = true;
+                Sat(a)
+            }
+        }
+    } else {
+        let required = restore.saturating_sub(agg.remote);
+        let reserve = agg.capacity.saturating_sub(max_level);
+        let available = agg.local.saturating_sub(reserve);
+        if available < required && agg.pending > 0 {
+            d.reason = Reason::PendingHtlcs;
+            d.detail = format!(
+                "{} pending HTLCs leave {} of the {} needed",
+                agg.pending, available.0, required.0
+            );
+            return d;
+        }
+        required.min(available)
+    };
+
+    // Amount backoff after failures, then the size bounds.
+    let (failures, last_failure) = g
+        .channels
+        .iter()
+        .filter_map(|&i| snapshot.backoff.get(&snapshot.channels[i].id))
+        .fold((0u32, None), |(f, last), b| {
+            (
+                f.max(b.consecutive_failures),
+                Some(
+                    last.map_or(b.last_failure, |l: chrono::DateTime<chrono::Utc>| {
+                        l.max(b.last_failure)
+                    }),
+                ),
+            )
+        });
+    for _ in 0..failures.min(s.backoff.max_shrinks) {
+        amount = amount.saturating_sub(amount.mul_ppm(s.backoff.shrink_by));
+    }
+    let min_amount = s
+        .swap
+        .min
+        .unwrap_or(snapshot.terms.min)
+        .max(snapshot.terms.min);
+    let max_amount = s
+        .swap
+        .max
+        .unwrap_or(snapshot.terms.max)
+        .min(snapshot.terms.max);
+    amount = amount.min(max_amount);
+    if amount < min_amount {
+        d.reason = Reason::BelowMinSize;
+        d.detail = format!(
+            "inbound {} below {}, but {} is below the minimum swap {}",
+            pct(inbound_share),
+            band_text(),
+            amount.0,
+            min_amount.0
+        );
+        return d;
+    }
+    let why_swap = if from_script {
+        "proposed by script".to_owned()
+    } else {
+        format!(
+            "inbound {} below {}, restore to {}",
+            pct(inbound_share),
+            band_text(),
+            restore.0
+        )
+    };
+
+    // Time: blackout, then the cron window.
+    let local = snapshot.now.with_timezone(&s.schedule.tz);
+    let local_naive = local.naive_local();
+    if let Some(b) = s
+        .schedule
+        .blackouts
+        .iter()
+        .find(|b| b.from <= local_naive && local_naive < b.to)
+    {
+        d.reason = Reason::Blackout;
+        d.detail = format!("blackout {} to {}", b.from, b.to);
+        return d;
+    }
+    if let Some(cron) = &s.schedule.when {
+        let minute = local.duration_trunc(TimeDelta::minutes(1)).unwrap_or(local);
+        if !cron.is_time_matching(&minute).unwrap_or(false) {
+            d.reason = Reason::OutsideSchedule;
+            d.detail = format!(
+                "{} is outside `{}`",
+                minute.format("%H:%M %Z"),
+                cron.pattern
+            );
+            return d;
+        }
+    }
+
+    // The fee-market gate, unless the target is depleted enough to be urgent.
+    if let Some(gs) = &gates[ri] {
+        let urgent = s
+            .gate
+            .and_then(|gt| gt.urgent_below)
+            .is_some_and(|u| inbound_share < u);
+        if !gs.open && !urgent {
+            d.reason = Reason::FeeGate;
+            d.detail = gs.detail.clone();
+            return d;
+        }
+    }
+
+    if let Some(last) = last_failure {
+        let until = last + s.backoff.after_failure;
+        if snapshot.now < until {
+            d.reason = Reason::Backoff;
+            d.detail = format!("{failures} failure(s); skipped until {until}");
+            return d;
+        }
+    }
+
+    let total_in_flight = snapshot.in_flight.len() as u64 + u64::from(state.dispatched);
+    if total_in_flight >= u64::from(policy.limits.in_flight) {
+        d.reason = Reason::InFlight;
+        d.detail = format!(
+            "{total_in_flight} swap(s) in flight, limit {}",
+            policy.limits.in_flight
+        );
+        return d;
+    }
+    let target_in_flight = snapshot
+        .in_flight
+        .iter()
+        .filter(|f| f.outgoing.iter().any(|c| d.channels.contains(c)))
+        .count() as u64;
+    if target_in_flight >= u64::from(policy.limits.in_flight_per_target) {
+        d.reason = Reason::InFlight;
+        d.detail = format!(
+            "{target_in_flight} swap(s) in flight on this target, limit {}",
+            policy.limits.in_flight_per_target
+        );
+        return d;
+    }
+
+    let mut payable_by_target = None;
+    let outgoing = match s.swap.outgoing {
+        super::model::Outgoing::Any => Vec::new(),
+        super::model::Outgoing::Target => {
+            let mut active: Vec<&Channel> = g
+                .channels
+                .iter()
+                .map(|&i| &snapshot.channels[i])
+                .filter(|c| c.active)
+                .collect();
+            active.sort_by_key(|c| std::cmp::Reverse(c.local));
+            let payable: Sat = active.iter().map(|c| c.local).sum();
+            if payable < amount {
+                d.reason = Reason::NoRoute;
+                d.detail = format!(
+                    "active channels hold {} but the swap needs {}",
+                    payable.0, amount.0
+                );
+                return d;
+            }
+            payable_by_target = Some(payable);
+            active.iter().map(|c| c.id).collect()
+        }
+    };
+
+    let mut proposal = propose(s, snapshot, amount, outgoing);
+    if let Some(script) = rule.script.as_ref().filter(|_| !from_script) {
+        let pv = ProposalView {
+            amount_sat: proposal.amount.0,
+            expected_cost_sat: proposal.expected_cost.0,
+            max_cost_sat: proposal.max_cost.0,
+            conf_target: i64::from(proposal.conf_target),
+        };
+        match script.decide(&view(), &pv, &ctx()) {
+            Verdict::Swap(a) if a == proposal.amount.0 => {}
+            Verdict::Swap(a) => {
+                let a = Sat(a).min(max_amount);
+                if a < min_amount {
+                    d.reason = Reason::BelowMinSize;
+                    d.detail =
+                        format!("script set {} below the minimum swap {}", a.0, min_amount.0);
+                    return d;
+                }
+                if let Some(payable) = payable_by_target.filter(|p| *p < a) {
+                    d.reason = Reason::NoRoute;
+                    d.detail = format!(
+                        "script set {} but the active channels hold {}",
+                        a.0, payable.0
+                    );
+                    return d;
+                }
+                proposal = propose(s, snapshot, a, proposal.outgoing);
+            }
+            Verdict::Veto(t) => {
+                d.reason = Reason::Vetoed(t);
+                d.proposal = Some(proposal);
+                return d;
+            }
+            Verdict::Error(t) => {
+                d.reason = Reason::ScriptError(t);
+                d.proposal = Some(proposal);
+                return d;
+            }
+            Verdict::Nothing => {
+                d.reason = Reason::ScriptError("decide returned nothing".to_owned());
+                return d;
+            }
+        }
+    }
+
+    if let Some(why) = fee_cap_breach(s, snapshot, &proposal) {
+        d.reason = Reason::FeeCap;
+        d.detail = why;
+        d.proposal = Some(proposal);
+        return d;
+    }
+
+    let cost = proposal.expected_cost;
+    let rule_spent = state.spent_rule.get(&ri).copied().unwrap_or(Sat::ZERO);
+    let budgets = [
+        snapshot
+            .budget
+            .total
+            .map(|left| ("budget", left.saturating_sub(state.spent_total))),
+        snapshot
+            .budget
+            .per_rule
+            .get(&rule.name)
+            .map(|left| ("rule budget", left.saturating_sub(rule_spent))),
+    ];
+    for (name, left) in budgets.into_iter().flatten() {
+        if left == Sat::ZERO {
+            d.reason = Reason::BudgetExhausted;
+            d.detail = format!("{name} exhausted");
+            d.proposal = Some(proposal);
+            return d;
+        }
+        if cost > left {
+            d.reason = Reason::BudgetInsufficient;
+            d.detail = format!("{name} has {} left, the swap expects {}", left.0, cost.0);
+            d.proposal = Some(proposal);
+            return d;
+        }
+    }
+
+    state.dispatched += 1;
+    state.spent_total += cost;
+    *state.spent_rule.entry(ri).or_insert(Sat::ZERO) += cost;
+    d.detail = format!(
+        "{why_swap}; swap {} expecting {} in fees",
+        proposal.amount.0, cost.0
+    );
+    d.reason = if policy.dry_run || snapshot.dry_run {
+        Reason::DryRun
+    } else {
+        Reason::Swap
+    };
+    d.proposal = Some(proposal);
+    d
+}
+
+/// The proposal for `amount`: expected fees at current estimates and the caps.
+fn propose(s: &Settings, snapshot: &Snapshot, amount: Sat, outgoing: Vec<ChanId>) -> Proposal {
+    let terms = &snapshot.terms;
+    let f = &s.fees;
+    let rate = snapshot
+        .fees
+        .estimate(s.swap.conf_target)
+        .unwrap_or(SatPerKw(0));
+    let miner = Sat(rate.0.saturating_mul(SWEEP_WEIGHT_WU) / 1000);
+    let server = amount.mul_ppm(terms.swap_fee_ppm);
+    let routing = amount.mul_ppm(snapshot.fees.routing_ppm);
+    let prepay_routing = terms.prepay.mul_ppm(snapshot.fees.routing_ppm);
+    let total_cap = amount.mul_ppm(f.max_total);
+    let caps = SwapCaps {
+        server: f.max_server.map_or(total_cap, |p| amount.mul_ppm(p)),
+        routing: f.max_routing.map_or(total_cap, |p| amount.mul_ppm(p)),
+        prepay_routing: f
+            .max_prepay_routing
+            .map_or(terms.prepay.mul_ppm(f.max_total), |p| {
+                terms.prepay.mul_ppm(p)
+            }),
+        prepay: f.max_prepay.unwrap_or(terms.prepay),
+        miner: f.max_miner.unwrap_or(total_cap),
+    };
+    Proposal {
+        amount,
+        expected_cost: server + miner + routing + prepay_routing,
+        max_cost: caps.server + caps.routing + caps.prepay_routing + caps.miner,
+        caps,
+        conf_target: s.swap.conf_target,
+        htlc_confs: s.swap.htlc_confs,
+        outgoing,
+        destination: s.swap.destination.clone(),
+    }
+}
+
+fn fee_cap_breach(s: &Settings, snapshot: &Snapshot, p: &Proposal) -> Option<String> {
+    let terms = &snapshot.terms;
+    let server = p.amount.mul_ppm(terms.swap_fee_ppm);
+    if server > p.caps.server {
+        return Some(format!("server fee {} > cap {}", server.0, p.caps.server.0));
+    }
+    if terms.prepay > p.caps.prepay {
+        return Some(format!(
+            "prepay {} > cap {}",
+            terms.prepay.0, p.caps.prepay.0
+        ));
+    }
+    let rate = snapshot
+        .fees
+        .estimate(s.swap.conf_target)
+        .unwrap_or(SatPerKw(0));
+    let miner = Sat(rate.0.saturating_mul(SWEEP_WEIGHT_WU) / 1000);
+    if miner > p.caps.miner {
+        return Some(format!("miner fee {} > cap {}", miner.0, p.caps.miner.0));
+    }
+    let total_cap = p.amount.mul_ppm(s.fees.max_total);
+    if p.expected_cost > total_cap {
+        return Some(format!(
+            "expected fees {} > {} of the amount ({})",
+            p.expected_cost.0,
+            ppm_percent(s.fees.max_total),
+            total_cap.0
+        ));
+    }
+    None
+}

@@ -1,0 +1,412 @@
+//! Every reason produced by a real scenario through `evaluate`, plus the amount, gate and
+//! sandbox behaviour behind them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+
+use super::script::{Clock, FlowWindow, ScriptHost, ScriptLimits};
+use super::*;
+use crate::chain::fees::SatPerKw;
+use crate::domain::{ChanId, Sat};
+
+fn at(h: u32, m: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 1, h, m, 0).unwrap()
+}
+
+fn chan(n: u32, capacity: u64, local: u64) -> Channel {
+    Channel {
+        id: ChanId::from_parts(800_000 + n, 1, 0),
+        peer: format!("02{:064x}", n),
+        alias: format!("peer{n}"),
+        capacity: Sat(capacity),
+        local: Sat(local),
+        remote: Sat(capacity - local),
+        active: true,
+        pending_htlcs: 0,
+        age_blocks: 10_000,
+        tags: Vec::new(),
+        flows: Vec::new(),
+    }
+}
+
+fn snap(channels: Vec<Channel>) -> Snapshot {
+    let mut s = Snapshot::empty(at(2, 30));
+    s.channels = channels;
+    s.fees.estimates = vec![(100, SatPerKw::from_sat_per_vbyte(8))];
+    s
+}
+
+/// Loads `yaml` as `policy.yaml` in a fresh directory holding `scripts` (name, text).
+fn load_in(
+    yaml: &str,
+    scripts: &[(&str, &str)],
+    host: &Arc<ScriptHost>,
+) -> Result<Policy, PolicyError> {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in scripts {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let file = dir.path().join("policy.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    load_with(&file, host)
+}
+
+fn pol(yaml: &str) -> Policy {
+    load_in(yaml, &[], &ScriptHost::new()).unwrap()
+}
+
+const BASE: &str = "defaults:\n  band: { inbound_min: 30%, inbound_max: 70%, restore_to: 50% }\n  swap: { min: 250k, max: 2M }\nrules:\n  - { name: all, match: all }\nlimits: { in_flight: 5, in_flight_per_target: 1 }\n";
+
+fn one(policy: &Policy, snapshot: &Snapshot) -> Decision {
+    let plan = evaluate(policy, snapshot);
+    assert_eq!(plan.decisions.len(), 1, "{plan:?}");
+    plan.decisions.into_iter().next().unwrap()
+}
+
+#[test]
+fn every_reason_comes_from_a_real_scenario() {
+    let mut seen: BTreeSet<&'static str> = BTreeSet::new();
+    let mut record = |d: &Decision, want: &str| {
+        assert_eq!(d.reason.name(), want, "{d:?}");
+        seen.insert(d.reason.name());
+    };
+    let base = pol(BASE);
+    let depleted = || chan(1, 5_000_000, 4_500_000);
+
+    // swap: 10% inbound, restore to 50% needs 2M.
+    let d = one(&base, &snap(vec![depleted()]));
+    record(&d, "swap");
+    assert_eq!(d.proposal.as_ref().unwrap().amount, Sat(2_000_000));
+    // ok: 50% inbound.
+    record(
+        &one(&base, &snap(vec![chan(2, 2_000_000, 1_000_000)])),
+        "ok",
+    );
+    // below_min_size: needs 200k.
+    record(
+        &one(&base, &snap(vec![chan(3, 600_000, 500_000)])),
+        "below_min_size",
+    );
+    // inactive.
+    let mut c = depleted();
+    c.active = false;
+    record(&one(&base, &snap(vec![c])), "inactive");
+    // pending_htlcs: 300k held in HTLCs leave 300k of the 400k needed.
+    let mut c = chan(4, 1_000_000, 600_000);
+    c.remote = Sat(100_000);
+    c.pending_htlcs = 3;
+    record(&one(&base, &snap(vec![c])), "pending_htlcs");
+    // budget_exhausted / budget_insufficient.
+    let mut s = snap(vec![depleted()]);
+    s.budget.total = Some(Sat(0));
+    record(&one(&base, &s), "budget_exhausted");
+    s.budget.total = Some(Sat(1_000));
+    record(&one(&base, &s), "budget_insufficient");
+    // in_flight (node-wide) and in_flight (per target).
+    let mut s = snap(vec![depleted()]);
+    s.in_flight = vec![InFlightSwap {
+        outgoing: vec![depleted().id],
+        amount: Sat(1),
+    }];
+    record(&one(&base, &s), "in_flight");
+    // backoff: failed an hour ago, default after_failure 24h.
+    let mut s = snap(vec![depleted()]);
+    s.backoff.insert(
+        depleted().id,
+        BackoffState {
+            last_failure: s.now - TimeDelta::hours(1),
+            consecutive_failures: 1,
+        },
+    );
+    record(&one(&base, &s), "backoff");
+    // no_rule and excluded.
+    let p = pol(
+        "defaults: { band: { inbound_min: 30% } }\nrules:\n  - name: big\n    match: { capacity_min: 10M }\n    exclude: { alias: peer9 }\n",
+    );
+    record(&one(&p, &snap(vec![depleted()])), "no_rule");
+    let mut c = chan(9, 20_000_000, 19_000_000);
+    c.alias = "peer9".into();
+    record(&one(&p, &snap(vec![c])), "excluded");
+    // no_route: the peer's active channel cannot carry what both channels need.
+    let p = pol(
+        "defaults: { band: { inbound_min: 30% }, swap: { max: 5M } }\nrules:\n  - { name: peers, match: all, per: peer }\n",
+    );
+    // Together 1M of 6M inbound: restore to 65% needs 2.9M, the active channel holds 500k.
+    let (a, mut b) = (chan(1, 1_000_000, 500_000), chan(5, 5_000_000, 4_500_000));
+    b.peer = a.peer.clone();
+    b.active = false;
+    record(&one(&p, &snap(vec![a, b])), "no_route");
+    // fee_cap: server cap 0.05% below the server's 0.1%.
+    let p = pol(
+        "defaults: { band: { inbound_min: 30% }, fees: { max_server: 0.05% } }\nrules: [ { name: r, match: all } ]\n",
+    );
+    record(&one(&p, &snap(vec![depleted()])), "fee_cap");
+    // fee_gate: 8 sat/vB above a 5 sat/vB ceiling.
+    let p = pol(
+        "defaults: { band: { inbound_min: 30% }, fees: { sweep_gate: { ceiling: 5 sat/vB } } }\nrules: [ { name: r, match: all } ]\n",
+    );
+    record(&one(&p, &snap(vec![depleted()])), "fee_gate");
+    // outside_schedule and blackout.
+    let p = pol(
+        "defaults:\n  band: { inbound_min: 30% }\n  schedule: { when: \"0 12 * * *\", blackout: [ { from: \"2026-03-01 02:00\", to: \"2026-03-01 03:00\" } ] }\nrules: [ { name: r, match: all } ]\n",
+    );
+    record(&one(&p, &snap(vec![depleted()])), "blackout");
+    let mut s = snap(vec![depleted()]);
+    s.now = at(4, 0);
+    record(&one(&p, &s), "outside_schedule");
+    let mut s = snap(vec![depleted()]);
+    s.now = at(12, 0) + TimeDelta::seconds(42);
+    record(&one(&p, &s), "swap");
+    // dry_run, from the policy and from the snapshot.
+    let p = pol(&format!("dry_run: true\n{BASE}"));
+    record(&one(&p, &snap(vec![depleted()])), "dry_run");
+    let mut s = snap(vec![depleted()]);
+    s.dry_run = true;
+    record(&one(&base, &s), "dry_run");
+    // vetoed and script_error.
+    let host = ScriptHost::new();
+    let yaml = "defaults: { band: { inbound_min: 30% } }\nrules: [ { name: r, match: all, script: s.rhai } ]\n";
+    let p = load_in(
+        yaml,
+        &[("s.rhai", "fn decide(t, p, c) { veto(`no: ${t.id}`) }")],
+        &host,
+    )
+    .unwrap();
+    let d = one(&p, &snap(vec![depleted()]));
+    record(&d, "vetoed");
+    assert_eq!(d.reason.text(), Some("no: 800001x1x0"));
+    let p = load_in(yaml, &[("s.rhai", "fn decide(t, p, c) { p.nope }")], &host).unwrap();
+    let d = one(&p, &snap(vec![depleted()]));
+    record(&d, "script_error");
+    assert!(d.reason.text().unwrap().contains("s.rhai:1:"), "{d:?}");
+
+    let all: BTreeSet<&str> = Reason::NAMES.iter().copied().collect();
+    assert_eq!(seen, all);
+}
+
+#[test]
+fn swaps_in_one_pass_use_up_in_flight_slots_and_budget() {
+    let p = pol(&BASE.replace("in_flight: 5", "in_flight: 2"));
+    let mut s = snap(vec![
+        chan(1, 5_000_000, 4_500_000),
+        chan(2, 5_000_000, 4_500_000),
+        chan(3, 5_000_000, 4_500_000),
+    ]);
+    let names: Vec<&str> = evaluate(&p, &s)
+        .decisions
+        .iter()
+        .map(|d| d.reason.name())
+        .collect();
+    assert_eq!(names, ["swap", "swap", "in_flight"]);
+    let plan = evaluate(&p, &s);
+    assert_eq!(plan.swaps().count(), 2);
+    assert_eq!(plan.counts().get("in_flight"), Some(&1));
+    // Each 2M swap expects 2000 server + 1200 miner = 3200.
+    s.budget.total = Some(Sat(5_000));
+    let names: Vec<&str> = evaluate(&p, &s)
+        .decisions
+        .iter()
+        .map(|d| d.reason.name())
+        .collect();
+    assert_eq!(
+        names,
+        ["swap", "budget_insufficient", "budget_insufficient"]
+    );
+}
+
+#[test]
+fn amount_shrinks_after_failures_once_backoff_has_passed() {
+    let p = pol(&BASE.replace(
+        "rules:",
+        "  backoff: { after_failure: 1h, shrink_amount_by: 25%, max_shrinks: 2 }\nrules:",
+    ));
+    let c = chan(1, 5_000_000, 4_500_000);
+    let mut s = snap(vec![c.clone()]);
+    s.backoff.insert(
+        c.id,
+        BackoffState {
+            last_failure: s.now - TimeDelta::hours(2),
+            consecutive_failures: 5,
+        },
+    );
+    // 2M × 0.75 × 0.75 (two shrinks at most).
+    assert_eq!(one(&p, &s).proposal.unwrap().amount, Sat(1_125_000));
+}
+
+#[test]
+fn percentile_gate_has_hysteresis() {
+    let p = pol(
+        "defaults:\n  band: { inbound_min: 30% }\n  fees: { sweep_gate: { percentile: 25, close_percentile: 75, window: 1d } }\nrules: [ { name: r, match: all } ]\n",
+    );
+    let mut s = snap(vec![chan(1, 5_000_000, 4_500_000)]);
+    // Samples 4..=11 sat/vB over the last 8 hours: p25 = 5, p75 = 9. One stale sample is ignored.
+    s.fees.history = (4..=11u64)
+        .map(|r| FeeSample {
+            at: s.now - TimeDelta::hours(i64::try_from(r).unwrap() - 3),
+            rate: SatPerKw::from_sat_per_vbyte(r),
+        })
+        .collect();
+    s.fees.history.push(FeeSample {
+        at: s.now - TimeDelta::days(3),
+        rate: SatPerKw::from_sat_per_vbyte(1),
+    });
+    // 8 sat/vB: closed gate stays closed (8 > p25).
+    let plan = evaluate(&p, &s);
+    assert_eq!(plan.decisions[0].reason, Reason::FeeGate);
+    assert_eq!(plan.gate_open.get("r"), Some(&false));
+    // 5 sat/vB opens it.
+    s.fees.estimates = vec![(100, SatPerKw::from_sat_per_vbyte(5))];
+    let plan = evaluate(&p, &s);
+    assert_eq!(plan.decisions[0].reason, Reason::Swap);
+    // Back at 8 with the gate open: stays open (8 ≤ p75) ...
+    s.gate_open = plan.gate_open;
+    s.fees.estimates = vec![(100, SatPerKw::from_sat_per_vbyte(8))];
+    assert_eq!(one(&p, &s).reason, Reason::Swap);
+    // ... and closes above p75.
+    s.fees.estimates = vec![(100, SatPerKw::from_sat_per_vbyte(10))];
+    assert_eq!(one(&p, &s).reason, Reason::FeeGate);
+}
+
+#[test]
+fn urgent_targets_ignore_the_gate() {
+    let p = pol(
+        "defaults:\n  band: { inbound_min: 30% }\n  fees: { sweep_gate: { ceiling: 5 sat/vB, urgent_below: 5% } }\nrules: [ { name: r, match: all } ]\n",
+    );
+    let s = snap(vec![
+        chan(1, 5_000_000, 4_500_000),
+        chan(2, 5_000_000, 4_900_000),
+    ]);
+    let names: Vec<&str> = evaluate(&p, &s)
+        .decisions
+        .iter()
+        .map(|d| d.reason.name())
+        .collect();
+    assert_eq!(names, ["fee_gate", "swap"]);
+}
+
+#[test]
+fn amount_levels_in_sats_work_like_shares() {
+    let p = pol(
+        "defaults: { band: { inbound_min: 1M, inbound_max: 4M, restore_to: 3M } }\nrules: [ { name: r, match: all } ]\n",
+    );
+    // 500k inbound below 1M; restore to 3M needs 2.5M; reserve 1M leaves 3.5M available.
+    assert_eq!(
+        one(&p, &snap(vec![chan(1, 5_000_000, 4_500_000)]))
+            .proposal
+            .unwrap()
+            .amount,
+        Sat(2_500_000)
+    );
+}
+
+#[test]
+fn script_may_resize_and_propose() {
+    let host = ScriptHost::new();
+    let yaml = "defaults: { band: { inbound_min: 30% } }\nrules: [ { name: r, match: all, script: s.rhai } ]\nlimits: { in_flight: 3 }\n";
+    let script = "fn decide(t, p, c) { p.amount_sat = 300000; p }\n\
+                  fn propose(t, c) { if t.fees_earned_sat(7) > 100 { 400000 } }";
+    let p = load_in(yaml, &[("s.rhai", script)], &host).unwrap();
+    let mut inside = chan(2, 2_000_000, 1_000_000);
+    inside.flows = vec![FlowWindow {
+        days: 30,
+        fees_earned_sat: 3_000,
+        out_sat: 0,
+        in_sat: 0,
+    }];
+    let quiet = chan(3, 2_000_000, 1_000_000);
+    let plan = evaluate(
+        &p,
+        &snap(vec![chan(1, 5_000_000, 4_500_000), inside, quiet]),
+    );
+    let amounts: Vec<Option<u64>> = plan
+        .decisions
+        .iter()
+        .map(|d| d.proposal.as_ref().map(|p| p.amount.0))
+        .collect();
+    // Resized by decide; proposed by propose (3000 × 7/30 = 700 > 100); quiet stays ok.
+    assert_eq!(amounts, [Some(300_000), Some(400_000), None], "{plan:?}");
+    assert_eq!(plan.decisions[2].reason, Reason::Ok);
+}
+
+/// A clock that moves 1 ms every time it is read, so a runaway script meets the wall-clock
+/// cut-off after a fixed number of reads, however fast the machine.
+struct Ticking(AtomicU64);
+
+impl Clock for Ticking {
+    fn elapsed(&self) -> Duration {
+        Duration::from_millis(self.0.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// A clock that never moves, so only the counted limits can stop a script.
+struct Frozen;
+
+impl Clock for Frozen {
+    fn elapsed(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+#[test]
+fn sandbox_limits_turn_into_script_errors() {
+    let limits = ScriptLimits {
+        max_operations: 0,
+        wall_clock: Duration::from_millis(20),
+        ..ScriptLimits::default()
+    };
+    let wall = ScriptHost::with(limits, Arc::new(Ticking(AtomicU64::new(0))));
+    let counted = ScriptHost::with(ScriptLimits::default(), Arc::new(Frozen));
+    let yaml = "defaults: { band: { inbound_min: 30% } }\nrules: [ { name: r, match: all, script: s.rhai } ]\n";
+    let cases: [(&Arc<ScriptHost>, &str, &str); 4] = [
+        (
+            &wall,
+            "fn decide(t, p, c) { loop { } }",
+            "Script terminated",
+        ),
+        (
+            &counted,
+            "fn decide(t, p, c) { loop { } }",
+            "Too many operations",
+        ),
+        (
+            &counted,
+            "fn f(n) { f(n + 1) }\nfn decide(t, p, c) { f(0) }",
+            "Stack overflow",
+        ),
+        (
+            &counted,
+            "fn decide(t, p, c) { let s = \"xx\"; loop { s += s; } }",
+            "Length of string too large",
+        ),
+    ];
+    for (host, script, want) in cases {
+        let p = load_in(yaml, &[("s.rhai", script)], host).unwrap();
+        let d = one(&p, &snap(vec![chan(1, 5_000_000, 4_500_000)]));
+        let text = d.reason.text().unwrap_or_default().to_owned();
+        assert_eq!(d.reason.name(), "script_error", "{script}: {d:?}");
+        assert!(text.contains(want), "{script}: {text}");
+    }
+}
+
+#[test]
+fn loading_a_missing_path_names_it() {
+    let e = load(Path::new("/nonexistent/policy")).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("/nonexistent/policy: no such file"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_policy_can_be_shared_across_threads() {
+    fn send_sync<T: Send + Sync + Clone>() {}
+    send_sync::<Policy>();
+    send_sync::<Plan>();
+}

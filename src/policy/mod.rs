@@ -1,0 +1,45 @@
+//! Policies: YAML rules and rhai scripts, loaded and validated as a whole, evaluated over a
+//! snapshot into a plan where every target has a decision and a reason. Pure: no tokio,
+//! tonic or sqlx; the caller passes `now` and every number in the snapshot.
+//!
+//! - [`load`]: a file or directory into a [`Policy`], or a located [`PolicyError`].
+//! - [`evaluate`]: a [`Policy`] and a [`Snapshot`] into a [`Plan`].
+//! - [`run_tests`]: the `*.test.yaml` cases of a policy directory.
+//! - [`json_schema`]: the JSON Schema of the file format (`policies/schema.json`).
+
+mod check;
+mod error;
+mod eval;
+mod gate;
+pub mod keys;
+pub mod load;
+mod model;
+mod reason;
+mod schema;
+pub mod script;
+mod settings;
+mod snapshot;
+mod testcase;
+mod tests;
+mod tree;
+pub mod values;
+mod views;
+
+#[cfg(test)]
+mod eval_tests;
+
+pub use error::PolicyError;
+pub use eval::{Decision, Plan, Proposal, SWEEP_WEIGHT_WU, SwapCaps, evaluate};
+pub use keys::json_schema;
+pub use load::{is_policy_file, load, load_str, load_with, policy_files};
+pub use model::{
+    Backoff, Band, Blackout, BudgetDef, Destination, FeeCaps, FeeGate, Grouping, Limits, Matcher,
+    Outgoing, PeriodSpec, Policy, Rule, Schedule, Selector, Settings, SwapSettings, TagSet,
+};
+pub use reason::{Reason, Target};
+pub use script::{Clock, FlowWindow, ScriptHost, ScriptLimits};
+pub use snapshot::{
+    BackoffState, BudgetLeft, Channel, FeeMarket, FeeSample, InFlightSwap, ServerTerms, Snapshot,
+};
+pub use testcase::{Expectation, TestCase, parse_test_case};
+pub use tests::{CaseResult, TestReport, run_tests, run_tests_with};
