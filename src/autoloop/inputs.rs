@@ -202,7 +202,11 @@ pub(super) async fn fee_estimates(
     Ok(out)
 }
 
-/// The server's terms, with its fee and prepay read from a quote for the smallest swap.
+/// A typical swap amount, used to read the server's fee rate off a quote (a quote for the
+/// smallest swap would make a base fee look like a high rate).
+const TYPICAL_AMOUNT: Sat = Sat(1_000_000);
+
+/// The server's terms, with its fee rate and prepay read from a quote for a typical swap.
 pub(super) async fn terms(
     provider: &dyn SwapProvider,
     height: BlockHeight,
@@ -213,15 +217,16 @@ pub(super) async fn terms(
         .await
         .map_err(provider_err("LoopOutTerms"))?;
     let expiry = BlockHeight(height.0.saturating_add(terms.min_cltv_delta));
+    let probe = TYPICAL_AMOUNT.clamp(terms.min_amount, terms.max_amount.max(terms.min_amount));
     let quote = provider
-        .loop_out_quote(terms.min_amount, expiry, now.timestamp())
+        .loop_out_quote(probe, expiry, now.timestamp())
         .await
         .map_err(provider_err("LoopOutQuote"))?;
     Ok((
         policy::ServerTerms {
             min: terms.min_amount,
             max: terms.max_amount,
-            swap_fee_ppm: Ppm::ratio(quote.swap_fee.0, terms.min_amount.0),
+            swap_fee_ppm: Ppm::ratio(quote.swap_fee.0, probe.0),
             prepay: quote.prepay_amount,
         },
         terms,

@@ -15,6 +15,9 @@ use crate::provider::SwapProvider;
 use crate::store::{JournalRecord, Store};
 use crate::swap::{Admission, FeeLimits, LoopOutContract, LoopOutRequest, SwapEngine};
 
+/// The routing fee a swap payment is expected to cost, as a share of its amount.
+const ROUTING_PPM: Ppm = Ppm(1_000);
+
 /// The scheduler's mutable state; one pass at a time holds it.
 #[derive(Debug)]
 pub(super) struct State {
@@ -137,7 +140,7 @@ pub(super) async fn run(
         fees: policy::FeeMarket {
             estimates,
             history: state.fee_history.iter().copied().collect(),
-            routing_ppm: Ppm(1_000),
+            routing_ppm: ROUTING_PPM,
         },
         budget: inputs::budget_left(&state.ledger, &policy, now),
         in_flight,
@@ -209,21 +212,49 @@ fn journal_record(pass_id: i64, at: DateTime<Utc>, t: &TargetDecision) -> Journa
     }
 }
 
-/// The fee limits the engine enforces for a proposal: the policy's caps.
-fn limits(p: &Proposal) -> FeeLimits {
-    FeeLimits {
-        max_swap_fee: p.caps.server,
-        max_prepay_amount: p.caps.prepay,
-        max_swap_routing_fee: p.caps.routing,
-        max_prepay_routing_fee: p.caps.prepay_routing,
-        max_miner_fee: p.caps.miner,
+/// The fee limits the engine enforces for a proposal. The policy caps each fee and the total
+/// (`max_total` of the amount); the engine can only cap each fee, so the total left after the
+/// quoted server fee is shared among routing, prepay routing and miner fees in proportion to
+/// what each is expected to cost, each still under its own cap. The sum of the limits then
+/// never exceeds the policy's total cap, and that sum is the ledger's worst case. `None` when
+/// the total cap cannot cover the expected fees.
+fn limits(
+    p: &Proposal,
+    quote: &crate::provider::port::LoopOutQuote,
+    max_total: Ppm,
+    routing_ppm: Ppm,
+) -> Option<FeeLimits> {
+    let total = p.amount.mul_ppm(max_total);
+    let rest = total.checked_sub(quote.swap_fee)?;
+    let e_routing = p.amount.mul_ppm(routing_ppm) + Sat(1);
+    let e_prepay_routing = quote.prepay_amount.mul_ppm(routing_ppm) + Sat(1);
+    let e_miner = p
+        .expected_cost
+        .saturating_sub(quote.swap_fee + e_routing + e_prepay_routing)
+        .max(Sat(1));
+    let sum = e_routing + e_prepay_routing + e_miner;
+    if rest < sum {
+        return None;
     }
+    let share = |e: Sat| {
+        Sat(
+            u64::try_from(u128::from(rest.0) * u128::from(e.0) / u128::from(sum.0))
+                .unwrap_or(u64::MAX),
+        )
+    };
+    Some(FeeLimits {
+        max_swap_fee: quote.swap_fee,
+        max_prepay_amount: quote.prepay_amount,
+        max_swap_routing_fee: p.caps.routing.min(share(e_routing)),
+        max_prepay_routing_fee: p.caps.prepay_routing.min(share(e_prepay_routing)),
+        max_miner_fee: p.caps.miner.min(share(e_miner)),
+    })
 }
 
-/// The most a swap with these limits can cost: every fee at its cap, and the prepay lost.
+/// The most a swap with these limits can cost: every fee at its cap. (A prepay the server
+/// keeps after a failed swap replaces the server fee, and is far below it for Loop's terms.)
 pub(super) fn worst_case(l: &FeeLimits) -> Sat {
-    l.max_swap_fee
-        + l.max_prepay_amount
+    l.max_swap_fee.max(l.max_prepay_amount)
         + l.max_swap_routing_fee
         + l.max_prepay_routing_fee
         + l.max_miner_fee
@@ -281,7 +312,21 @@ async fn check_and_dispatch(
         );
         return None;
     }
-    let fee_limits = limits(p);
+    let max_total = state
+        .policy
+        .as_ref()
+        .and_then(|pol| pol.rule(d.rule.as_deref().unwrap_or_default()))
+        .map_or(Ppm(0), |r| r.settings.fees.max_total);
+    let Some(fee_limits) = limits(p, &quote, max_total, ROUTING_PPM) else {
+        d.reason = Reason::FeeCap;
+        d.detail = format!(
+            "the quoted server fee of {} sat leaves too little of the {} cap of {} sat for the expected routing and miner fees",
+            quote.swap_fee.0,
+            max_total,
+            p.amount.mul_ppm(max_total).0
+        );
+        return None;
+    };
     let worst = worst_case(&fee_limits);
     let rule = d.rule.clone().unwrap_or_default();
     let request = |swap| AdmitRequest {

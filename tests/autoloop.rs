@@ -1,0 +1,311 @@
+//! Autoloop against the simnet: a simulated lnd, the reference Loop server over gRPC, the
+//! real client and swap engine, and `policies/set-and-forget`. A channel drained below its
+//! band gets a loop out that completes, the channel returns inside its band, and the budget
+//! and the journal show it; `dry-run` journals the same decision and dispatches nothing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sluice::autoloop::{Autoloop, AutoloopConfig, AutoloopDeps, Mode, PassReport, Wake};
+use sluice::domain::{ChanId, Network, Sat, SwapHash};
+use sluice::lnd::LightningNode;
+use sluice::provider::l402::{L402Config, L402Payer, PaidInvoice, PayError};
+use sluice::provider::{LoopServerClient, ServerTls};
+use sluice::simnet::loopserver::{LoopServer, LoopServerConfig};
+use sluice::simnet::world::{SharedWorld, SimNode, World, WorldConfig, lock};
+use sluice::store::{JournalFilter, Store, SwapFilter};
+use sluice::swap::{EngineConfig, SwapEngine, SwapState};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+struct NoTokenPayer;
+
+#[async_trait]
+impl L402Payer for NoTokenPayer {
+    async fn pay(&self, _: &str, _: Sat, _: Duration) -> Result<PaidInvoice, PayError> {
+        Err(PayError::Failed("no L402 token expected".to_owned()))
+    }
+    async fn track(&self, _: [u8; 32]) -> Result<Option<PaidInvoice>, PayError> {
+        Ok(None)
+    }
+}
+
+struct Net {
+    world: SharedWorld,
+    node: Arc<SimNode>,
+    client: Arc<LoopServerClient>,
+    store: Store,
+    dir: tempfile::TempDir,
+    /// The drained channel.
+    chan: ChanId,
+}
+
+/// One peer; the sluice–peer channel holds 5M with 3.8M on our side: 24 % inbound, below
+/// set-and-forget's 30 % band, needing 1.3M to get back to 50 %.
+async fn net() -> Net {
+    let mut config = WorldConfig::default_topology(11, 1);
+    let ch = config
+        .channels
+        .iter_mut()
+        .find(|c| c.initiator == "sluice")
+        .unwrap();
+    ch.capacity = Sat(5_000_000);
+    ch.initiator_balance = Sat(3_800_000);
+    let world: SharedWorld = Arc::new(Mutex::new(World::new(config).unwrap()));
+    let node = Arc::new(SimNode::new(world.clone(), "sluice").unwrap());
+    let loop_node = Arc::new(SimNode::new(world.clone(), "loop").unwrap());
+    let server = Arc::new(LoopServer::new(
+        LoopServerConfig {
+            l402: None,
+            ..LoopServerConfig::default()
+        },
+        loop_node.clone(),
+        loop_node,
+    ));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = server.serve(listener, std::future::pending()).await;
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let client = LoopServerClient::connect(
+        &addr.to_string(),
+        ServerTls::Insecure,
+        Duration::from_secs(10),
+        L402Config::new(Network::Regtest, dir.path()),
+        Arc::new(NoTokenPayer),
+    )
+    .unwrap();
+    let store = Store::open(&dir.path().join("sluice.db")).await.unwrap();
+    let chan = node
+        .list_channels()
+        .await
+        .unwrap()
+        .iter()
+        .find(|c| c.capacity == Sat(5_000_000))
+        .unwrap()
+        .chan_id;
+    Net {
+        world,
+        node,
+        client: Arc::new(client),
+        store,
+        dir,
+        chan,
+    }
+}
+
+fn policy_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies/set-and-forget")
+}
+
+impl Net {
+    fn clock(&self) -> sluice::swap::engine::Clock {
+        let world = self.world.clone();
+        Arc::new(move || Duration::from_secs(lock(&world).now_unix()))
+    }
+
+    async fn engine(&self) -> SwapEngine {
+        let mut c = EngineConfig::new(Network::Regtest);
+        c.clock = self.clock();
+        c.retry_initial = Duration::from_millis(20);
+        c.retry_max = Duration::from_millis(200);
+        let engine = SwapEngine::start(
+            self.node.clone(),
+            self.client.clone(),
+            self.store.clone(),
+            c,
+        );
+        engine.resume_all().await.unwrap();
+        engine
+    }
+
+    async fn autoloop(&self, engine: &SwapEngine, cancel: CancellationToken) -> Autoloop {
+        let mut config = AutoloopConfig::new(policy_path());
+        config.tick = Duration::from_secs(3600);
+        config.debounce = Duration::from_millis(50);
+        Autoloop::start(
+            AutoloopDeps {
+                node: self.node.clone(),
+                provider: self.client.clone(),
+                engine: engine.clone(),
+                store: self.store.clone(),
+                config,
+                clock: self.clock(),
+            },
+            cancel,
+        )
+        .await
+        .unwrap()
+    }
+
+    async fn inbound_ppm(&self) -> u64 {
+        let c = self
+            .node
+            .list_channels()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|c| c.chan_id == self.chan)
+            .unwrap();
+        c.remote_balance.0 * 1_000_000 / c.capacity.0
+    }
+
+    /// Mines while something waits to confirm, until the swap reaches a terminal state.
+    async fn drive(&self, hash: SwapHash) -> SwapState {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let record = self.store.load_swap(hash).await.unwrap().unwrap().record;
+            if record.progress.state.is_terminal() {
+                return record.progress.state;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "swap stuck in {:?}",
+                record.progress.state
+            );
+            {
+                let mut w = lock(&self.world);
+                if !w.chain().mempool_txids().is_empty()
+                    || record.progress.state == SwapState::SpendConfirming
+                {
+                    w.mine(1);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    }
+}
+
+/// Runs passes until one decides about `target`, returning it.
+async fn pass(al: &Autoloop) -> Arc<PassReport> {
+    al.run_pass(Wake::Forced)
+        .await
+        .unwrap()
+        .expect("autoloop is not off")
+}
+
+async fn poll<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_channel_gets_a_loop_out_that_completes_and_the_budget_and_journal_show_it() {
+    let net = net().await;
+    let engine = net.engine().await;
+    let cancel = CancellationToken::new();
+    let al = net.autoloop(&engine, cancel.clone()).await;
+    assert_eq!(al.mode(), Mode::Off);
+    assert!(net.inbound_ppm().await < 300_000);
+    let target = net.chan.to_string();
+
+    // Dry-run first: the same decision, journalled as dry_run, nothing dispatched.
+    al.set_mode(Mode::DryRun).await.unwrap();
+    let report = pass(&al).await;
+    let d = report
+        .decision(&target)
+        .expect("the channel has a decision");
+    assert_eq!(d.decision.reason.name(), "dry_run", "{}", d.decision.detail);
+    let amount = d.decision.proposal.as_ref().unwrap().amount;
+    assert!(d.swap.is_none());
+    assert!(
+        net.store
+            .list_swaps(SwapFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // On: the swap is dispatched (by this pass or one the mode change woke).
+    al.set_mode(Mode::On).await.unwrap();
+    let hash = poll("a dispatched swap", async || {
+        let _ = al.run_pass(Wake::Forced).await;
+        net.store
+            .list_swaps(SwapFilter::default())
+            .await
+            .unwrap()
+            .first()
+            .map(|r| r.contract.terms().swap_hash)
+    })
+    .await;
+    let record = net.store.load_swap(hash).await.unwrap().unwrap().record;
+    assert_eq!(
+        record.contract.terms().amount,
+        amount,
+        "the dry run's amount is the one swapped"
+    );
+    assert_eq!(record.contract.terms().outgoing_chan_set, vec![net.chan]);
+    assert_eq!(record.contract.terms().initiator, "autoloop");
+    // While it runs, budget shows it reserved.
+    let reserved = al.budget().await[0].total.reserved_worst;
+    assert!(reserved > Sat::ZERO || engine.is_running(hash));
+
+    assert_eq!(net.drive(hash).await, SwapState::Succeeded);
+    // Settled: spent equals the swap's costs, nothing reserved.
+    let costs = net
+        .store
+        .load_swap(hash)
+        .await
+        .unwrap()
+        .unwrap()
+        .record
+        .costs;
+    let expected_spent =
+        Sat(u64::try_from(costs.server_sat).unwrap()) + costs.offchain + costs.onchain;
+    let status = poll("the release", async || {
+        let s = al.budget().await;
+        (s[0].total.reserved_worst == Sat::ZERO && s[0].total.spent > Sat::ZERO).then_some(s)
+    })
+    .await;
+    assert_eq!(status[0].total.spent, expected_spent);
+    assert!(status[0].total.spent <= status[0].total.limit);
+
+    // Back inside the band, and the next pass says so.
+    let inbound = net.inbound_ppm().await;
+    assert!(
+        (300_000..=700_000).contains(&inbound),
+        "inbound {inbound} ppm"
+    );
+    let report = pass(&al).await;
+    assert_eq!(
+        report.decision(&target).unwrap().decision.reason.name(),
+        "ok"
+    );
+
+    // The journal holds the dry run, the dispatch and the ok, for this target.
+    let journal = al
+        .journal(&JournalFilter {
+            target: Some(target.clone()),
+            ..JournalFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(journal[0].reason, "ok");
+    assert!(
+        journal
+            .iter()
+            .any(|r| r.reason == "dry_run" && r.swap.is_none())
+    );
+    assert!(
+        journal
+            .iter()
+            .any(|r| r.reason == "swap" && r.swap == Some(hash))
+    );
+    cancel.cancel();
+    engine.shutdown();
+    let _ = &net.dir;
+}
