@@ -309,3 +309,109 @@ async fn a_drained_channel_gets_a_loop_out_that_completes_and_the_budget_and_jou
     engine.shutdown();
     let _ = &net.dir;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_swaps_are_left_alone_inactive_channels_wait_and_a_restart_keeps_mode_and_ledger() {
+    let net = net().await;
+    let engine = net.engine().await;
+    let cancel = CancellationToken::new();
+    let al = net.autoloop(&engine, cancel.clone()).await;
+    al.set_mode(Mode::DryRun).await.unwrap();
+    let target = net.chan.to_string();
+
+    // A manual swap through the channel: autoloop skips the channel while it runs.
+    let manual = engine
+        .loop_out(sluice::swap::LoopOutRequest {
+            amount: Sat(100_000),
+            destination: None,
+            outgoing_chan_set: vec![net.chan],
+            label: "by hand".to_owned(),
+            initiator: "cli".to_owned(),
+            conf_target: Some(100),
+            limits: None,
+            fast: true,
+        })
+        .await
+        .unwrap();
+    let report = pass(&al).await;
+    let d = &report.decision(&target).unwrap().decision;
+    assert_eq!(d.reason.name(), "in_flight", "{}", d.detail);
+    assert_eq!(net.drive(manual).await, SwapState::Succeeded);
+    // It finished without touching the ledger.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(al.budget().await[0].total.spent, Sat::ZERO);
+
+    // The peer goes offline: the channel is inactive.
+    lock(&net.world).set_channel_active(net.chan, false);
+    let report = pass(&al).await;
+    assert_eq!(
+        report.decision(&target).unwrap().decision.reason.name(),
+        "inactive"
+    );
+    lock(&net.world).set_channel_active(net.chan, true);
+    let last = pass(&al).await;
+    assert_eq!(
+        last.decision(&target).unwrap().decision.reason.name(),
+        "dry_run"
+    );
+
+    // Restart: mode, journal position and ledger come back from the store.
+    let budget_before = al.budget().await;
+    cancel.cancel();
+    let cancel = CancellationToken::new();
+    let al = net.autoloop(&engine, cancel.clone()).await;
+    assert_eq!(al.mode(), Mode::DryRun);
+    assert_eq!(al.budget().await, budget_before);
+    let next = pass(&al).await;
+    assert_eq!(next.pass_id, last.pass_id + 1);
+    cancel.cancel();
+    engine.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_policy_keeps_the_last_good_one() {
+    let net = net().await;
+    let engine = net.engine().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("policy.yaml");
+    std::fs::copy(policy_path().join("policy.yaml"), &file).unwrap();
+    let mut config = AutoloopConfig::new(dir.path().to_owned());
+    config.tick = Duration::from_secs(3600);
+    let cancel = CancellationToken::new();
+    let al = Autoloop::start(
+        AutoloopDeps {
+            node: net.node.clone(),
+            provider: net.client.clone(),
+            engine: engine.clone(),
+            store: net.store.clone(),
+            config,
+            clock: net.clock(),
+        },
+        cancel.clone(),
+    )
+    .await
+    .unwrap();
+    assert!(al.policy_status().borrow().rejected.is_none());
+    std::fs::write(&file, "rules: [ { name: broken, band: 12 } ]\n").unwrap();
+    assert!(al.reload_policy().await.is_err());
+    let status = al.policy_status().borrow().clone();
+    assert!(status.rejected.is_some());
+    assert_eq!(
+        status.rules,
+        vec!["routing".to_owned()],
+        "the last good policy stays"
+    );
+    al.set_mode(Mode::DryRun).await.unwrap();
+    let report = pass(&al).await;
+    assert_eq!(
+        report
+            .decision(&net.chan.to_string())
+            .unwrap()
+            .decision
+            .rule
+            .as_deref(),
+        Some("routing")
+    );
+    cancel.cancel();
+    engine.shutdown();
+}
