@@ -41,7 +41,17 @@ pub enum Access {
 
 /// Every method of `sluice.v1.Sluice` and what it needs. A test fails when the proto gains a
 /// method that is missing here; a method missing anyway is treated as [`Access::Write`].
-pub const METHODS: &[(&str, Access)] = &[("GetInfo", Access::Read), ("StopDaemon", Access::Write)];
+pub const METHODS: &[(&str, Access)] = &[
+    ("GetInfo", Access::Read),
+    ("StopDaemon", Access::Write),
+    ("Suggest", Access::Read),
+    ("PolicyShow", Access::Read),
+    ("PolicyReload", Access::Write),
+    ("Budget", Access::Read),
+    ("Journal", Access::Read),
+    ("SetAutoloopMode", Access::Write),
+    ("GetAutoloopMode", Access::Read),
+];
 
 /// What the method at `path` (`/package.Service/Method`) needs; `None` when it is public.
 pub fn required_access(path: &str) -> Option<Access> {

@@ -29,4 +29,7 @@ pub struct ApiState {
     pub node: watch::Receiver<NodeStatus>,
     /// The policy in force.
     pub policy: watch::Receiver<PolicyStatus>,
+    /// The autoloop scheduler, once the daemon started it; the autoloop RPCs answer
+    /// `Unavailable` before that.
+    pub autoloop: std::sync::OnceLock<crate::autoloop::Autoloop>,
 }

@@ -59,6 +59,7 @@ pub(crate) async fn start() -> Harness {
         stop: stop.clone(),
         node: node_rx,
         policy: policy_rx,
+        autoloop: std::sync::OnceLock::new(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();

@@ -177,6 +177,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         stop: supervisor.token(),
         node: node_rx,
         policy: policy_rx,
+        autoloop: std::sync::OnceLock::new(),
     });
     let token = supervisor.token();
     supervisor.spawn("api", async move {
