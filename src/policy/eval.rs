@@ -181,6 +181,16 @@ fn group(policy: &Policy, snapshot: &Snapshot) -> Vec<Group> {
                 (Some(ri), excluded, target)
             }
         };
+        // A channel target is its own group: no lookup, no key clone.
+        if let Target::Channel(_) = target {
+            groups.push(Group {
+                rule,
+                excluded,
+                target,
+                channels: vec![ci],
+            });
+            continue;
+        }
         let key = (rule, excluded, target);
         match index.get(&key) {
             Some(&gi) => groups[gi].channels.push(ci),
@@ -255,6 +265,7 @@ fn aggregate(snapshot: &Snapshot, idx: &[usize]) -> Agg {
     a
 }
 
+/// A share rounded down to a hundredth of a percent, for details: `22.5%`.
 fn pct(p: Ppm) -> String {
     ppm_percent(Ppm(p.0 / 100 * 100))
 }

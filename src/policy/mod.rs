@@ -2,7 +2,7 @@
 //! snapshot into a plan where every target has a decision and a reason. Pure: no tokio,
 //! tonic or sqlx; the caller passes `now` and every number in the snapshot.
 //!
-//! - [`load`]: a file or directory into a [`Policy`], or a located [`PolicyError`].
+//! - [`load()`]: a file or directory into a [`Policy`], or a located [`PolicyError`].
 //! - [`evaluate`]: a [`Policy`] and a [`Snapshot`] into a [`Plan`].
 //! - [`run_tests`]: the `*.test.yaml` cases of a policy directory.
 //! - [`json_schema`]: the JSON Schema of the file format (`policies/schema.json`).
