@@ -56,6 +56,21 @@ async fn net() -> Net {
     ch.capacity = Sat(5_000_000);
     ch.initiator_balance = Sat(3_800_000);
     let world: SharedWorld = Arc::new(Mutex::new(World::new(config).unwrap()));
+    let mut net = net_on(world).await;
+    net.chan = net
+        .node
+        .list_channels()
+        .await
+        .unwrap()
+        .iter()
+        .find(|c| c.capacity == Sat(5_000_000))
+        .unwrap()
+        .chan_id;
+    net
+}
+
+/// The Loop server, client and store around `world`.
+async fn net_on(world: SharedWorld) -> Net {
     let node = Arc::new(SimNode::new(world.clone(), "sluice").unwrap());
     let loop_node = Arc::new(SimNode::new(world.clone(), "loop").unwrap());
     let server = Arc::new(LoopServer::new(
@@ -81,14 +96,7 @@ async fn net() -> Net {
     )
     .unwrap();
     let store = Store::open(&dir.path().join("sluice.db")).await.unwrap();
-    let chan = node
-        .list_channels()
-        .await
-        .unwrap()
-        .iter()
-        .find(|c| c.capacity == Sat(5_000_000))
-        .unwrap()
-        .chan_id;
+    let chan = ChanId(0);
     Net {
         world,
         node,
@@ -363,7 +371,8 @@ async fn manual_swaps_are_left_alone_inactive_channels_wait_and_a_restart_keeps_
     assert_eq!(al.mode(), Mode::DryRun);
     assert_eq!(al.budget().await, budget_before);
     let next = pass(&al).await;
-    assert_eq!(next.pass_id, last.pass_id + 1);
+    // Pass ids go on from the journal (background wakes may have run passes too).
+    assert!(next.pass_id > last.pass_id);
     cancel.cancel();
     engine.shutdown();
 }
@@ -413,5 +422,160 @@ async fn a_rejected_policy_keeps_the_last_good_one() {
         Some("routing")
     );
     cancel.cancel();
+    engine.shutdown();
+}
+
+/// Three channels: 5M at 24 % inbound (needs 1.3M), 800k at 24 % (needs only 208k, below
+/// set-and-forget's 250k minimum) and 2M at 50 % (inside the band).
+async fn three_channel_net() -> (Net, [ChanId; 3]) {
+    let mut config = WorldConfig::default_topology(11, 3);
+    let shapes = [
+        ("peer1", 5_000_000, 3_800_000),
+        ("peer2", 800_000, 608_000),
+        ("peer3", 2_000_000, 1_000_000),
+    ];
+    for (peer, cap, local) in shapes {
+        let ch = config
+            .channels
+            .iter_mut()
+            .find(|c| c.initiator == "sluice" && c.peer == peer)
+            .unwrap();
+        ch.capacity = Sat(cap);
+        ch.initiator_balance = Sat(local);
+    }
+    let world: SharedWorld = Arc::new(Mutex::new(World::new(config).unwrap()));
+    let base = net_on(world).await;
+    let chans = base.node.list_channels().await.unwrap();
+    let id = |cap: u64| {
+        chans
+            .iter()
+            .find(|c| c.capacity == Sat(cap))
+            .unwrap()
+            .chan_id
+    };
+    let ids = [id(5_000_000), id(800_000), id(2_000_000)];
+    (base, ids)
+}
+
+/// A copy of set-and-forget with `edit` applied to its policy text.
+fn edited_policy(edit: impl Fn(String) -> String) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(policy_path().join("policy.yaml")).unwrap();
+    std::fs::write(dir.path().join("policy.yaml"), edit(text)).unwrap();
+    dir
+}
+
+async fn autoloop_with(
+    net: &Net,
+    engine: &SwapEngine,
+    policy: PathBuf,
+) -> (Autoloop, CancellationToken) {
+    let mut config = AutoloopConfig::new(policy);
+    config.tick = Duration::from_secs(3600);
+    let cancel = CancellationToken::new();
+    let al = Autoloop::start(
+        AutoloopDeps {
+            node: net.node.clone(),
+            provider: net.client.clone(),
+            engine: engine.clone(),
+            store: net.store.clone(),
+            config,
+            clock: net.clock(),
+        },
+        cancel.clone(),
+    )
+    .await
+    .unwrap();
+    al.set_mode(Mode::DryRun).await.unwrap();
+    (al, cancel)
+}
+
+fn reason(report: &PassReport, chan: ChanId) -> String {
+    let d = &report.decision(&chan.to_string()).unwrap().decision;
+    d.reason.name().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_reason_comes_from_a_real_scenario() {
+    let (net, [big, small, balanced]) = three_channel_net().await;
+    let engine = net.engine().await;
+
+    // set-and-forget as shipped: dry_run, below_min_size, ok.
+    let (al, cancel) = autoloop_with(&net, &engine, policy_path()).await;
+    let report = pass(&al).await;
+    assert_eq!(reason(&report, big), "dry_run");
+    assert_eq!(reason(&report, small), "below_min_size");
+    assert_eq!(reason(&report, balanced), "ok");
+    // suggest agrees and is not journalled (it gets no pass id).
+    let suggestion = al.suggest().await.unwrap();
+    assert_eq!(reason(&suggestion, big), "dry_run");
+    assert_eq!(suggestion.pass_id, 0);
+
+    // Fees above the 20 sat/vB ceiling: the gate closes for the 24 % channel.
+    {
+        let mut w = lock(&net.world);
+        w.set_fee_trace(sluice::simnet::chain::FeeTrace::Flat(7_500));
+        w.mine(1);
+    }
+    let report = pass(&al).await;
+    assert_eq!(
+        reason(&report, big),
+        "fee_gate",
+        "{:?}",
+        report.decision(&big.to_string())
+    );
+    {
+        let mut w = lock(&net.world);
+        w.set_fee_trace(sluice::simnet::chain::FeeTrace::default());
+        w.mine(1);
+    }
+    cancel.cancel();
+
+    // A budget too small for the swap.
+    let dir = edited_policy(|t| t.replace("limit: 150k", "limit: 2k"));
+    let (al, cancel) = autoloop_with(&net, &engine, dir.path().to_owned()).await;
+    let report = pass(&al).await;
+    assert_eq!(reason(&report, big), "budget_insufficient");
+    cancel.cancel();
+
+    // A schedule that allows only New Year's midnight.
+    let dir = edited_policy(|t| {
+        t.replace(
+            "  backoff: {",
+            "  schedule: { when: \"0 0 1 1 *\" }\n  backoff: {",
+        )
+    });
+    let (al, cancel) = autoloop_with(&net, &engine, dir.path().to_owned()).await;
+    let report = pass(&al).await;
+    assert_eq!(reason(&report, big), "outside_schedule");
+    cancel.cancel();
+
+    // earnings-aware vetoes: the channel earned nothing in routing fees.
+    let earnings = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies/earnings-aware");
+    let (al, cancel) = autoloop_with(&net, &engine, earnings).await;
+    let report = pass(&al).await;
+    assert_eq!(reason(&report, big), "vetoed");
+    cancel.cancel();
+
+    // The journal kept every pass's reasons.
+    let reasons: std::collections::BTreeSet<String> = net
+        .store
+        .journal(&JournalFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.reason)
+        .collect();
+    for r in [
+        "dry_run",
+        "below_min_size",
+        "ok",
+        "fee_gate",
+        "budget_insufficient",
+        "outside_schedule",
+        "vetoed",
+    ] {
+        assert!(reasons.contains(r), "{r} missing from {reasons:?}");
+    }
     engine.shutdown();
 }

@@ -216,7 +216,7 @@ pub(super) async fn terms(
         .loop_out_terms()
         .await
         .map_err(provider_err("LoopOutTerms"))?;
-    let expiry = BlockHeight(height.0.saturating_add(terms.min_cltv_delta));
+    let expiry = expiry(height, terms.min_cltv_delta, &terms);
     let probe = TYPICAL_AMOUNT.clamp(terms.min_amount, terms.max_amount.max(terms.min_amount));
     let quote = provider
         .loop_out_quote(probe, expiry, now.timestamp())
@@ -237,10 +237,17 @@ fn provider_err(op: &'static str) -> impl FnOnce(ProviderError) -> InputError {
     provider(op)
 }
 
-/// The expiry a swap with `conf_target` created now would get, as the engine computes it.
+/// Blocks added to a quote's expiry so a block found between our height and the server's
+/// does not put it below the server's minimum delta.
+const QUOTE_MARGIN_BLOCKS: u32 = 3;
+
+/// The expiry to quote a swap with `conf_target` created now: as the engine computes it, plus
+/// a small margin, within the server's deltas.
 pub(super) fn expiry(height: BlockHeight, conf_target: u32, terms: &LoopOutTerms) -> BlockHeight {
+    let max = BlockHeight(height.0.saturating_add(terms.max_cltv_delta));
     expiry_for(height, conf_target, terms)
-        .unwrap_or(BlockHeight(height.0.saturating_add(terms.max_cltv_delta)))
+        .map(|e| BlockHeight(e.0.saturating_add(QUOTE_MARGIN_BLOCKS)).min(max))
+        .unwrap_or(max)
 }
 
 /// Swaps not yet finished, and the channels held by manual ones.

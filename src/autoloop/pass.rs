@@ -108,16 +108,13 @@ pub(super) async fn run(
             decisions: Vec::new(),
         });
     };
-    let height = match ports.engine.height() {
-        Some(h) => h,
-        None => ports
-            .node
-            .block_height()
-            .await
-            .map_err(|source| InputError::Node {
-                op: "GetInfo",
-                source,
-            })?,
+    // lnd's own height: the engine's follows block epochs and may lag a block behind.
+    let height = match ports.node.block_height().await {
+        Ok(h) => h.max(ports.engine.height().unwrap_or(h)),
+        Err(source) => ports.engine.height().ok_or(InputError::Node {
+            op: "GetInfo",
+            source,
+        })?,
     };
     let channels =
         inputs::channels(&*ports.node, Some(height), &ports.flow_windows_days, now).await?;
