@@ -36,6 +36,7 @@ impl L402Payer for NoTokenPayer {
 
 struct Net {
     world: SharedWorld,
+    server: Arc<LoopServer>,
     node: Arc<SimNode>,
     client: Arc<LoopServerClient>,
     store: Store,
@@ -83,8 +84,9 @@ async fn net_on(world: SharedWorld) -> Net {
     ));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let serving = server.clone();
     tokio::spawn(async move {
-        let _ = server.serve(listener, std::future::pending()).await;
+        let _ = serving.serve(listener, std::future::pending()).await;
     });
     let dir = tempfile::tempdir().unwrap();
     let client = LoopServerClient::connect(
@@ -99,6 +101,7 @@ async fn net_on(world: SharedWorld) -> Net {
     let chan = ChanId(0);
     Net {
         world,
+        server,
         node,
         client: Arc::new(client),
         store,
@@ -577,5 +580,78 @@ async fn each_reason_comes_from_a_real_scenario() {
     ] {
         assert!(reasons.contains(r), "{r} missing from {reasons:?}");
     }
+    engine.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_swap_releases_its_reservation_and_backs_its_channel_off_across_a_restart() {
+    let net = net().await;
+    let engine = net.engine().await;
+    let cancel = CancellationToken::new();
+    let al = net.autoloop(&engine, cancel.clone()).await;
+    let target = net.chan.to_string();
+    // The server underpays the HTLC: the client never reveals and the swap fails.
+    net.server
+        .set_behaviour_for_next_swap(sluice::simnet::loopserver::Behaviour {
+            htlc: sluice::simnet::loopserver::behaviour::HtlcTamper::ValueBelow(Sat(10_000)),
+            ..Default::default()
+        });
+    al.set_mode(Mode::On).await.unwrap();
+    let hash = poll("a dispatched swap", async || {
+        let _ = al.run_pass(Wake::Forced).await;
+        net.store
+            .list_swaps(SwapFilter::default())
+            .await
+            .unwrap()
+            .first()
+            .map(|r| r.contract.terms().swap_hash)
+    })
+    .await;
+    // Mine until the swap ends (the server takes its HTLC back after the expiry).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let state = loop {
+        let r = net.store.load_swap(hash).await.unwrap().unwrap().record;
+        if r.progress.state.is_terminal() {
+            break r.progress.state;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stuck in {:?}",
+            r.progress.state
+        );
+        lock(&net.world).mine(1);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_ne!(state, SwapState::Succeeded);
+    let status = poll("the release", async || {
+        let s = al.budget().await;
+        (s[0].total.reserved_worst == Sat::ZERO).then_some(s)
+    })
+    .await;
+    assert!(status[0].total.spent <= status[0].total.limit);
+    let backoff = net.store.backoffs().await.unwrap();
+    assert_eq!(
+        backoff.get(&net.chan).map(|b| b.consecutive_failures),
+        Some(1)
+    );
+
+    // The channel now waits out its backoff, also after a restart.
+    al.set_mode(Mode::DryRun).await.unwrap();
+    let report = pass(&al).await;
+    assert_eq!(
+        report.decision(&target).unwrap().decision.reason.name(),
+        "backoff"
+    );
+    cancel.cancel();
+    let cancel = CancellationToken::new();
+    let al = net.autoloop(&engine, cancel.clone()).await;
+    assert_eq!(al.mode(), Mode::DryRun);
+    assert_eq!(al.budget().await, status);
+    let report = pass(&al).await;
+    assert_eq!(
+        report.decision(&target).unwrap().decision.reason.name(),
+        "backoff"
+    );
+    cancel.cancel();
     engine.shutdown();
 }
