@@ -334,15 +334,8 @@ impl Autoloop {
                 Ok(u) if u.state.is_terminal() => {
                     let now = now_of(&self.inner.clock);
                     let mut state = self.inner.state.lock().await;
-                    let settled = supervise::settle(
-                        &self.inner.ports.store,
-                        &mut state,
-                        u.hash,
-                        u.state,
-                        &u.costs,
-                        now,
-                    )
-                    .await;
+                    let settled =
+                        supervise::settle(&self.inner.ports.store, &mut state, u.hash, now).await;
                     drop(state);
                     match settled {
                         Ok(true) => self.wake(Wake::SwapFinished(u.hash)),

@@ -100,6 +100,12 @@ pub(super) async fn run(
         Purpose::Run(m) => m,
         Purpose::Suggest => Mode::DryRun,
     };
+    if matches!(purpose, Purpose::Run(_)) {
+        // Swaps whose last payment result came after their terminal update settle here.
+        if let Err(e) = super::supervise::settle_finished(&ports.store, state, now).await {
+            tracing::error!(error = %e, "settling finished autoloop swaps failed");
+        }
+    }
     let Some(policy) = state.policy.clone() else {
         return Ok(PassReport {
             pass_id: 0,

@@ -9,7 +9,7 @@ use crate::domain::{Sat, SwapHash};
 use crate::ledger::{Applied, Entry, EntryId, EntryKind, SpendCategory};
 use crate::policy::BackoffState;
 use crate::store::Store;
-use crate::swap::{SwapCosts, SwapState};
+use crate::swap::{PaymentStatus, SwapCosts, SwapState};
 
 /// Entry ids of a swap's spends; fixed per category so recording them again is a replay.
 fn spend_id(category: SpendCategory) -> EntryId {
@@ -40,24 +40,34 @@ pub(super) fn spends(state: SwapState, costs: &SwapCosts) -> Vec<(SpendCategory,
     .collect()
 }
 
-/// Settles a swap that reached `swap_state` with `costs`: records its spends and release
-/// (store first, then the ledger) and updates backoff. Returns whether anything was settled:
-/// swaps without a reservation (manual ones) and swaps already released are left alone.
+/// Settles a finished autoloop swap from its stored record: records its spends and release
+/// (store first, then the ledger) and updates backoff. Waits (returns `false`) while the swap
+/// runs or one of its payments is still in flight, since a late payment result can still
+/// change its costs. Swaps without a reservation (manual ones) and swaps already released are
+/// left alone.
 pub(super) async fn settle(
     store: &Store,
     state: &mut State,
     hash: SwapHash,
-    swap_state: SwapState,
-    costs: &SwapCosts,
     now: DateTime<Utc>,
 ) -> Result<bool, AutoloopError> {
-    if !swap_state.is_terminal() {
-        return Ok(false);
-    }
     match state.ledger.swap(&hash) {
         Some(account) if !account.is_released() => {}
         _ => return Ok(false),
     }
+    let Some(stored) = store.load_swap(hash).await? else {
+        return Ok(false);
+    };
+    let record = &stored.record;
+    let swap_state = record.progress.state;
+    let in_flight = |p: PaymentStatus| p == PaymentStatus::InFlight;
+    if !swap_state.is_terminal()
+        || in_flight(record.progress.swap_payment)
+        || in_flight(record.progress.prepay_payment)
+    {
+        return Ok(false);
+    }
+    let costs = &record.costs;
     let mut entries: Vec<Entry> = spends(swap_state, costs)
         .into_iter()
         .map(|(category, amount)| Entry {
@@ -80,9 +90,9 @@ pub(super) async fn settle(
                 "an autoloop swap spent more than its reserved worst case");
         }
     }
-    if let Some(stored) = store.load_swap(hash).await? {
+    {
         let backoffs = store.backoffs().await?;
-        for chan in &stored.record.contract.terms().outgoing_chan_set {
+        for chan in &record.contract.terms().outgoing_chan_set {
             let next = if swap_state == SwapState::Succeeded {
                 None
             } else {
@@ -111,11 +121,7 @@ pub(super) async fn settle_finished(
     let pending: Vec<SwapHash> = state.ledger.pending().copied().collect();
     let mut n = 0;
     for hash in pending {
-        let Some(stored) = store.load_swap(hash).await? else {
-            continue;
-        };
-        let r = &stored.record;
-        if settle(store, state, hash, r.progress.state, &r.costs, now).await? {
+        if settle(store, state, hash, now).await? {
             n += 1;
         }
     }
