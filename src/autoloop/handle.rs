@@ -144,7 +144,10 @@ impl Autoloop {
             ledger,
             policy,
             gate_open: BTreeMap::new(),
-            fee_history: VecDeque::new(),
+            fee_history: match store.autoloop_setting(pass::FEE_HISTORY_KEY).await? {
+                Some(text) => pass::decode_fee_history(&text, config.fee_history),
+                None => VecDeque::new(),
+            },
             pass_id: store.last_pass_id().await?,
         };
         let settled = supervise::settle_finished(&store, &mut state, now).await?;

@@ -18,6 +18,35 @@ use crate::swap::{Admission, FeeLimits, LoopOutContract, LoopOutRequest, SwapEng
 /// The routing fee a swap payment is expected to cost, as a share of its amount.
 const ROUTING_PPM: Ppm = Ppm(1_000);
 
+/// The store key of the persisted fee history.
+pub(super) const FEE_HISTORY_KEY: &str = "fee_history";
+
+/// The fee history as `unix:sat_per_kw` pairs separated by commas.
+pub(super) fn encode_fee_history(h: &VecDeque<FeeSample>) -> String {
+    h.iter()
+        .map(|s| format!("{}:{}", s.at.timestamp(), s.rate.0))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The persisted fee history; malformed samples are skipped (it only feeds a percentile).
+pub(super) fn decode_fee_history(text: &str, keep: usize) -> VecDeque<FeeSample> {
+    let mut out: VecDeque<FeeSample> = text
+        .split(',')
+        .filter_map(|pair| {
+            let (at, rate) = pair.split_once(':')?;
+            Some(FeeSample {
+                at: DateTime::from_timestamp(at.parse().ok()?, 0)?,
+                rate: crate::chain::SatPerKw(rate.parse().ok()?),
+            })
+        })
+        .collect();
+    while out.len() > keep {
+        out.pop_front();
+    }
+    out
+}
+
 /// The scheduler's mutable state; one pass at a time holds it.
 #[derive(Debug)]
 pub(super) struct State {
@@ -136,6 +165,10 @@ pub(super) async fn run(
         while state.fee_history.len() > ports.fee_history {
             state.fee_history.pop_front();
         }
+        ports
+            .store
+            .set_autoloop_setting(FEE_HISTORY_KEY, &encode_fee_history(&state.fee_history))
+            .await?;
     }
     let snapshot = Snapshot {
         now,
@@ -411,5 +444,40 @@ async fn check_and_dispatch(
             d.detail = format!("{}; dispatch failed: {e}", d.detail);
             None
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fee_history_round_trips_and_is_bounded() {
+        let h: VecDeque<FeeSample> = (0..5)
+            .map(|i| FeeSample {
+                at: DateTime::from_timestamp(1_700_000_000 + i * 600, 0).unwrap(),
+                rate: crate::chain::SatPerKw(250 + u64::try_from(i).unwrap()),
+            })
+            .collect();
+        let text = encode_fee_history(&h);
+        assert_eq!(decode_fee_history(&text, 10), h);
+        let last3 = decode_fee_history(&text, 3);
+        assert_eq!(last3.len(), 3);
+        assert_eq!(last3[0], h[2]);
+        assert!(decode_fee_history("", 3).is_empty());
+        assert_eq!(decode_fee_history("x:1,1700000000:300", 3).len(), 1);
+    }
+
+    #[test]
+    fn worst_case_bounds_every_fee_and_the_lost_prepay() {
+        let l = FeeLimits {
+            max_swap_fee: Sat(1_000),
+            max_prepay_amount: Sat(3_000),
+            max_swap_routing_fee: Sat(200),
+            max_prepay_routing_fee: Sat(10),
+            max_miner_fee: Sat(500),
+        };
+        assert_eq!(worst_case(&l), Sat(3_000 + 200 + 10 + 500));
     }
 }
