@@ -623,12 +623,25 @@ async fn a_failed_swap_releases_its_reservation_and_backs_its_channel_off_across
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_ne!(state, SwapState::Succeeded);
+    // Released once its payments have final results: the server gives up the held swap
+    // payment only as blocks pass, so keep mining; each pass settles what is due.
     let status = poll("the release", async || {
+        lock(&net.world).mine(1);
+        let _ = al.run_pass(Wake::Forced).await;
         let s = al.budget().await;
         (s[0].total.reserved_worst == Sat::ZERO).then_some(s)
     })
     .await;
     assert!(status[0].total.spent <= status[0].total.limit);
+    assert_eq!(
+        net.store
+            .list_swaps(SwapFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "no second swap while the first one's outcome was pending"
+    );
     let backoff = net.store.backoffs().await.unwrap();
     assert_eq!(
         backoff.get(&net.chan).map(|b| b.consecutive_failures),

@@ -334,6 +334,7 @@ impl Autoloop {
                 u = updates.recv() => u,
             };
             match update {
+                // Terminal updates, and later ones carrying a late payment result.
                 Ok(u) if u.state.is_terminal() => {
                     let now = now_of(&self.inner.clock);
                     let mut state = self.inner.state.lock().await;

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::chain::SatPerKw;
-use crate::domain::{BlockHeight, ChanId, Ppm, Sat};
+use crate::domain::{BlockHeight, ChanId, Ppm, Sat, SwapHash};
 use crate::ledger::{BudgetSpec, Period};
 use crate::lnd::{LightningNode, NodeError};
 use crate::policy::{self, FlowWindow, PeriodSpec, Policy};
@@ -250,9 +250,13 @@ pub(super) fn expiry(height: BlockHeight, conf_target: u32, terms: &LoopOutTerms
         .unwrap_or(max)
 }
 
-/// Swaps not yet finished, and the channels held by manual ones.
+/// Swaps not yet finished, and the channels held by manual ones. An autoloop swap that has
+/// ended but whose reservation is not yet released (a payment result still outstanding)
+/// counts as in flight too, so its channel is not swapped again before its outcome (and any
+/// backoff) is known.
 pub(super) async fn in_flight(
     store: &Store,
+    unreleased: &[SwapHash],
 ) -> Result<(Vec<policy::InFlightSwap>, BTreeSet<ChanId>), InputError> {
     let swaps = store
         .list_swaps(SwapFilter {
@@ -261,9 +265,11 @@ pub(super) async fn in_flight(
         })
         .await?;
     let mut manual = BTreeSet::new();
+    let mut seen = BTreeSet::new();
     let mut out = Vec::with_capacity(swaps.len());
     for s in swaps {
         let t = s.contract.terms();
+        seen.insert(t.swap_hash);
         if t.initiator != AUTOLOOP_INITIATOR {
             manual.extend(t.outgoing_chan_set.iter().copied());
         }
@@ -271,6 +277,15 @@ pub(super) async fn in_flight(
             outgoing: t.outgoing_chan_set.clone(),
             amount: t.amount,
         });
+    }
+    for hash in unreleased.iter().filter(|h| !seen.contains(*h)) {
+        if let Some(s) = store.load_swap(*hash).await? {
+            let t = s.record.contract.terms();
+            out.push(policy::InFlightSwap {
+                outgoing: t.outgoing_chan_set.clone(),
+                amount: t.amount,
+            });
+        }
     }
     Ok((out, manual))
 }

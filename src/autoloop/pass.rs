@@ -155,7 +155,8 @@ pub(super) async fn run(
         inputs::channels(&*ports.node, Some(height), &ports.flow_windows_days, now).await?;
     let estimates = inputs::fee_estimates(&*ports.node, &policy).await?;
     let (terms, raw_terms) = inputs::terms(&*ports.provider, height, now).await?;
-    let (in_flight, manual) = inputs::in_flight(&ports.store).await?;
+    let unreleased: Vec<SwapHash> = state.ledger.pending().copied().collect();
+    let (in_flight, manual) = inputs::in_flight(&ports.store, &unreleased).await?;
     let backoff = ports.store.backoffs().await?;
 
     if matches!(purpose, Purpose::Run(_))
