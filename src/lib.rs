@@ -18,6 +18,7 @@
 //! - [`cli`]: the `sluice` command.
 
 pub mod api;
+pub mod autoloop;
 pub mod chain;
 pub mod cli;
 pub mod config;

@@ -175,6 +175,7 @@ async fn net() -> Net {
         node: node_rx,
         policy: policy_rx,
         lnd: sluice::api::state::NodeHandle::default(),
+        autoloop: std::sync::OnceLock::new(),
         swaps: Some(Arc::new(SwapBackend {
             engine: engine.clone(),
             provider: client,

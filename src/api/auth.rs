@@ -51,6 +51,13 @@ pub const METHODS: &[(&str, Access)] = &[
     ("SwapInfo", Access::Read),
     ("Monitor", Access::Read),
     ("ListChannels", Access::Read),
+    ("Suggest", Access::Read),
+    ("PolicyShow", Access::Read),
+    ("PolicyReload", Access::Write),
+    ("Budget", Access::Read),
+    ("Journal", Access::Read),
+    ("SetAutoloopMode", Access::Write),
+    ("GetAutoloopMode", Access::Read),
 ];
 
 /// What the method at `path` (`/package.Service/Method`) needs; `None` when it is public.

@@ -9,6 +9,7 @@
 //! Only this module (and the CLI, as a client) touches sluice's own wire types.
 
 pub mod auth;
+mod autoloop;
 pub mod error;
 pub mod service;
 pub mod state;

@@ -187,4 +187,57 @@ impl pb::sluice_server::Sluice for SluiceService {
     ) -> Result<Response<Self::MonitorStream>, Status> {
         Ok(Response::new(self.swaps()?.monitor().await?))
     }
+
+    async fn suggest(
+        &self,
+        _request: Request<pb::SuggestRequest>,
+    ) -> Result<Response<pb::SuggestResponse>, Status> {
+        Ok(Response::new(super::autoloop::suggest(&self.state).await?))
+    }
+
+    async fn policy_show(
+        &self,
+        _request: Request<pb::PolicyShowRequest>,
+    ) -> Result<Response<pb::PolicyShowResponse>, Status> {
+        Ok(Response::new(super::autoloop::policy(&self.state)?))
+    }
+
+    async fn policy_reload(
+        &self,
+        _request: Request<pb::PolicyReloadRequest>,
+    ) -> Result<Response<pb::PolicyShowResponse>, Status> {
+        Ok(Response::new(super::autoloop::reload(&self.state).await?))
+    }
+
+    async fn budget(
+        &self,
+        _request: Request<pb::BudgetRequest>,
+    ) -> Result<Response<pb::BudgetResponse>, Status> {
+        Ok(Response::new(super::autoloop::budget(&self.state).await?))
+    }
+
+    async fn journal(
+        &self,
+        request: Request<pb::JournalRequest>,
+    ) -> Result<Response<pb::JournalResponse>, Status> {
+        Ok(Response::new(
+            super::autoloop::journal(&self.state, request.into_inner()).await?,
+        ))
+    }
+
+    async fn set_autoloop_mode(
+        &self,
+        request: Request<pb::SetAutoloopModeRequest>,
+    ) -> Result<Response<pb::AutoloopModeResponse>, Status> {
+        Ok(Response::new(
+            super::autoloop::set_mode(&self.state, request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_autoloop_mode(
+        &self,
+        _request: Request<pb::GetAutoloopModeRequest>,
+    ) -> Result<Response<pb::AutoloopModeResponse>, Status> {
+        Ok(Response::new(super::autoloop::mode(&self.state)?))
+    }
 }

@@ -31,6 +31,9 @@ pub struct ApiState {
     pub node: watch::Receiver<NodeStatus>,
     /// The policy in force.
     pub policy: watch::Receiver<PolicyStatus>,
+    /// The autoloop scheduler, once the daemon started it; the autoloop RPCs answer
+    /// `Unavailable` before that.
+    pub autoloop: std::sync::OnceLock<crate::autoloop::Autoloop>,
     /// The swap engine and what the swap RPCs read; `None` when no swap server is configured.
     pub swaps: Option<std::sync::Arc<super::swaps::SwapBackend>>,
     /// The Lightning node, once the daemon has connected to it and checked it.

@@ -64,6 +64,7 @@ pub(crate) async fn start() -> Harness {
         policy: policy_rx,
         swaps: None,
         lnd: lnd.clone(),
+        autoloop: std::sync::OnceLock::new(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();

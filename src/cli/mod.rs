@@ -9,11 +9,13 @@
 //! Every failure is one or two plain lines on stderr and exit code 1, never a chain of
 //! transport errors.
 
+pub mod autoloop;
 pub mod channels;
 pub mod client;
 pub mod daemon;
 pub mod htlc;
 pub mod output;
+pub mod policy;
 pub mod simnet;
 pub mod swaps;
 
@@ -86,6 +88,31 @@ pub enum Command {
     Monitor,
     /// Run a simulated world on loopback, or drive a running one (mine, fee, reorg, status).
     Simnet(simnet::SimnetArgs),
+    /// What autoloop would do now, with a reason for every target (nothing is dispatched).
+    Suggest,
+    /// The policy: show or reload the daemon's; check or test files offline.
+    #[command(subcommand)]
+    Policy(policy::PolicyCmd),
+    /// Fee budgets: spent, reserved (expected and worst case) and available.
+    Budget,
+    /// Journalled autoloop decisions, newest first.
+    Journal {
+        /// Only this target (a channel id like 800000x1x0, `peer:<pubkey>` or `node`).
+        #[arg(long, value_name = "T")]
+        target: Option<String>,
+        /// Only since this time: RFC 3339, a date, or an age like 6h or 2d.
+        #[arg(long, value_name = "D")]
+        since: Option<String>,
+        /// At most this many entries.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Set the autoloop mode (on, off, dry-run), or show it without an argument.
+    Autoloop {
+        /// The mode to set.
+        #[arg(value_enum)]
+        mode: Option<autoloop::ModeArg>,
+    },
 }
 
 /// Why a command failed. `Display` is exactly what the operator reads.
@@ -198,7 +225,17 @@ pub async fn execute(args: &Args) -> Result<String, CliError> {
         | Command::Out(_)
         | Command::Swaps(_)
         | Command::Swap(_)
-        | Command::Monitor => {}
+        | Command::Monitor
+        | Command::Suggest
+        | Command::Policy(_)
+        | Command::Budget
+        | Command::Journal { .. }
+        | Command::Autoloop { .. } => {}
+    }
+    if let Command::Policy(cmd) = &args.command
+        && cmd.is_offline()
+    {
+        return policy::run(cmd, None, output::Format::from_json_flag(args.json)).await;
     }
     let target = client::Target::resolve(args, std::env::var_os("HOME").map(PathBuf::from))?;
     let format = output::Format::from_json_flag(args.json);
@@ -213,6 +250,15 @@ pub async fn execute(args: &Args) -> Result<String, CliError> {
         Command::Monitor => swaps::monitor(&target, format).await,
         Command::Channels => channels::channels(&target, format).await,
         Command::Htlc(_) | Command::Simnet(_) => unreachable_offline(),
+        Command::Suggest => autoloop::suggest(&target, format).await,
+        Command::Policy(cmd) => policy::run(cmd, Some(&target), format).await,
+        Command::Budget => autoloop::budget(&target, format).await,
+        Command::Journal {
+            target: chan,
+            since,
+            limit,
+        } => autoloop::journal(&target, format, chan.as_deref(), since.as_deref(), *limit).await,
+        Command::Autoloop { mode } => autoloop::mode(&target, format, *mode).await,
     }
 }
 

@@ -216,10 +216,12 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         policy: policy_rx,
         swaps: swaps.clone(),
         lnd: lnd.clone(),
+        autoloop: std::sync::OnceLock::new(),
     });
     let token = supervisor.token();
+    let served_state = Arc::clone(&state);
     supervisor.spawn("api", async move {
-        api::serve(rpc_listener, &identity, credentials, state, token).await
+        api::serve(rpc_listener, &identity, credentials, served_state, token).await
     });
     let task = node::NodeTask {
         config: config.lnd.clone(),
@@ -232,15 +234,33 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     supervisor.spawn("lnd", task.run_with(raw_node, supervisor.token()));
     if let Some(backend) = swaps {
         let token = supervisor.token();
+        let api_state = Arc::clone(&state);
+        let policy_path = config.policies.dir.clone();
+        let fresh_simnet = config.simnet && seed_simnet_policy(&policy_path);
         supervisor.spawn("swaps", async move {
             // Unfinished swaps resume once the first block is known, before any new one.
             tokio::select! {
-                () = token.cancelled() => {}
+                () = token.cancelled() => return Ok(()),
                 resumed = backend.engine.resume_all() => match resumed {
                     Ok(n) => tracing::info!(swaps = n, "unfinished swaps resumed"),
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(SwapsTaskError::Engine(e)),
                 },
             }
+            let deps = crate::autoloop::AutoloopDeps {
+                node: Arc::clone(&backend.node),
+                provider: Arc::clone(&backend.provider),
+                engine: backend.engine.clone(),
+                store: backend.store.clone(),
+                config: crate::autoloop::AutoloopConfig::new(policy_path),
+                clock: crate::swap::engine::system_clock(),
+            };
+            let autoloop = crate::autoloop::Autoloop::start(deps, token.clone()).await?;
+            if fresh_simnet {
+                // A first run of the demo world: show autoloop at work.
+                autoloop.set_mode(crate::autoloop::Mode::On).await?;
+            }
+            tracing::info!(mode = %autoloop.mode().as_str(), "autoloop started");
+            let _ = api_state.autoloop.set(autoloop);
             token.cancelled().await;
             backend.engine.shutdown();
             Ok(())
@@ -359,6 +379,37 @@ fn swap_backend(
         store,
         config: engine_config,
     })))
+}
+
+/// Why the swap engine or autoloop stopped the daemon.
+#[derive(Debug, thiserror::Error)]
+enum SwapsTaskError {
+    /// Resuming unfinished swaps failed.
+    #[error("resuming unfinished swaps failed: {0}")]
+    Engine(crate::swap::EngineError),
+    /// Autoloop could not start.
+    #[error("autoloop could not start: {0}")]
+    Autoloop(#[from] crate::autoloop::AutoloopError),
+}
+
+/// The example policy a fresh embedded simnet starts with (`policies/set-and-forget`).
+const SIMNET_POLICY: &str = include_str!("../../policies/set-and-forget/policy.yaml");
+
+/// On a fresh embedded simnet (no policy directory yet), writes the set-and-forget example
+/// there so autoloop has something to do; returns whether it did.
+fn seed_simnet_policy(dir: &std::path::Path) -> bool {
+    if dir.exists() {
+        return false;
+    }
+    let written = std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(dir.join("set-and-forget.yaml"), SIMNET_POLICY));
+    match written {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot write the simnet's example policy");
+            false
+        }
+    }
 }
 
 /// Where L402 tokens for the swap server are kept inside the datadir.

@@ -11,6 +11,8 @@
 //! assumptions.
 
 mod error;
+mod journal;
+mod ledger;
 mod meta;
 mod runs;
 pub mod swaps;
@@ -27,6 +29,7 @@ use sqlx::sqlite::SqliteSynchronous;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 pub use error::StoreError;
+pub use journal::{JournalFilter, JournalRecord};
 pub use runs::{DaemonRun, RunId};
 pub use swaps::{StoreTx, StoredSwap, SwapExtras, SwapFilter, SwapRecord, SwapUpdateRecord};
 
@@ -56,7 +59,7 @@ pub struct Store {
 impl Store {
     /// The highest migration embedded in this binary. A unit test keeps it equal to the last
     /// file in `migrations/`, so adding a migration without bumping it fails CI.
-    pub const SCHEMA_VERSION: i64 = 2;
+    pub const SCHEMA_VERSION: i64 = 3;
 
     /// The database's file name inside the data directory: `<datadir>/sluice.db`.
     pub const FILE_NAME: &'static str = "sluice.db";

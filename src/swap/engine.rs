@@ -229,7 +229,17 @@ pub enum EngineError {
     /// The engine was shut down.
     #[error("the swap engine is shut down")]
     ShutDown,
+    /// The caller's admission (the fee ledger) refused the swap: nothing was stored or paid.
+    #[error("the fee budget refused the swap, nothing was stored or paid: {0}")]
+    NotAdmitted(#[from] crate::ledger::AdmitError),
 }
+
+/// Decides, from the final contract, the ledger entry (the budget reservation) that is
+/// stored in the same transaction as the swap; an error aborts the swap before anything is
+/// stored or paid.
+pub type Admission = Box<
+    dyn FnOnce(&LoopOutContract) -> Result<crate::ledger::Entry, crate::ledger::AdmitError> + Send,
+>;
 
 impl EngineError {
     fn node(op: &'static str) -> impl FnOnce(NodeError) -> EngineError {
@@ -419,6 +429,25 @@ impl SwapEngine {
     /// Creates a Loop Out: see the module documentation for the steps. The contract is stored
     /// before anything is paid; the returned swap is then driven in the background.
     pub async fn loop_out(&self, req: LoopOutRequest) -> Result<SwapHash, EngineError> {
+        self.create(req, None).await
+    }
+
+    /// Creates a Loop Out like [`SwapEngine::loop_out`], storing the ledger entry `admit`
+    /// returns in the same transaction as the contract, so the swap never exists without its
+    /// budget reservation.
+    pub async fn loop_out_admitted(
+        &self,
+        req: LoopOutRequest,
+        admit: Admission,
+    ) -> Result<SwapHash, EngineError> {
+        self.create(req, Some(admit)).await
+    }
+
+    async fn create(
+        &self,
+        req: LoopOutRequest,
+        admit: Option<Admission>,
+    ) -> Result<SwapHash, EngineError> {
         let inner = &self.inner;
         let config = &inner.config;
         if inner.cancel.is_cancelled() {
@@ -592,10 +621,14 @@ impl SwapEngine {
             destination_is_wallet,
         };
         let progress = SwapProgress::new();
-        inner
-            .store
-            .create_swap(&contract, &preimage, &extras, &progress, now_unix)
+        let reservation = admit.map(|admit| admit(&contract)).transpose()?;
+        let mut tx = inner.store.begin().await?;
+        tx.insert_swap(&contract, &preimage, &extras, &progress, now_unix)
             .await?;
+        if let Some(entry) = &reservation {
+            tx.insert_ledger_entry(entry).await?;
+        }
+        tx.commit().await?;
         tracing::info!(swap = %swap_hash, amount = %req.amount, expiry = %expiry,
             label = %req.label, initiator = %req.initiator, "loop out created");
         let _ = inner.updates.send(SwapUpdate {

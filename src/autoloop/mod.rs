@@ -1,0 +1,185 @@
+//! Autoloop: the scheduler that turns policy decisions into supervised swaps.
+//!
+//! One task ([`Autoloop::start`]) wakes on channel events (debounced), on each block, on
+//! schedule boundaries, on a policy reload, when an autoloop swap finishes, on a periodic
+//! safety tick and when asked ([`Wake`]). Each pass:
+//! 1. snapshots the node through the ports (channels, forwarding flows, fee estimates with a
+//!    bounded history for the percentile gate), the ledger, swaps in flight and backoff;
+//! 2. evaluates the policy (pure, `policy::evaluate`);
+//! 3. for each proposed swap asks the server for a quote and checks it against the caps,
+//!    checks the budget with the ledger, then dispatches through the swap engine with the
+//!    ledger's reservation stored in the same transaction as the swap (mode `on`), or only
+//!    journals `dry_run` (mode `dry-run`);
+//! 4. journals every target's decision with its reason.
+//!
+//! Supervision follows the engine's updates: when an autoloop swap ends its fees are appended
+//! to the ledger by category (idempotent entry ids), its reservation is released, backoff is
+//! updated and a pass is woken. Manual swaps have no reservation and are never touched; their
+//! channels are skipped.
+//!
+//! The policy directory is polled; a changed policy that fails to load is reported and the
+//! last good one stays in force.
+
+mod handle;
+mod inputs;
+mod pass;
+mod supervise;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+pub use handle::{Autoloop, AutoloopDeps, PolicyStatus};
+pub use inputs::InputError;
+pub use pass::{PassReport, TargetDecision};
+
+use crate::domain::{BlockHeight, SwapHash};
+use crate::store::StoreError;
+
+/// The label autoloop swaps carry, following Loop's reserved label for its own autoloop.
+pub const AUTOLOOP_LABEL: &str = "[reserved]: autoloop-out";
+
+/// The initiator autoloop swaps carry; manual swaps carry another one.
+pub const AUTOLOOP_INITIATOR: &str = "autoloop";
+
+/// What autoloop does with the swaps the policy proposes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// No passes run.
+    #[default]
+    Off,
+    /// Full pipeline including server quotes; nothing is dispatched, decisions are journalled.
+    DryRun,
+    /// Swaps are dispatched.
+    On,
+}
+
+impl Mode {
+    /// The stable name: `off`, `dry-run` or `on`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Off => "off",
+            Mode::DryRun => "dry-run",
+            Mode::On => "on",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An autoloop mode name that is not one of `off`, `dry-run`, `on`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown autoloop mode `{0}`; use one of off, dry-run, on")]
+pub struct UnknownMode(pub String);
+
+impl FromStr for Mode {
+    type Err = UnknownMode;
+
+    fn from_str(s: &str) -> Result<Mode, UnknownMode> {
+        match s {
+            "off" => Ok(Mode::Off),
+            "dry-run" | "dry_run" | "dryrun" => Ok(Mode::DryRun),
+            "on" => Ok(Mode::On),
+            other => Err(UnknownMode(other.to_owned())),
+        }
+    }
+}
+
+/// Why a pass ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// Channel balances or states changed (after the debounce).
+    ChannelEvent,
+    /// A new block.
+    Block(BlockHeight),
+    /// A minute boundary while a rule has a schedule.
+    ScheduleBoundary,
+    /// The policy was reloaded.
+    PolicyReloaded,
+    /// An autoloop swap finished.
+    SwapFinished(SwapHash),
+    /// The periodic safety tick.
+    Tick,
+    /// Asked for (mode change, API, tests).
+    Forced,
+}
+
+impl Wake {
+    /// A short name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Wake::ChannelEvent => "channel_event",
+            Wake::Block(_) => "block",
+            Wake::ScheduleBoundary => "schedule",
+            Wake::PolicyReloaded => "policy_reloaded",
+            Wake::SwapFinished(_) => "swap_finished",
+            Wake::Tick => "tick",
+            Wake::Forced => "forced",
+        }
+    }
+}
+
+/// Tunables of the scheduler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoloopConfig {
+    /// The policy file or directory.
+    pub policy_path: PathBuf,
+    /// The periodic safety tick.
+    pub tick: Duration,
+    /// How long channel events are collected before a pass runs.
+    pub debounce: Duration,
+    /// How often the policy files' modification times are checked.
+    pub policy_poll: Duration,
+    /// How many passes the journal keeps.
+    pub journal_passes: u32,
+    /// How many fee samples the percentile gate keeps.
+    pub fee_history: usize,
+    /// Days of each routing-flow window given to the policy.
+    pub flow_windows_days: Vec<u32>,
+}
+
+impl AutoloopConfig {
+    /// Defaults: a 10-minute tick, 2 s debounce, 5 s policy poll, 1 000 journalled passes,
+    /// 2 016 fee samples and 1/7/30-day flow windows.
+    pub fn new(policy_path: PathBuf) -> AutoloopConfig {
+        AutoloopConfig {
+            policy_path,
+            tick: Duration::from_secs(600),
+            debounce: Duration::from_secs(2),
+            policy_poll: Duration::from_secs(5),
+            journal_passes: 1_000,
+            fee_history: 2_016,
+            flow_windows_days: vec![1, 7, 30],
+        }
+    }
+}
+
+/// Why autoloop could not start or answer.
+#[derive(Debug, thiserror::Error)]
+pub enum AutoloopError {
+    /// The store failed.
+    #[error("autoloop store access failed: {0}")]
+    Store(#[from] StoreError),
+    /// The persisted ledger does not replay: a record disagrees with the ledger's rules.
+    #[error(
+        "the persisted fee ledger does not replay: {0}; the store's ledger_entries table is inconsistent"
+    )]
+    Ledger(#[from] crate::ledger::EntryError),
+    /// The policy's budgets are not a valid ledger specification.
+    #[error("the policy's budgets are invalid: {0}")]
+    Budget(#[from] crate::ledger::SpecError),
+    /// The policy could not be loaded and there is no good one to keep.
+    #[error("{0}")]
+    Policy(#[from] crate::policy::PolicyError),
+    /// A pass could not gather its inputs.
+    #[error("autoloop pass inputs: {0}")]
+    Inputs(#[from] InputError),
+    /// The scheduler task has stopped.
+    #[error("autoloop has stopped")]
+    Stopped,
+}

@@ -1,0 +1,484 @@
+//! One autoloop pass: inputs → policy → quote and budget checks → dispatch → journal.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::inputs::{self, InputError};
+use super::{AUTOLOOP_INITIATOR, AUTOLOOP_LABEL, Mode};
+use crate::domain::{BlockHeight, Ppm, Sat, SwapHash};
+use crate::ledger::{AdmitError, AdmitRequest, Entry, Ledger, Refusal};
+use crate::lnd::LightningNode;
+use crate::policy::{self, Decision, Destination, FeeSample, Policy, Proposal, Reason, Snapshot};
+use crate::provider::SwapProvider;
+use crate::store::{JournalRecord, Store};
+use crate::swap::{Admission, FeeLimits, LoopOutContract, LoopOutRequest, SwapEngine};
+
+/// The routing fee a swap payment is expected to cost, as a share of its amount.
+const ROUTING_PPM: Ppm = Ppm(1_000);
+
+/// The store key of the persisted fee history.
+pub(super) const FEE_HISTORY_KEY: &str = "fee_history";
+
+/// The fee history as `unix:sat_per_kw` pairs separated by commas.
+pub(super) fn encode_fee_history(h: &VecDeque<FeeSample>) -> String {
+    h.iter()
+        .map(|s| format!("{}:{}", s.at.timestamp(), s.rate.0))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The persisted fee history; malformed samples are skipped (it only feeds a percentile).
+pub(super) fn decode_fee_history(text: &str, keep: usize) -> VecDeque<FeeSample> {
+    let mut out: VecDeque<FeeSample> = text
+        .split(',')
+        .filter_map(|pair| {
+            let (at, rate) = pair.split_once(':')?;
+            Some(FeeSample {
+                at: DateTime::from_timestamp(at.parse().ok()?, 0)?,
+                rate: crate::chain::SatPerKw(rate.parse().ok()?),
+            })
+        })
+        .collect();
+    while out.len() > keep {
+        out.pop_front();
+    }
+    out
+}
+
+/// The scheduler's mutable state; one pass at a time holds it.
+#[derive(Debug)]
+pub(super) struct State {
+    /// The fee ledger, replayed from the store at start.
+    pub ledger: Ledger,
+    /// The last good policy.
+    pub policy: Option<Arc<Policy>>,
+    /// Fee gates open on the previous pass.
+    pub gate_open: BTreeMap<String, bool>,
+    /// Recent fee estimates for the percentile gate, oldest first.
+    pub fee_history: VecDeque<FeeSample>,
+    /// The last pass's id.
+    pub pass_id: i64,
+}
+
+/// The ports and settings a pass uses.
+pub(super) struct Ports {
+    pub node: Arc<dyn LightningNode>,
+    pub provider: Arc<dyn SwapProvider>,
+    pub engine: SwapEngine,
+    pub store: Store,
+    pub flow_windows_days: Vec<u32>,
+    pub fee_history: usize,
+    pub journal_passes: u32,
+}
+
+/// One target's decision after the scheduler's own checks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetDecision {
+    /// The policy's decision, with the reason and detail the scheduler settled on.
+    pub decision: Decision,
+    /// The swap dispatched for it, in mode `on`.
+    pub swap: Option<SwapHash>,
+}
+
+/// What one pass decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PassReport {
+    /// The pass's id (0 for a suggestion, which is not journalled).
+    pub pass_id: i64,
+    /// When it ran.
+    pub at: DateTime<Utc>,
+    /// The mode it ran in.
+    pub mode: Mode,
+    /// Every target's decision.
+    pub decisions: Vec<TargetDecision>,
+}
+
+impl PassReport {
+    /// Swaps dispatched by the pass.
+    pub fn dispatched(&self) -> impl Iterator<Item = SwapHash> + '_ {
+        self.decisions.iter().filter_map(|d| d.swap)
+    }
+
+    /// The decision about `target` (its display form, e.g. `800000x1x0`).
+    pub fn decision(&self, target: &str) -> Option<&TargetDecision> {
+        self.decisions
+            .iter()
+            .find(|d| d.decision.target.to_string() == target)
+    }
+}
+
+/// How a pass treats its decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Purpose {
+    /// A scheduled pass in this mode: dispatch when `on`, journal.
+    Run(Mode),
+    /// `sluice suggest`: full pipeline, nothing dispatched or journalled.
+    Suggest,
+}
+
+/// Runs one pass.
+pub(super) async fn run(
+    ports: &Ports,
+    state: &mut State,
+    now: DateTime<Utc>,
+    purpose: Purpose,
+) -> Result<PassReport, InputError> {
+    let mode = match purpose {
+        Purpose::Run(m) => m,
+        Purpose::Suggest => Mode::DryRun,
+    };
+    if matches!(purpose, Purpose::Run(_)) {
+        // Swaps whose last payment result came after their terminal update settle here.
+        if let Err(e) = super::supervise::settle_finished(&ports.store, state, now).await {
+            tracing::error!(error = %e, "settling finished autoloop swaps failed");
+        }
+    }
+    let Some(policy) = state.policy.clone() else {
+        return Ok(PassReport {
+            pass_id: 0,
+            at: now,
+            mode,
+            decisions: Vec::new(),
+        });
+    };
+    // lnd's own height: the engine's follows block epochs and may lag a block behind.
+    let height = match ports.node.block_height().await {
+        Ok(h) => h.max(ports.engine.height().unwrap_or(h)),
+        Err(source) => ports.engine.height().ok_or(InputError::Node {
+            op: "GetInfo",
+            source,
+        })?,
+    };
+    let channels =
+        inputs::channels(&*ports.node, Some(height), &ports.flow_windows_days, now).await?;
+    let estimates = inputs::fee_estimates(&*ports.node, &policy).await?;
+    let (terms, raw_terms) = inputs::terms(&*ports.provider, height, now).await?;
+    let unreleased: Vec<SwapHash> = state.ledger.pending().copied().collect();
+    let (in_flight, manual) = inputs::in_flight(&ports.store, &unreleased).await?;
+    let backoff = ports.store.backoffs().await?;
+
+    if matches!(purpose, Purpose::Run(_))
+        && let Some(&(_, rate)) = estimates.iter().find(|(t, _)| *t == 6)
+    {
+        state.fee_history.push_back(FeeSample { at: now, rate });
+        while state.fee_history.len() > ports.fee_history {
+            state.fee_history.pop_front();
+        }
+        ports
+            .store
+            .set_autoloop_setting(FEE_HISTORY_KEY, &encode_fee_history(&state.fee_history))
+            .await?;
+    }
+    let snapshot = Snapshot {
+        now,
+        channels,
+        fees: policy::FeeMarket {
+            estimates,
+            history: state.fee_history.iter().copied().collect(),
+            routing_ppm: ROUTING_PPM,
+        },
+        budget: inputs::budget_left(&state.ledger, &policy, now),
+        in_flight,
+        backoff,
+        terms,
+        gate_open: state.gate_open.clone(),
+        dry_run: mode != Mode::On,
+    };
+    let plan = policy::evaluate(&policy, &snapshot);
+    if matches!(purpose, Purpose::Run(_)) {
+        state.gate_open = plan.gate_open.clone();
+    }
+
+    let mut decisions = Vec::with_capacity(plan.decisions.len());
+    for mut d in plan.decisions {
+        let mut swap = None;
+        if matches!(d.reason, Reason::Swap | Reason::DryRun)
+            && let Some(p) = d.proposal.clone()
+        {
+            if let Some(c) = d.channels.iter().find(|c| manual.contains(c)) {
+                d.reason = Reason::InFlight;
+                d.detail = format!("channel {c} is in a manual swap; autoloop leaves it alone");
+            } else {
+                swap =
+                    check_and_dispatch(ports, state, &mut d, &p, height, &raw_terms, now, purpose)
+                        .await;
+            }
+        }
+        decisions.push(TargetDecision { decision: d, swap });
+    }
+
+    let mut report = PassReport {
+        pass_id: 0,
+        at: now,
+        mode,
+        decisions,
+    };
+    if matches!(purpose, Purpose::Run(_)) {
+        state.pass_id += 1;
+        report.pass_id = state.pass_id;
+        let records: Vec<JournalRecord> = report
+            .decisions
+            .iter()
+            .map(|t| journal_record(report.pass_id, now, t))
+            .collect();
+        ports
+            .store
+            .record_pass(&records, ports.journal_passes)
+            .await?;
+    }
+    Ok(report)
+}
+
+fn journal_record(pass_id: i64, at: DateTime<Utc>, t: &TargetDecision) -> JournalRecord {
+    let d = &t.decision;
+    JournalRecord {
+        pass_id,
+        at,
+        target: d.target.to_string(),
+        rule: d.rule.clone(),
+        reason: d.reason.name().to_owned(),
+        detail: match d.reason.text() {
+            Some(text) if !d.detail.contains(text) => format!("{}: {text}", d.detail),
+            _ => d.detail.clone(),
+        },
+        inbound_share: d.inbound_share,
+        amount: d.proposal.as_ref().map(|p| p.amount),
+        swap: t.swap,
+    }
+}
+
+/// The fee limits the engine enforces for a proposal. The policy caps each fee and the total
+/// (`max_total` of the amount); the engine can only cap each fee, so the total left after the
+/// quoted server fee is shared among routing, prepay routing and miner fees in proportion to
+/// what each is expected to cost, each still under its own cap. The sum of the limits then
+/// never exceeds the policy's total cap, and that sum is the ledger's worst case. `None` when
+/// the total cap cannot cover the expected fees.
+fn limits(
+    p: &Proposal,
+    quote: &crate::provider::port::LoopOutQuote,
+    max_total: Ppm,
+    routing_ppm: Ppm,
+) -> Option<FeeLimits> {
+    let total = p.amount.mul_ppm(max_total);
+    let rest = total.checked_sub(quote.swap_fee)?;
+    let e_routing = p.amount.mul_ppm(routing_ppm) + Sat(1);
+    let e_prepay_routing = quote.prepay_amount.mul_ppm(routing_ppm) + Sat(1);
+    let e_miner = p
+        .expected_cost
+        .saturating_sub(quote.swap_fee + e_routing + e_prepay_routing)
+        .max(Sat(1));
+    let sum = e_routing + e_prepay_routing + e_miner;
+    if rest < sum {
+        return None;
+    }
+    let share = |e: Sat| {
+        Sat(
+            u64::try_from(u128::from(rest.0) * u128::from(e.0) / u128::from(sum.0))
+                .unwrap_or(u64::MAX),
+        )
+    };
+    Some(FeeLimits {
+        max_swap_fee: quote.swap_fee,
+        max_prepay_amount: quote.prepay_amount,
+        max_swap_routing_fee: p.caps.routing.min(share(e_routing)),
+        max_prepay_routing_fee: p.caps.prepay_routing.min(share(e_prepay_routing)),
+        max_miner_fee: p.caps.miner.min(share(e_miner)),
+    })
+}
+
+/// The most a swap with these limits can cost: every fee at its cap. (A prepay the server
+/// keeps after a failed swap replaces the server fee, and is far below it for Loop's terms.)
+pub(super) fn worst_case(l: &FeeLimits) -> Sat {
+    l.max_swap_fee.max(l.max_prepay_amount)
+        + l.max_swap_routing_fee
+        + l.max_prepay_routing_fee
+        + l.max_miner_fee
+}
+
+fn refusal_reason(r: &Refusal) -> Reason {
+    match r {
+        Refusal::Exhausted { .. } => Reason::BudgetExhausted,
+        Refusal::Insufficient { .. } => Reason::BudgetInsufficient,
+    }
+}
+
+/// Quote, fee-cap and budget checks for a proposed swap, then the dispatch when the pass
+/// may dispatch. Settles `d`'s reason and returns the dispatched swap.
+#[allow(clippy::too_many_arguments)]
+async fn check_and_dispatch(
+    ports: &Ports,
+    state: &mut State,
+    d: &mut Decision,
+    p: &Proposal,
+    height: BlockHeight,
+    raw_terms: &crate::provider::port::LoopOutTerms,
+    now: DateTime<Utc>,
+    purpose: Purpose,
+) -> Option<SwapHash> {
+    let expiry = inputs::expiry(height, p.conf_target, raw_terms);
+    let deadline = (now + TimeDelta::minutes(30)).timestamp();
+    let quote = match ports
+        .provider
+        .loop_out_quote(p.amount, expiry, deadline)
+        .await
+    {
+        Ok(q) => q,
+        Err(e) => {
+            d.detail = format!(
+                "{}; not dispatched: the swap server gave no quote: {e}",
+                d.detail
+            );
+            return None;
+        }
+    };
+    if quote.swap_fee > p.caps.server {
+        d.reason = Reason::FeeCap;
+        d.detail = format!(
+            "the server quotes a swap fee of {} sat, above the cap of {} sat",
+            quote.swap_fee.0, p.caps.server.0
+        );
+        return None;
+    }
+    if quote.prepay_amount > p.caps.prepay {
+        d.reason = Reason::FeeCap;
+        d.detail = format!(
+            "the server asks a prepay of {} sat, above the cap of {} sat",
+            quote.prepay_amount.0, p.caps.prepay.0
+        );
+        return None;
+    }
+    let max_total = state
+        .policy
+        .as_ref()
+        .and_then(|pol| pol.rule(d.rule.as_deref().unwrap_or_default()))
+        .map_or(Ppm(0), |r| r.settings.fees.max_total);
+    let Some(fee_limits) = limits(p, &quote, max_total, ROUTING_PPM) else {
+        d.reason = Reason::FeeCap;
+        d.detail = format!(
+            "the quoted server fee of {} sat leaves too little of the {} cap of {} sat for the expected routing and miner fees",
+            quote.swap_fee.0,
+            max_total,
+            p.amount.mul_ppm(max_total).0
+        );
+        return None;
+    };
+    let worst = worst_case(&fee_limits);
+    let rule = d.rule.clone().unwrap_or_default();
+    let request = |swap| AdmitRequest {
+        swap,
+        rule: rule.clone(),
+        expected: p.expected_cost.min(worst),
+        worst_case: worst,
+    };
+    match state.ledger.admit(request(SwapHash([0; 32])), now) {
+        Ok(_) => {}
+        Err(AdmitError::Refused(r)) => {
+            d.reason = refusal_reason(&r);
+            d.detail = r.to_string();
+            return None;
+        }
+        Err(AdmitError::Invalid(e)) => {
+            d.detail = format!("{}; not dispatched: {e}", d.detail);
+            return None;
+        }
+    }
+    if purpose != Purpose::Run(Mode::On) || d.reason != Reason::Swap {
+        d.reason = Reason::DryRun;
+        return None;
+    }
+    let req = LoopOutRequest {
+        amount: p.amount,
+        destination: match &p.destination {
+            Destination::Wallet => None,
+            Destination::Address(a) => Some(a.clone()),
+        },
+        outgoing_chan_set: p.outgoing.clone(),
+        label: AUTOLOOP_LABEL.to_owned(),
+        initiator: AUTOLOOP_INITIATOR.to_owned(),
+        conf_target: Some(p.conf_target),
+        limits: Some(fee_limits),
+        fast: false,
+    };
+    let reserved: Arc<Mutex<Option<Entry>>> = Arc::new(Mutex::new(None));
+    let ledger = state.ledger.clone();
+    let slot = Arc::clone(&reserved);
+    let admit_req = request(SwapHash([0; 32]));
+    let admission: Admission = Box::new(move |contract: &LoopOutContract| {
+        let t = contract.terms();
+        let worst = worst_case(&t.fee_limits);
+        let reservation = ledger.admit(
+            AdmitRequest {
+                swap: t.swap_hash,
+                expected: admit_req.expected.min(worst),
+                worst_case: worst,
+                ..admit_req
+            },
+            now,
+        )?;
+        let entry = reservation.into_entry();
+        if let Ok(mut s) = slot.lock() {
+            *s = Some(entry.clone());
+        }
+        Ok(entry)
+    });
+    match ports.engine.loop_out_admitted(req, admission).await {
+        Ok(hash) => {
+            let entry = reserved.lock().ok().and_then(|mut s| s.take());
+            if let Some(entry) = entry
+                && let Err(e) = state.ledger.apply(entry)
+            {
+                tracing::error!(swap = %hash, error = %e, "the stored reservation does not apply to the ledger");
+            }
+            d.detail = format!("{}; dispatched swap {hash}", d.detail);
+            tracing::info!(swap = %hash, target = %d.target, amount = %p.amount, "autoloop dispatched a loop out");
+            Some(hash)
+        }
+        Err(crate::swap::EngineError::NotAdmitted(AdmitError::Refused(r))) => {
+            d.reason = refusal_reason(&r);
+            d.detail = r.to_string();
+            None
+        }
+        Err(e) => {
+            tracing::warn!(target = %d.target, error = %e, "autoloop dispatch failed");
+            d.detail = format!("{}; dispatch failed: {e}", d.detail);
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fee_history_round_trips_and_is_bounded() {
+        let h: VecDeque<FeeSample> = (0..5)
+            .map(|i| FeeSample {
+                at: DateTime::from_timestamp(1_700_000_000 + i * 600, 0).unwrap(),
+                rate: crate::chain::SatPerKw(250 + u64::try_from(i).unwrap()),
+            })
+            .collect();
+        let text = encode_fee_history(&h);
+        assert_eq!(decode_fee_history(&text, 10), h);
+        let last3 = decode_fee_history(&text, 3);
+        assert_eq!(last3.len(), 3);
+        assert_eq!(last3[0], h[2]);
+        assert!(decode_fee_history("", 3).is_empty());
+        assert_eq!(decode_fee_history("x:1,1700000000:300", 3).len(), 1);
+    }
+
+    #[test]
+    fn worst_case_bounds_every_fee_and_the_lost_prepay() {
+        let l = FeeLimits {
+            max_swap_fee: Sat(1_000),
+            max_prepay_amount: Sat(3_000),
+            max_swap_routing_fee: Sat(200),
+            max_prepay_routing_fee: Sat(10),
+            max_miner_fee: Sat(500),
+        };
+        assert_eq!(worst_case(&l), Sat(3_000 + 200 + 10 + 500));
+    }
+}

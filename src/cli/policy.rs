@@ -1,0 +1,240 @@
+//! `sluice policy show|check|test|reload`. `check` and `test` run offline through the policy
+//! module, so a policy can be validated before it is deployed; `show` and `reload` ask the
+//! daemon.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use serde::Serialize;
+
+use super::CliError;
+use super::client::Target;
+use super::output::{self, Format, Render};
+use crate::policy;
+use crate::proto::sluice as pb;
+
+/// `policy` subcommands.
+#[derive(Subcommand, Debug, Clone)]
+pub enum PolicyCmd {
+    /// Show the policy in force in the daemon and the last rejected change.
+    Show,
+    /// Load and validate a policy file or directory (offline).
+    Check {
+        /// The policy file or directory.
+        path: PathBuf,
+    },
+    /// Run a policy directory's `*.test.yaml` cases (offline).
+    Test {
+        /// The policy directory.
+        path: PathBuf,
+    },
+    /// Ask the daemon to reload its policy; a rejected change keeps the last good policy.
+    Reload,
+}
+
+impl PolicyCmd {
+    /// Whether the command runs without a daemon.
+    pub fn is_offline(&self) -> bool {
+        matches!(self, PolicyCmd::Check { .. } | PolicyCmd::Test { .. })
+    }
+}
+
+/// The daemon's policy, as printed.
+#[derive(Debug, Serialize)]
+pub struct Shown {
+    /// Files of the policy in force.
+    pub files: Vec<String>,
+    /// Its rules.
+    pub rules: Vec<String>,
+    /// When it was loaded (Unix seconds), if one is.
+    pub loaded_at_unix: Option<i64>,
+    /// The last rejected change, if any.
+    pub rejected: Option<String>,
+}
+
+impl From<pb::PolicyShowResponse> for Shown {
+    fn from(r: pb::PolicyShowResponse) -> Shown {
+        Shown {
+            files: r.files,
+            rules: r.rules,
+            loaded_at_unix: (r.loaded_at_unix != 0).then_some(r.loaded_at_unix),
+            rejected: (!r.rejected.is_empty()).then_some(r.rejected),
+        }
+    }
+}
+
+impl Render for Shown {
+    fn rows(&self) -> Vec<(&'static str, String)> {
+        let mut rows = vec![
+            (
+                "policy",
+                if self.files.is_empty() {
+                    "none loaded".to_owned()
+                } else {
+                    self.files.join(", ")
+                },
+            ),
+            ("rules", self.rules.join(", ")),
+        ];
+        if let Some(t) = self
+            .loaded_at_unix
+            .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+        {
+            rows.push(("loaded at", t.to_rfc3339()));
+        }
+        if let Some(e) = &self.rejected {
+            rows.push(("last change rejected", e.clone()));
+        }
+        rows
+    }
+}
+
+/// `check`'s answer.
+#[derive(Debug, Serialize)]
+pub struct Checked {
+    /// The files the policy is made of.
+    pub files: Vec<String>,
+    /// Its rules.
+    pub rules: Vec<String>,
+    /// Its budgets.
+    pub budgets: Vec<String>,
+}
+
+impl Render for Checked {
+    fn rows(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("valid", self.files.join(", ")),
+            ("rules", self.rules.join(", ")),
+            ("budgets", self.budgets.join(", ")),
+        ]
+    }
+}
+
+/// `test`'s answer.
+#[derive(Debug, Serialize)]
+pub struct Tested {
+    /// Whether every expectation held.
+    pub passed: bool,
+    /// Test files run.
+    pub cases: usize,
+    /// Expectations checked.
+    pub checked: usize,
+    /// What did not match.
+    pub failures: Vec<String>,
+}
+
+impl Render for Tested {
+    fn rows(&self) -> Vec<(&'static str, String)> {
+        let mut rows = vec![(
+            "result",
+            format!(
+                "{}: {} cases, {} expectations",
+                if self.passed { "passed" } else { "FAILED" },
+                self.cases,
+                self.checked
+            ),
+        )];
+        rows.extend(self.failures.iter().map(|f| ("failure", f.clone())));
+        rows
+    }
+}
+
+/// Runs a `policy` subcommand.
+pub async fn run(
+    cmd: &PolicyCmd,
+    target: Option<&Target>,
+    format: Format,
+) -> Result<String, CliError> {
+    match (cmd, target) {
+        (PolicyCmd::Check { path }, _) => {
+            let p = policy::load(path).map_err(|e| CliError::Input(e.to_string()))?;
+            output::render(
+                &Checked {
+                    files: p.files.iter().map(|f| f.display().to_string()).collect(),
+                    rules: p.rules.iter().map(|r| r.name.clone()).collect(),
+                    budgets: p.budgets.iter().map(|b| b.name.clone()).collect(),
+                },
+                format,
+            )
+        }
+        (PolicyCmd::Test { path }, _) => {
+            let report = policy::run_tests(path).map_err(|e| CliError::Input(e.to_string()))?;
+            let tested = Tested {
+                passed: report.passed(),
+                cases: report.cases.len(),
+                checked: report.cases.iter().map(|c| c.checked).sum(),
+                failures: report.failures().map(str::to_owned).collect(),
+            };
+            let text = output::render(&tested, format)?;
+            if tested.passed {
+                Ok(text)
+            } else {
+                Err(CliError::Input(text.trim_end().to_owned()))
+            }
+        }
+        (PolicyCmd::Show, Some(target)) => {
+            let mut client = target.connect().await?;
+            let r = client
+                .policy_show(pb::PolicyShowRequest {})
+                .await
+                .map_err(|s| target.call_error(s, "read the policy"))?;
+            output::render(&Shown::from(r.into_inner()), format)
+        }
+        (PolicyCmd::Reload, Some(target)) => {
+            let mut client = target.connect().await?;
+            let r = client
+                .policy_reload(pb::PolicyReloadRequest {})
+                .await
+                .map_err(|s| target.call_error(s, "reload the policy"))?;
+            output::render(&Shown::from(r.into_inner()), format)
+        }
+        (PolicyCmd::Show | PolicyCmd::Reload, None) => Err(CliError::Input(
+            "internal: daemon command dispatched offline".to_owned(),
+        )),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn example() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies/set-and-forget")
+    }
+
+    #[tokio::test]
+    async fn check_and_test_run_offline_on_the_example() {
+        let text = run(&PolicyCmd::Check { path: example() }, None, Format::Json)
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["rules"][0], "routing");
+        assert_eq!(v["budgets"][0], "monthly");
+        let text = run(&PolicyCmd::Test { path: example() }, None, Format::Human)
+            .await
+            .unwrap();
+        assert!(text.contains("passed: 3 cases"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_broken_policy_is_reported_with_its_place() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("policy.yaml"),
+            "rules: [ { name: x, band: 12 } ]\n",
+        )
+        .unwrap();
+        let e = run(
+            &PolicyCmd::Check {
+                path: dir.path().to_owned(),
+            },
+            None,
+            Format::Human,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("policy.yaml"), "{e}");
+    }
+}

@@ -1,0 +1,331 @@
+//! Autoloop's persisted state: the decision journal (bounded), the mode and per-channel
+//! backoff. The journal keeps every target's decision of the newest passes so the operator
+//! can ask later why a channel was or was not swapped.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::ledger::parse_hash;
+use super::{Store, StoreError};
+use crate::domain::{ChanId, Ppm, Sat, SwapHash};
+use crate::policy::BackoffState;
+
+/// One target's decision in one pass, as journalled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalRecord {
+    /// The pass it was made in; passes are numbered upwards.
+    pub pass_id: i64,
+    /// When the pass ran.
+    pub at: DateTime<Utc>,
+    /// The target, as `policy::Target` displays it (`800000x1x0`, `peer:02ab..`, `node`).
+    pub target: String,
+    /// The rule that decided, if any took the target.
+    pub rule: Option<String>,
+    /// The reason's stable name (`policy::Reason::name`).
+    pub reason: String,
+    /// The reason in words.
+    pub detail: String,
+    /// The target's inbound share when decided.
+    pub inbound_share: Ppm,
+    /// The proposed swap amount, when a swap was proposed.
+    pub amount: Option<Sat>,
+    /// The swap dispatched for it, when one was.
+    pub swap: Option<SwapHash>,
+}
+
+/// Which journal rows to read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JournalFilter {
+    /// Only this target (exact display form).
+    pub target: Option<String>,
+    /// Only decisions at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// At most this many rows, newest first.
+    pub limit: Option<u32>,
+}
+
+fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn corrupt(column: &str, why: impl std::fmt::Display) -> sqlx::Error {
+    sqlx::Error::Decode(format!("column {column}: {why}").into())
+}
+
+fn record_from_row(r: &SqliteRow) -> Result<JournalRecord, sqlx::Error> {
+    let at_unix: i64 = r.try_get("at_unix")?;
+    let inbound: i64 = r.try_get("inbound_ppm")?;
+    let amount: Option<i64> = r.try_get("amount_sat")?;
+    let swap: Option<String> = r.try_get("swap_hash")?;
+    Ok(JournalRecord {
+        pass_id: r.try_get("pass_id")?,
+        at: DateTime::from_timestamp(at_unix, 0)
+            .ok_or_else(|| corrupt("at_unix", "out of range"))?,
+        target: r.try_get("target")?,
+        rule: r.try_get("rule")?,
+        reason: r.try_get("reason")?,
+        detail: r.try_get("detail")?,
+        inbound_share: Ppm(u64::try_from(inbound).map_err(|e| corrupt("inbound_ppm", e))?),
+        amount: amount
+            .map(|a| u64::try_from(a).map(Sat))
+            .transpose()
+            .map_err(|e| corrupt("amount_sat", e))?,
+        swap: swap.map(|s| parse_hash("swap_hash", &s)).transpose()?,
+    })
+}
+
+impl Store {
+    /// Journals one pass's decisions and prunes passes older than the newest `keep_passes`,
+    /// in one transaction.
+    pub async fn record_pass(
+        &self,
+        records: &[JournalRecord],
+        keep_passes: u32,
+    ) -> Result<(), StoreError> {
+        let op = "journalling a pass";
+        let mut tx = self.begin().await?;
+        for rec in records {
+            sqlx::query(
+                "INSERT INTO decision_journal (pass_id, at_unix, target, rule, reason, detail, \
+                 inbound_ppm, amount_sat, swap_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(rec.pass_id)
+            .bind(rec.at.timestamp())
+            .bind(&rec.target)
+            .bind(&rec.rule)
+            .bind(&rec.reason)
+            .bind(&rec.detail)
+            .bind(i64_of(rec.inbound_share.0))
+            .bind(rec.amount.map(|a| i64_of(a.0)))
+            .bind(rec.swap.map(|h| h.to_string()))
+            .execute(&mut **tx.inner())
+            .await
+            .map_err(StoreError::query(op))?;
+        }
+        if let Some(newest) = records.iter().map(|r| r.pass_id).max() {
+            sqlx::query("DELETE FROM decision_journal WHERE pass_id <= ?")
+                .bind(newest.saturating_sub(i64::from(keep_passes)))
+                .execute(&mut **tx.inner())
+                .await
+                .map_err(StoreError::query(op))?;
+        }
+        tx.commit().await
+    }
+
+    /// The highest pass id journalled, 0 when none.
+    pub async fn last_pass_id(&self) -> Result<i64, StoreError> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT MAX(pass_id) FROM decision_journal")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(StoreError::query("reading the last pass id"))?;
+        Ok(v.unwrap_or(0))
+    }
+
+    /// Journal rows matching `filter`, newest first.
+    pub async fn journal(&self, filter: &JournalFilter) -> Result<Vec<JournalRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM decision_journal WHERE (?1 IS NULL OR target = ?1) AND \
+             (?2 IS NULL OR at_unix >= ?2) ORDER BY id DESC LIMIT ?3",
+        )
+        .bind(&filter.target)
+        .bind(filter.since.map(|t| t.timestamp()))
+        .bind(filter.limit.map_or(-1, i64::from))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::query("reading the journal"))?;
+        rows.iter()
+            .map(record_from_row)
+            .collect::<Result<_, _>>()
+            .map_err(StoreError::query("decoding the journal"))
+    }
+
+    /// A persisted autoloop setting (e.g. `mode`), `None` when never set.
+    pub async fn autoloop_setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT value FROM autoloop_settings WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(StoreError::query("reading an autoloop setting"))
+    }
+
+    /// Persists an autoloop setting.
+    pub async fn set_autoloop_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO autoloop_settings (key, value) VALUES (?, ?) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::query("saving an autoloop setting"))?;
+        Ok(())
+    }
+
+    /// Every channel's failure history.
+    pub async fn backoffs(&self) -> Result<BTreeMap<ChanId, BackoffState>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM autoloop_backoff")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::query("reading backoff state"))?;
+        let decode = |r: &SqliteRow| -> Result<(ChanId, BackoffState), sqlx::Error> {
+            let chan: String = r.try_get("chan_id")?;
+            let at: i64 = r.try_get("last_failure_unix")?;
+            let n: i64 = r.try_get("consecutive_failures")?;
+            Ok((
+                chan.parse().map_err(|e| corrupt("chan_id", e))?,
+                BackoffState {
+                    last_failure: DateTime::from_timestamp(at, 0)
+                        .ok_or_else(|| corrupt("last_failure_unix", "out of range"))?,
+                    consecutive_failures: u32::try_from(n)
+                        .map_err(|e| corrupt("consecutive_failures", e))?,
+                },
+            ))
+        };
+        rows.iter()
+            .map(decode)
+            .collect::<Result<_, _>>()
+            .map_err(StoreError::query("decoding backoff state"))
+    }
+
+    /// Records a channel's failure history; `None` clears it (after a success).
+    pub async fn set_backoff(
+        &self,
+        chan: ChanId,
+        state: Option<BackoffState>,
+    ) -> Result<(), StoreError> {
+        let q = match state {
+            Some(s) => sqlx::query(
+                "INSERT INTO autoloop_backoff (chan_id, last_failure_unix, consecutive_failures) \
+                 VALUES (?, ?, ?) ON CONFLICT (chan_id) DO UPDATE SET last_failure_unix = \
+                 excluded.last_failure_unix, consecutive_failures = excluded.consecutive_failures",
+            )
+            .bind(chan.0.to_string())
+            .bind(s.last_failure.timestamp())
+            .bind(i64::from(s.consecutive_failures)),
+            None => sqlx::query("DELETE FROM autoloop_backoff WHERE chan_id = ?")
+                .bind(chan.0.to_string()),
+        };
+        q.execute(&self.pool)
+            .await
+            .map_err(StoreError::query("saving backoff state"))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::ledger::{Entry, EntryId, EntryKind, SpendCategory};
+
+    async fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).await.unwrap();
+        (dir, store)
+    }
+
+    fn rec(pass_id: i64, target: &str, reason: &str) -> JournalRecord {
+        JournalRecord {
+            pass_id,
+            at: DateTime::from_timestamp(1_700_000_000 + pass_id, 0).unwrap(),
+            target: target.into(),
+            rule: Some("r".into()),
+            reason: reason.into(),
+            detail: "why".into(),
+            inbound_share: Ppm(120_000),
+            amount: Some(Sat(300_000)),
+            swap: Some(SwapHash([7; 32])),
+        }
+    }
+
+    #[tokio::test]
+    async fn journal_is_bounded_and_filtered() {
+        let (_d, store) = open().await;
+        for pass in 1..=5 {
+            store
+                .record_pass(&[rec(pass, "1x1x1", "ok"), rec(pass, "2x2x2", "swap")], 3)
+                .await
+                .unwrap();
+        }
+        let all = store.journal(&JournalFilter::default()).await.unwrap();
+        assert_eq!(all.len(), 6, "three passes of two targets are kept");
+        assert_eq!(all[0].pass_id, 5);
+        assert_eq!(store.last_pass_id().await.unwrap(), 5);
+        let one = store
+            .journal(&JournalFilter {
+                target: Some("2x2x2".into()),
+                since: Some(DateTime::from_timestamp(1_700_000_004, 0).unwrap()),
+                limit: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(one.len(), 2);
+        assert_eq!(one[0], rec(5, "2x2x2", "swap"));
+    }
+
+    #[tokio::test]
+    async fn ledger_entries_round_trip_and_replays_are_ignored() {
+        let (_d, store) = open().await;
+        let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let swap = SwapHash([1; 32]);
+        let entries = [
+            Entry {
+                swap,
+                id: EntryId::RESERVE,
+                at,
+                kind: EntryKind::Reserve {
+                    rule: "r".into(),
+                    expected: Sat(10),
+                    worst_case: Sat(20),
+                },
+            },
+            Entry {
+                swap,
+                id: EntryId(1),
+                at,
+                kind: EntryKind::Spend {
+                    amount: Sat(5),
+                    category: SpendCategory::Miner,
+                },
+            },
+            Entry {
+                swap,
+                id: EntryId::RELEASE,
+                at,
+                kind: EntryKind::Release,
+            },
+        ];
+        let mut tx = store.begin().await.unwrap();
+        assert!(tx.insert_ledger_entry(&entries[0]).await.unwrap());
+        tx.commit().await.unwrap();
+        assert!(store.append_ledger_entry(&entries[1]).await.unwrap());
+        assert!(!store.append_ledger_entry(&entries[1]).await.unwrap());
+        assert!(store.append_ledger_entry(&entries[2]).await.unwrap());
+        assert_eq!(store.ledger_entries().await.unwrap(), entries.to_vec());
+    }
+
+    #[tokio::test]
+    async fn mode_and_backoff_persist() {
+        let (_d, store) = open().await;
+        assert_eq!(store.autoloop_setting("mode").await.unwrap(), None);
+        store.set_autoloop_setting("mode", "dry-run").await.unwrap();
+        store.set_autoloop_setting("mode", "on").await.unwrap();
+        assert_eq!(
+            store.autoloop_setting("mode").await.unwrap().as_deref(),
+            Some("on")
+        );
+        let chan = ChanId::from_parts(800_000, 1, 0);
+        let state = BackoffState {
+            last_failure: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            consecutive_failures: 2,
+        };
+        store.set_backoff(chan, Some(state)).await.unwrap();
+        assert_eq!(store.backoffs().await.unwrap().get(&chan), Some(&state));
+        store.set_backoff(chan, None).await.unwrap();
+        assert!(store.backoffs().await.unwrap().is_empty());
+    }
+}
