@@ -103,7 +103,9 @@ impl WorldConfig {
             let alias = format!("peer{i}");
             nodes.push(NodeSpec {
                 alias: alias.clone(),
-                wallet_utxos: vec![Sat(100_000_000)],
+                // Enough for a peer's on-chain needs; small enough that a 10,000-peer world fits
+                // the regtest subsidy schedule.
+                wallet_utxos: vec![Sat(10_000_000)],
             });
             let capacity = Sat(rng.gen_range(10..=50) * 100_000);
             let share = rng.gen_range(20..=80);
