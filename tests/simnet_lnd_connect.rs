@@ -28,8 +28,33 @@ async fn simnet(dir: &Path) -> Simnet {
     Simnet::start(config).await.unwrap()
 }
 
+/// A `sluiced` child that is killed if the test ends (or panics) while it still runs.
+struct Running(Child);
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// `sluiced --config FILE` with its own datadir and free ports; extra flags after.
-fn sluiced(config: &Path, datadir: &Path, extra: &[&str]) -> Child {
+fn sluiced(config: &Path, datadir: &Path, extra: &[&str]) -> Running {
     let stderr = std::fs::File::create(datadir.with_extension("stderr")).unwrap();
     Command::new(common::sluiced_bin())
         .arg("--config")
@@ -49,6 +74,7 @@ fn sluiced(config: &Path, datadir: &Path, extra: &[&str]) -> Child {
         .stdout(Stdio::null())
         .stderr(stderr)
         .spawn()
+        .map(Running)
         .unwrap()
 }
 
@@ -57,13 +83,13 @@ fn stderr_of(datadir: &Path) -> String {
 }
 
 /// Waits for a daemon that must refuse to run and returns its stderr.
-fn refused(mut child: Child, datadir: &Path) -> String {
+fn refused(mut child: Running, datadir: &Path) -> String {
     let status = poll("sluiced to refuse", LIMIT, || child.try_wait().unwrap());
     assert_eq!(status.code(), Some(1), "{}", stderr_of(datadir));
     stderr_of(datadir)
 }
 
-fn rpc_addr(child: &mut Child, datadir: &Path) -> String {
+fn rpc_addr(child: &mut Running, datadir: &Path) -> String {
     poll("sluiced to listen", LIMIT, || {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("sluiced exited with {status}: {}", stderr_of(datadir));
