@@ -49,62 +49,8 @@ pub async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-/// Pays L402 invoices from a Lightning node, as the daemon's payer does with lnd.
-pub struct NodePayer(pub Arc<dyn LightningNode>);
-
-#[async_trait]
-impl L402Payer for NodePayer {
-    async fn pay(
-        &self,
-        invoice: &str,
-        max_fee: Sat,
-        timeout: Duration,
-    ) -> Result<PaidInvoice, PayError> {
-        let updates = self
-            .0
-            .pay(&PaymentRequest {
-                invoice: invoice.to_owned(),
-                fee_limit: max_fee.to_msat(),
-                outgoing_chan_ids: Vec::new(),
-                max_parts: 1,
-                timeout,
-                cltv_limit: None,
-            })
-            .await
-            .map_err(|e| PayError::Unavailable(e.to_string()))?;
-        outcome(updates).await
-    }
-
-    async fn track(&self, payment_hash: [u8; 32]) -> Result<Option<PaidInvoice>, PayError> {
-        match self.0.track_payment(SwapHash(payment_hash)).await {
-            // A payment that failed for good is `None`: the client buys a new token.
-            Ok(updates) => match outcome(updates).await {
-                Ok(paid) => Ok(Some(paid)),
-                Err(PayError::Failed(_)) => Ok(None),
-                Err(e) => Err(e),
-            },
-            Err(_) => Ok(None),
-        }
-    }
-}
-
-pub async fn outcome(mut updates: NodeStream<PaymentUpdate>) -> Result<PaidInvoice, PayError> {
-    while let Some(u) = updates.next().await {
-        let u = u.map_err(|e| PayError::Unavailable(e.to_string()))?;
-        match u.status {
-            PaymentStatus::Succeeded { preimage } => {
-                return Ok(PaidInvoice {
-                    preimage: preimage.0,
-                    amount: u.amount,
-                    fee: u.fee,
-                });
-            }
-            PaymentStatus::Failed(f) => return Err(PayError::Failed(format!("{f:?}"))),
-            _ => {}
-        }
-    }
-    Err(PayError::InFlight)
-}
+/// The daemon's own L402 payer: it pays token invoices through the node.
+pub use sluice::provider::node_payer::NodePayer;
 
 pub struct Sim {
     pub world: SharedWorld,

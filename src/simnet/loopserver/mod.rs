@@ -35,7 +35,7 @@ pub mod terms;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bitcoin::secp256k1::SecretKey;
 use rand::rngs::StdRng;
@@ -55,17 +55,8 @@ use crate::provider::wire::ServerSwapState;
 use crate::provider::wire::swap_server_server::SwapServerServer;
 use swap::SwapEntry;
 
-/// Where the server's wall-clock time comes from (since the Unix epoch).
-pub type Clock = Arc<dyn Fn() -> Duration + Send + Sync>;
-
-/// The system clock.
-pub fn system_clock() -> Clock {
-    Arc::new(|| {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO)
-    })
-}
+/// Where the server's wall-clock time comes from: the same clock type the swap engine uses.
+pub use crate::swap::engine::{Clock, system_clock};
 
 /// How the server is set up.
 #[derive(Clone)]
