@@ -21,7 +21,7 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::migrate::{MigrateError, Migrator};
@@ -54,6 +54,9 @@ pub struct Store {
     /// The run recorded by this process (`record_start`), 0 before that. Lets
     /// [`Store::previous_run`] skip the current run.
     current_run: Arc<AtomicI64>,
+    /// Write transactions committed through [`Store::begin`] since the store was opened
+    /// (every swap, progress, ledger and journal write goes through it).
+    committed: Arc<AtomicU64>,
 }
 
 impl Store {
@@ -96,12 +99,20 @@ impl Store {
             pool,
             path: path.to_owned(),
             current_run: Arc::new(AtomicI64::new(0)),
+            committed: Arc::new(AtomicU64::new(0)),
         };
         if let Err(e) = store.migrate().await {
             store.pool.close().await;
             return Err(e);
         }
         Ok(store)
+    }
+
+    /// How many write transactions this handle (and its clones) committed through
+    /// [`Store::begin`] since [`Store::open`]: the figure behind "SQLite transactions per swap"
+    /// in `docs/benchmarks.md`.
+    pub fn committed_transactions(&self) -> u64 {
+        self.committed.load(Ordering::Relaxed)
     }
 
     /// Checks the recorded schema against the binary, then applies missing migrations.

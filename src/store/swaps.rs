@@ -8,6 +8,8 @@
 //! [`SwapState::code`] are persisted, never positions in an enum.
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bitcoin::{OutPoint, ScriptBuf, Txid};
 use serde::{Deserialize, Serialize};
@@ -100,6 +102,7 @@ fn unfinished_codes() -> Vec<i64> {
 /// write made through it.
 pub struct StoreTx {
     tx: Transaction<'static, Sqlite>,
+    committed: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for StoreTx {
@@ -198,7 +201,9 @@ impl StoreTx {
         self.tx
             .commit()
             .await
-            .map_err(StoreError::query("committing a transaction"))
+            .map_err(StoreError::query("committing a transaction"))?;
+        self.committed.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// The underlying SQLite transaction, for other store modules that join it.
@@ -270,7 +275,10 @@ impl Store {
             .begin()
             .await
             .map_err(StoreError::query("starting a transaction"))?;
-        Ok(StoreTx { tx })
+        Ok(StoreTx {
+            tx,
+            committed: Arc::clone(&self.committed),
+        })
     }
 
     /// Stores a new swap — contract, preimage, extras and first progress — in one transaction.

@@ -278,6 +278,11 @@ async fn an_uncommitted_creation_leaves_nothing_behind() {
             .unwrap();
         // The process dies here: the transaction is dropped without a commit.
     }
+    assert_eq!(
+        store.committed_transactions(),
+        0,
+        "a rollback is not a commit"
+    );
     assert!(store.load_swap(p.swap_hash()).await.unwrap().is_none());
     assert!(store.load_unfinished().await.unwrap().is_empty());
     // The same swap can then be created for real.
@@ -286,6 +291,11 @@ async fn an_uncommitted_creation_leaves_nothing_behind() {
         .await
         .unwrap();
     assert!(store.load_swap(p.swap_hash()).await.unwrap().is_some());
+    assert_eq!(
+        store.clone().committed_transactions(),
+        1,
+        "counted across clones"
+    );
 }
 
 #[tokio::test]
