@@ -584,9 +584,6 @@ async fn each_reason_comes_from_a_real_scenario() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "when the swap ends before the server fails its held payment, the running engine no \
-            longer follows that payment (only a resume does), so the reservation waits for a \
-            restart; passes alone under `cargo test --test autoloop`, times out in a full run"]
 async fn a_failed_swap_releases_its_reservation_and_backs_its_channel_off_across_a_restart() {
     let net = net().await;
     let engine = net.engine().await;

@@ -18,16 +18,12 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
 use sluice::domain::{BlockHeight, Sat};
 use sluice::ledger::{BudgetSpec, Ledger, Period};
-use sluice::metrics::{
-    CostBreakdown, Initiator, Kind, Metrics, PendingSwap, Readiness, SPECS, TargetBalance,
-};
+use sluice::metrics::{CostBreakdown, Initiator, Kind, Metrics, PendingSwap, SPECS, TargetBalance};
 use sluice::swap::SwapState;
 
 const RULES: &str = "deploy/prometheus/rules/sluice.yml";
@@ -294,15 +290,24 @@ fn dashboards_have_the_variables_and_read_catalog_metrics_by_name() {
 }
 
 /// Runs every dashboard panel's query (with `$node` matching every node) through the HTTP API
-/// of the Prometheus at `addr` and returns the queries that failed or returned no series.
-pub fn panel_queries_without_data(addr: &str) -> Vec<String> {
+/// of the Prometheus at `addr` over the last `window`, as a dashboard's time range does, and
+/// returns the queries that failed or returned no series in it.
+pub fn panel_queries_without_data(addr: &str, window: Duration) -> Vec<String> {
+    let end = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let start = end.saturating_sub(window.as_secs().max(1));
     let mut empty = Vec::new();
     for (path, d) in dashboards() {
         for (title, expr) in panel_exprs(&d) {
             let query = expr.replace("$node", ".+");
             let (code, body) = common::http_get(
                 addr,
-                &format!("/api/v1/query?query={}", percent_encode(&query)),
+                &format!(
+                    "/api/v1/query_range?query={}&start={start}&end={end}&step=1",
+                    percent_encode(&query)
+                ),
             );
             let answer: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
             let has_data = code == 200
@@ -346,79 +351,209 @@ impl Drop for Killed {
     }
 }
 
-#[test]
-fn every_dashboard_panel_returns_data_from_a_real_prometheus() {
-    let Some(prometheus) = tool("prometheus") else {
-        return;
-    };
-    // The catalog, served the way sluiced serves it, and kept moving while Prometheus scrapes.
-    let metrics = Metrics::new("0.0.0-test");
-    populate(&metrics, 0);
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let metrics_addr = listener.local_addr().unwrap();
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    runtime.spawn(sluice::metrics::serve(
-        listener,
-        Arc::clone(&metrics),
-        Readiness::new(&[]),
-        shutdown.clone(),
-    ));
-    let stop = Arc::new(AtomicBool::new(false));
-    let ticker = {
-        let (m, stop) = (Arc::clone(&metrics), Arc::clone(&stop));
-        std::thread::spawn(move || {
-            let mut tick = 1;
-            while !stop.load(Ordering::Relaxed) {
-                populate(&m, tick);
-                tick += 1;
-                std::thread::sleep(Duration::from_millis(300));
-            }
-        })
-    };
-
+/// Starts Debian's `prometheus` scraping `target` every second; returns it (killed on drop),
+/// its data directory and its web address.
+fn start_prometheus(bin: &Path, target: &str) -> (Killed, tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("prometheus.yml");
     std::fs::write(
         &config,
         format!(
             "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: sluice\n    \
-             static_configs:\n      - targets: [\"{metrics_addr}\"]\n"
+             static_configs:\n      - targets: [\"{target}\"]\n"
         ),
     )
     .unwrap();
     let web = format!("127.0.0.1:{}", free_port());
-    let _prometheus = Killed(
-        Command::new(prometheus)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address={web}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    // Until every panel has data (a few scrapes are needed for rates), or the deadline.
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let child = Command::new(bin)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address={web}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    (Killed(child), dir, web)
+}
+
+fn json(out: &std::process::Output) -> Option<Value> {
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).unwrap())
+}
+
+/// The value of the sample `series` (name with its labels, as exposed) in a scrape.
+fn sample(scrape: &str, series: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The acceptance test of the dashboards and the catalog together: the real `sluiced --simnet`
+/// (traffic and autoloop on) runs a loop-out while Debian's Prometheus scrapes it; then every
+/// panel's query must return data, the live scrape must pass `promtool check metrics` and carry
+/// the swap's series, and neither the scrape nor the daemon's log may contain a secret.
+#[test]
+fn a_live_daemon_feeds_every_dashboard_panel_and_leaks_no_secret() {
+    let Some(prometheus) = tool("prometheus") else {
+        return;
+    };
+    let limit = Duration::from_secs(240);
+    let began = std::time::Instant::now();
+    let daemon = common::Daemon::start(&[]);
+    common::poll("lnd to connect", limit, || {
+        let info = json(&daemon.cli(&["--json", "getinfo"]))?;
+        info["lnd"]["connected"].as_bool().filter(|c| *c)
+    });
+    let (_prometheus, _data, web) = start_prometheus(&prometheus, &daemon.metrics);
+
+    let out = daemon.cli(&["--json", "out", "--amt", "250000", "--force"]);
+    let created = json(&out)
+        .unwrap_or_else(|| panic!("out failed: {}", String::from_utf8_lossy(&out.stderr)));
+    let id = created["id"].as_str().unwrap().to_owned();
+    common::poll("the swap to succeed", limit, || {
+        let info = json(&daemon.cli(&["--json", "swap", &id]))?;
+        let state = info["swap"]["state"].as_str()?.to_owned();
+        assert!(!state.starts_with("FAILED"), "{info}\n{}", daemon.stderr());
+        (state == "SUCCEEDED").then_some(())
+    });
+
+    // Every panel has had data during the run (some only while the swap was in flight), as a
+    // dashboard over the last minutes shows it.
     let mut last = vec!["Prometheus did not start".to_owned()];
+    let deadline = std::time::Instant::now() + limit;
     while std::time::Instant::now() < deadline {
         if port_open(&web) {
-            last = panel_queries_without_data(&web);
+            last = panel_queries_without_data(&web, began.elapsed() + Duration::from_secs(60));
             if last.is_empty() {
                 break;
             }
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-    stop.store(true, Ordering::Relaxed);
-    shutdown.cancel();
-    ticker.join().unwrap();
-    assert!(last.is_empty(), "{last:#?}");
+    assert!(last.is_empty(), "panels without data: {last:#?}");
+
+    // The live scrape: valid exposition, and the swap's own series.
+    let (code, scrape) = common::http_get(&daemon.metrics, "/metrics");
+    assert_eq!(code, 200);
+    if let Some((ok, out)) = promtool(&["check", "metrics"], Some(&scrape)) {
+        assert!(
+            ok && out.trim().is_empty(),
+            "promtool check metrics on the live scrape:\n{out}"
+        );
+    }
+    for (series, at_least) in [
+        ("sluice_swaps_started_total{initiator=\"manual\"}", 1.0),
+        (
+            "sluice_swaps_finished_total{outcome=\"succeeded\",reason=\"none\"}",
+            1.0,
+        ),
+        ("sluice_swap_amount_sat_total", 250_000.0),
+        ("sluice_swap_cost_sat_total{category=\"server\"}", 1.0),
+        ("sluice_swap_cost_sat_total{category=\"miner\"}", 1.0),
+        (
+            "sluice_swap_duration_seconds_count{outcome=\"succeeded\"}",
+            1.0,
+        ),
+        (
+            "sluice_lnd_rpc_duration_seconds_count{method=\"SendPaymentV2\"}",
+            1.0,
+        ),
+        (
+            "sluice_server_rpc_duration_seconds_count{method=\"NewLoopOutSwap\"}",
+            1.0,
+        ),
+        ("sluice_policy_reloads_total{result=\"ok\"}", 1.0),
+        ("sluice_policy_rejected", 0.0),
+        ("sluice_lnd_up", 1.0),
+    ] {
+        let value = sample(&scrape, series).unwrap_or_else(|| panic!("{series} missing"));
+        assert!(
+            value >= at_least,
+            "{series} = {value}, expected >= {at_least}"
+        );
+    }
+    let decisions: f64 = scrape
+        .lines()
+        .filter(|l| l.starts_with("sluice_policy_decisions_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(decisions >= 1.0, "autoloop decided nothing:\n{scrape}");
+    for line in scrape
+        .lines()
+        .filter(|l| l.contains("sluice_swaps_in_flight{"))
+    {
+        assert!(
+            line.ends_with(" 0"),
+            "a finished swap is still in flight: {line}"
+        );
+    }
+
+    // No secret in the scrape or the log: the swap's preimage, the macaroons, the API
+    // credentials, the TLS private keys.
+    let preimage = {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let store = sluice::store::Store::open(&daemon.dir().join("sluice.db"))
+                .await
+                .unwrap();
+            let hash = sluice::domain::SwapHash(hex::decode(&id).unwrap().try_into().unwrap());
+            let stored = store.load_swap(hash).await.unwrap().unwrap();
+            hex::encode(stored.preimage.expose_secret())
+        })
+    };
+    let mut secrets = vec![("the swap's preimage".to_owned(), preimage)];
+    for entry in walk(daemon.dir()) {
+        let name = entry.file_name().unwrap().to_string_lossy().to_string();
+        let Ok(bytes) = std::fs::read(&entry) else {
+            continue;
+        };
+        if name.ends_with(".macaroon") {
+            secrets.push((entry.display().to_string(), hex::encode(&bytes)));
+        } else if name.ends_with(".key") || name.contains("credential") {
+            let text = String::from_utf8_lossy(&bytes);
+            // The key material itself, not the PEM armour.
+            for line in text
+                .lines()
+                .filter(|l| l.len() >= 32 && !l.starts_with("-----"))
+            {
+                secrets.push((entry.display().to_string(), line.trim().to_owned()));
+            }
+        }
+    }
+    assert!(
+        secrets.len() >= 3,
+        "expected the preimage, macaroons and keys: {secrets:?}"
+    );
+    let log = daemon.stderr();
+    for (what, secret) in &secrets {
+        assert!(!scrape.contains(secret.as_str()), "{what} is in /metrics");
+        assert!(
+            !log.contains(secret.as_str()),
+            "{what} is in the daemon's log"
+        );
+    }
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
 }
 
 fn port_open(addr: &str) -> bool {
@@ -431,7 +566,7 @@ fn every_dashboard_panel_returns_data_from_the_configured_prometheus() {
         eprintln!("SKIPPED: set SLUICE_PROMETHEUS_ADDR=host:port to query a live Prometheus");
         return;
     };
-    let empty = panel_queries_without_data(&addr);
+    let empty = panel_queries_without_data(&addr, Duration::from_secs(3_600));
     assert!(empty.is_empty(), "panels without data: {empty:#?}");
 }
 

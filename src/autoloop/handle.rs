@@ -119,6 +119,13 @@ impl Autoloop {
             None => Mode::Off,
         };
         let (policy, status) = match policy::load(&config.policy_path) {
+            Err(_) if !config.policy_path.exists() => {
+                // Not an error: a daemon without policies runs manual swaps only.
+                tracing::info!(path = %config.policy_path.display(),
+                    "no policy yet; autoloop has nothing to decide until one is added there \
+                     (examples in policies/), then `sluice policy reload`");
+                (None, PolicyStatus::default())
+            }
             Ok(p) => {
                 let status = loaded_status(&p, now);
                 (Some(Arc::new(p)), status)

@@ -7,6 +7,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::inputs::{self, InputError};
 use super::{AUTOLOOP_INITIATOR, AUTOLOOP_LABEL, Mode};
+use crate::chain::SatPerKw;
 use crate::domain::{BlockHeight, Ppm, Sat, SwapHash};
 use crate::ledger::{AdmitError, AdmitRequest, Entry, Ledger, Refusal};
 use crate::lnd::LightningNode;
@@ -93,6 +94,10 @@ pub struct PassReport {
     pub mode: Mode,
     /// Every target's decision.
     pub decisions: Vec<TargetDecision>,
+    /// Whether every gated rule's fee gate was open after the pass (true with no gate).
+    pub fee_gate_open: bool,
+    /// lnd's fee estimates the pass saw, as (confirmation target, rate).
+    pub fee_estimates: Vec<(u32, SatPerKw)>,
 }
 
 impl PassReport {
@@ -141,6 +146,8 @@ pub(super) async fn run(
             at: now,
             mode,
             decisions: Vec::new(),
+            fee_gate_open: true,
+            fee_estimates: Vec::new(),
         });
     };
     // lnd's own height: the engine's follows block epochs and may lag a block behind.
@@ -187,6 +194,8 @@ pub(super) async fn run(
         dry_run: mode != Mode::On,
     };
     let plan = policy::evaluate(&policy, &snapshot);
+    let fee_gate_open = plan.gate_open.values().all(|open| *open);
+    let fee_estimates = snapshot.fees.estimates.clone();
     if matches!(purpose, Purpose::Run(_)) {
         state.gate_open = plan.gate_open.clone();
     }
@@ -214,6 +223,8 @@ pub(super) async fn run(
         at: now,
         mode,
         decisions,
+        fee_gate_open,
+        fee_estimates,
     };
     if matches!(purpose, Purpose::Run(_)) {
         state.pass_id += 1;

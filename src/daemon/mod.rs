@@ -4,6 +4,7 @@
 pub mod lockfile;
 pub mod logging;
 pub mod node;
+mod observe;
 mod run;
 pub mod supervisor;
 

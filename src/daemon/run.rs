@@ -192,18 +192,23 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         error: Some("lnd is not connected yet".to_owned()),
         ..NodeStatus::default()
     });
-    let (_policy_tx, policy_rx) = tokio::sync::watch::channel(PolicyStatus {
+    let (policy_tx, policy_rx) = tokio::sync::watch::channel(PolicyStatus {
         directory: config.policies.dir.display().to_string(),
         ..PolicyStatus::default()
     });
     let lnd = api::state::NodeHandle::default();
 
     // One lnd client (one connection) shared by the node task and the swap engine.
-    let raw_node: Arc<dyn LightningNode> =
+    // Every call to lnd is timed into the metrics, once per attempt (below the retries).
+    let lnd_client: Arc<dyn LightningNode> =
         Arc::new(crate::lnd::connect::open(&config.lnd, config.network).map_err(RunError::Lnd)?);
+    let raw_node: Arc<dyn LightningNode> = Arc::new(crate::lnd::MeteredNode::new(
+        lnd_client,
+        rpc_observer(&metrics, Remote::Lnd),
+    ));
     let engine_node: Arc<dyn LightningNode> =
         Arc::new(crate::lnd::ResilientNode::new(Arc::clone(&raw_node)));
-    let swaps = swap_backend(&config, engine_node, store.clone())?;
+    let swaps = swap_backend(&config, engine_node, store.clone(), &metrics)?;
 
     let state = Arc::new(api::ApiState {
         version: crate::VERSION.to_owned(),
@@ -237,6 +242,8 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         let api_state = Arc::clone(&state);
         let policy_path = config.policies.dir.clone();
         let fresh_simnet = config.simnet && seed_simnet_policy(&policy_path);
+        let metrics = Arc::clone(&metrics);
+        let l402_dir = config.data_dir.join(L402_DIR);
         supervisor.spawn("swaps", async move {
             // Unfinished swaps resume once the first block is known, before any new one.
             tokio::select! {
@@ -251,7 +258,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
                 provider: Arc::clone(&backend.provider),
                 engine: backend.engine.clone(),
                 store: backend.store.clone(),
-                config: crate::autoloop::AutoloopConfig::new(policy_path),
+                config: crate::autoloop::AutoloopConfig::new(policy_path.clone()),
                 clock: crate::swap::engine::system_clock(),
             };
             let autoloop = crate::autoloop::Autoloop::start(deps, token.clone()).await?;
@@ -260,8 +267,18 @@ pub async fn run(config: Config) -> Result<(), RunError> {
                 autoloop.set_mode(crate::autoloop::Mode::On).await?;
             }
             tracing::info!(mode = %autoloop.mode().as_str(), "autoloop started");
-            let _ = api_state.autoloop.set(autoloop);
-            token.cancelled().await;
+            let _ = api_state.autoloop.set(autoloop.clone());
+            let observer = super::observe::Observer {
+                metrics,
+                store: backend.store.clone(),
+                engine: backend.engine.clone(),
+                autoloop,
+                policy: policy_tx,
+                policy_dir: policy_path,
+                l402_dir,
+            };
+            // Returns when the daemon stops.
+            observer.run(token.clone()).await;
             backend.engine.shutdown();
             Ok(())
         });
@@ -325,6 +342,7 @@ fn swap_backend(
     config: &Config,
     node: Arc<dyn LightningNode>,
     store: Store,
+    metrics: &Arc<Metrics>,
 ) -> Result<Option<Arc<api::swaps::SwapBackend>>, RunError> {
     use crate::config::ServerTls;
     use crate::provider::client::{LoopServerClient, ServerTls as ClientTls};
@@ -358,7 +376,8 @@ fn swap_backend(
             LoopServerClient::new(channel, timeout, l402, payer)
         }
     }
-    .map_err(|e| RunError::SwapServer(e.to_string()))?;
+    .map_err(|e| RunError::SwapServer(e.to_string()))?
+    .with_observer(rpc_observer(metrics, Remote::SwapServer));
     let provider: Arc<dyn crate::provider::port::SwapProvider> = Arc::new(client);
     let mut engine_config = crate::swap::engine::EngineConfig::new(config.network);
     if config.simnet {
@@ -379,6 +398,22 @@ fn swap_backend(
         store,
         config: engine_config,
     })))
+}
+
+/// Which remote an [`rpc_observer`] reports for.
+#[derive(Clone, Copy)]
+enum Remote {
+    Lnd,
+    SwapServer,
+}
+
+/// Times RPCs into the catalog's lnd or swap-server families.
+fn rpc_observer(metrics: &Arc<Metrics>, remote: Remote) -> crate::domain::RpcObserver {
+    let metrics = Arc::clone(metrics);
+    Arc::new(move |method, elapsed, result| match remote {
+        Remote::Lnd => metrics.catalog.observe_lnd_rpc(method, elapsed, result),
+        Remote::SwapServer => metrics.catalog.observe_server_rpc(method, elapsed, result),
+    })
 }
 
 /// Why the swap engine or autoloop stopped the daemon.

@@ -18,3 +18,10 @@ pub use node::{
     Peer, Preimage,
 };
 pub use status::{NodeStatus, PolicyStatus};
+
+/// Told about every RPC to lnd or the swap server: the method (the remote's own RPC name),
+/// how long it took, and on failure a fixed error-kind word. The daemon points it at the
+/// metrics catalog; nothing in the call path depends on it.
+pub type RpcObserver = std::sync::Arc<
+    dyn Fn(&'static str, std::time::Duration, Result<(), &'static str>) + Send + Sync,
+>;

@@ -31,6 +31,19 @@ impl NodeErrorKind {
     pub fn is_transient(self) -> bool {
         self == NodeErrorKind::Transient
     }
+
+    /// The kind as one fixed word, for metric labels.
+    pub fn label(self) -> &'static str {
+        match self {
+            NodeErrorKind::Transient => "transient",
+            NodeErrorKind::NotFound => "not_found",
+            NodeErrorKind::AlreadyExists => "already_exists",
+            NodeErrorKind::PermissionDenied => "permission_denied",
+            NodeErrorKind::InvalidArgument => "invalid_argument",
+            NodeErrorKind::InvalidResponse => "invalid_response",
+            NodeErrorKind::Permanent => "permanent",
+        }
+    }
 }
 
 impl fmt::Display for NodeErrorKind {

@@ -14,6 +14,7 @@ pub mod client;
 pub mod connect;
 pub mod convert;
 pub mod error;
+pub mod metered;
 pub mod port;
 pub mod resilient;
 pub mod types;
@@ -24,5 +25,6 @@ mod convert_tests;
 
 pub use client::LndClient;
 pub use error::{NodeError, NodeErrorKind, classify};
+pub use metered::MeteredNode;
 pub use port::{LightningNode, NodeResult, NodeStream};
 pub use resilient::ResilientNode;

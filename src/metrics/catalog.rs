@@ -35,6 +35,7 @@
 //! `invalid`, `other`). Policy `reason` is a fixed word too (`below_band`, `in_band`,
 //! `budget_exhausted`, `fee_gate_closed`, ...).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -188,6 +189,8 @@ pub struct PendingSwap {
 #[derive(Debug)]
 pub struct Catalog {
     per_channel: AtomicBool,
+    /// The policy's band per target, from the last autoloop pass ([`Catalog::set_bands`]).
+    bands: std::sync::Mutex<BTreeMap<String, (f64, f64)>>,
     chan_local: Family<TargetLabels, Gauge<i64>>,
     chan_remote: Family<TargetLabels, Gauge<i64>>,
     chan_share: Family<TargetLabels, GaugeF>,
@@ -263,6 +266,7 @@ impl Catalog {
     pub(crate) fn register(registry: &mut Registry, per_channel: bool) -> Catalog {
         let c = Catalog {
             per_channel: AtomicBool::new(per_channel),
+            bands: std::sync::Mutex::new(BTreeMap::new()),
             chan_local: Family::default(),
             chan_remote: Family::default(),
             chan_share: Family::default(),
@@ -337,7 +341,36 @@ impl Catalog {
         reg!("sluice_simnet_block_height", simnet_height);
         c.set_pending_swaps(&[]);
         c.fee_gate_open.set(1);
+        c.zero_closed_sets();
         c
+    }
+
+    /// Creates every series whose labels come from a closed set at zero, so each exists from
+    /// the first scrape: a rate over it is 0, not "no data", before the first event.
+    fn zero_closed_sets(&self) {
+        for initiator in ["autoloop", "manual"] {
+            let _ = self.started.get_or_create(&InitiatorLabels { initiator });
+        }
+        for state in SwapState::ALL {
+            if let Some(labels) = finish_labels(state) {
+                let _ = self.finished.get_or_create(&labels);
+                let _ = self.duration.get_or_create(&OutcomeLabels {
+                    outcome: labels.outcome,
+                });
+            }
+        }
+        for category in ["server", "prepay", "routing", "miner"] {
+            let _ = self.cost.get_or_create(&CategoryLabels { category });
+        }
+        for &reason in crate::policy::Reason::NAMES {
+            let decision = if reason == "swap" { "swap" } else { "hold" };
+            let _ = self
+                .decisions
+                .get_or_create(&DecisionLabels { decision, reason });
+        }
+        for result in ["ok", "rejected"] {
+            let _ = self.reloads.get_or_create(&ResultLabels { result });
+        }
     }
 
     /// Turns the per-target series on or off (config `metrics.per_channel`); off removes them.
@@ -372,10 +405,36 @@ impl Catalog {
                 let share = t.remote.0 as f64 / capacity as f64;
                 self.chan_share.get_or_create(&l).set(share);
             }
-            if let Some((low, high)) = t.band {
+            let known = self
+                .bands
+                .lock()
+                .ok()
+                .and_then(|b| b.get(&t.target).copied());
+            if let Some((low, high)) = t.band.or(known) {
                 self.band_low.get_or_create(&l).set(low);
                 self.band_high.get_or_create(&l).set(high);
             }
+        }
+    }
+
+    /// Sets the inbound-share band (low, high) the policy keeps each target in; the balance
+    /// series of those targets carry it from the next [`Catalog::set_channel_targets`] on,
+    /// and targets that already have balance series get it at once.
+    pub fn set_bands(&self, bands: BTreeMap<String, (f64, f64)>) {
+        for (target, (low, high)) in &bands {
+            let l = TargetLabels {
+                target: target.clone(),
+            };
+            let exported = self.per_channel.load(Ordering::Relaxed)
+                && safe_label(target)
+                && self.chan_local.get(&l).is_some();
+            if exported {
+                self.band_low.get_or_create(&l).set(*low);
+                self.band_high.get_or_create(&l).set(*high);
+            }
+        }
+        if let Ok(mut known) = self.bands.lock() {
+            *known = bands;
         }
     }
 

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
-use super::error::{ErrorKind, ProviderError, is_payment_required};
+use super::error::{ErrorKind, ProviderError, classify_status, is_payment_required};
 use super::l402::{Credentials, L402Auth, L402Config, L402Error, L402Payer, MACAROON_METADATA_KEY};
 use super::port::{
     CancelRequest, CancelRoute, LoopOutQuote, LoopOutTerms, NewLoopOutRequest, NewLoopOutResponse,
@@ -22,7 +22,7 @@ use super::port::{
 };
 use super::wire;
 use super::wire::swap_server_client::SwapServerClient;
-use crate::domain::{BlockHeight, Sat, SwapHash};
+use crate::domain::{BlockHeight, RpcObserver, Sat, SwapHash};
 
 /// The protocol version sluice speaks: P2TR HTLCs with BIP-327 MuSig2.
 pub const PROTOCOL_VERSION: wire::ProtocolVersion = wire::ProtocolVersion::Musig2;
@@ -131,6 +131,7 @@ pub struct LoopServerClient {
     client: SwapServerClient<Channel>,
     call_timeout: Duration,
     auth: Arc<L402Auth>,
+    observer: Option<RpcObserver>,
 }
 
 impl LoopServerClient {
@@ -178,7 +179,14 @@ impl LoopServerClient {
             client: SwapServerClient::new(channel),
             call_timeout,
             auth: Arc::new(L402Auth::new(l402, payer)?),
+            observer: None,
         })
+    }
+
+    /// Reports every call attempt's latency and outcome to `observer` (the daemon's metrics).
+    pub fn with_observer(mut self, observer: RpcObserver) -> LoopServerClient {
+        self.observer = Some(observer);
+        self
     }
 
     /// The L402 state, e.g. to show the token id.
@@ -204,7 +212,18 @@ impl LoopServerClient {
                 .metadata_mut()
                 .insert(MACAROON_METADATA_KEY, creds.header.clone());
         }
-        match tokio::time::timeout(self.call_timeout, call(self.client.clone(), request)).await {
+        let started = std::time::Instant::now();
+        let answer =
+            tokio::time::timeout(self.call_timeout, call(self.client.clone(), request)).await;
+        if let Some(observe) = &self.observer {
+            let outcome = match &answer {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(status)) => Err(classify_status(status.code(), status.message()).label()),
+                Err(_) => Err(ErrorKind::Transient.label()),
+            };
+            observe(method, started.elapsed(), outcome);
+        }
+        match answer {
             Ok(result) => Ok(result.map(tonic::Response::into_inner)),
             Err(_) => Err(ProviderError::new(
                 ErrorKind::Transient,

@@ -32,6 +32,18 @@ impl ErrorKind {
     pub fn is_transient(self) -> bool {
         matches!(self, ErrorKind::Transient)
     }
+
+    /// The kind as one fixed word, for metric labels.
+    pub fn label(self) -> &'static str {
+        match self {
+            ErrorKind::Transient => "transient",
+            ErrorKind::Permanent => "permanent",
+            ErrorKind::PaymentRequired => "payment_required",
+            ErrorKind::PriceTooHigh => "price_too_high",
+            ErrorKind::InvalidResponse => "invalid_response",
+            ErrorKind::Local => "local",
+        }
+    }
 }
 
 impl fmt::Display for ErrorKind {

@@ -149,7 +149,18 @@ impl Driver {
             self.track_late_payments();
             loop {
                 if self.progress.state.is_terminal() && !self.payments_running() {
-                    break;
+                    // A payment task sends its final update and then ends: once it is seen
+                    // as ended, that update is already queued. Take it before stopping, or
+                    // the payment's outcome (and the swap's costs) would wait for a restart.
+                    match self.inputs_rx.try_recv() {
+                        Ok(input) => {
+                            if !self.handle(input).await {
+                                break;
+                            }
+                            continue;
+                        }
+                        Err(_) => break,
+                    }
                 }
                 let input = tokio::select! {
                     biased;
@@ -403,7 +414,12 @@ impl Driver {
                 let costs = self.progress.costs(&self.contract);
                 tracing::info!(swap = %hash, state = state.as_str(), server_sat = costs.server_sat,
                     onchain = %costs.onchain, offchain = %costs.offchain, "swap state changed");
-                let _ = self.deps.updates.send(SwapUpdate { hash, state, costs });
+                let _ = self.deps.updates.send(SwapUpdate {
+                    hash,
+                    state,
+                    costs,
+                    created: false,
+                });
             }
         }
     }

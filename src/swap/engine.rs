@@ -156,6 +156,8 @@ pub struct SwapUpdate {
     pub state: SwapState,
     /// Its costs so far (final in a terminal state once both payments are final).
     pub costs: SwapCosts,
+    /// True only for the update sent when the swap was created and stored.
+    pub created: bool,
 }
 
 /// Why a swap could not be created, or the engine not started.
@@ -635,6 +637,7 @@ impl SwapEngine {
             hash: swap_hash,
             state: SwapState::Initiated,
             costs: SwapCosts::default(),
+            created: true,
         });
         self.spawn_driver(contract, preimage, extras, progress);
         Ok(swap_hash)
