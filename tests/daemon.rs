@@ -200,3 +200,62 @@ fn a_config_error_exits_64_naming_file_line_and_key() {
     // Nothing was created: validation happens before the datadir is touched.
     assert!(!dir.path().join("sluice.db").exists());
 }
+
+/// `GetInfo` shows the policy autoloop runs with: the example a fresh simnet seeds, then a
+/// rejected edit (with its located error) while the last good policy stays in force, as the
+/// metrics also say.
+#[test]
+fn getinfo_shows_the_policy_in_force_and_a_rejected_edit() {
+    let daemon = Daemon::start(&[]);
+    let json = |args: &[&str]| {
+        let out = daemon.cli(args);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap())
+    };
+    let limit = Duration::from_secs(120);
+    let info = common::poll("the seeded policy to load", limit, || {
+        let info = json(&["--json", "getinfo"])?;
+        (info["policy"]["state"] == "loaded").then_some(info)
+    });
+    let files = info["policy"]["files"].to_string();
+    assert!(files.contains("set-and-forget.yaml"), "{info}");
+
+    // A broken edit is rejected on reload, located, and the loaded files stay.
+    let broken = daemon.dir().join("policies").join("broken.yaml");
+    std::fs::write(
+        &broken,
+        "rules:\n  - name: x\n    match: all\n    bnad: {}\n",
+    )
+    .unwrap();
+    let dir = daemon.dir().join("policies");
+    let check = daemon.cli(&["policy", "check", dir.to_str().unwrap()]);
+    assert_eq!(
+        check.status.code(),
+        Some(1),
+        "policy check exits 1 on a bad policy"
+    );
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert!(stderr.contains("broken.yaml:4:5"), "{stderr}");
+    let out = daemon.cli(&["policy", "reload"]);
+    assert_eq!(out.status.code(), Some(1), "a rejected reload exits 1");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("last good one stays"), "{stderr}");
+    let info = common::poll("GetInfo to show the rejection", limit, || {
+        let info = json(&["--json", "getinfo"])?;
+        (info["policy"]["state"] == "rejected").then_some(info)
+    });
+    let error = info["policy"]["last_error"].as_str().unwrap();
+    assert!(error.contains("broken.yaml"), "{error}");
+    assert_eq!(
+        info["policy"]["files"].to_string(),
+        files,
+        "the last good policy stays"
+    );
+    common::poll("sluice_policy_rejected to be 1", limit, || {
+        let (_, text) = common::http_get(&daemon.metrics, "/metrics");
+        text.lines()
+            .any(|l| l == "sluice_policy_rejected 1")
+            .then_some(())
+    });
+}

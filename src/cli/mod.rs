@@ -195,6 +195,9 @@ pub enum CliError {
     /// Serialising the answer failed.
     #[error("cannot encode the output as JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// A policy was checked, tested or reloaded and found wanting (exit 1, as a linter does).
+    #[error("{0}")]
+    Rejected(String),
 }
 
 impl CliError {

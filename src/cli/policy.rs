@@ -147,7 +147,7 @@ pub async fn run(
 ) -> Result<String, CliError> {
     match (cmd, target) {
         (PolicyCmd::Check { path }, _) => {
-            let p = policy::load(path).map_err(|e| CliError::Input(e.to_string()))?;
+            let p = policy::load(path).map_err(|e| CliError::Rejected(e.to_string()))?;
             output::render(
                 &Checked {
                     files: p.files.iter().map(|f| f.display().to_string()).collect(),
@@ -169,7 +169,7 @@ pub async fn run(
             if tested.passed {
                 Ok(text)
             } else {
-                Err(CliError::Input(text.trim_end().to_owned()))
+                Err(CliError::Rejected(text.trim_end().to_owned()))
             }
         }
         (PolicyCmd::Show, Some(target)) => {
@@ -186,7 +186,14 @@ pub async fn run(
                 .policy_reload(pb::PolicyReloadRequest {})
                 .await
                 .map_err(|s| target.call_error(s, "reload the policy"))?;
-            output::render(&Shown::from(r.into_inner()), format)
+            let shown = Shown::from(r.into_inner());
+            match &shown.rejected {
+                // The daemon keeps the last good policy; the caller must still see a failure.
+                Some(error) => Err(CliError::Rejected(format!(
+                    "the policy was rejected; the last good one stays in force: {error}"
+                ))),
+                None => output::render(&shown, format),
+            }
         }
         (PolicyCmd::Show | PolicyCmd::Reload, None) => Err(CliError::Input(
             "internal: daemon command dispatched offline".to_owned(),
