@@ -465,6 +465,8 @@ async fn start_simnet(config: &Config) -> Result<crate::simnet::runner::Simnet, 
     let mut simnet = crate::simnet::runner::SimnetConfig::new(config.data_dir.join(SIMNET_DIR));
     simnet.block_interval = Some(SIMNET_BLOCK_INTERVAL);
     simnet.traffic = true;
+    // The demo: a channel below the seeded policy's band, so autoloop swaps from the start.
+    simnet.depleted_first_channel = true;
     crate::simnet::runner::Simnet::start(simnet)
         .await
         .map_err(RunError::Simnet)

@@ -29,6 +29,7 @@ use super::loopserver::{LoopServer, LoopServerConfig};
 use super::world::traffic::{Traffic, TrafficConfig};
 use super::world::{SimNode, World, WorldConfig, WorldError, lock};
 use crate::daemon::supervisor::bounded_drain;
+use crate::domain::Sat;
 use crate::proto::simnet::simnet_server::SimnetServer;
 
 /// The node sluiced runs against.
@@ -71,6 +72,9 @@ pub struct SimnetConfig {
     pub swap_server_listen: SocketAddr,
     /// The Loop server's terms, prices, L402 front and seed.
     pub loop_server: LoopServerConfig,
+    /// Start the "sluice" node's first channel with 15 % inbound (below the example policy's
+    /// band), so a demo has a loop-out to make at once.
+    pub depleted_first_channel: bool,
 }
 
 impl SimnetConfig {
@@ -90,6 +94,7 @@ impl SimnetConfig {
             control_listen: any,
             swap_server_listen: any,
             loop_server: LoopServerConfig::default(),
+            depleted_first_channel: false,
         }
     }
 }
@@ -236,6 +241,16 @@ impl Simnet {
     /// and writes `simnet.json` and `sluice.yaml`.
     pub async fn start(config: SimnetConfig) -> Result<Simnet, SimnetError> {
         let mut topology = WorldConfig::default_topology(config.seed, config.channels);
+        if config.depleted_first_channel
+            && let Some(first) = topology
+                .channels
+                .iter_mut()
+                .find(|c| c.initiator == SLUICE_NODE)
+        {
+            // The demo's point: one channel starts with 15 % inbound, below the example
+            // policy's 30 % band, so autoloop has a loop-out to make from the first pass.
+            first.initiator_balance = Sat(first.capacity.0 * 85 / 100);
+        }
         // Invoices carry the world's time; start at the wall clock so clients see them fresh.
         topology.start_unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
