@@ -337,7 +337,8 @@ impl Node {
             (None, _) => "no lnd".to_owned(),
         };
         format!(
-            "{} {} channels ({} sat local, {} HTLCs in flight), wallet {} sat (+{} unconfirmed), {lnd}",
+            "{} {} channels, {lnd}; {} sat local ({} HTLCs in flight), wallet {} sat (+{} \
+             unconfirmed)",
             self.name,
             self.channels,
             self.channel_local_msat / 1000,
@@ -511,8 +512,8 @@ mod tests {
         });
         assert_eq!(
             render(&stopped, Format::Human).unwrap(),
-            "sluice 3 channels (2000 sat local, 1 HTLCs in flight), wallet 5000 sat \
-             (+7 unconfirmed), lnd at 127.0.0.1:1 (stopped)\n"
+            "sluice 3 channels, lnd at 127.0.0.1:1 (stopped); 2000 sat local (1 HTLCs in \
+             flight), wallet 5000 sat (+7 unconfirmed)\n"
         );
         let json: serde_json::Value =
             serde_json::from_str(&render(&stopped, Format::Json).unwrap()).unwrap();
