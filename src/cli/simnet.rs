@@ -303,6 +303,14 @@ pub struct Node {
     pub lnd_running: bool,
     /// How many channels it has.
     pub channels: u32,
+    /// Its confirmed on-chain balance, sat.
+    pub wallet_confirmed_sat: u64,
+    /// Its unconfirmed on-chain balance, sat.
+    pub wallet_unconfirmed_sat: u64,
+    /// Its side of its channels without in-flight HTLCs, msat.
+    pub channel_local_msat: u64,
+    /// HTLCs in flight on its channels.
+    pub pending_htlcs: u32,
 }
 
 impl From<wire::NodeStatus> for Node {
@@ -313,6 +321,10 @@ impl From<wire::NodeStatus> for Node {
             lnd_address: (!n.lnd_address.is_empty()).then_some(n.lnd_address),
             lnd_running: n.lnd_running,
             channels: n.channels,
+            wallet_confirmed_sat: n.wallet_confirmed_sat,
+            wallet_unconfirmed_sat: n.wallet_unconfirmed_sat,
+            channel_local_msat: n.channel_local_msat,
+            pending_htlcs: n.pending_htlcs,
         }
     }
 }
@@ -324,7 +336,16 @@ impl Node {
             (Some(a), false) => format!("lnd at {a} (stopped)"),
             (None, _) => "no lnd".to_owned(),
         };
-        format!("{} {} channels, {lnd}", self.name, self.channels)
+        format!(
+            "{} {} channels, {lnd}; {} sat local ({} HTLCs in flight), wallet {} sat (+{} \
+             unconfirmed)",
+            self.name,
+            self.channels,
+            self.channel_local_msat / 1000,
+            self.pending_htlcs,
+            self.wallet_confirmed_sat,
+            self.wallet_unconfirmed_sat,
+        )
     }
 }
 
@@ -341,6 +362,8 @@ pub struct Status {
     pub network: String,
     /// Every node.
     pub nodes: Vec<Node>,
+    /// The mempool's transactions.
+    pub mempool_txids: Vec<String>,
 }
 
 impl From<wire::StatusResponse> for Status {
@@ -351,6 +374,7 @@ impl From<wire::StatusResponse> for Status {
             fee_sat_per_kw: r.fee_sat_per_kw,
             network: r.network,
             nodes: r.nodes.into_iter().map(Node::from).collect(),
+            mempool_txids: r.mempool_txids,
         }
     }
 }
@@ -414,6 +438,7 @@ fn render(answer: &Answer, format: Format) -> Result<String, super::CliError> {
                 ("tip", s.tip_hash.clone()),
                 ("fee", format!("{} sat/kw", s.fee_sat_per_kw)),
                 ("network", s.network.clone()),
+                ("mempool", format!("{} transactions", s.mempool_txids.len())),
             ]);
             text.push_str("nodes:\n");
             for n in &s.nodes {
@@ -480,13 +505,19 @@ mod tests {
             lnd_address: Some("127.0.0.1:1".into()),
             lnd_running: false,
             channels: 3,
+            wallet_confirmed_sat: 5_000,
+            wallet_unconfirmed_sat: 7,
+            channel_local_msat: 2_000_999,
+            pending_htlcs: 1,
         });
         assert_eq!(
             render(&stopped, Format::Human).unwrap(),
-            "sluice 3 channels, lnd at 127.0.0.1:1 (stopped)\n"
+            "sluice 3 channels, lnd at 127.0.0.1:1 (stopped); 2000 sat local (1 HTLCs in \
+             flight), wallet 5000 sat (+7 unconfirmed)\n"
         );
         let json: serde_json::Value =
             serde_json::from_str(&render(&stopped, Format::Json).unwrap()).unwrap();
         assert_eq!(json["lnd_running"], false);
+        assert_eq!(json["channel_local_msat"], 2_000_999);
     }
 }

@@ -1,5 +1,5 @@
 //! The simnet's control service (`proto/simnet.proto`): mine, set the fee rate, reorg, show
-//! the world, and stop or start a node's simulated lnd, for demos and tests driving a running
+//! the world (tip, mempool, each node's wallet and channel balances), and stop or start a node's simulated lnd, for demos and tests driving a running
 //! `sluice simnet serve`. Protected like the simulated lnd: TLS with a CA-marked self-signed
 //! certificate and a macaroon in `<dir>/control/`.
 
@@ -82,6 +82,17 @@ impl ControlService {
             .nodes()
             .map(|(idx, name)| {
                 let lnd = lnds.get(name);
+                let (confirmed, unconfirmed) = world.wallet_balance(idx).unwrap_or_default();
+                let mut local_msat = 0u64;
+                let mut pending = 0usize;
+                for c in world.channels().iter().filter(|c| c.has(idx)) {
+                    local_msat += if c.a == idx {
+                        c.balance_a_msat
+                    } else {
+                        c.balance_b_msat
+                    };
+                    pending += c.htlcs.len();
+                }
                 wire::NodeStatus {
                     name: name.to_owned(),
                     pubkey: world
@@ -92,6 +103,10 @@ impl ControlService {
                     lnd_running: lnd.is_some_and(|(_, running)| *running),
                     channels: u32::try_from(world.channels().iter().filter(|c| c.has(idx)).count())
                         .unwrap_or(u32::MAX),
+                    wallet_confirmed_sat: confirmed.0,
+                    wallet_unconfirmed_sat: unconfirmed.0,
+                    channel_local_msat: local_msat,
+                    pending_htlcs: u32::try_from(pending).unwrap_or(u32::MAX),
                 }
             })
             .collect()
@@ -194,6 +209,12 @@ impl SimnetService for ControlService {
             fee_sat_per_kw: world.chain().estimate_fee_sat_kw(1),
             network: super::lnd::convert::network_name(world.network()).to_owned(),
             nodes,
+            mempool_txids: world
+                .chain()
+                .mempool_txids()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
         }))
     }
 
