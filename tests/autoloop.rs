@@ -668,3 +668,147 @@ async fn a_failed_swap_releases_its_reservation_and_backs_its_channel_off_across
     cancel.cancel();
     engine.shutdown();
 }
+
+/// A copy of set-and-forget with `edit` applied, and `script` (if any) beside it as
+/// `script.rhai`, referenced by the rule.
+fn edited_policy_with_script(
+    edit: impl Fn(String) -> String,
+    script: Option<&str>,
+) -> tempfile::TempDir {
+    let dir = edited_policy(edit);
+    if let Some(source) = script {
+        std::fs::write(dir.path().join("script.rhai"), source).unwrap();
+        let path = dir.path().join("policy.yaml");
+        let text = std::fs::read_to_string(&path).unwrap().replace(
+            "    match: all\n",
+            "    match: all\n    script: script.rhai\n",
+        );
+        std::fs::write(path, text).unwrap();
+    }
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_other_reasons_come_from_real_scenarios_too() {
+    let (net, [big, small, balanced]) = three_channel_net().await;
+    let engine = net.engine().await;
+    let big_id = big.to_string();
+
+    // Each case: the policy edit, an optional script, the channel and the reason expected.
+    type Edit = Box<dyn Fn(String) -> String>;
+    let cases: Vec<(&str, Edit, Option<&str>, ChanId, &str)> = vec![
+        (
+            "a tagged channel is excluded",
+            Box::new(move |t: String| t.replace("800003x1x0", &big_id)),
+            None,
+            big,
+            "excluded",
+        ),
+        (
+            "a channel no rule matches",
+            Box::new(|t: String| t.replace("match: all", "match: { capacity_min: 3M }")),
+            None,
+            balanced,
+            "no_rule",
+        ),
+        (
+            "a fee cap below the swap's expected cost",
+            Box::new(|t: String| t.replace("max_total: 0.6%", "max_total: 0.01%")),
+            None,
+            big,
+            "fee_cap",
+        ),
+        (
+            "a blackout window over now",
+            Box::new(|t: String| {
+                t.replace(
+                    "  backoff: {",
+                    "  schedule:\n    blackout:\n      - { from: \"2020-01-01 00:00\", to: \"2099-01-01 00:00\" }\n  backoff: {",
+                )
+            }),
+            None,
+            big,
+            "blackout",
+        ),
+        (
+            "a script that throws",
+            Box::new(|t: String| t),
+            Some("fn decide(target, proposal, ctx) { throw \"no idea\"; }"),
+            big,
+            "script_error",
+        ),
+        (
+            "a script that runs away",
+            Box::new(|t: String| t),
+            Some("fn decide(target, proposal, ctx) { let n = 0; loop { n += 1; } }"),
+            big,
+            "script_error",
+        ),
+        (
+            "a script asking more than the channel can pay",
+            Box::new(|t: String| t.replace("max: 2M", "max: 5M")),
+            Some("fn decide(target, proposal, ctx) { proposal.amount_sat = 4500000; proposal }"),
+            big,
+            "no_route",
+        ),
+    ];
+    for (what, edit, script, chan, expected) in cases {
+        let dir = edited_policy_with_script(edit, script);
+        let (al, cancel) = autoloop_with(&net, &engine, dir.path().to_owned()).await;
+        assert!(
+            al.policy_status().borrow().rejected.is_none(),
+            "{what}: the policy was rejected: {:?}",
+            al.policy_status().borrow().rejected
+        );
+        let report = pass(&al).await;
+        let d = &report.decision(&chan.to_string()).unwrap().decision;
+        assert_eq!(d.reason.name(), expected, "{what}: {}", d.detail);
+        assert!(report.dispatched().next().is_none(), "{what}: dispatched");
+        cancel.cancel();
+    }
+    // The other two channels are untouched by the edits above.
+    let _ = small;
+
+    // Pending HTLCs: a payment held by the peer on the big channel leaves too little
+    // outbound for the swap the band asks for.
+    let peer = Arc::new(SimNode::new(net.world.clone(), "peer1").unwrap());
+    let hold = peer
+        .add_hold_invoice(&sluice::lnd::types::HoldInvoiceRequest {
+            hash: SwapHash([0x5a; 32]),
+            amount: Sat(1_200_000).to_msat(),
+            memo: "held".to_owned(),
+            expiry: Duration::from_secs(3_600),
+            cltv_expiry: 40,
+            private: false,
+        })
+        .await
+        .unwrap();
+    let paying = net
+        .node
+        .pay(&sluice::lnd::types::PaymentRequest {
+            invoice: hold.payment_request.clone(),
+            fee_limit: Sat(1_000).to_msat(),
+            outgoing_chan_ids: vec![big],
+            max_parts: 1,
+            timeout: Duration::from_secs(600),
+            cltv_limit: None,
+        })
+        .await
+        .unwrap();
+    poll("the payment to be held", async || {
+        let chans = net.node.list_channels().await.unwrap();
+        chans
+            .iter()
+            .find(|c| c.chan_id == big)
+            .filter(|c| c.pending_htlc_count > 0)
+            .map(|_| ())
+    })
+    .await;
+    let (al, cancel) = autoloop_with(&net, &engine, policy_path()).await;
+    let report = pass(&al).await;
+    let d = &report.decision(&big.to_string()).unwrap().decision;
+    assert_eq!(d.reason.name(), "pending_htlcs", "{}", d.detail);
+    cancel.cancel();
+    drop(paying);
+    engine.shutdown();
+}
