@@ -812,3 +812,90 @@ async fn the_other_reasons_come_from_real_scenarios_too() {
     drop(paying);
     engine.shutdown();
 }
+
+/// `swap`, `in_flight` and `budget_exhausted` need a real swap: with one swap allowed in
+/// flight, one of two below-band channels is dispatched and the other waits; once the swap
+/// has settled, a budget exactly as large as what it spent leaves nothing for the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swap_in_flight_holds_the_next_and_a_spent_budget_exhausts_it() {
+    let (net, [big, small, _]) = three_channel_net().await;
+    let engine = net.engine().await;
+    let one_at_a_time = |t: String| {
+        // Small swaps pay the server's base fee: allow them 2 %.
+        t.replace("min: 250k", "min: 100k")
+            .replace("in_flight: 2,", "in_flight: 1,")
+            .replace("max_total: 0.6%", "max_total: 2%")
+            .replace("max_server: 0.5%", "max_server: 2%")
+            .replace("period: day, limit: 20k", "period: day, limit: 100k")
+    };
+    let dir = edited_policy(one_at_a_time);
+    let (al, cancel) = autoloop_with(&net, &engine, dir.path().to_owned()).await;
+    al.set_mode(Mode::On).await.unwrap();
+    // Dispatched by this pass or one the mode change woke.
+    let record = poll("a dispatched swap", async || {
+        let _ = al.run_pass(Wake::Forced).await;
+        net.store
+            .list_swaps(SwapFilter::default())
+            .await
+            .unwrap()
+            .into_iter()
+            .next()
+    })
+    .await;
+    let hash = record.contract.terms().swap_hash;
+    let swapped = record.contract.terms().outgoing_chan_set[0];
+    let waiting = if swapped == big { small } else { big };
+    let journal = al
+        .journal(&JournalFilter {
+            target: Some(swapped.to_string()),
+            ..JournalFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        journal
+            .iter()
+            .any(|r| r.reason == "swap" && r.swap == Some(hash)),
+        "{journal:?}"
+    );
+    let report = pass(&al).await;
+    assert_eq!(reason(&report, waiting), "in_flight");
+    assert_eq!(
+        net.store
+            .list_swaps(SwapFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "one swap at a time"
+    );
+
+    assert_eq!(net.drive(hash).await, SwapState::Succeeded);
+    let spent = poll("the swap to settle in the ledger", async || {
+        let s = al.budget().await;
+        (s[0].total.reserved_worst == Sat::ZERO && s[0].total.spent > Sat::ZERO)
+            .then_some(s[0].total.spent)
+    })
+    .await;
+    cancel.cancel();
+
+    // The same policy with a monthly budget of exactly what was spent.
+    let dir = edited_policy(move |t| {
+        one_at_a_time(t).replace("limit: 150k", &format!("limit: {}", spent.0))
+    });
+    let (al, cancel) = autoloop_with(&net, &engine, dir.path().to_owned()).await;
+    assert!(al.policy_status().borrow().rejected.is_none());
+    let report = pass(&al).await;
+    assert_eq!(
+        reason(&report, waiting),
+        "budget_exhausted",
+        "{}",
+        report
+            .decision(&waiting.to_string())
+            .unwrap()
+            .decision
+            .detail
+    );
+    cancel.cancel();
+    engine.shutdown();
+}
