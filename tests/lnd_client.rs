@@ -93,6 +93,13 @@ impl lightning_server::Lightning for Shared {
         Err(Status::unimplemented("not in the stand-in"))
     }
 
+    async fn wallet_balance(
+        &self,
+        _: Request<lnrpc::WalletBalanceRequest>,
+    ) -> Result<Response<lnrpc::WalletBalanceResponse>, Status> {
+        Err(Status::unimplemented("not in the stand-in"))
+    }
+
     async fn get_node_info(
         &self,
         req: Request<lnrpc::NodeInfoRequest>,

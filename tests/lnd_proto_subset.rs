@@ -39,6 +39,14 @@ const METHODS: &[(&str, &str, &str, &str, &str, bool)] = &[
     (
         "lnrpc",
         "Lightning",
+        "WalletBalance",
+        ".lnrpc.WalletBalanceRequest",
+        ".lnrpc.WalletBalanceResponse",
+        false,
+    ),
+    (
+        "lnrpc",
+        "Lightning",
         "ListPeers",
         ".lnrpc.ListPeersRequest",
         ".lnrpc.ListPeersResponse",

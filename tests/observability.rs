@@ -470,6 +470,11 @@ fn a_live_daemon_feeds_every_dashboard_panel_and_leaks_no_secret() {
         ("sluice_policy_reloads_total{result=\"ok\"}", 1.0),
         ("sluice_policy_rejected", 0.0),
         ("sluice_lnd_up", 1.0),
+        ("sluice_node_onchain_balance_sat", 1.0),
+        (
+            "sluice_lnd_rpc_duration_seconds_count{method=\"WalletBalance\"}",
+            1.0,
+        ),
     ] {
         let value = sample(&scrape, series).unwrap_or_else(|| panic!("{series} missing"));
         assert!(

@@ -221,9 +221,14 @@ impl NodeTask {
         self.metrics.catalog.set_channel_targets(&targets);
         let local = channels.iter().map(|c| c.local_balance).sum();
         let remote = channels.iter().map(|c| c.remote_balance).sum();
-        self.metrics
-            .catalog
-            .set_node_totals(local, remote, crate::domain::Sat::ZERO);
+        let onchain = match tokio::time::timeout(POLL_TIMEOUT, node.onchain_balance()).await {
+            Ok(Ok((confirmed, _))) => confirmed,
+            Ok(Err(e)) => {
+                return tracing::debug!(error = %e, "cannot read the wallet balance for metrics");
+            }
+            Err(_) => return tracing::debug!("reading the wallet balance for metrics timed out"),
+        };
+        self.metrics.catalog.set_node_totals(local, remote, onchain);
     }
 
     /// Records a successful `get_info`.

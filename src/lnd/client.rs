@@ -36,7 +36,7 @@ use super::wire::verrpc::versioner_client::VersionerClient;
 use super::wire::walletrpc::wallet_kit_client::WalletKitClient;
 use super::wire::{chainrpc, invoicesrpc, lnrpc, routerrpc, signrpc, verrpc, walletrpc};
 use crate::domain::{
-    Channel, ChannelEvent, ForwardingPage, Network, NodeId, NodeInfo, Peer, Preimage, SwapHash,
+    Channel, ChannelEvent, ForwardingPage, Network, NodeId, NodeInfo, Peer, Preimage, Sat, SwapHash,
 };
 
 /// The largest answer accepted from lnd: a big node's `ListChannels` exceeds gRPC's 4 MiB
@@ -202,6 +202,29 @@ impl LightningNode for LndClient {
             }
         })
         .boxed())
+    }
+
+    async fn onchain_balance(&self) -> NodeResult<(Sat, Sat)> {
+        let r = self
+            .lightning
+            .clone()
+            .wallet_balance(lnrpc::WalletBalanceRequest::default())
+            .await
+            .map_err(st("wallet_balance"))?;
+        let r = r.get_ref();
+        let sat = |field: &str, v: i64| {
+            u64::try_from(v).map(Sat).map_err(|_| {
+                NodeError::new(
+                    NodeErrorKind::InvalidResponse,
+                    "wallet_balance",
+                    format!("negative {field} {v}"),
+                )
+            })
+        };
+        Ok((
+            sat("confirmed_balance", r.confirmed_balance)?,
+            sat("unconfirmed_balance", r.unconfirmed_balance)?,
+        ))
     }
 
     async fn list_peers(&self) -> NodeResult<Vec<Peer>> {

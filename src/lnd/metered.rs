@@ -17,7 +17,7 @@ use super::types::{
 };
 use crate::domain::{
     BlockHeight, Channel, ChannelEvent, ForwardingPage, NodeId, NodeInfo, Peer, Preimage,
-    RpcObserver, SwapHash,
+    RpcObserver, Sat, SwapHash,
 };
 
 /// Wraps a node; every call is timed and reported.
@@ -65,6 +65,11 @@ impl LightningNode for MeteredNode {
     async fn subscribe_channel_events(&self) -> NodeResult<NodeStream<ChannelEvent>> {
         let call = self.inner.subscribe_channel_events();
         self.timed("SubscribeChannelEvents", call).await
+    }
+
+    async fn onchain_balance(&self) -> NodeResult<(Sat, Sat)> {
+        self.timed("WalletBalance", self.inner.onchain_balance())
+            .await
     }
 
     async fn list_peers(&self) -> NodeResult<Vec<Peer>> {

@@ -17,7 +17,8 @@ use super::types::{
     PaymentRequest, PaymentUpdate, SignRequest, SpendRequest, SpendUpdate,
 };
 use crate::domain::{
-    BlockHeight, Channel, ChannelEvent, ForwardingPage, NodeId, NodeInfo, Peer, Preimage, SwapHash,
+    BlockHeight, Channel, ChannelEvent, ForwardingPage, NodeId, NodeInfo, Peer, Preimage, Sat,
+    SwapHash,
 };
 
 /// A stream of updates from the node. It ends when the node ends it (a payment reached
@@ -65,6 +66,16 @@ pub trait LightningNode: Send + Sync {
         index_offset: u32,
         max_events: u32,
     ) -> NodeResult<ForwardingPage>;
+
+    /// The wallet's on-chain balance (`WalletBalance`): (confirmed, unconfirmed). Idempotent.
+    /// Nodes that cannot tell answer with a `Permanent` error.
+    async fn onchain_balance(&self) -> NodeResult<(Sat, Sat)> {
+        Err(NodeError::new(
+            super::NodeErrorKind::Permanent,
+            "wallet_balance",
+            "this node does not report its wallet balance",
+        ))
+    }
 
     // ----- payments -----
 

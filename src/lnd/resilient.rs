@@ -48,7 +48,8 @@ use super::types::{
     PaymentRequest, PaymentUpdate, SignRequest, SpendRequest, SpendUpdate,
 };
 use crate::domain::{
-    BlockHeight, Channel, ChannelEvent, ForwardingPage, NodeId, NodeInfo, Peer, Preimage, SwapHash,
+    BlockHeight, Channel, ChannelEvent, ForwardingPage, NodeId, NodeInfo, Peer, Preimage, Sat,
+    SwapHash,
 };
 
 /// Blocks subtracted from a re-registration's height hint so a shallow reorg during the
@@ -289,6 +290,14 @@ impl LightningNode for ResilientNode {
             failures: 0,
             done: false,
         }))
+    }
+
+    async fn onchain_balance(&self) -> NodeResult<(Sat, Sat)> {
+        self.ctx()
+            .retry("wallet_balance", self.idempotent(), || {
+                self.inner.onchain_balance()
+            })
+            .await
     }
 
     async fn list_peers(&self) -> NodeResult<Vec<Peer>> {

@@ -67,6 +67,15 @@ async fn a_world_node_reads_the_same_over_grpc() {
         s.client.list_peers().await.unwrap(),
         s.node.list_peers().await.unwrap()
     );
+    let (confirmed, unconfirmed) = s.client.onchain_balance().await.unwrap();
+    assert_eq!(
+        (confirmed, unconfirmed),
+        s.node.onchain_balance().await.unwrap()
+    );
+    assert!(
+        confirmed > sluice::domain::Sat::ZERO,
+        "the wallet is funded"
+    );
     let addr = s.client.next_addr().await.unwrap();
     assert_eq!(addr.address_type(), Some(bitcoin::AddressType::P2tr));
     assert_ne!(

@@ -4,7 +4,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert;
 use super::facade::{LndFacade, WireStream, answer, fail};
-use crate::domain::NodeId;
+use crate::domain::{NodeId, Sat};
 use crate::lnd::wire::lnrpc::lightning_server::Lightning;
 use crate::lnd::wire::verrpc::versioner_server::Versioner;
 use crate::lnd::wire::{lnrpc, verrpc};
@@ -88,6 +88,20 @@ impl Lightning for LndFacade {
     ) -> Reply<Self::SubscribeChannelEventsStream> {
         let s = self.node.subscribe_channel_events().await.map_err(fail)?;
         Ok(Response::new(self.forward(s, convert::channel_event)))
+    }
+
+    async fn wallet_balance(
+        &self,
+        _: Request<lnrpc::WalletBalanceRequest>,
+    ) -> Reply<lnrpc::WalletBalanceResponse> {
+        let (confirmed, unconfirmed) = self.node.onchain_balance().await.map_err(fail)?;
+        let sat = |v: Sat| i64::try_from(v.0).unwrap_or(i64::MAX);
+        Ok(Response::new(lnrpc::WalletBalanceResponse {
+            total_balance: sat(confirmed + unconfirmed),
+            confirmed_balance: sat(confirmed),
+            unconfirmed_balance: sat(unconfirmed),
+            ..Default::default()
+        }))
     }
 
     async fn list_peers(

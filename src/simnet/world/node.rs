@@ -168,6 +168,10 @@ impl LightningNode for SimNode {
         ))
     }
 
+    async fn onchain_balance(&self) -> NodeResult<(Sat, Sat)> {
+        SimNode::wallet_balance(self)
+    }
+
     async fn list_peers(&self) -> NodeResult<Vec<Peer>> {
         self.call("list_peers", |w, me| {
             let mut peers: Vec<Peer> = Vec::new();
