@@ -15,7 +15,7 @@ use engine_harness::{Simnet, assert_costs_match, request, simnet, succeeded};
 use sluice::domain::Sat;
 use sluice::simnet::loopserver::Behaviour;
 use sluice::simnet::loopserver::behaviour::{
-    CoSign, HtlcTamper, InvoiceTamper, Publication, Push, SenderKeyTamper, StreamMode,
+    CoSign, HtlcTamper, InvoiceTamper, Publication, Push, SenderKeyTamper, Settle, StreamMode,
 };
 use sluice::simnet::world::lock;
 use sluice::store::{SwapFilter, SwapRecord};
@@ -479,8 +479,102 @@ async fn a_push_that_errors_still_ends_in_a_swept_htlc() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_settles_loses_the_htlc_and_the_held_payment_fails() {
+    let net = simnet().await;
+    net.server.set_behaviour_for_next_swap(Behaviour {
+        settle: Settle::Never,
+        ..Behaviour::default()
+    });
+    let engine = net.engine().await;
+    let before = before(&net).await;
+    let mut req = request(250_000);
+    req.conf_target = Some(30);
+    let hash = engine.loop_out(req).await.unwrap();
+    // The client sweeps at once; the swap ends once the held payment fails at its CLTV.
+    let record = net
+        .drive(hash, true, |r| terminal(r) && payments_final(r))
+        .await;
+    assert_eq!(record.progress.state, SwapState::Succeeded);
+    assert!(record.progress.spend.is_some(), "the client swept");
+    assert!(matches!(
+        record.progress.swap_payment,
+        PaymentStatus::Failed { .. }
+    ));
+    assert!(record.progress.prepay_payment.is_succeeded());
+    // The node holds the HTLC's value and paid only the prepay and fees.
+    let terms = record.contract.terms();
+    let after = net.holdings().await;
+    let spent = terms.prepay_invoice.amount + record.costs.offchain + record.costs.onchain;
+    assert!(
+        after + spent >= before.holdings + terms.amount,
+        "before {}, after {after}, spent {spent}",
+        before.holdings
+    );
+    engine.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swap_payment_failed_after_the_htlc_confirmed_never_costs_more_than_the_prepay() {
+    let net = simnet().await;
+    net.server.set_behaviour_for_next_swap(Behaviour {
+        fail_swap_payment_after_confirm: true,
+        ..Behaviour::default()
+    });
+    let engine = net.engine().await;
+    let before = before(&net).await;
+    let mut req = request(250_000);
+    req.conf_target = Some(30);
+    let hash = engine.loop_out(req).await.unwrap();
+    let record = net
+        .drive(hash, true, |r| terminal(r) && payments_final(r))
+        .await;
+    assert!(matches!(
+        record.progress.swap_payment,
+        PaymentStatus::Failed { .. }
+    ));
+    match record.progress.state {
+        // The failure arrived before the reveal: nothing revealed, the prepay lost at most.
+        SwapState::FailedOffchain => {
+            assert_never_revealed(&net, &record);
+            assert_lost_at_most_prepay_and_fees(&net, &record, &before).await;
+        }
+        // The client had already revealed (the reveal is due in the HTLC's confirmation
+        // block): it swept the HTLC without paying for it.
+        SwapState::Succeeded => {
+            assert!(record.progress.revealed_at.is_some());
+            let terms = record.contract.terms();
+            let after = net.holdings().await;
+            let spent = terms.prepay_invoice.amount + record.costs.offchain + record.costs.onchain;
+            assert!(after + spent >= before.holdings + terms.amount);
+        }
+        other => panic!("unexpected outcome {other:?}: {:?}", record.progress),
+    }
+    engine.shutdown();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Liveness.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_restarting_mid_swap_does_not_stop_the_swap() {
+    let net = simnet().await;
+    let engine = net.engine().await;
+    let local_before = net.local_balance().await;
+    let wallet_before = net.wallet_confirmed().await;
+    let hash = engine.loop_out(request(300_000)).await.unwrap();
+    // The server goes down with both payments in flight; its swaps carry on meanwhile, so the
+    // HTLC is published and the client reveals while it cannot be reached: no push, no
+    // co-signature, the success leaf.
+    net.stop_server().await;
+    net.drive_until(hash, |r| r.progress.revealed_at.is_some())
+        .await;
+    net.restart_server().await;
+    let record = net.drive_until(hash, succeeded).await;
+    assert!(net.server.knows_preimage(hash).unwrap());
+    assert_costs_match(&net, &record, local_before, wallet_before).await;
+    engine.shutdown();
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_status_stream_closed_early_does_not_matter() {

@@ -41,6 +41,26 @@ pub struct Simnet {
     pub server: Arc<LoopServer>,
     pub store: Store,
     pub dir: tempfile::TempDir,
+    /// Where the server's gRPC listens; the same address again after a restart.
+    pub addr: std::net::SocketAddr,
+    serving: Mutex<Option<Serving>>,
+}
+
+/// The server's running gRPC front: a shutdown trigger and the task serving it.
+struct Serving {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn serve(server: &Arc<LoopServer>, listener: TcpListener) -> Serving {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = server.serve(listener, async move {
+        let _ = stopped.await;
+    });
+    let task = tokio::spawn(async move {
+        let _ = serving.await;
+    });
+    Serving { stop, task }
 }
 
 pub async fn simnet() -> Simnet {
@@ -59,10 +79,7 @@ pub async fn simnet() -> Simnet {
     ));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let serving = server.clone();
-    tokio::spawn(async move {
-        let _ = serving.serve(listener, std::future::pending()).await;
-    });
+    let serving = serve(&server, listener);
     let dir = tempfile::tempdir().unwrap();
     let client = LoopServerClient::connect(
         &addr.to_string(),
@@ -80,6 +97,8 @@ pub async fn simnet() -> Simnet {
         server,
         store,
         dir,
+        addr,
+        serving: Mutex::new(Some(serving)),
     }
 }
 
@@ -95,6 +114,35 @@ pub fn config(world: &SharedWorld) -> EngineConfig {
 }
 
 impl Simnet {
+    /// Stops the server's gRPC front (its swaps carry on, as across a server restart) and
+    /// waits until it no longer serves.
+    pub async fn stop_server(&self) {
+        let serving = self.serving.lock().unwrap().take();
+        if let Some(Serving { stop, task }) = serving {
+            let _ = stop.send(());
+            task.await.unwrap();
+        }
+    }
+
+    /// Serves the server's gRPC front again on the same address.
+    pub async fn restart_server(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let listener = loop {
+            match TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(e) => {
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "cannot listen on {} again: {e}",
+                        self.addr
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        *self.serving.lock().unwrap() = Some(serve(&self.server, listener));
+    }
+
     pub async fn engine(&self) -> SwapEngine {
         let engine = SwapEngine::start(
             self.node.clone(),
