@@ -12,14 +12,16 @@ mod engine_harness;
 use std::time::Duration;
 
 use engine_harness::{Simnet, assert_costs_match, request, simnet, succeeded};
-use sluice::domain::Sat;
+use sluice::chain::fees::{MAX_FEE_SHARE, URGENT_WITHIN_BLOCKS};
+use sluice::domain::{BlockHeight, Sat};
+use sluice::simnet::chain::{FEE_FLOOR_SAT_KW, FeeTrace, TxStatus};
 use sluice::simnet::loopserver::Behaviour;
 use sluice::simnet::loopserver::behaviour::{
     CoSign, HtlcTamper, InvoiceTamper, Publication, Push, SenderKeyTamper, Settle, StreamMode,
 };
 use sluice::simnet::world::lock;
 use sluice::store::{SwapFilter, SwapRecord};
-use sluice::swap::{EngineError, PaymentStatus, SwapEngine, SwapState};
+use sluice::swap::{EngineError, FeeLimits, PaymentStatus, SwapEngine, SwapState};
 
 /// What the node holds before a swap, to compute what it lost.
 struct Before {
@@ -586,4 +588,97 @@ async fn a_status_stream_closed_early_does_not_matter() {
         250_000,
     )
     .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fees.
+
+/// A swap whose sweep is held by a miner-fee cap below the relay fee until the cap is lifted
+/// near the expiry, while fees spike to `spike_sat_kw` from 12 blocks before the expiry: the
+/// sweep goes out urgent, into the spike. Returns the record and the confirmed sweep.
+async fn swept_into_a_spike(spike_sat_kw: u64) -> (SwapRecord, bitcoin::Transaction) {
+    let net = simnet().await;
+    let engine = net.engine().await;
+    let mut req = request(250_000);
+    req.conf_target = Some(30);
+    req.limits = Some(FeeLimits {
+        max_swap_fee: Sat(20_000),
+        max_prepay_amount: Sat(5_000),
+        max_swap_routing_fee: Sat(5_000),
+        max_prepay_routing_fee: Sat(100),
+        // Less than any sweep pays at the floor: no sweep until the cap is lifted.
+        max_miner_fee: Sat(50),
+    });
+    let hash = engine.loop_out(req).await.unwrap();
+    let expiry = net.record(hash).await.contract.terms().expiry;
+    lock(&net.world).set_fee_trace(FeeTrace::Spike {
+        base_sat_kw: 2_500,
+        at_height: BlockHeight(expiry.0 - 12),
+        rate_sat_kw: spike_sat_kw,
+        duration_blocks: 1_000,
+    });
+    let record = net.drive(hash, true, terminal).await;
+    assert_eq!(
+        record.progress.state,
+        SwapState::Succeeded,
+        "{:?}",
+        record.progress
+    );
+    let spend = record.progress.spend.unwrap();
+    let published_at = spend.height.0 - 1;
+    assert!(
+        expiry.0 - published_at <= URGENT_WITHIN_BLOCKS,
+        "published at {published_at}, expiry {expiry}: not urgent"
+    );
+    let tx = match lock(&net.world).chain().tx(&spend.txid) {
+        Some(TxStatus::Confirmed { tx, .. }) => tx.clone(),
+        other => panic!("the sweep is not confirmed: {other:?}"),
+    };
+    engine.shutdown();
+    (record, tx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fee_spike_near_the_expiry_is_paid_at_the_urgent_rate() {
+    let spike = 20_000;
+    let (record, tx) = swept_into_a_spike(spike).await;
+    let fee = record.costs.onchain;
+    let weight = tx.weight().to_wu();
+    // The urgent rate: the estimate at the urgent target, raised by 10 %.
+    assert!(
+        u128::from(fee.0) * 1000 >= u128::from(weight) * u128::from(spike * 11 / 10),
+        "fee {fee} for {weight} wu is below 1.1 x {spike} sat/kw"
+    );
+    assert!(fee < record.progress.htlc.unwrap().value.mul_ppm(MAX_FEE_SHARE));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fee_spike_beyond_a_fifth_of_the_htlc_is_clamped_to_a_fifth() {
+    let (record, _) = swept_into_a_spike(5_000_000).await;
+    let htlc = record.progress.htlc.unwrap();
+    assert_eq!(record.costs.onchain, htlc.value.mul_ppm(MAX_FEE_SHARE));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fee_estimate_at_the_floor_still_sweeps() {
+    let net = simnet().await;
+    // The chain's estimates bottom out at the relay floor (253 sat/kw).
+    lock(&net.world).set_fee_trace(FeeTrace::Flat(1));
+    let engine = net.engine().await;
+    let local_before = net.local_balance().await;
+    let wallet_before = net.wallet_confirmed().await;
+    let hash = engine.loop_out(request(250_000)).await.unwrap();
+    let record = net.drive_until(hash, succeeded).await;
+    assert_costs_match(&net, &record, local_before, wallet_before).await;
+    let txid = record.progress.spend.unwrap().txid;
+    let weight = match lock(&net.world).chain().tx(&txid) {
+        Some(TxStatus::Confirmed { tx, .. }) => tx.weight().to_wu(),
+        other => panic!("the sweep is not confirmed: {other:?}"),
+    };
+    assert!(
+        u128::from(record.costs.onchain.0) * 1000
+            >= u128::from(weight) * u128::from(FEE_FLOOR_SAT_KW),
+        "the sweep pays less than the relay floor"
+    );
+    engine.shutdown();
 }
