@@ -341,3 +341,25 @@ async fn a_tampered_answer_is_refused_before_anything_is_stored_or_paid() {
     assert_eq!(net.local_balance().await, local_before, "nothing was paid");
     engine.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_created_swap_carries_the_servers_message_and_the_limits_a_quote_derives() {
+    let net = simnet().await;
+    let engine = net.engine().await;
+    let created = engine.create_loop_out(request(250_000)).await.unwrap();
+    // The simnet server always says who it is.
+    assert_eq!(created.server_message, "simnet loop server");
+    // With no limits in the request, the swap carries what the one quote rule derives.
+    let record = net.record(created.hash).await;
+    let terms = record.contract.terms();
+    let quote_fee = terms.swap_invoice.amount + terms.prepay_invoice.amount - terms.amount;
+    let rate = net.node.estimate_fee(100).await.unwrap();
+    let derived = engine_harness::config(&net.world).quote_limits(
+        terms.amount,
+        quote_fee,
+        terms.prepay_invoice.amount,
+        sluice::chain::SatPerKw(rate.to_sat_per_kwu()),
+    );
+    assert_eq!(terms.fee_limits, derived.limits);
+    engine.shutdown();
+}
