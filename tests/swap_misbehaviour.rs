@@ -359,6 +359,63 @@ async fn of_two_htlc_outputs_only_the_first_is_used() {
 // Reorgs.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_htlc_confirmation_reorged_out_before_the_reveal_never_leads_to_one() {
+    let net = simnet().await;
+    // Two confirmations before the reveal, so a one-block confirmation can be taken back
+    // before the client acts on it.
+    let mut config = engine_harness::config(&net.world);
+    config.htlc_confirmations = 2;
+    let engine = SwapEngine::start(
+        net.node.clone(),
+        net.client.clone(),
+        net.store.clone(),
+        config,
+    );
+    engine.resume_all().await.unwrap();
+    let local_before = net.local_balance().await;
+    let wallet_before = net.wallet_confirmed().await;
+    let hash = engine.loop_out(request(300_000)).await.unwrap();
+    // Wait for the server's HTLC in the mempool, confirm it once, and take that block back.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while lock(&net.world).chain().mempool_txids().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "no HTLC published");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let reorged_height = {
+        let mut w = lock(&net.world);
+        w.mine(1);
+        let height = w.chain().height();
+        let outcome = w.reorg(1).unwrap();
+        assert!(
+            !outcome.returned.is_empty(),
+            "the HTLC is unconfirmed again"
+        );
+        height
+    };
+    let record = net.record(hash).await;
+    assert!(record.progress.revealed_at.is_none());
+    assert!(!net.server.knows_preimage(hash).unwrap());
+    // On the new branch it confirms again, and the reveal waits for two confirmations there
+    // (a block at every poll: the second confirmation has nothing in the mempool to wait for).
+    let record = net.drive(hash, true, succeeded).await;
+    let htlc = record.progress.htlc.unwrap();
+    let revealed_at = record.progress.revealed_at.unwrap();
+    assert!(
+        revealed_at.0 >= htlc.conf_height.unwrap().0 + 1,
+        "revealed at {revealed_at} for an HTLC confirmed at {:?}",
+        htlc.conf_height
+    );
+    let history = net.store.swap_history(hash).await.unwrap();
+    assert!(
+        history.iter().all(|u| u.progress.revealed_at.is_none()
+            || u.progress.revealed_at.unwrap().0 > reorged_height.0),
+        "no reveal on the reorged confirmation"
+    );
+    assert_costs_match(&net, &record, local_before, wallet_before).await;
+    engine.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_htlc_reorged_out_after_the_reveal_is_swept_once_it_confirms_again() {
     let net = simnet().await;
     let engine = net.engine().await;
