@@ -4,243 +4,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::{Arc, Mutex};
+mod engine_harness;
+
 use std::time::Duration;
 
-use async_trait::async_trait;
-use sluice::domain::{Network, Sat, SwapHash};
+use engine_harness::{assert_costs_match, request, simnet, succeeded};
+use sluice::domain::Sat;
 use sluice::lnd::{LightningNode, NodeErrorKind};
-use sluice::provider::l402::{L402Config, L402Payer, PaidInvoice, PayError};
-use sluice::provider::{LoopServerClient, ServerTls};
-use sluice::simnet::chain::TxStatus;
+use sluice::simnet::loopserver::Behaviour;
 use sluice::simnet::loopserver::behaviour::{
     CoSign, HtlcTamper, InvoiceTamper, Publication, SenderKeyTamper,
 };
-use sluice::simnet::loopserver::{Behaviour, LoopServer, LoopServerConfig};
-use sluice::simnet::world::{SharedWorld, SimNode, World, WorldConfig, lock};
-use sluice::store::{Store, SwapRecord};
-use sluice::swap::{
-    EngineConfig, FeeLimits, LoopOutRequest, PaymentStatus, SwapCosts, SwapEngine, SwapState,
-    SweepFailure,
-};
-use tokio::net::TcpListener;
-
-/// The server runs without an L402 front, so the client never has to buy a token; this
-/// stand-in refuses if it is ever asked to.
-struct NoTokenPayer;
-
-#[async_trait]
-impl L402Payer for NoTokenPayer {
-    async fn pay(&self, _: &str, _: Sat, _: Duration) -> Result<PaidInvoice, PayError> {
-        Err(PayError::Failed("no L402 token expected".to_owned()))
-    }
-    async fn track(&self, _: [u8; 32]) -> Result<Option<PaidInvoice>, PayError> {
-        Ok(None)
-    }
-}
-
-struct Simnet {
-    world: SharedWorld,
-    node: Arc<SimNode>,
-    client: Arc<LoopServerClient>,
-    server: Arc<LoopServer>,
-    store: Store,
-    dir: tempfile::TempDir,
-}
-
-async fn simnet() -> Simnet {
-    let world: SharedWorld = Arc::new(Mutex::new(
-        World::new(WorldConfig::default_topology(11, 2)).unwrap(),
-    ));
-    let node = Arc::new(SimNode::new(world.clone(), "sluice").unwrap());
-    let loop_node = Arc::new(SimNode::new(world.clone(), "loop").unwrap());
-    let server = Arc::new(LoopServer::new(
-        LoopServerConfig {
-            l402: None,
-            ..LoopServerConfig::default()
-        },
-        loop_node.clone(),
-        loop_node,
-    ));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let serving = server.clone();
-    tokio::spawn(async move {
-        let _ = serving.serve(listener, std::future::pending()).await;
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let client = LoopServerClient::connect(
-        &addr.to_string(),
-        ServerTls::Insecure,
-        Duration::from_secs(10),
-        L402Config::new(Network::Regtest, dir.path()),
-        Arc::new(NoTokenPayer),
-    )
-    .unwrap();
-    let store = Store::open(&dir.path().join("sluice.db")).await.unwrap();
-    Simnet {
-        world,
-        node,
-        client: Arc::new(client),
-        server,
-        store,
-        dir,
-    }
-}
-
-/// Loop's defaults with quick retries, on the world's simulated clock (its invoices are
-/// stamped with it).
-fn config(world: &SharedWorld) -> EngineConfig {
-    let mut c = EngineConfig::new(Network::Regtest);
-    let world = world.clone();
-    c.clock = Arc::new(move || Duration::from_secs(lock(&world).now_unix()));
-    c.retry_initial = Duration::from_millis(20);
-    c.retry_max = Duration::from_millis(200);
-    c
-}
-
-impl Simnet {
-    async fn engine(&self) -> SwapEngine {
-        let engine = SwapEngine::start(
-            self.node.clone(),
-            self.client.clone(),
-            self.store.clone(),
-            config(&self.world),
-        );
-        engine.resume_all().await.unwrap();
-        engine
-    }
-
-    async fn record(&self, hash: SwapHash) -> SwapRecord {
-        self.store.load_swap(hash).await.unwrap().unwrap().record
-    }
-
-    /// Mines a block whenever the mempool holds a transaction (the server's HTLC, our sweep)
-    /// or a spend is waiting for its confirmations, until `done` holds for the stored swap.
-    /// Polls with a deadline; never relies on how long a step takes.
-    async fn drive_until(&self, hash: SwapHash, done: impl Fn(&SwapRecord) -> bool) -> SwapRecord {
-        self.drive(hash, false, done).await
-    }
-
-    /// Like [`Simnet::drive_until`]; with `every_poll` a block is mined at every poll, so the
-    /// chain moves on even when nothing waits to confirm (to reach a deadline).
-    async fn drive(
-        &self,
-        hash: SwapHash,
-        every_poll: bool,
-        done: impl Fn(&SwapRecord) -> bool,
-    ) -> SwapRecord {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let record = self.record(hash).await;
-            if done(&record) {
-                return record;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "swap stuck in {:?}: {:?}",
-                record.progress.state,
-                record.progress
-            );
-            {
-                let mut w = lock(&self.world);
-                let waiting_for_depth = record.progress.state == SwapState::SpendConfirming;
-                if every_poll || !w.chain().mempool_txids().is_empty() || waiting_for_depth {
-                    w.mine(1);
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(30)).await;
-        }
-    }
-
-    /// The number of witness elements of the confirmed spend of the swap's HTLC: 1 for the
-    /// cooperative key path, 4 for the success leaf.
-    fn spend_witness_len(&self, record: &SwapRecord) -> usize {
-        let txid = record.progress.spend.expect("a recorded spend").txid;
-        let w = lock(&self.world);
-        match w.chain().tx(&txid) {
-            Some(TxStatus::Confirmed { tx, .. }) => tx.input[0].witness.len(),
-            other => panic!("the spend is not confirmed: {other:?}"),
-        }
-    }
-
-    async fn local_balance(&self) -> Sat {
-        self.node
-            .list_channels()
-            .await
-            .unwrap()
-            .iter()
-            .map(|c| c.local_balance)
-            .sum()
-    }
-
-    async fn wallet_confirmed(&self) -> Sat {
-        self.node.wallet_balance().unwrap().0
-    }
-}
-
-fn request(amount: u64) -> LoopOutRequest {
-    LoopOutRequest {
-        amount: Sat(amount),
-        destination: None,
-        outgoing_chan_set: Vec::new(),
-        label: "test".to_owned(),
-        initiator: "swap_engine test".to_owned(),
-        conf_target: Some(100),
-        limits: None,
-        fast: true,
-    }
-}
-
-fn succeeded(r: &SwapRecord) -> bool {
-    r.progress.state == SwapState::Succeeded
-}
-
-/// Checks a finished swap's recorded costs against what moved on the node.
-async fn assert_costs_match(
-    net: &Simnet,
-    record: &SwapRecord,
-    local_before: Sat,
-    wallet_before: Sat,
-) {
-    let terms = record.contract.terms();
-    let (
-        PaymentStatus::Succeeded {
-            amount: swap_paid,
-            routing_fee: swap_fee,
-        },
-        PaymentStatus::Succeeded {
-            amount: prepay_paid,
-            routing_fee: prepay_fee,
-        },
-    ) = (record.progress.swap_payment, record.progress.prepay_payment)
-    else {
-        panic!("both payments must have succeeded: {:?}", record.progress);
-    };
-    assert_eq!(swap_paid, terms.swap_invoice.amount);
-    assert_eq!(prepay_paid, terms.prepay_invoice.amount);
-    let costs = record.costs;
-    assert_eq!(costs.offchain, swap_fee + prepay_fee);
-    assert_eq!(
-        costs.server_sat,
-        i64::try_from((swap_paid + prepay_paid - terms.amount).0).unwrap()
-    );
-
-    // Off chain: what left our channels is both invoices plus routing fees (fees are paid in
-    // msat and recorded rounded up, so at most one sat per payment above the balance change).
-    let left = local_before - net.local_balance().await;
-    let recorded = swap_paid + prepay_paid + costs.offchain;
-    assert!(
-        left <= recorded && recorded - left <= Sat(2),
-        "left {left}, recorded {recorded}"
-    );
-
-    // On chain: the wallet received the HTLC minus the sweep's fee, exactly.
-    let htlc = record.progress.htlc.unwrap();
-    let received = net.wallet_confirmed().await - wallet_before;
-    assert_eq!(received, htlc.value - costs.onchain);
-    assert!(htlc.value >= terms.amount);
-}
+use sluice::simnet::world::lock;
+use sluice::swap::{FeeLimits, SwapCosts, SwapState, SweepFailure};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_loop_out_reaches_succeeded_and_its_costs_match_what_moved() {
@@ -563,5 +339,27 @@ async fn a_tampered_answer_is_refused_before_anything_is_stored_or_paid() {
             .is_empty()
     );
     assert_eq!(net.local_balance().await, local_before, "nothing was paid");
+    engine.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_created_swap_carries_the_servers_message_and_the_limits_a_quote_derives() {
+    let net = simnet().await;
+    let engine = net.engine().await;
+    let created = engine.create_loop_out(request(250_000)).await.unwrap();
+    // The simnet server always says who it is.
+    assert_eq!(created.server_message, "simnet loop server");
+    // With no limits in the request, the swap carries what the one quote rule derives.
+    let record = net.record(created.hash).await;
+    let terms = record.contract.terms();
+    let quote_fee = terms.swap_invoice.amount + terms.prepay_invoice.amount - terms.amount;
+    let rate = net.node.estimate_fee(100).await.unwrap();
+    let derived = engine_harness::config(&net.world).quote_limits(
+        terms.amount,
+        quote_fee,
+        terms.prepay_invoice.amount,
+        sluice::chain::SatPerKw(rate.to_sat_per_kwu()),
+    );
+    assert_eq!(terms.fee_limits, derived.limits);
     engine.shutdown();
 }

@@ -9,21 +9,20 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bitcoin::hashes::Hash;
 use bitcoin::{Address, ScriptBuf};
 use futures::{Stream, StreamExt};
 use tokio::sync::broadcast;
 
 use super::ApiError;
 use crate::chain::SatPerKw;
-use crate::chain::fees::{MIN_CONF_TARGET, SweepWitness, fee_for, sweep_weight};
+use crate::chain::fees::MIN_CONF_TARGET;
 use crate::domain::{ChanId, Network, Sat, SwapHash};
 use crate::lnd::LightningNode;
 use crate::proto::sluice as pb;
 use crate::provider::SwapProvider;
 use crate::store::Store;
 use crate::store::swaps::{SwapFilter, SwapRecord};
-use crate::swap::engine::{expiry_for, routing_fee_limit};
+use crate::swap::engine::expiry_for;
 use crate::swap::{EngineConfig, FeeLimits, LoopOutRequest, SwapCosts, SwapEngine, SwapState};
 
 /// Everything the swap RPCs need, built by the daemon next to the engine it runs.
@@ -197,39 +196,21 @@ impl SwapBackend {
             .estimate_fee(conf_target.max(MIN_CONF_TARGET))
             .await
             .map_err(|e| unavailable("lnd", e))?;
-        let p2wsh = ScriptBuf::new_p2wsh(&bitcoin::WScriptHash::all_zeros());
-        let sweep_fee = fee_for(
-            sweep_weight(SweepWitness::V3Success, &p2wsh),
+        let derived = self.config.quote_limits(
+            amount,
+            quote.swap_fee,
+            quote.prepay_amount,
             SatPerKw(rate.to_sat_per_kwu()),
         );
-        let mut max_miner_fee = Sat(sweep_fee.0.saturating_mul(self.config.miner_fee_multiplier));
-        if let Some(cap) = self.config.miner_fee_cap {
-            max_miner_fee = max_miner_fee.min(cap);
-        }
-        let derived = FeeLimits {
-            max_swap_fee: quote.swap_fee,
-            max_prepay_amount: quote.prepay_amount,
-            max_swap_routing_fee: routing_fee_limit(
-                amount,
-                self.config.routing_fee_base,
-                self.config.routing_fee_rate,
-            ),
-            max_prepay_routing_fee: routing_fee_limit(
-                quote.prepay_amount,
-                self.config.routing_fee_base,
-                self.config.routing_fee_rate,
-            ),
-            max_miner_fee,
-        };
         Ok(pb::QuoteResponse {
             amount_sat: amount.0,
             swap_fee_sat: quote.swap_fee.0,
             prepay_amount_sat: quote.prepay_amount.0,
-            estimated_sweep_fee_sat: sweep_fee.0,
+            estimated_sweep_fee_sat: derived.estimated_sweep_fee.0,
             server_node: hex::encode(quote.swap_payment_dest),
             expiry_height: expiry.0,
             conf_target,
-            limits: Some(limits(&derived)),
+            limits: Some(limits(&derived.limits)),
         })
     }
 
@@ -285,9 +266,9 @@ impl SwapBackend {
         } else {
             req.initiator
         };
-        let hash = self
+        let created = self
             .engine
-            .loop_out(LoopOutRequest {
+            .create_loop_out(LoopOutRequest {
                 amount,
                 destination: (!req.dest.is_empty()).then_some(req.dest),
                 outgoing_chan_set: req.outgoing_chan_set.into_iter().map(ChanId).collect(),
@@ -298,6 +279,7 @@ impl SwapBackend {
                 fast: req.fast,
             })
             .await?;
+        let hash = created.hash;
         let record = self
             .store
             .load_swap(hash)
@@ -314,7 +296,7 @@ impl SwapBackend {
         Ok(pb::LoopOutResponse {
             id: hash.to_string(),
             htlc_address,
-            server_message: String::new(),
+            server_message: created.server_message,
         })
     }
 

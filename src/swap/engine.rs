@@ -121,6 +121,45 @@ impl EngineConfig {
         }
     }
 
+    /// The fee limits a swap gets when its request sets none, derived from the server's quote
+    /// as Loop's CLI does (`loop-protocol.md` §1 C): the quoted swap fee and prepay as their
+    /// maximums, routing fees of base + rate on each payment, and `miner_fee_multiplier` × the
+    /// worst-case sweep fee at `sweep_rate` (a script-path success input paying a P2WSH
+    /// output), capped by `miner_fee_cap`. `Quote` shows these and `LoopOut` starts from them,
+    /// so both use this one rule.
+    pub fn quote_limits(
+        &self,
+        amount: Sat,
+        swap_fee: Sat,
+        prepay_amount: Sat,
+        sweep_rate: SatPerKw,
+    ) -> QuoteLimits {
+        let p2wsh = ScriptBuf::new_p2wsh(&bitcoin::WScriptHash::all_zeros());
+        let sweep_fee = fee_for(sweep_weight(SweepWitness::V3Success, &p2wsh), sweep_rate);
+        let mut max_miner_fee = Sat(sweep_fee.0.saturating_mul(self.miner_fee_multiplier));
+        if let Some(cap) = self.miner_fee_cap {
+            max_miner_fee = max_miner_fee.min(cap);
+        }
+        QuoteLimits {
+            limits: FeeLimits {
+                max_swap_fee: swap_fee,
+                max_prepay_amount: prepay_amount,
+                max_swap_routing_fee: routing_fee_limit(
+                    amount,
+                    self.routing_fee_base,
+                    self.routing_fee_rate,
+                ),
+                max_prepay_routing_fee: routing_fee_limit(
+                    prepay_amount,
+                    self.routing_fee_base,
+                    self.routing_fee_rate,
+                ),
+                max_miner_fee,
+            },
+            estimated_sweep_fee: sweep_fee,
+        }
+    }
+
     pub(crate) fn now_unix(&self) -> i64 {
         i64::try_from((self.clock)().as_secs()).unwrap_or(i64::MAX)
     }
@@ -250,6 +289,24 @@ impl EngineError {
     fn provider(op: &'static str) -> impl FnOnce(ProviderError) -> EngineError {
         move |source| EngineError::Provider { op, source }
     }
+}
+
+/// The limits [`EngineConfig::quote_limits`] derives from a quote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuoteLimits {
+    /// The fee limits a swap created now would get.
+    pub limits: FeeLimits,
+    /// The worst-case sweep fee at the estimated rate (before the multiplier).
+    pub estimated_sweep_fee: Sat,
+}
+
+/// A created Loop Out, as [`SwapEngine::create_loop_out`] returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedLoopOut {
+    /// The swap's hash, its id.
+    pub hash: SwapHash,
+    /// What the server said with its answer to `NewLoopOutSwap` (often empty).
+    pub server_message: String,
 }
 
 /// The expiry for a swap created at `height` with confirmation target `conf_target`
@@ -431,6 +488,15 @@ impl SwapEngine {
     /// Creates a Loop Out: see the module documentation for the steps. The contract is stored
     /// before anything is paid; the returned swap is then driven in the background.
     pub async fn loop_out(&self, req: LoopOutRequest) -> Result<SwapHash, EngineError> {
+        Ok(self.create(req, None).await?.hash)
+    }
+
+    /// Creates a Loop Out like [`SwapEngine::loop_out`] and also returns what the server said
+    /// with its answer, for the caller to show.
+    pub async fn create_loop_out(
+        &self,
+        req: LoopOutRequest,
+    ) -> Result<CreatedLoopOut, EngineError> {
         self.create(req, None).await
     }
 
@@ -442,14 +508,14 @@ impl SwapEngine {
         req: LoopOutRequest,
         admit: Admission,
     ) -> Result<SwapHash, EngineError> {
-        self.create(req, Some(admit)).await
+        Ok(self.create(req, Some(admit)).await?.hash)
     }
 
     async fn create(
         &self,
         req: LoopOutRequest,
         admit: Option<Admission>,
-    ) -> Result<SwapHash, EngineError> {
+    ) -> Result<CreatedLoopOut, EngineError> {
         let inner = &self.inner;
         let config = &inner.config;
         if inner.cancel.is_cancelled() {
@@ -490,27 +556,14 @@ impl SwapEngine {
                     .estimate_fee(conf_target.max(crate::chain::fees::MIN_CONF_TARGET))
                     .await
                     .map_err(EngineError::node("EstimateFee"))?;
-                // Loop's worst case: a script-path success input paying a P2WSH output.
-                let p2wsh = ScriptBuf::new_p2wsh(&bitcoin::WScriptHash::all_zeros());
-                let sweep_fee = fee_for(
-                    sweep_weight(SweepWitness::V3Success, &p2wsh),
-                    SatPerKw(rate.to_sat_per_kwu()),
-                );
-                FeeLimits {
-                    max_swap_fee: quote.swap_fee,
-                    max_prepay_amount: quote.prepay_amount,
-                    max_swap_routing_fee: routing_fee_limit(
+                config
+                    .quote_limits(
                         req.amount,
-                        config.routing_fee_base,
-                        config.routing_fee_rate,
-                    ),
-                    max_prepay_routing_fee: routing_fee_limit(
+                        quote.swap_fee,
                         quote.prepay_amount,
-                        config.routing_fee_base,
-                        config.routing_fee_rate,
-                    ),
-                    max_miner_fee: Sat(sweep_fee.0.saturating_mul(config.miner_fee_multiplier)),
-                }
+                        SatPerKw(rate.to_sat_per_kwu()),
+                    )
+                    .limits
             }
         };
         if let Some(cap) = config.miner_fee_cap {
@@ -640,7 +693,10 @@ impl SwapEngine {
             created: true,
         });
         self.spawn_driver(contract, preimage, extras, progress);
-        Ok(swap_hash)
+        Ok(CreatedLoopOut {
+            hash: swap_hash,
+            server_message: resp.server_message,
+        })
     }
 }
 

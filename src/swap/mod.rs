@@ -52,7 +52,10 @@ pub use contract::{
     DEFAULT_REVEAL_MARGIN_BLOCKS, DEFAULT_SWEEP_FINALITY_CONFIRMATIONS, FeeLimits, InvoiceTerms,
     KeyLocator, LoopOutContract, Preimage, SWAP_KEY_FAMILY,
 };
-pub use engine::{Admission, EngineConfig, EngineError, LoopOutRequest, SwapEngine, SwapUpdate};
+pub use engine::{
+    Admission, CreatedLoopOut, EngineConfig, EngineError, LoopOutRequest, QuoteLimits, SwapEngine,
+    SwapUpdate,
+};
 pub use event::{Action, CancelReason, Input, PaymentEvent, Rejected, Rule, Transition};
 pub use state::{
     HtlcOutput, HtlcSpend, PaymentFailureReason, PaymentKind, PaymentStatus, PreimageLocked,

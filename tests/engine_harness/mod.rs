@@ -1,0 +1,295 @@
+//! The engine test harness shared by `swap_engine` and `swap_misbehaviour`: a simulated lnd
+//! ("sluice") paying the simnet Loop server over gRPC, both on one simulated chain, a store in a
+//! temporary directory, and helpers that mine while a swap waits and read what moved on the
+//! node.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sluice::domain::{Network, Sat, SwapHash};
+use sluice::lnd::LightningNode;
+use sluice::provider::l402::{L402Config, L402Payer, PaidInvoice, PayError};
+use sluice::provider::{LoopServerClient, ServerTls};
+use sluice::simnet::chain::TxStatus;
+use sluice::simnet::loopserver::{LoopServer, LoopServerConfig};
+use sluice::simnet::world::{SharedWorld, SimNode, World, WorldConfig, lock};
+use sluice::store::{Store, SwapRecord};
+use sluice::swap::{EngineConfig, LoopOutRequest, PaymentStatus, SwapEngine, SwapState};
+use tokio::net::TcpListener;
+
+/// The server runs without an L402 front, so the client never has to buy a token; this
+/// stand-in refuses if it is ever asked to.
+pub struct NoTokenPayer;
+
+#[async_trait]
+impl L402Payer for NoTokenPayer {
+    async fn pay(&self, _: &str, _: Sat, _: Duration) -> Result<PaidInvoice, PayError> {
+        Err(PayError::Failed("no L402 token expected".to_owned()))
+    }
+    async fn track(&self, _: [u8; 32]) -> Result<Option<PaidInvoice>, PayError> {
+        Ok(None)
+    }
+}
+
+pub struct Simnet {
+    pub world: SharedWorld,
+    pub node: Arc<SimNode>,
+    pub client: Arc<LoopServerClient>,
+    pub server: Arc<LoopServer>,
+    pub store: Store,
+    pub dir: tempfile::TempDir,
+    /// Where the server's gRPC listens; the same address again after a restart.
+    pub addr: std::net::SocketAddr,
+    serving: Mutex<Option<Serving>>,
+}
+
+/// The server's running gRPC front: a shutdown trigger and the task serving it.
+struct Serving {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn serve(server: &Arc<LoopServer>, listener: TcpListener) -> Serving {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = server.serve(listener, async move {
+        let _ = stopped.await;
+    });
+    let task = tokio::spawn(async move {
+        let _ = serving.await;
+    });
+    Serving { stop, task }
+}
+
+pub async fn simnet() -> Simnet {
+    let world: SharedWorld = Arc::new(Mutex::new(
+        World::new(WorldConfig::default_topology(11, 2)).unwrap(),
+    ));
+    let node = Arc::new(SimNode::new(world.clone(), "sluice").unwrap());
+    let loop_node = Arc::new(SimNode::new(world.clone(), "loop").unwrap());
+    let server = Arc::new(LoopServer::new(
+        LoopServerConfig {
+            l402: None,
+            ..LoopServerConfig::default()
+        },
+        loop_node.clone(),
+        loop_node,
+    ));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serving = serve(&server, listener);
+    let dir = tempfile::tempdir().unwrap();
+    let client = LoopServerClient::connect(
+        &addr.to_string(),
+        ServerTls::Insecure,
+        Duration::from_secs(10),
+        L402Config::new(Network::Regtest, dir.path()),
+        Arc::new(NoTokenPayer),
+    )
+    .unwrap();
+    let store = Store::open(&dir.path().join("sluice.db")).await.unwrap();
+    Simnet {
+        world,
+        node,
+        client: Arc::new(client),
+        server,
+        store,
+        dir,
+        addr,
+        serving: Mutex::new(Some(serving)),
+    }
+}
+
+/// Loop's defaults with quick retries, on the world's simulated clock (its invoices are
+/// stamped with it).
+pub fn config(world: &SharedWorld) -> EngineConfig {
+    let mut c = EngineConfig::new(Network::Regtest);
+    let world = world.clone();
+    c.clock = Arc::new(move || Duration::from_secs(lock(&world).now_unix()));
+    c.retry_initial = Duration::from_millis(20);
+    c.retry_max = Duration::from_millis(200);
+    c
+}
+
+impl Simnet {
+    /// Stops the server's gRPC front (its swaps carry on, as across a server restart) and
+    /// waits until it no longer serves.
+    pub async fn stop_server(&self) {
+        let serving = self.serving.lock().unwrap().take();
+        if let Some(Serving { stop, task }) = serving {
+            let _ = stop.send(());
+            task.await.unwrap();
+        }
+    }
+
+    /// Serves the server's gRPC front again on the same address.
+    pub async fn restart_server(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let listener = loop {
+            match TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(e) => {
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "cannot listen on {} again: {e}",
+                        self.addr
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        *self.serving.lock().unwrap() = Some(serve(&self.server, listener));
+    }
+
+    pub async fn engine(&self) -> SwapEngine {
+        let engine = SwapEngine::start(
+            self.node.clone(),
+            self.client.clone(),
+            self.store.clone(),
+            config(&self.world),
+        );
+        engine.resume_all().await.unwrap();
+        engine
+    }
+
+    pub async fn record(&self, hash: SwapHash) -> SwapRecord {
+        self.store.load_swap(hash).await.unwrap().unwrap().record
+    }
+
+    /// Mines a block whenever the mempool holds a transaction (the server's HTLC, our sweep)
+    /// or a spend is waiting for its confirmations, until `done` holds for the stored swap.
+    /// Polls with a deadline; never relies on how long a step takes.
+    pub async fn drive_until(
+        &self,
+        hash: SwapHash,
+        done: impl Fn(&SwapRecord) -> bool,
+    ) -> SwapRecord {
+        self.drive(hash, false, done).await
+    }
+
+    /// Like [`Simnet::drive_until`]; with `every_poll` a block is mined at every poll, so the
+    /// chain moves on even when nothing waits to confirm (to reach a deadline).
+    pub async fn drive(
+        &self,
+        hash: SwapHash,
+        every_poll: bool,
+        done: impl Fn(&SwapRecord) -> bool,
+    ) -> SwapRecord {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let record = self.record(hash).await;
+            if done(&record) {
+                return record;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "swap stuck in {:?}: {:?}",
+                record.progress.state,
+                record.progress
+            );
+            {
+                let mut w = lock(&self.world);
+                let waiting_for_depth = record.progress.state == SwapState::SpendConfirming;
+                if every_poll || !w.chain().mempool_txids().is_empty() || waiting_for_depth {
+                    w.mine(1);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    }
+
+    /// The number of witness elements of the confirmed spend of the swap's HTLC: 1 for the
+    /// cooperative key path, 4 for the success leaf.
+    pub fn spend_witness_len(&self, record: &SwapRecord) -> usize {
+        let txid = record.progress.spend.expect("a recorded spend").txid;
+        let w = lock(&self.world);
+        match w.chain().tx(&txid) {
+            Some(TxStatus::Confirmed { tx, .. }) => tx.input[0].witness.len(),
+            other => panic!("the spend is not confirmed: {other:?}"),
+        }
+    }
+
+    pub async fn local_balance(&self) -> Sat {
+        self.node
+            .list_channels()
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.local_balance)
+            .sum()
+    }
+
+    pub async fn wallet_confirmed(&self) -> Sat {
+        self.node.wallet_balance().unwrap().0
+    }
+
+    /// What the node holds: channel local balances plus the confirmed wallet.
+    pub async fn holdings(&self) -> Sat {
+        self.local_balance().await + self.wallet_confirmed().await
+    }
+}
+
+pub fn request(amount: u64) -> LoopOutRequest {
+    LoopOutRequest {
+        amount: Sat(amount),
+        destination: None,
+        outgoing_chan_set: Vec::new(),
+        label: "test".to_owned(),
+        initiator: "swap_engine test".to_owned(),
+        conf_target: Some(100),
+        limits: None,
+        fast: true,
+    }
+}
+
+pub fn succeeded(r: &SwapRecord) -> bool {
+    r.progress.state == SwapState::Succeeded
+}
+
+/// Checks a finished swap's recorded costs against what moved on the node.
+pub async fn assert_costs_match(
+    net: &Simnet,
+    record: &SwapRecord,
+    local_before: Sat,
+    wallet_before: Sat,
+) {
+    let terms = record.contract.terms();
+    let (
+        PaymentStatus::Succeeded {
+            amount: swap_paid,
+            routing_fee: swap_fee,
+        },
+        PaymentStatus::Succeeded {
+            amount: prepay_paid,
+            routing_fee: prepay_fee,
+        },
+    ) = (record.progress.swap_payment, record.progress.prepay_payment)
+    else {
+        panic!("both payments must have succeeded: {:?}", record.progress);
+    };
+    assert_eq!(swap_paid, terms.swap_invoice.amount);
+    assert_eq!(prepay_paid, terms.prepay_invoice.amount);
+    let costs = record.costs;
+    assert_eq!(costs.offchain, swap_fee + prepay_fee);
+    assert_eq!(
+        costs.server_sat,
+        i64::try_from((swap_paid + prepay_paid - terms.amount).0).unwrap()
+    );
+
+    // Off chain: what left our channels is both invoices plus routing fees (fees are paid in
+    // msat and recorded rounded up, so at most one sat per payment above the balance change).
+    let left = local_before - net.local_balance().await;
+    let recorded = swap_paid + prepay_paid + costs.offchain;
+    assert!(
+        left <= recorded && recorded - left <= Sat(2),
+        "left {left}, recorded {recorded}"
+    );
+
+    // On chain: the wallet received the HTLC minus the sweep's fee, exactly.
+    let htlc = record.progress.htlc.unwrap();
+    let received = net.wallet_confirmed().await - wallet_before;
+    assert_eq!(received, htlc.value - costs.onchain);
+    assert!(htlc.value >= terms.amount);
+}
