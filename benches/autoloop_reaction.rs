@@ -15,13 +15,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use futures::StreamExt;
 use sluice::autoloop::{Autoloop, AutoloopConfig, AutoloopDeps, Mode};
 use sluice::domain::{Network, Preimage, Sat};
 use sluice::lnd::LightningNode;
 use sluice::lnd::types::{HoldInvoiceRequest, PaymentRequest};
-use sluice::provider::l402::{L402Config, L402Payer, PaidInvoice, PayError};
+use sluice::provider::l402::{L402Config, NeverPay};
 use sluice::provider::{LoopServerClient, ServerTls};
 use sluice::simnet::loopserver::{LoopServer, LoopServerConfig};
 use sluice::simnet::world::{SharedWorld, SimNode, World, WorldConfig, lock};
@@ -29,18 +28,6 @@ use sluice::store::Store;
 use sluice::swap::{EngineConfig, SwapEngine};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-
-struct NoTokenPayer;
-
-#[async_trait]
-impl L402Payer for NoTokenPayer {
-    async fn pay(&self, _: &str, _: Sat, _: Duration) -> Result<PaidInvoice, PayError> {
-        Err(PayError::Failed("no L402 token expected".to_owned()))
-    }
-    async fn track(&self, _: [u8; 32]) -> Result<Option<PaidInvoice>, PayError> {
-        Ok(None)
-    }
-}
 
 /// One run: returns the time from the settled payment to the created swap.
 async fn run(debounce: Duration, seed: u64) -> Duration {
@@ -79,7 +66,7 @@ async fn run(debounce: Duration, seed: u64) -> Duration {
             ServerTls::Insecure,
             Duration::from_secs(10),
             L402Config::new(Network::Regtest, dir.path()),
-            Arc::new(NoTokenPayer),
+            Arc::new(NeverPay),
         )
         .unwrap(),
     );

@@ -16,10 +16,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use futures::future::join_all;
 use sluice::domain::{Network, Ppm, Sat, SwapHash};
-use sluice::provider::l402::{L402Config, L402Payer, PaidInvoice, PayError};
+use sluice::provider::l402::{L402Config, NeverPay};
 use sluice::provider::{LoopServerClient, ServerTls};
 use sluice::simnet::loopserver::{LoopServer, LoopServerConfig};
 use sluice::simnet::world::{
@@ -28,19 +27,6 @@ use sluice::simnet::world::{
 use sluice::store::{Store, SwapFilter};
 use sluice::swap::{EngineConfig, LoopOutRequest, SwapEngine, SwapState};
 use tokio::net::TcpListener;
-
-/// The server runs without an L402 front; this payer refuses if it is ever asked to pay.
-struct NoTokenPayer;
-
-#[async_trait]
-impl L402Payer for NoTokenPayer {
-    async fn pay(&self, _: &str, _: Sat, _: Duration) -> Result<PaidInvoice, PayError> {
-        Err(PayError::Failed("no L402 token expected".to_owned()))
-    }
-    async fn track(&self, _: [u8; 32]) -> Result<Option<PaidInvoice>, PayError> {
-        Ok(None)
-    }
-}
 
 /// Each swap's amount: the server's minimum is 10,000 sat.
 const AMOUNT: Sat = Sat(20_000);
@@ -147,7 +133,7 @@ async fn run(swaps: usize) {
         ServerTls::Insecure,
         Duration::from_secs(60),
         L402Config::new(Network::Regtest, dir.path()),
-        Arc::new(NoTokenPayer),
+        Arc::new(NeverPay),
     )
     .unwrap();
     let store = Store::open(&dir.path().join("sluice.db")).await.unwrap();

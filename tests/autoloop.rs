@@ -9,11 +9,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use sluice::autoloop::{Autoloop, AutoloopConfig, AutoloopDeps, Mode, PassReport, Wake};
 use sluice::domain::{ChanId, Network, Sat, SwapHash};
 use sluice::lnd::LightningNode;
-use sluice::provider::l402::{L402Config, L402Payer, PaidInvoice, PayError};
+use sluice::provider::l402::{L402Config, NeverPay};
 use sluice::provider::{LoopServerClient, ServerTls};
 use sluice::simnet::loopserver::{LoopServer, LoopServerConfig};
 use sluice::simnet::world::{SharedWorld, SimNode, World, WorldConfig, lock};
@@ -21,18 +20,6 @@ use sluice::store::{JournalFilter, Store, SwapFilter};
 use sluice::swap::{EngineConfig, SwapEngine, SwapState};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-
-struct NoTokenPayer;
-
-#[async_trait]
-impl L402Payer for NoTokenPayer {
-    async fn pay(&self, _: &str, _: Sat, _: Duration) -> Result<PaidInvoice, PayError> {
-        Err(PayError::Failed("no L402 token expected".to_owned()))
-    }
-    async fn track(&self, _: [u8; 32]) -> Result<Option<PaidInvoice>, PayError> {
-        Ok(None)
-    }
-}
 
 struct Net {
     world: SharedWorld,
@@ -94,7 +81,7 @@ async fn net_on(world: SharedWorld) -> Net {
         ServerTls::Insecure,
         Duration::from_secs(10),
         L402Config::new(Network::Regtest, dir.path()),
-        Arc::new(NoTokenPayer),
+        Arc::new(NeverPay),
     )
     .unwrap();
     let store = Store::open(&dir.path().join("sluice.db")).await.unwrap();

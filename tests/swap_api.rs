@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use sluice::api::swaps::SwapBackend;
 use sluice::api::{ApiState, Credentials, auth, serve};
 use sluice::cli::client::Target;
@@ -18,7 +17,7 @@ use sluice::cli::{Args, Command, execute};
 use sluice::domain::{Network, NodeStatus, PolicyStatus, Sat};
 use sluice::lnd::LightningNode;
 use sluice::proto::sluice as pb;
-use sluice::provider::l402::{L402Config, L402Payer, PaidInvoice, PayError};
+use sluice::provider::l402::{L402Config, NeverPay};
 use sluice::provider::{LoopServerClient, ServerTls};
 use sluice::simnet::loopserver::{LoopServer, LoopServerConfig};
 use sluice::simnet::world::{SharedWorld, SimNode, World, WorldConfig, lock};
@@ -27,19 +26,6 @@ use sluice::store::swaps::SwapFilter;
 use sluice::swap::{EngineConfig, PaymentStatus, SwapEngine, SwapState};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-
-/// The server runs without an L402 front; this stand-in refuses if it is ever asked to pay.
-struct NoTokenPayer;
-
-#[async_trait]
-impl L402Payer for NoTokenPayer {
-    async fn pay(&self, _: &str, _: Sat, _: Duration) -> Result<PaidInvoice, PayError> {
-        Err(PayError::Failed("no L402 token expected".to_owned()))
-    }
-    async fn track(&self, _: [u8; 32]) -> Result<Option<PaidInvoice>, PayError> {
-        Ok(None)
-    }
-}
 
 struct Net {
     world: SharedWorld,
@@ -141,7 +127,7 @@ async fn net() -> Net {
             ServerTls::Insecure,
             Duration::from_secs(10),
             L402Config::new(Network::Regtest, dir.path()),
-            Arc::new(NoTokenPayer),
+            Arc::new(NeverPay),
         )
         .unwrap(),
     );

@@ -128,6 +128,24 @@ pub trait L402Payer: Send + Sync {
     async fn track(&self, payment_hash: [u8; 32]) -> Result<Option<PaidInvoice>, PayError>;
 }
 
+/// The payer for a swap server without an L402 front: it never pays, so a payment challenge
+/// fails the call with an error saying no token was expected.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NeverPay;
+
+#[async_trait]
+impl L402Payer for NeverPay {
+    async fn pay(&self, _: &str, _: Sat, _: Duration) -> Result<PaidInvoice, PayError> {
+        Err(PayError::Failed(
+            "the swap server asked for an L402 token, but this client pays for none".to_owned(),
+        ))
+    }
+
+    async fn track(&self, _: [u8; 32]) -> Result<Option<PaidInvoice>, PayError> {
+        Ok(None)
+    }
+}
+
 /// Why a token could not be obtained or used.
 #[derive(Debug, thiserror::Error)]
 pub enum L402Error {
@@ -440,6 +458,16 @@ pub fn token_paths(dir: &Path) -> (PathBuf, PathBuf) {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn never_pay_refuses_every_invoice_and_knows_no_payment() {
+        let err = NeverPay
+            .pay("lnbcrt1...", Sat(10), Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("pays for none"), "{err}");
+        assert!(NeverPay.track([1; 32]).await.unwrap().is_none());
+    }
 
     fn status_with(values: &[&str]) -> tonic::Status {
         let mut status = tonic::Status::internal("payment required");

@@ -8,10 +8,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use sluice::domain::{Network, Sat, SwapHash};
 use sluice::lnd::LightningNode;
-use sluice::provider::l402::{L402Config, L402Payer, PaidInvoice, PayError};
+use sluice::provider::l402::{L402Config, NeverPay};
 use sluice::provider::{LoopServerClient, ServerTls};
 use sluice::simnet::chain::TxStatus;
 use sluice::simnet::loopserver::{LoopServer, LoopServerConfig};
@@ -19,20 +18,6 @@ use sluice::simnet::world::{SharedWorld, SimNode, World, WorldConfig, lock};
 use sluice::store::{Store, SwapRecord};
 use sluice::swap::{EngineConfig, LoopOutRequest, PaymentStatus, SwapEngine, SwapState};
 use tokio::net::TcpListener;
-
-/// The server runs without an L402 front, so the client never has to buy a token; this
-/// stand-in refuses if it is ever asked to.
-pub struct NoTokenPayer;
-
-#[async_trait]
-impl L402Payer for NoTokenPayer {
-    async fn pay(&self, _: &str, _: Sat, _: Duration) -> Result<PaidInvoice, PayError> {
-        Err(PayError::Failed("no L402 token expected".to_owned()))
-    }
-    async fn track(&self, _: [u8; 32]) -> Result<Option<PaidInvoice>, PayError> {
-        Ok(None)
-    }
-}
 
 pub struct Simnet {
     pub world: SharedWorld,
@@ -86,7 +71,7 @@ pub async fn simnet() -> Simnet {
         ServerTls::Insecure,
         Duration::from_secs(10),
         L402Config::new(Network::Regtest, dir.path()),
-        Arc::new(NoTokenPayer),
+        Arc::new(NeverPay),
     )
     .unwrap();
     let store = Store::open(&dir.path().join("sluice.db")).await.unwrap();
