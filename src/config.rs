@@ -99,6 +99,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// The policy files.
     pub policies: PoliciesConfig,
+    /// When autoloop runs its passes.
+    pub autoloop: AutoloopSettings,
     /// Logging.
     pub log: LogConfig,
     /// Graceful shutdown.
@@ -189,6 +191,15 @@ pub struct LogConfig {
     pub level: String,
     /// Line format.
     pub format: LogFormat,
+}
+
+/// When autoloop runs its passes (the policy decides what they do).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoloopSettings {
+    /// How long channel events are gathered before a pass.
+    pub debounce: Duration,
+    /// A pass at least this often.
+    pub tick: Duration,
 }
 
 /// Graceful shutdown.

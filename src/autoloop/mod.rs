@@ -143,14 +143,20 @@ pub struct AutoloopConfig {
     pub flow_windows_days: Vec<u32>,
 }
 
+/// The safety tick's default period (config `autoloop.tick`).
+pub const DEFAULT_TICK: Duration = Duration::from_secs(600);
+
+/// How long channel events are gathered before a pass, by default (config `autoloop.debounce`).
+pub const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(2);
+
 impl AutoloopConfig {
     /// Defaults: a 10-minute tick, 2 s debounce, 5 s policy poll, 1 000 journalled passes,
     /// 2 016 fee samples and 1/7/30-day flow windows.
     pub fn new(policy_path: PathBuf) -> AutoloopConfig {
         AutoloopConfig {
             policy_path,
-            tick: Duration::from_secs(600),
-            debounce: Duration::from_secs(2),
+            tick: DEFAULT_TICK,
+            debounce: DEFAULT_DEBOUNCE,
             policy_poll: Duration::from_secs(5),
             journal_passes: 1_000,
             fee_history: 2_016,

@@ -82,6 +82,12 @@ pub struct DaemonArgs {
     /// Sets `policies.dir` [env: SLUICE_POLICIES_DIR].
     #[arg(long, value_name = "DIR")]
     pub policies_dir: Option<String>,
+    /// Sets `autoloop.debounce` [env: SLUICE_AUTOLOOP_DEBOUNCE].
+    #[arg(long, value_name = "DURATION")]
+    pub autoloop_debounce: Option<String>,
+    /// Sets `autoloop.tick` [env: SLUICE_AUTOLOOP_TICK].
+    #[arg(long, value_name = "DURATION")]
+    pub autoloop_tick: Option<String>,
     /// Sets `log.level` [env: SLUICE_LOG_LEVEL].
     #[arg(long, value_name = "FILTER")]
     pub log_level: Option<String>,
@@ -126,6 +132,8 @@ impl DaemonArgs {
             "metrics.per_channel" => &self.metrics_per_channel,
             "store.path" => &self.store_path,
             "policies.dir" => &self.policies_dir,
+            "autoloop.debounce" => &self.autoloop_debounce,
+            "autoloop.tick" => &self.autoloop_tick,
             "log.level" => &self.log_level,
             "log.format" => &self.log_format,
             "shutdown.timeout" => &self.shutdown_timeout,

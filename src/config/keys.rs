@@ -214,6 +214,22 @@ pub const POLICIES_DIR: Key = Key {
     doc: "The directory of policy files (*.yaml, *.rhai).",
 };
 
+/// `autoloop.debounce`.
+pub const AUTOLOOP_DEBOUNCE: Key = Key {
+    path: "autoloop.debounce",
+    kind: KeyKind::Duration,
+    default: "2s",
+    doc: "How long channel events are gathered before autoloop runs a pass on them.",
+};
+
+/// `autoloop.tick`.
+pub const AUTOLOOP_TICK: Key = Key {
+    path: "autoloop.tick",
+    kind: KeyKind::Duration,
+    default: "10m",
+    doc: "Autoloop's safety tick: a pass at least this often, whatever else happens.",
+};
+
 /// `log.level`.
 pub const LOG_LEVEL: Key = Key {
     path: "log.level",
@@ -255,6 +271,8 @@ pub const KEYS: &[Key] = &[
     METRICS_PER_CHANNEL,
     STORE_PATH,
     POLICIES_DIR,
+    AUTOLOOP_DEBOUNCE,
+    AUTOLOOP_TICK,
     LOG_LEVEL,
     LOG_FORMAT,
     SHUTDOWN_TIMEOUT,
@@ -352,7 +370,8 @@ mod tests {
         assert_eq!(
             sections(),
             [
-                "lnd", "server", "rpc", "metrics", "store", "policies", "log", "shutdown"
+                "lnd", "server", "rpc", "metrics", "store", "policies", "autoloop", "log",
+                "shutdown"
             ]
         );
     }

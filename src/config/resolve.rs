@@ -250,6 +250,16 @@ pub(super) fn resolve(
         DEFAULT_LOG_LEVEL.to_owned(),
     )?;
     let format = sources.get_or(&keys::LOG_FORMAT, values::log_format, LogFormat::Human)?;
+    let debounce = sources.get_or(
+        &keys::AUTOLOOP_DEBOUNCE,
+        values::duration,
+        crate::autoloop::DEFAULT_DEBOUNCE,
+    )?;
+    let tick = sources.get_or(
+        &keys::AUTOLOOP_TICK,
+        values::duration,
+        crate::autoloop::DEFAULT_TICK,
+    )?;
     let shutdown = sources.get_or(
         &keys::SHUTDOWN_TIMEOUT,
         values::duration,
@@ -277,6 +287,10 @@ pub(super) fn resolve(
         log: LogConfig {
             level: level.value,
             format: format.value,
+        },
+        autoloop: AutoloopSettings {
+            debounce: debounce.value,
+            tick: tick.value,
         },
         shutdown: ShutdownConfig {
             timeout: shutdown.value,

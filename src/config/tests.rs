@@ -540,3 +540,31 @@ fn empty_values_mean_defaults() {
     let config = world.load(&["--config", path.to_str().unwrap()]).unwrap();
     assert_eq!(config.rpc.listen, DEFAULT_RPC_LISTEN);
 }
+
+#[test]
+fn autoloop_timing_comes_from_file_env_or_flag() {
+    let mut world = World::new();
+    let defaults = world.load(&[]).unwrap();
+    assert_eq!(
+        defaults.autoloop.debounce,
+        crate::autoloop::DEFAULT_DEBOUNCE
+    );
+    assert_eq!(defaults.autoloop.tick, crate::autoloop::DEFAULT_TICK);
+
+    let file = world.config("autoloop:\n  debounce: 500ms\n  tick: 1m\n");
+    let file = file.to_str().unwrap().to_owned();
+    let from_file = world.load(&["--config", &file]).unwrap();
+    assert_eq!(from_file.autoloop.debounce, Duration::from_millis(500));
+    assert_eq!(from_file.autoloop.tick, Duration::from_secs(60));
+
+    world.set("SLUICE_AUTOLOOP_TICK", "2h");
+    let flagged = world
+        .load(&["--config", &file, "--autoloop-debounce", "5s"])
+        .unwrap();
+    assert_eq!(flagged.autoloop.tick, Duration::from_secs(7_200));
+    assert_eq!(flagged.autoloop.debounce, Duration::from_secs(5));
+
+    world.env.remove("SLUICE_AUTOLOOP_TICK");
+    let (path, err) = world.error_for("autoloop:\n  tick: often\n");
+    assert_located(&err, &path, 2, 9, "autoloop.tick");
+}

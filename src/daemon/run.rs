@@ -244,6 +244,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         let fresh_simnet = config.simnet && seed_simnet_policy(&policy_path);
         let metrics = Arc::clone(&metrics);
         let l402_dir = config.data_dir.join(L402_DIR);
+        let autoloop_settings = config.autoloop.clone();
         supervisor.spawn("swaps", async move {
             // Unfinished swaps resume once the first block is known, before any new one.
             tokio::select! {
@@ -258,7 +259,11 @@ pub async fn run(config: Config) -> Result<(), RunError> {
                 provider: Arc::clone(&backend.provider),
                 engine: backend.engine.clone(),
                 store: backend.store.clone(),
-                config: crate::autoloop::AutoloopConfig::new(policy_path.clone()),
+                config: crate::autoloop::AutoloopConfig {
+                    debounce: autoloop_settings.debounce,
+                    tick: autoloop_settings.tick,
+                    ..crate::autoloop::AutoloopConfig::new(policy_path.clone())
+                },
                 clock: crate::swap::engine::system_clock(),
             };
             let autoloop = crate::autoloop::Autoloop::start(deps, token.clone()).await?;
