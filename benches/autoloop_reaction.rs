@@ -23,10 +23,9 @@ use sluice::lnd::types::{HoldInvoiceRequest, PaymentRequest};
 use sluice::provider::l402::{L402Config, NeverPay};
 use sluice::provider::{LoopServerClient, ServerTls};
 use sluice::simnet::loopserver::{LoopServer, LoopServerConfig};
-use sluice::simnet::world::{SharedWorld, SimNode, World, WorldConfig, lock};
+use sluice::simnet::world::{SharedWorld, SimNode, World, WorldConfig};
 use sluice::store::Store;
 use sluice::swap::{EngineConfig, SwapEngine};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// One run: returns the time from the settled payment to the created swap.
@@ -40,9 +39,7 @@ async fn run(debounce: Duration, seed: u64) -> Duration {
     ch.capacity = Sat(5_000_000);
     ch.initiator_balance = Sat(3_400_000);
     let world: SharedWorld = Arc::new(Mutex::new(World::new(config).unwrap()));
-    let clock_world = world.clone();
-    let clock: sluice::swap::engine::Clock =
-        Arc::new(move || Duration::from_secs(lock(&clock_world).now_unix()));
+    let clock = sluice::simnet::world::engine_clock(&world);
     let node = Arc::new(SimNode::new(world.clone(), "sluice").unwrap());
     let peer = Arc::new(SimNode::new(world.clone(), "peer1").unwrap());
     let loop_node = Arc::new(SimNode::new(world.clone(), "loop").unwrap());
@@ -54,11 +51,7 @@ async fn run(debounce: Duration, seed: u64) -> Duration {
         loop_node.clone(),
         loop_node,
     ));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _ = server.serve(listener, std::future::pending()).await;
-    });
+    let addr = server.serve_on_loopback().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let client = Arc::new(
         LoopServerClient::connect(

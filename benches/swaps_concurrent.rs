@@ -26,7 +26,6 @@ use sluice::simnet::world::{
 };
 use sluice::store::{Store, SwapFilter};
 use sluice::swap::{EngineConfig, LoopOutRequest, SwapEngine, SwapState};
-use tokio::net::TcpListener;
 
 /// Each swap's amount: the server's minimum is 10,000 sat.
 const AMOUNT: Sat = Sat(20_000);
@@ -121,12 +120,7 @@ async fn run(swaps: usize) {
         loop_node.clone(),
         loop_node,
     ));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let serving = server.clone();
-    tokio::spawn(async move {
-        let _ = serving.serve(listener, std::future::pending()).await;
-    });
+    let addr = server.serve_on_loopback().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let client = LoopServerClient::connect(
         &addr.to_string(),
@@ -138,8 +132,7 @@ async fn run(swaps: usize) {
     .unwrap();
     let store = Store::open(&dir.path().join("sluice.db")).await.unwrap();
     let mut config = EngineConfig::new(Network::Regtest);
-    let clock_world = world.clone();
-    config.clock = Arc::new(move || Duration::from_secs(lock(&clock_world).now_unix()));
+    config.clock = sluice::simnet::world::engine_clock(&world);
     config.retry_initial = Duration::from_millis(20);
     config.retry_max = Duration::from_millis(500);
     let engine = SwapEngine::start(node.clone(), Arc::new(client), store.clone(), config);

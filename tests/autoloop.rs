@@ -18,7 +18,6 @@ use sluice::simnet::loopserver::{LoopServer, LoopServerConfig};
 use sluice::simnet::world::{SharedWorld, SimNode, World, WorldConfig, lock};
 use sluice::store::{JournalFilter, Store, SwapFilter};
 use sluice::swap::{EngineConfig, SwapEngine, SwapState};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 struct Net {
@@ -69,12 +68,7 @@ async fn net_on(world: SharedWorld) -> Net {
         loop_node.clone(),
         loop_node,
     ));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let serving = server.clone();
-    tokio::spawn(async move {
-        let _ = serving.serve(listener, std::future::pending()).await;
-    });
+    let addr = server.serve_on_loopback().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let client = LoopServerClient::connect(
         &addr.to_string(),
@@ -103,8 +97,7 @@ fn policy_path() -> PathBuf {
 
 impl Net {
     fn clock(&self) -> sluice::swap::engine::Clock {
-        let world = self.world.clone();
-        Arc::new(move || Duration::from_secs(lock(&world).now_unix()))
+        sluice::simnet::world::engine_clock(&self.world)
     }
 
     async fn engine(&self) -> SwapEngine {

@@ -215,8 +215,10 @@ async fn a_taproot_script_path_signature_from_sign_output_raw_spends_on_chain() 
         .publish_transaction(&tx, "script path")
         .await
         .unwrap();
-    // Publishing again is fine.
+    // Publishing again is fine, in the mempool and once confirmed (as with lnd's wallet).
     sluice.publish_transaction(&tx, "again").await.unwrap();
+    lock(&w).mine(1);
+    sluice.publish_transaction(&tx, "confirmed").await.unwrap();
 }
 
 #[tokio::test]

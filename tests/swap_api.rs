@@ -115,11 +115,7 @@ async fn net() -> Net {
         loop_node.clone(),
         loop_node,
     ));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let loop_addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _ = server.serve(listener, std::future::pending()).await;
-    });
+    let loop_addr = server.serve_on_loopback().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let client = Arc::new(
         LoopServerClient::connect(
@@ -133,8 +129,7 @@ async fn net() -> Net {
     );
     let store = Store::open(&dir.path().join("sluice.db")).await.unwrap();
     let mut config = EngineConfig::new(Network::Regtest);
-    let clock_world = world.clone();
-    config.clock = Arc::new(move || Duration::from_secs(lock(&clock_world).now_unix()));
+    config.clock = sluice::simnet::world::engine_clock(&world);
     config.retry_initial = Duration::from_millis(20);
     config.retry_max = Duration::from_millis(200);
     // The simnet's server asks for a delta above Loop's default target of 9.

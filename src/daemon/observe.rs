@@ -25,6 +25,10 @@ use crate::swap::{PaymentStatus, SwapEngine, SwapState, SwapUpdate};
 /// How often the views without events of their own are refreshed.
 const REFRESH: Duration = Duration::from_secs(15);
 
+/// The in-flight view is re-read from the store at most this often after swap updates: a
+/// thousand swaps in flight send thousands of updates, each would otherwise read them all.
+const PENDING_COALESCE: Duration = Duration::from_secs(1);
+
 /// The confirmation target whose estimate the fee-gate panel shows (the usual one).
 const GATE_CONF_TARGET: u32 = 6;
 
@@ -34,6 +38,8 @@ enum Event {
     Pass(Arc<PassReport>),
     Policy(crate::autoloop::PolicyStatus),
     Tick,
+    /// Swap updates arrived since the in-flight view was last read.
+    PendingStale,
     Stopping,
 }
 
@@ -63,6 +69,9 @@ impl Observer {
         let mut last_token = paid_token(&tokens);
         let mut tick = tokio::time::interval(REFRESH);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut coalesce = tokio::time::interval(PENDING_COALESCE);
+        coalesce.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pending_stale = false;
         let initial = policy.borrow_and_update().clone();
         if !initial.files.is_empty() || initial.rejected.is_some() {
             // The load at start counts like a reload.
@@ -95,6 +104,7 @@ impl Observer {
                     Err(_) => Event::Stopping,
                 },
                 _ = tick.tick() => Event::Tick,
+                _ = coalesce.tick(), if pending_stale => Event::PendingStale,
             };
             // Handling reads the store and autoloop, which may wait on lnd: never let that
             // hold up a shutdown.
@@ -102,7 +112,11 @@ impl Observer {
                 match event {
                     Event::Swap(u) => {
                         self.on_swap_update(&u, &mut finished).await;
+                        pending_stale = true;
+                    }
+                    Event::PendingStale => {
                         self.refresh_pending().await;
+                        pending_stale = false;
                     }
                     Event::Pass(report) => self.on_pass(&report).await,
                     Event::Policy(status) => {

@@ -311,8 +311,7 @@ impl Simnet {
         // The reference Loop server, backed by the "loop" node and on the world's clock.
         let loop_sim = SimNode::new(world.clone(), LOOP_NODE)?;
         let mut server_config = config.loop_server.clone();
-        let clock_world = world.clone();
-        server_config.clock = Arc::new(move || Duration::from_secs(lock(&clock_world).now_unix()));
+        server_config.clock = super::world::engine_clock(&world);
         let swap_server = LoopServer::new(
             server_config,
             Arc::new(loop_sim.clone()),

@@ -91,8 +91,7 @@ pub async fn simnet() -> Simnet {
 /// stamped with it).
 pub fn config(world: &SharedWorld) -> EngineConfig {
     let mut c = EngineConfig::new(Network::Regtest);
-    let world = world.clone();
-    c.clock = Arc::new(move || Duration::from_secs(lock(&world).now_unix()));
+    c.clock = sluice::simnet::world::engine_clock(world);
     c.retry_initial = Duration::from_millis(20);
     c.retry_max = Duration::from_millis(200);
     c

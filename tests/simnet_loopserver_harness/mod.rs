@@ -68,10 +68,9 @@ pub async fn sim(seed: u64) -> Sim {
     ));
     let loop_node = SimNode::new(world.clone(), "loop").unwrap();
     let sluice = SimNode::new(world.clone(), "sluice").unwrap();
-    let clock_world = world.clone();
     let config = LoopServerConfig {
         seed,
-        clock: Arc::new(move || Duration::from_secs(lock(&clock_world).now_unix())),
+        clock: sluice::simnet::world::engine_clock(&world),
         ..LoopServerConfig::default()
     };
     let server = LoopServer::new(config, Arc::new(loop_node.clone()), Arc::new(loop_node));

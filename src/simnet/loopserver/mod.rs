@@ -241,6 +241,20 @@ impl LoopServer {
         }
     }
 
+    /// Serves on a free loopback port until the runtime ends, for tests and benchmarks; returns
+    /// the address.
+    pub async fn serve_on_loopback(&self) -> std::io::Result<std::net::SocketAddr> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let serving = self.serve(listener, std::future::pending());
+        tokio::spawn(async move {
+            if let Err(e) = serving.await {
+                tracing::warn!(error = %e, "the simnet Loop server stopped serving");
+            }
+        });
+        Ok(addr)
+    }
+
     /// The behaviour of the next swap registered (after any by-amount switch).
     pub fn set_behaviour_for_next_swap(&self, behaviour: Behaviour) {
         locked(&self.inner.book).queue.push_back(behaviour);

@@ -200,6 +200,13 @@ pub fn lock(world: &SharedWorld) -> MutexGuard<'_, World> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The world's simulated time as the swap engine's and the Loop server's clock: invoices and
+/// expiries then agree with the world whatever its clock runs at.
+pub fn engine_clock(world: &SharedWorld) -> crate::swap::engine::Clock {
+    let world = world.clone();
+    Arc::new(move || std::time::Duration::from_secs(lock(&world).now_unix()))
+}
+
 impl World {
     /// The chain.
     pub fn chain(&self) -> &Chain {

@@ -16,7 +16,7 @@ use super::{NodeIdx, World, WorldError};
 use crate::domain::Sat;
 use crate::lnd::types::{KeyDescriptor, SignMethod, SignRequest};
 use crate::simnet::chain::sign::Signer;
-use crate::simnet::chain::{COINBASE_MATURITY, RejectReason};
+use crate::simnet::chain::{COINBASE_MATURITY, RejectReason, TxStatus};
 
 /// A coin of a node's wallet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,6 +185,12 @@ impl World {
     /// Publishes a transaction. A transaction the chain knows already succeeds; a rejection is
     /// `InvalidArgument` with the chain's reason.
     pub fn publish(&mut self, tx: &Transaction) -> Result<Txid, WorldError> {
+        // As lnd's wallet does, a transaction already in the chain counts as published: the
+        // node's mempool would refuse it as a double spend of itself.
+        let txid = tx.compute_txid();
+        if matches!(self.chain.tx(&txid), Some(TxStatus::Confirmed { .. })) {
+            return Ok(txid);
+        }
         match self.chain.accept(tx.clone()) {
             Ok(accepted) => Ok(accepted.txid),
             Err(RejectReason::Duplicate(txid)) => Ok(txid),

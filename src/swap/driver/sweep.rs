@@ -82,13 +82,6 @@ impl SweepJob {
                 tracing::info!(swap = %hash, txid = %tx.compute_txid(), "sweep published");
                 Ok(())
             }
-            // The block that confirmed this very sweep can reach the driver before the spend
-            // watch does: the node then refuses it as a double spend of itself. Published.
-            Err(e) if e.to_string().contains(&tx.compute_txid().to_string()) => {
-                tracing::debug!(swap = %hash, txid = %tx.compute_txid(),
-                    "the sweep is already in the chain");
-                Ok(())
-            }
             Err(e) => {
                 tracing::warn!(swap = %hash, error = %e, "publishing the sweep failed; retried next block");
                 Err(if e.is_transient() {
