@@ -15,6 +15,7 @@
 //! - [`provider`]: the Loop swap-server protocol (`looprpc`) and its client.
 //! - [`swap`]: the Loop Out contract, state codes and the pure `step`. Pure.
 //! - [`simnet`]: the simulated chain, lnd and Loop server, over real gRPC on loopback.
+//! - [`regtest`]: a world of real processes (btcd, lnd) on regtest, for tests and `sluice regtest`.
 //! - [`cli`]: the `sluice` command.
 
 pub mod api;
@@ -30,6 +31,7 @@ pub mod metrics;
 pub mod policy;
 pub mod proto;
 pub mod provider;
+pub mod regtest;
 pub mod simnet;
 pub mod store;
 pub mod swap;

@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod htlc;
 pub mod output;
 pub mod policy;
+pub mod regtest;
 pub mod simnet;
 pub mod swaps;
 
@@ -88,6 +89,8 @@ pub enum Command {
     Monitor,
     /// Run a simulated world on loopback, or drive a running one (mine, fee, reorg, status).
     Simnet(simnet::SimnetArgs),
+    /// Start a world of real programs on regtest (btcd, lnd) in the background, or stop it.
+    Regtest(regtest::RegtestArgs),
     /// What autoloop would do now, with a reason for every target (nothing is dispatched).
     Suggest,
     /// The policy: show or reload the daemon's; check or test files offline.
@@ -192,6 +195,9 @@ pub enum CliError {
     /// A `sluice simnet` command failed.
     #[error(transparent)]
     Simnet(#[from] simnet::SimnetCliError),
+    /// A `sluice regtest` command failed.
+    #[error(transparent)]
+    Regtest(#[from] crate::regtest::RegtestError),
     /// Serialising the answer failed.
     #[error("cannot encode the output as JSON: {0}")]
     Json(#[from] serde_json::Error),
@@ -219,6 +225,9 @@ pub async fn execute(args: &Args) -> Result<String, CliError> {
         Command::Htlc(cmd) => return htlc::run(cmd, args.json),
         Command::Simnet(sim) => {
             return simnet::execute(sim, output::Format::from_json_flag(args.json)).await;
+        }
+        Command::Regtest(r) => {
+            return regtest::execute(r, output::Format::from_json_flag(args.json)).await;
         }
         Command::Getinfo
         | Command::Stop
@@ -252,7 +261,7 @@ pub async fn execute(args: &Args) -> Result<String, CliError> {
         Command::Swap(cmd) => swaps::swap(&target, cmd, format).await,
         Command::Monitor => swaps::monitor(&target, format).await,
         Command::Channels => channels::channels(&target, format).await,
-        Command::Htlc(_) | Command::Simnet(_) => unreachable_offline(),
+        Command::Htlc(_) | Command::Simnet(_) | Command::Regtest(_) => unreachable_offline(),
         Command::Suggest => autoloop::suggest(&target, format).await,
         Command::Policy(cmd) => policy::run(cmd, Some(&target), format).await,
         Command::Budget => autoloop::budget(&target, format).await,

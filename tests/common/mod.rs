@@ -47,10 +47,23 @@ impl Daemon {
 
     /// Like [`Daemon::start`], in a given datadir.
     pub fn start_in(datadir: tempfile::TempDir, extra: &[&str]) -> Daemon {
+        Self::launch(datadir, &["--simnet"], extra)
+    }
+
+    /// Starts `sluiced --config CONFIG` (e.g. against a real lnd) in a temporary datadir on
+    /// free ports, with `extra` arguments.
+    pub fn start_with_config(config: &Path, extra: &[&str]) -> Daemon {
+        let datadir = tempfile::tempdir().unwrap();
+        let config = config.to_str().unwrap();
+        Self::launch(datadir, &["--config", config], extra)
+    }
+
+    /// Starts `sluiced BASE --datadir DIR --rpc-listen … EXTRA` and waits for its listeners.
+    pub fn launch(datadir: tempfile::TempDir, base: &[&str], extra: &[&str]) -> Daemon {
         let stderr_path = datadir.path().join("sluiced.stderr");
         let stderr = std::fs::File::create(&stderr_path).unwrap();
         let child = Command::new(sluiced_bin())
-            .arg("--simnet")
+            .args(base)
             .arg("--datadir")
             .arg(datadir.path())
             .args([
