@@ -1,13 +1,12 @@
-//! Re-checks `proto/lnd/` against an lnd source tree. Not run by default (the machine has
-//! no lnd checkout); run it when moving to a new lnd release:
-//!
-//! ```text
-//! SLUICE_LND_LNRPC_DIR=/path/to/lnd/lnrpc cargo test --test lnd_proto_against_lnd -- --ignored
-//! ```
+//! Checks `proto/lnd/` against lnd's own `lnrpc/` files, and `proto/looprpc/` against Loop's
+//! own `swapserverrpc/` files, at the versions `tools/realnode/` pins. The Go module cache holds
+//! both once `tools/realnode/build` has run (`.ci/run` does); `SLUICE_LND_LNRPC_DIR` and
+//! `SLUICE_LOOP_SWAPSERVERRPC_DIR` point elsewhere. Without them the checks are skipped with a
+//! line saying so, except under CI (`CI=true`), where that is a failure.
 //!
 //! For each top-level message and enum here, the declarations (type, name, number,
-//! options, `reserved`, nested headers) must equal lnd's; each `rpc` line here must appear
-//! in lnd's service. Comments and layout are ignored.
+//! options, `reserved`, nested headers) must equal the upstream ones; each `rpc` line here must
+//! appear in the upstream service. Comments and layout are ignored.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -138,42 +137,138 @@ fn ours() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("proto/lnd")
 }
 
+/// The version `tools/realnode/<module>/go.mod` requires of `path`.
+fn pinned(module: &str, path: &str) -> String {
+    let go_mod = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tools/realnode")
+        .join(module)
+        .join("go.mod");
+    let text = std::fs::read_to_string(&go_mod).unwrap();
+    text.lines()
+        .map(str::trim)
+        .find_map(|l| {
+            let mut words = l.split_whitespace();
+            (words.next() == Some(path)).then(|| words.next().map(str::to_owned))?
+        })
+        .unwrap_or_else(|| panic!("{} does not require {path}", go_mod.display()))
+}
+
+/// A directory of upstream files: the environment variable, else the Go module cache.
+fn upstream(env: &str, module_path: &str, version: &str, sub: &str) -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os(env) {
+        return Some(PathBuf::from(dir));
+    }
+    let cache = std::process::Command::new("go")
+        .args(["env", "GOMODCACHE"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    let dir = cache.map(|c| c.join(format!("{module_path}@{version}")).join(sub));
+    match dir {
+        Some(d) if d.is_dir() => Some(d),
+        _ => {
+            let why = format!(
+                "skipped: {module_path}@{version} is not in the Go module cache; run \
+                 tools/realnode/build (or set {env})"
+            );
+            assert!(
+                std::env::var("CI").map(|v| v != "true").unwrap_or(true),
+                "CI=true: {why}"
+            );
+            eprintln!("{why}");
+            None
+        }
+    }
+}
+
+/// Every difference between our blocks and the upstream ones.
+fn compare(label: &str, mine_src: &str, theirs_src: &str) -> Vec<String> {
+    let mine = blocks(&strip_comments(mine_src));
+    let theirs = blocks(&strip_comments(theirs_src));
+    let mut problems = Vec::new();
+    for (name, (kind, body)) in &mine {
+        let Some((_, up_body)) = theirs.get(name) else {
+            problems.push(format!("{label}: {kind} {name} does not exist upstream"));
+            continue;
+        };
+        let (a, b) = (statements(body), statements(up_body));
+        if kind == "service" {
+            for rpc in a.iter().filter(|s| !b.contains(s)) {
+                problems.push(format!("{label}: service {name}: `{rpc}` differs upstream"));
+            }
+        } else if a != b {
+            let only_ours: Vec<_> = a.iter().filter(|s| !b.contains(s)).collect();
+            let only_up: Vec<_> = b.iter().filter(|s| !a.contains(s)).collect();
+            problems.push(format!(
+                "{label}: {kind} {name}: only here {only_ours:?}, only upstream {only_up:?}"
+            ));
+        }
+    }
+    problems
+}
+
 #[test]
-#[ignore = "needs an lnd checkout: set SLUICE_LND_LNRPC_DIR to its lnrpc/ directory"]
 fn every_declaration_matches_lnds_own_files() {
-    let lnd = PathBuf::from(std::env::var("SLUICE_LND_LNRPC_DIR").expect(
-        "set SLUICE_LND_LNRPC_DIR to the lnrpc/ directory of an lnd checkout at the release to check",
-    ));
+    let version = pinned("lnd", "github.com/lightningnetwork/lnd");
+    let Some(lnd) = upstream(
+        "SLUICE_LND_LNRPC_DIR",
+        "github.com/lightningnetwork/lnd",
+        &version,
+        "lnrpc",
+    ) else {
+        return;
+    };
     let mut problems = Vec::new();
     for file in FILES {
-        let mine = blocks(&strip_comments(
-            &std::fs::read_to_string(ours().join(file)).unwrap(),
-        ));
-        let theirs_src = std::fs::read_to_string(lnd.join(file))
+        let mine = std::fs::read_to_string(ours().join(file)).unwrap();
+        let theirs = std::fs::read_to_string(lnd.join(file))
             .unwrap_or_else(|e| panic!("{}: {e}", lnd.join(file).display()));
-        let theirs = blocks(&strip_comments(&theirs_src));
-        for (name, (kind, body)) in &mine {
-            let Some((_, lnd_body)) = theirs.get(name) else {
-                problems.push(format!("{file}: {kind} {name} does not exist in lnd"));
-                continue;
-            };
-            let (a, b) = (statements(body), statements(lnd_body));
-            if kind == "service" {
-                for rpc in a.iter().filter(|s| !b.contains(s)) {
-                    problems.push(format!("{file}: service {name}: `{rpc}` differs from lnd"));
-                }
-            } else if a != b {
-                let only_ours: Vec<_> = a.iter().filter(|s| !b.contains(s)).collect();
-                let only_lnd: Vec<_> = b.iter().filter(|s| !a.contains(s)).collect();
-                problems.push(format!(
-                    "{file}: {kind} {name}: only here {only_ours:?}, only in lnd {only_lnd:?}"
-                ));
-            }
+        problems.extend(compare(file, &mine, &theirs));
+    }
+    assert!(
+        problems.is_empty(),
+        "proto/lnd drifted from lnd {version}:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn every_looprpc_declaration_matches_loops_own_files() {
+    let version = pinned("loop", "github.com/lightninglabs/loop/swapserverrpc");
+    let Some(dir) = upstream(
+        "SLUICE_LOOP_SWAPSERVERRPC_DIR",
+        "github.com/lightninglabs/loop/swapserverrpc",
+        &version,
+        "",
+    ) else {
+        return;
+    };
+    // Loop's server protocol spreads over several files of one package: read them all.
+    let mut theirs = String::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "proto") {
+            theirs.push_str(&std::fs::read_to_string(&path).unwrap());
+            theirs.push('\n');
+        }
+    }
+    let ours_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("proto/looprpc");
+    let mut problems = Vec::new();
+    for entry in std::fs::read_dir(&ours_dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "proto") {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            problems.extend(compare(
+                &name,
+                &std::fs::read_to_string(&path).unwrap(),
+                &theirs,
+            ));
         }
     }
     assert!(
         problems.is_empty(),
-        "proto/lnd drifted from lnd:\n{}",
+        "proto/looprpc drifted from swapserverrpc {version}:\n{}",
         problems.join("\n")
     );
 }

@@ -130,9 +130,41 @@ impl LndClient {
 }
 
 /// Maps a server stream's items through a checked conversion.
+/// A server stream as it comes off the wire.
+type WireStream<W> = futures::stream::BoxStream<'static, Result<W, Status>>;
+
+/// How long a subscription waits for lnd's first answer before it hands back its stream.
+const STREAM_HEADERS_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Opens a server stream without waiting for its first message. lnd (grpc-go) sends a
+/// stream's response headers only with its first message, so `SubscribeChannelEvents` or
+/// `RegisterSpendNtfn` would otherwise hold the caller until the first event happens. The call
+/// is sent at once; an error lnd answers at once (unavailable, unimplemented, a bad request)
+/// is returned as the call's error, as before; otherwise the stream goes on waiting and a
+/// later failure arrives as its (last) `Err` item.
+async fn open_stream<W, F>(method: &'static str, call: F) -> NodeResult<WireStream<W>>
+where
+    W: Send + 'static,
+    F: std::future::Future<Output = Result<tonic::Response<tonic::Streaming<W>>, Status>>
+        + Send
+        + 'static,
+{
+    let mut call = Box::pin(call);
+    match tokio::time::timeout(STREAM_HEADERS_WAIT, &mut call).await {
+        Ok(Ok(response)) => Ok(response.into_inner().boxed()),
+        Ok(Err(status)) => Err(NodeError::from_status(method, status)),
+        Err(_) => Ok(stream::once(call)
+            .flat_map(|answer| match answer {
+                Ok(response) => response.into_inner().boxed(),
+                Err(status) => stream::once(async move { Err(status) }).boxed(),
+            })
+            .boxed()),
+    }
+}
+
 fn map_stream<W, D>(
     method: &'static str,
-    s: tonic::Streaming<W>,
+    s: WireStream<W>,
     f: fn(&W) -> Result<D, NodeError>,
 ) -> NodeStream<D>
 where
@@ -187,13 +219,13 @@ impl LightningNode for LndClient {
 
     async fn subscribe_channel_events(&self) -> NodeResult<NodeStream<ChannelEvent>> {
         const M: &str = "subscribe_channel_events";
-        let s = self
-            .lightning
-            .clone()
-            .subscribe_channel_events(lnrpc::ChannelEventSubscription {})
-            .await
-            .map_err(st(M))?
-            .into_inner();
+        let mut client = self.lightning.clone();
+        let s = open_stream(M, async move {
+            client
+                .subscribe_channel_events(lnrpc::ChannelEventSubscription {})
+                .await
+        })
+        .await?;
         // Events without content are skipped rather than surfaced.
         Ok(s.filter_map(|item| async move {
             match item {
@@ -321,7 +353,7 @@ impl LightningNode for LndClient {
             Ok(Some(first)) => {
                 let first = convert::payment_update(&first);
                 Ok(stream::once(async move { first })
-                    .chain(map_stream(M, s, convert::payment_update))
+                    .chain(map_stream(M, s.boxed(), convert::payment_update))
                     .boxed())
             }
             Ok(None) => Err(NodeError::invalid_response(
@@ -350,7 +382,8 @@ impl LightningNode for LndClient {
             })
             .await
             .map_err(st(M))?
-            .into_inner();
+            .into_inner()
+            .boxed();
         Ok(map_stream(M, s, convert::payment_update))
     }
 
@@ -555,25 +588,20 @@ impl LightningNode for LndClient {
         request: &ConfRequest,
     ) -> NodeResult<NodeStream<ConfUpdate>> {
         const M: &str = "register_confirmations";
-        let s = self
-            .chain
-            .clone()
-            .register_confirmations_ntfn(convert::conf_request(request))
-            .await
-            .map_err(st(M))?
-            .into_inner();
+        let mut client = self.chain.clone();
+        let request = convert::conf_request(request);
+        let s = open_stream(M, async move {
+            client.register_confirmations_ntfn(request).await
+        })
+        .await?;
         Ok(map_stream(M, s, convert::conf_update))
     }
 
     async fn register_spend(&self, request: &SpendRequest) -> NodeResult<NodeStream<SpendUpdate>> {
         const M: &str = "register_spend";
-        let s = self
-            .chain
-            .clone()
-            .register_spend_ntfn(convert::spend_request(request))
-            .await
-            .map_err(st(M))?
-            .into_inner();
+        let mut client = self.chain.clone();
+        let request = convert::spend_request(request);
+        let s = open_stream(M, async move { client.register_spend_ntfn(request).await }).await?;
         Ok(map_stream(M, s, convert::spend_update))
     }
 
@@ -585,7 +613,8 @@ impl LightningNode for LndClient {
             .register_block_epoch_ntfn(chainrpc::BlockEpoch::default())
             .await
             .map_err(st(M))?
-            .into_inner();
+            .into_inner()
+            .boxed();
         Ok(map_stream(M, s, convert::block_epoch))
     }
 
@@ -603,7 +632,8 @@ impl LightningNode for LndClient {
             })
             .await
             .map_err(st(M))?
-            .into_inner();
+            .into_inner()
+            .boxed();
         Ok(map_stream(M, s, convert::block_epoch))
     }
 
@@ -666,7 +696,8 @@ impl LightningNode for LndClient {
             })
             .await
             .map_err(st(M))?
-            .into_inner();
+            .into_inner()
+            .boxed();
         Ok(map_stream(M, s, convert::invoice_update))
     }
 }

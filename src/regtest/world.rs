@@ -382,6 +382,20 @@ impl World {
                 || Ok((node.graph_edges()? >= 4).then_some(())),
             )?;
         }
+        // Both directions' policies must have arrived before pathfinding finds the routes.
+        let server = self.server.pubkey.clone();
+        wait_for(
+            "a route from sluice to the server",
+            Duration::from_secs(120),
+            || {
+                Ok(self
+                    .sluice
+                    .cli(&["queryroutes", "--dest", &server, "--amt", "1000000"])
+                    .ok()
+                    .filter(|v| v["routes"].as_array().is_some_and(|r| !r.is_empty()))
+                    .map(|_| ()))
+            },
+        )?;
         Ok(())
     }
 

@@ -128,6 +128,22 @@ pub enum RejectReason {
 }
 
 /// libbitcoinconsensus reports a failing script as "no error set"; say what that means.
+impl RejectReason {
+    /// The words lnd's `PublishTransaction` answers with for this rejection (btcwallet's
+    /// mapping of the backend's refusal), or `None` where the simnet keeps its own: callers
+    /// that read lnd's errors then read the simnet's alike. `docs/simnet-fidelity.md` lists
+    /// them.
+    pub fn lnd_wording(&self) -> Option<&'static str> {
+        match self {
+            RejectReason::DoubleSpend { .. } | RejectReason::InsufficientReplacementFee { .. } => {
+                Some("transaction rejected: output already spent")
+            }
+            RejectReason::FeeTooLow { .. } => Some("insufficient fee"),
+            _ => None,
+        }
+    }
+}
+
 fn describe_script_error(error: bitcoinconsensus::Error) -> String {
     match error {
         bitcoinconsensus::Error::ERR_SCRIPT => {

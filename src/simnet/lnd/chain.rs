@@ -5,7 +5,7 @@ use futures::StreamExt;
 use tonic::{Request, Response, Status};
 
 use super::convert;
-use super::facade::{LndFacade, WireStream, fail};
+use super::facade::{LndFacade, WireStream, fail, with_first_message};
 use crate::domain::BlockHeight;
 use crate::lnd::types::BlockEpoch;
 use crate::lnd::wire::chainrpc;
@@ -29,7 +29,9 @@ impl ChainNotifier for LndFacade {
             .register_confirmations(&conf)
             .await
             .map_err(fail)?;
-        Ok(Response::new(self.forward(s, convert::conf_event)))
+        Ok(Response::new(
+            with_first_message(self.forward(s, convert::conf_event)).await,
+        ))
     }
 
     type RegisterSpendNtfnStream = WireStream<chainrpc::SpendEvent>;
@@ -40,7 +42,9 @@ impl ChainNotifier for LndFacade {
     ) -> Reply<Self::RegisterSpendNtfnStream> {
         let spend = convert::spend_request(request.get_ref())?;
         let s = self.node.register_spend(&spend).await.map_err(fail)?;
-        Ok(Response::new(self.forward(s, convert::spend_event)))
+        Ok(Response::new(
+            with_first_message(self.forward(s, convert::spend_event)).await,
+        ))
     }
 
     type RegisterBlockEpochNtfnStream = WireStream<chainrpc::BlockEpoch>;

@@ -72,6 +72,19 @@ impl LndFacade {
     }
 }
 
+/// lnd (grpc-go) sends a server stream's response headers together with its first message, so
+/// for the client the call itself completes only once the first event exists (a channel event,
+/// a confirmation, a spend). The facade answers the same way: a client that awaited the call
+/// as if it returned at once hangs here as it would against lnd (`docs/simnet-fidelity.md`).
+pub async fn with_first_message<W: Send + 'static>(mut items: WireStream<W>) -> WireStream<W> {
+    match items.next().await {
+        Some(first) => futures::stream::once(async move { first })
+            .chain(items)
+            .boxed(),
+        None => items,
+    }
+}
+
 /// Ends `items` with an `UNAVAILABLE` status once `stop` is cancelled.
 fn until_stopped<W: Send + 'static>(
     items: WireStream<W>,

@@ -3,7 +3,7 @@
 use tonic::{Request, Response, Status};
 
 use super::convert;
-use super::facade::{LndFacade, WireStream, answer, fail};
+use super::facade::{LndFacade, WireStream, answer, fail, with_first_message};
 use crate::domain::{NodeId, Sat};
 use crate::lnd::wire::lnrpc::lightning_server::Lightning;
 use crate::lnd::wire::verrpc::versioner_server::Versioner;
@@ -87,7 +87,9 @@ impl Lightning for LndFacade {
         _: Request<lnrpc::ChannelEventSubscription>,
     ) -> Reply<Self::SubscribeChannelEventsStream> {
         let s = self.node.subscribe_channel_events().await.map_err(fail)?;
-        Ok(Response::new(self.forward(s, convert::channel_event)))
+        Ok(Response::new(
+            with_first_message(self.forward(s, convert::channel_event)).await,
+        ))
     }
 
     async fn wallet_balance(

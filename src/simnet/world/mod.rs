@@ -39,7 +39,7 @@ mod wallet;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bitcoin::{BlockHash, OutPoint};
+use bitcoin::{BlockHash, OutPoint, ScriptBuf, Transaction};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio::sync::broadcast;
@@ -50,7 +50,7 @@ pub use node::SimNode;
 pub use topology::{ChannelSpec, NodeSpec, WorldConfig};
 
 use super::chain::{Chain, ChainError, FaucetError, FeeTrace, ReorgOutcome};
-use crate::domain::{BlockHeight, ChanId, Network, NodeId, SwapHash};
+use crate::domain::{BlockHeight, ChanId, Network, NodeId, Sat, SwapHash};
 use crate::lnd::{NodeError, NodeErrorKind};
 use invoices::Invoice;
 use keys::NodeKeys;
@@ -263,6 +263,19 @@ impl World {
         }
         self.expire_hold_invoices();
         hashes
+    }
+
+    /// Pays `amount` to `script` from the chain's faucet, outside every node's wallet, into
+    /// the mempool; returns the transaction, whose output 0 pays `script`.
+    pub fn pay_to(&mut self, script: ScriptBuf, amount: Sat) -> Result<Transaction, WorldError> {
+        let outpoint = self.chain.faucet(script, amount)?;
+        match self.chain.tx(&outpoint.txid) {
+            Some(super::chain::TxStatus::Mempool(entry)) => Ok(entry.tx.clone()),
+            Some(super::chain::TxStatus::Confirmed { tx, .. }) => Ok(tx.clone()),
+            None => Err(WorldError::Failed(
+                "the faucet's transaction is not in the chain".into(),
+            )),
+        }
     }
 
     /// Disconnects the top `depth` blocks; their transactions return to the mempool. Mine

@@ -170,11 +170,13 @@ impl Watcher for ConfWatcher {
 /// one, an output paying the script at or above the hint); Reorg if that spend goes away.
 pub(crate) struct SpendWatcher {
     pub(crate) request: SpendRequest,
-    pub(crate) reported: Option<Txid>,
+    /// The block that holds the spend reported last: a spend reconfirmed in another block
+    /// (the same transaction after a reorg) is a Reorg and a new Spent, as lnd reports it.
+    pub(crate) reported: Option<BlockHash>,
 }
 
 impl SpendWatcher {
-    fn find(&self, world: &World) -> Option<SpendUpdate> {
+    fn find(&self, world: &World) -> Option<(SpendUpdate, BlockHash)> {
         let chain = world.chain();
         let outpoints: Vec<OutPoint> = match self.request.outpoint {
             Some(op) => vec![op],
@@ -188,13 +190,16 @@ impl SpendWatcher {
         outpoints.into_iter().find_map(|outpoint| {
             let spend = chain.spender(&outpoint)?;
             let height = spend.height?;
-            let tx = confirmed(world, &spend.txid)?.tx;
-            Some(SpendUpdate::Spent {
-                outpoint,
-                spending_tx: tx,
-                input_index: spend.input_index,
-                height,
-            })
+            let conf = confirmed(world, &spend.txid)?;
+            Some((
+                SpendUpdate::Spent {
+                    outpoint,
+                    spending_tx: conf.tx,
+                    input_index: spend.input_index,
+                    height,
+                },
+                conf.block_hash,
+            ))
         })
     }
 }
@@ -208,21 +213,17 @@ impl Watcher for SpendWatcher {
 
     fn poll(&mut self, world: &World, _: Wake<'_>) -> Vec<SpendUpdate> {
         let found = self.find(world);
-        let found_txid = match &found {
-            Some(SpendUpdate::Spent { spending_tx, .. }) => Some(spending_tx.compute_txid()),
-            _ => None,
-        };
         let mut out = Vec::new();
-        if let Some(txid) = self.reported
-            && found_txid != Some(txid)
+        if let Some(hash) = self.reported
+            && found.as_ref().map(|(_, h)| *h) != Some(hash)
         {
             self.reported = None;
             out.push(SpendUpdate::Reorg);
         }
         if self.reported.is_none()
-            && let Some(update) = found
+            && let Some((update, hash)) = found
         {
-            self.reported = found_txid;
+            self.reported = Some(hash);
             out.push(update);
         }
         out

@@ -194,7 +194,12 @@ impl World {
         match self.chain.accept(tx.clone()) {
             Ok(accepted) => Ok(accepted.txid),
             Err(RejectReason::Duplicate(txid)) => Ok(txid),
-            Err(reason) => Err(WorldError::InvalidArgument(reason.to_string())),
+            // lnd's own words first (a permanent failure, as lnd's answer reads), then the
+            // simnet's detail.
+            Err(reason) => match reason.lnd_wording() {
+                Some(words) => Err(WorldError::Failed(format!("{words} ({reason})"))),
+                None => Err(WorldError::InvalidArgument(reason.to_string())),
+            },
         }
     }
 

@@ -1,0 +1,551 @@
+//! One conformance suite for the `LightningNode` port, run against two backends: the simnet's
+//! lnd facade (`tests/simnet_lnd_conformance.rs`) and a real lnd on regtest
+//! (`tests/realnode_lnd_conformance.rs`). Both are reached through sluice's real `LndClient`
+//! over gRPC, so what passes here passes the way sluiced talks to lnd. Every check states what
+//! lnd does; where the simnet once differed, `docs/simnet-fidelity.md` says so.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bitcoin::hashes::{Hash, sha256};
+use bitcoin::key::{Keypair, TapTweak};
+use bitcoin::secp256k1::{Message, Secp256k1, SecretKey};
+use bitcoin::sighash::{Prevouts, SighashCache, TapSighashType};
+use bitcoin::{
+    Amount, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Witness, absolute, transaction,
+};
+use futures::StreamExt;
+use sluice::domain::{BlockHeight, ChannelEvent, Msat, Network, Preimage, SwapHash};
+use sluice::lnd::types::{
+    ConfRequest, ConfUpdate, HoldInvoiceRequest, InvoiceState, PaymentFailure, PaymentRequest,
+    PaymentStatus, SpendRequest, SpendUpdate,
+};
+use sluice::lnd::{LightningNode, LndClient, NodeErrorKind, NodeStream};
+
+/// How long any one event may take.
+pub const EVENT: Duration = Duration::from_secs(60);
+
+/// The chain behind the two nodes, driven from outside them.
+#[async_trait]
+pub trait Chain: Send + Sync {
+    /// Mines `n` blocks; returns when both nodes have them.
+    async fn mine(&self, n: u32);
+    /// Replaces the last `depth` blocks with `depth + 1` new ones, their transactions back in
+    /// the mempool where still valid; returns when both nodes follow the new branch.
+    async fn reorg(&self, depth: u32);
+    /// Pays `amount` sat to `script` from outside both wallets, unconfirmed; output 0 pays it.
+    async fn pay_to(&self, script: ScriptBuf, amount: u64) -> Transaction;
+    /// The best height.
+    async fn height(&self) -> u32;
+}
+
+/// Two nodes with a route between them, and their chain.
+pub struct Backend {
+    /// "simnet" or "lnd", for messages.
+    pub name: &'static str,
+    /// The node sluice runs against.
+    pub sluice: LndClient,
+    /// A node sluice can pay (the swap server's).
+    pub other: LndClient,
+    /// The chain.
+    pub chain: Box<dyn Chain>,
+}
+
+/// The next item of a stream, or a panic naming what was awaited.
+pub async fn next<T: std::fmt::Debug>(stream: &mut NodeStream<T>, what: &str) -> T {
+    match tokio::time::timeout(EVENT, stream.next()).await {
+        Ok(Some(Ok(item))) => item,
+        Ok(Some(Err(e))) => panic!("{what}: the stream failed: {e}"),
+        Ok(None) => panic!("{what}: the stream ended"),
+        Err(_) => panic!("{what}: nothing within {EVENT:?}"),
+    }
+}
+
+/// Awaits a port call that must answer promptly: a subscription returns its stream before its
+/// first event (lnd sends no response headers until then, so a client that waits for them
+/// hangs here).
+pub async fn prompt<T>(what: &str, call: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), call)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: the call did not return within 10 s"))
+}
+
+/// Runs every check in order (they share the backend's world, so one test runs them all).
+pub async fn run_all(b: &Backend) {
+    eprintln!("{}: identity, version, network", b.name);
+    node_identity_version_and_network(b).await;
+    eprintln!("{}: fee estimates and keys", b.name);
+    fee_estimates_and_keys(b).await;
+    eprintln!("{}: block epochs", b.name);
+    block_epochs_follow_the_chain(b).await;
+    eprintln!("{}: hold invoice, payment, channel events", b.name);
+    hold_invoice_lifecycle_payment_and_channel_events(b).await;
+    eprintln!("{}: payment failure reasons", b.name);
+    payment_failure_reasons(b).await;
+    eprintln!("{}: confirmations, spends, reorgs", b.name);
+    confirmations_spends_and_reorgs(b).await;
+    eprintln!("{}: publication errors", b.name);
+    publication_errors(b).await;
+    eprintln!("{}: wallet balance", b.name);
+    wallet_balance(b).await;
+}
+
+/// GetInfo and GetVersion: the network, a synced chain, a version and the build tags sluice
+/// requires.
+pub async fn node_identity_version_and_network(b: &Backend) {
+    let info = b.sluice.get_info().await.unwrap();
+    assert!(info.synced_to_chain, "{}: {info:?}", b.name);
+    assert_eq!(info.block_height.0, b.chain.height().await, "{}", b.name);
+    let version = b.sluice.get_version().await.unwrap();
+    sluice::lnd::connect::check_version("lnd", &version)
+        .unwrap_or_else(|e| panic!("{}: {e}", b.name));
+    assert!(
+        sluice::lnd::connect::networks_pair(Network::Regtest, info.network),
+        "{}: {info:?}",
+        b.name
+    );
+}
+
+/// Fee estimates never go below the relay floor; key family 99 derives fresh keys and the
+/// same key again at a locator.
+pub async fn fee_estimates_and_keys(b: &Backend) {
+    for target in [2, 6, 100] {
+        let rate = b.sluice.estimate_fee(target).await.unwrap();
+        assert!(
+            rate.to_sat_per_kwu() >= 253,
+            "{}: the {target}-block estimate {rate:?} is below lnd's floor",
+            b.name
+        );
+    }
+    let a = b.sluice.derive_next_key(99).await.unwrap();
+    let c = b.sluice.derive_next_key(99).await.unwrap();
+    assert_eq!(a.locator.family, 99);
+    assert_ne!(a.pubkey, c.pubkey, "{}: two next keys", b.name);
+    assert_eq!(c.locator.index, a.locator.index + 1, "{}", b.name);
+    let again = b.sluice.derive_key(a.locator).await.unwrap();
+    assert_eq!(
+        again.pubkey, a.pubkey,
+        "{}: derive_key at a locator",
+        b.name
+    );
+    let addr = b.sluice.next_addr().await.unwrap();
+    assert!(
+        addr.script_pubkey().is_p2tr(),
+        "{}: sweep addresses are taproot: {addr}",
+        b.name
+    );
+}
+
+/// The epoch stream starts with the tip, then follows new blocks.
+pub async fn block_epochs_follow_the_chain(b: &Backend) {
+    let mut epochs = b.sluice.register_block_epochs().await.unwrap();
+    let first = next(&mut epochs, "the first epoch").await;
+    let tip = b.chain.height().await;
+    assert_eq!(
+        first.height.0, tip,
+        "{}: the stream starts at the tip",
+        b.name
+    );
+    b.chain.mine(1).await;
+    let second = next(&mut epochs, "the next epoch").await;
+    assert_eq!(second.height.0, tip + 1, "{}", b.name);
+}
+
+/// A hold invoice on the other node: open, paid by sluice (accepted, held), settled with the
+/// preimage; sluice's payment succeeds with it, `track_payment` agrees, and sluice's channel
+/// events report the balance change.
+pub async fn hold_invoice_lifecycle_payment_and_channel_events(b: &Backend) {
+    let preimage = Preimage([0x11; 32]);
+    let hash = SwapHash(sha256::Hash::hash(&preimage.0).to_byte_array());
+    let invoice = b
+        .other
+        .add_hold_invoice(&HoldInvoiceRequest {
+            hash,
+            amount: Msat(50_000_000),
+            memo: "conformance".into(),
+            expiry: Duration::from_secs(3600),
+            cltv_expiry: 80,
+            private: false,
+        })
+        .await
+        .unwrap();
+    let mut states = b.other.subscribe_single_invoice(hash).await.unwrap();
+    let open = next(&mut states, "the invoice's first state").await;
+    assert_eq!(open.state, InvoiceState::Open, "{}", b.name);
+    let decoded = b
+        .sluice
+        .decode_invoice(&invoice.payment_request)
+        .await
+        .unwrap();
+    assert_eq!(decoded.payment_hash, hash);
+    assert_eq!(decoded.amount, Msat(50_000_000));
+    assert_eq!(decoded.min_final_cltv_delta, 80, "{}", b.name);
+
+    let mut events = prompt(
+        "subscribe_channel_events",
+        b.sluice.subscribe_channel_events(),
+    )
+    .await
+    .unwrap();
+    let mut payment = b
+        .sluice
+        .pay(&PaymentRequest {
+            invoice: invoice.payment_request.clone(),
+            fee_limit: Msat(1_000_000),
+            outgoing_chan_ids: Vec::new(),
+            max_parts: 1,
+            timeout: Duration::from_secs(60),
+            cltv_limit: None,
+        })
+        .await
+        .unwrap();
+    let accepted = loop {
+        let u = next(&mut states, "the invoice to be accepted").await;
+        if u.state != InvoiceState::Open {
+            break u;
+        }
+    };
+    assert_eq!(accepted.state, InvoiceState::Accepted, "{}", b.name);
+    assert_eq!(accepted.amount_paid, Msat(50_000_000), "{}", b.name);
+    // Held: the payment is in flight until the settle.
+    let update = next(&mut payment, "the payment's first update").await;
+    assert!(!update.status.is_final(), "{}: {update:?}", b.name);
+    b.other.settle_invoice(preimage).await.unwrap();
+    // Settling twice is fine.
+    b.other.settle_invoice(preimage).await.unwrap();
+    let settled = next(&mut states, "the invoice to settle").await;
+    assert_eq!(settled.state, InvoiceState::Settled, "{}", b.name);
+    let last = loop {
+        let u = next(&mut payment, "the payment's outcome").await;
+        if u.status.is_final() {
+            break u;
+        }
+    };
+    assert_eq!(
+        last.status,
+        PaymentStatus::Succeeded { preimage },
+        "{}",
+        b.name
+    );
+    assert!(last.fee.0 > 0, "{}: two hops cost a fee: {last:?}", b.name);
+    let mut tracked = b.sluice.track_payment(hash).await.unwrap();
+    let t = next(&mut tracked, "the tracked payment").await;
+    assert_eq!(
+        t.status,
+        PaymentStatus::Succeeded { preimage },
+        "{}",
+        b.name
+    );
+    assert_eq!(t.fee, last.fee, "{}", b.name);
+    // Paying the same invoice again makes no second payment.
+    let again = b
+        .sluice
+        .pay(&PaymentRequest {
+            invoice: invoice.payment_request,
+            fee_limit: Msat(1_000_000),
+            outgoing_chan_ids: Vec::new(),
+            max_parts: 1,
+            timeout: Duration::from_secs(60),
+            cltv_limit: None,
+        })
+        .await;
+    if let Ok(mut s) = again {
+        let u = next(&mut s, "a repeated payment").await;
+        assert_eq!(
+            u.status,
+            PaymentStatus::Succeeded { preimage },
+            "{}",
+            b.name
+        );
+    }
+    // Each commitment change reaches the channel event stream: the HTLC added (pending), then
+    // settled into the remote balance.
+    let mut saw_pending = false;
+    loop {
+        if let ChannelEvent::Updated(c) = next(&mut events, "a channel update").await {
+            saw_pending |= c.pending_htlc_count > 0;
+            if c.pending_htlc_count == 0 && c.remote_balance.0 > 0 {
+                break;
+            }
+        }
+    }
+    assert!(
+        saw_pending,
+        "{}: no update showed the HTLC in flight",
+        b.name
+    );
+}
+
+/// lnd's failure reasons: a canceled hold invoice fails with incorrect payment details, and an
+/// amount beyond every channel fails for want of a route or balance.
+pub async fn payment_failure_reasons(b: &Backend) {
+    let preimage = Preimage([0x22; 32]);
+    let hash = SwapHash(sha256::Hash::hash(&preimage.0).to_byte_array());
+    let invoice = b
+        .other
+        .add_hold_invoice(&HoldInvoiceRequest {
+            hash,
+            amount: Msat(20_000_000),
+            memo: "canceled".into(),
+            expiry: Duration::from_secs(3600),
+            cltv_expiry: 80,
+            private: false,
+        })
+        .await
+        .unwrap();
+    b.other.cancel_invoice(hash).await.unwrap();
+    let outcome = pay_to_outcome(b, &invoice.payment_request).await;
+    assert_eq!(
+        outcome,
+        PaymentStatus::Failed(PaymentFailure::IncorrectPaymentDetails),
+        "{}",
+        b.name
+    );
+    let huge = b
+        .other
+        .add_hold_invoice(&HoldInvoiceRequest {
+            hash: SwapHash([0x33; 32]),
+            amount: Msat(900_000_000_000),
+            memo: "too big".into(),
+            expiry: Duration::from_secs(3600),
+            cltv_expiry: 80,
+            private: false,
+        })
+        .await
+        .unwrap();
+    let outcome = pay_to_outcome(b, &huge.payment_request).await;
+    assert!(
+        matches!(
+            outcome,
+            PaymentStatus::Failed(PaymentFailure::NoRoute | PaymentFailure::InsufficientBalance)
+        ),
+        "{}: {outcome:?}",
+        b.name
+    );
+}
+
+async fn pay_to_outcome(b: &Backend, invoice: &str) -> PaymentStatus {
+    let request = PaymentRequest {
+        invoice: invoice.to_string(),
+        fee_limit: Msat(1_000_000),
+        outgoing_chan_ids: Vec::new(),
+        max_parts: 1,
+        timeout: Duration::from_secs(30),
+        cltv_limit: None,
+    };
+    match b.sluice.pay(&request).await {
+        Ok(mut s) => loop {
+            let u = next(&mut s, "the payment's outcome").await;
+            if u.status.is_final() {
+                return u.status;
+            }
+        },
+        Err(e) => panic!("{}: pay refused at once: {e}", b.name),
+    }
+}
+
+/// A P2TR key-path output of a key the test holds.
+struct Coin {
+    keypair: Keypair,
+    script: ScriptBuf,
+}
+
+fn coin(seed: u8) -> Coin {
+    let secp = Secp256k1::new();
+    let keypair = Keypair::from_secret_key(&secp, &SecretKey::from_slice(&[seed; 32]).unwrap());
+    let (xonly, _) = keypair.x_only_public_key();
+    let script = ScriptBuf::new_p2tr(&secp, xonly, None);
+    Coin { keypair, script }
+}
+
+/// Spends `prev`'s output 0 (a [`coin`]) to `to`, paying `fee`.
+fn spend(c: &Coin, prev: &Transaction, to: ScriptBuf, fee: u64) -> Transaction {
+    let secp = Secp256k1::new();
+    let value = prev.output[0].value;
+    let mut tx = Transaction {
+        version: transaction::Version::TWO,
+        lock_time: absolute::LockTime::ZERO,
+        input: vec![TxIn {
+            previous_output: OutPoint {
+                txid: prev.compute_txid(),
+                vout: 0,
+            },
+            script_sig: ScriptBuf::new(),
+            sequence: Sequence::MAX,
+            witness: Witness::new(),
+        }],
+        output: vec![TxOut {
+            value: value - Amount::from_sat(fee),
+            script_pubkey: to,
+        }],
+    };
+    let prevouts = [prev.output[0].clone()];
+    let sighash = SighashCache::new(&tx)
+        .taproot_key_spend_signature_hash(0, &Prevouts::All(&prevouts), TapSighashType::Default)
+        .unwrap();
+    let tweaked = c.keypair.tap_tweak(&secp, None);
+    let sig = secp.sign_schnorr(
+        &Message::from_digest(sighash.to_byte_array()),
+        &tweaked.to_keypair(),
+    );
+    tx.input[0].witness = Witness::from_slice(&[sig.as_ref().to_vec()]);
+    tx
+}
+
+/// Confirmation and spend notifications, through a reorg of the confirming block.
+pub async fn confirmations_spends_and_reorgs(b: &Backend) {
+    let c = coin(0x44);
+    let start = b.chain.height().await;
+    let funding = b.chain.pay_to(c.script.clone(), 200_000).await;
+    let txid = funding.compute_txid();
+    let conf_request = ConfRequest {
+        txid: Some(txid),
+        script: c.script.clone(),
+        num_confs: 1,
+        height_hint: BlockHeight(start),
+    };
+    let mut confs = prompt(
+        "register_confirmations",
+        b.sluice.register_confirmations(&conf_request),
+    )
+    .await
+    .unwrap();
+    b.chain.mine(1).await;
+    match next(&mut confs, "the funding's confirmation").await {
+        ConfUpdate::Confirmed {
+            tx, block_height, ..
+        } => {
+            assert_eq!(tx.compute_txid(), txid, "{}", b.name);
+            assert_eq!(block_height.0, start + 1, "{}", b.name);
+        }
+        other => panic!("{}: {other:?}", b.name),
+    }
+    // The confirming block is reorged away: a Reorg, then a new confirmation on the new
+    // branch (the transaction went back to the mempool).
+    b.chain.reorg(1).await;
+    let mut saw_reorg = false;
+    let again = loop {
+        match next(&mut confs, "the confirmation after the reorg").await {
+            ConfUpdate::Reorg => saw_reorg = true,
+            confirmed @ ConfUpdate::Confirmed { .. } => break confirmed,
+        }
+    };
+    assert!(
+        saw_reorg,
+        "{}: no Reorg before the new confirmation",
+        b.name
+    );
+    let ConfUpdate::Confirmed { block_height, .. } = again else {
+        unreachable!()
+    };
+    assert_eq!(block_height.0, start + 1, "{}", b.name);
+
+    // A spend, seen once confirmed.
+    let outpoint = OutPoint { txid, vout: 0 };
+    let spend_request = SpendRequest {
+        outpoint: Some(outpoint),
+        script: c.script.clone(),
+        height_hint: BlockHeight(start),
+    };
+    let mut spends = prompt("register_spend", b.sluice.register_spend(&spend_request))
+        .await
+        .unwrap();
+    let sweep = spend(&c, &funding, coin(0x45).script, 2_000);
+    b.sluice
+        .publish_transaction(&sweep, "conformance")
+        .await
+        .unwrap();
+    // Publishing the same transaction again succeeds.
+    b.sluice.publish_transaction(&sweep, "again").await.unwrap();
+    b.chain.mine(1).await;
+    let tip = b.chain.height().await;
+    loop {
+        match next(&mut spends, "the spend").await {
+            SpendUpdate::Spent {
+                outpoint: o,
+                spending_tx,
+                input_index,
+                height,
+            } => {
+                assert_eq!(o, outpoint, "{}", b.name);
+                assert_eq!(
+                    spending_tx.compute_txid(),
+                    sweep.compute_txid(),
+                    "{}",
+                    b.name
+                );
+                assert_eq!(input_index, 0);
+                assert_eq!(height.0, tip, "{}", b.name);
+                break;
+            }
+            SpendUpdate::Reorg => {}
+        }
+    }
+    // Publishing it once confirmed still succeeds (the wallet knows it).
+    b.sluice
+        .publish_transaction(&sweep, "confirmed")
+        .await
+        .unwrap();
+    // A reorg of the spend's block: Reorg, then the spend again.
+    b.chain.reorg(1).await;
+    let mut saw_reorg = false;
+    loop {
+        match next(&mut spends, "the spend after the reorg").await {
+            SpendUpdate::Reorg => saw_reorg = true,
+            SpendUpdate::Spent { spending_tx, .. } => {
+                assert_eq!(spending_tx.compute_txid(), sweep.compute_txid());
+                break;
+            }
+        }
+    }
+    assert!(saw_reorg, "{}: no Reorg for the spend", b.name);
+}
+
+/// PublishTransaction refuses a double spend and a transaction below the relay fee; the
+/// message says which.
+pub async fn publication_errors(b: &Backend) {
+    let c = coin(0x55);
+    let funding = b.chain.pay_to(c.script.clone(), 100_000).await;
+    b.chain.mine(1).await;
+    let first = spend(&c, &funding, coin(0x56).script, 1_000);
+    b.sluice.publish_transaction(&first, "first").await.unwrap();
+    // Same input, same fee, other output: not a valid replacement.
+    let double = spend(&c, &funding, coin(0x57).script, 1_000);
+    let err = b
+        .sluice
+        .publish_transaction(&double, "double")
+        .await
+        .expect_err("a double spend");
+    eprintln!("{}: double spend: {err}", b.name);
+    assert_eq!(err.kind, NodeErrorKind::Permanent, "{}: {err}", b.name);
+    assert!(
+        err.message.contains("output already spent"),
+        "{}: lnd says `transaction rejected: output already spent`: {err}",
+        b.name
+    );
+    let c2 = coin(0x58);
+    let funding2 = b.chain.pay_to(c2.script.clone(), 100_000).await;
+    b.chain.mine(1).await;
+    let cheap = spend(&c2, &funding2, coin(0x59).script, 0);
+    let err2 = b
+        .sluice
+        .publish_transaction(&cheap, "no fee")
+        .await
+        .expect_err("a transaction without a fee");
+    eprintln!("{}: no fee: {err2}", b.name);
+    assert_eq!(err2.kind, NodeErrorKind::Permanent, "{}: {err2}", b.name);
+    assert!(
+        err2.message.contains("insufficient fee"),
+        "{}: lnd says `insufficient fee`: {err2}",
+        b.name
+    );
+    b.chain.mine(1).await;
+}
+
+/// WalletBalance: confirmed coins of the wallet.
+pub async fn wallet_balance(b: &Backend) {
+    let (confirmed, _unconfirmed) = b.sluice.onchain_balance().await.unwrap();
+    assert!(confirmed.0 > 0, "{}: {confirmed:?}", b.name);
+}
