@@ -80,8 +80,8 @@ async fn a_server_that_never_publishes_releases_both_payments_at_expiry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_invoice_and_key_tampering_is_caught_by_the_clients_validation() {
+    use sluice::loopserver::behaviour::{InvoiceTamper as I, SenderKeyTamper as K};
     use sluice::provider::validate::ContractError as E;
-    use sluice::simnet::loopserver::behaviour::{InvoiceTamper as I, SenderKeyTamper as K};
     let sim = sim(17).await;
     type Expect = fn(&E) -> bool;
     let cases: Vec<(Behaviour, Expect)> = vec![
@@ -195,7 +195,7 @@ async fn late_publication_waits_for_the_reveal_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_the_swap_payment_after_confirmation_and_closing_the_stream_early() {
-    use sluice::simnet::loopserver::behaviour::StreamMode;
+    use sluice::loopserver::behaviour::StreamMode;
     let sim = sim(19).await;
     sim.server.set_behaviour_for_next_swap(Behaviour {
         fail_swap_payment_after_confirm: true,
@@ -264,7 +264,7 @@ async fn an_eager_timeout_claim_replaces_a_pending_client_sweep() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_never_settles_and_cosigns_badly_still_loses_the_htlc_to_the_script_path() {
-    use sluice::simnet::loopserver::behaviour::{CoSign, Settle};
+    use sluice::loopserver::behaviour::{CoSign, Settle};
     let sim = sim(22).await;
     sim.server.set_behaviour_for_next_swap(Behaviour {
         settle: Settle::Never,

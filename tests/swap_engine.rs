@@ -11,8 +11,8 @@ use std::time::Duration;
 use engine_harness::{assert_costs_match, request, simnet, succeeded};
 use sluice::domain::Sat;
 use sluice::lnd::{LightningNode, NodeErrorKind};
-use sluice::simnet::loopserver::Behaviour;
-use sluice::simnet::loopserver::behaviour::Publication;
+use sluice::loopserver::Behaviour;
+use sluice::loopserver::behaviour::Publication;
 use sluice::simnet::world::lock;
 use sluice::swap::{FeeLimits, SwapCosts, SwapState, SweepFailure};
 

@@ -25,11 +25,11 @@ use tonic::transport::{Server, ServerTlsConfig};
 
 use super::control::{Control, ControlService};
 use super::lnd::{BlockSource, LndFiles, SimLndError, SimLndServer};
-use super::loopserver::{LoopServer, LoopServerConfig};
 use super::world::traffic::{Traffic, TrafficConfig};
 use super::world::{SimNode, World, WorldConfig, WorldError, lock};
 use crate::daemon::supervisor::bounded_drain;
 use crate::domain::Sat;
+use crate::loopserver::{LoopServer, LoopServerConfig};
 use crate::proto::simnet::simnet_server::SimnetServer;
 
 /// The node sluiced runs against.

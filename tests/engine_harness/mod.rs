@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use sluice::domain::{Network, Sat, SwapHash};
 use sluice::lnd::LightningNode;
+use sluice::loopserver::{LoopServer, LoopServerConfig};
 use sluice::provider::l402::{L402Config, NeverPay};
 use sluice::provider::{LoopServerClient, ServerTls};
 use sluice::simnet::chain::TxStatus;
-use sluice::simnet::loopserver::{LoopServer, LoopServerConfig};
 use sluice::simnet::world::{SharedWorld, SimNode, World, WorldConfig, lock};
 use sluice::store::{Store, SwapRecord};
 use sluice::swap::{EngineConfig, LoopOutRequest, PaymentStatus, SwapEngine, SwapState};
