@@ -48,7 +48,6 @@ async fn run(debounce: Duration, seed: u64) -> Duration {
             l402: None,
             ..LoopServerConfig::default()
         },
-        loop_node.clone(),
         loop_node,
     ));
     let addr = server.serve_on_loopback().await.unwrap();

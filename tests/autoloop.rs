@@ -65,7 +65,6 @@ async fn net_on(world: SharedWorld) -> Net {
             l402: None,
             ..LoopServerConfig::default()
         },
-        loop_node.clone(),
         loop_node,
     ));
     let addr = server.serve_on_loopback().await.unwrap();

@@ -1,4 +1,4 @@
-//! The simnet Loop server's misbehaviour switches (protocol notes §11), each seen from the
+//! The reference Loop server's misbehaviour switches (protocol notes §11), each seen from the
 //! client's side: tampered answers its validation refuses, tampered or late HTLCs, a held
 //! payment failed after confirmation, bad co-signatures, an eager timeout claim.
 
@@ -36,6 +36,22 @@ async fn on_chain_tampering_pays_what_the_switch_says() {
     })
     .await;
     assert!(outputs.iter().all(|o| o.value == amount));
+    assert_eq!(
+        outputs[0].outpoint.txid, outputs[1].outpoint.txid,
+        "one transaction from the wallet pays both outputs"
+    );
+    let vouts: Vec<u32> = sim
+        .server
+        .htlc_outpoints(twice.preimage.hash())
+        .unwrap()
+        .iter()
+        .map(|o| o.vout)
+        .collect();
+    assert_eq!(
+        vouts,
+        [0, 1],
+        "the server reports both, the first one first"
+    );
 
     sim.server.set_behaviour_for_next_swap(Behaviour {
         htlc: HtlcTamper::WrongScript,

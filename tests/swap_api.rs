@@ -112,7 +112,6 @@ async fn net() -> Net {
             l402: None,
             ..LoopServerConfig::default()
         },
-        loop_node.clone(),
         loop_node,
     ));
     let loop_addr = server.serve_on_loopback().await.unwrap();

@@ -251,7 +251,7 @@ async fn a_created_swap_carries_the_servers_message_and_the_limits_a_quote_deriv
     let engine = net.engine().await;
     let created = engine.create_loop_out(request(250_000)).await.unwrap();
     // The simnet server always says who it is.
-    assert_eq!(created.server_message, "simnet loop server");
+    assert_eq!(created.server_message, "reference loop server");
     // With no limits in the request, the swap carries what the one quote rule derives.
     let record = net.record(created.hash).await;
     let terms = record.contract.terms();

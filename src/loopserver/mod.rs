@@ -1,6 +1,9 @@
-//! The simnet's reference Loop server: the `looprpc.SwapServer` protocol (protocol notes §1 and
-//! §11), served over gRPC and backed by its own simulated Lightning node, with switches for
-//! every misbehaviour a client must survive.
+//! The reference Loop server: the `looprpc.SwapServer` protocol (protocol notes §1 and §11),
+//! served over gRPC and backed by any Lightning node through the
+//! [`LightningNode`](crate::lnd::LightningNode) port (hold invoices, chain notifications, the
+//! MuSig2 signer, HTLC funding through the node's wallet), with switches for every
+//! misbehaviour a client must survive. It runs alone against any lnd (`sluice loopserver`) or
+//! in front of the simnet's "loop" node.
 //!
 //! - [`terms`]: terms, quotes and the request checks. Pure.
 //! - [`behaviour`]: the per-swap misbehaviour switches. Pure.
@@ -8,7 +11,7 @@
 //! - [`invoice`]: forged swap invoices for the tampering switches. Pure.
 //! - [`l402`]: the L402 front (mint, challenge, verify). Pure.
 //! - [`swap`]: one swap's contract, secrets and state log.
-//! - [`funder`]: the [`HtlcFunder`] port and its simulated-wallet implementation.
+//! - [`funder`]: the [`HtlcFunder`] port, which every node's wallet implements.
 //! - `engine`: one task per swap, driven by the node's notifications.
 //! - `service`: the `SwapServer` gRPC methods.
 //!
@@ -122,7 +125,6 @@ impl BehaviourBook {
 pub(crate) struct Inner {
     config: LoopServerConfig,
     node: Arc<dyn LightningNode>,
-    funder: Arc<dyn HtlcFunder>,
     rng: Mutex<StdRng>,
     swaps: Mutex<HashMap<SwapHash, Arc<SwapEntry>>>,
     book: Mutex<BehaviourBook>,
@@ -165,7 +167,7 @@ impl Inner {
     }
 }
 
-/// The simnet's Loop server. Dropping it stops every swap engine.
+/// The reference Loop server. Dropping it stops every swap engine.
 pub struct LoopServer {
     inner: Arc<Inner>,
     _stop_on_drop: DropGuard,
@@ -180,13 +182,9 @@ impl std::fmt::Debug for LoopServer {
 }
 
 impl LoopServer {
-    /// A server whose invoices, chain watches and timeout claims go through `node`, and whose
-    /// HTLCs `funder` pays (usually the same simulated node).
-    pub fn new(
-        config: LoopServerConfig,
-        node: Arc<dyn LightningNode>,
-        funder: Arc<dyn HtlcFunder>,
-    ) -> LoopServer {
+    /// A server whose invoices, chain watches, HTLC funding and timeout claims go through
+    /// `node`.
+    pub fn new(config: LoopServerConfig, node: Arc<dyn LightningNode>) -> LoopServer {
         let mut rng = StdRng::seed_from_u64(config.seed);
         let mut forge = [0u8; 32];
         let forge_key = loop {
@@ -200,7 +198,6 @@ impl LoopServer {
             l402: Mutex::new(config.l402.clone()),
             config,
             node,
-            funder,
             rng: Mutex::new(rng),
             swaps: Mutex::new(HashMap::new()),
             book: Mutex::new(BehaviourBook::default()),
@@ -249,7 +246,7 @@ impl LoopServer {
         let serving = self.serve(listener, std::future::pending());
         tokio::spawn(async move {
             if let Err(e) = serving.await {
-                tracing::warn!(error = %e, "the simnet Loop server stopped serving");
+                tracing::warn!(error = %e, "the reference Loop server stopped serving");
             }
         });
         Ok(addr)

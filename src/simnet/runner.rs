@@ -1,5 +1,5 @@
 //! Runs a simnet standalone: the world, a simulated lnd for "sluice" and one for "loop", the
-//! reference Loop server on the "loop" node, the control service, block mining on an interval
+//! reference Loop server on the "loop" lnd (over gRPC, as on a real lnd), the control service, block mining on an interval
 //! and routed traffic, all on loopback; and the
 //! files a client needs to use it (`sluice.yaml` for sluiced, `simnet.json` for the CLI).
 //!
@@ -308,14 +308,20 @@ impl Simnet {
                 config.payments_per_hour,
             ))
         });
-        // The reference Loop server, backed by the "loop" node and on the world's clock.
-        let loop_sim = SimNode::new(world.clone(), LOOP_NODE)?;
+        // The reference Loop server, a program of its own: it reaches the "loop" node through
+        // that node's lnd over gRPC, as it reaches a real lnd, and keeps the world's clock.
+        let loop_lnd = endpoints
+            .get(LOOP_NODE)
+            .ok_or_else(|| SimnetError::State {
+                path: config.dir.clone(),
+                reason: "the loop node's lnd did not start".to_owned(),
+            })?
+            .connect()?;
         let mut server_config = config.loop_server.clone();
         server_config.clock = super::world::engine_clock(&world);
         let swap_server = LoopServer::new(
             server_config,
-            Arc::new(loop_sim.clone()),
-            Arc::new(loop_sim),
+            Arc::new(crate::lnd::ResilientNode::new(Arc::new(loop_lnd))),
         );
         let listener = tokio::net::TcpListener::bind(config.swap_server_listen)
             .await

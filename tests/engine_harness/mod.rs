@@ -59,7 +59,6 @@ pub async fn simnet() -> Simnet {
             l402: None,
             ..LoopServerConfig::default()
         },
-        loop_node.clone(),
         loop_node,
     ));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

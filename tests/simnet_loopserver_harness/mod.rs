@@ -73,7 +73,7 @@ pub async fn sim(seed: u64) -> Sim {
         clock: sluice::simnet::world::engine_clock(&world),
         ..LoopServerConfig::default()
     };
-    let server = LoopServer::new(config, Arc::new(loop_node.clone()), Arc::new(loop_node));
+    let server = LoopServer::new(config, Arc::new(loop_node));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
