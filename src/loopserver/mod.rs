@@ -10,6 +10,7 @@
 //! - [`sign`]: sighash from the client's PSBT, co-sign answers, timeout claims. Pure.
 //! - [`invoice`]: forged swap invoices for the tampering switches. Pure.
 //! - [`l402`]: the L402 front (mint, challenge, verify). Pure.
+//! - [`misbehave`]: the named misbehaviours a person or a test switches on. Pure.
 //! - [`swap`]: one swap's contract, secrets and state log.
 //! - [`funder`]: the [`HtlcFunder`] port, which every node's wallet implements.
 //! - `engine`: one task per swap, driven by the node's notifications.
@@ -30,6 +31,7 @@ pub mod error;
 pub mod funder;
 pub mod invoice;
 pub mod l402;
+pub mod misbehave;
 mod service;
 pub mod sign;
 pub mod swap;
@@ -129,6 +131,8 @@ pub(crate) struct Inner {
     swaps: Mutex<HashMap<SwapHash, Arc<SwapEntry>>>,
     book: Mutex<BehaviourBook>,
     l402: Mutex<Option<L402Settings>>,
+    /// The named misbehaviour switched on, if any.
+    misbehaving: Mutex<Option<&'static str>>,
     /// Signs the forged invoices of the tampering switches.
     forge_key: SecretKey,
     /// Stops every swap engine.
@@ -196,6 +200,7 @@ impl LoopServer {
         let stop = CancellationToken::new();
         let inner = Arc::new(Inner {
             l402: Mutex::new(config.l402.clone()),
+            misbehaving: Mutex::new(None),
             config,
             node,
             rng: Mutex::new(rng),
@@ -278,6 +283,43 @@ impl LoopServer {
         swap.with_live(|l| l.behaviour = behaviour);
         swap.wake.notify_one();
         Ok(())
+    }
+
+    /// Switches a named misbehaviour on for the swaps registered from now on (or the L402
+    /// front's next challenges), replacing the one on before; `None` makes the server honest
+    /// again: the default behaviour and the configured L402 front. Swaps already registered,
+    /// and the by-amount and next-swap switches, keep their behaviour.
+    pub fn misbehave(
+        &self,
+        misbehaviour: Option<misbehave::Misbehaviour>,
+    ) -> Result<(), misbehave::NoL402Front> {
+        let configured = self.inner.config.l402.clone();
+        let (behaviour, l402) = match misbehaviour.map(|m| (m.name, m.switch)) {
+            None => (Behaviour::default(), configured),
+            Some((_, misbehave::Switch::Swap(b))) => (b, configured),
+            Some((name, misbehave::Switch::L402(tamper))) => {
+                let Some(settings) = configured else {
+                    return Err(misbehave::NoL402Front(name));
+                };
+                (Behaviour::default(), Some(tamper.apply(&settings)))
+            }
+        };
+        self.set_default_behaviour(behaviour);
+        self.set_l402(l402);
+        *locked(&self.inner.misbehaving) = misbehaviour.map(|m| m.name);
+        match misbehaviour {
+            Some(m) => tracing::info!(
+                misbehaviour = m.name,
+                "loop server: misbehaving from now on"
+            ),
+            None => tracing::info!("loop server: honest from now on"),
+        }
+        Ok(())
+    }
+
+    /// The name of the misbehaviour switched on with [`misbehave`](Self::misbehave), if any.
+    pub fn misbehaviour(&self) -> Option<&'static str> {
+        *locked(&self.inner.misbehaving)
     }
 
     /// Replaces the L402 front's settings (`None` turns it off).

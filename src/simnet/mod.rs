@@ -6,10 +6,12 @@
 //! - [`world`]: simulated lnd nodes and channels over that chain;
 //! - [`lnd`]: lnd's gRPC services over TLS in front of a world node;
 //! - [`control`]: the control service (`proto/simnet.proto`);
-//! - [`runner`]: all of it standalone on loopback (`sluice simnet serve`).
+//! - [`runner`]: all of it standalone on loopback (`sluice simnet serve`);
+//! - [`state`]: `simnet.json` and the errors the runner, control service and CLI share.
 
 pub mod chain;
 pub mod control;
 pub mod lnd;
 pub mod runner;
+pub mod state;
 pub mod world;
