@@ -224,11 +224,39 @@ impl LoopServer {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> impl Future<Output = Result<(), tonic::transport::Error>> + Send + 'static {
+        self.serve_with(listener, None, shutdown)
+    }
+
+    /// [`serve`](Self::serve) over TLS with `identity` (a certificate clients pin, as sluiced's
+    /// `server.tls: pinned` or loopd's `--server.tlspath` do).
+    pub fn serve_tls(
+        &self,
+        listener: TcpListener,
+        identity: &crate::tls::Identity,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> impl Future<Output = Result<(), tonic::transport::Error>> + Send + 'static {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let tls = tonic::transport::ServerTlsConfig::new().identity(
+            tonic::transport::Identity::from_pem(&identity.cert_pem, &identity.key_pem),
+        );
+        self.serve_with(listener, Some(tls), shutdown)
+    }
+
+    fn serve_with(
+        &self,
+        listener: TcpListener,
+        tls: Option<tonic::transport::ServerTlsConfig>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> impl Future<Output = Result<(), tonic::transport::Error>> + Send + 'static {
         let streams = CancellationToken::new();
         let svc = service::Service::new(self.inner.clone(), streams.clone());
         async move {
             let ended = streams.clone();
-            let result = tonic::transport::Server::builder()
+            let mut builder = tonic::transport::Server::builder();
+            if let Some(tls) = tls {
+                builder = builder.tls_config(tls)?;
+            }
+            let result = builder
                 .add_service(SwapServerServer::new(svc))
                 .serve_with_incoming_shutdown(
                     tokio_stream::wrappers::TcpListenerStream::new(listener),
