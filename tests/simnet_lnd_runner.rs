@@ -221,12 +221,14 @@ async fn send_outputs_pays_every_output_in_one_published_transaction() {
         &request.outputs[..],
         "the outputs first, in order"
     );
-    let world = simnet.world().lock().unwrap();
-    assert!(
-        world.chain().mempool_txids().contains(&tx.compute_txid()),
-        "published"
-    );
-    drop(world);
+    let published = simnet
+        .world()
+        .lock()
+        .unwrap()
+        .chain()
+        .mempool_txids()
+        .contains(&tx.compute_txid());
+    assert!(published, "published");
 
     let none = SendOutputsRequest {
         outputs: vec![],

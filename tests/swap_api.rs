@@ -35,6 +35,8 @@ struct Net {
     addr: String,
     dir: tempfile::TempDir,
     shutdown: CancellationToken,
+    /// Kept alive: dropping the server stops its swaps.
+    _server: Arc<LoopServer>,
 }
 
 impl Net {
@@ -178,6 +180,7 @@ async fn net() -> Net {
         addr,
         dir,
         shutdown,
+        _server: server,
     }
 }
 

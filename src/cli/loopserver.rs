@@ -335,12 +335,12 @@ async fn serve(
     identity: Option<(crate::tls::Identity, PathBuf)>,
     stop: tokio_util::sync::CancellationToken,
 ) -> Result<(), CliError> {
-    let client = connect::open(lnd, args.network).map_err(|e| CliError::Input(e.to_string()))?;
-    let node: Arc<dyn LightningNode> = Arc::new(ResilientNode::new(Arc::new(client)));
+    let client =
+        Arc::new(connect::open(lnd, args.network).map_err(|e| CliError::Input(e.to_string()))?);
     // As sluiced does: wait while lnd is unreachable, stop on a wrong setting.
     let checked = loop {
         let attempt = tokio::select! {
-            r = connect::check(node.as_ref(), lnd, args.network) => r,
+            r = connect::check(client.as_ref(), lnd, args.network) => r,
             () = stop.cancelled() => return Ok(()),
         };
         match attempt {
@@ -362,6 +362,8 @@ async fn serve(
         height = checked.info.block_height.0,
         "lnd checked"
     );
+    // From here on, lost connections are retried and streams re-established.
+    let node: Arc<dyn LightningNode> = Arc::new(ResilientNode::new(client));
     let server = LoopServer::new(config, node);
     if let Some(m) = chosen {
         server
