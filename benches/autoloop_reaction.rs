@@ -20,9 +20,9 @@ use sluice::autoloop::{Autoloop, AutoloopConfig, AutoloopDeps, Mode};
 use sluice::domain::{Network, Preimage, Sat};
 use sluice::lnd::LightningNode;
 use sluice::lnd::types::{HoldInvoiceRequest, PaymentRequest};
+use sluice::loopserver::{LoopServer, LoopServerConfig};
 use sluice::provider::l402::{L402Config, NeverPay};
 use sluice::provider::{LoopServerClient, ServerTls};
-use sluice::simnet::loopserver::{LoopServer, LoopServerConfig};
 use sluice::simnet::world::{SharedWorld, SimNode, World, WorldConfig};
 use sluice::store::Store;
 use sluice::swap::{EngineConfig, SwapEngine};
@@ -48,7 +48,6 @@ async fn run(debounce: Duration, seed: u64) -> Duration {
             l402: None,
             ..LoopServerConfig::default()
         },
-        loop_node.clone(),
         loop_node,
     ));
     let addr = server.serve_on_loopback().await.unwrap();

@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use sluice::domain::{Network, Ppm, Sat, SwapHash};
+use sluice::loopserver::{LoopServer, LoopServerConfig};
 use sluice::provider::l402::{L402Config, NeverPay};
 use sluice::provider::{LoopServerClient, ServerTls};
-use sluice::simnet::loopserver::{LoopServer, LoopServerConfig};
 use sluice::simnet::world::{
     ChannelSpec, FeePolicy, NodeSpec, SharedWorld, SimNode, World, WorldConfig, lock,
 };
@@ -117,7 +117,6 @@ async fn run(swaps: usize) {
             l402: None,
             ..LoopServerConfig::default()
         },
-        loop_node.clone(),
         loop_node,
     ));
     let addr = server.serve_on_loopback().await.unwrap();

@@ -16,7 +16,7 @@ mod args;
 mod error;
 pub mod keys;
 mod resolve;
-mod values;
+pub(crate) mod values;
 mod yaml;
 
 #[cfg(test)]

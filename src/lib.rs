@@ -14,7 +14,8 @@
 //! - [`policy`]: YAML rules and rhai scripts; `evaluate(policy, snapshot)` into a plan. Pure.
 //! - [`provider`]: the Loop swap-server protocol (`looprpc`) and its client.
 //! - [`swap`]: the Loop Out contract, state codes and the pure `step`. Pure.
-//! - [`simnet`]: the simulated chain, lnd and Loop server, over real gRPC on loopback.
+//! - [`loopserver`]: the reference Loop server, over the [`lnd::LightningNode`] port of any lnd.
+//! - [`simnet`]: the simulated chain and lnd, over real gRPC on loopback.
 //! - [`regtest`]: a world of real processes (btcd, lnd) on regtest, for tests and `sluice regtest`.
 //! - [`cli`]: the `sluice` command.
 
@@ -27,6 +28,7 @@ pub mod daemon;
 pub mod domain;
 pub mod ledger;
 pub mod lnd;
+pub mod loopserver;
 pub mod metrics;
 pub mod policy;
 pub mod proto;

@@ -70,3 +70,31 @@ fn pure_modules_do_not_depend_on_tokio_tonic_or_sqlx() {
         violations.join("\n")
     );
 }
+
+/// The reference Loop server runs on any lnd: it reaches its node only through the
+/// `LightningNode` port and never names the simnet.
+#[test]
+fn the_loop_server_does_not_depend_on_the_simnet() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src/loopserver"), &mut files);
+    assert!(
+        !files.is_empty(),
+        "src/loopserver not found: the scan is broken"
+    );
+    let mut violations = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = strip_strings(line.split("//").next().unwrap_or(""));
+            if code.contains("simnet::") {
+                violations.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "the Loop server must reach its node through the LightningNode port only:\n{}",
+        violations.join("\n")
+    );
+}

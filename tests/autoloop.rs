@@ -12,9 +12,9 @@ use std::time::Duration;
 use sluice::autoloop::{Autoloop, AutoloopConfig, AutoloopDeps, Mode, PassReport, Wake};
 use sluice::domain::{ChanId, Network, Sat, SwapHash};
 use sluice::lnd::LightningNode;
+use sluice::loopserver::{LoopServer, LoopServerConfig};
 use sluice::provider::l402::{L402Config, NeverPay};
 use sluice::provider::{LoopServerClient, ServerTls};
-use sluice::simnet::loopserver::{LoopServer, LoopServerConfig};
 use sluice::simnet::world::{SharedWorld, SimNode, World, WorldConfig, lock};
 use sluice::store::{JournalFilter, Store, SwapFilter};
 use sluice::swap::{EngineConfig, SwapEngine, SwapState};
@@ -65,7 +65,6 @@ async fn net_on(world: SharedWorld) -> Net {
             l402: None,
             ..LoopServerConfig::default()
         },
-        loop_node.clone(),
         loop_node,
     ));
     let addr = server.serve_on_loopback().await.unwrap();
@@ -572,8 +571,8 @@ async fn a_failed_swap_releases_its_reservation_and_backs_its_channel_off_across
     let target = net.chan.to_string();
     // The server underpays the HTLC: the client never reveals and the swap fails.
     net.server
-        .set_behaviour_for_next_swap(sluice::simnet::loopserver::Behaviour {
-            htlc: sluice::simnet::loopserver::behaviour::HtlcTamper::ValueBelow(Sat(10_000)),
+        .set_behaviour_for_next_swap(sluice::loopserver::Behaviour {
+            htlc: sluice::loopserver::behaviour::HtlcTamper::ValueBelow(Sat(10_000)),
             ..Default::default()
         });
     al.set_mode(Mode::On).await.unwrap();

@@ -191,3 +191,57 @@ async fn the_control_service_refuses_a_foreign_macaroon() {
     assert!(err.message().contains("verification failed"), "{err:?}");
     simnet.stop().await;
 }
+
+/// `WalletKit.SendOutputs` through the real client and the simulated lnd: one transaction pays
+/// every output (two to the same script included) and is in the mempool; what lnd refuses is
+/// refused with its kind.
+#[tokio::test]
+async fn send_outputs_pays_every_output_in_one_published_transaction() {
+    use bitcoin::{Amount, FeeRate, TxOut};
+    use sluice::lnd::types::{CoinSelection, SendOutputsRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let simnet = start(dir.path()).await;
+    let client = simnet.loop_lnd().connect().unwrap();
+    until_up(&client).await;
+    let script = client.next_addr().await.unwrap().script_pubkey();
+    let out = |sat| TxOut {
+        value: Amount::from_sat(sat),
+        script_pubkey: script.clone(),
+    };
+    let request = SendOutputsRequest {
+        outputs: vec![out(40_000), out(40_000), out(25_000)],
+        fee_rate: FeeRate::from_sat_per_kwu(2_500),
+        label: "two htlcs".into(),
+        min_confs: 1,
+        coin_selection: CoinSelection::NodeDefault,
+    };
+    let tx = client.send_outputs(&request).await.unwrap();
+    assert_eq!(
+        &tx.output[..3],
+        &request.outputs[..],
+        "the outputs first, in order"
+    );
+    let published = simnet
+        .world()
+        .lock()
+        .unwrap()
+        .chain()
+        .mempool_txids()
+        .contains(&tx.compute_txid());
+    assert!(published, "published");
+
+    let none = SendOutputsRequest {
+        outputs: vec![],
+        ..request.clone()
+    };
+    let err = client.send_outputs(&none).await.unwrap_err();
+    assert_eq!(err.kind, NodeErrorKind::InvalidArgument, "{err}");
+    let too_much = SendOutputsRequest {
+        outputs: vec![out(21_000_000 * 100_000_000)],
+        ..request
+    };
+    let err = client.send_outputs(&too_much).await.unwrap_err();
+    assert!(!err.is_transient(), "{err}");
+    assert!(err.message.contains("sat are needed"), "{err}");
+    simnet.stop().await;
+}

@@ -95,7 +95,7 @@ async fn happy_path_swap_ends_in_a_cosigned_key_path_sweep() {
 async fn the_preimage_is_learned_from_a_script_path_sweep_when_the_push_fails() {
     let sim = sim(12).await;
     sim.server.set_behaviour_for_next_swap(Behaviour {
-        push: sluice::simnet::loopserver::behaviour::Push::Error,
+        push: sluice::loopserver::behaviour::Push::Error,
         ..Behaviour::default()
     });
     let swap = sim.start_swap(Sat(120_000), 3).await;
@@ -207,30 +207,27 @@ async fn cancel_needs_the_payment_address_and_ends_the_stream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_l402_price_above_the_clients_cap_is_refused() {
     let sim = sim(16).await;
-    sim.server
-        .set_l402(Some(sluice::simnet::loopserver::L402Settings {
-            price: Sat(5_000),
-            ..Default::default()
-        }));
+    sim.server.set_l402(Some(sluice::loopserver::L402Settings {
+        price: Sat(5_000),
+        ..Default::default()
+    }));
     let err = sim.client.loop_out_terms().await.unwrap_err();
     assert!(err.to_string().contains("cap"), "{err}");
-    sim.server
-        .set_l402(Some(sluice::simnet::loopserver::L402Settings {
-            malformed_challenge: true,
-            ..Default::default()
-        }));
+    sim.server.set_l402(Some(sluice::loopserver::L402Settings {
+        malformed_challenge: true,
+        ..Default::default()
+    }));
     let err = sim.client.loop_out_terms().await.unwrap_err();
     assert!(err.to_string().contains("malformed"), "{err}");
 
     // A token payment that fails leaves no token; the next challenge is paid again.
-    sim.server
-        .set_l402(Some(sluice::simnet::loopserver::L402Settings {
-            fail_payments: true,
-            ..Default::default()
-        }));
+    sim.server.set_l402(Some(sluice::loopserver::L402Settings {
+        fail_payments: true,
+        ..Default::default()
+    }));
     assert!(sim.client.loop_out_terms().await.is_err());
     sim.server
-        .set_l402(Some(sluice::simnet::loopserver::L402Settings::default()));
+        .set_l402(Some(sluice::loopserver::L402Settings::default()));
     sim.client.loop_out_terms().await.unwrap();
     sim.server.set_l402(None);
     assert!(

@@ -1,4 +1,4 @@
-//! The simnet Loop server's misbehaviour switches (protocol notes §11), each seen from the
+//! The reference Loop server's misbehaviour switches (protocol notes §11), each seen from the
 //! client's side: tampered answers its validation refuses, tampered or late HTLCs, a held
 //! payment failed after confirmation, bad co-signatures, an eager timeout claim.
 
@@ -36,6 +36,22 @@ async fn on_chain_tampering_pays_what_the_switch_says() {
     })
     .await;
     assert!(outputs.iter().all(|o| o.value == amount));
+    assert_eq!(
+        outputs[0].outpoint.txid, outputs[1].outpoint.txid,
+        "one transaction from the wallet pays both outputs"
+    );
+    let vouts: Vec<u32> = sim
+        .server
+        .htlc_outpoints(twice.preimage.hash())
+        .unwrap()
+        .iter()
+        .map(|o| o.vout)
+        .collect();
+    assert_eq!(
+        vouts,
+        [0, 1],
+        "the server reports both, the first one first"
+    );
 
     sim.server.set_behaviour_for_next_swap(Behaviour {
         htlc: HtlcTamper::WrongScript,
@@ -80,8 +96,8 @@ async fn a_server_that_never_publishes_releases_both_payments_at_expiry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_invoice_and_key_tampering_is_caught_by_the_clients_validation() {
+    use sluice::loopserver::behaviour::{InvoiceTamper as I, SenderKeyTamper as K};
     use sluice::provider::validate::ContractError as E;
-    use sluice::simnet::loopserver::behaviour::{InvoiceTamper as I, SenderKeyTamper as K};
     let sim = sim(17).await;
     type Expect = fn(&E) -> bool;
     let cases: Vec<(Behaviour, Expect)> = vec![
@@ -195,7 +211,7 @@ async fn late_publication_waits_for_the_reveal_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_the_swap_payment_after_confirmation_and_closing_the_stream_early() {
-    use sluice::simnet::loopserver::behaviour::StreamMode;
+    use sluice::loopserver::behaviour::StreamMode;
     let sim = sim(19).await;
     sim.server.set_behaviour_for_next_swap(Behaviour {
         fail_swap_payment_after_confirm: true,
@@ -264,7 +280,7 @@ async fn an_eager_timeout_claim_replaces_a_pending_client_sweep() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_never_settles_and_cosigns_badly_still_loses_the_htlc_to_the_script_path() {
-    use sluice::simnet::loopserver::behaviour::{CoSign, Settle};
+    use sluice::loopserver::behaviour::{CoSign, Settle};
     let sim = sim(22).await;
     sim.server.set_behaviour_for_next_swap(Behaviour {
         settle: Settle::Never,

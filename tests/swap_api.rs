@@ -16,10 +16,10 @@ use sluice::cli::swaps::{OutCmd, QuoteCmd, QuoteKind, SwapCmd, SwapsCmd};
 use sluice::cli::{Args, Command, execute};
 use sluice::domain::{Network, NodeStatus, PolicyStatus, Sat};
 use sluice::lnd::LightningNode;
+use sluice::loopserver::{LoopServer, LoopServerConfig};
 use sluice::proto::sluice as pb;
 use sluice::provider::l402::{L402Config, NeverPay};
 use sluice::provider::{LoopServerClient, ServerTls};
-use sluice::simnet::loopserver::{LoopServer, LoopServerConfig};
 use sluice::simnet::world::{SharedWorld, SimNode, World, WorldConfig, lock};
 use sluice::store::Store;
 use sluice::store::swaps::SwapFilter;
@@ -35,6 +35,8 @@ struct Net {
     addr: String,
     dir: tempfile::TempDir,
     shutdown: CancellationToken,
+    /// Kept alive: dropping the server stops its swaps.
+    _server: Arc<LoopServer>,
 }
 
 impl Net {
@@ -112,7 +114,6 @@ async fn net() -> Net {
             l402: None,
             ..LoopServerConfig::default()
         },
-        loop_node.clone(),
         loop_node,
     ));
     let loop_addr = server.serve_on_loopback().await.unwrap();
@@ -179,6 +180,7 @@ async fn net() -> Net {
         addr,
         dir,
         shutdown,
+        _server: server,
     }
 }
 

@@ -1,5 +1,6 @@
 //! The swap engine against the simnet: a simulated lnd ("sluice") paying a real Loop server
-//! implementation over gRPC, both on one simulated chain. Covers a full loop-out, restarts
+//! implementation over gRPC, both on one simulated chain (and that server on an lnd client over
+//! gRPC, its path on a real lnd). Covers a full loop-out, restarts
 //! after the contract is stored and after the reveal, and that an unsaved step never acts.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -8,11 +9,11 @@ mod engine_harness;
 
 use std::time::Duration;
 
-use engine_harness::{assert_costs_match, request, simnet, succeeded};
+use engine_harness::{assert_costs_match, request, simnet, simnet_over_lnd, succeeded};
 use sluice::domain::Sat;
 use sluice::lnd::{LightningNode, NodeErrorKind};
-use sluice::simnet::loopserver::Behaviour;
-use sluice::simnet::loopserver::behaviour::Publication;
+use sluice::loopserver::Behaviour;
+use sluice::loopserver::behaviour::Publication;
 use sluice::simnet::world::lock;
 use sluice::swap::{FeeLimits, SwapCosts, SwapState, SweepFailure};
 
@@ -50,6 +51,45 @@ async fn a_loop_out_reaches_succeeded_and_its_costs_match_what_moved() {
         }
     }
     assert_eq!(last, Some(SwapState::Succeeded));
+    engine.shutdown();
+}
+
+/// The path the reference server takes on a real lnd: its node is an `LndClient` over gRPC
+/// (TLS, macaroon) to a simulated lnd, so hold invoices, chain notifications and the HTLC
+/// funding through `WalletKit.SendOutputs` all cross the wire. An honest loop-out succeeds with
+/// costs matching what moved; then, switched by name, one funding transaction paying the HTLC
+/// twice: the client sweeps the first output and leaves the second alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loop_out_completes_against_a_server_on_an_lnd_client_over_grpc() {
+    let net = simnet_over_lnd().await;
+    assert!(net.loop_lnd.is_some(), "the server's node is behind gRPC");
+    let engine = net.engine().await;
+    let local_before = net.local_balance().await;
+    let wallet_before = net.wallet_confirmed().await;
+
+    let hash = engine.loop_out(request(500_000)).await.unwrap();
+    let record = net.drive_until(hash, succeeded).await;
+    assert!(net.server.knows_preimage(hash).unwrap());
+    assert_costs_match(&net, &record, local_before, wallet_before).await;
+    assert_eq!(net.spend_witness_len(&record), 1, "cooperative key path");
+    let outpoints = net.server.htlc_outpoints(hash).unwrap();
+    assert_eq!(outpoints, vec![record.progress.htlc.unwrap().outpoint]);
+
+    let twice = sluice::loopserver::misbehave::find("htlc-two-outputs").unwrap();
+    net.server.misbehave(Some(twice)).unwrap();
+    let hash = engine.loop_out(request(300_000)).await.unwrap();
+    let record = net.drive_until(hash, succeeded).await;
+    let outpoints = net.server.htlc_outpoints(hash).unwrap();
+    assert_eq!(outpoints.len(), 2);
+    assert_eq!(
+        outpoints[0].txid, outpoints[1].txid,
+        "one funding transaction"
+    );
+    assert_eq!(record.progress.htlc.unwrap().outpoint, outpoints[0]);
+    assert!(
+        lock(&net.world).chain().spender(&outpoints[1]).is_none(),
+        "the second output is left alone"
+    );
     engine.shutdown();
 }
 
@@ -251,7 +291,7 @@ async fn a_created_swap_carries_the_servers_message_and_the_limits_a_quote_deriv
     let engine = net.engine().await;
     let created = engine.create_loop_out(request(250_000)).await.unwrap();
     // The simnet server always says who it is.
-    assert_eq!(created.server_message, "simnet loop server");
+    assert_eq!(created.server_message, "reference loop server");
     // With no limits in the request, the swap carries what the one quote rule derives.
     let record = net.record(created.hash).await;
     let terms = record.contract.terms();

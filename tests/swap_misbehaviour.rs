@@ -14,11 +14,11 @@ use std::time::Duration;
 use engine_harness::{Simnet, assert_costs_match, request, simnet, succeeded};
 use sluice::chain::fees::{MAX_FEE_SHARE, URGENT_WITHIN_BLOCKS};
 use sluice::domain::{BlockHeight, Sat};
-use sluice::simnet::chain::{FEE_FLOOR_SAT_KW, FeeTrace, TxStatus};
-use sluice::simnet::loopserver::Behaviour;
-use sluice::simnet::loopserver::behaviour::{
+use sluice::loopserver::Behaviour;
+use sluice::loopserver::behaviour::{
     CoSign, HtlcTamper, InvoiceTamper, Publication, Push, SenderKeyTamper, Settle, StreamMode,
 };
+use sluice::simnet::chain::{FEE_FLOOR_SAT_KW, FeeTrace, TxStatus};
 use sluice::simnet::world::lock;
 use sluice::store::{SwapFilter, SwapRecord};
 use sluice::swap::{EngineError, FeeLimits, PaymentStatus, SwapEngine, SwapState};

@@ -4,7 +4,8 @@
 //! - [`client`]: finding the daemon, its certificate and a credential, and calling it;
 //! - [`output`]: human text or `--json`, one renderer per answer;
 //! - one file per command group ([`daemon`]: `getinfo`, `stop`; [`channels`]: `channels`;
-//!   [`htlc`]: `htlc`; [`swaps`]: the swap commands).
+//!   [`htlc`]: `htlc`; [`swaps`]: the swap commands; [`loopserver`]: the reference Loop
+//!   server in the foreground).
 //!
 //! Every failure is one or two plain lines on stderr and exit code 1, never a chain of
 //! transport errors.
@@ -14,6 +15,7 @@ pub mod channels;
 pub mod client;
 pub mod daemon;
 pub mod htlc;
+pub mod loopserver;
 pub mod output;
 pub mod policy;
 pub mod regtest;
@@ -87,10 +89,14 @@ pub enum Command {
     Swap(swaps::SwapCmd),
     /// Print swap updates as they happen until interrupted (--json: one object per line).
     Monitor,
-    /// Run a simulated world on loopback, or drive a running one (mine, fee, reorg, status).
+    /// Run a simulated world on loopback, or drive a running one (mine, fee, reorg, status,
+    /// misbehave).
     Simnet(simnet::SimnetArgs),
     /// Start a world of real programs on regtest (btcd, lnd) in the background, or stop it.
     Regtest(regtest::RegtestArgs),
+    /// Run the reference Loop server in the foreground against any lnd (regtest, signet,
+    /// testnet), until SIGINT or SIGTERM.
+    Loopserver(Box<loopserver::LoopServerArgs>),
     /// What autoloop would do now, with a reason for every target (nothing is dispatched).
     Suggest,
     /// The policy: show or reload the daemon's; check or test files offline.
@@ -229,6 +235,7 @@ pub async fn execute(args: &Args) -> Result<String, CliError> {
         Command::Regtest(r) => {
             return regtest::execute(r, output::Format::from_json_flag(args.json)).await;
         }
+        Command::Loopserver(server) => return loopserver::run(server, args.json).await,
         Command::Getinfo
         | Command::Stop
         | Command::Channels
@@ -261,7 +268,10 @@ pub async fn execute(args: &Args) -> Result<String, CliError> {
         Command::Swap(cmd) => swaps::swap(&target, cmd, format).await,
         Command::Monitor => swaps::monitor(&target, format).await,
         Command::Channels => channels::channels(&target, format).await,
-        Command::Htlc(_) | Command::Simnet(_) | Command::Regtest(_) => unreachable_offline(),
+        Command::Htlc(_)
+        | Command::Simnet(_)
+        | Command::Regtest(_)
+        | Command::Loopserver(_) => unreachable_offline(),
         Command::Suggest => autoloop::suggest(&target, format).await,
         Command::Policy(cmd) => policy::run(cmd, Some(&target), format).await,
         Command::Budget => autoloop::budget(&target, format).await,

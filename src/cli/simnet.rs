@@ -1,5 +1,6 @@
 //! `sluice simnet …`: run a simulated world on loopback (`serve`) and drive a running one
-//! (`mine`, `fee`, `reorg`, `status`, `stop-node`, `start-node`) through its control service,
+//! (`mine`, `fee`, `reorg`, `status`, `stop-node`, `start-node`, `misbehave`) through its
+//! control service,
 //! found through `<dir>/simnet.json`.
 
 use std::net::SocketAddr;
@@ -113,6 +114,28 @@ pub enum DriveCommand {
         /// The node's name, e.g. sluice.
         name: String,
     },
+    /// Make the reference Loop server misbehave for the next swaps (NAME), list the names
+    /// (--list), or make it honest again (--off).
+    Misbehave(MisbehaveArgs),
+}
+
+/// `sluice simnet misbehave`: exactly one of NAME, --list, --off.
+#[derive(ClapArgs, Debug, Clone)]
+#[command(group(
+    clap::ArgGroup::new("what")
+        .required(true)
+        .args(["name", "list", "off"])
+))]
+pub struct MisbehaveArgs {
+    /// The misbehaviour for the swaps registered from now on (see --list).
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+    /// List every misbehaviour with what it does, and the one switched on.
+    #[arg(long)]
+    pub list: bool,
+    /// Make the server honest again.
+    #[arg(long)]
+    pub off: bool,
 }
 
 /// Why a simnet command failed. `Display` is what the operator reads.
@@ -222,6 +245,39 @@ async fn drive(command: &DriveCommand, dir: &Path) -> Result<Answer, SimnetCliEr
             let request = wire::NodeRequest { name: name.clone() };
             let r = ctl.start_node(request).await.map_err(refused)?.into_inner();
             Answer::Node(r.node.unwrap_or_default().into())
+        }
+        DriveCommand::Misbehave(m) if m.list => {
+            let r = ctl
+                .list_misbehaviours(wire::ListMisbehavioursRequest {})
+                .await
+                .map_err(refused)?
+                .into_inner();
+            Answer::Misbehaviours {
+                misbehaviours: r
+                    .misbehaviours
+                    .into_iter()
+                    .map(|m| Misbehaviour {
+                        name: m.name,
+                        description: m.description,
+                    })
+                    .collect(),
+                active: (!r.active.is_empty()).then_some(r.active),
+            }
+        }
+        DriveCommand::Misbehave(m) => {
+            let name = if m.off {
+                String::new()
+            } else {
+                m.name.clone().unwrap_or_default()
+            };
+            let r = ctl
+                .set_misbehaviour(wire::SetMisbehaviourRequest { name })
+                .await
+                .map_err(refused)?
+                .into_inner();
+            Answer::Misbehaving {
+                active: (!r.active.is_empty()).then_some(r.active),
+            }
         }
     })
 }
@@ -408,6 +464,27 @@ pub enum Answer {
     Status(Status),
     /// `stop-node`, `start-node`.
     Node(Node),
+    /// `misbehave --list`.
+    Misbehaviours {
+        /// Every named misbehaviour.
+        misbehaviours: Vec<Misbehaviour>,
+        /// The one switched on; `null` when the server is honest.
+        active: Option<String>,
+    },
+    /// `misbehave NAME`, `misbehave --off`.
+    Misbehaving {
+        /// The one switched on now; `null` when the server is honest.
+        active: Option<String>,
+    },
+}
+
+/// One named misbehaviour as printed.
+#[derive(Debug, Serialize)]
+pub struct Misbehaviour {
+    /// Its name.
+    pub name: String,
+    /// What the server does.
+    pub description: String,
 }
 
 fn render(answer: &Answer, format: Format) -> Result<String, super::CliError> {
@@ -447,6 +524,36 @@ fn render(answer: &Answer, format: Format) -> Result<String, super::CliError> {
             text
         }
         Answer::Node(n) => format!("{}\n", n.line()),
+        Answer::Misbehaviours {
+            misbehaviours,
+            active,
+        } => {
+            let width = misbehaviours
+                .iter()
+                .map(|m| m.name.len())
+                .max()
+                .unwrap_or(0);
+            let mut text = String::new();
+            for m in misbehaviours {
+                let mark = if active.as_deref() == Some(m.name.as_str()) {
+                    "*"
+                } else {
+                    " "
+                };
+                text.push_str(&format!("{mark} {:width$}  {}\n", m.name, m.description));
+            }
+            text.push_str(&match active {
+                Some(a) => format!("switched on: {a} (* above); `--off` makes the server honest\n"),
+                None => "the server is honest\n".to_owned(),
+            });
+            text
+        }
+        Answer::Misbehaving { active: Some(a) } => {
+            format!("the reference Loop server misbehaves from the next swap on: {a}\n")
+        }
+        Answer::Misbehaving { active: None } => {
+            "the reference Loop server is honest from the next swap on\n".to_owned()
+        }
     })
 }
 

@@ -25,7 +25,7 @@ use super::port::{LightningNode, NodeResult, NodeStream};
 use super::types::{
     BlockEpoch, ConfRequest, ConfUpdate, DecodedInvoice, HoldInvoice, HoldInvoiceRequest,
     InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest, NodeVersion,
-    PaymentRequest, PaymentUpdate, SignRequest, SpendRequest, SpendUpdate,
+    PaymentRequest, PaymentUpdate, SendOutputsRequest, SignRequest, SpendRequest, SpendUpdate,
 };
 use super::wire::chainrpc::chain_notifier_client::ChainNotifierClient;
 use super::wire::invoicesrpc::invoices_client::InvoicesClient;
@@ -449,6 +449,18 @@ impl LightningNode for LndClient {
             .await
             .map_err(st(M))?;
         convert::fee_rate(r.get_ref().sat_per_kw)
+    }
+
+    async fn send_outputs(&self, request: &SendOutputsRequest) -> NodeResult<Transaction> {
+        const M: &str = "send_outputs";
+        let wire = convert::send_outputs_request(request)?;
+        let r = self
+            .wallet
+            .clone()
+            .send_outputs(wire)
+            .await
+            .map_err(st(M))?;
+        convert::sent_outputs(request, r.get_ref())
     }
 
     async fn publish_transaction(&self, tx: &Transaction, label: &str) -> NodeResult<()> {

@@ -36,7 +36,7 @@ pub const REQUIRED_BUILD_TAGS: &[(&str, &str)] = &[
     (
         "walletrpc",
         "WalletKit: DeriveNextKey/DeriveKey for swap keys, NextAddr for sweep addresses, \
-         EstimateFee, PublishTransaction",
+         EstimateFee, PublishTransaction (and SendOutputs for `sluice loopserver`'s HTLCs)",
     ),
     (
         "chainrpc",

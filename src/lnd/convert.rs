@@ -15,10 +15,10 @@ use super::error::NodeError;
 use super::types::{
     BlockEpoch, ConfRequest, ConfUpdate, DecodedInvoice, HoldInvoiceRequest, InvoiceState,
     InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest, MuSig2Version,
-    NodeVersion, PaymentFailure, PaymentRequest, PaymentStatus, PaymentUpdate, SignMethod,
-    SignRequest, SpendRequest, SpendUpdate,
+    NodeVersion, PaymentFailure, PaymentRequest, PaymentStatus, PaymentUpdate, SendOutputsRequest,
+    SignMethod, SignRequest, SpendRequest, SpendUpdate,
 };
-use super::wire::{chainrpc, invoicesrpc, lnrpc, routerrpc, signrpc, verrpc};
+use super::wire::{chainrpc, invoicesrpc, lnrpc, routerrpc, signrpc, verrpc, walletrpc};
 use crate::domain::{
     BlockHeight, ChanId, Channel, ChannelEvent, ForwardingEvent, ForwardingPage, Msat, Network,
     NodeId, NodeInfo, Peer, Preimage, Sat, SwapHash,
@@ -491,6 +491,75 @@ pub fn fee_rate(sat_per_kw: i64) -> R<FeeRate> {
             format!("fee rate {sat_per_kw} sat/kw is not positive"),
         )),
     }
+}
+
+/// [`SendOutputsRequest`] → `walletrpc.SendOutputsRequest`. Refuses what lnd would refuse
+/// (no outputs, a label over 500 characters) before anything reaches the node; min_confs 0
+/// sets `spend_unconfirmed`, as lnd needs both to agree.
+pub fn send_outputs_request(r: &SendOutputsRequest) -> R<walletrpc::SendOutputsRequest> {
+    const M: &str = "send_outputs";
+    if r.outputs.is_empty() {
+        return Err(NodeError::invalid_argument(M, "no outputs to pay"));
+    }
+    if r.label.chars().count() > super::types::MAX_LABEL_CHARS {
+        return Err(NodeError::invalid_argument(
+            M,
+            format!(
+                "the label has more than {} characters",
+                super::types::MAX_LABEL_CHARS
+            ),
+        ));
+    }
+    let outputs = r
+        .outputs
+        .iter()
+        .map(|o| {
+            Ok(signrpc::TxOut {
+                value: i64::try_from(o.value.to_sat())
+                    .map_err(|_| NodeError::invalid_argument(M, "output value too large"))?,
+                pk_script: o.script_pubkey.to_bytes(),
+            })
+        })
+        .collect::<R<_>>()?;
+    let strategy = match r.coin_selection {
+        super::types::CoinSelection::NodeDefault => {
+            lnrpc::CoinSelectionStrategy::StrategyUseGlobalConfig
+        }
+        super::types::CoinSelection::Largest => lnrpc::CoinSelectionStrategy::StrategyLargest,
+        super::types::CoinSelection::Random => lnrpc::CoinSelectionStrategy::StrategyRandom,
+    };
+    Ok(walletrpc::SendOutputsRequest {
+        sat_per_kw: i64::try_from(r.fee_rate.to_sat_per_kwu())
+            .map_err(|_| NodeError::invalid_argument(M, "fee rate too large"))?,
+        outputs,
+        label: r.label.clone(),
+        min_confs: i32::try_from(r.min_confs)
+            .map_err(|_| NodeError::invalid_argument(M, "min_confs too large"))?,
+        spend_unconfirmed: r.min_confs == 0,
+        coin_selection_strategy: strategy as i32,
+    })
+}
+
+/// `SendOutputsResponse` → the published transaction, which must pay every requested output.
+pub fn sent_outputs(
+    request: &SendOutputsRequest,
+    r: &walletrpc::SendOutputsResponse,
+) -> R<bitcoin::Transaction> {
+    let t = tx("send_outputs", "raw_tx", &r.raw_tx)?;
+    for o in &request.outputs {
+        if !t.output.contains(o) {
+            return Err(NodeError::invalid_response(
+                "send_outputs",
+                format!(
+                    "transaction {} does not pay {} sat to {}",
+                    t.compute_txid(),
+                    o.value.to_sat(),
+                    o.script_pubkey
+                ),
+            ));
+        }
+    }
+    Ok(t)
 }
 
 /// [`HoldInvoiceRequest`] → `AddHoldInvoiceRequest`.

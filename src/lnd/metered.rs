@@ -13,7 +13,7 @@ use super::port::{LightningNode, NodeResult, NodeStream};
 use super::types::{
     BlockEpoch, ConfRequest, ConfUpdate, DecodedInvoice, HoldInvoice, HoldInvoiceRequest,
     InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest, NodeVersion,
-    PaymentRequest, PaymentUpdate, SignRequest, SpendRequest, SpendUpdate,
+    PaymentRequest, PaymentUpdate, SendOutputsRequest, SignRequest, SpendRequest, SpendUpdate,
 };
 use crate::domain::{
     BlockHeight, Channel, ChannelEvent, ForwardingPage, NodeId, NodeInfo, Peer, Preimage,
@@ -123,6 +123,11 @@ impl LightningNode for MeteredNode {
 
     async fn estimate_fee(&self, conf_target: u32) -> NodeResult<FeeRate> {
         self.timed("EstimateFee", self.inner.estimate_fee(conf_target))
+            .await
+    }
+
+    async fn send_outputs(&self, request: &SendOutputsRequest) -> NodeResult<Transaction> {
+        self.timed("SendOutputs", self.inner.send_outputs(request))
             .await
     }
 

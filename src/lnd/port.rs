@@ -14,7 +14,7 @@ use super::error::NodeError;
 use super::types::{
     BlockEpoch, ConfRequest, ConfUpdate, DecodedInvoice, HoldInvoice, HoldInvoiceRequest,
     InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest, NodeVersion,
-    PaymentRequest, PaymentUpdate, SignRequest, SpendRequest, SpendUpdate,
+    PaymentRequest, PaymentUpdate, SendOutputsRequest, SignRequest, SpendRequest, SpendUpdate,
 };
 use crate::domain::{
     BlockHeight, Channel, ChannelEvent, ForwardingPage, NodeId, NodeInfo, Peer, Preimage, Sat,
@@ -115,6 +115,26 @@ pub trait LightningNode: Send + Sync {
     /// the node already knows succeeds. `Permanent` when the mempool rejects it
     /// (e.g. insufficient fee, double spend); the message says why.
     async fn publish_transaction(&self, tx: &Transaction, label: &str) -> NodeResult<()>;
+
+    /// Pays every output of the request from the wallet in one transaction (change, if any,
+    /// after them), publishes it and returns it (`WalletKit.SendOutputs`).
+    ///
+    /// **Not idempotent**: each call selects coins and spends anew, and an error does not prove
+    /// that nothing was paid (the connection may drop after the node published). Record what
+    /// is being paid before calling, and after an error look for the outputs on chain
+    /// (`register_confirmations` on their script) before paying again; wrappers never retry
+    /// it. `InvalidArgument` for a request the node refuses (no outputs, a label over 500
+    /// characters, an address of another network); `Permanent` when the wallet cannot pay
+    /// (insufficient funds, the mempool refuses the transaction). Nodes without a wallet
+    /// answer `Permanent`.
+    async fn send_outputs(&self, request: &SendOutputsRequest) -> NodeResult<Transaction> {
+        let _ = request;
+        Err(NodeError::new(
+            super::NodeErrorKind::Permanent,
+            "send_outputs",
+            "this node cannot pay outputs from a wallet",
+        ))
+    }
 
     // ----- signing -----
 

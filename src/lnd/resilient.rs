@@ -10,7 +10,8 @@
 //!   `derive_next_key`, `next_addr`, `musig2_create_session` and `add_hold_invoice` get
 //!   [`RetryPolicy::non_idempotent_attempts`] (a repeat only wastes a key, an address or a
 //!   session, or reports `AlreadyExists`), and `musig2_register_nonces`, `musig2_sign` and
-//!   `musig2_combine_sig` are never repeated (a session signs once).
+//!   `musig2_combine_sig` are never repeated (a session signs once), nor is `send_outputs`
+//!   (a repeat after a lost answer could pay twice).
 //! - **Streams** are re-established after a drop, retrying without limit while the error
 //!   is retryable (the first subscription is bounded like an idempotent call, so a caller
 //!   learns at once that the node is down):
@@ -45,7 +46,7 @@ use super::port::{LightningNode, NodeResult, NodeStream};
 use super::types::{
     BlockEpoch, ConfRequest, ConfUpdate, DecodedInvoice, HoldInvoice, HoldInvoiceRequest,
     InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest, NodeVersion,
-    PaymentRequest, PaymentUpdate, SignRequest, SpendRequest, SpendUpdate,
+    PaymentRequest, PaymentUpdate, SendOutputsRequest, SignRequest, SpendRequest, SpendUpdate,
 };
 use crate::domain::{
     BlockHeight, Channel, ChannelEvent, ForwardingPage, NodeId, NodeInfo, Peer, Preimage, Sat,
@@ -407,6 +408,11 @@ impl LightningNode for ResilientNode {
                 self.inner.estimate_fee(conf_target)
             })
             .await
+    }
+
+    async fn send_outputs(&self, request: &SendOutputsRequest) -> NodeResult<Transaction> {
+        // Never repeated: an error may come after the node paid and published.
+        self.inner.send_outputs(request).await
     }
 
     async fn publish_transaction(&self, tx: &Transaction, label: &str) -> NodeResult<()> {

@@ -354,3 +354,35 @@ pub struct NodeVersion {
     /// Build tags; sluice needs `signrpc`, `walletrpc`, `chainrpc`, `invoicesrpc`, `routerrpc`.
     pub build_tags: Vec<String>,
 }
+
+/// How the wallet chooses the coins it spends (lnd's `CoinSelectionStrategy`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CoinSelection {
+    /// The node's configured strategy (lnd's `coin-selection-strategy`).
+    #[default]
+    NodeDefault,
+    /// The largest coins first.
+    Largest,
+    /// Coins in random order.
+    Random,
+}
+
+/// Outputs for the wallet to pay in one transaction, which it then publishes
+/// (`WalletKit.SendOutputs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendOutputsRequest {
+    /// The outputs, in the order the transaction pays them (the wallet may add change after
+    /// them). At least one.
+    pub outputs: Vec<TxOut>,
+    /// The fee rate of the transaction.
+    pub fee_rate: bitcoin::FeeRate,
+    /// The wallet label of the transaction (at most 500 characters).
+    pub label: String,
+    /// The confirmations each coin spent must have; 0 allows unconfirmed coins.
+    pub min_confs: u32,
+    /// The coin selection.
+    pub coin_selection: CoinSelection,
+}
+
+/// The most characters lnd accepts in a transaction label.
+pub const MAX_LABEL_CHARS: usize = 500;

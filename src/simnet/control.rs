@@ -1,5 +1,7 @@
 //! The simnet's control service (`proto/simnet.proto`): mine, set the fee rate, reorg, show
-//! the world (tip, mempool, each node's wallet and channel balances), and stop or start a node's simulated lnd, for demos and tests driving a running
+//! the world (tip, mempool, each node's wallet and channel balances), stop or start a node's
+//! simulated lnd, and switch the reference Loop server's named misbehaviours, for demos and
+//! tests driving a running
 //! `sluice simnet serve`. Protected like the simulated lnd: TLS with a CA-marked self-signed
 //! certificate and a macaroon in `<dir>/control/`.
 
@@ -13,6 +15,8 @@ use tonic::{Request, Response, Status};
 use super::chain::FeeTrace;
 use super::lnd::SimLndServer;
 use super::world::{SharedWorld, lock};
+use crate::loopserver::LoopServer;
+use crate::loopserver::misbehave;
 use crate::proto::simnet as wire;
 use crate::proto::simnet::simnet_server::Simnet as SimnetService;
 
@@ -30,9 +34,9 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Connects to the control service a `simnet.json` describes, pinning its certificate and
 /// presenting its macaroon. Fails here when nothing listens or the certificate differs.
 pub async fn connect(
-    state: &super::runner::SimnetState,
-) -> Result<ControlClient, super::runner::SimnetError> {
-    use super::runner::SimnetError;
+    state: &super::state::SimnetState,
+) -> Result<ControlClient, super::state::SimnetError> {
+    use super::state::SimnetError;
     let read = |path: &std::path::Path| {
         std::fs::read(path).map_err(|source| SimnetError::File {
             action: "read",
@@ -55,12 +59,15 @@ pub async fn connect(
 /// The most blocks one `Mine` call may ask for; more would hold the world for long.
 pub const MAX_MINE: u32 = 10_000;
 
-/// What the control service acts on: the world and the simulated lnd servers by node name.
+/// What the control service acts on: the world, the simulated lnd servers by node name, and
+/// the reference Loop server in front of the "loop" node.
 pub struct Control {
     /// The world.
     pub world: SharedWorld,
     /// Each served node's simulated lnd, by alias.
     pub lnds: AsyncMutex<BTreeMap<String, SimLndServer>>,
+    /// The reference Loop server, whose misbehaviours the service switches.
+    pub swap_server: Arc<LoopServer>,
 }
 
 /// The `sluice.simnet.v1.Simnet` handlers.
@@ -232,6 +239,46 @@ impl SimnetService for ControlService {
         }
         tracing::info!(node = %name, "simulated lnd stopped on request");
         self.node_response(name).await
+    }
+
+    async fn list_misbehaviours(
+        &self,
+        _: Request<wire::ListMisbehavioursRequest>,
+    ) -> Result<Response<wire::ListMisbehavioursResponse>, Status> {
+        Ok(Response::new(wire::ListMisbehavioursResponse {
+            misbehaviours: misbehave::all()
+                .into_iter()
+                .map(|m| wire::Misbehaviour {
+                    name: m.name.to_owned(),
+                    description: m.description.to_owned(),
+                })
+                .collect(),
+            active: self
+                .control
+                .swap_server
+                .misbehaviour()
+                .unwrap_or_default()
+                .to_owned(),
+        }))
+    }
+
+    async fn set_misbehaviour(
+        &self,
+        request: Request<wire::SetMisbehaviourRequest>,
+    ) -> Result<Response<wire::SetMisbehaviourResponse>, Status> {
+        let name = request.get_ref().name.trim();
+        let chosen = if name.is_empty() {
+            None
+        } else {
+            Some(misbehave::find(name).map_err(|e| Status::not_found(e.to_string()))?)
+        };
+        let server = &self.control.swap_server;
+        server
+            .misbehave(chosen)
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        Ok(Response::new(wire::SetMisbehaviourResponse {
+            active: server.misbehaviour().unwrap_or_default().to_owned(),
+        }))
     }
 
     async fn start_node(

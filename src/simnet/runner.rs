@@ -1,5 +1,5 @@
 //! Runs a simnet standalone: the world, a simulated lnd for "sluice" and one for "loop", the
-//! reference Loop server on the "loop" node, the control service, block mining on an interval
+//! reference Loop server on the "loop" lnd (over gRPC, as on a real lnd), the control service, block mining on an interval
 //! and routed traffic, all on loopback; and the
 //! files a client needs to use it (`sluice.yaml` for sluiced, `simnet.json` for the CLI).
 //!
@@ -25,11 +25,12 @@ use tonic::transport::{Server, ServerTlsConfig};
 
 use super::control::{Control, ControlService};
 use super::lnd::{BlockSource, LndFiles, SimLndError, SimLndServer};
-use super::loopserver::{LoopServer, LoopServerConfig};
+pub use super::state::{STATE_FILE, SimnetError, SimnetState};
 use super::world::traffic::{Traffic, TrafficConfig};
-use super::world::{SimNode, World, WorldConfig, WorldError, lock};
+use super::world::{SimNode, World, WorldConfig, lock};
 use crate::daemon::supervisor::bounded_drain;
 use crate::domain::Sat;
+use crate::loopserver::{LoopServer, LoopServerConfig};
 use crate::proto::simnet::simnet_server::SimnetServer;
 
 /// The node sluiced runs against.
@@ -38,8 +39,6 @@ pub const SLUICE_NODE: &str = "sluice";
 pub const LOOP_NODE: &str = "loop";
 /// The config file written for sluiced.
 pub const CONFIG_FILE: &str = "sluice.yaml";
-/// Where the CLI finds the control service.
-pub const STATE_FILE: &str = "simnet.json";
 /// The control service's credential directory.
 pub const CONTROL_DIR: &str = "control";
 
@@ -99,81 +98,6 @@ impl SimnetConfig {
     }
 }
 
-/// Why a simnet could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum SimnetError {
-    /// The world could not be built.
-    #[error("cannot build the simulated world: {0}")]
-    World(#[from] WorldError),
-    /// A simulated lnd or the control service could not start.
-    #[error(transparent)]
-    Lnd(#[from] SimLndError),
-    /// A file of the simnet directory could not be written or read.
-    #[error("cannot {action} {}: {source}", path.display())]
-    File {
-        /// What was being done.
-        action: &'static str,
-        /// The file concerned.
-        path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
-    /// A listener could not bind.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The control service could not be reached.
-    #[error(
-        "cannot reach the simnet control service: {0}; is `sluice simnet serve` running with \
-         this --dir?"
-    )]
-    Connect(#[from] crate::tls::TlsError),
-    /// `simnet.json` does not describe a simnet.
-    #[error(
-        "{} is not a simnet state file ({reason}); is `sluice simnet serve --dir {}` running?",
-        path.display(), path.parent().unwrap_or(Path::new(".")).display()
-    )]
-    State {
-        /// The file read.
-        path: PathBuf,
-        /// What is wrong with it.
-        reason: String,
-    },
-}
-
-/// Where a running simnet's services are, as written to `simnet.json`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SimnetState {
-    /// The control service's address.
-    pub control: String,
-    /// Its certificate.
-    pub control_cert: PathBuf,
-    /// Its macaroon.
-    pub control_macaroon: PathBuf,
-    /// Each simulated lnd's address, by node name.
-    pub lnd: BTreeMap<String, String>,
-}
-
-impl SimnetState {
-    /// Reads `<dir>/simnet.json`.
-    pub fn read(dir: &Path) -> Result<SimnetState, SimnetError> {
-        let path = dir.join(STATE_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|source| SimnetError::File {
-            action: "read",
-            path: path.clone(),
-            source,
-        })?;
-        serde_json::from_str(&text).map_err(|e| SimnetError::State {
-            path,
-            reason: e.to_string(),
-        })
-    }
-}
-
 /// How a client reaches one simulated lnd.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LndEndpoint {
@@ -220,7 +144,7 @@ pub struct Simnet {
     dir: PathBuf,
     sluice: LndEndpoint,
     loop_node: LndEndpoint,
-    swap_server: LoopServer,
+    swap_server: Arc<LoopServer>,
     swap_server_addr: SocketAddr,
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
@@ -278,9 +202,25 @@ impl Simnet {
             );
             lnds.insert(name.to_owned(), server);
         }
+        // The reference Loop server, a program of its own: it reaches the "loop" node through
+        // that node's lnd over gRPC, as it reaches a real lnd, and keeps the world's clock.
+        let loop_lnd = endpoints
+            .get(LOOP_NODE)
+            .ok_or_else(|| SimnetError::State {
+                path: config.dir.clone(),
+                reason: "the loop node's lnd did not start".to_owned(),
+            })?
+            .connect()?;
+        let mut server_config = config.loop_server.clone();
+        server_config.clock = super::world::engine_clock(&world);
+        let swap_server = Arc::new(LoopServer::new(
+            server_config,
+            Arc::new(crate::lnd::ResilientNode::new(Arc::new(loop_lnd))),
+        ));
         let control = Arc::new(Control {
             world: world.clone(),
             lnds: tokio::sync::Mutex::new(lnds),
+            swap_server: swap_server.clone(),
         });
 
         let stop = CancellationToken::new();
@@ -308,15 +248,6 @@ impl Simnet {
                 config.payments_per_hour,
             ))
         });
-        // The reference Loop server, backed by the "loop" node and on the world's clock.
-        let loop_sim = SimNode::new(world.clone(), LOOP_NODE)?;
-        let mut server_config = config.loop_server.clone();
-        server_config.clock = super::world::engine_clock(&world);
-        let swap_server = LoopServer::new(
-            server_config,
-            Arc::new(loop_sim.clone()),
-            Arc::new(loop_sim),
-        );
         let listener = tokio::net::TcpListener::bind(config.swap_server_listen)
             .await
             .map_err(|source| SimnetError::Bind {
@@ -330,7 +261,7 @@ impl Simnet {
         let serving = swap_server.serve(listener, stop.clone().cancelled_owned());
         tasks.push(tokio::spawn(async move {
             if let Err(e) = serving.await {
-                tracing::warn!(error = %e, "the simnet's Loop server stopped");
+                tracing::warn!(error = %e, "the simnet's reference Loop server stopped");
             }
         }));
 

@@ -1,5 +1,6 @@
 //! The engine test harness shared by `swap_engine` and `swap_misbehaviour`: a simulated lnd
-//! ("sluice") paying the simnet Loop server over gRPC, both on one simulated chain, a store in a
+//! ("sluice") paying the reference Loop server over gRPC, both on one simulated chain (the
+//! server on its simulated node in process, or over gRPC to that node's simulated lnd), a store in a
 //! temporary directory, and helpers that mine while a swap waits and read what moved on the
 //! node.
 
@@ -10,10 +11,10 @@ use std::time::Duration;
 
 use sluice::domain::{Network, Sat, SwapHash};
 use sluice::lnd::LightningNode;
+use sluice::loopserver::{LoopServer, LoopServerConfig};
 use sluice::provider::l402::{L402Config, NeverPay};
 use sluice::provider::{LoopServerClient, ServerTls};
 use sluice::simnet::chain::TxStatus;
-use sluice::simnet::loopserver::{LoopServer, LoopServerConfig};
 use sluice::simnet::world::{SharedWorld, SimNode, World, WorldConfig, lock};
 use sluice::store::{Store, SwapRecord};
 use sluice::swap::{EngineConfig, LoopOutRequest, PaymentStatus, SwapEngine, SwapState};
@@ -29,6 +30,8 @@ pub struct Simnet {
     /// Where the server's gRPC listens; the same address again after a restart.
     pub addr: std::net::SocketAddr,
     serving: Mutex<Option<Serving>>,
+    /// The "loop" node's simulated lnd, when the server reaches its node over gRPC.
+    pub loop_lnd: Option<sluice::simnet::lnd::SimLndServer>,
 }
 
 /// The server's running gRPC front: a shutdown trigger and the task serving it.
@@ -49,23 +52,58 @@ fn serve(server: &Arc<LoopServer>, listener: TcpListener) -> Serving {
 }
 
 pub async fn simnet() -> Simnet {
+    simnet_with(false).await
+}
+
+/// The same simnet, but the server reaches the "loop" node as it reaches a real lnd: an
+/// `LndClient` (wrapped in `ResilientNode`, as `sluice loopserver` does) over gRPC with TLS and
+/// a macaroon to the simulated lnd serving that node.
+pub async fn simnet_over_lnd() -> Simnet {
+    simnet_with(true).await
+}
+
+async fn simnet_with(over_lnd: bool) -> Simnet {
     let world: SharedWorld = Arc::new(Mutex::new(
         World::new(WorldConfig::default_topology(11, 2)).unwrap(),
     ));
     let node = Arc::new(SimNode::new(world.clone(), "sluice").unwrap());
     let loop_node = Arc::new(SimNode::new(world.clone(), "loop").unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let (server_node, loop_lnd): (Arc<dyn LightningNode>, _) = if over_lnd {
+        let blocks: Arc<dyn sluice::simnet::lnd::BlockSource> = Arc::new(world.clone());
+        let lnd = sluice::simnet::lnd::SimLndServer::start_with_chain(
+            loop_node,
+            Some(blocks),
+            &dir.path().join("loop-lnd"),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+        let cert = std::fs::read(lnd.cert_path()).unwrap();
+        let macaroon = hex::encode(std::fs::read(lnd.macaroon_path()).unwrap());
+        let channel = sluice::tls::pinned_channel_lazy(
+            &lnd.addr().to_string(),
+            &cert,
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        let client = sluice::lnd::LndClient::new(channel, &macaroon, Network::Regtest).unwrap();
+        let node: Arc<dyn LightningNode> =
+            Arc::new(sluice::lnd::ResilientNode::new(Arc::new(client)));
+        (node, Some(lnd))
+    } else {
+        (loop_node as Arc<dyn LightningNode>, None)
+    };
     let server = Arc::new(LoopServer::new(
         LoopServerConfig {
             l402: None,
             ..LoopServerConfig::default()
         },
-        loop_node.clone(),
-        loop_node,
+        server_node,
     ));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let serving = serve(&server, listener);
-    let dir = tempfile::tempdir().unwrap();
     let client = LoopServerClient::connect(
         &addr.to_string(),
         ServerTls::Insecure,
@@ -84,6 +122,7 @@ pub async fn simnet() -> Simnet {
         dir,
         addr,
         serving: Mutex::new(Some(serving)),
+        loop_lnd,
     }
 }
 

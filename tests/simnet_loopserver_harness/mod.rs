@@ -22,14 +22,14 @@ pub use sluice::domain::{BlockHeight, Msat, Network, Preimage, Sat, SwapHash};
 pub use sluice::lnd::LightningNode;
 pub use sluice::lnd::NodeStream;
 pub use sluice::lnd::types::{PaymentRequest, PaymentStatus, PaymentUpdate};
+pub use sluice::loopserver::behaviour::{HtlcTamper, Publication, TimeoutClaim};
+pub use sluice::loopserver::{Behaviour, LoopServer, LoopServerConfig};
 pub use sluice::provider::l402::{L402Config, L402Payer, PaidInvoice, PayError};
 pub use sluice::provider::port::{
     NewLoopOutRequest, ServerSwapState, SwapProvider, SweepPrevout, SweepSignRequest,
 };
 pub use sluice::provider::validate::{ContractExpectations, ValidatedContract, validate_loop_out};
 pub use sluice::provider::{LoopServerClient, ServerTls};
-pub use sluice::simnet::loopserver::behaviour::{HtlcTamper, Publication, TimeoutClaim};
-pub use sluice::simnet::loopserver::{Behaviour, LoopServer, LoopServerConfig};
 pub use sluice::simnet::world::{SharedWorld, SimNode, World, WorldConfig, lock};
 
 pub const DEADLINE: Duration = Duration::from_secs(20);
@@ -73,7 +73,7 @@ pub async fn sim(seed: u64) -> Sim {
         clock: sluice::simnet::world::engine_clock(&world),
         ..LoopServerConfig::default()
     };
-    let server = LoopServer::new(config, Arc::new(loop_node.clone()), Arc::new(loop_node));
+    let server = LoopServer::new(config, Arc::new(loop_node));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -74,6 +74,69 @@ impl WalletKit for LndFacade {
         }))
     }
 
+    /// lnd's checks first (at least one output, `min_confs` not negative and not combined
+    /// with `spend_unconfirmed`, a known coin selection strategy), then the node's wallet pays
+    /// every output in one transaction and publishes it.
+    async fn send_outputs(
+        &self,
+        request: Request<walletrpc::SendOutputsRequest>,
+    ) -> Reply<walletrpc::SendOutputsResponse> {
+        use crate::lnd::types::{CoinSelection, SendOutputsRequest};
+        use crate::lnd::wire::lnrpc::CoinSelectionStrategy as S;
+        let r = request.get_ref();
+        if r.outputs.is_empty() {
+            return Err(bad_request("must specify at least one output to create"));
+        }
+        let outputs = r
+            .outputs
+            .iter()
+            .map(|o| convert::tx_out("outputs", o))
+            .collect::<Result<Vec<_>, _>>()?;
+        // lnd's ExtractMinConfs.
+        let min_confs = match (r.min_confs, r.spend_unconfirmed) {
+            (n, _) if n < 0 => {
+                return Err(bad_request(
+                    "minimum number of confirmations must be a non-negative number",
+                ));
+            }
+            (0, false) => 1,
+            (n, true) if n > 0 => {
+                return Err(bad_request(
+                    "SpendUnconfirmed set to true with MinConfs > 0",
+                ));
+            }
+            (_, true) => 0,
+            (n, false) => n.unsigned_abs(),
+        };
+        let coin_selection = match S::try_from(r.coin_selection_strategy) {
+            Ok(S::StrategyUseGlobalConfig) => CoinSelection::NodeDefault,
+            Ok(S::StrategyLargest) => CoinSelection::Largest,
+            Ok(S::StrategyRandom) => CoinSelection::Random,
+            Err(_) => {
+                return Err(bad_request(format!(
+                    "unknown coin selection strategy {}",
+                    r.coin_selection_strategy
+                )));
+            }
+        };
+        let sat_per_kw = u64::try_from(r.sat_per_kw)
+            .map_err(|_| bad_request("sat_per_kw must not be negative"))?;
+        let tx = self
+            .node
+            .send_outputs(&SendOutputsRequest {
+                outputs,
+                fee_rate: bitcoin::FeeRate::from_sat_per_kwu(sat_per_kw),
+                label: r.label.clone(),
+                min_confs,
+                coin_selection,
+            })
+            .await
+            .map_err(fail)?;
+        Ok(Response::new(walletrpc::SendOutputsResponse {
+            raw_tx: bitcoin::consensus::serialize(&tx),
+        }))
+    }
+
     /// A transaction the mempool refuses is reported in `publish_error` rather than as a
     /// status, so the client reads any rejection as permanent as the port promises, even
     /// when the rejection names something "invalid"; node trouble stays a status.

@@ -19,9 +19,9 @@ use crate::domain::{
 use crate::lnd::types::{
     BlockEpoch, ConfRequest, ConfUpdate, DecodedInvoice, HoldInvoice, HoldInvoiceRequest,
     InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest, NodeVersion,
-    PaymentRequest, PaymentUpdate, SignRequest, SpendRequest, SpendUpdate,
+    PaymentRequest, PaymentUpdate, SendOutputsRequest, SignRequest, SpendRequest, SpendUpdate,
 };
-use crate::lnd::{LightningNode, NodeErrorKind, NodeResult, NodeStream};
+use crate::lnd::{LightningNode, NodeError, NodeErrorKind, NodeResult, NodeStream};
 
 /// The lnd version the simulated node reports.
 pub const SIM_LND_VERSION: &str = "0.21.2-beta";
@@ -273,6 +273,24 @@ impl LightningNode for SimNode {
 
     async fn estimate_fee(&self, conf_target: u32) -> NodeResult<FeeRate> {
         Ok(self.with(|w, _| w.estimate_fee(conf_target)))
+    }
+
+    async fn send_outputs(&self, request: &SendOutputsRequest) -> NodeResult<Transaction> {
+        if request.label.chars().count() > crate::lnd::types::MAX_LABEL_CHARS {
+            return Err(NodeError::invalid_argument(
+                "send_outputs",
+                "label too long: at most 500 characters",
+            ));
+        }
+        self.call("send_outputs", |w, i| {
+            w.send_outputs(
+                i,
+                &request.outputs,
+                request.fee_rate,
+                request.min_confs,
+                request.coin_selection,
+            )
+        })
     }
 
     async fn publish_transaction(&self, tx: &Transaction, _label: &str) -> NodeResult<()> {

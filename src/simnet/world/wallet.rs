@@ -14,7 +14,7 @@ use bitcoin::{
 use super::keys::AddressKind;
 use super::{NodeIdx, World, WorldError};
 use crate::domain::Sat;
-use crate::lnd::types::{KeyDescriptor, SignMethod, SignRequest};
+use crate::lnd::types::{CoinSelection, KeyDescriptor, SignMethod, SignRequest};
 use crate::simnet::chain::sign::Signer;
 use crate::simnet::chain::{COINBASE_MATURITY, RejectReason, TxStatus};
 
@@ -27,6 +27,16 @@ pub struct WalletCoin {
     pub txout: TxOut,
     /// Whether it is confirmed.
     pub confirmed: bool,
+    /// The height of the block that confirmed it.
+    pub height: Option<crate::domain::BlockHeight>,
+}
+
+impl WalletCoin {
+    /// Its confirmations with the tip at `tip` (0 while unconfirmed).
+    pub fn confirmations(&self, tip: u32) -> u32 {
+        self.height
+            .map_or(0, |h| tip.saturating_sub(h.0).saturating_add(1))
+    }
 }
 
 impl World {
@@ -47,6 +57,7 @@ impl World {
                 outpoint: o.outpoint,
                 txout: o.txout,
                 confirmed: o.height.is_some(),
+                height: o.height,
             })
             .collect();
         coins.sort_by_key(|c| !c.confirmed);
@@ -95,26 +106,74 @@ impl World {
                 self.network
             )));
         }
-        let mut coins = self.wallet_coins(node)?;
-        coins.sort_by_key(|c| (!c.confirmed, std::cmp::Reverse(c.txout.value)));
+        let output = TxOut {
+            value: Amount::from_sat(amount.0),
+            script_pubkey: address.script_pubkey(),
+        };
+        self.send_outputs(node, &[output], fee_rate, 0, CoinSelection::Largest)
+    }
+
+    /// Pays every output from `node`'s wallet in one transaction at `fee_rate`, as lnd's
+    /// `SendOutputs` does: spends only coins with at least `min_confs` confirmations (0: also
+    /// unconfirmed ones), confirmed coins first, the largest first (or in the world's seeded
+    /// random order for [`CoinSelection::Random`]); adds P2TR change after the outputs unless
+    /// it would be dust, signs every input and publishes. Returns the transaction, in the
+    /// mempool.
+    pub fn send_outputs(
+        &mut self,
+        node: NodeIdx,
+        outputs: &[TxOut],
+        fee_rate: FeeRate,
+        min_confs: u32,
+        selection: CoinSelection,
+    ) -> Result<Transaction, WorldError> {
+        if outputs.is_empty() {
+            return Err(WorldError::InvalidArgument(
+                "must specify at least one output to create".into(),
+            ));
+        }
+        if let Some(dust) = outputs
+            .iter()
+            .find(|o| o.value < o.script_pubkey.minimal_non_dust())
+        {
+            return Err(WorldError::InvalidArgument(format!(
+                "output of {} sat to {} is dust",
+                dust.value.to_sat(),
+                dust.script_pubkey
+            )));
+        }
+        let amount: u64 = outputs.iter().map(|o| o.value.to_sat()).sum();
+        let tip = self.height().0;
+        let mut coins: Vec<WalletCoin> = self
+            .wallet_coins(node)?
+            .into_iter()
+            .filter(|c| min_confs == 0 || c.confirmations(tip) >= min_confs)
+            .collect();
+        match selection {
+            CoinSelection::NodeDefault | CoinSelection::Largest => {
+                coins.sort_by_key(|c| (!c.confirmed, std::cmp::Reverse(c.txout.value)));
+            }
+            CoinSelection::Random => {
+                use rand::seq::SliceRandom;
+                coins.shuffle(self.rng());
+                coins.sort_by_key(|c| !c.confirmed);
+            }
+        }
         let change_script = self
             .node_mut(node)?
             .keys
             .next_script(AddressKind::P2tr, true)?;
+        let mut output = outputs.to_vec();
+        output.push(TxOut {
+            value: Amount::ZERO,
+            script_pubkey: change_script.clone(),
+        });
+        let change_index = output.len() - 1;
         let mut tx = Transaction {
             version: transaction::Version::TWO,
             lock_time: absolute::LockTime::ZERO,
             input: Vec::new(),
-            output: vec![
-                TxOut {
-                    value: Amount::from_sat(amount.0),
-                    script_pubkey: address.script_pubkey(),
-                },
-                TxOut {
-                    value: Amount::ZERO,
-                    script_pubkey: change_script.clone(),
-                },
-            ],
+            output,
         };
         let mut prevouts = Vec::new();
         let mut total = 0u64;
@@ -140,20 +199,21 @@ impl World {
             fee = (weight * rate)
                 .div_ceil(1000)
                 .max(self.chain.min_relay_fee(weight).0);
-            if total >= amount.0 + fee {
+            if total >= amount + fee {
                 break;
             }
         }
-        if total < amount.0 + fee {
+        if total < amount + fee {
             return Err(WorldError::InsufficientFunds(format!(
-                "the wallet holds {total} sat, {} sat are needed",
-                amount.0 + fee
+                "the wallet holds {total} sat in coins with at least {min_confs} \
+                 confirmations, {} sat are needed",
+                amount + fee
             )));
         }
-        let change = total - amount.0 - fee;
+        let change = total - amount - fee;
         if change < change_script.minimal_non_dust().to_sat() {
             tx.output.pop();
-        } else if let Some(out) = tx.output.get_mut(1) {
+        } else if let Some(out) = tx.output.get_mut(change_index) {
             out.value = Amount::from_sat(change);
         }
         self.sign_wallet_inputs(node, &mut tx, &prevouts)?;

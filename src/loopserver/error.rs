@@ -1,4 +1,4 @@
-//! The one error type of the simnet Loop server, and its mapping to gRPC statuses.
+//! The one error type of the reference Loop server, and its mapping to gRPC statuses.
 
 use crate::chain::ChainError;
 use crate::domain::{BlockHeight, Sat, SwapHash};

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::Inner;
 use super::behaviour::Settle;
 use super::error::LoopServerError;
+use super::funder::HtlcFunder;
 use super::sign::{preimage_from_witness, timeout_claim};
 use super::swap::{Funded, SwapEntry, is_final};
 use crate::chain::fees::SatPerKw;
@@ -54,7 +55,7 @@ pub(super) async fn run(inner: Arc<Inner>, swap: Arc<SwapEntry>, stop: Cancellat
         () = stop.cancelled() => return,
     };
     if let Err(e) = result {
-        tracing::warn!(swap = %swap.hash, error = %e, "simnet swap server: swap failed");
+        tracing::warn!(swap = %swap.hash, error = %e, "loop server: swap failed");
         swap.enter(S::ServerUnexpectedFailure, inner.now());
     }
 }
@@ -76,7 +77,7 @@ async fn drive(inner: &Inner, swap: &SwapEntry) -> Result<(), LoopServerError> {
     loop {
         // A failed action is retried on the next event (usually the next block).
         if let Err(e) = act(inner, swap, &mut p, &mut confs, &mut spends).await {
-            tracing::warn!(swap = %swap.hash, error = %e, "simnet swap server: action failed; retrying");
+            tracing::warn!(swap = %swap.hash, error = %e, "loop server: action failed; retrying");
         }
         if is_final(swap.state()) {
             return Ok(());
@@ -113,7 +114,7 @@ async fn drive(inner: &Inner, swap: &SwapEntry) -> Result<(), LoopServerError> {
 
 fn note_end<T>(what: &str, item: Option<NodeResult<T>>) {
     if let Some(Err(e)) = item {
-        tracing::warn!(stream = what, error = %e, "simnet swap server: notification stream failed");
+        tracing::warn!(stream = what, error = %e, "loop server: notification stream failed");
     }
 }
 
@@ -273,7 +274,7 @@ async fn act(
 async fn cancel_both(inner: &Inner, swap: &SwapEntry) {
     for hash in [swap.hash, swap.prepay_preimage.hash()] {
         if let Err(e) = inner.node.cancel_invoice(hash).await {
-            tracing::debug!(error = %e, "simnet swap server: cancel invoice");
+            tracing::debug!(error = %e, "loop server: cancel invoice");
         }
     }
 }
@@ -297,7 +298,7 @@ async fn publish(inner: &Inner, swap: &SwapEntry) -> Result<Funded, LoopServerEr
     let address: Address = htlc.address();
     let values = tamper.output_values(swap.amount);
     let outputs: Vec<_> = values.iter().map(|v| (address.clone(), *v)).collect();
-    let outpoints = inner.funder.fund(&outputs).await?;
+    let outpoints = inner.node.fund(&outputs).await?;
     if outpoints.len() != values.len() {
         return Err(LoopServerError::Fund(format!(
             "the wallet reported {} outputs for {} requested",

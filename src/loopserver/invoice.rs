@@ -70,7 +70,7 @@ pub fn forge(
     };
     let secp = Secp256k1::signing_only();
     let builder = InvoiceBuilder::new(currency)
-        .description("loop out (simnet)".to_owned())
+        .description("loop out (reference server)".to_owned())
         .payment_hash(sha256::Hash::from_byte_array(hash.0))
         .duration_since_epoch(f.now)
         .expiry_time(f.expiry)

@@ -1,14 +1,18 @@
-//! The simnet's reference Loop server: the `looprpc.SwapServer` protocol (protocol notes §1 and
-//! §11), served over gRPC and backed by its own simulated Lightning node, with switches for
-//! every misbehaviour a client must survive.
+//! The reference Loop server: the `looprpc.SwapServer` protocol (protocol notes §1 and §11),
+//! served over gRPC and backed by any Lightning node through the
+//! [`LightningNode`](crate::lnd::LightningNode) port (hold invoices, chain notifications, the
+//! MuSig2 signer, HTLC funding through the node's wallet), with switches for every
+//! misbehaviour a client must survive. It runs alone against any lnd (`sluice loopserver`) or
+//! in front of the simnet's "loop" node.
 //!
 //! - [`terms`]: terms, quotes and the request checks. Pure.
 //! - [`behaviour`]: the per-swap misbehaviour switches. Pure.
 //! - [`sign`]: sighash from the client's PSBT, co-sign answers, timeout claims. Pure.
 //! - [`invoice`]: forged swap invoices for the tampering switches. Pure.
 //! - [`l402`]: the L402 front (mint, challenge, verify). Pure.
+//! - [`misbehave`]: the named misbehaviours a person or a test switches on. Pure.
 //! - [`swap`]: one swap's contract, secrets and state log.
-//! - [`funder`]: the [`HtlcFunder`] port and its simulated-wallet implementation.
+//! - [`funder`]: the [`HtlcFunder`] port, which every node's wallet implements.
 //! - `engine`: one task per swap, driven by the node's notifications.
 //! - `service`: the `SwapServer` gRPC methods.
 //!
@@ -27,6 +31,7 @@ pub mod error;
 pub mod funder;
 pub mod invoice;
 pub mod l402;
+pub mod misbehave;
 mod service;
 pub mod sign;
 pub mod swap;
@@ -122,11 +127,12 @@ impl BehaviourBook {
 pub(crate) struct Inner {
     config: LoopServerConfig,
     node: Arc<dyn LightningNode>,
-    funder: Arc<dyn HtlcFunder>,
     rng: Mutex<StdRng>,
     swaps: Mutex<HashMap<SwapHash, Arc<SwapEntry>>>,
     book: Mutex<BehaviourBook>,
     l402: Mutex<Option<L402Settings>>,
+    /// The named misbehaviour switched on, if any.
+    misbehaving: Mutex<Option<&'static str>>,
     /// Signs the forged invoices of the tampering switches.
     forge_key: SecretKey,
     /// Stops every swap engine.
@@ -165,7 +171,7 @@ impl Inner {
     }
 }
 
-/// The simnet's Loop server. Dropping it stops every swap engine.
+/// The reference Loop server. Dropping it stops every swap engine.
 pub struct LoopServer {
     inner: Arc<Inner>,
     _stop_on_drop: DropGuard,
@@ -180,13 +186,9 @@ impl std::fmt::Debug for LoopServer {
 }
 
 impl LoopServer {
-    /// A server whose invoices, chain watches and timeout claims go through `node`, and whose
-    /// HTLCs `funder` pays (usually the same simulated node).
-    pub fn new(
-        config: LoopServerConfig,
-        node: Arc<dyn LightningNode>,
-        funder: Arc<dyn HtlcFunder>,
-    ) -> LoopServer {
+    /// A server whose invoices, chain watches, HTLC funding and timeout claims go through
+    /// `node`.
+    pub fn new(config: LoopServerConfig, node: Arc<dyn LightningNode>) -> LoopServer {
         let mut rng = StdRng::seed_from_u64(config.seed);
         let mut forge = [0u8; 32];
         let forge_key = loop {
@@ -198,9 +200,9 @@ impl LoopServer {
         let stop = CancellationToken::new();
         let inner = Arc::new(Inner {
             l402: Mutex::new(config.l402.clone()),
+            misbehaving: Mutex::new(None),
             config,
             node,
-            funder,
             rng: Mutex::new(rng),
             swaps: Mutex::new(HashMap::new()),
             book: Mutex::new(BehaviourBook::default()),
@@ -222,11 +224,39 @@ impl LoopServer {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> impl Future<Output = Result<(), tonic::transport::Error>> + Send + 'static {
+        self.serve_with(listener, None, shutdown)
+    }
+
+    /// [`serve`](Self::serve) over TLS with `identity` (a certificate clients pin, as sluiced's
+    /// `server.tls: pinned` or loopd's `--server.tlspath` do).
+    pub fn serve_tls(
+        &self,
+        listener: TcpListener,
+        identity: &crate::tls::Identity,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> impl Future<Output = Result<(), tonic::transport::Error>> + Send + 'static {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let tls = tonic::transport::ServerTlsConfig::new().identity(
+            tonic::transport::Identity::from_pem(&identity.cert_pem, &identity.key_pem),
+        );
+        self.serve_with(listener, Some(tls), shutdown)
+    }
+
+    fn serve_with(
+        &self,
+        listener: TcpListener,
+        tls: Option<tonic::transport::ServerTlsConfig>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> impl Future<Output = Result<(), tonic::transport::Error>> + Send + 'static {
         let streams = CancellationToken::new();
         let svc = service::Service::new(self.inner.clone(), streams.clone());
         async move {
             let ended = streams.clone();
-            let result = tonic::transport::Server::builder()
+            let mut builder = tonic::transport::Server::builder();
+            if let Some(tls) = tls {
+                builder = builder.tls_config(tls)?;
+            }
+            let result = builder
                 .add_service(SwapServerServer::new(svc))
                 .serve_with_incoming_shutdown(
                     tokio_stream::wrappers::TcpListenerStream::new(listener),
@@ -249,7 +279,7 @@ impl LoopServer {
         let serving = self.serve(listener, std::future::pending());
         tokio::spawn(async move {
             if let Err(e) = serving.await {
-                tracing::warn!(error = %e, "the simnet Loop server stopped serving");
+                tracing::warn!(error = %e, "the reference Loop server stopped serving");
             }
         });
         Ok(addr)
@@ -281,6 +311,43 @@ impl LoopServer {
         swap.with_live(|l| l.behaviour = behaviour);
         swap.wake.notify_one();
         Ok(())
+    }
+
+    /// Switches a named misbehaviour on for the swaps registered from now on (or the L402
+    /// front's next challenges), replacing the one on before; `None` makes the server honest
+    /// again: the default behaviour and the configured L402 front. Swaps already registered,
+    /// and the by-amount and next-swap switches, keep their behaviour.
+    pub fn misbehave(
+        &self,
+        misbehaviour: Option<misbehave::Misbehaviour>,
+    ) -> Result<(), misbehave::NoL402Front> {
+        let configured = self.inner.config.l402.clone();
+        let (behaviour, l402) = match misbehaviour.map(|m| (m.name, m.switch)) {
+            None => (Behaviour::default(), configured),
+            Some((_, misbehave::Switch::Swap(b))) => (b, configured),
+            Some((name, misbehave::Switch::L402(tamper))) => {
+                let Some(settings) = configured else {
+                    return Err(misbehave::NoL402Front(name));
+                };
+                (Behaviour::default(), Some(tamper.apply(&settings)))
+            }
+        };
+        self.set_default_behaviour(behaviour);
+        self.set_l402(l402);
+        *locked(&self.inner.misbehaving) = misbehaviour.map(|m| m.name);
+        match misbehaviour {
+            Some(m) => tracing::info!(
+                misbehaviour = m.name,
+                "loop server: misbehaving from now on"
+            ),
+            None => tracing::info!("loop server: honest from now on"),
+        }
+        Ok(())
+    }
+
+    /// The name of the misbehaviour switched on with [`misbehave`](Self::misbehave), if any.
+    pub fn misbehaviour(&self) -> Option<&'static str> {
+        *locked(&self.inner.misbehaving)
     }
 
     /// Replaces the L402 front's settings (`None` turns it off).

@@ -55,7 +55,7 @@ impl Service {
             .add_hold_invoice(&HoldInvoiceRequest {
                 hash,
                 amount: settings.price.to_msat(),
-                memo: "L402 token (simnet loop)".into(),
+                memo: "L402 token (reference loop server)".into(),
                 expiry: self.inner.config.terms.invoice_expiry,
                 cltv_expiry: self.inner.config.terms.invoice_cltv_delta,
                 private: false,
@@ -93,7 +93,7 @@ impl Service {
                             inner.node.settle_invoice(preimage).await
                         };
                         if let Err(e) = done {
-                            tracing::warn!(error = %e, "simnet swap server: settling an L402 invoice");
+                            tracing::warn!(error = %e, "loop server: settling an L402 invoice");
                         }
                         return;
                     }
@@ -196,7 +196,7 @@ impl Service {
             swap_invoice,
             prepay_invoice,
             sender_key: behaviour.sender_key.encode(&sender),
-            server_message: "simnet loop server".into(),
+            server_message: "reference loop server".into(),
             // The deprecated expiry echo stays zero: clients ignore it.
             ..Default::default()
         })

@@ -1,0 +1,342 @@
+//! The named misbehaviours: one name and a one-line description for each switch of
+//! `docs/misbehaviour.md` the server can act out, so a person (`sluice simnet misbehave NAME`,
+//! `sluice loopserver --misbehave NAME`) and the tests choose them by name.
+//!
+//! A name maps to a per-swap [`Behaviour`] (the swaps registered from then on get it) or to a
+//! tampering of the L402 front (the next token sold). The amounts the switches need (how much
+//! above the maximum fee, how much below the amount) are fixed here, large enough for any
+//! client limit to catch.
+
+use super::behaviour::{
+    Behaviour, CoSign, HtlcTamper, InvoiceTamper, Publication, Push, SenderKeyTamper, Settle,
+    StreamMode, TimeoutClaim,
+};
+use super::l402::L402Settings;
+use crate::domain::Sat;
+
+/// What a named misbehaviour switches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Switch {
+    /// The behaviour of every swap registered from now on.
+    Swap(Behaviour),
+    /// The L402 front's next challenges.
+    L402(L402Tamper),
+}
+
+/// A tampering of the L402 front.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum L402Tamper {
+    /// The token costs this much (above Loop's default client cap of 1000 sat).
+    Price(Sat),
+    /// Challenges no client can parse.
+    MalformedChallenge,
+    /// Token payments are canceled instead of settled.
+    FailPayments,
+}
+
+impl L402Tamper {
+    /// `settings` with this tampering applied.
+    pub fn apply(self, settings: &L402Settings) -> L402Settings {
+        let mut s = settings.clone();
+        match self {
+            L402Tamper::Price(p) => s.price = p,
+            L402Tamper::MalformedChallenge => s.malformed_challenge = true,
+            L402Tamper::FailPayments => s.fail_payments = true,
+        }
+        s
+    }
+}
+
+/// One named misbehaviour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Misbehaviour {
+    /// Its name, lower-case words joined by `-`.
+    pub name: &'static str,
+    /// What the server does, in one line.
+    pub description: &'static str,
+    /// What it switches.
+    pub switch: Switch,
+}
+
+fn swap(behaviour: Behaviour) -> Switch {
+    Switch::Swap(behaviour)
+}
+
+/// Every named misbehaviour, in the order of `docs/misbehaviour.md`.
+pub fn all() -> Vec<Misbehaviour> {
+    vec![
+        Misbehaviour {
+            name: "swap-fee-above-max",
+            description: "the swap invoice asks 5000 sat more than quoted (fee over max_swap_fee)",
+            switch: swap(Behaviour {
+                invoice: InvoiceTamper::SwapFeeAbove(Sat(5_000)),
+                ..Behaviour::default()
+            }),
+        },
+        Misbehaviour {
+            name: "prepay-above-max",
+            description: "the prepay asks 5000 sat more and the swap invoice 5000 sat less (same total)",
+            switch: swap(Behaviour {
+                invoice: InvoiceTamper::PrepayAboveSameTotal(Sat(5_000)),
+                ..Behaviour::default()
+            }),
+        },
+        Misbehaviour {
+            name: "swap-invoice-wrong-hash",
+            description: "the swap invoice pays to a hash other than the swap hash",
+            switch: swap(Behaviour {
+                invoice: InvoiceTamper::WrongHash,
+                ..Behaviour::default()
+            }),
+        },
+        Misbehaviour {
+            name: "swap-invoice-zero-amount",
+            description: "the swap invoice carries no amount",
+            switch: swap(Behaviour {
+                invoice: InvoiceTamper::ZeroAmount,
+                ..Behaviour::default()
+            }),
+        },
+        Misbehaviour {
+            name: "swap-invoice-other-network",
+            description: "the swap invoice is for another network",
+            switch: swap(Behaviour {
+                invoice: InvoiceTamper::OtherNetwork,
+                ..Behaviour::default()
+            }),
+        },
+        Misbehaviour {
+            name: "swap-invoice-no-payment-secret",
+            description: "the swap invoice has no payment secret",
+            switch: swap(Behaviour {
+                invoice: InvoiceTamper::NoPaymentSecret,
+                ..Behaviour::default()
+            }),
+        },
+        Misbehaviour {
+            name: "sender-key-32-bytes",
+            description: "the server's HTLC key is sent x-only, 32 bytes",
+            switch: swap(Behaviour {
+                sender_key: SenderKeyTamper::Short,
+                ..Behaviour::default()
+            }),
+        },
+        Misbehaviour {
+            name: "sender-key-34-bytes",
+            description: "the server's HTLC key is sent with a trailing byte, 34 bytes",
+            switch: swap(Behaviour {
+                sender_key: SenderKeyTamper::Long,
+                ..Behaviour::default()
+            }),
+        },
+        Misbehaviour {
+            name: "sender-key-off-curve",
+            description: "the server's HTLC key is 33 bytes that are not a curve point",
+            switch: swap(Behaviour {
+                sender_key: SenderKeyTamper::OffCurve,
+                ..Behaviour::default()
+            }),
+        },
+        Misbehaviour {
+            name: "htlc-value-below",
+            description: "the HTLC pays 1000 sat less than the swap amount",
+            switch: swap(Behaviour {
+                htlc: HtlcTamper::ValueBelow(Sat(1_000)),
+                ..Behaviour::default()
+            }),
+        },
+        Misbehaviour {
+            name: "htlc-wrong-script",
+            description: "the HTLC pays a script with another expiry, which the client never sees",
+            switch: swap(Behaviour {
+                htlc: HtlcTamper::WrongScript,
+                ..Behaviour::default()
+            }),
+        },
+        Misbehaviour {
+            name: "htlc-value-above",
+            description: "the HTLC pays 777 sat more than the swap amount",
+            switch: swap(Behaviour {
+                htlc: HtlcTamper::ValueAbove(Sat(777)),
+                ..Behaviour::default()
+            }),
+        },
+        Misbehaviour {
+            name: "htlc-two-outputs",
+            description: "one transaction pays the swap amount to the HTLC script twice",
+            switch: swap(Behaviour {
+                htlc: HtlcTamper::TwoOutputs,
+                ..Behaviour::default()
+            }),
+        },
+        Misbehaviour {
+            name: "htlc-after-reveal-limit",
+            description: "the HTLC is published only once the tip reaches expiry - 20",
+            switch: swap(Behaviour {
+                publication: Publication::AfterRevealLimit,
+                ..Behaviour::default()
+            }),
+        },
+        Misbehaviour {
+            name: "htlc-never-published",
+            description: "the HTLC is never published; the held payments are canceled at the expiry",
+            switch: swap(Behaviour {
+                publication: Publication::Never,
+                ..Behaviour::default()
+            }),
+        },
+        Misbehaviour {
+            name: "cosign-error",
+            description: "MuSig2SignSweep answers with an error",
+            switch: swap(Behaviour {
+                cosign: CoSign::Error,
+                ..Behaviour::default()
+            }),
+        },
+        Misbehaviour {
+            name: "cosign-short-nonce",
+            description: "MuSig2SignSweep answers with a 65-byte nonce",
+            switch: swap(Behaviour {
+                cosign: CoSign::ShortNonce,
+                ..Behaviour::default()
+            }),
+        },
+        Misbehaviour {
+            name: "cosign-short-partial-sig",
+            description: "MuSig2SignSweep answers with a 31-byte partial signature",
+            switch: swap(Behaviour {
+                cosign: CoSign::ShortPartialSig,
+                ..Behaviour::default()
+            }),
+        },
+        Misbehaviour {
+            name: "cosign-invalid-partial-sig",
+            description: "MuSig2SignSweep answers with a partial signature over another message",
+            switch: swap(Behaviour {
+                cosign: CoSign::InvalidPartialSig,
+                ..Behaviour::default()
+            }),
+        },
+        Misbehaviour {
+            name: "push-error",
+            description: "LoopOutPushPreimage answers with an error and ignores the preimage",
+            switch: swap(Behaviour {
+                push: Push::Error,
+                ..Behaviour::default()
+            }),
+        },
+        Misbehaviour {
+            name: "never-settle",
+            description: "the swap invoice is never settled; the payment stays held until its CLTV",
+            switch: swap(Behaviour {
+                settle: Settle::Never,
+                ..Behaviour::default()
+            }),
+        },
+        Misbehaviour {
+            name: "eager-timeout-claim",
+            description: "the timeout claim pays ten times the fee, to replace a pending client sweep",
+            switch: swap(Behaviour {
+                timeout_claim: TimeoutClaim::Eager,
+                ..Behaviour::default()
+            }),
+        },
+        Misbehaviour {
+            name: "fail-swap-payment-after-confirm",
+            description: "the held swap payment is canceled once the HTLC has confirmed",
+            switch: swap(Behaviour {
+                fail_swap_payment_after_confirm: true,
+                ..Behaviour::default()
+            }),
+        },
+        Misbehaviour {
+            name: "stream-close-early",
+            description: "the swap status stream ends after its first update",
+            switch: swap(Behaviour {
+                stream: StreamMode::CloseAfterFirst,
+                ..Behaviour::default()
+            }),
+        },
+        Misbehaviour {
+            name: "l402-price-above-cap",
+            description: "an L402 token costs 10000 sat, above Loop's default 1000 sat cap",
+            switch: Switch::L402(L402Tamper::Price(Sat(10_000))),
+        },
+        Misbehaviour {
+            name: "l402-payment-fails",
+            description: "L402 token payments are canceled instead of settled",
+            switch: Switch::L402(L402Tamper::FailPayments),
+        },
+        Misbehaviour {
+            name: "l402-malformed-challenge",
+            description: "the L402 challenge cannot be parsed",
+            switch: Switch::L402(L402Tamper::MalformedChallenge),
+        },
+    ]
+}
+
+/// The misbehaviour called `name`, or an error listing the names.
+pub fn find(name: &str) -> Result<Misbehaviour, UnknownMisbehaviour> {
+    all()
+        .into_iter()
+        .find(|m| m.name == name)
+        .ok_or_else(|| UnknownMisbehaviour(name.to_owned()))
+}
+
+/// A name no misbehaviour has.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no misbehaviour is called `{0}`; `sluice simnet misbehave --list` shows the names")]
+pub struct UnknownMisbehaviour(pub String);
+
+/// An L402 misbehaviour asked of a server that serves without an L402 front.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` tampers with the L402 front, and this server serves without one")]
+pub struct NoL402Front(pub &'static str);
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_lowercase_and_every_switch_differs_from_honest() {
+        let all = all();
+        let mut names: Vec<&str> = all.iter().map(|m| m.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), all.len(), "a name is used twice");
+        for m in &all {
+            assert!(
+                m.name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+                "{}",
+                m.name
+            );
+            assert!(!m.description.is_empty());
+            assert_ne!(m.switch, Switch::Swap(Behaviour::default()), "{}", m.name);
+        }
+        let switches: Vec<Switch> = all.iter().map(|m| m.switch).collect();
+        for (i, s) in switches.iter().enumerate() {
+            assert!(
+                !switches[..i].contains(s),
+                "{} repeats a switch",
+                all[i].name
+            );
+        }
+        assert!(find("htlc-value-below").is_ok());
+        assert!(find("nope").unwrap_err().to_string().contains("--list"));
+    }
+
+    #[test]
+    fn every_name_is_in_the_misbehaviour_document() {
+        let doc = include_str!("../../docs/misbehaviour.md");
+        for m in all() {
+            assert!(
+                doc.contains(&format!("`{}`", m.name)),
+                "docs/misbehaviour.md does not name `{}`",
+                m.name
+            );
+        }
+    }
+}
