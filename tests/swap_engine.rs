@@ -257,12 +257,14 @@ async fn a_created_swap_carries_the_servers_message_and_the_limits_a_quote_deriv
     let terms = record.contract.terms();
     let quote_fee = terms.swap_invoice.amount + terms.prepay_invoice.amount - terms.amount;
     let rate = net.node.estimate_fee(100).await.unwrap();
-    let derived = engine_harness::config(&net.world).quote_limits(
-        terms.amount,
-        quote_fee,
-        terms.prepay_invoice.amount,
-        sluice::chain::SatPerKw(rate.to_sat_per_kwu()),
-    );
+    let derived = engine_harness::config(&net.world)
+        .quote_limits(
+            terms.amount,
+            quote_fee,
+            terms.prepay_invoice.amount,
+            sluice::chain::SatPerKw(rate.to_sat_per_kwu()),
+        )
+        .unwrap();
     assert_eq!(terms.fee_limits, derived.limits);
     engine.shutdown();
 }

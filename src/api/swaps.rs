@@ -196,12 +196,15 @@ impl SwapBackend {
             .estimate_fee(conf_target.max(MIN_CONF_TARGET))
             .await
             .map_err(|e| unavailable("lnd", e))?;
-        let derived = self.config.quote_limits(
-            amount,
-            quote.swap_fee,
-            quote.prepay_amount,
-            SatPerKw(rate.to_sat_per_kwu()),
-        );
+        let derived = self
+            .config
+            .quote_limits(
+                amount,
+                quote.swap_fee,
+                quote.prepay_amount,
+                SatPerKw(rate.to_sat_per_kwu()),
+            )
+            .map_err(|e| ApiError::from(crate::swap::EngineError::from(e)))?;
         Ok(pb::QuoteResponse {
             amount_sat: amount.0,
             swap_fee_sat: quote.swap_fee.0,
@@ -235,7 +238,26 @@ impl SwapBackend {
         let has_overrides = overrides != pb::FeeLimits::default();
         let amount = Sat(req.amount_sat);
         let conf_target = (req.conf_target != 0).then_some(req.conf_target);
-        let fee_limits = if has_overrides {
+        let complete = [
+            overrides.max_swap_fee_sat,
+            overrides.max_prepay_amount_sat,
+            overrides.max_swap_routing_fee_sat,
+            overrides.max_prepay_routing_fee_sat,
+            overrides.max_miner_fee_sat,
+        ]
+        .iter()
+        .all(|v| *v != 0);
+        let fee_limits = if complete {
+            // Every limit given (as `sluice out` sends the ones of the quote it showed): they
+            // bind the swap as they are.
+            Some(FeeLimits {
+                max_swap_fee: Sat(overrides.max_swap_fee_sat),
+                max_prepay_amount: Sat(overrides.max_prepay_amount_sat),
+                max_swap_routing_fee: Sat(overrides.max_swap_routing_fee_sat),
+                max_prepay_routing_fee: Sat(overrides.max_prepay_routing_fee_sat),
+                max_miner_fee: Sat(overrides.max_miner_fee_sat),
+            })
+        } else if has_overrides {
             // Start from what a quote derives, and replace what the caller set.
             let q = self
                 .quote(pb::QuoteRequest {
