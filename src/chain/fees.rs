@@ -4,6 +4,12 @@
 //! before the HTLC expires, so the fee rises by itself block after block; inside the last ten
 //! blocks the target drops to three and the estimate is raised by 10 %. A swept value can never
 //! pay more than 20 % of itself in fees.
+//!
+//! sluice's own rules on top (`docs/misbehaviour.md`, Fees): the preimage is revealed only when
+//! the heaviest sweep at the needed rate fits `max_miner_fee` ([`sweep_affordable`]); after the
+//! reveal a sweep offers the needed rate raised on a schedule toward the whole cap
+//! ([`fee_schedule_share`], [`offered_rate`]) and never more, so [`miner_fee_bound`] bounds what
+//! any swap pays miners.
 
 use std::fmt;
 

@@ -64,7 +64,8 @@ pub struct EngineConfig {
     pub reveal_margin_blocks: u32,
     /// Confirmations that make a spend final, default 3.
     pub sweep_finality_confirmations: u32,
-    /// Within this many blocks of the expiry the miner-fee cap is lifted, default 10.
+    /// From this many blocks before the expiry a sweep offers its whole `max_miner_fee` (the
+    /// end of the fee schedule after the reveal; the cap itself always holds), default 10.
     pub fee_cap_lifted_within_blocks: u32,
     /// Most HTLC parts a payment may be split into, default 5.
     pub max_parts: u32,

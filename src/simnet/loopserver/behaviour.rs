@@ -1,8 +1,8 @@
 //! Switches for every misbehaviour a Loop Out client must survive (protocol notes §11),
 //! selectable per swap. `Behaviour::default()` is the honest server.
 //!
-//! Each switch acts at one point of the swap's life: the quote and the `NewLoopOutSwap` answer (invoices,
-//! key), the HTLC publication (value, script, timing), co-signing, settlement, the timeout
+//! Each switch acts at one point of the swap's life: the quote and the `NewLoopOutSwap` answer
+//! (invoices, key), the HTLC publication (value, script, timing), co-signing, settlement, the timeout
 //! claim, and the status stream. The pure helpers below turn a switch into the concrete
 //! amounts, keys, outputs and heights, so they are unit-tested without a node.
 //!
