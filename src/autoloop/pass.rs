@@ -491,6 +491,51 @@ mod tests {
         assert_eq!(decode_fee_history("x:1,1700000000:300", 3).len(), 1);
     }
 
+    fn proposal(expected_cost: u64, miner_cap: u64) -> Proposal {
+        Proposal {
+            amount: Sat(1_000_000),
+            expected_cost: Sat(expected_cost),
+            max_cost: Sat(100_000),
+            caps: crate::policy::SwapCaps {
+                server: Sat(10_000),
+                routing: Sat(10_000),
+                prepay_routing: Sat(1_000),
+                prepay: Sat(5_000),
+                miner: Sat(miner_cap),
+            },
+            conf_target: 100,
+            htlc_confs: 1,
+            outgoing: Vec::new(),
+            destination: Destination::Wallet,
+        }
+    }
+
+    #[test]
+    fn max_miner_fee_never_falls_below_the_smallest_valid_sweep() {
+        let quote = crate::provider::port::LoopOutQuote {
+            swap_payment_dest: [2; 33],
+            swap_fee: Sat(1_000),
+            prepay_amount: Sat(100),
+        };
+        // Expected costs that leave the sweep almost nothing: the miner share is still at
+        // least the smallest valid sweep, and the limits sum to the worst case.
+        let l = limits(&proposal(1_000, 50_000), &quote, Ppm(10_000), ROUTING_PPM).unwrap();
+        assert!(l.max_miner_fee >= min_sweep_fee(), "{l:?}");
+        assert_eq!(
+            worst_case(&l),
+            l.max_swap_fee + l.max_swap_routing_fee + l.max_prepay_routing_fee + l.max_miner_fee
+        );
+        assert!(worst_case(&l) <= Sat(1_000_000).mul_ppm(Ppm(10_000)));
+        // A policy miner cap below any sweep: no swap, rather than one that could never reveal.
+        let capped = proposal(1_000, min_sweep_fee().0 - 1);
+        assert_eq!(limits(&capped, &quote, Ppm(10_000), ROUTING_PPM), None);
+        // A total cap that cannot fit the smallest sweep besides the routing fees: no swap.
+        assert_eq!(
+            limits(&proposal(1_000, 50_000), &quote, Ppm(2_100), ROUTING_PPM),
+            None
+        );
+    }
+
     #[test]
     fn worst_case_bounds_every_fee_and_the_lost_prepay() {
         let l = FeeLimits {
