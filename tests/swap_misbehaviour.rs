@@ -651,9 +651,6 @@ async fn a_status_stream_closed_early_does_not_matter() {
 // ---------------------------------------------------------------------------------------------
 // Fees.
 
-/// A swap whose sweep is held by a miner-fee cap below the relay fee until the cap is lifted
-/// near the expiry, while fees spike to `spike_sat_kw` from 12 blocks before the expiry: the
-/// sweep goes out urgent, into the spike. Returns the record and the confirmed sweep.
 /// A swap whose HTLC confirms into a fee spike that lasts past its expiry: the heaviest sweep
 /// at the needed rate would cost more than the swap may pay, so the preimage never leaves.
 async fn held_by_a_spike(limits: Option<FeeLimits>, spike_sat_kw: u64) {

@@ -21,9 +21,10 @@ pub const DEFAULT_REVEAL_MARGIN_BLOCKS: u32 = 20;
 /// (the depth at which Loop's sweep batcher marks a batch confirmed).
 pub const DEFAULT_SWEEP_FINALITY_CONFIRMATIONS: u32 = 3;
 
-/// Within this many blocks of the expiry the sweep may pay more than `max_miner_fee`: losing the
-/// whole HTLC to the server's timeout path costs more than any fee (Loop's
-/// `DefaultSweepConfTargetDelta`, where it switches to urgent fee estimation).
+/// From this many blocks before the expiry a sweep offers its whole `max_miner_fee` (the end of
+/// the fee schedule after the reveal; the cap itself always holds, so the budget's worst case
+/// is a true bound). Loop's `DefaultSweepConfTargetDelta`, where it switches to urgent fee
+/// estimation. The name is kept for the stored contracts.
 pub const DEFAULT_FEE_CAP_LIFTED_WITHIN_BLOCKS: u32 = 10;
 
 /// The lnd key family Loop uses for swap keys (`swap/keychain.go`).
@@ -260,7 +261,8 @@ pub(crate) mod fixtures {
     use super::*;
 
     /// A valid contract: amount 1 000 000 sat, expiry 1 100, initiation 1 000, 2 HTLC
-    /// confirmations, margin 20 (reveal deadline 1 080), finality 3, fee cap lifted within 10.
+    /// confirmations, margin 20 (reveal deadline 1 080), finality 3, the whole miner-fee cap
+    /// offered within 10 blocks of the expiry.
     pub(crate) fn terms() -> ContractTerms {
         let preimage = preimage();
         let hash = preimage.swap_hash();

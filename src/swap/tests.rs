@@ -1,7 +1,8 @@
 //! Table-driven and property tests of the Loop Out state machine.
 //!
 //! The fixture contract: amount 1 000 000 sat, initiation 1 000, expiry 1 100, margin 20 (reveal
-//! deadline 1 080), 2 HTLC confirmations, finality 3, fee cap lifted within 10 blocks.
+//! deadline 1 080), 2 HTLC confirmations, finality 3, the whole miner-fee cap offered within 10
+//! blocks of the expiry; max_miner_fee 50 000 sat.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
