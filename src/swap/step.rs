@@ -465,7 +465,8 @@ fn try_reveal(contract: &LoopOutContract, next: SwapProgress) -> Result<Transiti
 }
 
 /// Reveals on the fee estimate for the current best height when a sweep at the needed rate
-/// fits `max_miner_fee`; an estimate for another height (a block came meanwhile) is ignored.
+/// fits `max_miner_fee`; an estimate for another height (a block came meanwhile) decides
+/// nothing and the estimate is asked again for the current one.
 fn reveal_if_affordable(
     contract: &LoopOutContract,
     mut next: SwapProgress,
@@ -476,7 +477,12 @@ fn reveal_if_affordable(
         return done(next, Vec::new(), Rule::Ignored);
     };
     if height != at {
-        return done(next, Vec::new(), Rule::Ignored);
+        // A block came while lnd answered: ask again for the height the reveal is decided at.
+        let action = Action::EstimateSweepFee {
+            height,
+            blocks_left: contract.blocks_left(height),
+        };
+        return done(next, vec![action], Rule::WaitingForFeeEstimate);
     }
     let needed = sweep_fee_rate(contract.blocks_left(height), |_| estimate);
     if !sweep_affordable(

@@ -610,7 +610,7 @@ fn no_reveal_while_the_needed_sweep_does_not_fit_the_miner_fee_cap() {
         (SwapState::Initiated, Rule::SweepFeeAboveCap)
     );
     assert!(t.actions.is_empty());
-    // An estimate asked at an older height decides nothing.
+    // An estimate asked at an older height decides nothing: it is asked again for this one.
     let t = step(
         &c,
         &p,
@@ -622,7 +622,14 @@ fn no_reveal_while_the_needed_sweep_does_not_fit_the_miner_fee_cap() {
     .unwrap();
     assert_eq!(
         (t.next.state, t.rule),
-        (SwapState::Initiated, Rule::Ignored)
+        (SwapState::Initiated, Rule::WaitingForFeeEstimate)
+    );
+    assert_eq!(
+        t.actions,
+        vec![Action::EstimateSweepFee {
+            height: BlockHeight(1_010),
+            blocks_left: 90
+        }]
     );
     // At the highest affordable estimate: reveal, sweep at once.
     let t = step(
