@@ -576,6 +576,28 @@ async fn loop_out_without_limits_refuses_a_quote_above_the_ceiling() {
         err.message()
     );
     assert_nothing_created_or_paid(&net, local_before).await;
+    // A caller who sets the swap-fee limit accepts that fee: the ceiling no longer applies,
+    // and the other limits are derived as usual.
+    let created = client
+        .loop_out(pb::LoopOutRequest {
+            amount_sat: 250_000,
+            max_fees: Some(pb::FeeLimits {
+                max_swap_fee_sat: 45_000,
+                ..pb::FeeLimits::default()
+            }),
+            ..pb::LoopOutRequest::default()
+        })
+        .await
+        .expect("the caller accepted the fee")
+        .into_inner();
+    let info = client
+        .swap_info(pb::SwapInfoRequest { id: created.id })
+        .await
+        .unwrap()
+        .into_inner();
+    let limits = info.limits.unwrap();
+    assert_eq!(limits.max_swap_fee_sat, 45_000);
+    assert!(limits.max_miner_fee_sat <= 5_000, "{limits:?}");
     net.engine.shutdown();
     net.shutdown.cancel();
 }

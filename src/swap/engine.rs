@@ -235,7 +235,7 @@ impl Default for FeeCeilings {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "the server quotes a {what} of {quoted}, above the ceiling of {ceiling} ({rate} of the amount, \
-     config {key}); raise {key}, or pass every fee limit explicitly if you accept it"
+     config {key}); raise {key}, or pass fee limits explicitly if you accept it"
 )]
 pub struct CeilingError {
     /// Which fee.
