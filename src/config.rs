@@ -101,6 +101,8 @@ pub struct Config {
     pub policies: PoliciesConfig,
     /// When autoloop runs its passes.
     pub autoloop: AutoloopSettings,
+    /// Ceilings on the fee limits of swaps created without limits.
+    pub swap: crate::swap::FeeCeilings,
     /// Logging.
     pub log: LogConfig,
     /// Graceful shutdown.

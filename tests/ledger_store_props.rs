@@ -3,8 +3,9 @@
 //! stored), swaps costing and failing at random, and the clock crossing period boundaries.
 //!
 //! Properties: at every step and after every restart, fees spent in every window of every
-//! limit stay within it; every terminal (released) swap holds no reservation; the ledger
-//! rebuilt from the store equals the live one. The pure ledger has its own, finer property
+//! limit stay within it; no swap spends more than its reservation (`FeeLimits::worst_case`),
+//! its sweep paid by the engine's fee rules in any regime, urgent ones included; every terminal
+//! (released) swap holds no reservation; the ledger rebuilt from the store equals the live one. The pure ledger has its own, finer property
 //! tests (`src/ledger/props.rs`); these check that persistence keeps them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -13,19 +14,33 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use proptest::prelude::*;
-use sluice::domain::{Sat, SwapHash};
+use sluice::chain::SatPerKw;
+use sluice::chain::fees::{
+    SweepWitness, clamp_fee, fee_for, offered_rate, sweep_fee_rate, sweep_weight,
+};
+use sluice::domain::{Ppm, Sat, SwapHash};
 use sluice::ledger::{
-    AdmitRequest, BudgetSpec, Entry, EntryId, EntryKind, Ledger, Period, SpendCategory,
+    AdmitRequest, Applied, BudgetSpec, Entry, EntryId, EntryKind, Ledger, Period, SpendCategory,
 };
 use sluice::store::Store;
+use sluice::swap::FeeLimits;
+
+/// When the swap's sweep was published: lnd's estimate (sat/kw, below the floor included),
+/// blocks left before the expiry (≤ 10 is urgent), the fee schedule's share (ppm), the path.
+type Sweep = (u64, u32, u64, bool);
 
 #[derive(Debug, Clone)]
 enum Op {
-    /// Admit a swap whose worst case is this many sat (expected: half of it).
-    Start { worst_case: u64 },
-    /// The oldest unfinished swap ends: it spent this share (per mille) of its worst case,
-    /// more than expected when a fee spiked; a failed swap spends only its prepay share.
-    Finish { per_mille: u64, failed: bool },
+    /// Admit a swap with these fee limits; its reservation is their worst case (expected: half
+    /// of it).
+    Start { limits: FeeLimits },
+    /// The oldest unfinished swap ends: it spent this share (per mille) of its server and
+    /// routing limits and one sweep published in `sweep`; a failed swap spends only its prepay.
+    Finish {
+        per_mille: u64,
+        failed: bool,
+        sweep: Sweep,
+    },
     /// The daemon restarts: the store is reopened and the ledger rebuilt from it.
     Restart,
     /// Time passes, possibly across a day, week or month boundary.
@@ -34,8 +49,27 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (1u64..=30_000).prop_map(|worst_case| Op::Start { worst_case }),
-        4 => (0u64..=1_000, any::<bool>()).prop_map(|(per_mille, failed)| Op::Finish { per_mille, failed }),
+        4 => (0u64..10_000, 0u64..3_000, 0u64..5_000, 0u64..200, prop_oneof![0u64..300, 0u64..15_000])
+            .prop_map(|(swap, prepay, routing, prepay_routing, miner)| Op::Start {
+                limits: FeeLimits {
+                    max_swap_fee: Sat(swap),
+                    max_prepay_amount: Sat(prepay),
+                    max_swap_routing_fee: Sat(routing),
+                    max_prepay_routing_fee: Sat(prepay_routing),
+                    max_miner_fee: Sat(miner),
+                },
+            }),
+        4 => (
+            prop_oneof![Just(1_000u64), 0u64..=1_000],
+            any::<bool>(),
+            (
+                prop_oneof![0u64..253, 253u64..10_000, 10_000u64..2_000_000],
+                prop_oneof![0u32..=10, 0u32..200],
+                prop_oneof![Just(1_000_000u64), 0u64..=1_000_000],
+                any::<bool>(),
+            ),
+        )
+            .prop_map(|(per_mille, failed, sweep)| Op::Finish { per_mille, failed, sweep }),
         1 => Just(Op::Restart),
         2 => (1i64..=3 * 24 * 60).prop_map(|minutes| Op::Advance { minutes }),
     ]
@@ -58,6 +92,19 @@ fn budgets() -> Vec<BudgetSpec> {
             hard_cap: None,
         },
     ]
+}
+
+/// The miner fee of a 250,000 sat swap's sweep to a P2TR address, by the engine's rules.
+fn sweep_fee((estimate, blocks_left, share, key_path): Sweep, max_miner_fee: Sat) -> u64 {
+    let path = if key_path {
+        SweepWitness::KeyPath
+    } else {
+        SweepWitness::V3Success
+    };
+    let weight = sweep_weight(path, &bitcoin::ScriptBuf::from_bytes(vec![0x51; 34]));
+    let needed = sweep_fee_rate(blocks_left, |_| SatPerKw(estimate));
+    let rate = offered_rate(needed, max_miner_fee, weight, Ppm(share));
+    clamp_fee(fee_for(weight, rate), Sat(250_000)).0.0
 }
 
 fn hash(n: u64) -> SwapHash {
@@ -100,11 +147,12 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         let mut ledger = rebuild(Vec::new());
         let mut now: DateTime<Utc> = "2026-01-30T22:00:00Z".parse().unwrap();
         let mut next = 0u64;
-        let mut open: Vec<(SwapHash, u64)> = Vec::new();
+        let mut open: Vec<(SwapHash, FeeLimits)> = Vec::new();
         let mut finished: Vec<SwapHash> = Vec::new();
         for op in ops {
             match op {
-                Op::Start { worst_case } => {
+                Op::Start { limits } => {
+                    let worst_case = limits.worst_case().0;
                     next += 1;
                     let swap = hash(next);
                     let request = AdmitRequest {
@@ -118,23 +166,29 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         let entry = reservation.into_entry();
                         store.append_ledger_entry(&entry).await.unwrap();
                         ledger.apply(entry).unwrap();
-                        open.push((swap, worst_case));
+                        open.push((swap, limits));
                     }
                 }
-                Op::Finish { per_mille, failed } => {
+                Op::Finish {
+                    per_mille,
+                    failed,
+                    sweep,
+                } => {
                     if open.is_empty() {
                         continue;
                     }
-                    let (swap, worst_case) = open.remove(0);
-                    // The engine's caps keep a swap within its worst case.
-                    let total = worst_case * per_mille / 1_000;
+                    let (swap, l) = open.remove(0);
+                    let share = |limit: Sat| limit.0 * per_mille / 1_000;
                     let spends = if failed {
-                        vec![(SpendCategory::Prepay, total / 3)]
+                        vec![(SpendCategory::Prepay, share(l.max_prepay_amount))]
                     } else {
                         vec![
-                            (SpendCategory::Server, total / 2),
-                            (SpendCategory::Routing, total / 4),
-                            (SpendCategory::Miner, total - total / 2 - total / 4),
+                            (SpendCategory::Server, share(l.max_swap_fee)),
+                            (
+                                SpendCategory::Routing,
+                                share(l.max_swap_routing_fee + l.max_prepay_routing_fee),
+                            ),
+                            (SpendCategory::Miner, sweep_fee(sweep, l.max_miner_fee)),
                         ]
                     };
                     let mut entries: Vec<Entry> = spends
@@ -161,7 +215,9 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         // Written before it is applied, like autoloop's settlement; applying
                         // it twice (a retried settlement) changes nothing.
                         store.append_ledger_entry(&entry).await.unwrap();
-                        ledger.apply(entry.clone()).unwrap();
+                        // Spend ≤ reservation: never an overrun, whatever the sweep's regime.
+                        let applied = ledger.apply(entry.clone()).unwrap();
+                        prop_assert_eq!(applied, Applied::Recorded, "{:?} {:?}", l, sweep);
                         ledger.apply(entry).unwrap();
                     }
                     finished.push(swap);

@@ -16,6 +16,8 @@ use sluice::cli::swaps::{OutCmd, QuoteCmd, QuoteKind, SwapCmd, SwapsCmd};
 use sluice::cli::{Args, Command, execute};
 use sluice::domain::{Network, NodeStatus, PolicyStatus, Sat};
 use sluice::lnd::LightningNode;
+use sluice::loopserver::Behaviour;
+use sluice::loopserver::behaviour::InvoiceTamper;
 use sluice::loopserver::{LoopServer, LoopServerConfig};
 use sluice::proto::sluice as pb;
 use sluice::provider::l402::{L402Config, NeverPay};
@@ -29,14 +31,13 @@ use tokio_util::sync::CancellationToken;
 
 struct Net {
     world: SharedWorld,
+    server: Arc<LoopServer>,
     node: Arc<SimNode>,
     store: Store,
     engine: SwapEngine,
     addr: String,
     dir: tempfile::TempDir,
     shutdown: CancellationToken,
-    /// Kept alive: dropping the server stops its swaps.
-    _server: Arc<LoopServer>,
 }
 
 impl Net {
@@ -174,13 +175,13 @@ async fn net() -> Net {
     tokio::spawn(async move { serve(api_listener, &identity, creds, state, token).await });
     Net {
         world,
+        server,
         node,
         store,
         engine,
         addr,
         dir,
         shutdown,
-        _server: server,
     }
 }
 
@@ -217,9 +218,13 @@ async fn terms_and_quote_answer_with_the_limits_sluice_would_use() {
     let limits = q.limits.unwrap();
     assert_eq!(limits.max_swap_fee_sat, q.swap_fee_sat);
     assert_eq!(limits.max_prepay_amount_sat, q.prepay_amount_sat);
-    // Loop's CLI rule: 10 sat + 2 % of the amount; miner fee 250 × the estimate.
+    // Loop's CLI rule: 10 sat + 2 % of the amount; miner fee 250 × the estimate, under the
+    // ceiling of 2 % of the amount (`swap.max_miner_fee_ppm`).
     assert_eq!(limits.max_swap_routing_fee_sat, 10 + 5_000);
-    assert_eq!(limits.max_miner_fee_sat, q.estimated_sweep_fee_sat * 250);
+    assert_eq!(
+        limits.max_miner_fee_sat,
+        (q.estimated_sweep_fee_sat * 250).min(5_000)
+    );
     assert!(q.estimated_sweep_fee_sat > 0);
 
     // Out-of-terms amounts are refused naming the field.
@@ -450,6 +455,149 @@ async fn out_force_reaches_succeeded_through_monitor_and_costs_match_what_moved(
         .await
         .unwrap();
     assert!(text.contains(&info.sweep_txid), "{text}");
+    net.engine.shutdown();
+    net.shutdown.cancel();
+}
+
+/// What a refused swap must leave behind: nothing stored, nothing paid.
+async fn assert_nothing_created_or_paid(net: &Net, local_before: Sat) {
+    assert!(
+        net.store
+            .list_swaps(SwapFilter::default())
+            .await
+            .unwrap()
+            .is_empty(),
+        "a refused swap is not stored"
+    );
+    // Give a payment that was wrongly started the time to leave the channels.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(net.local_balance().await, local_before, "nothing was paid");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_binds_the_quoted_fees_and_a_server_that_invoices_above_them_is_refused() {
+    let net = net().await;
+    // The server quotes the honest 300 sat the first time, then 4,000 sat more in every later
+    // quote and in the swap invoice: still under the 2 % ceiling, so only the limits of the
+    // quote `out` showed can catch it.
+    net.server.set_behaviour_for_amount(
+        Sat(250_000),
+        Behaviour {
+            invoice: InvoiceTamper::AboveFirstQuote(Sat(4_000)),
+            ..Behaviour::default()
+        },
+    );
+    let local_before = net.local_balance().await;
+    let out = OutCmd {
+        amt: "250000".to_owned(),
+        dest: None,
+        conf_target: None,
+        channels: Vec::new(),
+        label: "bait".to_owned(),
+        force: true,
+    };
+    let err = execute(&net.args(Command::Out(out), false))
+        .await
+        .expect_err("the swap invoice asks more than the quote out used");
+    let text = err.to_string();
+    assert!(
+        text.contains("nothing was paid") && text.contains("swap fee"),
+        "{text}"
+    );
+    assert_nothing_created_or_paid(&net, local_before).await;
+    net.engine.shutdown();
+    net.shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loop_out_without_limits_refuses_a_quote_above_the_ceiling() {
+    let net = net().await;
+    // Quote 300 sat, then 40,300 sat (16 % of the amount) in the engine's own quote and in
+    // the invoice: the derived limits would let it through without the ceiling.
+    net.server.set_behaviour_for_amount(
+        Sat(250_000),
+        Behaviour {
+            invoice: InvoiceTamper::AboveFirstQuote(Sat(40_000)),
+            ..Behaviour::default()
+        },
+    );
+    let local_before = net.local_balance().await;
+    let mut client = net.target(auth::ADMIN_FILE).connect().await.unwrap();
+    let shown = client
+        .quote(pb::QuoteRequest {
+            amount_sat: 250_000,
+            conf_target: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(shown.swap_fee_sat, 300, "the first quote is the bait");
+    let err = client
+        .loop_out(pb::LoopOutRequest {
+            amount_sat: 250_000,
+            ..pb::LoopOutRequest::default()
+        })
+        .await
+        .expect_err("the engine's quote is above swap.max_swap_fee_ppm");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        err.message().contains("swap.max_swap_fee_ppm")
+            && err.message().contains("40300")
+            && err.message().contains("nothing was stored or paid"),
+        "{}",
+        err.message()
+    );
+    // A later Quote shows the same refusal instead of limits that would not hold.
+    let err = client
+        .quote(pb::QuoteRequest {
+            amount_sat: 250_000,
+            conf_target: 0,
+        })
+        .await
+        .expect_err("the quote is above the ceiling");
+    assert!(
+        err.message().contains("swap.max_swap_fee_ppm"),
+        "{}",
+        err.message()
+    );
+    // The limits of the quote that was shown still bind an API caller who sends them.
+    let err = client
+        .loop_out(pb::LoopOutRequest {
+            amount_sat: 250_000,
+            max_fees: shown.limits,
+            ..pb::LoopOutRequest::default()
+        })
+        .await
+        .expect_err("the invoice is above the limits sent");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        err.message().contains("nothing was paid"),
+        "{}",
+        err.message()
+    );
+    assert_nothing_created_or_paid(&net, local_before).await;
+    // A caller who sets the swap-fee limit accepts that fee: the ceiling no longer applies,
+    // and the other limits are derived as usual.
+    let created = client
+        .loop_out(pb::LoopOutRequest {
+            amount_sat: 250_000,
+            max_fees: Some(pb::FeeLimits {
+                max_swap_fee_sat: 45_000,
+                ..pb::FeeLimits::default()
+            }),
+            ..pb::LoopOutRequest::default()
+        })
+        .await
+        .expect("the caller accepted the fee")
+        .into_inner();
+    let info = client
+        .swap_info(pb::SwapInfoRequest { id: created.id })
+        .await
+        .unwrap()
+        .into_inner();
+    let limits = info.limits.unwrap();
+    assert_eq!(limits.max_swap_fee_sat, 45_000);
+    assert!(limits.max_miner_fee_sat <= 5_000, "{limits:?}");
     net.engine.shutdown();
     net.shutdown.cancel();
 }

@@ -12,8 +12,9 @@ mod engine_harness;
 use std::time::Duration;
 
 use engine_harness::{Simnet, assert_costs_match, request, simnet, succeeded};
-use sluice::chain::fees::{MAX_FEE_SHARE, URGENT_WITHIN_BLOCKS};
+use sluice::chain::fees::MAX_FEE_SHARE;
 use sluice::domain::{BlockHeight, Sat};
+use sluice::lnd::LightningNode;
 use sluice::loopserver::Behaviour;
 use sluice::loopserver::behaviour::{
     CoSign, HtlcTamper, InvoiceTamper, Publication, Push, SenderKeyTamper, Settle, StreamMode,
@@ -650,70 +651,87 @@ async fn a_status_stream_closed_early_does_not_matter() {
 // ---------------------------------------------------------------------------------------------
 // Fees.
 
-/// A swap whose sweep is held by a miner-fee cap below the relay fee until the cap is lifted
-/// near the expiry, while fees spike to `spike_sat_kw` from 12 blocks before the expiry: the
-/// sweep goes out urgent, into the spike. Returns the record and the confirmed sweep.
-async fn swept_into_a_spike(spike_sat_kw: u64) -> (SwapRecord, bitcoin::Transaction) {
+/// A swap whose HTLC confirms into a fee spike that lasts past its expiry: the heaviest sweep
+/// at the needed rate would cost more than the swap may pay, so the preimage never leaves.
+async fn held_by_a_spike(limits: Option<FeeLimits>, spike_sat_kw: u64) {
     let net = simnet().await;
     let engine = net.engine().await;
+    let before = before(&net).await;
     let mut req = request(250_000);
     req.conf_target = Some(30);
-    req.limits = Some(FeeLimits {
-        max_swap_fee: Sat(20_000),
-        max_prepay_amount: Sat(5_000),
-        max_swap_routing_fee: Sat(5_000),
-        max_prepay_routing_fee: Sat(100),
-        // Less than any sweep pays at the floor: no sweep until the cap is lifted.
-        max_miner_fee: Sat(50),
-    });
+    req.limits = limits;
     let hash = engine.loop_out(req).await.unwrap();
-    let expiry = net.record(hash).await.contract.terms().expiry;
+    let height = lock(&net.world).chain().height();
     lock(&net.world).set_fee_trace(FeeTrace::Spike {
         base_sat_kw: 2_500,
-        at_height: BlockHeight(expiry.0 - 12),
+        at_height: BlockHeight(height.0 + 1),
         rate_sat_kw: spike_sat_kw,
         duration_blocks: 1_000,
     });
     let record = net.drive(hash, true, terminal).await;
     assert_eq!(
         record.progress.state,
-        SwapState::Succeeded,
+        SwapState::FailedTimeout,
         "{:?}",
         record.progress
     );
-    let spend = record.progress.spend.unwrap();
-    let published_at = spend.height.0 - 1;
-    assert!(
-        expiry.0 - published_at <= URGENT_WITHIN_BLOCKS,
-        "published at {published_at}, expiry {expiry}: not urgent"
-    );
-    let tx = match lock(&net.world).chain().tx(&spend.txid) {
+    assert!(record.progress.htlc.is_some(), "the HTLC confirmed");
+    assert_never_revealed(&net, &record);
+    let record = net.drive(hash, true, payments_final).await;
+    assert_lost_at_most_prepay_and_fees(&net, &record, &before).await;
+    engine.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fee_spike_above_max_miner_fee_holds_the_preimage_and_fails_at_the_deadline() {
+    // Derived limits: max_miner_fee is at most 2 % of the amount (5,000 sat); the heaviest
+    // sweep at 20,000 sat/kw costs about 12,800 sat.
+    held_by_a_spike(None, 20_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fee_spike_beyond_a_fifth_of_the_htlc_holds_the_preimage() {
+    // max_miner_fee would cover it, but the sweep would be clamped to a fifth of the HTLC
+    // (50,000 sat) and pay less than the needed rate: no reveal either.
+    held_by_a_spike(
+        Some(FeeLimits {
+            max_swap_fee: Sat(20_000),
+            max_prepay_amount: Sat(5_000),
+            max_swap_routing_fee: Sat(5_000),
+            max_prepay_routing_fee: Sat(100),
+            max_miner_fee: Sat(70_000),
+        }),
+        90_000,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fee_spike_within_max_miner_fee_is_paid_and_never_more() {
+    let net = simnet().await;
+    let engine = net.engine().await;
+    let local_before = net.local_balance().await;
+    let wallet_before = net.wallet_confirmed().await;
+    let spike = 7_000;
+    lock(&net.world).set_fee_trace(FeeTrace::Flat(spike));
+    let hash = engine.loop_out(request(250_000)).await.unwrap();
+    let record = net.drive_until(hash, succeeded).await;
+    assert_costs_match(&net, &record, local_before, wallet_before).await;
+    let tx = match lock(&net.world)
+        .chain()
+        .tx(&record.progress.spend.unwrap().txid)
+    {
         Some(TxStatus::Confirmed { tx, .. }) => tx.clone(),
         other => panic!("the sweep is not confirmed: {other:?}"),
     };
-    engine.shutdown();
-    (record, tx)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fee_spike_near_the_expiry_is_paid_at_the_urgent_rate() {
-    let spike = 20_000;
-    let (record, tx) = swept_into_a_spike(spike).await;
     let fee = record.costs.onchain;
-    let weight = tx.weight().to_wu();
-    // The urgent rate: the estimate at the urgent target, raised by 10 %.
     assert!(
-        u128::from(fee.0) * 1000 >= u128::from(weight) * u128::from(spike * 11 / 10),
-        "fee {fee} for {weight} wu is below 1.1 x {spike} sat/kw"
+        u128::from(fee.0) * 1000 >= u128::from(tx.weight().to_wu()) * u128::from(spike),
+        "fee {fee} is below the estimate"
     );
+    assert!(fee <= record.contract.terms().fee_limits.max_miner_fee);
     assert!(fee < record.progress.htlc.unwrap().value.mul_ppm(MAX_FEE_SHARE));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fee_spike_beyond_a_fifth_of_the_htlc_is_clamped_to_a_fifth() {
-    let (record, _) = swept_into_a_spike(5_000_000).await;
-    let htlc = record.progress.htlc.unwrap();
-    assert_eq!(record.costs.onchain, htlc.value.mul_ppm(MAX_FEE_SHARE));
+    engine.shutdown();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -736,6 +754,38 @@ async fn a_fee_estimate_at_the_floor_still_sweeps() {
         u128::from(record.costs.onchain.0) * 1000
             >= u128::from(weight) * u128::from(FEE_FLOOR_SAT_KW),
         "the sweep pays less than the relay floor"
+    );
+    engine.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fee_estimate_below_the_relay_floor_still_sweeps_above_it() {
+    let net = simnet().await;
+    // lnd answers 50 sat/kw, a fifth of the relay fee: a sweep at that rate never relays.
+    lock(&net.world).set_fee_trace(FeeTrace::BelowFloor(50));
+    assert_eq!(net.node.estimate_fee(6).await.unwrap().to_sat_per_kwu(), 50);
+    let engine = net.engine().await;
+    let local_before = net.local_balance().await;
+    let wallet_before = net.wallet_confirmed().await;
+    let hash = engine.loop_out(request(250_000)).await.unwrap();
+    let record = net.drive_until(hash, succeeded).await;
+    assert_costs_match(&net, &record, local_before, wallet_before).await;
+    let txid = record.progress.spend.unwrap().txid;
+    let weight = match lock(&net.world).chain().tx(&txid) {
+        Some(TxStatus::Confirmed { tx, .. }) => tx.weight().to_wu(),
+        other => panic!("the sweep is not confirmed: {other:?}"),
+    };
+    assert!(
+        u128::from(record.costs.onchain.0) * 1000
+            >= u128::from(weight) * u128::from(FEE_FLOOR_SAT_KW),
+        "the sweep pays less than the relay floor"
+    );
+    // The first sweep already relayed: it confirmed in the block after the reveal.
+    assert_eq!(
+        record.progress.spend.unwrap().height.0,
+        record.progress.revealed_at.unwrap().0 + 1,
+        "{:?}",
+        record.progress
     );
     engine.shutdown();
 }

@@ -161,7 +161,7 @@ fn engine_code(e: &crate::swap::EngineError) -> tonic::Code {
         E::Node { .. } | E::Provider { .. } | E::NoHeight | E::ShutDown | E::Store(_) => {
             Code::Unavailable
         }
-        E::Validation(_) | E::NotAdmitted(_) => Code::FailedPrecondition,
+        E::Validation(_) | E::NotAdmitted(_) | E::QuoteAboveCeiling(_) => Code::FailedPrecondition,
         E::Contract(_) | E::Chain(_) => Code::Internal,
     }
 }

@@ -153,6 +153,15 @@ impl SwapBackend {
     /// `Quote`: the server's quote for a swap created now, and the limits the engine would
     /// derive from it (the same rule as [`SwapEngine::loop_out`] without overrides).
     pub async fn quote(&self, req: pb::QuoteRequest) -> Result<pb::QuoteResponse, ApiError> {
+        self.quote_with(req, &self.config).await
+    }
+
+    /// [`SwapBackend::quote`] with the limits derived under `config`.
+    async fn quote_with(
+        &self,
+        req: pb::QuoteRequest,
+        config: &EngineConfig,
+    ) -> Result<pb::QuoteResponse, ApiError> {
         if req.amount_sat == 0 {
             return Err(ApiError::InvalidArgument {
                 field: "amount_sat",
@@ -196,12 +205,14 @@ impl SwapBackend {
             .estimate_fee(conf_target.max(MIN_CONF_TARGET))
             .await
             .map_err(|e| unavailable("lnd", e))?;
-        let derived = self.config.quote_limits(
-            amount,
-            quote.swap_fee,
-            quote.prepay_amount,
-            SatPerKw(rate.to_sat_per_kwu()),
-        );
+        let derived = config
+            .quote_limits(
+                amount,
+                quote.swap_fee,
+                quote.prepay_amount,
+                SatPerKw(rate.to_sat_per_kwu()),
+            )
+            .map_err(|e| ApiError::from(crate::swap::EngineError::from(e)))?;
         Ok(pb::QuoteResponse {
             amount_sat: amount.0,
             swap_fee_sat: quote.swap_fee.0,
@@ -235,13 +246,40 @@ impl SwapBackend {
         let has_overrides = overrides != pb::FeeLimits::default();
         let amount = Sat(req.amount_sat);
         let conf_target = (req.conf_target != 0).then_some(req.conf_target);
-        let fee_limits = if has_overrides {
-            // Start from what a quote derives, and replace what the caller set.
+        let complete = [
+            overrides.max_swap_fee_sat,
+            overrides.max_prepay_amount_sat,
+            overrides.max_swap_routing_fee_sat,
+            overrides.max_prepay_routing_fee_sat,
+            overrides.max_miner_fee_sat,
+        ]
+        .iter()
+        .all(|v| *v != 0);
+        let fee_limits = if complete {
+            // Every limit given (as `sluice out` sends the ones of the quote it showed): they
+            // bind the swap as they are.
+            Some(FeeLimits {
+                max_swap_fee: Sat(overrides.max_swap_fee_sat),
+                max_prepay_amount: Sat(overrides.max_prepay_amount_sat),
+                max_swap_routing_fee: Sat(overrides.max_swap_routing_fee_sat),
+                max_prepay_routing_fee: Sat(overrides.max_prepay_routing_fee_sat),
+                max_miner_fee: Sat(overrides.max_miner_fee_sat),
+            })
+        } else if has_overrides {
+            // Start from what a quote derives, and replace what the caller set. A caller who
+            // sets the swap fee or prepay limit accepts that fee: its ceiling does not apply.
+            let mut config = self.config.clone();
+            if overrides.max_swap_fee_sat != 0 || overrides.max_prepay_amount_sat != 0 {
+                config.ceilings.swap_fee = crate::domain::Ppm(1_000_000);
+            }
             let q = self
-                .quote(pb::QuoteRequest {
-                    amount_sat: req.amount_sat,
-                    conf_target: req.conf_target,
-                })
+                .quote_with(
+                    pb::QuoteRequest {
+                        amount_sat: req.amount_sat,
+                        conf_target: req.conf_target,
+                    },
+                    &config,
+                )
                 .await?;
             let d = q.limits.unwrap_or_default();
             let pick = |o: u64, d: u64| Sat(if o == 0 { d } else { o });

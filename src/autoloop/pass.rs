@@ -8,6 +8,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use super::inputs::{self, InputError};
 use super::{AUTOLOOP_INITIATOR, AUTOLOOP_LABEL, Mode};
 use crate::chain::SatPerKw;
+use crate::chain::fees::min_sweep_fee;
 use crate::domain::{BlockHeight, Ppm, Sat, SwapHash};
 use crate::ledger::{AdmitError, AdmitRequest, Entry, Ledger, Refusal};
 use crate::lnd::LightningNode;
@@ -264,8 +265,10 @@ fn journal_record(pass_id: i64, at: DateTime<Utc>, t: &TargetDecision) -> Journa
 /// (`max_total` of the amount); the engine can only cap each fee, so the total left after the
 /// quoted server fee is shared among routing, prepay routing and miner fees in proportion to
 /// what each is expected to cost, each still under its own cap. The sum of the limits then
-/// never exceeds the policy's total cap, and that sum is the ledger's worst case. `None` when
-/// the total cap cannot cover the expected fees.
+/// never exceeds the policy's total cap, and that sum is the ledger's worst case. `max_miner_fee`
+/// is never below the smallest valid sweep (`chain::fees::min_sweep_fee`), so the worst case is
+/// exactly the sum. `None` when the total cap cannot cover the expected fees or the policy's
+/// miner cap is below the smallest valid sweep.
 fn limits(
     p: &Proposal,
     quote: &crate::provider::port::LoopOutQuote,
@@ -280,6 +283,9 @@ fn limits(
         .expected_cost
         .saturating_sub(quote.swap_fee + e_routing + e_prepay_routing)
         .max(Sat(1));
+    // The sweep must be able to pay at least the smallest valid sweep, or the swap could never
+    // reveal: the miner share is expected at no less than that.
+    let e_miner = e_miner.max(min_sweep_fee());
     let sum = e_routing + e_prepay_routing + e_miner;
     if rest < sum {
         return None;
@@ -290,22 +296,24 @@ fn limits(
                 .unwrap_or(u64::MAX),
         )
     };
+    let max_miner_fee = p.caps.miner.min(share(e_miner));
+    if max_miner_fee < min_sweep_fee() {
+        // The policy's miner cap is below any sweep: such a swap would never reveal.
+        return None;
+    }
     Some(FeeLimits {
         max_swap_fee: quote.swap_fee,
         max_prepay_amount: quote.prepay_amount,
         max_swap_routing_fee: p.caps.routing.min(share(e_routing)),
         max_prepay_routing_fee: p.caps.prepay_routing.min(share(e_prepay_routing)),
-        max_miner_fee: p.caps.miner.min(share(e_miner)),
+        max_miner_fee,
     })
 }
 
-/// The most a swap with these limits can cost: every fee at its cap. (A prepay the server
-/// keeps after a failed swap replaces the server fee, and is far below it for Loop's terms.)
+/// The most a swap with these limits can cost, in every regime ([`FeeLimits::worst_case`]):
+/// what its reservation holds.
 pub(super) fn worst_case(l: &FeeLimits) -> Sat {
-    l.max_swap_fee.max(l.max_prepay_amount)
-        + l.max_swap_routing_fee
-        + l.max_prepay_routing_fee
-        + l.max_miner_fee
+    l.worst_case()
 }
 
 fn refusal_reason(r: &Refusal) -> Reason {
@@ -368,10 +376,12 @@ async fn check_and_dispatch(
     let Some(fee_limits) = limits(p, &quote, max_total, ROUTING_PPM) else {
         d.reason = Reason::FeeCap;
         d.detail = format!(
-            "the quoted server fee of {} sat leaves too little of the {} cap of {} sat for the expected routing and miner fees",
+            "the quoted server fee of {} sat leaves too little of the {} cap of {} sat for the expected routing and miner fees, or the miner-fee cap of {} sat is below the smallest valid sweep ({} sat)",
             quote.swap_fee.0,
             max_total,
-            p.amount.mul_ppm(max_total).0
+            p.amount.mul_ppm(max_total).0,
+            p.caps.miner.0,
+            min_sweep_fee().0
         );
         return None;
     };
@@ -481,6 +491,51 @@ mod tests {
         assert_eq!(decode_fee_history("x:1,1700000000:300", 3).len(), 1);
     }
 
+    fn proposal(expected_cost: u64, miner_cap: u64) -> Proposal {
+        Proposal {
+            amount: Sat(1_000_000),
+            expected_cost: Sat(expected_cost),
+            max_cost: Sat(100_000),
+            caps: crate::policy::SwapCaps {
+                server: Sat(10_000),
+                routing: Sat(10_000),
+                prepay_routing: Sat(1_000),
+                prepay: Sat(5_000),
+                miner: Sat(miner_cap),
+            },
+            conf_target: 100,
+            htlc_confs: 1,
+            outgoing: Vec::new(),
+            destination: Destination::Wallet,
+        }
+    }
+
+    #[test]
+    fn max_miner_fee_never_falls_below_the_smallest_valid_sweep() {
+        let quote = crate::provider::port::LoopOutQuote {
+            swap_payment_dest: [2; 33],
+            swap_fee: Sat(1_000),
+            prepay_amount: Sat(100),
+        };
+        // Expected costs that leave the sweep almost nothing: the miner share is still at
+        // least the smallest valid sweep, and the limits sum to the worst case.
+        let l = limits(&proposal(1_000, 50_000), &quote, Ppm(10_000), ROUTING_PPM).unwrap();
+        assert!(l.max_miner_fee >= min_sweep_fee(), "{l:?}");
+        assert_eq!(
+            worst_case(&l),
+            l.max_swap_fee + l.max_swap_routing_fee + l.max_prepay_routing_fee + l.max_miner_fee
+        );
+        assert!(worst_case(&l) <= Sat(1_000_000).mul_ppm(Ppm(10_000)));
+        // A policy miner cap below any sweep: no swap, rather than one that could never reveal.
+        let capped = proposal(1_000, min_sweep_fee().0 - 1);
+        assert_eq!(limits(&capped, &quote, Ppm(10_000), ROUTING_PPM), None);
+        // A total cap that cannot fit the smallest sweep besides the routing fees: no swap.
+        assert_eq!(
+            limits(&proposal(1_000, 50_000), &quote, Ppm(2_100), ROUTING_PPM),
+            None
+        );
+    }
+
     #[test]
     fn worst_case_bounds_every_fee_and_the_lost_prepay() {
         let l = FeeLimits {
@@ -491,5 +546,11 @@ mod tests {
             max_miner_fee: Sat(500),
         };
         assert_eq!(worst_case(&l), Sat(3_000 + 200 + 10 + 500));
+        // A miner cap below the smallest valid sweep counts the sweep at the floor.
+        let low = FeeLimits {
+            max_miner_fee: Sat(5),
+            ..l
+        };
+        assert_eq!(worst_case(&low), Sat(3_000 + 200 + 10) + min_sweep_fee());
     }
 }

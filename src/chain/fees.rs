@@ -4,6 +4,12 @@
 //! before the HTLC expires, so the fee rises by itself block after block; inside the last ten
 //! blocks the target drops to three and the estimate is raised by 10 %. A swept value can never
 //! pay more than 20 % of itself in fees.
+//!
+//! sluice's own rules on top (`docs/misbehaviour.md`, Fees): the preimage is revealed only when
+//! the heaviest sweep at the needed rate fits `max_miner_fee` ([`sweep_affordable`]); after the
+//! reveal a sweep offers the needed rate raised on a schedule toward the whole cap
+//! ([`fee_schedule_share`], [`offered_rate`]) and never more, so [`miner_fee_bound`] bounds what
+//! any swap pays miners.
 
 use std::fmt;
 
@@ -78,19 +84,67 @@ pub fn sweep_fee_rate(blocks_left: u32, estimate: impl Fn(u32) -> SatPerKw) -> S
     SatPerKw(rate).max(SatPerKw::FLOOR)
 }
 
-/// Applies the operator's miner-fee cap: the rate never exceeds `cap` unless the timeout is
-/// near (`blocks_left <= urgent_within`), because then losing the HTLC to the server costs more
-/// than any fee. The result is never below the floor, even with a lower cap.
-pub fn apply_fee_cap(
-    rate: SatPerKw,
-    cap: SatPerKw,
-    blocks_left: u32,
-    urgent_within: u32,
-) -> SatPerKw {
-    if blocks_left <= urgent_within {
-        return rate.max(SatPerKw::FLOOR);
+/// The heaviest sweep sluice ever publishes: the v3 success leaf (the path that needs nothing
+/// from the server) paying to the longest output script an address can have (a 40-byte witness
+/// program). Fees are bounded with it, so they hold whatever the destination and path.
+pub fn max_sweep_weight() -> Weight {
+    let longest = bitcoin::ScriptBuf::from_bytes([vec![0x5a, 40], vec![0; 40]].concat());
+    sweep_weight(SweepWitness::V3Success, &longest)
+}
+
+/// The fee of the smallest valid sweep sluice may have to pay: [`max_sweep_weight`] at the
+/// relay floor. A `max_miner_fee` below it can never pay a sweep.
+pub fn min_sweep_fee() -> Sat {
+    fee_for(max_sweep_weight(), SatPerKw::FLOOR)
+}
+
+/// The reveal gate's fee rule: the sweep at the `needed` rate ([`sweep_fee_rate`]) fits the
+/// swap's `max_miner_fee`, for the heaviest sweep, and without the 20 % clamp of the `swept`
+/// value cutting it below that rate. Only then may the preimage leave: after the reveal the
+/// sweep must go out at once and confirm before the expiry, within the same cap.
+pub fn sweep_affordable(needed: SatPerKw, max_miner_fee: Sat, swept: Sat) -> bool {
+    let fee = fee_for(max_sweep_weight(), needed);
+    fee <= max_miner_fee && !clamp_fee(fee, swept).1
+}
+
+/// The share of `max_miner_fee` a sweep offers at least, at `height`, after a reveal at
+/// `revealed_at`: it rises linearly from nothing at the reveal to the whole cap
+/// `full_within` blocks before `expiry` (and stays whole from there), so a sweep that does not
+/// confirm is replaced at a higher fee every block while the deadline nears.
+pub fn fee_schedule_share(
+    revealed_at: BlockHeight,
+    height: BlockHeight,
+    expiry: BlockHeight,
+    full_within: u32,
+) -> Ppm {
+    let full_at = expiry.0.saturating_sub(full_within);
+    if height.0 >= full_at || revealed_at.0 >= full_at {
+        return Ppm(1_000_000);
     }
-    rate.min(cap).max(SatPerKw::FLOOR)
+    let span = u64::from(full_at - revealed_at.0);
+    let elapsed = u64::from(height.0.saturating_sub(revealed_at.0));
+    Ppm(elapsed * 1_000_000 / span)
+}
+
+/// The rate a sweep of `weight` is published at after the reveal: the `needed` rate, raised to
+/// at least `share` of the cap, never above the cap (`max_miner_fee` over `weight`) and never
+/// below the relay floor. The fee is then clamped to 20 % of the swept value
+/// ([`clamp_fee`], in `build_sweep`). The fee paid is therefore at most
+/// [`miner_fee_bound`] of `max_miner_fee`, in every regime.
+pub fn offered_rate(needed: SatPerKw, max_miner_fee: Sat, weight: Weight, share: Ppm) -> SatPerKw {
+    let cap = rate_for_fee(max_miner_fee, weight);
+    let scheduled = SatPerKw(
+        u64::try_from(u128::from(cap.0) * u128::from(share.0.min(1_000_000)) / 1_000_000)
+            .unwrap_or(u64::MAX),
+    );
+    needed.max(scheduled).min(cap).max(SatPerKw::FLOOR)
+}
+
+/// The most a swap with `max_miner_fee` can pay miners: the cap itself, or the smallest valid
+/// sweep when the cap is below it (a swap revealed under an older rule still sweeps at the
+/// floor). What a reservation counts for the sweep.
+pub fn miner_fee_bound(max_miner_fee: Sat) -> Sat {
+    max_miner_fee.max(min_sweep_fee())
 }
 
 /// The highest rate at which a transaction of `weight` pays at most `max_fee`: how an absolute
@@ -209,23 +263,63 @@ mod tests {
     }
 
     #[test]
-    fn fee_cap_table() {
-        // (rate, cap, blocks_left, urgent_within, expected)
-        let cases: &[(u64, u64, u32, u32, u64)] = &[
-            (5000, 2000, 100, 10, 2000), // capped
-            (1500, 2000, 100, 10, 1500), // under the cap
-            (5000, 2000, 10, 10, 5000),  // urgent: cap lifted
-            (5000, 2000, 0, 10, 5000),   // past expiry: cap lifted
-            (5000, 100, 100, 10, 253),   // a cap below the floor still pays the floor
-            (5000, 2000, 11, 10, 2000),
+    fn the_schedule_rises_from_the_reveal_to_the_whole_cap() {
+        let (reveal, expiry) = (BlockHeight(1_000), BlockHeight(1_110));
+        let share = |h: u32| fee_schedule_share(reveal, BlockHeight(h), expiry, 10);
+        assert_eq!(share(1_000), Ppm(0));
+        assert_eq!(share(1_050), Ppm(500_000));
+        assert_eq!(share(1_099), Ppm(990_000));
+        assert_eq!(share(1_100), Ppm(1_000_000));
+        assert_eq!(share(1_200), Ppm(1_000_000));
+        // Revealed inside the last blocks: the whole cap at once.
+        assert_eq!(
+            fee_schedule_share(BlockHeight(1_105), BlockHeight(1_105), expiry, 10),
+            Ppm(1_000_000)
+        );
+    }
+
+    #[test]
+    fn offered_rate_table() {
+        let w = Weight::from_wu(1_000);
+        // (needed, max fee, share, expected): the cap is max fee / weight = 2 000 sat/kw.
+        let cases: &[(u64, u64, u64, u64)] = &[
+            (500, 2_000, 0, 500),             // the needed rate
+            (500, 2_000, 500_000, 1_000),     // raised by the schedule
+            (5_000, 2_000, 0, 2_000),         // a spike: held at the cap, urgent or not
+            (5_000, 2_000, 1_000_000, 2_000), // the whole cap at the end
+            (500, 100, 1_000_000, 253),       // a cap below the floor still pays the floor
         ];
-        for &(rate, cap, left, within, want) in cases {
+        for &(needed, max_fee, share, want) in cases {
             assert_eq!(
-                apply_fee_cap(SatPerKw(rate), SatPerKw(cap), left, within),
+                offered_rate(SatPerKw(needed), Sat(max_fee), w, Ppm(share)),
                 SatPerKw(want),
-                "rate {rate} cap {cap} left {left}"
+                "needed {needed} max {max_fee} share {share}"
             );
         }
+    }
+
+    #[test]
+    fn the_reveal_gate_needs_the_heaviest_sweep_to_fit() {
+        let heaviest = max_sweep_weight();
+        assert!(
+            heaviest
+                > sweep_weight(
+                    SweepWitness::V3Success,
+                    &bitcoin::ScriptBuf::from_bytes(vec![0x51; 34])
+                )
+        );
+        let fee = fee_for(heaviest, SatPerKw(1_000));
+        assert!(sweep_affordable(SatPerKw(1_000), fee, Sat(1_000_000)));
+        assert!(!sweep_affordable(
+            SatPerKw(1_000),
+            fee - Sat(1),
+            Sat(1_000_000)
+        ));
+        // The 20 % clamp would cut the fee below the needed rate: not affordable either.
+        assert!(!sweep_affordable(SatPerKw(1_000), fee, Sat(fee.0 * 4)));
+        assert_eq!(min_sweep_fee(), fee_for(heaviest, SatPerKw::FLOOR));
+        assert_eq!(miner_fee_bound(Sat(10)), min_sweep_fee());
+        assert_eq!(miner_fee_bound(Sat(100_000)), Sat(100_000));
     }
 
     #[test]
@@ -255,6 +349,35 @@ mod tests {
     }
 
     proptest! {
+        /// Whatever the estimate, the regime (urgent or not), the schedule and the path, the
+        /// fee a sweep pays never exceeds the bound a reservation counts.
+        #[test]
+        fn a_sweep_never_pays_more_than_the_bound(
+            estimate in prop_oneof![0u64..253, 0u64..10_000, 0u64..5_000_000],
+            blocks_left in 0u32..300,
+            max_fee in prop_oneof![0u64..200, 0u64..100_000],
+            share in 0u64..=1_000_000,
+            key_path in any::<bool>(),
+            dest_len in prop::sample::select(vec![22usize, 23, 25, 34, 42]),
+            swept in 1_000u64..10_000_000,
+        ) {
+            let dest = bitcoin::ScriptBuf::from_bytes(vec![0; dest_len]);
+            let path = if key_path { SweepWitness::KeyPath } else { SweepWitness::V3Success };
+            let weight = sweep_weight(path, &dest);
+            prop_assert!(weight <= max_sweep_weight());
+            let needed = sweep_fee_rate(blocks_left, |_| SatPerKw(estimate));
+            prop_assert!(needed >= SatPerKw::FLOOR);
+            let rate = offered_rate(needed, Sat(max_fee), weight, Ppm(share));
+            prop_assert!(rate >= SatPerKw::FLOOR);
+            let (fee, _) = clamp_fee(fee_for(weight, rate), Sat(swept));
+            prop_assert!(fee <= miner_fee_bound(Sat(max_fee)), "fee {} bound {}", fee, miner_fee_bound(Sat(max_fee)));
+            // When the gate let the reveal through, the sweep pays at least the needed rate.
+            if sweep_affordable(needed, Sat(max_fee), Sat(swept)) {
+                prop_assert!(rate >= needed);
+                prop_assert!(fee <= Sat(max_fee));
+            }
+        }
+
         /// With a constant estimate, the rate never falls as the expiry approaches.
         #[test]
         fn rate_never_decreases_as_blocks_run_out(estimate in 0u64..2_000_000, start in 0u32..5_000) {

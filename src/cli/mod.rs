@@ -268,10 +268,9 @@ pub async fn execute(args: &Args) -> Result<String, CliError> {
         Command::Swap(cmd) => swaps::swap(&target, cmd, format).await,
         Command::Monitor => swaps::monitor(&target, format).await,
         Command::Channels => channels::channels(&target, format).await,
-        Command::Htlc(_)
-        | Command::Simnet(_)
-        | Command::Regtest(_)
-        | Command::Loopserver(_) => unreachable_offline(),
+        Command::Htlc(_) | Command::Simnet(_) | Command::Regtest(_) | Command::Loopserver(_) => {
+            unreachable_offline()
+        }
         Command::Suggest => autoloop::suggest(&target, format).await,
         Command::Policy(cmd) => policy::run(cmd, Some(&target), format).await,
         Command::Budget => autoloop::budget(&target, format).await,

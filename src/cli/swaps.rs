@@ -414,16 +414,25 @@ pub async fn out(target: &Target, cmd: &OutCmd, format: Format) -> Result<String
     }
     let mode = confirm_mode(cmd.force, std::io::stdin().is_terminal())?;
     let mut client = target.connect().await?;
+    // Quote first, with --force too: the limits sent with the swap come from this quote, so
+    // the fees shown (or, with --force, the fees of the moment) bind the swap and a server
+    // that invoices above them is refused before anything is paid.
+    let q = client
+        .quote(pb::QuoteRequest {
+            amount_sat,
+            conf_target: cmd.conf_target.unwrap_or(0),
+        })
+        .await
+        .map_err(|s| target.call_error(s, "quote a swap"))?
+        .into_inner();
+    let max_fees = q.limits.ok_or_else(|| {
+        CliError::Input(
+            "out: the daemon's quote carries no fee limits; no swap was created".to_owned(),
+        )
+    })?;
     if mode == Confirm::Ask {
-        let q = client
-            .quote(pb::QuoteRequest {
-                amount_sat,
-                conf_target: cmd.conf_target.unwrap_or(0),
-            })
-            .await
-            .map_err(|s| target.call_error(s, "quote a swap"))?;
         let mut stderr = std::io::stderr().lock();
-        stderr.write_all(render_quote(q.get_ref(), Format::Human)?.as_bytes())?;
+        stderr.write_all(render_quote(&q, Format::Human)?.as_bytes())?;
         stderr.write_all(b"Continue? [y/N] ")?;
         stderr.flush()?;
         let mut answer = String::new();
@@ -441,7 +450,7 @@ pub async fn out(target: &Target, cmd: &OutCmd, format: Format) -> Result<String
             conf_target: cmd.conf_target.unwrap_or(0),
             htlc_confirmations: 0,
             outgoing_chan_set,
-            max_fees: None,
+            max_fees: Some(max_fees),
             label: cmd.label.clone(),
             initiator: "cli".to_owned(),
             fast: false,

@@ -88,6 +88,15 @@ pub struct DaemonArgs {
     /// Sets `autoloop.tick` [env: SLUICE_AUTOLOOP_TICK].
     #[arg(long, value_name = "DURATION")]
     pub autoloop_tick: Option<String>,
+    /// Sets `swap.max_swap_fee_ppm` [env: SLUICE_SWAP_MAX_SWAP_FEE_PPM].
+    #[arg(long, value_name = "PPM")]
+    pub swap_max_swap_fee_ppm: Option<String>,
+    /// Sets `swap.max_routing_fee_ppm` [env: SLUICE_SWAP_MAX_ROUTING_FEE_PPM].
+    #[arg(long, value_name = "PPM")]
+    pub swap_max_routing_fee_ppm: Option<String>,
+    /// Sets `swap.max_miner_fee_ppm` [env: SLUICE_SWAP_MAX_MINER_FEE_PPM].
+    #[arg(long, value_name = "PPM")]
+    pub swap_max_miner_fee_ppm: Option<String>,
     /// Sets `log.level` [env: SLUICE_LOG_LEVEL].
     #[arg(long, value_name = "FILTER")]
     pub log_level: Option<String>,
@@ -134,6 +143,9 @@ impl DaemonArgs {
             "policies.dir" => &self.policies_dir,
             "autoloop.debounce" => &self.autoloop_debounce,
             "autoloop.tick" => &self.autoloop_tick,
+            "swap.max_swap_fee_ppm" => &self.swap_max_swap_fee_ppm,
+            "swap.max_routing_fee_ppm" => &self.swap_max_routing_fee_ppm,
+            "swap.max_miner_fee_ppm" => &self.swap_max_miner_fee_ppm,
             "log.level" => &self.log_level,
             "log.format" => &self.log_format,
             "shutdown.timeout" => &self.shutdown_timeout,

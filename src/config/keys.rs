@@ -22,6 +22,8 @@ pub enum KeyKind {
     Duration,
     /// A whole number of satoshis.
     Sat,
+    /// A whole number of parts per million (10 000 = 1 %).
+    Ppm,
     /// An IP address and port to listen on.
     SocketAddr,
     /// `true` or `false`.
@@ -44,6 +46,7 @@ impl KeyKind {
             KeyKind::ServerTls => "one of system, pinned, insecure",
             KeyKind::Duration => "a duration such as 500ms, 30s, 2m or 1h",
             KeyKind::Sat => "a whole number of satoshis such as 1000",
+            KeyKind::Ppm => "a whole number of parts per million such as 20000 (= 2 %)",
             KeyKind::SocketAddr => {
                 "an IP address and port such as 127.0.0.1:11011 (names are not resolved)"
             }
@@ -230,6 +233,30 @@ pub const AUTOLOOP_TICK: Key = Key {
     doc: "Autoloop's safety tick: a pass at least this often, whatever else happens.",
 };
 
+/// `swap.max_swap_fee_ppm`.
+pub const SWAP_MAX_SWAP_FEE_PPM: Key = Key {
+    path: "swap.max_swap_fee_ppm",
+    kind: KeyKind::Ppm,
+    default: "20000",
+    doc: "For a swap created without fee limits (an API LoopOut without max_fees): the most the server's fee, prepay included, may be, relative to the amount; a quote above it is refused.",
+};
+
+/// `swap.max_routing_fee_ppm`.
+pub const SWAP_MAX_ROUTING_FEE_PPM: Key = Key {
+    path: "swap.max_routing_fee_ppm",
+    kind: KeyKind::Ppm,
+    default: "30000",
+    doc: "For a swap created without fee limits: the most each payment's routing-fee limit may be, relative to the amount.",
+};
+
+/// `swap.max_miner_fee_ppm`.
+pub const SWAP_MAX_MINER_FEE_PPM: Key = Key {
+    path: "swap.max_miner_fee_ppm",
+    kind: KeyKind::Ppm,
+    default: "20000",
+    doc: "For a swap created without fee limits: the most its max_miner_fee (the most its sweep ever pays) may be, relative to the amount.",
+};
+
 /// `log.level`.
 pub const LOG_LEVEL: Key = Key {
     path: "log.level",
@@ -273,6 +300,9 @@ pub const KEYS: &[Key] = &[
     POLICIES_DIR,
     AUTOLOOP_DEBOUNCE,
     AUTOLOOP_TICK,
+    SWAP_MAX_SWAP_FEE_PPM,
+    SWAP_MAX_ROUTING_FEE_PPM,
+    SWAP_MAX_MINER_FEE_PPM,
     LOG_LEVEL,
     LOG_FORMAT,
     SHUTDOWN_TIMEOUT,
@@ -370,7 +400,7 @@ mod tests {
         assert_eq!(
             sections(),
             [
-                "lnd", "server", "rpc", "metrics", "store", "policies", "autoloop", "log",
+                "lnd", "server", "rpc", "metrics", "store", "policies", "autoloop", "swap", "log",
                 "shutdown"
             ]
         );

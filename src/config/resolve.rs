@@ -260,6 +260,21 @@ pub(super) fn resolve(
         values::duration,
         crate::autoloop::DEFAULT_TICK,
     )?;
+    let max_swap_fee = sources.get_or(
+        &keys::SWAP_MAX_SWAP_FEE_PPM,
+        values::ppm,
+        crate::swap::engine::DEFAULT_MAX_SWAP_FEE_PPM,
+    )?;
+    let max_routing_fee = sources.get_or(
+        &keys::SWAP_MAX_ROUTING_FEE_PPM,
+        values::ppm,
+        crate::swap::engine::DEFAULT_MAX_ROUTING_FEE_PPM,
+    )?;
+    let max_miner_fee = sources.get_or(
+        &keys::SWAP_MAX_MINER_FEE_PPM,
+        values::ppm,
+        crate::swap::engine::DEFAULT_MAX_MINER_FEE_PPM,
+    )?;
     let shutdown = sources.get_or(
         &keys::SHUTDOWN_TIMEOUT,
         values::duration,
@@ -291,6 +306,11 @@ pub(super) fn resolve(
         autoloop: AutoloopSettings {
             debounce: debounce.value,
             tick: tick.value,
+        },
+        swap: crate::swap::FeeCeilings {
+            swap_fee: max_swap_fee.value,
+            routing_fee: max_routing_fee.value,
+            miner_fee: max_miner_fee.value,
         },
         shutdown: ShutdownConfig {
             timeout: shutdown.value,

@@ -568,3 +568,35 @@ fn autoloop_timing_comes_from_file_env_or_flag() {
     let (path, err) = world.error_for("autoloop:\n  tick: often\n");
     assert_located(&err, &path, 2, 9, "autoloop.tick");
 }
+
+#[test]
+fn swap_fee_ceilings_come_from_file_env_or_flag() {
+    use crate::domain::Ppm;
+    let mut world = World::new();
+    let defaults = world.load(&[]).unwrap();
+    assert_eq!(defaults.swap, crate::swap::FeeCeilings::default());
+    assert_eq!(defaults.swap.swap_fee, Ppm(20_000));
+    assert_eq!(defaults.swap.routing_fee, Ppm(30_000));
+    assert_eq!(defaults.swap.miner_fee, Ppm(20_000));
+
+    let file = world.config("swap:\n  max_swap_fee_ppm: 5000\n  max_miner_fee_ppm: 7000\n");
+    let file = file.to_str().unwrap().to_owned();
+    let from_file = world.load(&["--config", &file]).unwrap();
+    assert_eq!(from_file.swap.swap_fee, Ppm(5_000));
+    assert_eq!(from_file.swap.miner_fee, Ppm(7_000));
+
+    world.set("SLUICE_SWAP_MAX_ROUTING_FEE_PPM", "1000");
+    let flagged = world
+        .load(&["--config", &file, "--swap-max-swap-fee-ppm", "9000"])
+        .unwrap();
+    assert_eq!(flagged.swap.swap_fee, Ppm(9_000));
+    assert_eq!(flagged.swap.routing_fee, Ppm(1_000));
+    assert_eq!(flagged.swap.miner_fee, Ppm(7_000));
+
+    world.env.remove("SLUICE_SWAP_MAX_ROUTING_FEE_PPM");
+    let (path, err) = world.error_for("swap:\n  max_miner_fee_ppm: 2%\n");
+    assert_located(&err, &path, 2, 22, "swap.max_miner_fee_ppm");
+    let (path, err) = world.error_for("swap:\n  max_swap_fee_ppm: 2000000\n");
+    assert_located(&err, &path, 2, 21, "swap.max_swap_fee_ppm");
+    assert!(err.to_string().contains("100 %"), "{err}");
+}

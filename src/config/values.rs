@@ -6,7 +6,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use crate::domain::{Network, Sat};
+use crate::domain::{Network, Ppm, Sat};
 
 use super::LogFormat;
 
@@ -123,6 +123,17 @@ pub fn sat(text: &str) -> Result<Sat, String> {
         .parse::<u64>()
         .map(Sat)
         .map_err(|_| format!("`{text}` is not a whole number of satoshis"))
+}
+
+/// A whole number of parts per million.
+pub fn ppm(text: &str) -> Result<Ppm, String> {
+    match text.trim().parse::<u64>() {
+        Ok(n) if n <= 1_000_000 => Ok(Ppm(n)),
+        Ok(_) => Err(format!("`{text}` is more than 1000000 ppm (100 %)")),
+        Err(_) => Err(format!(
+            "`{text}` is not a whole number of parts per million"
+        )),
+    }
 }
 
 /// `true` or `false` (any case).

@@ -385,6 +385,7 @@ fn swap_backend(
     .with_observer(rpc_observer(metrics, Remote::SwapServer));
     let provider: Arc<dyn crate::provider::port::SwapProvider> = Arc::new(client);
     let mut engine_config = crate::swap::engine::EngineConfig::new(config.network);
+    engine_config.ceilings = config.swap;
     if config.simnet {
         // The simnet's blocks come every few seconds: a longer CLTV delta gives a person
         // watching a demo swap minutes, not seconds, between publication and the reveal limit.

@@ -4,7 +4,14 @@
 //! Properties: fees spent in any window of any limit never exceed it; at every admission,
 //! spent plus worst-case reservations fit every limit; the ledger refuses exactly when the
 //! model says a swap does not fit; every released swap holds no reservation; rebuilding from
-//! the log equals the live ledger.
+//! the log equals the live ledger; and no swap ever spends more than its reservation.
+//!
+//! Most admitted swaps carry real fee limits: their reservation is `FeeLimits::worst_case`, and
+//! their spends are what the engine's rules let them pay: the server's fee or the prepay, both
+//! routing fees up to their limits, and one confirmed sweep whose fee comes from the real sweep
+//! rules (`chain::fees`) at a generated regime: any estimate (below the relay floor, calm,
+//! spiked), any height before or past the expiry (urgent sweeps included), any point of the
+//! fee schedule, either spending path and any destination.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -16,8 +23,88 @@ use proptest::prelude::*;
 
 use super::tests::utc;
 use super::*;
+use crate::swap::FeeLimits;
 
 const RULES: [&str; 3] = ["a", "b", "c"];
+
+/// The conditions a swap's confirmed sweep was published in.
+#[derive(Debug, Clone)]
+struct SweepRegime {
+    /// lnd's estimate (sat/kw), below the floor included.
+    estimate: u64,
+    /// Blocks left before the expiry when it was published (≤ 10 is urgent).
+    blocks_left: u32,
+    /// The fee schedule's share of `max_miner_fee`.
+    share: u64,
+    key_path: bool,
+    /// The destination script's length.
+    dest_len: usize,
+    /// The HTLC value swept.
+    swept: u64,
+}
+
+fn sweep_regime() -> impl Strategy<Value = SweepRegime> {
+    (
+        prop_oneof![0u64..253, 253u64..10_000, 10_000u64..5_000_000],
+        prop_oneof![0u32..=10, 0u32..300],
+        prop_oneof![Just(0u64), Just(1_000_000u64), 0u64..=1_000_000],
+        any::<bool>(),
+        prop::sample::select(vec![22usize, 23, 25, 34, 42]),
+        1_000u64..5_000_000,
+    )
+        .prop_map(
+            |(estimate, blocks_left, share, key_path, dest_len, swept)| SweepRegime {
+                estimate,
+                blocks_left,
+                share,
+                key_path,
+                dest_len,
+                swept,
+            },
+        )
+}
+
+/// The miner fee a sweep in `regime` pays under `max_miner_fee`, by the engine's own rules.
+fn sweep_fee(regime: &SweepRegime, max_miner_fee: Sat) -> u64 {
+    use crate::chain::SatPerKw;
+    use crate::chain::fees::{
+        SweepWitness, clamp_fee, fee_for, offered_rate, sweep_fee_rate, sweep_weight,
+    };
+    let path = if regime.key_path {
+        SweepWitness::KeyPath
+    } else {
+        SweepWitness::V3Success
+    };
+    let weight = sweep_weight(
+        path,
+        &bitcoin::ScriptBuf::from_bytes(vec![0; regime.dest_len]),
+    );
+    let needed = sweep_fee_rate(regime.blocks_left, |_| SatPerKw(regime.estimate));
+    let rate = offered_rate(
+        needed,
+        max_miner_fee,
+        weight,
+        crate::domain::Ppm(regime.share),
+    );
+    clamp_fee(fee_for(weight, rate), Sat(regime.swept)).0.0
+}
+
+fn fee_limits() -> impl Strategy<Value = FeeLimits> {
+    (
+        0u64..3_000,
+        0u64..1_000,
+        0u64..1_000,
+        0u64..100,
+        prop_oneof![0u64..300, 0u64..3_000],
+    )
+        .prop_map(|(swap, prepay, routing, prepay_routing, miner)| FeeLimits {
+            max_swap_fee: Sat(swap),
+            max_prepay_amount: Sat(prepay),
+            max_swap_routing_fee: Sat(routing),
+            max_prepay_routing_fee: Sat(prepay_routing),
+            max_miner_fee: Sat(miner),
+        })
+}
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -25,11 +112,14 @@ enum Op {
         rule: usize,
         expected_pct: u64,
         worst_case: u64,
+        /// The swap's fee limits; its reservation is then their worst case.
+        limits: Option<FeeLimits>,
     },
     Spend {
         pick: usize,
         pct: u64,
         category: usize,
+        sweep: SweepRegime,
     },
     Release {
         pick: usize,
@@ -82,10 +172,10 @@ fn budgets() -> impl Strategy<Value = Vec<BudgetSpec>> {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0..RULES.len(), 0u64..=100, 0u64..=6_000)
-            .prop_map(|(rule, expected_pct, worst_case)| Op::Admit { rule, expected_pct, worst_case }),
-        4 => (any::<usize>(), prop_oneof![Just(100u64), 0u64..=100], 0..SpendCategory::ALL.len())
-            .prop_map(|(pick, pct, category)| Op::Spend { pick, pct, category }),
+        4 => (0..RULES.len(), 0u64..=100, 0u64..=6_000, prop::option::weighted(0.75, fee_limits()))
+            .prop_map(|(rule, expected_pct, worst_case, limits)| Op::Admit { rule, expected_pct, worst_case, limits }),
+        4 => (any::<usize>(), prop_oneof![Just(100u64), 0u64..=100], 0..SpendCategory::ALL.len(), sweep_regime())
+            .prop_map(|(pick, pct, category, sweep)| Op::Spend { pick, pct, category, sweep }),
         2 => any::<usize>().prop_map(|pick| Op::Release { pick }),
         1 => Just(Op::Restart),
         3 => prop_oneof![0i64..3_600, 0i64..3 * 86_400, 0i64..40 * 86_400].prop_map(|secs| Op::Advance { secs }),
@@ -100,6 +190,12 @@ struct ModelSwap {
     rule: String,
     expected: u64,
     worst_case: u64,
+    /// The swap's fee limits, when it has them.
+    limits: Option<FeeLimits>,
+    /// Spent per category (server and prepay count together: a swap pays one or the other).
+    server_spent: u64,
+    routing_spent: u64,
+    swept: bool,
     spent: u64,
     released: bool,
     next_id: u32,
@@ -221,7 +317,9 @@ fn run(
                 rule,
                 expected_pct,
                 worst_case,
+                limits: fees,
             } => {
+                let worst_case = fees.map_or(worst_case, |l| l.worst_case().0);
                 let rule = RULES[rule];
                 let swap = hash_of(model.swaps.len());
                 let expected = worst_case * expected_pct / 100;
@@ -258,6 +356,10 @@ fn run(
                             rule: rule.to_owned(),
                             expected,
                             worst_case,
+                            limits: fees,
+                            server_spent: 0,
+                            routing_spent: 0,
+                            swept: false,
                             spent: 0,
                             released: false,
                             next_id: 1,
@@ -303,14 +405,38 @@ fn run(
                 pick,
                 pct,
                 category,
+                sweep,
             } => {
                 let pending = model.pending();
                 let Some(&i) = pending.get(pick % pending.len().max(1)) else {
                     continue;
                 };
                 let swap = &mut model.swaps[i];
-                let amount = (swap.worst_case - swap.spent) * pct / 100;
                 let category = SpendCategory::ALL[category];
+                let amount = match swap.limits {
+                    None => (swap.worst_case - swap.spent) * pct / 100,
+                    // What the engine's rules let a swap with these limits pay.
+                    Some(l) => match category {
+                        SpendCategory::Server | SpendCategory::Prepay => {
+                            let cap = l.max_swap_fee.max(l.max_prepay_amount).0;
+                            let amount = cap.saturating_sub(swap.server_spent) * pct / 100;
+                            swap.server_spent += amount;
+                            amount
+                        }
+                        SpendCategory::Routing => {
+                            let cap = (l.max_swap_routing_fee + l.max_prepay_routing_fee).0;
+                            let amount = cap.saturating_sub(swap.routing_spent) * pct / 100;
+                            swap.routing_spent += amount;
+                            amount
+                        }
+                        // One sweep confirms, whatever regime it was published in.
+                        SpendCategory::Miner if !swap.swept => {
+                            swap.swept = true;
+                            sweep_fee(&sweep, l.max_miner_fee)
+                        }
+                        SpendCategory::Miner | SpendCategory::L402 => 0,
+                    },
+                };
                 let entry = Entry {
                     swap: swap.hash,
                     id: EntryId(swap.next_id),
@@ -325,6 +451,16 @@ fn run(
                 let at = model.effective(now);
                 model.clock = Some(at);
                 model.spends.push((at, model.swaps[i].rule.clone(), amount));
+                // Spend ≤ reservation per swap: never an overrun, in any regime.
+                prop_assert!(
+                    model.swaps[i].spent <= model.swaps[i].worst_case,
+                    "swap {} spent {} over its reservation {} ({:?}, {:?})",
+                    i,
+                    model.swaps[i].spent,
+                    model.swaps[i].worst_case,
+                    model.swaps[i].limits,
+                    sweep
+                );
                 prop_assert_eq!(ledger.apply(entry.clone()), Ok(Applied::Recorded));
                 log.push(entry);
             }
@@ -503,17 +639,29 @@ fn the_harness_sees_admissions_and_refusals() {
                 rule,
                 expected_pct: 50,
                 worst_case,
+                limits: None,
             });
         }
+        // An urgent sweep at a spiked estimate, past the end of the fee schedule.
+        let urgent = SweepRegime {
+            estimate: 1_000_000,
+            blocks_left: 2,
+            share: 1_000_000,
+            key_path: false,
+            dest_len: 34,
+            swept: 250_000,
+        };
         ops.push(Op::Spend {
             pick: 0,
             pct: 100,
             category: day % 5,
+            sweep: urgent.clone(),
         });
         ops.push(Op::Spend {
             pick: 1,
             pct: 40,
             category: 0,
+            sweep: urgent,
         });
         for _ in 0..4 {
             ops.push(Op::Release { pick: 0 });

@@ -1,8 +1,8 @@
 //! Switches for every misbehaviour a Loop Out client must survive (protocol notes §11),
 //! selectable per swap. `Behaviour::default()` is the honest server.
 //!
-//! Each switch acts at one point of the swap's life: the `NewLoopOutSwap` answer (invoices,
-//! key), the HTLC publication (value, script, timing), co-signing, settlement, the timeout
+//! Each switch acts at one point of the swap's life: the quote and the `NewLoopOutSwap` answer
+//! (invoices, key), the HTLC publication (value, script, timing), co-signing, settlement, the timeout
 //! claim, and the status stream. The pure helpers below turn a switch into the concrete
 //! amounts, keys, outputs and heights, so they are unit-tested without a node.
 //!
@@ -62,6 +62,11 @@ pub enum InvoiceTamper {
     OtherNetwork,
     /// The swap invoice has no payment secret (payment address).
     NoPaymentSecret,
+    /// Quote low, invoice high: the first `LoopOutQuote` for the amount is the honest price;
+    /// every later quote, and the swap invoice, ask this much more. A client that shows the
+    /// first quote and then takes its limits from a second one pays more than the user
+    /// confirmed.
+    AboveFirstQuote(Sat),
 }
 
 impl InvoiceTamper {
@@ -81,13 +86,24 @@ impl InvoiceTamper {
     pub fn amounts(self, quote: &Quote) -> (Sat, Sat) {
         let swap = quote.swap_invoice_amount();
         match self {
-            InvoiceTamper::SwapFeeAbove(extra) => (swap + extra, quote.prepay),
+            InvoiceTamper::SwapFeeAbove(extra) | InvoiceTamper::AboveFirstQuote(extra) => {
+                (swap + extra, quote.prepay)
+            }
             InvoiceTamper::PrepayAboveSameTotal(shift) => {
                 let shift = Sat(shift.0.min(swap.0.saturating_sub(1)));
                 (swap - shift, quote.prepay + shift)
             }
             InvoiceTamper::ZeroAmount => (Sat(0), quote.prepay),
             _ => (swap, quote.prepay),
+        }
+    }
+
+    /// The swap fee `LoopOutQuote` answers for `quote` when `earlier` quotes for the same
+    /// amount were answered before.
+    pub fn quoted_fee(self, quote: &Quote, earlier: u32) -> Sat {
+        match self {
+            InvoiceTamper::AboveFirstQuote(extra) if earlier > 0 => quote.swap_fee + extra,
+            _ => quote.swap_fee,
         }
     }
 }
@@ -303,6 +319,16 @@ mod tests {
         assert_eq!((swap, prepay), (Sat(100_200), Sat(1_300)));
         assert_eq!(swap + prepay, Sat(101_500), "total unchanged");
         assert_eq!(InvoiceTamper::ZeroAmount.amounts(&q).0, Sat(0));
+        let bait = InvoiceTamper::AboveFirstQuote(Sat(40_000));
+        assert_eq!(bait.amounts(&q), (Sat(140_500), Sat(1_000)));
+        assert_eq!(
+            bait.quoted_fee(&q, 0),
+            Sat(1_500),
+            "the first quote is the honest one"
+        );
+        assert_eq!(bait.quoted_fee(&q, 1), Sat(41_500));
+        assert_eq!(InvoiceTamper::Honest.quoted_fee(&q, 5), Sat(1_500));
+        assert!(!bait.forges_swap_invoice());
         assert!(InvoiceTamper::OtherNetwork.forges_swap_invoice());
         assert!(!InvoiceTamper::SwapFeeAbove(Sat(1)).forges_swap_invoice());
     }

@@ -112,6 +112,8 @@ struct BehaviourBook {
     by_amount: HashMap<Sat, Behaviour>,
     queue: VecDeque<Behaviour>,
     default: Behaviour,
+    /// Quotes answered so far, per amount.
+    quotes: HashMap<Sat, u32>,
 }
 
 impl BehaviourBook {
@@ -120,6 +122,19 @@ impl BehaviourBook {
             return *b;
         }
         self.queue.pop_front().unwrap_or(self.default)
+    }
+
+    /// The behaviour the next swap of `amount` would get, without taking it, and how many
+    /// quotes for `amount` were answered before this one (counting this one from now on).
+    fn quote(&mut self, amount: Sat) -> (Behaviour, u32) {
+        let behaviour = match self.by_amount.get(&amount) {
+            Some(b) => *b,
+            None => self.queue.front().copied().unwrap_or(self.default),
+        };
+        let served = self.quotes.entry(amount).or_insert(0);
+        let earlier = *served;
+        *served = served.saturating_add(1);
+        (behaviour, earlier)
     }
 }
 

@@ -390,6 +390,8 @@ impl SwapServer for Service {
         check_protocol(r.protocol_version).map_err(status)?;
         let terms = &self.inner.config.terms;
         let quote = terms.quote(Sat(r.amt)).map_err(status)?;
+        let (behaviour, earlier) = locked(&self.inner.book).quote(quote.amount);
+        let swap_fee = behaviour.invoice.quoted_fee(&quote, earlier);
         if r.expiry != 0 {
             let height = self
                 .inner
@@ -409,7 +411,7 @@ impl SwapServer for Service {
             .map_err(|e| status(e.into()))?;
         Ok(Response::new(wire::ServerLoopOutQuote {
             swap_payment_dest: hex::encode(info.pubkey.0),
-            swap_fee: i64::try_from(quote.swap_fee.0).unwrap_or(i64::MAX),
+            swap_fee: i64::try_from(swap_fee.0).unwrap_or(i64::MAX),
             prepay_amt: quote.prepay.0,
             ..Default::default()
         }))

@@ -21,9 +21,10 @@ pub const DEFAULT_REVEAL_MARGIN_BLOCKS: u32 = 20;
 /// (the depth at which Loop's sweep batcher marks a batch confirmed).
 pub const DEFAULT_SWEEP_FINALITY_CONFIRMATIONS: u32 = 3;
 
-/// Within this many blocks of the expiry the sweep may pay more than `max_miner_fee`: losing the
-/// whole HTLC to the server's timeout path costs more than any fee (Loop's
-/// `DefaultSweepConfTargetDelta`, where it switches to urgent fee estimation).
+/// From this many blocks before the expiry a sweep offers its whole `max_miner_fee` (the end of
+/// the fee schedule after the reveal; the cap itself always holds, so the budget's worst case
+/// is a true bound). Loop's `DefaultSweepConfTargetDelta`, where it switches to urgent fee
+/// estimation. The name is kept for the stored contracts.
 pub const DEFAULT_FEE_CAP_LIFTED_WITHIN_BLOCKS: u32 = 10;
 
 /// The lnd key family Loop uses for swap keys (`swap/keychain.go`).
@@ -71,7 +72,8 @@ pub struct KeyLocator {
 
 /// The fee ceilings the operator accepted for this swap. They are checked before the swap is
 /// created (`max_swap_fee`, `max_prepay_amount`), handed to lnd as routing limits, and bound the
-/// sweep's miner fee until the expiry is near.
+/// sweep's miner fee in every regime: the preimage is revealed only when a sweep at the needed
+/// rate fits `max_miner_fee`, and no sweep ever offers more ([`FeeLimits::worst_case`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FeeLimits {
     /// Most the server may charge in total: swap invoice + prepay − amount.
@@ -82,8 +84,21 @@ pub struct FeeLimits {
     pub max_swap_routing_fee: Sat,
     /// Routing fee limit when paying the prepay invoice.
     pub max_prepay_routing_fee: Sat,
-    /// Most the sweep may pay miners while the expiry is not near.
+    /// Most the sweep may pay miners, urgent or not.
     pub max_miner_fee: Sat,
+}
+
+impl FeeLimits {
+    /// The most a swap with these limits can cost, in every regime: the server's fee (or the
+    /// prepay it keeps after a failed swap, whichever is larger), both routing fees at their
+    /// limits, and the sweep at its bound (`max_miner_fee`, or the smallest valid sweep if
+    /// the cap is below it: `chain::fees::miner_fee_bound`). What a budget reservation holds.
+    pub fn worst_case(&self) -> Sat {
+        self.max_swap_fee.max(self.max_prepay_amount)
+            + self.max_swap_routing_fee
+            + self.max_prepay_routing_fee
+            + crate::chain::fees::miner_fee_bound(self.max_miner_fee)
+    }
 }
 
 /// One of the two invoices the server handed out, as the client validated it.
@@ -115,7 +130,8 @@ pub struct ContractTerms {
     pub reveal_margin_blocks: u32,
     /// Confirmations that make a spend of the HTLC final.
     pub sweep_finality_confirmations: u32,
-    /// Within this many blocks of `expiry` the miner-fee cap no longer applies to sweeps.
+    /// From this many blocks before `expiry` on, a sweep offers the whole `max_miner_fee`
+    /// (the fee schedule after the reveal reaches it there; the cap itself always holds).
     pub fee_cap_lifted_within_blocks: u32,
     /// The operator's fee ceilings.
     pub fee_limits: FeeLimits,
@@ -237,12 +253,6 @@ impl LoopOutContract {
     pub fn blocks_left(&self, height: BlockHeight) -> u32 {
         self.terms.expiry.0.saturating_sub(height.0)
     }
-
-    /// Whether a sweep published at `height` must respect `max_miner_fee`: yes until the expiry
-    /// is within `fee_cap_lifted_within_blocks`.
-    pub fn fee_cap_applies(&self, height: BlockHeight) -> bool {
-        self.blocks_left(height) > self.terms.fee_cap_lifted_within_blocks
-    }
 }
 
 #[cfg(test)]
@@ -251,7 +261,8 @@ pub(crate) mod fixtures {
     use super::*;
 
     /// A valid contract: amount 1 000 000 sat, expiry 1 100, initiation 1 000, 2 HTLC
-    /// confirmations, margin 20 (reveal deadline 1 080), finality 3, fee cap lifted within 10.
+    /// confirmations, margin 20 (reveal deadline 1 080), finality 3, the whole miner-fee cap
+    /// offered within 10 blocks of the expiry.
     pub(crate) fn terms() -> ContractTerms {
         let preimage = preimage();
         let hash = preimage.swap_hash();
@@ -374,12 +385,10 @@ mod tests {
     }
 
     #[test]
-    fn deadline_and_fee_cap_follow_the_expiry() {
+    fn deadline_follows_the_expiry() {
         let c = contract();
         assert_eq!(c.reveal_deadline(), BlockHeight(1_080));
         assert_eq!(c.blocks_left(BlockHeight(1_090)), 10);
         assert_eq!(c.blocks_left(BlockHeight(1_200)), 0);
-        assert!(c.fee_cap_applies(BlockHeight(1_089)));
-        assert!(!c.fee_cap_applies(BlockHeight(1_090)));
     }
 }

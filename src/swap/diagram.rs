@@ -137,6 +137,19 @@ pub fn alphabet(contract: &LoopOutContract) -> Vec<Input> {
             confirmations: confs,
         });
     }
+    // Fee estimates at every height a reveal can be decided at: one the heaviest sweep
+    // affords under `max_miner_fee` (the floor) and one it does not.
+    let unaffordable = crate::chain::SatPerKw(
+        t.fee_limits.max_miner_fee.0 * 1_000 / crate::chain::fees::max_sweep_weight().to_wu() + 1,
+    );
+    for h in [start + 1, start + 2, deadline - 1] {
+        for rate in [crate::chain::SatPerKw::FLOOR, unaffordable] {
+            inputs.push(Input::SweepFeeEstimate {
+                height: BlockHeight(h),
+                rate,
+            });
+        }
+    }
     inputs.push(Input::HtlcReorged);
     inputs.push(Input::HtlcSpent {
         txid: Txid::from_byte_array([9; 32]),
@@ -201,6 +214,8 @@ fn drawn_as_loop(rule: Rule) -> bool {
         | Rule::Recorded
         | Rule::Ignored
         | Rule::WaitingForConfirmations
+        | Rule::WaitingForFeeEstimate
+        | Rule::SweepFeeAboveCap
         | Rule::Reveal
         | Rule::RevealDeadlineReached
         | Rule::InsufficientHtlcValue

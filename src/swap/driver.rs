@@ -71,6 +71,7 @@ enum TaskKey {
     WatchSpend(OutPoint),
     Push,
     Sweep,
+    Estimate,
 }
 
 /// The HTLC and sweep destination, rebuilt from the stored contract.
@@ -372,11 +373,31 @@ impl Driver {
                     }
                 });
             }
+            Action::EstimateSweepFee {
+                height,
+                blocks_left,
+            } => {
+                let node = Arc::clone(&self.deps.node);
+                let tx = self.inputs_tx.clone();
+                self.spawn_task(TaskKey::Estimate, async move {
+                    let (target, _) = crate::chain::fees::conf_target(blocks_left);
+                    match node.estimate_fee(target).await {
+                        Ok(rate) => {
+                            let _ = tx.send(Input::SweepFeeEstimate {
+                                height,
+                                rate: crate::chain::SatPerKw(rate.to_sat_per_kwu()),
+                            });
+                        }
+                        Err(e) => tracing::warn!(swap = %hash, error = %e,
+                            "fee estimate for the reveal failed; asked again next block"),
+                    }
+                });
+            }
             Action::PublishSweep {
                 htlc,
                 htlc_value,
                 blocks_left,
-                fee_cap_applies,
+                fee_share,
             } => {
                 let secret = match self.progress.release_preimage(&self.preimage) {
                     Ok(bytes) => *bytes,
@@ -394,7 +415,7 @@ impl Driver {
                     outpoint: htlc,
                     value: htlc_value,
                     blocks_left,
-                    fee_cap_applies,
+                    fee_share,
                     height: self
                         .progress
                         .best_height

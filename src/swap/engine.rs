@@ -64,7 +64,8 @@ pub struct EngineConfig {
     pub reveal_margin_blocks: u32,
     /// Confirmations that make a spend final, default 3.
     pub sweep_finality_confirmations: u32,
-    /// Within this many blocks of the expiry the miner-fee cap is lifted, default 10.
+    /// From this many blocks before the expiry a sweep offers its whole `max_miner_fee` (the
+    /// end of the fee schedule after the reveal; the cap itself always holds), default 10.
     pub fee_cap_lifted_within_blocks: u32,
     /// Most HTLC parts a payment may be split into, default 5.
     pub max_parts: u32,
@@ -83,6 +84,10 @@ pub struct EngineConfig {
     pub miner_fee_multiplier: u64,
     /// An absolute ceiling on any swap's `max_miner_fee`; `None` for none.
     pub miner_fee_cap: Option<Sat>,
+    /// The ceilings, relative to the amount, on the limits of a swap whose request sets none
+    /// (config `swap.max_swap_fee_ppm`, `swap.max_routing_fee_ppm`,
+    /// `swap.max_miner_fee_ppm`).
+    pub ceilings: FeeCeilings,
     /// The largest final CLTV delta a swap invoice may ask for, default 400 blocks.
     pub max_final_cltv_delta: u64,
     /// Both invoices must stay valid at least this long at creation, default 5 minutes.
@@ -113,6 +118,7 @@ impl EngineConfig {
             routing_fee_rate: Ppm(20_000),
             miner_fee_multiplier: 250,
             miner_fee_cap: None,
+            ceilings: FeeCeilings::default(),
             max_final_cltv_delta: 400,
             min_invoice_validity: Duration::from_secs(300),
             retry_initial: Duration::from_millis(500),
@@ -125,22 +131,47 @@ impl EngineConfig {
     /// as Loop's CLI does (`loop-protocol.md` §1 C): the quoted swap fee and prepay as their
     /// maximums, routing fees of base + rate on each payment, and `miner_fee_multiplier` × the
     /// worst-case sweep fee at `sweep_rate` (a script-path success input paying a P2WSH
-    /// output), capped by `miner_fee_cap`. `Quote` shows these and `LoopOut` starts from them,
-    /// so both use this one rule.
+    /// output), capped by `miner_fee_cap`. Every limit stays under its ceiling relative to
+    /// the amount ([`FeeCeilings`]); a quoted swap fee or prepay above its ceiling is refused
+    /// rather than lowered, since the server's invoice would then be refused anyway. `Quote`
+    /// shows these and `LoopOut` starts from them, so both use this one rule.
     pub fn quote_limits(
         &self,
         amount: Sat,
         swap_fee: Sat,
         prepay_amount: Sat,
         sweep_rate: SatPerKw,
-    ) -> QuoteLimits {
+    ) -> Result<QuoteLimits, CeilingError> {
+        let c = &self.ceilings;
+        let swap_fee_ceiling = amount.mul_ppm(c.swap_fee);
+        if swap_fee > swap_fee_ceiling {
+            return Err(CeilingError {
+                what: "swap fee",
+                quoted: swap_fee,
+                ceiling: swap_fee_ceiling,
+                rate: c.swap_fee,
+                key: "swap.max_swap_fee_ppm",
+            });
+        }
+        // The prepay is part of the swap fee: the same ceiling holds it.
+        if prepay_amount > swap_fee_ceiling {
+            return Err(CeilingError {
+                what: "prepay",
+                quoted: prepay_amount,
+                ceiling: swap_fee_ceiling,
+                rate: c.swap_fee,
+                key: "swap.max_swap_fee_ppm",
+            });
+        }
         let p2wsh = ScriptBuf::new_p2wsh(&bitcoin::WScriptHash::all_zeros());
         let sweep_fee = fee_for(sweep_weight(SweepWitness::V3Success, &p2wsh), sweep_rate);
-        let mut max_miner_fee = Sat(sweep_fee.0.saturating_mul(self.miner_fee_multiplier));
+        let mut max_miner_fee = Sat(sweep_fee.0.saturating_mul(self.miner_fee_multiplier))
+            .min(amount.mul_ppm(c.miner_fee));
         if let Some(cap) = self.miner_fee_cap {
             max_miner_fee = max_miner_fee.min(cap);
         }
-        QuoteLimits {
+        let routing_ceiling = amount.mul_ppm(c.routing_fee);
+        Ok(QuoteLimits {
             limits: FeeLimits {
                 max_swap_fee: swap_fee,
                 max_prepay_amount: prepay_amount,
@@ -148,21 +179,75 @@ impl EngineConfig {
                     amount,
                     self.routing_fee_base,
                     self.routing_fee_rate,
-                ),
+                )
+                .min(routing_ceiling),
                 max_prepay_routing_fee: routing_fee_limit(
                     prepay_amount,
                     self.routing_fee_base,
                     self.routing_fee_rate,
-                ),
+                )
+                .min(routing_ceiling),
                 max_miner_fee,
             },
             estimated_sweep_fee: sweep_fee,
-        }
+        })
     }
 
     pub(crate) fn now_unix(&self) -> i64 {
         i64::try_from((self.clock)().as_secs()).unwrap_or(i64::MAX)
     }
+}
+
+/// Ceilings, relative to the swap amount, on the limits the engine derives for a swap whose
+/// request sets none (an API `LoopOut` without `max_fees`). Explicit limits are the caller's
+/// decision and are used as given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeeCeilings {
+    /// The most the server's fee (prepay included) may be; config `swap.max_swap_fee_ppm`,
+    /// default 20 000 ppm (2 %).
+    pub swap_fee: Ppm,
+    /// The most each routing-fee limit may be; config `swap.max_routing_fee_ppm`, default
+    /// 30 000 ppm (3 %, above Loop's 10 sat + 2 % so Loop's rule applies unchanged).
+    pub routing_fee: Ppm,
+    /// The most `max_miner_fee` may be; config `swap.max_miner_fee_ppm`, default 20 000 ppm
+    /// (2 %).
+    pub miner_fee: Ppm,
+}
+
+/// Default of `swap.max_swap_fee_ppm`.
+pub const DEFAULT_MAX_SWAP_FEE_PPM: Ppm = Ppm(20_000);
+/// Default of `swap.max_routing_fee_ppm`.
+pub const DEFAULT_MAX_ROUTING_FEE_PPM: Ppm = Ppm(30_000);
+/// Default of `swap.max_miner_fee_ppm`.
+pub const DEFAULT_MAX_MINER_FEE_PPM: Ppm = Ppm(20_000);
+
+impl Default for FeeCeilings {
+    fn default() -> FeeCeilings {
+        FeeCeilings {
+            swap_fee: DEFAULT_MAX_SWAP_FEE_PPM,
+            routing_fee: DEFAULT_MAX_ROUTING_FEE_PPM,
+            miner_fee: DEFAULT_MAX_MINER_FEE_PPM,
+        }
+    }
+}
+
+/// A quote above a configured ceiling: no limits are derived from it, nothing is created.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the server quotes a {what} of {quoted}, above the ceiling of {ceiling} ({rate} of the amount, \
+     config {key}); raise {key}, or pass fee limits explicitly if you accept it"
+)]
+pub struct CeilingError {
+    /// Which fee.
+    pub what: &'static str,
+    /// What the server quoted.
+    pub quoted: Sat,
+    /// The ceiling for this amount.
+    pub ceiling: Sat,
+    /// The configured rate.
+    pub rate: Ppm,
+    /// The configuration key.
+    pub key: &'static str,
 }
 
 /// What the operator (or a policy) asks for.
@@ -270,6 +355,9 @@ pub enum EngineError {
     /// The engine was shut down.
     #[error("the swap engine is shut down")]
     ShutDown,
+    /// The server's quote exceeds a configured ceiling: nothing was stored or paid.
+    #[error("{0}; nothing was stored or paid")]
+    QuoteAboveCeiling(#[from] CeilingError),
     /// The caller's admission (the fee ledger) refused the swap: nothing was stored or paid.
     #[error("the fee budget refused the swap, nothing was stored or paid: {0}")]
     NotAdmitted(#[from] crate::ledger::AdmitError),
@@ -562,7 +650,7 @@ impl SwapEngine {
                         quote.swap_fee,
                         quote.prepay_amount,
                         SatPerKw(rate.to_sat_per_kwu()),
-                    )
+                    )?
                     .limits
             }
         };
@@ -821,6 +909,47 @@ mod tests {
         assert!(matches!(err, EngineError::BadDestination { .. }));
         assert!(err.to_string().contains(regtest));
         assert!(check_address("not an address", Network::Regtest).is_err());
+    }
+
+    #[test]
+    fn derived_limits_stay_under_the_ceilings_and_quotes_above_them_are_refused() {
+        let c = EngineConfig::new(Network::Regtest);
+        let amount = Sat(250_000);
+        // 250 × the sweep fee at 50 sat/vB is far above 2 % of the amount: the ceiling binds.
+        let q = c
+            .quote_limits(amount, Sat(300), Sat(100), SatPerKw(12_500))
+            .unwrap();
+        assert_eq!(q.limits.max_miner_fee, Sat(5_000));
+        assert_eq!(q.limits.max_swap_fee, Sat(300));
+        assert_eq!(q.limits.max_prepay_amount, Sat(100));
+        // Loop's 10 sat + 2 % stays below the 3 % routing ceiling.
+        assert_eq!(q.limits.max_swap_routing_fee, Sat(5_010));
+        // At the floor rate the multiplier rule is below the ceiling.
+        let calm = c
+            .quote_limits(amount, Sat(300), Sat(100), SatPerKw(253))
+            .unwrap();
+        assert_eq!(
+            calm.limits.max_miner_fee,
+            Sat(calm.estimated_sweep_fee.0 * 250).min(Sat(5_000))
+        );
+        // A swap fee of 20 % of the amount is refused, naming the key.
+        let err = c
+            .quote_limits(amount, Sat(50_000), Sat(100), SatPerKw(253))
+            .unwrap_err();
+        assert_eq!(err.key, "swap.max_swap_fee_ppm");
+        assert_eq!(err.ceiling, Sat(5_000));
+        assert!(err.to_string().contains("swap.max_swap_fee_ppm"), "{err}");
+        // Exactly at the ceiling is accepted; a prepay above it is refused.
+        assert!(
+            c.quote_limits(amount, Sat(5_000), Sat(100), SatPerKw(253))
+                .is_ok()
+        );
+        let mut tight = c.clone();
+        tight.ceilings.swap_fee = Ppm(1_000);
+        let err = tight
+            .quote_limits(amount, Sat(250), Sat(300), SatPerKw(253))
+            .unwrap_err();
+        assert_eq!(err.what, "prepay");
     }
 
     #[test]

@@ -12,7 +12,8 @@ use super::state::{
     PaymentFailureReason, PaymentKind, PaymentStatus, SpendPath, SwapProgress, SwapState,
     SweepFailure,
 };
-use crate::domain::{BlockHeight, Sat};
+use crate::chain::SatPerKw;
+use crate::domain::{BlockHeight, Ppm, Sat};
 
 /// A payment result from lnd (SendPaymentV2 / TrackPaymentV2 updates).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -91,6 +92,13 @@ pub enum Input {
         /// Why.
         cause: SweepFailure,
     },
+    /// lnd's fee estimate, asked for by [`Action::EstimateSweepFee`] at `height`.
+    SweepFeeEstimate {
+        /// The best height the estimate was asked at.
+        height: BlockHeight,
+        /// The estimate at the sweep's deadline-driven confirmation target.
+        rate: SatPerKw,
+    },
 }
 
 impl Input {
@@ -107,6 +115,7 @@ impl Input {
             Input::SpendConfirmations { .. } => "SpendConfirmations",
             Input::ServerPushAcked => "ServerPushAcked",
             Input::SweepPublishFailed { .. } => "SweepPublishFailed",
+            Input::SweepFeeEstimate { .. } => "SweepFeeEstimate",
         }
     }
 }
@@ -166,8 +175,9 @@ pub enum Action {
     /// [`SwapProgress::release_preimage`] on the saved progress.
     PushPreimage,
     /// Build, sign and broadcast the sweep of the HTLC: cooperative MuSig2 key path first, the
-    /// success script path as fallback. The fee rate is driven by `blocks_left`; while
-    /// `fee_cap_applies` the fee stays under the contract's `max_miner_fee`.
+    /// success script path as fallback. The fee rate is driven by `blocks_left`, raised to at
+    /// least `fee_share` of the contract's `max_miner_fee` and never above it
+    /// (`chain::fees::offered_rate`).
     PublishSweep {
         /// The HTLC outpoint.
         htlc: OutPoint,
@@ -175,8 +185,17 @@ pub enum Action {
         htlc_value: Sat,
         /// Blocks until the expiry; the sweep's confirmation target.
         blocks_left: u32,
-        /// Whether the miner-fee cap binds (false once the expiry is near).
-        fee_cap_applies: bool,
+        /// The share of `max_miner_fee` the sweep offers at least (the schedule from the
+        /// reveal to the deadline, `chain::fees::fee_schedule_share`).
+        fee_share: Ppm,
+    },
+    /// Ask lnd for the fee estimate a sweep published at `height` would start from, and report
+    /// it as [`Input::SweepFeeEstimate`]: the reveal waits for it.
+    EstimateSweepFee {
+        /// The best height it is asked at.
+        height: BlockHeight,
+        /// Blocks until the expiry; decides the confirmation target.
+        blocks_left: u32,
     },
     /// The state changed: update metrics, the API stream and the journal.
     Notify {
@@ -197,7 +216,13 @@ pub enum Rule {
     Ignored,
     /// A good HTLC is known but not yet deep enough.
     WaitingForConfirmations,
-    /// HTLC value ≥ amount, confirmations ≥ required, height < expiry − margin: reveal.
+    /// Everything allows the reveal but the fee: the sweep's fee estimate is asked for.
+    WaitingForFeeEstimate,
+    /// The sweep at the needed rate does not fit `max_miner_fee` (or the 20 % clamp): no
+    /// reveal; asked again next block, until the reveal deadline.
+    SweepFeeAboveCap,
+    /// HTLC value ≥ amount, confirmations ≥ required, height < expiry − margin, and a sweep at
+    /// the needed rate fits `max_miner_fee`: reveal.
     Reveal,
     /// Height ≥ expiry − margin before the reveal.
     RevealDeadlineReached,
@@ -233,7 +258,11 @@ impl Rule {
             Rule::Recorded => "recorded",
             Rule::Ignored => "ignored",
             Rule::WaitingForConfirmations => "waiting for confirmations",
-            Rule::Reveal => "htlc ≥ amt, confs ≥ required, height below expiry − margin",
+            Rule::WaitingForFeeEstimate => "htlc good: ask the sweep's fee estimate",
+            Rule::SweepFeeAboveCap => "needed sweep fee above max_miner_fee",
+            Rule::Reveal => {
+                "htlc ≥ amt, confs ≥ required, height below expiry − margin, sweep fee fits"
+            }
             Rule::RevealDeadlineReached => "height ≥ expiry − margin",
             Rule::InsufficientHtlcValue => "htlc value below amt",
             Rule::PaymentFailed => "payment failed",

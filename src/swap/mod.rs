@@ -53,8 +53,8 @@ pub use contract::{
     KeyLocator, LoopOutContract, Preimage, SWAP_KEY_FAMILY,
 };
 pub use engine::{
-    Admission, CreatedLoopOut, EngineConfig, EngineError, LoopOutRequest, QuoteLimits, SwapEngine,
-    SwapUpdate,
+    Admission, CeilingError, CreatedLoopOut, EngineConfig, EngineError, FeeCeilings,
+    LoopOutRequest, QuoteLimits, SwapEngine, SwapUpdate,
 };
 pub use event::{Action, CancelReason, Input, PaymentEvent, Rejected, Rule, Transition};
 pub use state::{

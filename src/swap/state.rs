@@ -299,7 +299,9 @@ pub struct HtlcSpend {
 pub enum SweepFailure {
     /// The mempool refused it (for example a replacement whose fee did not rise).
     Rejected,
-    /// Under the miner-fee cap the sweep could not pay the minimum relay fee.
+    /// Under the miner-fee cap the sweep could not pay the minimum relay fee. No longer
+    /// produced (a sweep now always goes out at least at the relay floor, and the reveal waits
+    /// for a fee that fits the cap); kept because stored progress may name it.
     FeeCapBelowRelayFee,
     /// Neither the cooperative nor the script-path signature could be made.
     SigningFailed,

@@ -5,16 +5,24 @@
 //! input always give the same result; that is what makes resuming after a crash safe.
 //!
 //! The rules (`loop-protocol.md` §1 F–H, §2.4, §2.5, §4.4):
-//! - Reveal only when the recorded HTLC pays at least `amount`, has `htlc_confirmations`, and the
-//!   best height is strictly below `expiry − margin`. The stored state then becomes
-//!   `PreimageRevealed` before the preimage is pushed or a sweep is published.
+//! - Reveal only when the recorded HTLC pays at least `amount`, has `htlc_confirmations`, the
+//!   best height is strictly below `expiry − margin`, and a sweep at the rate needed now (lnd's
+//!   estimate at the deadline-driven target, ×1.1 when urgent, at least the relay floor) fits
+//!   `max_miner_fee` for the heaviest sweep and the 20 % clamp (`chain::fees::sweep_affordable`).
+//!   When everything but the fee holds, the driver is asked for the estimate at that height
+//!   (`EstimateSweepFee`), and the reveal happens on its answer (`SweepFeeEstimate`) for the
+//!   same best height; too expensive, the swap waits and asks again next block. The stored state
+//!   then becomes `PreimageRevealed` before the preimage is pushed or a sweep is published.
 //! - Before the reveal, a best height at or past `expiry − margin` fails the swap
 //!   (`FailedTimeout`): no later block can make a reveal safe again, so waiting cannot help. This
 //!   is one block stricter than Loop's `>` check while waiting, and equal to its sweep-time check.
 //! - Before the reveal, a terminal payment failure fails the swap (`FailedOffchain`) and an HTLC
 //!   under `amount` fails it (`FailedInsufficientValue`); each cancels with the server.
 //! - After the reveal the swap never gives up: every block pushes the preimage (until the swap
-//!   payment settles) and publishes a sweep. A reorg of the HTLC or of the spend keeps sweeping.
+//!   payment settles) and publishes a sweep, at once, at the needed rate raised on a schedule to
+//!   the whole `max_miner_fee` by `fee_cap_lifted_within_blocks` before the expiry and never above
+//!   it (`chain::fees::fee_schedule_share`, `offered_rate`). A reorg of the HTLC or of the spend
+//!   keeps sweeping.
 //! - A confirmed spend is judged from its witness path once it has the finality confirmations:
 //!   the server's timeout path ⇒ `FailedSweepTimeout`; our sweep ⇒ `Succeeded` once both payments
 //!   are final.
@@ -27,6 +35,8 @@ use super::event::{Action, CancelReason, Input, PaymentEvent, Rejected, Rule, Tr
 use super::state::{
     HtlcOutput, HtlcSpend, PaymentKind, PaymentStatus, SpendPath, SwapProgress, SwapState,
 };
+use crate::chain::SatPerKw;
+use crate::chain::fees::{fee_schedule_share, sweep_affordable, sweep_fee_rate};
 use crate::domain::BlockHeight;
 
 /// Advances a swap by one input. See the module documentation for the rules.
@@ -164,6 +174,9 @@ fn initiated(
         }
         Input::ServerPushAcked => Err(Rejected::PushAckBeforeReveal),
         Input::SweepPublishFailed { .. } => Err(Rejected::SweepBeforeReveal),
+        Input::SweepFeeEstimate { height, rate } => {
+            reveal_if_affordable(contract, next, height, rate)
+        }
     }
 }
 
@@ -265,6 +278,7 @@ fn revealed(
             next.last_sweep_failure = Some(cause);
             done(next, Vec::new(), Rule::Recorded)
         }
+        Input::SweepFeeEstimate { .. } => done(next, Vec::new(), Rule::Ignored),
     }
 }
 
@@ -370,6 +384,7 @@ fn spend_confirming(
             next.last_sweep_failure = Some(cause);
             done(next, Vec::new(), Rule::Recorded)
         }
+        Input::SweepFeeEstimate { .. } => done(next, Vec::new(), Rule::Ignored),
     }
 }
 
@@ -389,7 +404,8 @@ fn terminal(mut next: SwapProgress, input: Input) -> Result<Transition, Rejected
         | Input::SpendReorged
         | Input::SpendConfirmations { .. }
         | Input::ServerPushAcked
-        | Input::SweepPublishFailed { .. } => done(next, Vec::new(), Rule::Ignored),
+        | Input::SweepPublishFailed { .. }
+        | Input::SweepFeeEstimate { .. } => done(next, Vec::new(), Rule::Ignored),
     }
 }
 
@@ -415,10 +431,13 @@ fn fail(
     )
 }
 
-/// Reveals if the recorded HTLC is good, deep enough and the height is safe; otherwise waits.
-fn try_reveal(contract: &LoopOutContract, mut next: SwapProgress) -> Result<Transition, Rejected> {
+/// The recorded HTLC and best height when the HTLC is good, deep enough and the height safe.
+fn reveal_candidate(
+    contract: &LoopOutContract,
+    next: &SwapProgress,
+) -> Option<(HtlcOutput, BlockHeight)> {
     let (Some(htlc), Some(height)) = (next.htlc, next.best_height) else {
-        return done(next, Vec::new(), Rule::Recorded);
+        return None;
     };
     let deep_enough = htlc
         .conf_height
@@ -426,8 +445,52 @@ fn try_reveal(contract: &LoopOutContract, mut next: SwapProgress) -> Result<Tran
         .is_some_and(|confs| confs >= contract.terms().htlc_confirmations);
     let safe = height < contract.reveal_deadline();
     let enough_value = htlc.value >= contract.terms().amount;
-    if !(deep_enough && safe && enough_value) {
+    (deep_enough && safe && enough_value).then_some((htlc, height))
+}
+
+/// When the HTLC is good, deep enough and the height safe, asks for the sweep's fee estimate
+/// (the reveal waits for it); otherwise waits.
+fn try_reveal(contract: &LoopOutContract, next: SwapProgress) -> Result<Transition, Rejected> {
+    if next.htlc.is_none() || next.best_height.is_none() {
+        return done(next, Vec::new(), Rule::Recorded);
+    }
+    let Some((_, height)) = reveal_candidate(contract, &next) else {
         return done(next, Vec::new(), Rule::WaitingForConfirmations);
+    };
+    let action = Action::EstimateSweepFee {
+        height,
+        blocks_left: contract.blocks_left(height),
+    };
+    done(next, vec![action], Rule::WaitingForFeeEstimate)
+}
+
+/// Reveals on the fee estimate for the current best height when a sweep at the needed rate
+/// fits `max_miner_fee`; an estimate for another height (a block came meanwhile) decides
+/// nothing and the estimate is asked again for the current one.
+fn reveal_if_affordable(
+    contract: &LoopOutContract,
+    mut next: SwapProgress,
+    at: BlockHeight,
+    estimate: SatPerKw,
+) -> Result<Transition, Rejected> {
+    let Some((htlc, height)) = reveal_candidate(contract, &next) else {
+        return done(next, Vec::new(), Rule::Ignored);
+    };
+    if height != at {
+        // A block came while lnd answered: ask again for the height the reveal is decided at.
+        let action = Action::EstimateSweepFee {
+            height,
+            blocks_left: contract.blocks_left(height),
+        };
+        return done(next, vec![action], Rule::WaitingForFeeEstimate);
+    }
+    let needed = sweep_fee_rate(contract.blocks_left(height), |_| estimate);
+    if !sweep_affordable(
+        needed,
+        contract.terms().fee_limits.max_miner_fee,
+        htlc.value,
+    ) {
+        return done(next, Vec::new(), Rule::SweepFeeAboveCap);
     }
     next.state = SwapState::PreimageRevealed;
     next.revealed_at = Some(height);
@@ -493,11 +556,17 @@ fn sweep_actions(
 ) -> Vec<Action> {
     let mut actions = push_while_unsettled(next);
     next.sweeps_requested = next.sweeps_requested.saturating_add(1);
+    let terms = contract.terms();
     actions.push(Action::PublishSweep {
         htlc: htlc.outpoint,
         htlc_value: htlc.value,
         blocks_left: contract.blocks_left(height),
-        fee_cap_applies: contract.fee_cap_applies(height),
+        fee_share: fee_schedule_share(
+            next.revealed_at.unwrap_or(height),
+            height,
+            terms.expiry,
+            terms.fee_cap_lifted_within_blocks,
+        ),
     });
     actions
 }

@@ -1,7 +1,8 @@
 //! Table-driven and property tests of the Loop Out state machine.
 //!
 //! The fixture contract: amount 1 000 000 sat, initiation 1 000, expiry 1 100, margin 20 (reveal
-//! deadline 1 080), 2 HTLC confirmations, finality 3, fee cap lifted within 10 blocks.
+//! deadline 1 080), 2 HTLC confirmations, finality 3, the whole miner-fee cap offered within 10
+//! blocks of the expiry; max_miner_fee 50 000 sat.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,7 +12,9 @@ use proptest::prelude::*;
 
 use super::contract::fixtures::contract;
 use super::*;
-use crate::domain::{BlockHeight, Sat};
+use crate::chain::SatPerKw;
+use crate::chain::fees::{fee_for, max_sweep_weight};
+use crate::domain::{BlockHeight, Ppm, Sat};
 
 const AMT: Sat = Sat(1_000_000);
 const DEADLINE: u32 = 1_080;
@@ -68,13 +71,28 @@ fn failed(kind: PaymentKind) -> Input {
     }
 }
 
-/// Feeds `inputs` from a new swap; returns the final progress and the last transition.
+/// Feeds `inputs` from a new swap; returns the final progress and the last transition. Like
+/// the driver, it answers every `EstimateSweepFee` with an estimate (the relay floor, which the
+/// fixture's `max_miner_fee` affords), so a reveal is the transition that follows it.
 fn run(inputs: &[Input]) -> (SwapProgress, Transition) {
+    run_at(inputs, SatPerKw::FLOOR)
+}
+
+/// [`run`] with lnd estimating `rate` for every sweep.
+fn run_at(inputs: &[Input], rate: SatPerKw) -> (SwapProgress, Transition) {
     let c = contract();
     let mut progress = SwapProgress::new();
     let mut last = None;
     for input in inputs {
-        let t = step(&c, &progress, input.clone()).unwrap();
+        let mut t = step(&c, &progress, input.clone()).unwrap();
+        let asked = t.actions.iter().find_map(|a| match a {
+            Action::EstimateSweepFee { height, .. } => Some(*height),
+            _ => None,
+        });
+        if let Some(height) = asked {
+            progress = t.next.clone();
+            t = step(&c, &progress, Input::SweepFeeEstimate { height, rate }).unwrap();
+        }
         progress = t.next.clone();
         last = Some(t);
     }
@@ -174,7 +192,8 @@ fn confirmation_boundary() {
                 htlc: op(1),
                 htlc_value: AMT,
                 blocks_left: EXPIRY - 1_011,
-                fee_cap_applies: true,
+                // Just revealed: the needed rate, nothing of the schedule yet.
+                fee_share: Ppm(0),
             },
             Action::Notify {
                 state: SwapState::PreimageRevealed
@@ -255,7 +274,9 @@ fn payment_failure_before_reveal_cancels_after_reveal_is_recorded() {
 #[test]
 fn after_reveal_every_block_sweeps_and_pushes_until_the_swap_payment_settles() {
     let mut inputs = revealed();
-    for h in [1_011, 1_050, 1_089] {
+    // Revealed at 1 010: the schedule offers a growing share of max_miner_fee, all of it from
+    // 10 blocks before the expiry (1 090).
+    for (h, share) in [(1_011, 12_500), (1_050, 500_000), (1_089, 987_500)] {
         inputs.push(block(h));
         let (_, t) = run(&inputs);
         assert_eq!(t.rule, Rule::Sweep);
@@ -264,11 +285,11 @@ fn after_reveal_every_block_sweeps_and_pushes_until_the_swap_payment_settles() {
             htlc: op(1),
             htlc_value: AMT + Sat(500),
             blocks_left: EXPIRY - h,
-            fee_cap_applies: true,
+            fee_share: Ppm(share),
         }));
     }
     inputs.push(paid(PaymentKind::Swap, 1_002_000, 30));
-    // Near the expiry the fee cap lifts; past it, the swap still sweeps.
+    // Near the expiry the whole cap is offered; past it, the swap still sweeps.
     for (h, blocks_left) in [(1_090, 10), (1_100, 0), (1_200, 0)] {
         inputs.push(block(h));
         let (p, t) = run(&inputs);
@@ -280,7 +301,7 @@ fn after_reveal_every_block_sweeps_and_pushes_until_the_swap_payment_settles() {
                 htlc: op(1),
                 htlc_value: AMT + Sat(500),
                 blocks_left,
-                fee_cap_applies: false,
+                fee_share: Ppm(1_000_000),
             }]
         );
     }
@@ -548,6 +569,112 @@ fn terminal_states_absorb_every_input() {
     }
 }
 
+#[test]
+fn no_reveal_while_the_needed_sweep_does_not_fit_the_miner_fee_cap() {
+    let c = contract();
+    let max_fee = c.terms().fee_limits.max_miner_fee;
+    // The highest estimate the heaviest sweep still affords, and one sat/kw more.
+    let fits = SatPerKw(max_fee.0 * 1_000 / max_sweep_weight().to_wu());
+    assert!(fee_for(max_sweep_weight(), fits) <= max_fee);
+    let too_much = SatPerKw(fits.0 + 1);
+    assert!(fee_for(max_sweep_weight(), too_much) > max_fee);
+
+    // A good, deep HTLC: the reveal first asks for the fee estimate at this height.
+    let mut p = SwapProgress::new();
+    for input in [resumed(1_000), htlc(1, AMT, 1_009, 2)] {
+        p = step(&c, &p, input).unwrap().next;
+    }
+    let t = step(&c, &p, block(1_010)).unwrap();
+    assert_eq!(t.rule, Rule::WaitingForFeeEstimate);
+    assert_eq!(
+        t.actions,
+        vec![Action::EstimateSweepFee {
+            height: BlockHeight(1_010),
+            blocks_left: 90
+        }]
+    );
+    assert_eq!(t.next.state, SwapState::Initiated);
+    let p = t.next;
+    // Too expensive: no reveal, nothing leaves.
+    let t = step(
+        &c,
+        &p,
+        Input::SweepFeeEstimate {
+            height: BlockHeight(1_010),
+            rate: too_much,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        (t.next.state, t.rule),
+        (SwapState::Initiated, Rule::SweepFeeAboveCap)
+    );
+    assert!(t.actions.is_empty());
+    // An estimate asked at an older height decides nothing: it is asked again for this one.
+    let t = step(
+        &c,
+        &p,
+        Input::SweepFeeEstimate {
+            height: BlockHeight(1_009),
+            rate: fits,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        (t.next.state, t.rule),
+        (SwapState::Initiated, Rule::WaitingForFeeEstimate)
+    );
+    assert_eq!(
+        t.actions,
+        vec![Action::EstimateSweepFee {
+            height: BlockHeight(1_010),
+            blocks_left: 90
+        }]
+    );
+    // At the highest affordable estimate: reveal, sweep at once.
+    let t = step(
+        &c,
+        &p,
+        Input::SweepFeeEstimate {
+            height: BlockHeight(1_010),
+            rate: fits,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        (t.next.state, t.rule),
+        (SwapState::PreimageRevealed, Rule::Reveal)
+    );
+    assert!(has_sweep(&t.actions) && has_push(&t.actions));
+
+    // Fees that never come down: the swap fails at the reveal deadline without revealing.
+    let (p, t) = run_at(
+        &[resumed(1_000), htlc(1, AMT, 1_009, 2), block(1_050)],
+        too_much,
+    );
+    assert_eq!(
+        (p.state, t.rule),
+        (SwapState::Initiated, Rule::SweepFeeAboveCap)
+    );
+    let (p, _) = run_at(
+        &[resumed(1_000), htlc(1, AMT, 1_009, 2), block(DEADLINE)],
+        too_much,
+    );
+    assert_eq!(p.state, SwapState::FailedTimeout);
+    assert_eq!(p.revealed_at, None);
+    // Estimates after the reveal change nothing.
+    let mut inputs = revealed();
+    inputs.push(Input::SweepFeeEstimate {
+        height: BlockHeight(1_010),
+        rate: too_much,
+    });
+    let (p, t) = run(&inputs);
+    assert_eq!(
+        (p.state, t.rule),
+        (SwapState::PreimageRevealed, Rule::Ignored)
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Properties over random input sequences.
 
@@ -598,6 +725,8 @@ fn input() -> impl Strategy<Value = Input> {
         1 => (0u32..5).prop_map(|confirmations| Input::SpendConfirmations { confirmations }),
         1 => Just(Input::ServerPushAcked),
         1 => Just(Input::SweepPublishFailed { cause: SweepFailure::Rejected }),
+        3 => (height(), prop_oneof![Just(253u64), 0u64..200_000])
+            .prop_map(|(h, rate)| Input::SweepFeeEstimate { height: BlockHeight(h), rate: SatPerKw(rate) }),
     ]
 }
 
@@ -633,7 +762,8 @@ impl Witness {
             | Input::SpendReorged
             | Input::SpendConfirmations { .. }
             | Input::ServerPushAcked
-            | Input::SweepPublishFailed { .. } => {}
+            | Input::SweepPublishFailed { .. }
+            | Input::SweepFeeEstimate { .. } => {}
         }
     }
 
@@ -673,6 +803,15 @@ proptest! {
                     at.is_some_and(|at| witness.allows_reveal_at(at)),
                     "revealed at {at:?} on {input:?} without a justifying HTLC"
                 );
+                // ... and only on a fee estimate for that height that the cap affords: the
+                // heaviest sweep at the estimate (never below the floor; no urgent factor this
+                // far from the expiry) within max_miner_fee.
+                let Input::SweepFeeEstimate { height, rate } = &input else {
+                    return Err(TestCaseError::fail(format!("revealed on {input:?}, not on a fee estimate")));
+                };
+                prop_assert_eq!(Some(height.0), at);
+                let needed = SatPerKw(rate.0.max(253));
+                prop_assert!(fee_for(max_sweep_weight(), needed) <= c.terms().fee_limits.max_miner_fee);
             }
             // An action that lets the preimage out runs only after a state allowing it is saved.
             if t.actions.iter().any(|a| matches!(a, Action::PushPreimage | Action::PublishSweep { .. })) {

@@ -14,6 +14,10 @@ pub const MAX_CONF_TARGET: u32 = 1008;
 pub enum FeeTrace {
     /// The same rate at every height (sat/kw).
     Flat(u64),
+    /// The same rate at every height, answered as is even below lnd's floor of 253 sat/kw:
+    /// an estimator that misbehaves (a chain backend answering with less than the relay fee).
+    /// Blocks still take only what pays the relay fee.
+    BelowFloor(u64),
     /// A daily rhythm: `base + amplitude × sin(2π × height / period_blocks)`.
     Diurnal {
         /// The mean rate (sat/kw).
@@ -48,6 +52,7 @@ impl FeeTrace {
     pub fn rate_at(&self, height: BlockHeight) -> u64 {
         let rate = match *self {
             FeeTrace::Flat(rate) => rate,
+            FeeTrace::BelowFloor(rate) => return rate,
             FeeTrace::Diurnal {
                 base_sat_kw,
                 amplitude_sat_kw,
@@ -75,7 +80,8 @@ impl FeeTrace {
         rate.max(FEE_FLOOR_SAT_KW)
     }
 
-    /// The fee rate (sat/kw) to confirm within `conf_target` blocks when the tip is at `tip`:
+    /// The fee rate (sat/kw) to confirm within `conf_target` blocks when the tip is at `tip`
+    /// (below the floor only for [`FeeTrace::BelowFloor`]):
     /// the lowest rate the trace reaches in blocks `tip+1 ..= tip+conf_target`. Waiting longer
     /// never costs more, so the answer never increases with the target. A target of 0 is
     /// treated as 1, targets above [`MAX_CONF_TARGET`] as that.

@@ -1,7 +1,8 @@
 //! Building, signing and publishing one sweep of the HTLC.
 //!
-//! The fee rate follows the deadline (`chain::fees::sweep_fee_rate` on lnd's estimate) and
-//! stays under the contract's `max_miner_fee` while the cap applies. The cooperative MuSig2
+//! The fee rate follows the deadline (`chain::fees::sweep_fee_rate` on lnd's estimate), is
+//! raised to the schedule's share of the contract's `max_miner_fee` and never exceeds it
+//! (`chain::fees::offered_rate`); it is never below the relay floor, so a sweep always goes out. The cooperative MuSig2
 //! key path is tried first, with lnd holding our key (family 99) and the server co-signing;
 //! the combined signature is verified against the HTLC's output key before use. If anything in
 //! that fails, the success leaf is signed by lnd (`SignOutputRaw`) in the same call. The
@@ -15,12 +16,10 @@ use bitcoin::{OutPoint, Witness};
 
 use super::super::{LoopOutContract, SweepFailure};
 use super::SwapChain;
-use crate::chain::fees::{
-    SweepWitness, apply_fee_cap, conf_target, rate_for_fee, sweep_fee_rate, sweep_weight,
-};
+use crate::chain::fees::{SweepWitness, conf_target, offered_rate, sweep_fee_rate, sweep_weight};
 use crate::chain::sweep::{SweepRequest, UnsignedSweep, build_sweep, key_spend_witness};
 use crate::chain::{SatPerKw, verify};
-use crate::domain::{BlockHeight, Sat};
+use crate::domain::{BlockHeight, Ppm, Sat};
 use crate::lnd::LightningNode;
 use crate::lnd::types::{
     KeyDescriptor, KeyLocator, MuSig2SessionRequest, MuSig2Version, SignInput, SignMethod,
@@ -39,7 +38,7 @@ pub(super) struct SweepJob {
     pub(super) outpoint: OutPoint,
     pub(super) value: Sat,
     pub(super) blocks_left: u32,
-    pub(super) fee_cap_applies: bool,
+    pub(super) fee_share: Ppm,
     pub(super) height: BlockHeight,
     /// Released by the driver through `SwapProgress::release_preimage` on the saved state.
     pub(super) preimage: [u8; 32],
@@ -68,9 +67,6 @@ impl SweepJob {
         let tx = match self.cooperative(rate).await {
             Ok(tx) => tx,
             Err(reason) => {
-                if matches!(reason, CoopFailure::FeeCap) {
-                    return Err(SweepFailure::FeeCapBelowRelayFee);
-                }
                 tracing::info!(swap = %hash, reason = %reason.describe(),
                     "cooperative sweep unavailable; signing the success script path");
                 self.script_path(rate).await?
@@ -93,25 +89,15 @@ impl SweepJob {
         }
     }
 
-    /// The rate for a sweep spending through `path`, capped while the cap applies.
-    fn capped_rate(&self, path: SweepWitness, rate: SatPerKw) -> Option<SatPerKw> {
-        if !self.fee_cap_applies {
-            return Some(rate);
-        }
-        let terms = self.contract.terms();
-        let cap = rate_for_fee(
-            terms.fee_limits.max_miner_fee,
+    /// The rate for a sweep spending through `path`: the needed rate on the fee schedule,
+    /// under the miner-fee cap for that path's weight, at least the relay floor.
+    fn offered(&self, path: SweepWitness, needed: SatPerKw) -> SatPerKw {
+        offered_rate(
+            needed,
+            self.contract.terms().fee_limits.max_miner_fee,
             sweep_weight(path, &self.chain.destination),
-        );
-        if cap < SatPerKw::FLOOR {
-            return None;
-        }
-        Some(apply_fee_cap(
-            rate,
-            cap,
-            self.blocks_left,
-            terms.fee_cap_lifted_within_blocks,
-        ))
+            self.fee_share,
+        )
     }
 
     fn unsigned(&self, path: SweepWitness, rate: SatPerKw) -> Result<UnsignedSweep, String> {
@@ -136,9 +122,7 @@ impl SweepJob {
     }
 
     async fn cooperative(&self, rate: SatPerKw) -> Result<bitcoin::Transaction, CoopFailure> {
-        let rate = self
-            .capped_rate(SweepWitness::KeyPath, rate)
-            .ok_or(CoopFailure::FeeCap)?;
+        let rate = self.offered(SweepWitness::KeyPath, rate);
         let unsigned = self
             .unsigned(SweepWitness::KeyPath, rate)
             .map_err(CoopFailure::Build)?;
@@ -232,12 +216,10 @@ impl SweepJob {
 
     async fn script_path(&self, rate: SatPerKw) -> Result<bitcoin::Transaction, SweepFailure> {
         let hash = self.contract.terms().swap_hash;
-        let rate = self
-            .capped_rate(SweepWitness::V3Success, rate)
-            .ok_or(SweepFailure::FeeCapBelowRelayFee)?;
+        let rate = self.offered(SweepWitness::V3Success, rate);
         let unsigned = self.unsigned(SweepWitness::V3Success, rate).map_err(|e| {
             tracing::error!(swap = %hash, error = %e, "cannot build the script-path sweep");
-            SweepFailure::FeeCapBelowRelayFee
+            SweepFailure::Rejected
         })?;
         let htlc = &self.chain.htlc;
         let prevout = unsigned
@@ -289,8 +271,6 @@ impl SweepJob {
 
 /// Why the cooperative path was not used.
 enum CoopFailure {
-    /// The miner-fee cap is below the relay floor.
-    FeeCap,
     /// The transaction could not be built.
     Build(String),
     /// A step of the signing failed.
@@ -300,7 +280,6 @@ enum CoopFailure {
 impl CoopFailure {
     fn describe(&self) -> String {
         match self {
-            CoopFailure::FeeCap => "the miner-fee cap is below the relay fee".to_owned(),
             CoopFailure::Build(e) => format!("building the sweep: {e}"),
             CoopFailure::Step(step, e) => format!("{step}: {e}"),
         }

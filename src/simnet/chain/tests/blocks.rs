@@ -211,6 +211,9 @@ fn fee_estimates_follow_the_trace_and_never_rise_with_the_target() {
     assert_eq!(chain.estimate_fee_sat_kw(1), 2_500);
     chain.set_fee_rate(100);
     assert_eq!(chain.estimate_fee_sat_kw(3), FEE_FLOOR_SAT_KW);
+    // Only a misbehaving estimator answers below the floor.
+    chain.set_fee_trace(FeeTrace::BelowFloor(50));
+    assert_eq!(chain.estimate_fee_sat_kw(3), 50);
 
     chain.set_fee_trace(FeeTrace::Spike {
         base_sat_kw: 1_000,
