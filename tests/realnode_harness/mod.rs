@@ -73,3 +73,104 @@ pub fn world() -> Option<TestWorld> {
         dir,
     })
 }
+
+/// The reference Loop server (`sluice loopserver`) on the world's "server" lnd, stopped with
+/// the test.
+pub struct LoopServerProc {
+    pub proc: sluice::regtest::process::Proc,
+    pub addr: String,
+}
+
+/// Starts `sluice loopserver` on the world's "server" lnd with `extra` flags and waits until it
+/// listens.
+pub fn loopserver(world: &TestWorld, extra: &[&str]) -> LoopServerProc {
+    let port = sluice::regtest::process::free_port().unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let lnd = world.server.lnd_config();
+    let mut args: Vec<String> = vec![
+        "loopserver".into(),
+        "--network".into(),
+        "regtest".into(),
+        "--lnd.host".into(),
+        lnd.host.clone(),
+        "--lnd.tls_cert".into(),
+        lnd.tls_cert_path.display().to_string(),
+        "--lnd.macaroon".into(),
+        lnd.macaroon_path.display().to_string(),
+        "--listen".into(),
+        addr.clone(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let mut proc = sluice::regtest::process::Proc::spawn(
+        "sluice loopserver",
+        Path::new(env!("CARGO_BIN_EXE_sluice")),
+        &args,
+        &world.dir.path().join(format!("loopserver-{port}.log")),
+        sluice::regtest::Lifetime::Owned,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        if let Err(e) = proc.check_running() {
+            panic!("{e}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sluice loopserver did not listen: {}",
+            proc.log_tail(20)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    LoopServerProc { proc, addr }
+}
+
+/// Mines a block every `every` on the world's btcd from a thread of its own, until dropped.
+pub struct Miner {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Miner {
+    pub fn start(world: &TestWorld, every: std::time::Duration) -> Miner {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let btcctl = world.programs.path("btcctl");
+        let rpc = world.btcd.rpc.clone();
+        let cert = world.btcd.rpc_cert.clone();
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(every);
+                let _ = sluice::regtest::btcd::ctl(&btcctl, &rpc, &cert, &["generate", "1"]);
+            }
+        });
+        Miner {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Miner {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// sluice's node: wallet balance (confirmed + unconfirmed) plus the local balance of its
+/// channels, in sat, as lncli reports them.
+pub fn sluice_total(world: &TestWorld) -> u64 {
+    let wallet = world.sluice.cli(&["walletbalance"]).unwrap();
+    let local: u64 = world
+        .sluice
+        .channels()
+        .unwrap()
+        .iter()
+        .map(|c| sluice::regtest::lnd::number(&c["local_balance"]))
+        .sum();
+    sluice::regtest::lnd::number(&wallet["confirmed_balance"])
+        + sluice::regtest::lnd::number(&wallet["unconfirmed_balance"])
+        + local
+}
