@@ -174,3 +174,96 @@ pub fn sluice_total(world: &TestWorld) -> u64 {
         + sluice::regtest::lnd::number(&wallet["unconfirmed_balance"])
         + local
 }
+
+/// loopd on the world's "sluice" lnd, pointed at a reference server over TLS, stopped with the
+/// test; `loop` runs against it.
+pub struct Loopd {
+    pub proc: sluice::regtest::process::Proc,
+    pub dir: std::path::PathBuf,
+    pub rpc: String,
+    loop_cli: std::path::PathBuf,
+}
+
+impl Loopd {
+    /// Starts loopd and waits until `loop terms` answers.
+    pub fn start(world: &TestWorld, server_addr: &str, server_cert: &Path) -> Loopd {
+        let dir = world.dir.path().join("loopd");
+        std::fs::create_dir_all(&dir).unwrap();
+        let rpc = format!(
+            "127.0.0.1:{}",
+            sluice::regtest::process::free_port().unwrap()
+        );
+        let rest = format!(
+            "127.0.0.1:{}",
+            sluice::regtest::process::free_port().unwrap()
+        );
+        let lnd = world.sluice.lnd_config();
+        let args: Vec<String> = vec![
+            "--network=regtest".into(),
+            format!("--loopdir={}", dir.display()),
+            format!("--rpclisten={rpc}"),
+            format!("--restlisten={rest}"),
+            format!("--lnd.host={}", lnd.host),
+            format!("--lnd.macaroonpath={}", lnd.macaroon_path.display()),
+            format!("--lnd.tlspath={}", lnd.tls_cert_path.display()),
+            format!("--server.host={server_addr}"),
+            format!("--server.tlspath={}", server_cert.display()),
+        ];
+        let proc = sluice::regtest::process::Proc::spawn(
+            "loopd",
+            &world.programs.path("loopd"),
+            &args,
+            &dir.join("loopd.out"),
+            sluice::regtest::Lifetime::Owned,
+        )
+        .unwrap();
+        let mut loopd = Loopd {
+            proc,
+            dir,
+            rpc,
+            loop_cli: world.programs.path("loop"),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if let Err(e) = loopd.proc.check_running() {
+                panic!("{e}");
+            }
+            if loopd.cli(&["getinfo"]).status.success() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "loopd did not answer: {}",
+                loopd.proc.log_tail(20)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+        loopd
+    }
+
+    /// Runs Loop's `loop` CLI against this loopd.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(&self.loop_cli)
+            .args(["--network", "regtest", "--rpcserver", &self.rpc])
+            .arg("--tlscertpath")
+            .arg(self.dir.join("regtest/tls.cert"))
+            .arg("--macaroonpath")
+            .arg(self.dir.join("regtest/loop.macaroon"))
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// `loop ARGS`, which must succeed: its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "loop {args:?} failed: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    }
+}
