@@ -1,6 +1,7 @@
 //! `sluice regtest up | down | mine | status`: a world of real processes on regtest (btcd and
-//! lnd nodes "sluice", "server", "peer1", "peer2", funded, with announced channels), started
-//! in the background, with a `sluice.yaml` that points `sluiced --config` at its "sluice" lnd.
+//! lnd nodes "sluice", "server", "peer1", "peer2", funded, with announced channels, and the
+//! reference Loop server on "server"), started in the background, with a `sluice.yaml` that
+//! points `sluiced --config` at its "sluice" lnd and at that server.
 //! The programs are the pinned ones `tools/realnode/build` makes (`--bin-dir` or
 //! `SLUICE_REALNODE_BIN`; without either, the build script of the source tree this `sluice`
 //! was built from is run).
@@ -32,8 +33,9 @@ pub struct RegtestArgs {
 /// The regtest commands.
 #[derive(Subcommand, Debug, Clone)]
 pub enum RegtestCommand {
-    /// Start btcd and four lnd nodes in the background, fund them, open and announce the
-    /// channels, and write DIR/sluice.yaml (takes a minute or two).
+    /// Start btcd, four lnd nodes and the reference Loop server (on the "server" lnd) in the
+    /// background, fund the nodes, open and announce the channels, and write DIR/sluice.yaml
+    /// (takes under a minute).
     Up {
         /// The directory holding btcd, btcctl, lnd, lncli, loopd and loop.
         #[arg(long, env = "SLUICE_REALNODE_BIN", value_name = "DIR")]
@@ -80,6 +82,46 @@ fn programs(bin_dir: Option<&Path>) -> Result<Programs, CliError> {
     ))
 }
 
+/// Starts `sluice loopserver` (this very program) in the background on the world's "server"
+/// lnd, plaintext on a free loopback port; returns its address and pid once it listens.
+fn start_loopserver(world: &World, dir: &Path) -> Result<(String, u32), CliError> {
+    let exe = std::env::current_exe().map_err(|e| {
+        CliError::Input(format!("cannot find this program to start loopserver: {e}"))
+    })?;
+    let port = crate::regtest::process::free_port()?;
+    let addr = format!("127.0.0.1:{port}");
+    let lnd = world.server.lnd_config();
+    let args: Vec<String> = vec![
+        "loopserver".into(),
+        "--network".into(),
+        "regtest".into(),
+        "--lnd.host".into(),
+        lnd.host.clone(),
+        "--lnd.tls_cert".into(),
+        lnd.tls_cert_path.display().to_string(),
+        "--lnd.macaroon".into(),
+        lnd.macaroon_path.display().to_string(),
+        "--listen".into(),
+        addr.clone(),
+    ];
+    let mut proc = crate::regtest::process::Proc::spawn(
+        "sluice loopserver",
+        &exe,
+        &args,
+        &dir.join("loopserver.log"),
+        Lifetime::Detached,
+    )?;
+    crate::regtest::process::wait_for(
+        "sluice loopserver to listen",
+        std::time::Duration::from_secs(60),
+        || {
+            proc.check_running()?;
+            Ok(std::net::TcpStream::connect(&addr).ok().map(|_| ()))
+        },
+    )?;
+    Ok((addr, proc.release()))
+}
+
 /// Runs one `sluice regtest` command.
 pub async fn execute(args: &RegtestArgs, format: Format) -> Result<String, CliError> {
     let dir = resolve_dir(args.dir.as_deref())?;
@@ -111,8 +153,10 @@ fn run(command: &RegtestCommand, dir: &Path, format: Format) -> Result<String, C
                 ..WorldConfig::new(dir)
             };
             let mut world = World::start(&programs, &config)?;
-            let state = world.write_state(&[])?;
-            world.write_sluice_yaml(None)?;
+            world.write_state(&[])?;
+            let (server, pid) = start_loopserver(&world, dir)?;
+            let state = world.write_state(&[("loopserver".to_owned(), pid)])?;
+            world.write_sluice_yaml(Some(&server))?;
             world.detach();
             render(&state, dir, format)
         }
