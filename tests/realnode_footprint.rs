@@ -1,0 +1,205 @@
+//! Footprint side by side with loopd, in one run on one regtest world: resident memory after
+//! start and after a run of blocks, CPU while idle (autoloop on, nothing to do) and CPU per
+//! completed Loop Out, for sluiced and for loopd. A measurement, not a test: it is ignored by
+//! default and prints a table for `docs/benchmarks.md`.
+//!
+//! ```text
+//! cargo build --release --bins
+//! SLUICE_REALNODE_BIN=$(tools/realnode/build | tail -n1) SLUICE_FOOTPRINT_BIN=target/release \
+//!   cargo test --release --test realnode_footprint -- --ignored --nocapture
+//! ```
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod realnode_harness;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::poll;
+use realnode_harness::{Loopd, Miner, loopserver};
+
+/// Resident memory (kB) and CPU time (user + system, seconds) of a process, from /proc.
+fn sample(pid: u32) -> (u64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat (1-based), 11 and 12 after the name.
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    (rss, ticks as f64 / 100.0)
+}
+
+#[test]
+#[ignore = "a measurement for docs/benchmarks.md; run it with --ignored --nocapture"]
+fn sluiced_and_loopd_side_by_side() {
+    let Some(mut w) = realnode_harness::world() else {
+        return;
+    };
+    let bin = std::env::var_os("SLUICE_FOOTPRINT_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| common::sluiced_bin().parent().unwrap().to_path_buf());
+    let cert = w.dir.path().join("loopserver.cert");
+    let key = w.dir.path().join("loopserver.key");
+    let server = loopserver(
+        &w,
+        &[
+            "--min-cltv-delta",
+            "80",
+            "--tls",
+            "--tls.cert",
+            cert.to_str().unwrap(),
+            "--tls.key",
+            key.to_str().unwrap(),
+        ],
+    );
+    // sluiced on the "sluice" lnd, against the same server over pinned TLS.
+    let config = w.write_sluice_yaml(None).unwrap();
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "server:\n  address: {}\n  tls: pinned\n  tls_cert: {:?}\n",
+        server.addr,
+        cert.display().to_string()
+    ));
+    std::fs::write(&config, text).unwrap();
+    let datadir = tempfile::tempdir().unwrap();
+    let mut sluiced = Command::new(bin.join("sluiced"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--datadir")
+        .arg(datadir.path())
+        .args([
+            "--rpc-listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let cli = |args: &[&str]| {
+        let lock = std::fs::read_to_string(datadir.path().join("sluiced.lock")).unwrap_or_default();
+        let rpc = serde_json::from_str::<serde_json::Value>(&lock)
+            .ok()
+            .and_then(|v| v["rpc_listen"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        Command::new(bin.join("sluice"))
+            .arg("--datadir")
+            .arg(datadir.path())
+            .args(["--rpcserver", &rpc])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    poll("sluiced to reach lnd", Duration::from_secs(60), || {
+        let out = cli(&["--json", "getinfo"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        (v["lnd"]["connected"].as_bool() == Some(true)).then_some(())
+    });
+    let _ = cli(&["autoloop", "on"]);
+    let loopd = Loopd::start(&w, &server.addr, &cert);
+    let _ = loopd.cli(&["setparams", "--autoloop=true", "--autobudget=100000"]);
+    let sluiced_pid = sluiced.id();
+    let loopd_pid = loopd.proc.pid();
+
+    std::thread::sleep(Duration::from_secs(10));
+    let start = (sample(sluiced_pid), sample(loopd_pid));
+
+    // Idle: a block every 10 s for two minutes; CPU scaled to an hour.
+    let idle_window = Duration::from_secs(120);
+    let idle_start = (sample(sluiced_pid).1, sample(loopd_pid).1);
+    {
+        let _m = Miner::start(&w, Duration::from_secs(10));
+        std::thread::sleep(idle_window);
+    }
+    let idle_end = (sample(sluiced_pid).1, sample(loopd_pid).1);
+    let per_hour = 3600.0 / idle_window.as_secs_f64();
+
+    // A run of blocks: 100 more, one a second.
+    {
+        let _m = Miner::start(&w, Duration::from_secs(1));
+        std::thread::sleep(Duration::from_secs(100));
+    }
+    w.sync().unwrap();
+    let after_blocks = (sample(sluiced_pid), sample(loopd_pid));
+
+    // One Loop Out each, CPU of its own process from the call to success.
+    let before = sample(sluiced_pid).1;
+    let out = cli(&["--json", "out", "--amt", "250000", "--force"]);
+    let id = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let t = Instant::now();
+    {
+        let _m = Miner::start(&w, Duration::from_secs(2));
+        poll("sluiced's swap", Duration::from_secs(240), || {
+            let v: serde_json::Value =
+                serde_json::from_slice(&cli(&["--json", "swap", &id]).stdout).ok()?;
+            (v["swap"]["state"] == "SUCCEEDED").then_some(())
+        });
+    }
+    let sluice_swap = (sample(sluiced_pid).1 - before, t.elapsed());
+    let before = sample(loopd_pid).1;
+    let out = loopd.ok(&["out", "--amt", "250000", "--force"]);
+    let lid = out
+        .lines()
+        .find_map(|l| l.strip_prefix("ID:"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let t = Instant::now();
+    {
+        let _m = Miner::start(&w, Duration::from_secs(2));
+        poll("loopd's swap", Duration::from_secs(240), || {
+            let v: serde_json::Value = serde_json::from_str(&loopd.ok(&["swapinfo", &lid])).ok()?;
+            (v["state"] == "SUCCESS").then_some(())
+        });
+    }
+    let loopd_swap = (sample(loopd_pid).1 - before, t.elapsed());
+
+    println!("| figure | sluiced | loopd | sluiced / loopd |");
+    println!("|---|---:|---:|---:|");
+    let row = |name: &str, a: f64, b: f64, unit: &str| {
+        println!("| {name} | {a:.1} {unit} | {b:.1} {unit} | {:.2} |", a / b);
+    };
+    row(
+        "resident memory after start",
+        start.0.0 as f64 / 1024.0,
+        start.1.0 as f64 / 1024.0,
+        "MB",
+    );
+    row(
+        "resident memory after 100 more blocks",
+        after_blocks.0.0 as f64 / 1024.0,
+        after_blocks.1.0 as f64 / 1024.0,
+        "MB",
+    );
+    row(
+        "CPU while idle (a block every 10 s), per hour",
+        (idle_end.0 - idle_start.0) * per_hour,
+        (idle_end.1 - idle_start.1) * per_hour,
+        "s",
+    );
+    row(
+        "CPU per completed Loop Out",
+        sluice_swap.0,
+        loopd_swap.0,
+        "s",
+    );
+    println!(
+        "(Loop Out wall time: sluiced {:?}, loopd {:?})",
+        sluice_swap.1, loopd_swap.1
+    );
+    let _ = sluiced.kill();
+    let _ = sluiced.wait();
+}
