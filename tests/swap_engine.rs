@@ -266,3 +266,70 @@ async fn a_created_swap_carries_the_servers_message_and_the_limits_a_quote_deriv
     assert_eq!(terms.fee_limits, derived.limits);
     engine.shutdown();
 }
+
+/// Whether `txid` is in the active chain.
+fn confirmed_in_chain(net: &engine_harness::Simnet, txid: &bitcoin::Txid) -> bool {
+    matches!(
+        lock(&net.world).chain().tx(txid),
+        Some(sluice::simnet::chain::TxStatus::Confirmed { .. })
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_reorged_out_while_the_daemon_is_down_is_swept_again_not_taken_for_final() {
+    let net = simnet().await;
+    let engine = net.engine().await;
+    let local_before = net.local_balance().await;
+    let wallet_before = net.wallet_confirmed().await;
+    let hash = engine.loop_out(request(350_000)).await.unwrap();
+    let stopped = net
+        .drive_until(hash, |r| r.progress.state == SwapState::SpendConfirming)
+        .await;
+    engine.shutdown();
+    let spend = stopped.progress.spend.unwrap();
+    let finality = stopped.contract.terms().sweep_finality_confirmations;
+
+    // While the daemon is down, the sweep's block is reorged out and miners leave the sweep
+    // in the mempool; the chain grows far past the stored spend height plus finality.
+    {
+        let mut w = lock(&net.world);
+        let depth = w.chain().height().0 - spend.height.0 + 1;
+        w.reorg(depth).unwrap();
+        w.hold(spend.txid);
+        w.mine(depth + finality + 2);
+    }
+    assert!(!confirmed_in_chain(&net, &spend.txid));
+
+    // Restarted, the swap must not call the vanished sweep final: it sweeps again.
+    let engine = net.engine().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut polls_while_held = 0;
+    loop {
+        let r = net.record(hash).await;
+        if let Some(s) = r.progress.spend {
+            assert!(
+                r.progress.state != SwapState::Succeeded || confirmed_in_chain(&net, &s.txid),
+                "succeeded on a sweep that is not in the chain: {:?}",
+                r.progress
+            );
+        }
+        if r.progress.state == SwapState::PreimageRevealed {
+            polls_while_held += 1;
+        }
+        if polls_while_held >= 5 || r.progress.state == SwapState::Succeeded {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{:?}", r.progress);
+        lock(&net.world).mine(1);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Miners take the sweep again: the swap ends on a spend the chain holds.
+    lock(&net.world).release(&spend.txid);
+    let record = net.drive_until(hash, succeeded).await;
+    assert!(confirmed_in_chain(
+        &net,
+        &record.progress.spend.unwrap().txid
+    ));
+    assert_costs_match(&net, &record, local_before, wallet_before).await;
+    engine.shutdown();
+}

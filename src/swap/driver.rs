@@ -328,6 +328,7 @@ impl Driver {
                     outpoint,
                     height_hint,
                     self.chain.destination.clone(),
+                    hash,
                     self.inputs_tx.clone(),
                 );
                 self.spawn_task(TaskKey::WatchSpend(outpoint), task);

@@ -35,6 +35,18 @@ impl Chain {
         (0..n).map(|_| self.mine_one(coinbase_script)).collect()
     }
 
+    /// Leaves the mempool transaction `txid` (and anything spending it) out of every block mined
+    /// until [`Chain::release`]; it stays in the mempool and can still be replaced. Holding a
+    /// transaction not (yet) in the mempool holds it once it arrives.
+    pub fn hold(&mut self, txid: Txid) {
+        self.held.insert(txid);
+    }
+
+    /// Lets a held transaction be mined again.
+    pub fn release(&mut self, txid: &Txid) {
+        self.held.remove(txid);
+    }
+
     /// Disconnects the top `depth` blocks, then returns their non-coinbase transactions to the
     /// mempool (re-validated, oldest block first) and re-validates the old mempool after them.
     /// Transactions that no longer validate (e.g. spending a vanished coinbase) are dropped.
@@ -96,7 +108,7 @@ impl Chain {
             .saturating_sub(COINBASE_WEIGHT_RESERVE);
         let mut fees = Sat::ZERO;
         let mut txs = Vec::new();
-        for txid in self.mempool.select(budget) {
+        for txid in self.mempool.select(budget, &self.held) {
             if let Some(entry) = self.mempool.get(&txid) {
                 fees += entry.fee;
                 txs.push(entry.tx.clone());

@@ -265,6 +265,17 @@ impl World {
         hashes
     }
 
+    /// Leaves a mempool transaction (and its descendants) out of the blocks mined from now on,
+    /// until [`World::release`]: the test's say over which mempool transactions a block takes.
+    pub fn hold(&mut self, txid: bitcoin::Txid) {
+        self.chain.hold(txid);
+    }
+
+    /// Lets a held transaction be mined again.
+    pub fn release(&mut self, txid: &bitcoin::Txid) {
+        self.chain.release(txid);
+    }
+
     /// Disconnects the top `depth` blocks; their transactions return to the mempool. Mine
     /// afterwards to build the new branch.
     pub fn reorg(&mut self, depth: u32) -> Result<ReorgOutcome, WorldError> {

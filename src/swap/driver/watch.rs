@@ -14,8 +14,8 @@ use tokio::sync::mpsc;
 
 use super::super::engine::EngineConfig;
 use super::super::{
-    HtlcBranch, Input, LoopOutContract, PaymentEvent, PaymentFailureReason, PaymentKind, SpendPath,
-    classify_v3_witness,
+    Input, LoopOutContract, PaymentEvent, PaymentFailureReason, PaymentKind, SpendPath, read_spend,
+    witness_shape,
 };
 use crate::domain::{BlockHeight, Sat, SwapHash};
 use crate::lnd::types::{
@@ -244,6 +244,7 @@ pub(super) async fn spend(
     outpoint: OutPoint,
     height_hint: BlockHeight,
     destination: ScriptBuf,
+    swap_hash: SwapHash,
     tx: mpsc::UnboundedSender<Input>,
 ) {
     let request = SpendRequest {
@@ -252,7 +253,18 @@ pub(super) async fn spend(
         height_hint,
     };
     let mut backoff = Backoff::new(&config);
+    // Whether this watch reported a spend that no reorg notice has taken back yet.
+    let mut vouched = false;
     loop {
+        if vouched {
+            // A lost stream may have hidden a reorg: the spend is no longer vouched for. The new
+            // registration reports it again if the chain still has it; meanwhile the swap
+            // sweeps.
+            vouched = false;
+            if tx.send(Input::SpendReorged).is_err() {
+                return;
+            }
+        }
         match node.register_spend(&request).await {
             Ok(mut stream) => {
                 while let Some(item) = stream.next().await {
@@ -267,33 +279,40 @@ pub(super) async fn spend(
                                 .ok()
                                 .and_then(|i| spending_tx.input.get(i))
                                 .map(|i| &i.witness);
-                            let branch = witness.and_then(classify_v3_witness);
-                            let path = match branch {
-                                Some(HtlcBranch::KeyPath | HtlcBranch::SuccessLeaf) => {
-                                    let swept: u64 = spending_tx
-                                        .output
-                                        .iter()
-                                        .filter(|o| o.script_pubkey == destination)
-                                        .map(|o| o.value.to_sat())
-                                        .sum();
-                                    SpendPath::Success {
-                                        swept_value: Sat(swept),
-                                    }
+                            let empty = bitcoin::Witness::new();
+                            let witness = witness.unwrap_or(&empty);
+                            let reading = read_spend(witness, swap_hash);
+                            if !reading.shape_known {
+                                // Never ignore a spend: the HTLC is gone either way.
+                                tracing::warn!(%outpoint, txid = %spending_tx.compute_txid(),
+                                    shape = ?witness_shape(witness), branch = ?reading.branch,
+                                    "the HTLC was spent with a witness of unknown shape; \
+                                     read by whether it carries the preimage");
+                            }
+                            let path = if reading.branch.is_success() {
+                                let swept: u64 = spending_tx
+                                    .output
+                                    .iter()
+                                    .filter(|o| o.script_pubkey == destination)
+                                    .map(|o| o.value.to_sat())
+                                    .sum();
+                                SpendPath::Success {
+                                    swept_value: Sat(swept),
                                 }
-                                Some(HtlcBranch::TimeoutLeaf) => SpendPath::Timeout,
-                                None => {
-                                    tracing::error!(%outpoint, txid = %spending_tx.compute_txid(),
-                                        "the HTLC was spent with a witness of unknown shape");
-                                    continue;
-                                }
+                            } else {
+                                SpendPath::Timeout
                             };
+                            vouched = true;
                             Input::HtlcSpent {
                                 txid: spending_tx.compute_txid(),
                                 height,
                                 path,
                             }
                         }
-                        Ok(SpendUpdate::Reorg) => Input::SpendReorged,
+                        Ok(SpendUpdate::Reorg) => {
+                            vouched = false;
+                            Input::SpendReorged
+                        }
                         Err(e) => {
                             tracing::warn!(error = %e, "HTLC spend watch broke; re-registering");
                             break;
