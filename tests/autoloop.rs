@@ -879,3 +879,72 @@ async fn a_swap_in_flight_holds_the_next_and_a_spent_budget_exhausts_it() {
     cancel.cancel();
     engine.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_whose_result_was_never_saved_is_looked_up_before_the_reservation_is_released() {
+    let net = net().await;
+    let engine = net.engine().await;
+    let cancel = CancellationToken::new();
+    let al = net.autoloop(&engine, cancel.clone()).await;
+    // The server underpays the HTLC: the swap fails before the reveal, after the prepay
+    // settled and once the held swap payment is given up.
+    net.server
+        .set_behaviour_for_next_swap(sluice::simnet::loopserver::Behaviour {
+            htlc: sluice::simnet::loopserver::behaviour::HtlcTamper::ValueBelow(Sat(10_000)),
+            ..Default::default()
+        });
+    al.set_mode(Mode::On).await.unwrap();
+    let hash = poll("a dispatched swap", async || {
+        let _ = al.run_pass(Wake::Forced).await;
+        net.store
+            .list_swaps(SwapFilter::default())
+            .await
+            .unwrap()
+            .first()
+            .map(|r| r.contract.terms().swap_hash)
+    })
+    .await;
+    // Autoloop goes down at once; the engine runs the swap to its end.
+    cancel.cancel();
+    let record = poll("the swap's end with both payments final", async || {
+        lock(&net.world).mine(1);
+        let r = net.store.load_swap(hash).await.unwrap().unwrap().record;
+        (r.progress.state.is_terminal()
+            && r.progress.swap_payment.is_final()
+            && r.progress.prepay_payment.is_final())
+        .then_some(r)
+    })
+    .await;
+    let prepay = record.contract.terms().prepay_invoice.amount;
+    assert!(record.progress.prepay_payment.is_succeeded());
+    engine.shutdown();
+
+    // The crash came before the prepay's result was saved: the store's newest row has the
+    // prepay as never dispatched, though lnd paid it.
+    let mut lost = record.progress.clone();
+    lost.prepay_payment = sluice::swap::PaymentStatus::NotDispatched;
+    net.store
+        .save_progress(hash, &lost, lost.costs(&record.contract), 0)
+        .await
+        .unwrap();
+
+    // Restarted: the reservation is released only with the prepay booked.
+    let engine = net.engine().await;
+    let cancel = CancellationToken::new();
+    let al = net.autoloop(&engine, cancel.clone()).await;
+    let status = poll("the release", async || {
+        let _ = al.run_pass(Wake::Forced).await;
+        let s = al.budget().await;
+        (s[0].total.reserved_worst == Sat::ZERO).then_some(s)
+    })
+    .await;
+    assert!(
+        status[0].total.spent >= prepay,
+        "the prepay of {prepay} was never booked: {:?}",
+        status[0].total
+    );
+    let stored = net.store.load_swap(hash).await.unwrap().unwrap().record;
+    assert!(stored.progress.prepay_payment.is_succeeded());
+    cancel.cancel();
+    engine.shutdown();
+}

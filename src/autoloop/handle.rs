@@ -157,7 +157,7 @@ impl Autoloop {
             },
             pass_id: store.last_pass_id().await?,
         };
-        let settled = supervise::settle_finished(&store, &mut state, now).await?;
+        let settled = supervise::settle_finished(node.as_ref(), &store, &mut state, now).await?;
         if settled > 0 {
             tracing::info!(
                 settled,
@@ -345,8 +345,14 @@ impl Autoloop {
                 Ok(u) if u.state.is_terminal() => {
                     let now = now_of(&self.inner.clock);
                     let mut state = self.inner.state.lock().await;
-                    let settled =
-                        supervise::settle(&self.inner.ports.store, &mut state, u.hash, now).await;
+                    let settled = supervise::settle(
+                        self.inner.ports.node.as_ref(),
+                        &self.inner.ports.store,
+                        &mut state,
+                        u.hash,
+                        now,
+                    )
+                    .await;
                     drop(state);
                     match settled {
                         Ok(true) => self.wake(Wake::SwapFinished(u.hash)),
@@ -364,8 +370,13 @@ impl Autoloop {
                     );
                     let now = now_of(&self.inner.clock);
                     let mut state = self.inner.state.lock().await;
-                    if let Err(e) =
-                        supervise::settle_finished(&self.inner.ports.store, &mut state, now).await
+                    if let Err(e) = supervise::settle_finished(
+                        self.inner.ports.node.as_ref(),
+                        &self.inner.ports.store,
+                        &mut state,
+                        now,
+                    )
+                    .await
                     {
                         tracing::error!(error = %e, "settling finished autoloop swaps failed");
                     }

@@ -136,7 +136,9 @@ pub(super) async fn run(
     };
     if matches!(purpose, Purpose::Run(_)) {
         // Swaps whose last payment result came after their terminal update settle here.
-        if let Err(e) = super::supervise::settle_finished(&ports.store, state, now).await {
+        if let Err(e) =
+            super::supervise::settle_finished(ports.node.as_ref(), &ports.store, state, now).await
+        {
             tracing::error!(error = %e, "settling finished autoloop swaps failed");
         }
     }

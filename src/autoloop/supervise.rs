@@ -7,9 +7,10 @@ use super::AutoloopError;
 use super::pass::State;
 use crate::domain::{Sat, SwapHash};
 use crate::ledger::{Applied, Entry, EntryId, EntryKind, SpendCategory};
+use crate::lnd::{LightningNode, NodeErrorKind};
 use crate::policy::BackoffState;
-use crate::store::Store;
-use crate::swap::{PaymentStatus, SwapCosts, SwapState};
+use crate::store::{Store, SwapRecord};
+use crate::swap::{PaymentKind, PaymentStatus, SwapCosts, SwapState};
 
 /// Entry ids of a swap's spends; fixed per category so recording them again is a replay.
 fn spend_id(category: SpendCategory) -> EntryId {
@@ -40,12 +41,51 @@ pub(super) fn spends(state: SwapState, costs: &SwapCosts) -> Vec<(SpendCategory,
     .collect()
 }
 
+/// Whether both payments of a finished swap have a result that can no longer change its costs.
+/// A final result in the store is. A payment the store has in flight is not. A payment the
+/// store never saw dispatched may still have left just before a crash (or its first update was
+/// not saved yet): it counts only once lnd, asked by hash (`TrackPaymentV2`), knows no payment
+/// to it at all. If lnd has one, or cannot be asked, the swap waits: its driver follows the
+/// payment into the store, and a later pass settles it.
+async fn payments_settled(node: &dyn LightningNode, record: &SwapRecord) -> bool {
+    let terms = record.contract.terms();
+    for kind in [PaymentKind::Swap, PaymentKind::Prepay] {
+        match record.progress.payment(kind) {
+            PaymentStatus::Succeeded { .. } | PaymentStatus::Failed { .. } => {}
+            PaymentStatus::InFlight => return false,
+            PaymentStatus::NotDispatched => {
+                let hash = match kind {
+                    PaymentKind::Swap => terms.swap_hash,
+                    PaymentKind::Prepay => SwapHash(terms.prepay_invoice.payment_hash),
+                };
+                match node.track_payment(hash).await {
+                    Err(e) if e.kind == NodeErrorKind::NotFound => {}
+                    Err(e) => {
+                        tracing::warn!(swap = %terms.swap_hash, ?kind, error = %e,
+                            "cannot ask lnd about a payment the store never saw dispatched; \
+                             the reservation stays until it can");
+                        return false;
+                    }
+                    Ok(_) => {
+                        tracing::info!(swap = %terms.swap_hash, ?kind,
+                            "lnd has a payment the store never saw dispatched; the reservation \
+                             stays until its result is stored");
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+    true
+}
+
 /// Settles a finished autoloop swap from its stored record: records its spends and release
 /// (store first, then the ledger) and updates backoff. Waits (returns `false`) while the swap
-/// runs or one of its payments is still in flight, since a late payment result can still
-/// change its costs. Swaps without a reservation (manual ones) and swaps already released are
+/// runs or one of its payments is not provably final ([`payments_settled`]), since a late
+/// payment result can still change its costs. Swaps without a reservation (manual ones) and swaps already released are
 /// left alone.
 pub(super) async fn settle(
+    node: &dyn LightningNode,
     store: &Store,
     state: &mut State,
     hash: SwapHash,
@@ -60,11 +100,7 @@ pub(super) async fn settle(
     };
     let record = &stored.record;
     let swap_state = record.progress.state;
-    let in_flight = |p: PaymentStatus| p == PaymentStatus::InFlight;
-    if !swap_state.is_terminal()
-        || in_flight(record.progress.swap_payment)
-        || in_flight(record.progress.prepay_payment)
-    {
+    if !swap_state.is_terminal() || !payments_settled(node, record).await {
         return Ok(false);
     }
     let costs = &record.costs;
@@ -114,6 +150,7 @@ pub(super) async fn settle(
 /// After a restart: settles every reserved swap that finished while the daemon was down
 /// (or between its end and its release). Returns how many were settled.
 pub(super) async fn settle_finished(
+    node: &dyn LightningNode,
     store: &Store,
     state: &mut State,
     now: DateTime<Utc>,
@@ -121,7 +158,7 @@ pub(super) async fn settle_finished(
     let pending: Vec<SwapHash> = state.ledger.pending().copied().collect();
     let mut n = 0;
     for hash in pending {
-        if settle(store, state, hash, now).await? {
+        if settle(node, store, state, hash, now).await? {
             n += 1;
         }
     }

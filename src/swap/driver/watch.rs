@@ -119,8 +119,9 @@ pub(super) async fn payment(
         };
         let stream = match started {
             Err(e) if track_only && e.kind == NodeErrorKind::NotFound => {
-                tracing::warn!(swap = %t_hash(&contract), ?kind,
-                    "lnd has no payment for an in-flight invoice of a finished swap");
+                tracing::info!(swap = %t_hash(&contract), ?kind,
+                    "lnd has no payment for an unfinished invoice of a finished swap; \
+                     it never left");
                 return;
             }
             Ok(s) => Ok(s),
