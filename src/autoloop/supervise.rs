@@ -10,7 +10,7 @@ use crate::ledger::{Applied, Entry, EntryId, EntryKind, SpendCategory};
 use crate::lnd::{LightningNode, NodeErrorKind};
 use crate::policy::BackoffState;
 use crate::store::{Store, SwapRecord};
-use crate::swap::{PaymentKind, PaymentStatus, SwapCosts, SwapState};
+use crate::swap::{PaymentKind, PaymentStatus, SwapCosts, SwapProgress, SwapState};
 
 /// Entry ids of a swap's spends; fixed per category so recording them again is a replay.
 fn spend_id(category: SpendCategory) -> EntryId {
@@ -20,25 +20,42 @@ fn spend_id(category: SpendCategory) -> EntryId {
         SpendCategory::Routing => 3,
         SpendCategory::Miner => 4,
         SpendCategory::L402 => 5,
+        SpendCategory::Loss => 6,
     })
 }
 
-/// The spends a finished swap's costs stand for.
-pub(super) fn spends(state: SwapState, costs: &SwapCosts) -> Vec<(SpendCategory, Sat)> {
+/// The spends a finished swap's costs stand for. What the server kept is its fee on success;
+/// before the reveal it is the prepay; after a reveal whose HTLC the server's timeout path
+/// took back, the prepay it kept is booked as prepay and the rest (the swap invoice it
+/// collected) as a loss.
+pub(super) fn spends(progress: &SwapProgress, costs: &SwapCosts) -> Vec<(SpendCategory, Sat)> {
     let server = Sat(u64::try_from(costs.server_sat.max(0)).unwrap_or(0));
-    let server_cat = if state == SwapState::Succeeded {
-        SpendCategory::Server
-    } else {
-        SpendCategory::Prepay
+    let mut kept = match progress.state {
+        SwapState::Succeeded => vec![(SpendCategory::Server, server)],
+        SwapState::FailedSweepTimeout => {
+            let prepay = match progress.prepay_payment {
+                PaymentStatus::Succeeded { amount, .. } => amount.min(server),
+                PaymentStatus::NotDispatched
+                | PaymentStatus::InFlight
+                | PaymentStatus::Failed { .. } => Sat::ZERO,
+            };
+            vec![
+                (SpendCategory::Prepay, prepay),
+                (SpendCategory::Loss, server - prepay),
+            ]
+        }
+        SwapState::Initiated
+        | SwapState::PreimageRevealed
+        | SwapState::SpendConfirming
+        | SwapState::FailedOffchain
+        | SwapState::FailedTimeout
+        | SwapState::FailedInsufficientValue => vec![(SpendCategory::Prepay, server)],
     };
-    [
-        (server_cat, server),
+    kept.extend([
         (SpendCategory::Routing, costs.offchain),
         (SpendCategory::Miner, costs.onchain),
-    ]
-    .into_iter()
-    .filter(|(_, a)| *a > Sat::ZERO)
-    .collect()
+    ]);
+    kept.into_iter().filter(|(_, a)| *a > Sat::ZERO).collect()
 }
 
 /// Whether both payments of a finished swap have a result that can no longer change its costs.
@@ -104,7 +121,7 @@ pub(super) async fn settle(
         return Ok(false);
     }
     let costs = &record.costs;
-    let mut entries: Vec<Entry> = spends(swap_state, costs)
+    let mut entries: Vec<Entry> = spends(&record.progress, costs)
         .into_iter()
         .map(|(category, amount)| Entry {
             swap: hash,
@@ -163,4 +180,57 @@ pub(super) async fn settle_finished(
         }
     }
     Ok(n)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn progress(state: SwapState, prepay: u64) -> SwapProgress {
+        SwapProgress {
+            state,
+            prepay_payment: PaymentStatus::Succeeded {
+                amount: Sat(prepay),
+                routing_fee: Sat(1),
+            },
+            ..SwapProgress::new()
+        }
+    }
+
+    #[test]
+    fn a_timeout_loss_is_booked_as_a_loss_and_the_prepay_as_prepay() {
+        // The server collected the swap invoice (500 000) and the prepay (1 000), and its
+        // timeout path took the HTLC back: 500 000 lost, 1 000 prepay.
+        let costs = SwapCosts {
+            server_sat: 501_000,
+            onchain: Sat::ZERO,
+            offchain: Sat(7),
+        };
+        assert_eq!(
+            spends(&progress(SwapState::FailedSweepTimeout, 1_000), &costs),
+            vec![
+                (SpendCategory::Prepay, Sat(1_000)),
+                (SpendCategory::Loss, Sat(500_000)),
+                (SpendCategory::Routing, Sat(7)),
+            ]
+        );
+        // Before the reveal the server keeps the prepay only; on success its fee.
+        let prepay_only = SwapCosts {
+            server_sat: 1_000,
+            ..costs
+        };
+        assert_eq!(
+            spends(&progress(SwapState::FailedTimeout, 1_000), &prepay_only)[0],
+            (SpendCategory::Prepay, Sat(1_000))
+        );
+        assert_eq!(
+            spends(&progress(SwapState::Succeeded, 1_000), &prepay_only)[0],
+            (SpendCategory::Server, Sat(1_000))
+        );
+        assert_ne!(
+            spend_id(SpendCategory::Loss),
+            spend_id(SpendCategory::Prepay)
+        );
+    }
 }
