@@ -333,3 +333,76 @@ async fn a_sweep_reorged_out_while_the_daemon_is_down_is_swept_again_not_taken_f
     assert_costs_match(&net, &record, local_before, wallet_before).await;
     engine.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_undecodable_or_undrivable_swap_is_quarantined_and_every_other_is_driven() {
+    let net = simnet().await;
+    let engine = net.engine().await;
+    let bad_row = engine.loop_out(request(210_000)).await.unwrap();
+    let bad_script = engine.loop_out(request(220_000)).await.unwrap();
+    let good = engine.loop_out(request(230_000)).await.unwrap();
+    // The good swap revealed its preimage: it must be swept whatever happens to the others.
+    net.drive_until(good, |r| r.progress.revealed_at.is_some())
+        .await;
+    engine.shutdown();
+
+    let db = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        net.dir.path().join("sluice.db").display()
+    ))
+    .await
+    .unwrap();
+    // One swap's newest progress row no longer decodes; another's HTLC script no longer
+    // matches its contract.
+    sqlx::query(
+        "UPDATE swap_updates SET progress_json = '{\"state_code\": 1, \"truncated' WHERE id = \
+         (SELECT MAX(id) FROM swap_updates WHERE swap_hash = ?)",
+    )
+    .bind(bad_row.to_string())
+    .execute(&db)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE swaps SET htlc_pk_script = ? WHERE swap_hash = ?")
+        .bind(format!("5120{}", "11".repeat(32)))
+        .bind(bad_script.to_string())
+        .execute(&db)
+        .await
+        .unwrap();
+
+    // The daemon starts anyway and drives the good swap to its end.
+    let engine = net.engine().await;
+    let quarantined = engine.quarantined();
+    let ids: Vec<&str> = quarantined.iter().map(|q| q.id.as_str()).collect();
+    assert!(
+        ids.contains(&bad_row.to_string().as_str()),
+        "{quarantined:?}"
+    );
+    assert!(
+        ids.contains(&bad_script.to_string().as_str()),
+        "{quarantined:?}"
+    );
+    assert!(!ids.contains(&good.to_string().as_str()));
+    let why = |id: String| {
+        quarantined
+            .iter()
+            .find(|q| q.id == id)
+            .map(|q| q.reason.clone())
+            .unwrap()
+    };
+    assert!(why(bad_row.to_string()).contains("progress_json"));
+    assert!(why(bad_script.to_string()).contains("htlc_pk_script"));
+    assert!(!engine.is_running(bad_script));
+    net.drive_until(good, succeeded).await;
+
+    // Listings still work: the readable swaps are listed, the unreadable one named apart.
+    let listed = net
+        .store
+        .list_swaps(sluice::store::SwapFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 2);
+    let unreadable = net.store.list_unreadable().await.unwrap();
+    assert_eq!(unreadable.len(), 1);
+    assert_eq!(unreadable[0].swap_hash, bad_row.to_string());
+    engine.shutdown();
+}

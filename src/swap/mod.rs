@@ -54,8 +54,8 @@ pub use contract::{
     KeyLocator, LoopOutContract, Preimage, SWAP_KEY_FAMILY,
 };
 pub use engine::{
-    Admission, CreatedLoopOut, EngineConfig, EngineError, LoopOutRequest, QuoteLimits, SwapEngine,
-    SwapUpdate,
+    Admission, CreatedLoopOut, EngineConfig, EngineError, LoopOutRequest, QuarantinedSwap,
+    QuoteLimits, SwapEngine, SwapUpdate,
 };
 pub use event::{Action, CancelReason, Input, PaymentEvent, Rejected, Rule, Transition};
 pub use state::{
