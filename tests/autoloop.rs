@@ -119,6 +119,8 @@ impl Net {
         let mut config = AutoloopConfig::new(policy_path());
         config.tick = Duration::from_secs(3600);
         config.debounce = Duration::from_millis(50);
+        // The client keeps its L402 token in the net's directory.
+        config.l402_dir = Some(self.dir.path().to_path_buf());
         Autoloop::start(
             AutoloopDeps {
                 node: self.node.clone(),
@@ -945,6 +947,73 @@ async fn a_payment_whose_result_was_never_saved_is_looked_up_before_the_reservat
     );
     let stored = net.store.load_swap(hash).await.unwrap().unwrap().record;
     assert!(stored.progress.prepay_payment.is_succeeded());
+    cancel.cancel();
+    engine.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_l402_token_bought_by_a_pass_is_booked_in_the_ledger_once() {
+    let mut net = net().await;
+    // The server now sits behind an L402 front charging 900 sat; the client pays through
+    // the node.
+    net.server
+        .set_l402(Some(sluice::simnet::loopserver::L402Settings {
+            price: Sat(900),
+            ..Default::default()
+        }));
+    let addr = net.server.serve_on_loopback().await.unwrap();
+    net.client = Arc::new(
+        LoopServerClient::connect(
+            &addr.to_string(),
+            ServerTls::Insecure,
+            Duration::from_secs(10),
+            L402Config::new(Network::Regtest, net.dir.path()),
+            Arc::new(sluice::provider::node_payer::NodePayer(net.node.clone())),
+        )
+        .unwrap(),
+    );
+    let engine = net.engine().await;
+    let cancel = CancellationToken::new();
+    let al = net.autoloop(&engine, cancel.clone()).await;
+    al.set_mode(Mode::DryRun).await.unwrap();
+    // A dry-run pass quotes, and the first quote buys the token.
+    pass(&al).await;
+    let tokens = sluice::provider::l402::TokenStore::new(net.dir.path());
+    let token = tokens.load_paid().unwrap().expect("a paid token");
+    let price = Sat((token.amount_paid.0 + token.routing_fee.0).div_ceil(1000));
+    assert!(price >= Sat(900));
+
+    let l402_spends = |entries: Vec<sluice::ledger::Entry>| -> Vec<Sat> {
+        entries
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                sluice::ledger::EntryKind::Spend {
+                    amount,
+                    category: sluice::ledger::SpendCategory::L402,
+                } => Some(amount),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(
+        l402_spends(net.store.ledger_entries().await.unwrap()),
+        vec![price]
+    );
+    let budget = al.budget().await;
+    assert!(budget[0].total.spent >= price, "{:?}", budget[0].total);
+    assert_eq!(budget[0].total.reserved_worst, Sat::ZERO);
+
+    // More passes and a restart book it no second time.
+    pass(&al).await;
+    cancel.cancel();
+    let cancel = CancellationToken::new();
+    let al = net.autoloop(&engine, cancel.clone()).await;
+    pass(&al).await;
+    assert_eq!(
+        l402_spends(net.store.ledger_entries().await.unwrap()),
+        vec![price]
+    );
+    assert_eq!(al.budget().await, budget);
     cancel.cancel();
     engine.shutdown();
 }

@@ -158,6 +158,9 @@ impl Autoloop {
             pass_id: store.last_pass_id().await?,
         };
         let settled = supervise::settle_finished(node.as_ref(), &store, &mut state, now).await?;
+        if let Some(dir) = &config.l402_dir {
+            supervise::book_l402(dir, &store, &mut state, now).await?;
+        }
         if settled > 0 {
             tracing::info!(
                 settled,
@@ -175,6 +178,7 @@ impl Autoloop {
                 flow_windows_days: config.flow_windows_days.clone(),
                 fee_history: config.fee_history,
                 journal_passes: config.journal_passes,
+                l402_dir: config.l402_dir.clone(),
             },
             config,
             clock,

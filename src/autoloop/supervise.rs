@@ -9,6 +9,7 @@ use crate::domain::{Sat, SwapHash};
 use crate::ledger::{Applied, Entry, EntryId, EntryKind, SpendCategory};
 use crate::lnd::{LightningNode, NodeErrorKind};
 use crate::policy::BackoffState;
+use crate::provider::l402::TokenStore;
 use crate::store::{Store, SwapRecord};
 use crate::swap::{PaymentKind, PaymentStatus, SwapCosts, SwapProgress, SwapState};
 
@@ -161,6 +162,71 @@ pub(super) async fn settle(
         }
     }
     tracing::info!(swap = %hash, state = %swap_state.as_str(), "autoloop swap settled in the ledger");
+    Ok(true)
+}
+
+/// The ledger account rule of an L402 token's booking (its sub-budget name, if a policy rule
+/// were called that).
+pub(super) const L402_RULE: &str = "l402";
+
+/// Books the paid L402 token in `dir` (if any, and not booked yet) in the ledger: a reserve
+/// of exactly its price (amount plus routing fee, rounded up to the sat), the spend under
+/// [`SpendCategory::L402`] and the release, all under the token's payment hash so recording it
+/// again is a replay. Store first, then the ledger, as for swaps. Returns whether it booked.
+pub(super) async fn book_l402(
+    dir: &std::path::Path,
+    store: &Store,
+    state: &mut State,
+    now: DateTime<Utc>,
+) -> Result<bool, AutoloopError> {
+    let token = match TokenStore::new(dir).load_paid() {
+        Ok(Some(t)) => t,
+        Ok(None) => return Ok(false),
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e,
+                "cannot read the paid L402 token to book its price; retried on the next pass");
+            return Ok(false);
+        }
+    };
+    let account = SwapHash(token.payment_hash);
+    if state.ledger.swap(&account).is_some_and(|a| a.is_released()) {
+        return Ok(false);
+    }
+    let price = Sat((token.amount_paid.0 + token.routing_fee.0).div_ceil(1000));
+    let entries = [
+        Entry {
+            swap: account,
+            id: EntryId::RESERVE,
+            at: now,
+            kind: EntryKind::Reserve {
+                rule: L402_RULE.to_owned(),
+                expected: price,
+                worst_case: price,
+            },
+        },
+        Entry {
+            swap: account,
+            id: spend_id(SpendCategory::L402),
+            at: now,
+            kind: EntryKind::Spend {
+                amount: price,
+                category: SpendCategory::L402,
+            },
+        },
+        Entry {
+            swap: account,
+            id: EntryId::RELEASE,
+            at: now,
+            kind: EntryKind::Release,
+        },
+    ];
+    for entry in entries {
+        // A crash between two entries leaves the first ones stored: storing and applying them
+        // again is a replay, a no-op.
+        store.append_ledger_entry(&entry).await?;
+        state.ledger.apply(entry)?;
+    }
+    tracing::info!(token = %account, price = %price, "L402 token price booked in the ledger");
     Ok(true)
 }
 
