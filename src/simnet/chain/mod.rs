@@ -239,6 +239,8 @@ pub struct Chain {
     /// Mempool transactions the block template leaves out (with their descendants) until
     /// released: a miner that ignores them, for tests of what a block takes.
     held: std::collections::HashSet<Txid>,
+    /// Outpoints whose mempool spenders the block template leaves out until released.
+    held_spends: std::collections::HashSet<OutPoint>,
 }
 
 impl std::fmt::Debug for Chain {
@@ -270,6 +272,7 @@ impl Chain {
             mined: 0,
             faucet,
             held: std::collections::HashSet::new(),
+            held_spends: std::collections::HashSet::new(),
         };
         chain.connect_genesis();
         let script = chain.faucet.script().clone();
