@@ -774,7 +774,9 @@ async fn htlc_confirming_at_deadline_plus(at: i64) -> (Simnet, SwapEngine, SwapR
     req.conf_target = Some(30);
     let hash = engine.loop_out(req).await.unwrap();
     let htlc = net.htlc_tx_in_mempool(hash).await;
-    let deadline = net.record(hash).await.contract.reveal_deadline().0;
+    // From the terms, not from the contract's own rule, which is what is under test.
+    let terms = net.record(hash).await.contract.terms().clone();
+    let deadline = terms.expiry.0 - terms.reveal_margin_blocks;
     let conf_height = u32::try_from(i64::from(deadline) + at).unwrap();
     lock(&net.world).hold(htlc.compute_txid());
     loop {
