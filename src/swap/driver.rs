@@ -326,9 +326,11 @@ impl Driver {
                 let task = watch::spend(
                     Arc::clone(&self.deps.node),
                     self.deps.config.clone(),
-                    self.contract.terms().htlc_pk_script.clone(),
-                    outpoint,
-                    height_hint,
+                    crate::lnd::types::SpendRequest {
+                        outpoint: Some(outpoint),
+                        script: self.contract.terms().htlc_pk_script.clone(),
+                        height_hint,
+                    },
                     self.chain.destination.clone(),
                     hash,
                     self.inputs_tx.clone(),

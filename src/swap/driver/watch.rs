@@ -241,18 +241,14 @@ pub(super) async fn htlc(
 pub(super) async fn spend(
     node: Arc<dyn LightningNode>,
     config: EngineConfig,
-    pk_script: ScriptBuf,
-    outpoint: OutPoint,
-    height_hint: BlockHeight,
+    request: SpendRequest,
     destination: ScriptBuf,
     swap_hash: SwapHash,
     tx: mpsc::UnboundedSender<Input>,
 ) {
-    let request = SpendRequest {
-        outpoint: Some(outpoint),
-        script: pk_script,
-        height_hint,
-    };
+    let outpoint = request
+        .outpoint
+        .map_or_else(|| "<by script>".to_owned(), |o| o.to_string());
     let mut backoff = Backoff::new(&config);
     // Whether this watch reported a spend that no reorg notice has taken back yet.
     let mut vouched = false;
