@@ -325,3 +325,104 @@ pub(super) async fn spend(
         backoff.wait().await;
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::time::Duration;
+
+    use bitcoin::hashes::Hash as _;
+    use bitcoin::{Amount, Transaction, TxIn, TxOut, Txid, Witness, absolute, transaction};
+
+    use super::*;
+    use crate::domain::Network;
+    use crate::lnd::resilient::tests::Fake;
+
+    fn key_path_spend(outpoint: OutPoint, destination: &ScriptBuf) -> Transaction {
+        Transaction {
+            version: transaction::Version::TWO,
+            lock_time: absolute::LockTime::ZERO,
+            input: vec![TxIn {
+                previous_output: outpoint,
+                witness: Witness::from_slice(&[vec![1u8; 64]]),
+                ..TxIn::default()
+            }],
+            output: vec![TxOut {
+                value: Amount::from_sat(90_000),
+                script_pubkey: destination.clone(),
+            }],
+        }
+    }
+
+    async fn next(rx: &mut mpsc::UnboundedReceiver<Input>) -> Input {
+        tokio::time::timeout(Duration::from_secs(60), rx.recv())
+            .await
+            .expect("an input")
+            .expect("the watch is running")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_spend_watch_that_registers_again_takes_back_the_spend_it_reported() {
+        let fake = Fake::new(100);
+        let outpoint = OutPoint {
+            txid: Txid::from_byte_array([3; 32]),
+            vout: 0,
+        };
+        let destination = ScriptBuf::from_bytes(vec![0x51]);
+        let spending_tx = key_path_spend(outpoint, &destination);
+        fake.st().spend_on_register = vec![SpendUpdate::Spent {
+            outpoint,
+            spending_tx: spending_tx.clone(),
+            input_index: 0,
+            height: BlockHeight(101),
+        }];
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut config = EngineConfig::new(Network::Regtest);
+        config.retry_initial = Duration::from_millis(10);
+        config.retry_max = Duration::from_millis(10);
+        tokio::spawn(spend(
+            Arc::new(fake.clone()),
+            config,
+            SpendRequest {
+                outpoint: Some(outpoint),
+                script: ScriptBuf::new(),
+                height_hint: BlockHeight(100),
+            },
+            destination,
+            SwapHash([7; 32]),
+            tx,
+        ));
+        assert_eq!(
+            next(&mut rx).await,
+            Input::HtlcSpent {
+                txid: spending_tx.compute_txid(),
+                height: BlockHeight(101),
+                path: SpendPath::Success {
+                    swept_value: Sat(90_000)
+                },
+            }
+        );
+        // The stream breaks; while it was down a reorg took the spend out, so the new
+        // registration reports nothing. The watch must not keep vouching for the old spend.
+        fake.st().spend_on_register = Vec::new();
+        fake.crash();
+        fake.up_after(Duration::from_millis(50));
+        assert_eq!(next(&mut rx).await, Input::SpendReorged);
+        // Once the spend is back in the chain, the watch reports it again.
+        fake.st().spend_on_register = vec![SpendUpdate::Spent {
+            outpoint,
+            spending_tx: spending_tx.clone(),
+            input_index: 0,
+            height: BlockHeight(103),
+        }];
+        fake.crash();
+        fake.up_after(Duration::from_millis(50));
+        assert!(matches!(
+            next(&mut rx).await,
+            Input::HtlcSpent {
+                height: BlockHeight(103),
+                ..
+            }
+        ));
+    }
+}
