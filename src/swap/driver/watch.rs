@@ -425,4 +425,74 @@ mod tests {
             }
         ));
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_spend_of_unknown_shape_is_never_ignored() {
+        use sha2::{Digest, Sha256};
+        let preimage = [5u8; 32];
+        let hash = SwapHash(Sha256::digest(preimage).into());
+        let outpoint = OutPoint {
+            txid: Txid::from_byte_array([4; 32]),
+            vout: 1,
+        };
+        let destination = ScriptBuf::from_bytes(vec![0x51]);
+        // Five witness elements: no shape the classifier knows.
+        for (elements, ours) in [
+            (
+                vec![
+                    vec![1u8; 64],
+                    preimage.to_vec(),
+                    vec![2; 40],
+                    vec![3; 65],
+                    vec![0x50, 1],
+                ],
+                true,
+            ),
+            (
+                vec![
+                    vec![1u8; 64],
+                    vec![9; 32],
+                    vec![2; 40],
+                    vec![3; 65],
+                    vec![0x50, 1],
+                ],
+                false,
+            ),
+        ] {
+            let mut spending_tx = key_path_spend(outpoint, &destination);
+            spending_tx.input[0].witness = Witness::from_slice(&elements);
+            let fake = Fake::new(100);
+            fake.st().spend_on_register = vec![SpendUpdate::Spent {
+                outpoint,
+                spending_tx: spending_tx.clone(),
+                input_index: 0,
+                height: BlockHeight(101),
+            }];
+            let (tx, mut rx) = mpsc::unbounded_channel();
+            tokio::spawn(spend(
+                Arc::new(fake),
+                EngineConfig::new(Network::Regtest),
+                SpendRequest {
+                    outpoint: Some(outpoint),
+                    script: ScriptBuf::new(),
+                    height_hint: BlockHeight(100),
+                },
+                destination.clone(),
+                hash,
+                tx,
+            ));
+            let path = match next(&mut rx).await {
+                Input::HtlcSpent { path, .. } => path,
+                other => panic!("{other:?}"),
+            };
+            let expected = if ours {
+                SpendPath::Success {
+                    swept_value: Sat(90_000),
+                }
+            } else {
+                SpendPath::Timeout
+            };
+            assert_eq!(path, expected, "preimage carried: {ours}");
+        }
+    }
 }
