@@ -406,3 +406,67 @@ async fn one_undecodable_or_undrivable_swap_is_quarantined_and_every_other_is_dr
     assert_eq!(unreadable[0].swap_hash, bad_row.to_string());
     engine.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_htlc_confirmation_stored_before_a_crash_is_forgotten_at_resume_so_a_reorg_cannot_reveal()
+ {
+    let net = simnet().await;
+    let engine = net.engine().await;
+    let local_before = net.local_balance().await;
+    let wallet_before = net.wallet_confirmed().await;
+    let hash = engine.loop_out(request(260_000)).await.unwrap();
+    let htlc = net.htlc_tx_in_mempool(hash).await;
+    let htlc_txid = htlc.compute_txid();
+    lock(&net.world).hold(htlc_txid);
+    engine.shutdown();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // The daemon had stored the HTLC as confirmed (two blocks deep by the time it restarts)
+    // just before it was killed, and a reorg then took that block away: the HTLC is back in
+    // the mempool and the miners leave it there.
+    let mut stored = net.record(hash).await;
+    let tip = lock(&net.world).chain().height();
+    let vout = htlc
+        .output
+        .iter()
+        .position(|o| o.script_pubkey == stored.contract.terms().htlc_pk_script)
+        .unwrap();
+    stored.progress.htlc = Some(sluice::swap::HtlcOutput {
+        outpoint: bitcoin::OutPoint {
+            txid: htlc_txid,
+            vout: u32::try_from(vout).unwrap(),
+        },
+        value: Sat(htlc.output[vout].value.to_sat()),
+        conf_height: Some(sluice::domain::BlockHeight(tip.0 - 1)),
+    });
+    stored.progress.best_height = Some(tip);
+    net.store
+        .save_progress(
+            hash,
+            &stored.progress,
+            stored.progress.costs(&stored.contract),
+            0,
+        )
+        .await
+        .unwrap();
+
+    // Restarted, blocks come and the stored confirmation would look deep enough: the swap
+    // must not reveal on it.
+    let engine = net.engine().await;
+    for _ in 0..5 {
+        lock(&net.world).mine(1);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let r = net.record(hash).await;
+        assert!(
+            r.progress.revealed_at.is_none(),
+            "revealed on a confirmation the chain no longer has: {:?}",
+            r.progress
+        );
+        assert!(!net.server.knows_preimage(hash).unwrap());
+    }
+    // Once the HTLC really confirms, the swap reveals and succeeds.
+    lock(&net.world).release(&htlc_txid);
+    let record = net.drive_until(hash, succeeded).await;
+    assert_costs_match(&net, &record, local_before, wallet_before).await;
+    engine.shutdown();
+}
