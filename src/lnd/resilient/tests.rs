@@ -352,8 +352,14 @@ fn resilient(fake: &Fake) -> ResilientNode {
     ResilientNode::new(Arc::new(fake.clone()))
 }
 
+/// The next item; a stream that stays silent fails the test (the clock is paused, so the
+/// hour passes at once when nothing else can happen) instead of hanging it.
 async fn next<T>(s: &mut NodeStream<T>) -> T {
-    s.next().await.expect("stream ended").expect("stream error")
+    tokio::time::timeout(Duration::from_secs(3_600), s.next())
+        .await
+        .expect("the stream stayed silent")
+        .expect("stream ended")
+        .expect("stream error")
 }
 
 #[test]
