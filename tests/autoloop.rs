@@ -118,6 +118,8 @@ impl Net {
         let mut config = AutoloopConfig::new(policy_path());
         config.tick = Duration::from_secs(3600);
         config.debounce = Duration::from_millis(50);
+        // The client keeps its L402 token in the net's directory.
+        config.l402_dir = Some(self.dir.path().to_path_buf());
         Autoloop::start(
             AutoloopDeps {
                 node: self.node.clone(),
@@ -875,6 +877,141 @@ async fn a_swap_in_flight_holds_the_next_and_a_spent_budget_exhausts_it() {
             .decision
             .detail
     );
+    cancel.cancel();
+    engine.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_whose_result_was_never_saved_is_looked_up_before_the_reservation_is_released() {
+    let net = net().await;
+    let engine = net.engine().await;
+    let cancel = CancellationToken::new();
+    let al = net.autoloop(&engine, cancel.clone()).await;
+    // The server underpays the HTLC: the swap fails before the reveal, after the prepay
+    // settled and once the held swap payment is given up.
+    net.server
+        .set_behaviour_for_next_swap(sluice::loopserver::Behaviour {
+            htlc: sluice::loopserver::behaviour::HtlcTamper::ValueBelow(Sat(10_000)),
+            ..Default::default()
+        });
+    al.set_mode(Mode::On).await.unwrap();
+    let hash = poll("a dispatched swap", async || {
+        let _ = al.run_pass(Wake::Forced).await;
+        net.store
+            .list_swaps(SwapFilter::default())
+            .await
+            .unwrap()
+            .first()
+            .map(|r| r.contract.terms().swap_hash)
+    })
+    .await;
+    // Autoloop goes down at once; the engine runs the swap to its end.
+    cancel.cancel();
+    let record = poll("the swap's end with both payments final", async || {
+        lock(&net.world).mine(1);
+        let r = net.store.load_swap(hash).await.unwrap().unwrap().record;
+        (r.progress.state.is_terminal()
+            && r.progress.swap_payment.is_final()
+            && r.progress.prepay_payment.is_final())
+        .then_some(r)
+    })
+    .await;
+    let prepay = record.contract.terms().prepay_invoice.amount;
+    assert!(record.progress.prepay_payment.is_succeeded());
+    engine.shutdown();
+
+    // The crash came before the prepay's result was saved: the store's newest row has the
+    // prepay as never dispatched, though lnd paid it.
+    let mut lost = record.progress.clone();
+    lost.prepay_payment = sluice::swap::PaymentStatus::NotDispatched;
+    net.store
+        .save_progress(hash, &lost, lost.costs(&record.contract), 0)
+        .await
+        .unwrap();
+
+    // Restarted: the reservation is released only with the prepay booked.
+    let engine = net.engine().await;
+    let cancel = CancellationToken::new();
+    let al = net.autoloop(&engine, cancel.clone()).await;
+    let status = poll("the release", async || {
+        let _ = al.run_pass(Wake::Forced).await;
+        let s = al.budget().await;
+        (s[0].total.reserved_worst == Sat::ZERO).then_some(s)
+    })
+    .await;
+    assert!(
+        status[0].total.spent >= prepay,
+        "the prepay of {prepay} was never booked: {:?}",
+        status[0].total
+    );
+    let stored = net.store.load_swap(hash).await.unwrap().unwrap().record;
+    assert!(stored.progress.prepay_payment.is_succeeded());
+    cancel.cancel();
+    engine.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_l402_token_bought_by_a_pass_is_booked_in_the_ledger_once() {
+    let mut net = net().await;
+    // The server now sits behind an L402 front charging 900 sat; the client pays through
+    // the node.
+    net.server.set_l402(Some(sluice::loopserver::L402Settings {
+        price: Sat(900),
+        ..Default::default()
+    }));
+    let addr = net.server.serve_on_loopback().await.unwrap();
+    net.client = Arc::new(
+        LoopServerClient::connect(
+            &addr.to_string(),
+            ServerTls::Insecure,
+            Duration::from_secs(10),
+            L402Config::new(Network::Regtest, net.dir.path()),
+            Arc::new(sluice::provider::node_payer::NodePayer(net.node.clone())),
+        )
+        .unwrap(),
+    );
+    let engine = net.engine().await;
+    let cancel = CancellationToken::new();
+    let al = net.autoloop(&engine, cancel.clone()).await;
+    al.set_mode(Mode::DryRun).await.unwrap();
+    // A dry-run pass quotes, and the first quote buys the token.
+    pass(&al).await;
+    let tokens = sluice::provider::l402::TokenStore::new(net.dir.path());
+    let token = tokens.load_paid().unwrap().expect("a paid token");
+    let price = Sat((token.amount_paid.0 + token.routing_fee.0).div_ceil(1000));
+    assert!(price >= Sat(900));
+
+    let l402_spends = |entries: Vec<sluice::ledger::Entry>| -> Vec<Sat> {
+        entries
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                sluice::ledger::EntryKind::Spend {
+                    amount,
+                    category: sluice::ledger::SpendCategory::L402,
+                } => Some(amount),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(
+        l402_spends(net.store.ledger_entries().await.unwrap()),
+        vec![price]
+    );
+    let budget = al.budget().await;
+    assert!(budget[0].total.spent >= price, "{:?}", budget[0].total);
+    assert_eq!(budget[0].total.reserved_worst, Sat::ZERO);
+
+    // More passes and a restart book it no second time.
+    pass(&al).await;
+    cancel.cancel();
+    let cancel = CancellationToken::new();
+    let al = net.autoloop(&engine, cancel.clone()).await;
+    pass(&al).await;
+    assert_eq!(
+        l402_spends(net.store.ledger_entries().await.unwrap()),
+        vec![price]
+    );
+    assert_eq!(al.budget().await, budget);
     cancel.cancel();
     engine.shutdown();
 }

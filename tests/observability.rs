@@ -175,7 +175,7 @@ fn every_alert_rule_has_a_unit_test_and_reads_catalog_metrics() {
             assert!(rule["annotations"][key].is_string(), "{name} lacks {key}");
         }
     }
-    assert_eq!(count, 7);
+    assert_eq!(count, 8);
 }
 
 #[test]

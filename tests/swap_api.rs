@@ -601,3 +601,62 @@ async fn loop_out_without_limits_refuses_a_quote_above_the_ceiling() {
     net.engine.shutdown();
     net.shutdown.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quarantined_swap_is_listed_with_its_reason() {
+    let net = net().await;
+    let hash = net
+        .engine
+        .loop_out(sluice::swap::LoopOutRequest {
+            amount: Sat(250_000),
+            destination: None,
+            outgoing_chan_set: Vec::new(),
+            label: "doomed".to_owned(),
+            initiator: "test".to_owned(),
+            conf_target: None,
+            limits: None,
+            fast: true,
+        })
+        .await
+        .unwrap();
+    // Its row is damaged (the driver's later saves do not touch this column); the engine
+    // finds it at its next resume.
+    let db = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        net.dir.path().join("sluice.db").display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("UPDATE swaps SET network = 'moonnet' WHERE swap_hash = ?")
+        .bind(hash.to_string())
+        .execute(&db)
+        .await
+        .unwrap();
+    net.engine.resume_all().await.unwrap();
+
+    let text = execute(&net.args(Command::Swaps(SwapsCmd { pending: false }), false))
+        .await
+        .unwrap();
+    assert!(
+        text.contains(&hash.to_string()) && text.contains("QUARANTINED, not driven"),
+        "{text}"
+    );
+    assert!(text.contains("network"), "{text}");
+    let json: serde_json::Value = serde_json::from_str(
+        &execute(&net.args(Command::Swaps(SwapsCmd { pending: true }), true))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let listed = &json["swaps"][0];
+    assert_eq!(listed["id"], hash.to_string());
+    assert_eq!(listed["state"], "QUARANTINED");
+    assert!(
+        listed["quarantined"]
+            .as_str()
+            .unwrap()
+            .contains("does not decode")
+    );
+    net.engine.shutdown();
+    net.shutdown.cancel();
+}

@@ -467,15 +467,33 @@ fn sigkill_at_every_swap_state_loses_nothing() {
             }
         };
         let info = drive_to_success(&simnet, &daemon, &id);
-        assert_history(
-            &info,
-            &[
-                "INITIATED",
-                "PREIMAGE_REVEALED",
-                "SPEND_CONFIRMING",
-                "SUCCEEDED",
-            ],
-        );
+        match kill_at {
+            // A stored spend is re-checked against the chain at the restart: the swap goes
+            // back to sweeping until the spend watch reports the spend, final by then.
+            KillAt::SpendConfirming => assert_history(
+                &info,
+                &[
+                    "INITIATED",
+                    "PREIMAGE_REVEALED",
+                    "SPEND_CONFIRMING",
+                    "PREIMAGE_REVEALED",
+                    "SUCCEEDED",
+                ],
+            ),
+            KillAt::PaymentsInFlight
+            | KillAt::HtlcPublished
+            | KillAt::HtlcConfirmed
+            | KillAt::PreimageRevealed
+            | KillAt::SweepPublished => assert_history(
+                &info,
+                &[
+                    "INITIATED",
+                    "PREIMAGE_REVEALED",
+                    "SPEND_CONFIRMING",
+                    "SUCCEEDED",
+                ],
+            ),
+        }
         assert_costs_match_funds(&simnet, &info, before, &format!("{kill_at:?}"));
     }
 }

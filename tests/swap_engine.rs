@@ -298,3 +298,207 @@ async fn a_created_swap_carries_the_servers_message_and_the_limits_a_quote_deriv
     assert_eq!(terms.fee_limits, derived.limits);
     engine.shutdown();
 }
+
+/// Whether `txid` is in the active chain.
+fn confirmed_in_chain(net: &engine_harness::Simnet, txid: &bitcoin::Txid) -> bool {
+    matches!(
+        lock(&net.world).chain().tx(txid),
+        Some(sluice::simnet::chain::TxStatus::Confirmed { .. })
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_reorged_out_while_the_daemon_is_down_is_swept_again_not_taken_for_final() {
+    let net = simnet().await;
+    let engine = net.engine().await;
+    let local_before = net.local_balance().await;
+    let wallet_before = net.wallet_confirmed().await;
+    let hash = engine.loop_out(request(350_000)).await.unwrap();
+    let stopped = net
+        .drive_until(hash, |r| r.progress.state == SwapState::SpendConfirming)
+        .await;
+    engine.shutdown();
+    let spend = stopped.progress.spend.unwrap();
+    let finality = stopped.contract.terms().sweep_finality_confirmations;
+
+    // While the daemon is down, the sweep's block is reorged out and miners leave the sweep
+    // in the mempool; the chain grows far past the stored spend height plus finality.
+    {
+        let mut w = lock(&net.world);
+        let depth = w.chain().height().0 - spend.height.0 + 1;
+        w.reorg(depth).unwrap();
+        w.hold(spend.txid);
+        w.mine(depth + finality + 2);
+    }
+    assert!(!confirmed_in_chain(&net, &spend.txid));
+
+    // Restarted, the swap must not call the vanished sweep final: it sweeps again.
+    let engine = net.engine().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut polls_while_held = 0;
+    loop {
+        let r = net.record(hash).await;
+        if let Some(s) = r.progress.spend {
+            assert!(
+                r.progress.state != SwapState::Succeeded || confirmed_in_chain(&net, &s.txid),
+                "succeeded on a sweep that is not in the chain: {:?}",
+                r.progress
+            );
+        }
+        if r.progress.state == SwapState::PreimageRevealed {
+            polls_while_held += 1;
+        }
+        if polls_while_held >= 5 || r.progress.state == SwapState::Succeeded {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{:?}", r.progress);
+        lock(&net.world).mine(1);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Miners take the sweep again: the swap ends on a spend the chain holds.
+    lock(&net.world).release(&spend.txid);
+    let record = net.drive_until(hash, succeeded).await;
+    assert!(confirmed_in_chain(
+        &net,
+        &record.progress.spend.unwrap().txid
+    ));
+    assert_costs_match(&net, &record, local_before, wallet_before).await;
+    engine.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_undecodable_or_undrivable_swap_is_quarantined_and_every_other_is_driven() {
+    let net = simnet().await;
+    let engine = net.engine().await;
+    let bad_row = engine.loop_out(request(210_000)).await.unwrap();
+    let bad_script = engine.loop_out(request(220_000)).await.unwrap();
+    let good = engine.loop_out(request(230_000)).await.unwrap();
+    // The good swap revealed its preimage: it must be swept whatever happens to the others.
+    net.drive_until(good, |r| r.progress.revealed_at.is_some())
+        .await;
+    engine.shutdown();
+
+    let db = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        net.dir.path().join("sluice.db").display()
+    ))
+    .await
+    .unwrap();
+    // One swap's newest progress row no longer decodes; another's HTLC script no longer
+    // matches its contract.
+    sqlx::query(
+        "UPDATE swap_updates SET progress_json = '{\"state_code\": 1, \"truncated' WHERE id = \
+         (SELECT MAX(id) FROM swap_updates WHERE swap_hash = ?)",
+    )
+    .bind(bad_row.to_string())
+    .execute(&db)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE swaps SET htlc_pk_script = ? WHERE swap_hash = ?")
+        .bind(format!("5120{}", "11".repeat(32)))
+        .bind(bad_script.to_string())
+        .execute(&db)
+        .await
+        .unwrap();
+
+    // The daemon starts anyway and drives the good swap to its end.
+    let engine = net.engine().await;
+    let quarantined = engine.quarantined();
+    let ids: Vec<&str> = quarantined.iter().map(|q| q.id.as_str()).collect();
+    assert!(
+        ids.contains(&bad_row.to_string().as_str()),
+        "{quarantined:?}"
+    );
+    assert!(
+        ids.contains(&bad_script.to_string().as_str()),
+        "{quarantined:?}"
+    );
+    assert!(!ids.contains(&good.to_string().as_str()));
+    let why = |id: String| {
+        quarantined
+            .iter()
+            .find(|q| q.id == id)
+            .map(|q| q.reason.clone())
+            .unwrap()
+    };
+    assert!(why(bad_row.to_string()).contains("progress_json"));
+    assert!(why(bad_script.to_string()).contains("htlc_pk_script"));
+    assert!(!engine.is_running(bad_script));
+    net.drive_until(good, succeeded).await;
+
+    // Listings still work: the readable swaps are listed, the unreadable one named apart.
+    let listed = net
+        .store
+        .list_swaps(sluice::store::SwapFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 2);
+    let unreadable = net.store.list_unreadable().await.unwrap();
+    assert_eq!(unreadable.len(), 1);
+    assert_eq!(unreadable[0].swap_hash, bad_row.to_string());
+    engine.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_htlc_confirmation_stored_before_a_crash_is_forgotten_at_resume_so_a_reorg_cannot_reveal()
+ {
+    let net = simnet().await;
+    let engine = net.engine().await;
+    let local_before = net.local_balance().await;
+    let wallet_before = net.wallet_confirmed().await;
+    let hash = engine.loop_out(request(260_000)).await.unwrap();
+    let htlc = net.htlc_tx_in_mempool(hash).await;
+    let htlc_txid = htlc.compute_txid();
+    lock(&net.world).hold(htlc_txid);
+    engine.shutdown();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // The daemon had stored the HTLC as confirmed (two blocks deep by the time it restarts)
+    // just before it was killed, and a reorg then took that block away: the HTLC is back in
+    // the mempool and the miners leave it there.
+    let mut stored = net.record(hash).await;
+    let tip = lock(&net.world).chain().height();
+    let vout = htlc
+        .output
+        .iter()
+        .position(|o| o.script_pubkey == stored.contract.terms().htlc_pk_script)
+        .unwrap();
+    stored.progress.htlc = Some(sluice::swap::HtlcOutput {
+        outpoint: bitcoin::OutPoint {
+            txid: htlc_txid,
+            vout: u32::try_from(vout).unwrap(),
+        },
+        value: Sat(htlc.output[vout].value.to_sat()),
+        conf_height: Some(sluice::domain::BlockHeight(tip.0 - 1)),
+    });
+    stored.progress.best_height = Some(tip);
+    net.store
+        .save_progress(
+            hash,
+            &stored.progress,
+            stored.progress.costs(&stored.contract),
+            0,
+        )
+        .await
+        .unwrap();
+
+    // Restarted, blocks come and the stored confirmation would look deep enough: the swap
+    // must not reveal on it.
+    let engine = net.engine().await;
+    for _ in 0..5 {
+        lock(&net.world).mine(1);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let r = net.record(hash).await;
+        assert!(
+            r.progress.revealed_at.is_none(),
+            "revealed on a confirmation the chain no longer has: {:?}",
+            r.progress
+        );
+        assert!(!net.server.knows_preimage(hash).unwrap());
+    }
+    // Once the HTLC really confirms, the swap reveals and succeeds.
+    lock(&net.world).release(&htlc_txid);
+    let record = net.drive_until(hash, succeeded).await;
+    assert_costs_match(&net, &record, local_before, wallet_before).await;
+    engine.shutdown();
+}

@@ -11,7 +11,7 @@ mod engine_harness;
 
 use std::time::Duration;
 
-use engine_harness::{Simnet, assert_costs_match, request, simnet, succeeded};
+use engine_harness::{Simnet, assert_costs_match, config, request, simnet, simnet_with, succeeded};
 use sluice::chain::fees::MAX_FEE_SHARE;
 use sluice::domain::{BlockHeight, Sat};
 use sluice::lnd::LightningNode;
@@ -787,5 +787,298 @@ async fn a_fee_estimate_below_the_relay_floor_still_sweeps_above_it() {
         "{:?}",
         record.progress
     );
+    engine.shutdown();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests that take control of what the simnet's blocks contain.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_htlc_outputs_the_first_decides_even_when_it_is_the_smaller() {
+    let (net, engine, record, before) = fails_with(
+        Behaviour {
+            htlc: HtlcTamper::TwoOutputsSmallerFirst(Sat(1_000)),
+            ..Behaviour::default()
+        },
+        30,
+        false,
+    )
+    .await;
+    // Loop takes the first output paying the script: it is under the amount, so no reveal,
+    // although the second one pays the amount in full.
+    assert_eq!(record.progress.state, SwapState::FailedInsufficientValue);
+    assert_never_revealed(&net, &record);
+    assert_lost_at_most_prepay_and_fees(&net, &record, &before).await;
+    engine.shutdown();
+}
+
+/// Runs a swap whose HTLC the miners hold back until it can confirm in block `deadline + at`
+/// (`at` relative to the reveal deadline, `expiry − margin`), and returns the record once
+/// the swap is terminal with both payments final.
+async fn htlc_confirming_at_deadline_plus(at: i64) -> (Simnet, SwapEngine, SwapRecord, Before) {
+    let net = simnet().await;
+    let engine = net.engine().await;
+    let before = before(&net).await;
+    // A short expiry, so the held swap payment outlives the reveal deadline.
+    let mut req = request(250_000);
+    req.conf_target = Some(30);
+    let hash = engine.loop_out(req).await.unwrap();
+    let htlc = net.htlc_tx_in_mempool(hash).await;
+    // From the terms, not from the contract's own rule, which is what is under test.
+    let terms = net.record(hash).await.contract.terms().clone();
+    let deadline = terms.expiry.0 - terms.reveal_margin_blocks;
+    let conf_height = u32::try_from(i64::from(deadline) + at).unwrap();
+    lock(&net.world).hold(htlc.compute_txid());
+    loop {
+        let tip = lock(&net.world).chain().height().0;
+        if tip + 1 >= conf_height {
+            break;
+        }
+        lock(&net.world).mine(1);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    {
+        let mut w = lock(&net.world);
+        w.release(&htlc.compute_txid());
+        w.mine(1);
+        assert!(matches!(
+            w.chain().tx(&htlc.compute_txid()),
+            Some(TxStatus::Confirmed { location, .. }) if location.height.0 == conf_height
+        ));
+    }
+    let record = net
+        .drive(hash, true, |r| {
+            (terminal(r) && payments_final(r)) || r.progress.revealed_at.is_some()
+        })
+        .await;
+    (net, engine, record, before)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_htlc_confirming_exactly_at_the_reveal_deadline_or_after_it_is_never_revealed() {
+    for at in [0, 1] {
+        let (net, engine, record, before) = htlc_confirming_at_deadline_plus(at).await;
+        assert_eq!(
+            record.progress.state,
+            SwapState::FailedTimeout,
+            "HTLC at deadline + {at}: {:?}",
+            record.progress
+        );
+        assert_never_revealed(&net, &record);
+        assert_lost_at_most_prepay_and_fees(&net, &record, &before).await;
+        engine.shutdown();
+    }
+    // One block earlier the reveal is still safe, and happens.
+    let (net, engine, record, _) = htlc_confirming_at_deadline_plus(-1).await;
+    assert!(
+        record.progress.revealed_at.is_some(),
+        "{:?}",
+        record.progress
+    );
+    net.drive_until(record.contract.terms().swap_hash, succeeded)
+        .await;
+    engine.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swap_payment_failed_after_the_htlc_confirmed_but_before_the_reveal_fails_offchain() {
+    // The client wants two confirmations, the server cancels the held swap payment at the
+    // first: the failure always comes before the reveal.
+    let net = simnet().await;
+    net.server.set_behaviour_for_next_swap(Behaviour {
+        fail_swap_payment_after_confirm: true,
+        ..Behaviour::default()
+    });
+    let mut c = config(&net.world);
+    c.htlc_confirmations = 2;
+    let engine = net.engine_with(c).await;
+    let before = before(&net).await;
+    let hash = engine.loop_out(request(250_000)).await.unwrap();
+    net.htlc_tx_in_mempool(hash).await;
+    lock(&net.world).mine(1);
+    let record = net
+        .wait_until(hash, |r| terminal(r) && payments_final(r))
+        .await;
+    assert_eq!(record.progress.state, SwapState::FailedOffchain);
+    // More blocks change nothing: the preimage stays secret.
+    lock(&net.world).mine(3);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let record = net.record(hash).await;
+    assert_eq!(record.progress.state, SwapState::FailedOffchain);
+    assert_never_revealed(&net, &record);
+    assert_lost_at_most_prepay_and_fees(&net, &record, &before).await;
+    engine.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swap_payment_failed_after_the_reveal_still_gets_the_htlc_swept() {
+    // The server wants two confirmations before it cancels, the client reveals at the first;
+    // the server never learns the preimage (push and co-signing fail) and miners hold the
+    // sweep until the cancel is recorded: the failure always comes after the reveal.
+    let net = simnet_with(sluice::loopserver::LoopServerConfig {
+        l402: None,
+        htlc_confirmations: 2,
+        ..sluice::loopserver::LoopServerConfig::default()
+    })
+    .await;
+    net.server.set_behaviour_for_next_swap(Behaviour {
+        fail_swap_payment_after_confirm: true,
+        push: Push::Error,
+        cosign: CoSign::Error,
+        ..Behaviour::default()
+    });
+    let engine = net.engine().await;
+    let before = before(&net).await;
+    let hash = engine.loop_out(request(250_000)).await.unwrap();
+    let htlc = net.htlc_tx_in_mempool(hash).await;
+    let outpoint = bitcoin::OutPoint {
+        txid: htlc.compute_txid(),
+        vout: 0,
+    };
+    lock(&net.world).hold_spends(outpoint);
+    lock(&net.world).mine(1);
+    net.wait_until(hash, |r| r.progress.revealed_at.is_some())
+        .await;
+    lock(&net.world).mine(1);
+    let record = net
+        .wait_until(hash, |r| r.progress.swap_payment.is_final())
+        .await;
+    assert!(
+        matches!(record.progress.swap_payment, PaymentStatus::Failed { .. }),
+        "{:?}",
+        record.progress
+    );
+    assert_eq!(record.progress.state, SwapState::PreimageRevealed);
+    // The swap never gives up after the reveal: once miners take the sweep, it succeeds, and
+    // the HTLC was swept without paying the swap invoice.
+    lock(&net.world).release_spends(&outpoint);
+    let record = net.drive_until(hash, succeeded).await;
+    let terms = record.contract.terms();
+    let after = net.holdings().await;
+    let spent = terms.prepay_invoice.amount + record.costs.offchain + record.costs.onchain;
+    assert!(after + spent >= before.holdings + terms.amount);
+    assert!(record.costs.server_sat < 0, "{:?}", record.costs);
+    engine.shutdown();
+}
+
+/// The mempool transaction spending `outpoint`, if any.
+fn mempool_spender(net: &Simnet, outpoint: bitcoin::OutPoint) -> Option<bitcoin::Transaction> {
+    let w = lock(&net.world);
+    let chain = w.chain();
+    chain.mempool_txids().into_iter().find_map(|txid| {
+        chain
+            .mempool_entry(&txid)
+            .filter(|e| e.tx.input.iter().any(|i| i.previous_output == outpoint))
+            .map(|e| e.tx.clone())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_rbf_version_of_the_sweep_confirming_ends_in_success_with_its_own_costs() {
+    let net = simnet().await;
+    let engine = net.engine().await;
+    let local_before = net.local_balance().await;
+    let wallet_before = net.wallet_confirmed().await;
+    let hash = engine.loop_out(request(300_000)).await.unwrap();
+    let htlc = net.htlc_tx_in_mempool(hash).await;
+    let outpoint = bitcoin::OutPoint {
+        txid: htlc.compute_txid(),
+        vout: 0,
+    };
+    lock(&net.world).hold_spends(outpoint);
+    lock(&net.world).mine(1);
+    net.wait_until(hash, |r| r.progress.revealed_at.is_some())
+        .await;
+    let first = loop {
+        if let Some(tx) = mempool_spender(&net, outpoint) {
+            break tx;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // Fees rise: the client replaces its sweep with one paying more.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut rate = 5_000;
+    loop {
+        if mempool_spender(&net, outpoint)
+            .is_some_and(|tx| tx.compute_txid() != first.compute_txid())
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no replacement");
+        {
+            let mut w = lock(&net.world);
+            w.set_fee_trace(FeeTrace::Flat(rate));
+            w.mine(1);
+        }
+        rate += 2_500;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A miner who saw the first version confirms it.
+    {
+        let mut w = lock(&net.world);
+        w.release_spends(&outpoint);
+        w.force_into_mempool(first.clone()).unwrap();
+        w.mine(1);
+    }
+    let record = net.drive_until(hash, succeeded).await;
+    assert_eq!(record.progress.spend.unwrap().txid, first.compute_txid());
+    assert_costs_match(&net, &record, local_before, wallet_before).await;
+    engine.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eager_timeout_claim_while_the_sweep_is_pending_ends_in_a_recorded_loss() {
+    let net = simnet().await;
+    net.server.set_behaviour_for_next_swap(Behaviour {
+        timeout_claim: sluice::loopserver::behaviour::TimeoutClaim::Eager,
+        ..Behaviour::default()
+    });
+    let engine = net.engine().await;
+    let hash = engine.loop_out(request(300_000)).await.unwrap();
+    let htlc = net.htlc_tx_in_mempool(hash).await;
+    let outpoint = bitcoin::OutPoint {
+        txid: htlc.compute_txid(),
+        vout: 0,
+    };
+    // Miners leave every spend of the HTLC out until the server's timeout claim is the one
+    // waiting in the mempool.
+    lock(&net.world).hold_spends(outpoint);
+    lock(&net.world).mine(1);
+    net.wait_until(hash, |r| r.progress.revealed_at.is_some())
+        .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let claim = mempool_spender(&net, outpoint)
+            .is_some_and(|tx| tx.input.iter().any(|i| i.witness.len() == 3));
+        if claim {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no timeout claim");
+        lock(&net.world).mine(1);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    {
+        let mut w = lock(&net.world);
+        w.release_spends(&outpoint);
+        w.mine(1);
+    }
+    let record = net
+        .drive(hash, true, |r| terminal(r) && payments_final(r))
+        .await;
+    assert_eq!(
+        record.progress.state,
+        SwapState::FailedSweepTimeout,
+        "{:?}",
+        record.progress
+    );
+    let terms = record.contract.terms();
+    // The server kept what it was paid and the HTLC: the loss is in the costs.
+    if record.progress.swap_payment.is_succeeded() {
+        assert_eq!(
+            record.costs.server_sat,
+            i64::try_from((terms.swap_invoice.amount + terms.prepay_invoice.amount).0).unwrap()
+        );
+    }
+    assert_eq!(record.costs.onchain, Sat::ZERO);
     engine.shutdown();
 }

@@ -119,6 +119,7 @@ fn summary(r: &SwapRecord) -> pb::SwapSummary {
         updated_at_unix: r.updated_at_unix,
         costs: Some(costs(r.costs)),
         htlc_address: address_of(t.htlc_pk_script.as_bytes(), r.extras.network),
+        quarantined: String::new(),
     }
 }
 
@@ -370,6 +371,33 @@ impl SwapBackend {
             .filter(|r| req.label.is_empty() || r.contract.terms().label == req.label)
             .map(summary)
             .collect();
+        // Quarantined swaps are always shown (unless a state or label is asked for, which an
+        // unreadable row cannot be matched against): they need an operator.
+        for q in self.engine.quarantined() {
+            if let Some(s) = swaps.iter_mut().find(|s| s.id == q.id) {
+                s.quarantined = q.reason;
+            } else if state.is_none() && req.label.is_empty() {
+                let state_code = self
+                    .store
+                    .list_unreadable()
+                    .await
+                    .map_err(|e| unavailable("the swap store", e))?
+                    .into_iter()
+                    .find(|u| u.swap_hash == q.id)
+                    .and_then(|u| u32::try_from(u.state_code).ok())
+                    .unwrap_or(0);
+                swaps.insert(
+                    0,
+                    pb::SwapSummary {
+                        id: q.id,
+                        state: "QUARANTINED".to_owned(),
+                        state_code,
+                        quarantined: q.reason,
+                        ..pb::SwapSummary::default()
+                    },
+                );
+            }
+        }
         if req.limit > 0 {
             swaps.truncate(usize::try_from(req.limit).unwrap_or(usize::MAX));
         }

@@ -157,7 +157,10 @@ impl Autoloop {
             },
             pass_id: store.last_pass_id().await?,
         };
-        let settled = supervise::settle_finished(&store, &mut state, now).await?;
+        let settled = supervise::settle_finished(node.as_ref(), &store, &mut state, now).await?;
+        if let Some(dir) = &config.l402_dir {
+            supervise::book_l402(dir, &store, &mut state, now).await?;
+        }
         if settled > 0 {
             tracing::info!(
                 settled,
@@ -175,6 +178,7 @@ impl Autoloop {
                 flow_windows_days: config.flow_windows_days.clone(),
                 fee_history: config.fee_history,
                 journal_passes: config.journal_passes,
+                l402_dir: config.l402_dir.clone(),
             },
             config,
             clock,
@@ -345,8 +349,14 @@ impl Autoloop {
                 Ok(u) if u.state.is_terminal() => {
                     let now = now_of(&self.inner.clock);
                     let mut state = self.inner.state.lock().await;
-                    let settled =
-                        supervise::settle(&self.inner.ports.store, &mut state, u.hash, now).await;
+                    let settled = supervise::settle(
+                        self.inner.ports.node.as_ref(),
+                        &self.inner.ports.store,
+                        &mut state,
+                        u.hash,
+                        now,
+                    )
+                    .await;
                     drop(state);
                     match settled {
                         Ok(true) => self.wake(Wake::SwapFinished(u.hash)),
@@ -364,8 +374,13 @@ impl Autoloop {
                     );
                     let now = now_of(&self.inner.clock);
                     let mut state = self.inner.state.lock().await;
-                    if let Err(e) =
-                        supervise::settle_finished(&self.inner.ports.store, &mut state, now).await
+                    if let Err(e) = supervise::settle_finished(
+                        self.inner.ports.node.as_ref(),
+                        &self.inner.ports.store,
+                        &mut state,
+                        now,
+                    )
+                    .await
                     {
                         tracing::error!(error = %e, "settling finished autoloop swaps failed");
                     }

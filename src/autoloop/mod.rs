@@ -141,6 +141,9 @@ pub struct AutoloopConfig {
     pub fee_history: usize,
     /// Days of each routing-flow window given to the policy.
     pub flow_windows_days: Vec<u32>,
+    /// Where the swap-server client keeps its L402 token (`<datadir>/l402`): a paid token's
+    /// price is booked in the ledger under the `l402` category. `None`: nothing is booked.
+    pub l402_dir: Option<PathBuf>,
 }
 
 /// The safety tick's default period (config `autoloop.tick`).
@@ -161,6 +164,7 @@ impl AutoloopConfig {
             journal_passes: 1_000,
             fee_history: 2_016,
             flow_windows_days: vec![1, 7, 30],
+            l402_dir: None,
         }
     }
 }

@@ -73,6 +73,7 @@ pub(super) struct Ports {
     pub flow_windows_days: Vec<u32>,
     pub fee_history: usize,
     pub journal_passes: u32,
+    pub l402_dir: Option<std::path::PathBuf>,
 }
 
 /// One target's decision after the scheduler's own checks.
@@ -137,9 +138,12 @@ pub(super) async fn run(
     };
     if matches!(purpose, Purpose::Run(_)) {
         // Swaps whose last payment result came after their terminal update settle here.
-        if let Err(e) = super::supervise::settle_finished(&ports.store, state, now).await {
+        if let Err(e) =
+            super::supervise::settle_finished(ports.node.as_ref(), &ports.store, state, now).await
+        {
             tracing::error!(error = %e, "settling finished autoloop swaps failed");
         }
+        book_l402(ports, state, now).await;
     }
     let Some(policy) = state.policy.clone() else {
         return Ok(PassReport {
@@ -240,7 +244,19 @@ pub(super) async fn run(
             .record_pass(&records, ports.journal_passes)
             .await?;
     }
+    // The pass's quotes may have bought an L402 token: book it now, not a pass later.
+    book_l402(ports, state, now).await;
     Ok(report)
+}
+
+/// Books a paid L402 token's price in the ledger (once); errors are logged and retried on the
+/// next pass.
+pub(super) async fn book_l402(ports: &Ports, state: &mut State, now: DateTime<Utc>) {
+    if let Some(dir) = &ports.l402_dir
+        && let Err(e) = super::supervise::book_l402(dir, &ports.store, state, now).await
+    {
+        tracing::error!(error = %e, "booking the L402 token's price in the ledger failed");
+    }
 }
 
 fn journal_record(pass_id: i64, at: DateTime<Utc>, t: &TargetDecision) -> JournalRecord {

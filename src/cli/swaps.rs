@@ -238,12 +238,19 @@ pub fn render_created(r: &pb::LoopOutResponse, format: Format) -> Result<String,
 }
 
 fn summary_json(s: &pb::SwapSummary) -> Value {
-    json!({
+    let mut v = json!({
         "id": s.id, "state": s.state, "state_code": s.state_code, "amount_sat": s.amount_sat,
         "label": s.label, "initiator": s.initiator, "created_at_unix": s.created_at_unix,
         "updated_at_unix": s.updated_at_unix, "costs": costs_json(&s.costs),
         "htlc_address": s.htlc_address,
-    })
+    });
+    // Only quarantined swaps carry the key, so the common output stays as it was.
+    if !s.quarantined.is_empty()
+        && let Some(map) = v.as_object_mut()
+    {
+        map.insert("quarantined".to_owned(), json!(s.quarantined));
+    }
+    v
 }
 
 /// Renders `swaps`: one line per swap.
@@ -265,6 +272,9 @@ pub fn render_swaps(r: &pb::ListSwapsResponse, format: Format) -> Result<String,
                     "{:<64}  {:<25}  {:>12}  {}\n",
                     s.id, s.state, s.amount_sat, s.label
                 ));
+                if !s.quarantined.is_empty() {
+                    out.push_str(&format!("  QUARANTINED, not driven: {}\n", s.quarantined));
+                }
             }
             Ok(out)
         }
@@ -667,6 +677,7 @@ mod tests {
             updated_at_unix: 200,
             costs: costs(),
             htlc_address: "bcrt1p...".into(),
+            quarantined: String::new(),
         }
     }
 

@@ -206,8 +206,12 @@ impl Observer {
     }
 
     async fn refresh_pending(&self) {
-        let unfinished = match self.store.load_unfinished().await {
-            Ok(u) => u,
+        self.metrics
+            .catalog
+            .set_quarantined_swaps(self.engine.quarantined().len());
+        // One row that does not decode must not blind the metrics of the others.
+        let unfinished = match self.store.load_resumable().await {
+            Ok(u) => u.swaps,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the swaps in flight for their metrics");
                 return;

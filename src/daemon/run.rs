@@ -262,6 +262,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
                 config: crate::autoloop::AutoloopConfig {
                     debounce: autoloop_settings.debounce,
                     tick: autoloop_settings.tick,
+                    l402_dir: Some(l402_dir.clone()),
                     ..crate::autoloop::AutoloopConfig::new(policy_path.clone())
                 },
                 clock: crate::swap::engine::system_clock(),

@@ -77,16 +77,20 @@ pub enum SpendCategory {
     Miner,
     /// The price of the L402 token that authenticates to the swap server.
     L402,
+    /// Money lost to a swap that failed after the reveal: the swap invoice the server
+    /// collected while its timeout path took the HTLC back.
+    Loss,
 }
 
 impl SpendCategory {
     /// Every category, in display order; handy for metric labels and tests.
-    pub const ALL: [SpendCategory; 5] = [
+    pub const ALL: [SpendCategory; 6] = [
         SpendCategory::Server,
         SpendCategory::Prepay,
         SpendCategory::Routing,
         SpendCategory::Miner,
         SpendCategory::L402,
+        SpendCategory::Loss,
     ];
 
     /// A stable lower-case name, usable as a metric label value.
@@ -97,6 +101,7 @@ impl SpendCategory {
             SpendCategory::Routing => "routing",
             SpendCategory::Miner => "miner",
             SpendCategory::L402 => "l402",
+            SpendCategory::Loss => "loss",
         }
     }
 }

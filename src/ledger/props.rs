@@ -434,7 +434,8 @@ fn run(
                             swap.swept = true;
                             sweep_fee(&sweep, l.max_miner_fee)
                         }
-                        SpendCategory::Miner | SpendCategory::L402 => 0,
+                        // L402 tokens and timeout losses are not a swap's fees: no reservation holds them.
+                        SpendCategory::Miner | SpendCategory::L402 | SpendCategory::Loss => 0,
                     },
                 };
                 let entry = Entry {

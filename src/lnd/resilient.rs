@@ -23,7 +23,10 @@
 //!   - confirmation and spend watches are registered again with a height hint: the height
 //!     of the event already delivered, else the last tip seen before the drop minus the
 //!     blocks the event could hide in (`num_confs`) and [`REORG_SAFETY_BLOCKS`], never below
-//!     the caller's own hint; an event delivered before the drop is not delivered twice;
+//!     the caller's own hint; a confirmation delivered before the drop is not delivered
+//!     twice, while a spend delivered before it is taken back with a reorg notice and
+//!     delivered again only if the new registration finds it (a reorg during the outage may
+//!     have removed it, and nothing else would say so);
 //!   - payments are re-attached with `track_payment(hash)` until their outcome;
 //!   - channel events are subscribed again and followed by a `list_channels` resync that
 //!     emits `Opened`, `Closed`, `Updated`, `Active` and `Inactive` for whatever changed
@@ -492,6 +495,7 @@ impl LightningNode for ResilientNode {
             request: request.clone(),
             inner: Some(inner),
             delivered: None,
+            revoked_at: None,
             failures: 0,
             done: false,
         }))
@@ -509,6 +513,7 @@ impl LightningNode for ResilientNode {
             request: request.clone(),
             inner: Some(inner),
             delivered: None,
+            revoked_at: None,
             failures: 0,
             done: false,
         }))

@@ -166,6 +166,9 @@ pub enum HtlcTamper {
     WrongScript,
     /// Two outputs of `amt` each to the script (the client uses the first).
     TwoOutputs,
+    /// Two outputs to the script, the first this much under `amt`, the second `amt` (the client
+    /// uses the first, so it must not reveal).
+    TwoOutputsSmallerFirst(Sat),
 }
 
 impl HtlcTamper {
@@ -177,6 +180,7 @@ impl HtlcTamper {
             HtlcTamper::ValueBelow(less) => vec![amount.saturating_sub(less)],
             HtlcTamper::ValueAbove(more) => vec![amount + more],
             HtlcTamper::TwoOutputs => vec![amount, amount],
+            HtlcTamper::TwoOutputsSmallerFirst(less) => vec![amount.saturating_sub(less), amount],
         }
     }
 

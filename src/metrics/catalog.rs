@@ -21,7 +21,7 @@
 //! | balance poller (each refresh) | [`Catalog::set_channel_targets`] with every managed target, [`Catalog::set_node_totals`] |
 //! | swap engine, after storing a new swap | [`Catalog::record_swap_started`] |
 //! | swap engine, on entering a final state | [`Catalog::record_swap_finished`] with [`CostBreakdown::from_swap_costs`] |
-//! | swap engine, after every step and on resume | [`Catalog::set_pending_swaps`] with all non-final swaps |
+//! | swap engine, after every step and on resume | [`Catalog::set_pending_swaps`] with all non-final swaps, [`Catalog::set_quarantined_swaps`] |
 //! | ledger owner, after each admission, fee or window change | [`Catalog::set_budgets`] with `Ledger::status(now)` |
 //! | autoloop, per evaluated target | [`Catalog::record_policy_decision`] |
 //! | policy loader, per reload | [`Catalog::record_policy_reload`] |
@@ -204,6 +204,7 @@ pub struct Catalog {
     in_flight: Family<StateLabels, Gauge<i64>>,
     oldest_age: Family<StateLabels, GaugeF>,
     blocks_to_expiry: Optional,
+    quarantined: Gauge<i64>,
     amount: Counter,
     cost: Family<CategoryLabels, Counter>,
     duration: HistFamily<OutcomeLabels>,
@@ -280,6 +281,7 @@ impl Catalog {
             in_flight: Family::default(),
             oldest_age: Family::default(),
             blocks_to_expiry: Family::default(),
+            quarantined: Gauge::default(),
             amount: Counter::default(),
             cost: Family::default(),
             duration: Family::new_with_constructor(swap_duration_histogram),
@@ -319,6 +321,7 @@ impl Catalog {
         reg!("sluice_swaps_in_flight", in_flight);
         reg!("sluice_swap_oldest_state_age_seconds", oldest_age);
         reg!("sluice_swap_blocks_to_expiry", blocks_to_expiry);
+        reg!("sluice_swaps_quarantined", quarantined);
         reg!("sluice_swap_amount_sat", amount);
         reg!("sluice_swap_cost_sat", cost);
         reg!("sluice_swap_duration_seconds", duration);
@@ -520,6 +523,12 @@ impl Catalog {
                 .get_or_create(&Vec::new())
                 .set(i64::from(b));
         }
+    }
+
+    /// Sets how many stored swaps the engine does not drive (quarantined).
+    pub fn set_quarantined_swaps(&self, count: usize) {
+        self.quarantined
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
     /// Replaces the budget series with `budgets` (every limit of every budget).

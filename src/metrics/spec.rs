@@ -124,6 +124,12 @@ pub const SPECS: &[Spec] = &[
         "Blocks until the nearest HTLC expiry among swaps that revealed the preimage and are not swept yet; absent when there is none."
     ),
     spec!(
+        "sluice_swaps_quarantined",
+        Gauge,
+        [],
+        "Stored swaps the daemon does not drive because their row does not decode or their HTLC does not rebuild; `sluice swaps` names them and why."
+    ),
+    spec!(
         "sluice_swap_amount_sat_total",
         Counter,
         [],

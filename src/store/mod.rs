@@ -31,7 +31,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 pub use error::StoreError;
 pub use journal::{JournalFilter, JournalRecord};
 pub use runs::{DaemonRun, RunId};
-pub use swaps::{StoreTx, StoredSwap, SwapExtras, SwapFilter, SwapRecord, SwapUpdateRecord};
+pub use swaps::{
+    Resumable, StoreTx, StoredSwap, SwapExtras, SwapFilter, SwapRecord, SwapUpdateRecord,
+    UnreadableSwap,
+};
 
 /// The migrations in `migrations/`, embedded at compile time.
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");

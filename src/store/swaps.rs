@@ -67,6 +67,37 @@ pub struct StoredSwap {
     pub preimage: Preimage,
 }
 
+/// A stored swap whose row cannot be read back (a corrupted or hand-edited row, or one written
+/// by a newer sluice). It is reported, never driven; every other swap still is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadableSwap {
+    /// The row's `swap_hash` column as stored (hex), or a placeholder if even that is unreadable.
+    pub swap_hash: String,
+    /// The row's `state_code` column as stored (-1 if unreadable).
+    pub state_code: i64,
+    /// Why it cannot be read: the column and the problem.
+    pub error: String,
+}
+
+/// The swaps the engine resumes at start, and the ones it cannot read.
+#[derive(Debug, Clone, Default)]
+pub struct Resumable {
+    /// Readable swaps to resume, oldest first (as [`Store::load_unfinished`]).
+    pub swaps: Vec<StoredSwap>,
+    /// Rows among them that do not decode.
+    pub unreadable: Vec<UnreadableSwap>,
+}
+
+fn unreadable(r: &SqliteRow, e: &sqlx::Error) -> UnreadableSwap {
+    UnreadableSwap {
+        swap_hash: r
+            .try_get::<String, _>("swap_hash")
+            .unwrap_or_else(|_| "<unreadable swap_hash>".to_owned()),
+        state_code: r.try_get::<i64, _>("state_code").unwrap_or(-1),
+        error: e.to_string(),
+    }
+}
+
 /// One row of a swap's history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SwapUpdateRecord {
@@ -350,7 +381,54 @@ impl Store {
             .collect()
     }
 
-    /// Swaps matching `filter`, newest first, without their preimages.
+    /// Like [`Store::load_unfinished`], but one row that does not decode does not hide the
+    /// others: it is returned apart, so the engine quarantines that swap and drives the rest.
+    pub async fn load_resumable(&self) -> Result<Resumable, StoreError> {
+        let op = "loading unfinished swaps";
+        let codes = unfinished_codes();
+        let placeholders = vec!["?"; codes.len()].join(", ");
+        let sql = format!(
+            "{SELECT_SWAP} WHERE s.state_code IN ({placeholders}) OR s.payments_final = 0 \
+             ORDER BY s.created_at_unix, s.swap_hash"
+        );
+        // Built only from constants and `?` placeholders; every value is bound.
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for c in codes {
+            q = q.bind(c);
+        }
+        let rows = q
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::query(op))?;
+        let mut out = Resumable::default();
+        for r in &rows {
+            match stored_from_row(r) {
+                Ok(s) => out.swaps.push(s),
+                Err(e) => out.unreadable.push(unreadable(r, &e)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every stored swap whose row does not decode, oldest first; [`Store::list_swaps`] leaves
+    /// them out.
+    pub async fn list_unreadable(&self) -> Result<Vec<UnreadableSwap>, StoreError> {
+        let op = "listing unreadable swaps";
+        let sql = format!("{SELECT_SWAP} ORDER BY s.created_at_unix, s.swap_hash");
+        // A constant query.
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::query(op))?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| record_from_row(r).err().map(|e| unreadable(r, &e)))
+            .collect())
+    }
+
+    /// Swaps matching `filter`, newest first, without their preimages. A row that does not
+    /// decode is left out (and logged) rather than failing the listing; see
+    /// [`Store::list_unreadable`].
     pub async fn list_swaps(&self, filter: SwapFilter) -> Result<Vec<SwapRecord>, StoreError> {
         let op = "listing swaps";
         let mut codes = match filter.state {
@@ -380,9 +458,18 @@ impl Store {
             .fetch_all(&self.pool)
             .await
             .map_err(StoreError::query(op))?;
-        rows.iter()
-            .map(|r| record_from_row(r).map_err(StoreError::query(op)))
-            .collect()
+        Ok(rows
+            .iter()
+            .filter_map(|r| match record_from_row(r) {
+                Ok(record) => Some(record),
+                Err(e) => {
+                    let bad = unreadable(r, &e);
+                    tracing::warn!(swap = %bad.swap_hash, error = %bad.error,
+                        "a stored swap does not decode; left out of the listing");
+                    None
+                }
+            })
+            .collect())
     }
 
     /// Every saved progress of swap `hash`, oldest first.

@@ -209,7 +209,11 @@ fn normalized(progress: &SwapProgress) -> SwapProgress {
 /// merely because the swap was resumed or a fact recorded.
 fn drawn_as_loop(rule: Rule) -> bool {
     match rule {
-        Rule::Sweep | Rule::HtlcReorged | Rule::HtlcReplaced | Rule::SpendReorged => true,
+        Rule::Sweep
+        | Rule::HtlcReorged
+        | Rule::HtlcReplaced
+        | Rule::SpendReorged
+        | Rule::SpendUnverified => true,
         Rule::Resumed
         | Rule::Recorded
         | Rule::Ignored

@@ -24,8 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::engine::{EngineConfig, SwapUpdate, destination_script};
 use super::{
-    Action, CancelReason, Input, LoopOutContract, PaymentFailureReason, PaymentKind, PaymentStatus,
-    Preimage, SwapProgress, step,
+    Action, CancelReason, Input, LoopOutContract, PaymentFailureReason, PaymentKind, Preimage,
+    SwapProgress, step,
 };
 use crate::chain::{ChainError, HtlcV3};
 use crate::domain::BlockHeight;
@@ -188,13 +188,15 @@ impl Driver {
     }
 
     /// A finished swap emits no actions, but a payment still in flight will end one way or
-    /// the other and its outcome belongs in the costs: follow it without ever paying.
+    /// the other and its outcome belongs in the costs: follow it without ever paying. A
+    /// payment the store never saw dispatched is looked up too: it may have left just before
+    /// a crash, or its first update may not have been saved.
     fn track_late_payments(&mut self) {
         if !self.progress.state.is_terminal() {
             return;
         }
         for kind in [PaymentKind::Swap, PaymentKind::Prepay] {
-            if self.progress.payment(kind) == PaymentStatus::InFlight {
+            if !self.progress.payment(kind).is_final() {
                 let task = watch::payment(
                     Arc::clone(&self.deps.node),
                     Arc::clone(&self.contract),
@@ -325,10 +327,13 @@ impl Driver {
                 let task = watch::spend(
                     Arc::clone(&self.deps.node),
                     self.deps.config.clone(),
-                    self.contract.terms().htlc_pk_script.clone(),
-                    outpoint,
-                    height_hint,
+                    crate::lnd::types::SpendRequest {
+                        outpoint: Some(outpoint),
+                        script: self.contract.terms().htlc_pk_script.clone(),
+                        height_hint,
+                    },
                     self.chain.destination.clone(),
+                    hash,
                     self.inputs_tx.clone(),
                 );
                 self.spawn_task(TaskKey::WatchSpend(outpoint), task);

@@ -429,7 +429,20 @@ struct Inner {
     blocks: broadcast::Sender<BlockHeight>,
     updates: broadcast::Sender<SwapUpdate>,
     drivers: Mutex<HashMap<SwapHash, JoinHandle<()>>>,
+    /// Stored swaps the engine cannot drive, by id (hex hash as stored), with why.
+    quarantine: Mutex<std::collections::BTreeMap<String, String>>,
     cancel: CancellationToken,
+}
+
+/// A stored swap the engine does not drive: its row does not decode, or its HTLC does not
+/// rebuild from its contract. Every other swap is driven; this one waits for an operator (see
+/// the README's "Quarantined swaps").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantinedSwap {
+    /// The swap hash, hex, as stored.
+    pub id: String,
+    /// Why it is not driven.
+    pub reason: String,
 }
 
 /// Creates Loop Out swaps and drives them to their end. Cloning shares the engine.
@@ -477,6 +490,7 @@ impl SwapEngine {
                 blocks,
                 updates,
                 drivers: Mutex::new(HashMap::new()),
+                quarantine: Mutex::new(std::collections::BTreeMap::new()),
                 cancel,
             }),
         }
@@ -506,19 +520,55 @@ impl SwapEngine {
 
     /// Resumes every unfinished swap in the store (after waiting for a block epoch). Returns
     /// how many were resumed. Swaps already running are left alone.
+    ///
+    /// One swap that cannot be driven (its row does not decode, its HTLC does not rebuild) is
+    /// quarantined ([`SwapEngine::quarantined`]) and logged; it never stops the others.
     pub async fn resume_all(&self) -> Result<usize, EngineError> {
         self.wait_for_height().await?;
-        let swaps = self.inner.store.load_unfinished().await?;
-        let n = swaps.len();
-        for swap in swaps {
-            self.spawn_driver(
+        let resumable = self.inner.store.load_resumable().await?;
+        for bad in resumable.unreadable {
+            tracing::error!(swap = %bad.swap_hash, state_code = bad.state_code, error = %bad.error,
+                "a stored swap does not decode and is quarantined: it is not driven until the \
+                 row is repaired (or sluice upgraded); every other swap is");
+            self.quarantine(
+                bad.swap_hash,
+                format!("stored row does not decode: {}", bad.error),
+            );
+        }
+        let mut n = 0;
+        for swap in resumable.swaps {
+            if self.spawn_driver(
                 swap.record.contract,
                 swap.preimage,
                 swap.record.extras,
                 swap.record.progress,
-            );
+            ) {
+                n += 1;
+            }
         }
         Ok(n)
+    }
+
+    /// The stored swaps the engine does not drive, by id.
+    pub fn quarantined(&self) -> Vec<QuarantinedSwap> {
+        self.inner
+            .quarantine
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(id, reason)| QuarantinedSwap {
+                id: id.clone(),
+                reason: reason.clone(),
+            })
+            .collect()
+    }
+
+    fn quarantine(&self, id: String, reason: String) {
+        self.inner
+            .quarantine
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id, reason);
     }
 
     /// Whether the driver of `hash` is still running.
@@ -540,17 +590,19 @@ impl SwapEngine {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Starts the driver of a swap; returns whether it runs. A swap that cannot be driven is
+    /// quarantined.
     fn spawn_driver(
         &self,
         contract: LoopOutContract,
         preimage: Preimage,
         extras: SwapExtras,
         progress: SwapProgress,
-    ) {
+    ) -> bool {
         let hash = contract.terms().swap_hash;
         let mut drivers = self.lock_drivers();
         if drivers.get(&hash).is_some_and(|h| !h.is_finished()) {
-            return;
+            return true;
         }
         let deps = DriverDeps {
             node: Arc::clone(&self.inner.node),
@@ -565,10 +617,14 @@ impl SwapEngine {
         match Driver::new(deps, contract, preimage, extras, progress) {
             Ok(driver) => {
                 drivers.insert(hash, tokio::spawn(driver.run()));
+                true
             }
             Err(e) => {
+                drop(drivers);
                 tracing::error!(swap = %hash, error = %e,
-                    "cannot drive the stored swap: its HTLC does not rebuild from the contract");
+                    "cannot drive the stored swap; quarantined, every other swap is driven");
+                self.quarantine(hash.to_string(), format!("cannot be driven: {e}"));
+                false
             }
         }
     }

@@ -78,7 +78,9 @@ pub enum Input {
         /// The branch its witness used.
         path: SpendPath,
     },
-    /// The block confirming the spend was reorged out.
+    /// The block confirming the spend was reorged out, or the spend watch had to register again
+    /// and can no longer vouch for the spend it reported (it reports it again if it is still
+    /// confirmed).
     SpendReorged,
     /// The spend now has this many confirmations (≥ 1).
     SpendConfirmations {
@@ -242,6 +244,9 @@ pub enum Rule {
     SpendSeen,
     /// The spend was reorged out: sweep again.
     SpendReorged,
+    /// Resumed with a confirmed spend stored: it is not trusted until the chain reports it
+    /// again, so sweep meanwhile.
+    SpendUnverified,
     /// Our sweep is final but a payment is still unfinished.
     AwaitingPayments,
     /// Our sweep is final and both payments finished.
@@ -272,6 +277,7 @@ impl Rule {
             Rule::HtlcReplaced => "htlc replaced after reorg: sweep it",
             Rule::SpendSeen => "spend confirmed",
             Rule::SpendReorged => "spend reorged",
+            Rule::SpendUnverified => "resumed: spend unverified, sweep until the chain reports it",
             Rule::AwaitingPayments => "sweep final, payment unfinished",
             Rule::SweepFinal => "sweep final, payments finished",
             Rule::TimeoutSpendFinal => "timeout spend final",

@@ -12,7 +12,8 @@
 //! - [`step`]: `(contract, progress, input) -> Transition { next, actions, rule }`.
 //! - [`SwapProgress::release_preimage`]: the only gate through which the preimage leaves, checked
 //!   against the stored state.
-//! - [`classify_v3_witness`]: which HTLC branch a confirmed spend used (success vs timeout).
+//! - [`read_spend`]: which HTLC branch a confirmed spend used (success vs timeout); every spend
+//!   gets a reading, an unknown witness shape by whether it carries the preimage.
 //! - [`engine`]: the [`SwapEngine`] that creates swaps and runs one driver task per swap,
 //!   saving every step before acting (tokio and the ports live there and in the driver, not
 //!   in the pure files above).
@@ -28,7 +29,7 @@
 //! - On `Err(Rejected)`, save nothing and do nothing but log: the input contradicts what is stored.
 //! - Feed `Resumed` only with a height from a fresh block epoch, never a cached one.
 //! - Report only outputs paying exactly the contract's `htlc_pk_script` as `HtlcConfirmed`, and
-//!   classify spends with [`classify_v3_witness`].
+//!   read every spend with [`read_spend`] (a spend is never ignored).
 //! - Take the preimage for `PushPreimage` and sweeps only through
 //!   [`SwapProgress::release_preimage`] on the progress it just saved.
 //! - Treat `CancelWithServer` as best effort (errors are logged, not retried). A failed push or
@@ -54,7 +55,7 @@ pub use contract::{
 };
 pub use engine::{
     Admission, CeilingError, CreatedLoopOut, EngineConfig, EngineError, FeeCeilings,
-    LoopOutRequest, QuoteLimits, SwapEngine, SwapUpdate,
+    LoopOutRequest, QuarantinedSwap, QuoteLimits, SwapEngine, SwapUpdate,
 };
 pub use event::{Action, CancelReason, Input, PaymentEvent, Rejected, Rule, Transition};
 pub use state::{
@@ -62,4 +63,4 @@ pub use state::{
     SpendPath, SwapCosts, SwapProgress, SwapState, SweepFailure, UnknownStateCode,
 };
 pub use step::step;
-pub use witness::{HtlcBranch, classify_v3_witness};
+pub use witness::{HtlcBranch, SpendReading, classify_v3_witness, read_spend, witness_shape};

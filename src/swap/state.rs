@@ -268,7 +268,8 @@ pub struct HtlcOutput {
 }
 
 /// Which branch of the HTLC a confirmed spend used, read from its witness by the driver
-/// (v3: 1 or 4 witness elements ⇒ success, 3 ⇒ timeout).
+/// (v3: 1 or 4 witness elements ⇒ success, 3 ⇒ timeout; any other shape ⇒ success if an element
+/// is the preimage, else timeout).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SpendPath {
     /// Our sweep, through the MuSig2 key path or the success leaf.

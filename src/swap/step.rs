@@ -28,6 +28,10 @@
 //!   are final.
 //! - On `Resumed` in `Initiated`, the stored HTLC is forgotten and watched for again, so a reorg
 //!   while the daemon was down can never lead to a reveal.
+//! - On `Resumed` in `SpendConfirming`, the stored spend is forgotten and the swap sweeps again
+//!   (`PreimageRevealed`) until the spend watch reports a spend from the chain as it is now: a
+//!   sweep reorged out while the daemon was down is never taken for final. The driver's spend
+//!   watch reports `SpendReorged` whenever it has to register again, for the same reason.
 //! - Terminal states emit no actions; they only record late payment results (for the costs).
 
 use super::contract::LoopOutContract;
@@ -292,12 +296,21 @@ fn spend_confirming(
     let htlc = next.htlc.ok_or(Rejected::MissingHtlc(next.state))?;
     match input {
         Input::Resumed { height } => {
+            // The stored spend is a memory, not a fact: a reorg while the daemon was down may
+            // have taken it out. Finality is never inferred from heights after a restart; the
+            // swap sweeps again until the re-registered spend watch reports the spend from the
+            // chain as it is now (a spend still confirmed is reported at once).
             next.best_height = Some(height);
-            deepen_spend(&mut next);
+            next.spend = None;
+            next.state = SwapState::PreimageRevealed;
             let mut actions = dispatch_unfinished(&next);
+            actions.push(watch_htlc(contract));
             actions.push(watch_spend(contract, &htlc));
-            actions.extend(push_while_unsettled(&next));
-            Ok(settle(contract, next, actions, Rule::Resumed))
+            actions.extend(sweep_actions(contract, &mut next, &htlc, height));
+            actions.push(Action::Notify {
+                state: SwapState::PreimageRevealed,
+            });
+            done(next, actions, Rule::SpendUnverified)
         }
         Input::Block { height } => {
             next.best_height = Some(height);

@@ -499,6 +499,53 @@ fn resume_reemits_what_the_stored_state_requires() {
 }
 
 #[test]
+fn resume_with_a_stored_spend_sweeps_until_the_chain_reports_it_again() {
+    let c = contract();
+    let spent = Input::HtlcSpent {
+        txid: txid(9),
+        height: BlockHeight(1_011),
+        path: SpendPath::Success { swept_value: AMT },
+    };
+    let mut inputs = revealed();
+    inputs.push(paid(PaymentKind::Prepay, 3_000, 2));
+    inputs.push(paid(PaymentKind::Swap, 1_002_000, 30));
+    inputs.push(spent.clone());
+    assert_eq!(run(&inputs).0.state, SwapState::SpendConfirming);
+    // Restarted far above the stored spend: heights alone would call it final, but the sweep
+    // may have been reorged out while the daemon was down.
+    inputs.push(resumed(1_030));
+    let (p, t) = run(&inputs);
+    assert_eq!(
+        (p.state, t.rule),
+        (SwapState::PreimageRevealed, Rule::SpendUnverified)
+    );
+    assert_eq!(p.spend, None);
+    assert!(has_sweep(&t.actions), "a vanished sweep is swept again");
+    assert!(t.actions.contains(&Action::WatchSpend {
+        outpoint: op(1),
+        height_hint: BlockHeight(1_009),
+    }));
+    // Blocks without a report from the chain keep sweeping and never succeed.
+    inputs.push(block(1_031));
+    let (p, t) = run(&inputs);
+    assert_eq!(p.state, SwapState::PreimageRevealed);
+    assert!(has_sweep(&t.actions));
+    // The re-registered watch reports the spend still confirmed: final at once.
+    inputs.push(spent);
+    assert_eq!(run(&inputs).0.state, SwapState::Succeeded);
+    // A timeout spend stored at a restart is re-checked the same way.
+    let mut inputs = revealed();
+    inputs.push(Input::HtlcSpent {
+        txid: txid(8),
+        height: BlockHeight(1_011),
+        path: SpendPath::Timeout,
+    });
+    let (p, _) = run(&inputs);
+    let t = step(&c, &p, resumed(1_040)).unwrap();
+    assert_eq!(t.next.state, SwapState::PreimageRevealed);
+}
+
+#[test]
 fn resume_before_reveal_forgets_the_htlc_so_a_missed_reorg_cannot_reveal() {
     let (p, t) = run(&[resumed(1_000), htlc(1, AMT, 1_010, 1), resumed(1_011)]);
     assert_eq!(p.htlc, None);

@@ -52,17 +52,33 @@ fn serve(server: &Arc<LoopServer>, listener: TcpListener) -> Serving {
 }
 
 pub async fn simnet() -> Simnet {
-    simnet_with(false).await
+    simnet_with(LoopServerConfig {
+        l402: None,
+        ..LoopServerConfig::default()
+    })
+    .await
 }
 
 /// The same simnet, but the server reaches the "loop" node as it reaches a real lnd: an
 /// `LndClient` (wrapped in `ResilientNode`, as `sluice loopserver` does) over gRPC with TLS and
 /// a macaroon to the simulated lnd serving that node.
 pub async fn simnet_over_lnd() -> Simnet {
-    simnet_with(true).await
+    simnet_built(
+        LoopServerConfig {
+            l402: None,
+            ..LoopServerConfig::default()
+        },
+        true,
+    )
+    .await
 }
 
-async fn simnet_with(over_lnd: bool) -> Simnet {
+/// A simnet whose Loop server runs with `server_config`.
+pub async fn simnet_with(server_config: LoopServerConfig) -> Simnet {
+    simnet_built(server_config, false).await
+}
+
+async fn simnet_built(server_config: LoopServerConfig, over_lnd: bool) -> Simnet {
     let world: SharedWorld = Arc::new(Mutex::new(
         World::new(WorldConfig::default_topology(11, 2)).unwrap(),
     ));
@@ -94,13 +110,7 @@ async fn simnet_with(over_lnd: bool) -> Simnet {
     } else {
         (loop_node as Arc<dyn LightningNode>, None)
     };
-    let server = Arc::new(LoopServer::new(
-        LoopServerConfig {
-            l402: None,
-            ..LoopServerConfig::default()
-        },
-        server_node,
-    ));
+    let server = Arc::new(LoopServer::new(server_config, server_node));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let serving = serve(&server, listener);
@@ -167,14 +177,71 @@ impl Simnet {
     }
 
     pub async fn engine(&self) -> SwapEngine {
+        self.engine_with(config(&self.world)).await
+    }
+
+    /// An engine with `config` (start from [`config`]), every stored swap resumed.
+    pub async fn engine_with(&self, config: EngineConfig) -> SwapEngine {
         let engine = SwapEngine::start(
             self.node.clone(),
             self.client.clone(),
             self.store.clone(),
-            config(&self.world),
+            config,
         );
         engine.resume_all().await.unwrap();
         engine
+    }
+
+    /// Waits (mining nothing) until a mempool transaction pays the swap's HTLC script, and
+    /// returns it.
+    pub async fn htlc_tx_in_mempool(&self, hash: SwapHash) -> bitcoin::Transaction {
+        let script = self
+            .record(hash)
+            .await
+            .contract
+            .terms()
+            .htlc_pk_script
+            .clone();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            {
+                let w = lock(&self.world);
+                let chain = w.chain();
+                for txid in chain.mempool_txids() {
+                    if let Some(e) = chain.mempool_entry(&txid)
+                        && e.tx.output.iter().any(|o| o.script_pubkey == script)
+                    {
+                        return e.tx.clone();
+                    }
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the HTLC never reached the mempool"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Polls the stored swap (mining nothing) until `done` holds.
+    pub async fn wait_until(
+        &self,
+        hash: SwapHash,
+        done: impl Fn(&SwapRecord) -> bool,
+    ) -> SwapRecord {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let r = self.record(hash).await;
+            if done(&r) {
+                return r;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "swap never got there: {:?}",
+                r.progress
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub async fn record(&self, hash: SwapHash) -> SwapRecord {

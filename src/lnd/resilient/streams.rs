@@ -280,6 +280,14 @@ pub(super) trait WatchKind: Send + 'static {
     type Req: Clone + Send + Sync + 'static;
     type Update: Clone + Send + 'static;
     const NAME: &'static str;
+    /// Whether a drop takes back the event delivered before it: the watch first yields
+    /// [`WatchKind::revoked`], then registers again and delivers the event anew if the chain
+    /// still has it. A spend must be re-confirmed against the chain after a drop (a reorg
+    /// during the outage could have removed it, and the new registration would then say
+    /// nothing); a confirmation is not revoked.
+    const REVOKE_ON_DROP: bool;
+    /// The reorg notice a revoked event is taken back with.
+    fn revoked() -> Self::Update;
     /// The request with the hint for resuming.
     fn resume(
         req: &Self::Req,
@@ -300,6 +308,11 @@ impl WatchKind for Conf {
     type Req = ConfRequest;
     type Update = ConfUpdate;
     const NAME: &'static str = "register_confirmations";
+    const REVOKE_ON_DROP: bool = false;
+
+    fn revoked() -> ConfUpdate {
+        ConfUpdate::Reorg
+    }
 
     fn resume(req: &ConfRequest, event_at: Option<BlockHeight>, tip: BlockHeight) -> ConfRequest {
         ConfRequest {
@@ -334,6 +347,11 @@ impl WatchKind for Spend {
     type Req = SpendRequest;
     type Update = SpendUpdate;
     const NAME: &'static str = "register_spend";
+    const REVOKE_ON_DROP: bool = true;
+
+    fn revoked() -> SpendUpdate {
+        SpendUpdate::Reorg
+    }
 
     fn resume(req: &SpendRequest, event_at: Option<BlockHeight>, tip: BlockHeight) -> SpendRequest {
         SpendRequest {
@@ -368,6 +386,8 @@ pub(super) struct Watch<K: WatchKind> {
     pub(super) inner: Option<NodeStream<K::Update>>,
     /// The event delivered last (identity, height), until a reorg notice clears it.
     pub(super) delivered: Option<([u8; 32], BlockHeight)>,
+    /// The height of an event revoked after a drop, kept for the re-registration's hint.
+    pub(super) revoked_at: Option<BlockHeight>,
     pub(super) failures: u32,
     pub(super) done: bool,
 }
@@ -379,8 +399,15 @@ impl<K: WatchKind> Resumable for Watch<K> {
     async fn next_item(&mut self) -> Option<NodeResult<K::Update>> {
         while !self.done {
             if self.inner.is_none() {
+                if K::REVOKE_ON_DROP
+                    && let Some((_, height)) = self.delivered.take()
+                {
+                    self.revoked_at = Some(height);
+                    return Some(Ok(K::revoked()));
+                }
                 let tip = self.ctx.tip();
-                let req = K::resume(&self.request, self.delivered.map(|(_, h)| h), tip);
+                let event_at = self.delivered.map(|(_, h)| h).or(self.revoked_at);
+                let req = K::resume(&self.request, event_at, tip);
                 let node = Arc::clone(&self.ctx.node);
                 let sub = self
                     .ctx

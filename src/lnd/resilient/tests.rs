@@ -352,8 +352,14 @@ fn resilient(fake: &Fake) -> ResilientNode {
     ResilientNode::new(Arc::new(fake.clone()))
 }
 
+/// The next item; a stream that stays silent fails the test (the clock is paused, so the
+/// hour passes at once when nothing else can happen) instead of hanging it.
 async fn next<T>(s: &mut NodeStream<T>) -> T {
-    s.next().await.expect("stream ended").expect("stream error")
+    tokio::time::timeout(Duration::from_secs(3_600), s.next())
+        .await
+        .expect("the stream stayed silent")
+        .expect("stream ended")
+        .expect("stream error")
 }
 
 #[test]
@@ -570,12 +576,23 @@ async fn a_spend_watch_is_registered_again_and_its_spend_not_repeated() {
         fake.st().spend_requests[1].height_hint,
         BlockHeight(300 - REORG_SAFETY_BLOCKS)
     );
-    // Another drop: registered from the spend's height; the same spend is not repeated.
+    // Another drop: the spend is taken back (a reorg during the outage could have removed
+    // it), the watch is registered from the spend's height, and the spend is delivered again
+    // because the chain still has it.
     fake.crash();
-    fake.st().spend_on_register = vec![spent.clone(), SpendUpdate::Reorg];
+    fake.st().spend_on_register = vec![spent.clone()];
     fake.up();
     assert_eq!(next(&mut spends).await, SpendUpdate::Reorg);
+    assert_eq!(next(&mut spends).await, spent);
     assert_eq!(fake.st().spend_requests[2].height_hint, BlockHeight(302));
+    // A drop after which the chain no longer has the spend: taken back, never delivered again.
+    fake.crash();
+    fake.st().spend_on_register = Vec::new();
+    fake.up();
+    assert_eq!(next(&mut spends).await, SpendUpdate::Reorg);
+    let quiet = tokio::time::timeout(Duration::from_secs(30), spends.next()).await;
+    assert!(quiet.is_err(), "the vanished spend came back");
+    assert_eq!(fake.st().spend_requests[3].height_hint, BlockHeight(302));
 }
 
 fn channel(point: &str, local: u64, active: bool) -> Channel {

@@ -13,8 +13,8 @@ use bitcoin::{
 };
 
 use super::{
-    Chain, ChainError, ChainEvent, Coin, RemovalReason, ReorgOutcome, Spend, StoredBlock,
-    TxLocation,
+    Chain, ChainError, ChainEvent, Coin, RejectReason, RemovalReason, ReorgOutcome, Spend,
+    StoredBlock, TxLocation,
 };
 use crate::domain::{BlockHeight, Sat};
 
@@ -33,6 +33,52 @@ impl Chain {
     /// `coinbase_script`. Returns the new blocks' hashes, oldest first.
     pub fn mine(&mut self, n: u32, coinbase_script: &Script) -> Vec<BlockHash> {
         (0..n).map(|_| self.mine_one(coinbase_script)).collect()
+    }
+
+    /// Leaves the mempool transaction `txid` (and anything spending it) out of every block mined
+    /// until [`Chain::release`]; it stays in the mempool and can still be replaced. Holding a
+    /// transaction not (yet) in the mempool holds it once it arrives.
+    pub fn hold(&mut self, txid: Txid) {
+        self.held.insert(txid);
+    }
+
+    /// Lets a held transaction be mined again.
+    pub fn release(&mut self, txid: &Txid) {
+        self.held.remove(txid);
+    }
+
+    /// Leaves every mempool transaction spending `outpoint` (whichever version, present or
+    /// future) out of the blocks mined until [`Chain::release_spends`].
+    pub fn hold_spends(&mut self, outpoint: OutPoint) {
+        self.held_spends.insert(outpoint);
+    }
+
+    /// Lets spenders of a held outpoint be mined again.
+    pub fn release_spends(&mut self, outpoint: &OutPoint) {
+        self.held_spends.remove(outpoint);
+    }
+
+    /// Puts `tx` in the mempool even if a mempool transaction paying more already spends the
+    /// same outputs: those (and their descendants) are evicted as replaced, as a miner who
+    /// saw `tx` first would keep it. `tx` must otherwise be valid. This is how a test makes an
+    /// older version of a replaced transaction the one that confirms.
+    pub fn force_into_mempool(&mut self, tx: Transaction) -> Result<Txid, RejectReason> {
+        let txid = tx.compute_txid();
+        let conflicts: Vec<Txid> = tx
+            .input
+            .iter()
+            .filter_map(|i| self.mempool.spender(&i.previous_output))
+            .filter(|t| *t != txid)
+            .collect();
+        for old in self.mempool.with_descendants(&conflicts) {
+            if self.mempool.remove(&old).is_some() {
+                self.events.push(ChainEvent::TxRemoved {
+                    txid: old,
+                    reason: RemovalReason::Replaced { by: txid },
+                });
+            }
+        }
+        self.accept(tx).map(|a| a.txid)
     }
 
     /// Disconnects the top `depth` blocks, then returns their non-coinbase transactions to the
@@ -96,7 +142,7 @@ impl Chain {
             .saturating_sub(COINBASE_WEIGHT_RESERVE);
         let mut fees = Sat::ZERO;
         let mut txs = Vec::new();
-        for txid in self.mempool.select(budget) {
+        for txid in self.mempool.select(budget, &self.held, &self.held_spends) {
             if let Some(entry) = self.mempool.get(&txid) {
                 fees += entry.fee;
                 txs.push(entry.tx.clone());

@@ -140,8 +140,14 @@ impl Mempool {
     }
 
     /// A block template: the highest fee-rate transactions whose mempool parents are already
-    /// in, up to `max_weight`, in dependency order.
-    pub(super) fn select(&self, max_weight: u64) -> Vec<Txid> {
+    /// in, up to `max_weight`, in dependency order, leaving out `held` and every spender of
+    /// `held_spends` (and so their descendants).
+    pub(super) fn select(
+        &self,
+        max_weight: u64,
+        held: &HashSet<Txid>,
+        held_spends: &HashSet<OutPoint>,
+    ) -> Vec<Txid> {
         let mut candidates: Vec<(&Txid, &MempoolEntry)> = self.entries.iter().collect();
         candidates.sort_by(|a, b| {
             b.1.fee_rate_sat_kw()
@@ -154,7 +160,15 @@ impl Mempool {
         loop {
             let mut progressed = false;
             for (txid, entry) in &candidates {
-                if included.contains(*txid) || weight + entry.weight > max_weight {
+                if included.contains(*txid)
+                    || held.contains(*txid)
+                    || entry
+                        .tx
+                        .input
+                        .iter()
+                        .any(|i| held_spends.contains(&i.previous_output))
+                    || weight + entry.weight > max_weight
+                {
                     continue;
                 }
                 let parents_in = entry.tx.input.iter().all(|i| {

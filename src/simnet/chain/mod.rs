@@ -236,6 +236,11 @@ pub struct Chain {
     /// Counts mined blocks so a re-mined height gets a different coinbase and hash.
     mined: u64,
     faucet: faucet::Faucet,
+    /// Mempool transactions the block template leaves out (with their descendants) until
+    /// released: a miner that ignores them, for tests of what a block takes.
+    held: std::collections::HashSet<Txid>,
+    /// Outpoints whose mempool spenders the block template leaves out until released.
+    held_spends: std::collections::HashSet<OutPoint>,
 }
 
 impl std::fmt::Debug for Chain {
@@ -266,6 +271,8 @@ impl Chain {
             events: EventLog::default(),
             mined: 0,
             faucet,
+            held: std::collections::HashSet::new(),
+            held_spends: std::collections::HashSet::new(),
         };
         chain.connect_genesis();
         let script = chain.faucet.script().clone();

@@ -278,6 +278,37 @@ impl World {
         }
     }
 
+    /// Leaves a mempool transaction (and its descendants) out of the blocks mined from now on,
+    /// until [`World::release`]: the test's say over which mempool transactions a block takes.
+    pub fn hold(&mut self, txid: bitcoin::Txid) {
+        self.chain.hold(txid);
+    }
+
+    /// Lets a held transaction be mined again.
+    pub fn release(&mut self, txid: &bitcoin::Txid) {
+        self.chain.release(txid);
+    }
+
+    /// Leaves every spender of `outpoint` (any version) out of the blocks mined until
+    /// [`World::release_spends`].
+    pub fn hold_spends(&mut self, outpoint: bitcoin::OutPoint) {
+        self.chain.hold_spends(outpoint);
+    }
+
+    /// Lets spenders of a held outpoint be mined again.
+    pub fn release_spends(&mut self, outpoint: &bitcoin::OutPoint) {
+        self.chain.release_spends(outpoint);
+    }
+
+    /// Puts `tx` in the mempool over any conflicting transaction (see
+    /// [`Chain::force_into_mempool`]): a test's way to make an older version confirm.
+    pub fn force_into_mempool(
+        &mut self,
+        tx: bitcoin::Transaction,
+    ) -> Result<bitcoin::Txid, crate::simnet::chain::RejectReason> {
+        self.chain.force_into_mempool(tx)
+    }
+
     /// Disconnects the top `depth` blocks; their transactions return to the mempool. Mine
     /// afterwards to build the new branch.
     pub fn reorg(&mut self, depth: u32) -> Result<ReorgOutcome, WorldError> {

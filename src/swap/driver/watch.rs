@@ -14,8 +14,8 @@ use tokio::sync::mpsc;
 
 use super::super::engine::EngineConfig;
 use super::super::{
-    HtlcBranch, Input, LoopOutContract, PaymentEvent, PaymentFailureReason, PaymentKind, SpendPath,
-    classify_v3_witness,
+    Input, LoopOutContract, PaymentEvent, PaymentFailureReason, PaymentKind, SpendPath, read_spend,
+    witness_shape,
 };
 use crate::domain::{BlockHeight, Sat, SwapHash};
 use crate::lnd::types::{
@@ -119,8 +119,9 @@ pub(super) async fn payment(
         };
         let stream = match started {
             Err(e) if track_only && e.kind == NodeErrorKind::NotFound => {
-                tracing::warn!(swap = %t_hash(&contract), ?kind,
-                    "lnd has no payment for an in-flight invoice of a finished swap");
+                tracing::info!(swap = %t_hash(&contract), ?kind,
+                    "lnd has no payment for an unfinished invoice of a finished swap; \
+                     it never left");
                 return;
             }
             Ok(s) => Ok(s),
@@ -240,19 +241,27 @@ pub(super) async fn htlc(
 pub(super) async fn spend(
     node: Arc<dyn LightningNode>,
     config: EngineConfig,
-    pk_script: ScriptBuf,
-    outpoint: OutPoint,
-    height_hint: BlockHeight,
+    request: SpendRequest,
     destination: ScriptBuf,
+    swap_hash: SwapHash,
     tx: mpsc::UnboundedSender<Input>,
 ) {
-    let request = SpendRequest {
-        outpoint: Some(outpoint),
-        script: pk_script,
-        height_hint,
-    };
+    let outpoint = request
+        .outpoint
+        .map_or_else(|| "<by script>".to_owned(), |o| o.to_string());
     let mut backoff = Backoff::new(&config);
+    // Whether this watch reported a spend that no reorg notice has taken back yet.
+    let mut vouched = false;
     loop {
+        if vouched {
+            // A lost stream may have hidden a reorg: the spend is no longer vouched for. The new
+            // registration reports it again if the chain still has it; meanwhile the swap
+            // sweeps.
+            vouched = false;
+            if tx.send(Input::SpendReorged).is_err() {
+                return;
+            }
+        }
         match node.register_spend(&request).await {
             Ok(mut stream) => {
                 while let Some(item) = stream.next().await {
@@ -267,33 +276,40 @@ pub(super) async fn spend(
                                 .ok()
                                 .and_then(|i| spending_tx.input.get(i))
                                 .map(|i| &i.witness);
-                            let branch = witness.and_then(classify_v3_witness);
-                            let path = match branch {
-                                Some(HtlcBranch::KeyPath | HtlcBranch::SuccessLeaf) => {
-                                    let swept: u64 = spending_tx
-                                        .output
-                                        .iter()
-                                        .filter(|o| o.script_pubkey == destination)
-                                        .map(|o| o.value.to_sat())
-                                        .sum();
-                                    SpendPath::Success {
-                                        swept_value: Sat(swept),
-                                    }
+                            let empty = bitcoin::Witness::new();
+                            let witness = witness.unwrap_or(&empty);
+                            let reading = read_spend(witness, swap_hash);
+                            if !reading.shape_known {
+                                // Never ignore a spend: the HTLC is gone either way.
+                                tracing::warn!(%outpoint, txid = %spending_tx.compute_txid(),
+                                    shape = ?witness_shape(witness), branch = ?reading.branch,
+                                    "the HTLC was spent with a witness of unknown shape; \
+                                     read by whether it carries the preimage");
+                            }
+                            let path = if reading.branch.is_success() {
+                                let swept: u64 = spending_tx
+                                    .output
+                                    .iter()
+                                    .filter(|o| o.script_pubkey == destination)
+                                    .map(|o| o.value.to_sat())
+                                    .sum();
+                                SpendPath::Success {
+                                    swept_value: Sat(swept),
                                 }
-                                Some(HtlcBranch::TimeoutLeaf) => SpendPath::Timeout,
-                                None => {
-                                    tracing::error!(%outpoint, txid = %spending_tx.compute_txid(),
-                                        "the HTLC was spent with a witness of unknown shape");
-                                    continue;
-                                }
+                            } else {
+                                SpendPath::Timeout
                             };
+                            vouched = true;
                             Input::HtlcSpent {
                                 txid: spending_tx.compute_txid(),
                                 height,
                                 path,
                             }
                         }
-                        Ok(SpendUpdate::Reorg) => Input::SpendReorged,
+                        Ok(SpendUpdate::Reorg) => {
+                            vouched = false;
+                            Input::SpendReorged
+                        }
                         Err(e) => {
                             tracing::warn!(error = %e, "HTLC spend watch broke; re-registering");
                             break;
@@ -307,5 +323,176 @@ pub(super) async fn spend(
             Err(e) => tracing::warn!(error = %e, "cannot watch the HTLC spend; retrying"),
         }
         backoff.wait().await;
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::time::Duration;
+
+    use bitcoin::hashes::Hash as _;
+    use bitcoin::{Amount, Transaction, TxIn, TxOut, Txid, Witness, absolute, transaction};
+
+    use super::*;
+    use crate::domain::Network;
+    use crate::lnd::resilient::tests::Fake;
+
+    fn key_path_spend(outpoint: OutPoint, destination: &ScriptBuf) -> Transaction {
+        Transaction {
+            version: transaction::Version::TWO,
+            lock_time: absolute::LockTime::ZERO,
+            input: vec![TxIn {
+                previous_output: outpoint,
+                witness: Witness::from_slice(&[vec![1u8; 64]]),
+                ..TxIn::default()
+            }],
+            output: vec![TxOut {
+                value: Amount::from_sat(90_000),
+                script_pubkey: destination.clone(),
+            }],
+        }
+    }
+
+    async fn next(rx: &mut mpsc::UnboundedReceiver<Input>) -> Input {
+        tokio::time::timeout(Duration::from_secs(60), rx.recv())
+            .await
+            .expect("an input")
+            .expect("the watch is running")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_spend_watch_that_registers_again_takes_back_the_spend_it_reported() {
+        let fake = Fake::new(100);
+        let outpoint = OutPoint {
+            txid: Txid::from_byte_array([3; 32]),
+            vout: 0,
+        };
+        let destination = ScriptBuf::from_bytes(vec![0x51]);
+        let spending_tx = key_path_spend(outpoint, &destination);
+        fake.st().spend_on_register = vec![SpendUpdate::Spent {
+            outpoint,
+            spending_tx: spending_tx.clone(),
+            input_index: 0,
+            height: BlockHeight(101),
+        }];
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut config = EngineConfig::new(Network::Regtest);
+        config.retry_initial = Duration::from_millis(10);
+        config.retry_max = Duration::from_millis(10);
+        tokio::spawn(spend(
+            Arc::new(fake.clone()),
+            config,
+            SpendRequest {
+                outpoint: Some(outpoint),
+                script: ScriptBuf::new(),
+                height_hint: BlockHeight(100),
+            },
+            destination,
+            SwapHash([7; 32]),
+            tx,
+        ));
+        assert_eq!(
+            next(&mut rx).await,
+            Input::HtlcSpent {
+                txid: spending_tx.compute_txid(),
+                height: BlockHeight(101),
+                path: SpendPath::Success {
+                    swept_value: Sat(90_000)
+                },
+            }
+        );
+        // The stream breaks; while it was down a reorg took the spend out, so the new
+        // registration reports nothing. The watch must not keep vouching for the old spend.
+        fake.st().spend_on_register = Vec::new();
+        fake.crash();
+        fake.up_after(Duration::from_millis(50));
+        assert_eq!(next(&mut rx).await, Input::SpendReorged);
+        // Once the spend is back in the chain, the watch reports it again.
+        fake.st().spend_on_register = vec![SpendUpdate::Spent {
+            outpoint,
+            spending_tx: spending_tx.clone(),
+            input_index: 0,
+            height: BlockHeight(103),
+        }];
+        fake.crash();
+        fake.up_after(Duration::from_millis(50));
+        assert!(matches!(
+            next(&mut rx).await,
+            Input::HtlcSpent {
+                height: BlockHeight(103),
+                ..
+            }
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_spend_of_unknown_shape_is_never_ignored() {
+        use sha2::{Digest, Sha256};
+        let preimage = [5u8; 32];
+        let hash = SwapHash(Sha256::digest(preimage).into());
+        let outpoint = OutPoint {
+            txid: Txid::from_byte_array([4; 32]),
+            vout: 1,
+        };
+        let destination = ScriptBuf::from_bytes(vec![0x51]);
+        // Five witness elements: no shape the classifier knows.
+        for (elements, ours) in [
+            (
+                vec![
+                    vec![1u8; 64],
+                    preimage.to_vec(),
+                    vec![2; 40],
+                    vec![3; 65],
+                    vec![0x50, 1],
+                ],
+                true,
+            ),
+            (
+                vec![
+                    vec![1u8; 64],
+                    vec![9; 32],
+                    vec![2; 40],
+                    vec![3; 65],
+                    vec![0x50, 1],
+                ],
+                false,
+            ),
+        ] {
+            let mut spending_tx = key_path_spend(outpoint, &destination);
+            spending_tx.input[0].witness = Witness::from_slice(&elements);
+            let fake = Fake::new(100);
+            fake.st().spend_on_register = vec![SpendUpdate::Spent {
+                outpoint,
+                spending_tx: spending_tx.clone(),
+                input_index: 0,
+                height: BlockHeight(101),
+            }];
+            let (tx, mut rx) = mpsc::unbounded_channel();
+            tokio::spawn(spend(
+                Arc::new(fake),
+                EngineConfig::new(Network::Regtest),
+                SpendRequest {
+                    outpoint: Some(outpoint),
+                    script: ScriptBuf::new(),
+                    height_hint: BlockHeight(100),
+                },
+                destination.clone(),
+                hash,
+                tx,
+            ));
+            let path = match next(&mut rx).await {
+                Input::HtlcSpent { path, .. } => path,
+                other => panic!("{other:?}"),
+            };
+            let expected = if ours {
+                SpendPath::Success {
+                    swept_value: Sat(90_000),
+                }
+            } else {
+                SpendPath::Timeout
+            };
+            assert_eq!(path, expected, "preimage carried: {ours}");
+        }
     }
 }
