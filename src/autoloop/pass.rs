@@ -260,52 +260,44 @@ fn journal_record(pass_id: i64, at: DateTime<Utc>, t: &TargetDecision) -> Journa
     }
 }
 
-/// The fee limits the engine enforces for a proposal. The policy caps each fee and the total
-/// (`max_total` of the amount); the engine can only cap each fee, so the total left after the
-/// quoted server fee is shared among routing, prepay routing and miner fees in proportion to
-/// what each is expected to cost, each still under its own cap. The sum of the limits then
-/// never exceeds the policy's total cap, and that sum is the ledger's worst case. `None` when
-/// the total cap cannot cover the expected fees.
+/// The engine's fee limits for a proposal and a quote: the policy's one rule
+/// ([`policy::swap_limits`]), so the worst case admitted here is the one `evaluate` and
+/// `sluice policy test` predict. `None` when the total cap cannot cover the expected fees.
 fn limits(
     p: &Proposal,
+    fees: &policy::FeeCaps,
     quote: &crate::provider::port::LoopOutQuote,
-    max_total: Ppm,
     routing_ppm: Ppm,
 ) -> Option<FeeLimits> {
-    let total = p.amount.mul_ppm(max_total);
-    let rest = total.checked_sub(quote.swap_fee)?;
-    let e_routing = p.amount.mul_ppm(routing_ppm) + Sat(1);
-    let e_prepay_routing = quote.prepay_amount.mul_ppm(routing_ppm) + Sat(1);
-    let e_miner = p
-        .expected_cost
-        .saturating_sub(quote.swap_fee + e_routing + e_prepay_routing)
-        .max(Sat(1));
-    let sum = e_routing + e_prepay_routing + e_miner;
-    if rest < sum {
-        return None;
-    }
-    let share = |e: Sat| {
-        Sat(
-            u64::try_from(u128::from(rest.0) * u128::from(e.0) / u128::from(sum.0))
-                .unwrap_or(u64::MAX),
-        )
-    };
-    Some(FeeLimits {
-        max_swap_fee: quote.swap_fee,
-        max_prepay_amount: quote.prepay_amount,
-        max_swap_routing_fee: p.caps.routing.min(share(e_routing)),
-        max_prepay_routing_fee: p.caps.prepay_routing.min(share(e_prepay_routing)),
-        max_miner_fee: p.caps.miner.min(share(e_miner)),
+    let caps = policy::category_caps(fees, p.amount, quote.prepay_amount);
+    policy::swap_limits(
+        &caps,
+        fees,
+        p.amount,
+        p.expected_cost,
+        quote.swap_fee,
+        quote.prepay_amount,
+        routing_ppm,
+    )
+    .map(|l| FeeLimits {
+        max_swap_fee: l.server,
+        max_prepay_amount: l.prepay,
+        max_swap_routing_fee: l.routing,
+        max_prepay_routing_fee: l.prepay_routing,
+        max_miner_fee: l.miner,
     })
 }
 
-/// The most a swap with these limits can cost: every fee at its cap. (A prepay the server
-/// keeps after a failed swap replaces the server fee, and is far below it for Loop's terms.)
+/// The most a swap with these limits can cost (as [`policy::SwapLimits::worst_case`]).
 pub(super) fn worst_case(l: &FeeLimits) -> Sat {
-    l.max_swap_fee.max(l.max_prepay_amount)
-        + l.max_swap_routing_fee
-        + l.max_prepay_routing_fee
-        + l.max_miner_fee
+    policy::SwapLimits {
+        server: l.max_swap_fee,
+        prepay: l.max_prepay_amount,
+        routing: l.max_swap_routing_fee,
+        prepay_routing: l.max_prepay_routing_fee,
+        miner: l.max_miner_fee,
+    }
+    .worst_case()
 }
 
 fn refusal_reason(r: &Refusal) -> Reason {
@@ -360,12 +352,21 @@ async fn check_and_dispatch(
         );
         return None;
     }
-    let max_total = state
+    let fees = state
         .policy
         .as_ref()
         .and_then(|pol| pol.rule(d.rule.as_deref().unwrap_or_default()))
-        .map_or(Ppm(0), |r| r.settings.fees.max_total);
-    let Some(fee_limits) = limits(p, &quote, max_total, ROUTING_PPM) else {
+        .map(|r| r.settings.fees)
+        .unwrap_or(policy::FeeCaps {
+            max_total: Ppm(0),
+            max_server: None,
+            max_routing: None,
+            max_prepay_routing: None,
+            max_prepay: None,
+            max_miner: None,
+        });
+    let max_total = fees.max_total;
+    let Some(fee_limits) = limits(p, &fees, &quote, ROUTING_PPM) else {
         d.reason = Reason::FeeCap;
         d.detail = format!(
             "the quoted server fee of {} sat leaves too little of the {} cap of {} sat for the expected routing and miner fees",

@@ -207,8 +207,14 @@ fn swaps_in_one_pass_use_up_in_flight_slots_and_budget() {
     let plan = evaluate(&p, &s);
     assert_eq!(plan.swaps().count(), 2);
     assert_eq!(plan.counts().get("in_flight"), Some(&1));
-    // Each 2M swap expects 2000 server + 1200 miner = 3200.
-    s.budget.total = Some(Sat(5_000));
+    // Admission reserves each swap's worst case (prepay in place of the server fee, every
+    // fee at its limit): a budget just above one worst case admits one swap.
+    let first = plan.decisions[0].proposal.clone().unwrap();
+    assert!(
+        first.max_cost >= first.expected_cost + Sat(28_000),
+        "{first:?}"
+    );
+    s.budget.total = Some(first.max_cost + Sat(1));
     let names: Vec<&str> = evaluate(&p, &s)
         .decisions
         .iter()
@@ -409,4 +415,36 @@ fn a_policy_can_be_shared_across_threads() {
     fn send_sync<T: Send + Sync + Clone>() {}
     send_sync::<Policy>();
     send_sync::<Plan>();
+}
+
+/// A category without its own key is capped by `max_total` (the prepay included), and the
+/// `max_cost_sat` a script sees is the proposal's worst case, the figure admission checks.
+#[test]
+fn an_unset_fee_cap_is_max_total_and_scripts_see_the_worst_case() {
+    // 2M at 2%: 40k covers Loop's 30k prepay; 1M at 2% (20k) does not.
+    let p = pol(BASE);
+    let d = one(&p, &snap(vec![chan(1, 5_000_000, 4_500_000)]));
+    assert_eq!(d.reason, Reason::Swap, "{d:?}");
+    let small = pol(&BASE.replace("max: 2M", "max: 1M"));
+    let d = one(&small, &snap(vec![chan(1, 5_000_000, 4_500_000)]));
+    assert_eq!(d.reason, Reason::FeeCap, "{d:?}");
+    assert!(d.detail.contains("prepay 30000 > cap 20000"), "{d:?}");
+    let own = pol(&BASE.replace(
+        "swap: { min: 250k, max: 2M }",
+        "swap: { min: 250k, max: 1M }\n  fees: { max_prepay: 30k }",
+    ));
+    let d = one(&own, &snap(vec![chan(1, 5_000_000, 4_500_000)]));
+    assert_eq!(d.reason, Reason::Swap, "{d:?}");
+
+    // The script vetoes unless max_cost_sat is the worst case: the prepay (30k) plus the
+    // limits sharing what 2% of 1M leaves after the 1k server fee (19k).
+    let yaml = BASE.replace(
+        "swap: { min: 250k, max: 2M }",
+        "swap: { min: 250k, max: 1M }\n  fees: { max_prepay: 30k }\n  script: s.rhai",
+    );
+    let host = ScriptHost::new();
+    let script = "fn decide(t, p, c) { if p.max_cost_sat > 30000 && p.max_cost_sat <= 49000 { p } else { veto(`max ${p.max_cost_sat}`) } }";
+    let p = load_in(&yaml, &[("s.rhai", script)], &host).unwrap();
+    let d = one(&p, &snap(vec![chan(1, 5_000_000, 4_500_000)]));
+    assert_eq!(d.reason, Reason::Swap, "{d:?}");
 }

@@ -7,6 +7,7 @@
 //! - [`run_tests`]: the `*.test.yaml` cases of a policy directory.
 //! - [`json_schema`]: the JSON Schema of the file format (`policies/schema.json`).
 
+mod admission;
 mod check;
 mod error;
 mod eval;
@@ -28,6 +29,7 @@ mod views;
 #[cfg(test)]
 mod eval_tests;
 
+pub use admission::{SwapLimits, category_caps, fresh_budget, swap_limits};
 pub use error::PolicyError;
 pub use eval::{Decision, Plan, Proposal, SWEEP_WEIGHT_WU, SwapCaps, evaluate};
 pub use keys::json_schema;

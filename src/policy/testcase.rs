@@ -191,6 +191,9 @@ pub struct TestCase {
     pub snapshot: Snapshot,
     /// The decisions to check.
     pub expect: Vec<Expectation>,
+    /// Whether the case sets its own `budget:`; without it the policy's budgets apply, as
+    /// a fresh ledger would report them ([`super::fresh_budget`]).
+    pub budget_given: bool,
 }
 
 /// One expected decision.
@@ -366,6 +369,7 @@ pub fn parse_test_case(file: &Path, source: &str) -> Result<TestCase, PolicyErro
             .unwrap_or_default();
         snap.fees = market;
     }
+    let budget_given = m.get("budget").is_some();
     if let Some((n, p)) = m.get("budget") {
         let b = Map::of(n, &p);
         let mut left = BudgetLeft {
@@ -457,6 +461,7 @@ pub fn parse_test_case(file: &Path, source: &str) -> Result<TestCase, PolicyErro
             .unwrap_or_default(),
         snapshot: snap,
         expect,
+        budget_given,
     })
 }
 

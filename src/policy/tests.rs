@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::admission::fresh_budget;
 use super::error::PolicyError;
 use super::eval::evaluate;
 use super::load::load_with;
@@ -75,7 +76,10 @@ pub fn run_tests_with(dir: &Path, host: &Arc<ScriptHost>) -> Result<TestReport, 
         let text = std::fs::read_to_string(&file).map_err(|e| {
             PolicyError::file(&file, format!("cannot read: {e}"), "a readable test file")
         })?;
-        let case = parse_test_case(&file, &text)?;
+        let mut case = parse_test_case(&file, &text)?;
+        if !case.budget_given {
+            case.snapshot.budget = fresh_budget(&policy);
+        }
         let plan = evaluate(&policy, &case.snapshot);
         let mut failures = Vec::new();
         for e in &case.expect {
