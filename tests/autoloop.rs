@@ -879,3 +879,79 @@ async fn a_swap_in_flight_holds_the_next_and_a_spent_budget_exhausts_it() {
     cancel.cancel();
     engine.shutdown();
 }
+
+/// A failed dispatch is journalled as `dispatch_failed` with the engine's error, never as
+/// `swap`; a swap server that cannot be reached gives `provider_unavailable` decisions, in
+/// the journal and in `suggest`, instead of a failed pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_failures_are_decisions_with_their_own_reasons() {
+    let (net, [big, small, balanced]) = three_channel_net().await;
+    let engine = net.engine().await;
+    let (al, cancel) = autoloop_with(&net, &engine, policy_path()).await;
+    // The server forges the swap invoice: the client refuses the swap before storing it.
+    net.server
+        .set_behaviour_for_next_swap(sluice::simnet::loopserver::Behaviour {
+            invoice: sluice::simnet::loopserver::behaviour::InvoiceTamper::WrongHash,
+            ..Default::default()
+        });
+    al.set_mode(Mode::On).await.unwrap();
+    let report = pass(&al).await;
+    let d = &report.decision(&big.to_string()).unwrap();
+    assert_eq!(d.decision.reason.name(), "dispatch_failed", "{d:?}");
+    assert!(d.decision.detail.contains("dispatch failed"), "{d:?}");
+    assert!(d.swap.is_none());
+    assert_eq!(report.dispatched().count(), 0);
+    cancel.cancel();
+
+    // A swap server that does not answer.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = dead.local_addr().unwrap();
+    drop(dead);
+    let unreachable = LoopServerClient::connect(
+        &addr.to_string(),
+        ServerTls::Insecure,
+        Duration::from_secs(2),
+        L402Config::new(Network::Regtest, net.dir.path()),
+        Arc::new(NeverPay),
+    )
+    .unwrap();
+    let mut config = AutoloopConfig::new(policy_path());
+    config.tick = Duration::from_secs(3600);
+    let cancel = CancellationToken::new();
+    let al = Autoloop::start(
+        AutoloopDeps {
+            node: net.node.clone(),
+            provider: Arc::new(unreachable),
+            engine: engine.clone(),
+            store: net.store.clone(),
+            config,
+            clock: net.clock(),
+        },
+        cancel.clone(),
+    )
+    .await
+    .unwrap();
+    al.set_mode(Mode::DryRun).await.unwrap();
+    let report = al
+        .run_pass(Wake::Forced)
+        .await
+        .expect("a server outage is not a failed pass")
+        .unwrap();
+    assert_eq!(reason(&report, big), "provider_unavailable");
+    assert_eq!(reason(&report, small), "provider_unavailable");
+    assert_eq!(reason(&report, balanced), "ok");
+    let d = &report.decision(&big.to_string()).unwrap().decision;
+    assert!(d.detail.contains("swap server"), "{d:?}");
+    let suggestion = al.suggest().await.unwrap();
+    assert_eq!(reason(&suggestion, big), "provider_unavailable");
+    let journal = net.store.journal(&JournalFilter::default()).await.unwrap();
+    assert!(
+        journal
+            .iter()
+            .any(|r| r.reason == "provider_unavailable" && r.target == big.to_string())
+    );
+    assert!(journal.iter().any(|r| r.reason == "dispatch_failed"));
+    assert!(!journal.iter().any(|r| r.reason == "swap"));
+    cancel.cancel();
+    engine.shutdown();
+}

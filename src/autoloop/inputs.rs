@@ -270,12 +270,14 @@ pub(super) async fn in_flight(
     for s in swaps {
         let t = s.contract.terms();
         seen.insert(t.swap_hash);
-        if t.initiator != AUTOLOOP_INITIATOR {
+        let is_manual = t.initiator != AUTOLOOP_INITIATOR;
+        if is_manual {
             manual.extend(t.outgoing_chan_set.iter().copied());
         }
         out.push(policy::InFlightSwap {
             outgoing: t.outgoing_chan_set.clone(),
             amount: t.amount,
+            manual: is_manual,
         });
     }
     for hash in unreleased.iter().filter(|h| !seen.contains(*h)) {
@@ -284,6 +286,7 @@ pub(super) async fn in_flight(
             out.push(policy::InFlightSwap {
                 outgoing: t.outgoing_chan_set.clone(),
                 amount: t.amount,
+                manual: false,
             });
         }
     }

@@ -161,7 +161,16 @@ pub(super) async fn run(
     let channels =
         inputs::channels(&*ports.node, Some(height), &ports.flow_windows_days, now).await?;
     let estimates = inputs::fee_estimates(&*ports.node, &policy).await?;
-    let (terms, raw_terms) = inputs::terms(&*ports.provider, height, now).await?;
+    // A swap-server outage is a decision for every target that needs the server, not a
+    // failed pass: the journal and `suggest` say what happened.
+    let (terms, raw_terms, outage) = match inputs::terms(&*ports.provider, height, now).await {
+        Ok((t, raw)) => (t, Some(raw), None),
+        Err(e @ InputError::Provider { .. }) => {
+            tracing::warn!(error = %e, "the swap server is unavailable; autoloop decides nothing that needs it");
+            (policy::ServerTerms::default(), None, Some(e.to_string()))
+        }
+        Err(e) => return Err(e),
+    };
     let unreleased: Vec<SwapHash> = state.ledger.pending().copied().collect();
     let (in_flight, manual) = inputs::in_flight(&ports.store, &unreleased).await?;
     let backoff = ports.store.backoffs().await?;
@@ -203,7 +212,18 @@ pub(super) async fn run(
     let mut decisions = Vec::with_capacity(plan.decisions.len());
     for mut d in plan.decisions {
         let mut swap = None;
-        if matches!(d.reason, Reason::Swap | Reason::DryRun)
+        if let Some(why) = &outage
+            && !matches!(
+                d.reason,
+                Reason::Excluded | Reason::NoRule | Reason::Inactive | Reason::Ok
+            )
+        {
+            d.reason = Reason::ProviderUnavailable;
+            d.detail = format!("{why}; nothing that needs the swap server is decided");
+            d.proposal = None;
+        }
+        if let Some(raw_terms) = &raw_terms
+            && matches!(d.reason, Reason::Swap | Reason::DryRun)
             && let Some(p) = d.proposal.clone()
         {
             if let Some(c) = d.channels.iter().find(|c| manual.contains(c)) {
@@ -211,7 +231,7 @@ pub(super) async fn run(
                 d.detail = format!("channel {c} is in a manual swap; autoloop leaves it alone");
             } else {
                 swap =
-                    check_and_dispatch(ports, state, &mut d, &p, height, &raw_terms, now, purpose)
+                    check_and_dispatch(ports, state, &mut d, &p, height, raw_terms, now, purpose)
                         .await;
             }
         }
@@ -329,6 +349,7 @@ async fn check_and_dispatch(
     {
         Ok(q) => q,
         Err(e) => {
+            d.reason = Reason::QuoteFailed;
             d.detail = format!(
                 "{}; not dispatched: the swap server gave no quote: {e}",
                 d.detail
@@ -392,6 +413,7 @@ async fn check_and_dispatch(
             return None;
         }
         Err(AdmitError::Invalid(e)) => {
+            d.reason = Reason::DispatchFailed;
             d.detail = format!("{}; not dispatched: {e}", d.detail);
             return None;
         }
@@ -454,6 +476,7 @@ async fn check_and_dispatch(
         }
         Err(e) => {
             tracing::warn!(target = %d.target, error = %e, "autoloop dispatch failed");
+            d.reason = Reason::DispatchFailed;
             d.detail = format!("{}; dispatch failed: {e}", d.detail);
             None
         }

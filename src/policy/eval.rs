@@ -486,10 +486,16 @@ fn decide(
     let total_in_flight = snapshot.in_flight.len() as u64 + u64::from(state.dispatched);
     if total_in_flight >= u64::from(policy.limits.in_flight) {
         d.reason = Reason::InFlight;
+        let manual = snapshot.in_flight.iter().filter(|f| f.manual).count();
         d.detail = format!(
             "{total_in_flight} swap(s) in flight, limit {}",
             policy.limits.in_flight
         );
+        if manual > 0 {
+            d.detail.push_str(&format!(
+                " ({manual} of them manual: manual swaps take autoloop's slots too)"
+            ));
+        }
         return d;
     }
     let target_in_flight = snapshot
@@ -521,7 +527,7 @@ fn decide(
             if payable < amount {
                 d.reason = Reason::NoRoute;
                 d.detail = format!(
-                    "active channels hold {} but the swap needs {}",
+                    "too little local balance: the target's active channels hold {} but the swap needs {}",
                     payable.0, amount.0
                 );
                 return d;
@@ -552,7 +558,7 @@ fn decide(
                 if let Some(payable) = payable_by_target.filter(|p| *p < a) {
                     d.reason = Reason::NoRoute;
                     d.detail = format!(
-                        "script set {} but the active channels hold {}",
+                        "too little local balance: script set {} but the active channels hold {}",
                         a.0, payable.0
                     );
                     return d;

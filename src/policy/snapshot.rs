@@ -109,6 +109,9 @@ pub struct InFlightSwap {
     pub outgoing: Vec<ChanId>,
     /// Its amount.
     pub amount: Sat,
+    /// Started by hand (`sluice out`), not by autoloop; it still takes an in-flight slot,
+    /// and decisions say so.
+    pub manual: bool,
 }
 
 /// Failure history of a channel.

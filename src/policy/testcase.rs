@@ -112,6 +112,11 @@ const IN_FLIGHT: &[Field] = &[
         "Channels it pays through.",
     ),
     f("amount", Kind::Scalar(Scalar::Amount), "Amount."),
+    f(
+        "manual",
+        Kind::Scalar(Scalar::Bool),
+        "Started by hand; default false.",
+    ),
 ];
 const BACKOFF: &[Field] = &[
     req("last_failure", Kind::Scalar(Scalar::DateTime), "UTC."),
@@ -402,6 +407,9 @@ pub fn parse_test_case(file: &Path, source: &str) -> Result<TestCase, PolicyErro
             amount: fm
                 .val("amount", Scalar::Amount, values::amount)?
                 .unwrap_or_default(),
+            manual: fm
+                .val("manual", Scalar::Bool, values::boolean)?
+                .unwrap_or(false),
         });
     }
     if let Some((n, p)) = m.get("backoff")
