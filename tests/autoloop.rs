@@ -955,3 +955,48 @@ async fn server_failures_are_decisions_with_their_own_reasons() {
     cancel.cancel();
     engine.shutdown();
 }
+
+/// The percentile gate keeps its hysteresis across a restart: the gate's state is persisted
+/// with the fee history, which holds the estimates the gate compares (100 blocks for
+/// set-and-forget).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fee_gate_keeps_its_hysteresis_across_a_restart() {
+    let (net, [big, _, _]) = three_channel_net().await;
+    let engine = net.engine().await;
+    // Two weeks of 100-block estimates from 100 to 10,000 sat/kw, one every 3 hours:
+    // p25 = 2,500 and p35 = 3,500 sat/kw (set-and-forget closes above percentile + 10).
+    let now = i64::try_from(net.clock()().as_secs()).unwrap();
+    let history: Vec<String> = (1..=100i64)
+        .map(|k| format!("{}:100:{}", now - k * 3 * 3600, k * 100))
+        .collect();
+    net.store
+        .set_autoloop_setting("fee_history", &history.join(","))
+        .await
+        .unwrap();
+    let set_fee = |sat_kw: u64| {
+        let mut w = lock(&net.world);
+        w.set_fee_trace(sluice::simnet::chain::FeeTrace::Flat(sat_kw));
+        w.mine(1);
+    };
+    // 3,000 sat/kw with the gate closed: it stays closed.
+    set_fee(3_000);
+    let (al, cancel) = autoloop_with(&net, &engine, policy_path()).await;
+    assert_eq!(reason(&*pass(&al).await, big), "fee_gate");
+    // 2,000 opens it; back at 3,000 it stays open.
+    set_fee(2_000);
+    assert_eq!(reason(&*pass(&al).await, big), "dry_run");
+    set_fee(3_000);
+    assert_eq!(reason(&*pass(&al).await, big), "dry_run");
+    cancel.cancel();
+    // After a restart at 3,000 the gate is still open.
+    let (al, cancel) = autoloop_with(&net, &engine, policy_path()).await;
+    let report = pass(&al).await;
+    assert_eq!(
+        reason(&report, big),
+        "dry_run",
+        "{:?}",
+        report.decision(&big.to_string())
+    );
+    cancel.cancel();
+    engine.shutdown();
+}

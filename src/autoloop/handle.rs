@@ -10,8 +10,10 @@ use futures::StreamExt;
 use tokio::sync::{Mutex, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::history;
 use super::inputs::budget_specs;
-use super::pass::{self, PassReport, Ports, Purpose, State};
+use super::pass::{self, PassReport, Ports, Purpose};
+use super::state::State;
 use super::supervise;
 use super::{AutoloopConfig, AutoloopError, Mode, Wake};
 use crate::ledger::{BudgetStatus, Ledger};
@@ -150,9 +152,12 @@ impl Autoloop {
         let mut state = State {
             ledger,
             policy,
-            gate_open: BTreeMap::new(),
-            fee_history: match store.autoloop_setting(pass::FEE_HISTORY_KEY).await? {
-                Some(text) => pass::decode_fee_history(&text, config.fee_history),
+            gate_open: match store.autoloop_setting(history::GATE_OPEN_KEY).await? {
+                Some(text) => history::decode_gates(&text),
+                None => BTreeMap::new(),
+            },
+            fee_history: match store.autoloop_setting(history::FEE_HISTORY_KEY).await? {
+                Some(text) => history::decode_fee_history(&text),
                 None => VecDeque::new(),
             },
             pass_id: store.last_pass_id().await?,
@@ -173,7 +178,8 @@ impl Autoloop {
                 engine,
                 store,
                 flow_windows_days: config.flow_windows_days.clone(),
-                fee_history: config.fee_history,
+                fee_sample_every: chrono::TimeDelta::from_std(config.fee_sample_every)
+                    .unwrap_or(chrono::TimeDelta::minutes(10)),
                 journal_passes: config.journal_passes,
             },
             config,

@@ -21,8 +21,10 @@
 //! last good one stays in force.
 
 mod handle;
+mod history;
 mod inputs;
 mod pass;
+mod state;
 mod supervise;
 
 use std::fmt;
@@ -137,8 +139,9 @@ pub struct AutoloopConfig {
     pub policy_poll: Duration,
     /// How many passes the journal keeps.
     pub journal_passes: u32,
-    /// How many fee samples the percentile gate keeps.
-    pub fee_history: usize,
+    /// The spacing of fee samples for the percentile gate (one per confirmation target per
+    /// this period, however often passes run); they are kept for the largest gate window.
+    pub fee_sample_every: Duration,
     /// Days of each routing-flow window given to the policy.
     pub flow_windows_days: Vec<u32>,
 }
@@ -146,12 +149,16 @@ pub struct AutoloopConfig {
 /// The safety tick's default period (config `autoloop.tick`).
 pub const DEFAULT_TICK: Duration = Duration::from_secs(600);
 
+/// The default spacing of fee samples (config `autoloop.fee_sample_every`): 2,016 samples
+/// per confirmation target over a 14-day window.
+pub const DEFAULT_FEE_SAMPLE_EVERY: Duration = Duration::from_secs(600);
+
 /// How long channel events are gathered before a pass, by default (config `autoloop.debounce`).
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(2);
 
 impl AutoloopConfig {
     /// Defaults: a 10-minute tick, 2 s debounce, 5 s policy poll, 1 000 journalled passes,
-    /// 2 016 fee samples and 1/7/30-day flow windows.
+    /// a fee sample every 10 minutes and 1/7/30-day flow windows.
     pub fn new(policy_path: PathBuf) -> AutoloopConfig {
         AutoloopConfig {
             policy_path,
@@ -159,7 +166,7 @@ impl AutoloopConfig {
             debounce: DEFAULT_DEBOUNCE,
             policy_poll: Duration::from_secs(5),
             journal_passes: 1_000,
-            fee_history: 2_016,
+            fee_sample_every: DEFAULT_FEE_SAMPLE_EVERY,
             flow_windows_days: vec![1, 7, 30],
         }
     }

@@ -1,67 +1,24 @@
 //! One autoloop pass: inputs → policy → quote and budget checks → dispatch → journal.
 
-use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, TimeDelta, Utc};
 
+use super::history;
 use super::inputs::{self, InputError};
+pub(super) use super::state::State;
 use super::{AUTOLOOP_INITIATOR, AUTOLOOP_LABEL, Mode};
 use crate::chain::SatPerKw;
 use crate::domain::{BlockHeight, Ppm, Sat, SwapHash};
-use crate::ledger::{AdmitError, AdmitRequest, Entry, Ledger, Refusal};
+use crate::ledger::{AdmitError, AdmitRequest, Entry, Refusal};
 use crate::lnd::LightningNode;
-use crate::policy::{self, Decision, Destination, FeeSample, Policy, Proposal, Reason, Snapshot};
+use crate::policy::{self, Decision, Destination, Proposal, Reason, Snapshot};
 use crate::provider::SwapProvider;
 use crate::store::{JournalRecord, Store};
 use crate::swap::{Admission, FeeLimits, LoopOutContract, LoopOutRequest, SwapEngine};
 
 /// The routing fee a swap payment is expected to cost, as a share of its amount.
 const ROUTING_PPM: Ppm = Ppm(1_000);
-
-/// The store key of the persisted fee history.
-pub(super) const FEE_HISTORY_KEY: &str = "fee_history";
-
-/// The fee history as `unix:sat_per_kw` pairs separated by commas.
-pub(super) fn encode_fee_history(h: &VecDeque<FeeSample>) -> String {
-    h.iter()
-        .map(|s| format!("{}:{}", s.at.timestamp(), s.rate.0))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// The persisted fee history; malformed samples are skipped (it only feeds a percentile).
-pub(super) fn decode_fee_history(text: &str, keep: usize) -> VecDeque<FeeSample> {
-    let mut out: VecDeque<FeeSample> = text
-        .split(',')
-        .filter_map(|pair| {
-            let (at, rate) = pair.split_once(':')?;
-            Some(FeeSample {
-                at: DateTime::from_timestamp(at.parse().ok()?, 0)?,
-                rate: crate::chain::SatPerKw(rate.parse().ok()?),
-            })
-        })
-        .collect();
-    while out.len() > keep {
-        out.pop_front();
-    }
-    out
-}
-
-/// The scheduler's mutable state; one pass at a time holds it.
-#[derive(Debug)]
-pub(super) struct State {
-    /// The fee ledger, replayed from the store at start.
-    pub ledger: Ledger,
-    /// The last good policy.
-    pub policy: Option<Arc<Policy>>,
-    /// Fee gates open on the previous pass.
-    pub gate_open: BTreeMap<String, bool>,
-    /// Recent fee estimates for the percentile gate, oldest first.
-    pub fee_history: VecDeque<FeeSample>,
-    /// The last pass's id.
-    pub pass_id: i64,
-}
 
 /// The ports and settings a pass uses.
 pub(super) struct Ports {
@@ -70,7 +27,7 @@ pub(super) struct Ports {
     pub engine: SwapEngine,
     pub store: Store,
     pub flow_windows_days: Vec<u32>,
-    pub fee_history: usize,
+    pub fee_sample_every: TimeDelta,
     pub journal_passes: u32,
 }
 
@@ -175,17 +132,24 @@ pub(super) async fn run(
     let (in_flight, manual) = inputs::in_flight(&ports.store, &unreleased).await?;
     let backoff = ports.store.backoffs().await?;
 
-    if matches!(purpose, Purpose::Run(_))
-        && let Some(&(_, rate)) = estimates.iter().find(|(t, _)| *t == 6)
-    {
-        state.fee_history.push_back(FeeSample { at: now, rate });
-        while state.fee_history.len() > ports.fee_history {
-            state.fee_history.pop_front();
+    if matches!(purpose, Purpose::Run(_)) {
+        let (targets, keep) = history::gated_targets(&policy, &estimates);
+        if history::record(
+            &mut state.fee_history,
+            &estimates,
+            &targets,
+            now,
+            ports.fee_sample_every,
+            keep,
+        ) {
+            ports
+                .store
+                .set_autoloop_setting(
+                    history::FEE_HISTORY_KEY,
+                    &history::encode_fee_history(&state.fee_history),
+                )
+                .await?;
         }
-        ports
-            .store
-            .set_autoloop_setting(FEE_HISTORY_KEY, &encode_fee_history(&state.fee_history))
-            .await?;
     }
     let snapshot = Snapshot {
         now,
@@ -205,7 +169,15 @@ pub(super) async fn run(
     let plan = policy::evaluate(&policy, &snapshot);
     let fee_gate_open = plan.gate_open.values().all(|open| *open);
     let fee_estimates = snapshot.fees.estimates.clone();
-    if matches!(purpose, Purpose::Run(_)) {
+    if matches!(purpose, Purpose::Run(_)) && state.gate_open != plan.gate_open {
+        // Persisted so a restart keeps each gate's hysteresis.
+        ports
+            .store
+            .set_autoloop_setting(
+                history::GATE_OPEN_KEY,
+                &history::encode_gates(&plan.gate_open),
+            )
+            .await?;
         state.gate_open = plan.gate_open.clone();
     }
 
@@ -487,23 +459,6 @@ async fn check_and_dispatch(
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fee_history_round_trips_and_is_bounded() {
-        let h: VecDeque<FeeSample> = (0..5)
-            .map(|i| FeeSample {
-                at: DateTime::from_timestamp(1_700_000_000 + i * 600, 0).unwrap(),
-                rate: crate::chain::SatPerKw(250 + u64::try_from(i).unwrap()),
-            })
-            .collect();
-        let text = encode_fee_history(&h);
-        assert_eq!(decode_fee_history(&text, 10), h);
-        let last3 = decode_fee_history(&text, 3);
-        assert_eq!(last3.len(), 3);
-        assert_eq!(last3[0], h[2]);
-        assert!(decode_fee_history("", 3).is_empty());
-        assert_eq!(decode_fee_history("x:1,1700000000:300", 3).len(), 1);
-    }
 
     #[test]
     fn worst_case_bounds_every_fee_and_the_lost_prepay() {

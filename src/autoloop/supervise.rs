@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::AutoloopError;
-use super::pass::State;
+use super::state::State;
 use crate::domain::{Sat, SwapHash};
 use crate::ledger::{Applied, Entry, EntryId, EntryKind, SpendCategory};
 use crate::policy::BackoffState;

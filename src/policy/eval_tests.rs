@@ -260,11 +260,13 @@ fn percentile_gate_has_hysteresis() {
     s.fees.history = (4..=11u64)
         .map(|r| FeeSample {
             at: s.now - TimeDelta::hours(i64::try_from(r).unwrap() - 3),
+            conf_target: 100,
             rate: SatPerKw::from_sat_per_vbyte(r),
         })
         .collect();
     s.fees.history.push(FeeSample {
         at: s.now - TimeDelta::days(3),
+        conf_target: 100,
         rate: SatPerKw::from_sat_per_vbyte(1),
     });
     // 8 sat/vB: closed gate stays closed (8 > p25).
@@ -467,4 +469,37 @@ fn an_in_flight_decision_says_when_manual_swaps_hold_the_slots() {
     let d = one(&p, &s);
     assert_eq!(d.reason, Reason::InFlight, "{d:?}");
     assert!(d.detail.contains("1 of them manual"), "{d:?}");
+}
+
+/// The gate compares the rule's own estimate with past estimates for the same confirmation
+/// target: cheap 6-block history says nothing about a 100-block estimate.
+#[test]
+fn the_gate_compares_like_with_like() {
+    let p = pol(
+        "defaults:\n  band: { inbound_min: 30% }\n  swap: { conf_target: 100 }\n  fees: { sweep_gate: { percentile: 25, window: 1d } }\nrules: [ { name: r, match: all } ]\n",
+    );
+    let mut s = snap(vec![chan(1, 5_000_000, 4_500_000)]);
+    s.fees.estimates = vec![
+        (6, SatPerKw::from_sat_per_vbyte(30)),
+        (100, SatPerKw::from_sat_per_vbyte(8)),
+    ];
+    for h in 1..=8 {
+        // 6-block estimates were dear (21–28 sat/vB); 100-block ones 6–13. Mixed, p25 would
+        // be 9 and 8 sat/vB would pass; the 100-block p25 is 7.
+        s.fees.history.push(FeeSample {
+            at: s.now - TimeDelta::hours(h),
+            conf_target: 6,
+            rate: SatPerKw::from_sat_per_vbyte(20 + u64::try_from(h).unwrap()),
+        });
+        s.fees.history.push(FeeSample {
+            at: s.now - TimeDelta::hours(h),
+            conf_target: 100,
+            rate: SatPerKw::from_sat_per_vbyte(5 + u64::try_from(h).unwrap()),
+        });
+    }
+    let d = one(&p, &s);
+    assert_eq!(d.reason, Reason::FeeGate, "{d:?}");
+    // At the 100-block p25 (7 sat/vB) it opens.
+    s.fees.estimates[1].1 = SatPerKw::from_sat_per_vbyte(7);
+    assert_eq!(one(&p, &s).reason, Reason::Swap);
 }

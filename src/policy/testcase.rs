@@ -48,6 +48,11 @@ const HISTORY: &[Field] = &[
         Kind::Seq(&Kind::Scalar(Scalar::FeeRate)),
         "Rates in sat/vB, oldest first, the last one at `now`.",
     ),
+    f(
+        "conf_target",
+        Kind::Scalar(Scalar::Int(1, 1008)),
+        "Confirmation target of the samples; default every target of `estimates`.",
+    ),
 ];
 const FEES: &[Field] = &[
     f(
@@ -358,15 +363,24 @@ pub fn parse_test_case(file: &Path, source: &str) -> Result<TestCase, PolicyErro
             let every = hm
                 .val("every", Scalar::Duration, values::duration)?
                 .unwrap_or(TimeDelta::hours(1));
+            let targets: Vec<u32> = match hm.val("conf_target", Scalar::Int(1, 1008), |t| {
+                values::int(t, 1, 1008)
+            })? {
+                Some(t) => vec![u32::try_from(t).unwrap_or(u32::MAX)],
+                None => market.estimates.iter().map(|(t, _)| *t).collect(),
+            };
             let rates = seq(hm.get("rates"));
             let count = rates.len() as i32;
             for (i, (rn, rp)) in rates.into_iter().enumerate() {
                 let r = text(rn, &rp, Scalar::FeeRate, rate)?;
                 let back = count - 1 - i as i32;
-                market.history.push(FeeSample {
-                    at: now - every * back,
-                    rate: r,
-                });
+                for &conf_target in &targets {
+                    market.history.push(FeeSample {
+                        at: now - every * back,
+                        conf_target,
+                        rate: r,
+                    });
+                }
             }
         }
         market.routing_ppm = fm
