@@ -207,6 +207,9 @@ async fn a_drained_channel_gets_a_loop_out_that_completes_and_the_budget_and_jou
     // Dry-run first: the same decision, journalled as dry_run, nothing dispatched.
     al.set_mode(Mode::DryRun).await.unwrap();
     let report = pass(&al).await;
+    // Before any swap, the routing fee expected is the default `policy test` uses too.
+    assert_eq!(report.routing_ppm, sluice::policy::DEFAULT_ROUTING_PPM);
+    assert!(report.routing_source.contains("default"));
     let d = report
         .decision(&target)
         .expect("the channel has a decision");
@@ -276,6 +279,12 @@ async fn a_drained_channel_gets_a_loop_out_that_completes_and_the_budget_and_jou
         report.decision(&target).unwrap().decision.reason.name(),
         "ok"
     );
+    // From now on the routing fee expected is what this swap paid, rounded up.
+    let paid = (u128::from(costs.offchain.0) * 1_000_000).div_ceil(u128::from(amount.0));
+    assert_eq!(u128::from(report.routing_ppm.0), paid);
+    assert!(report.routing_source.contains("last 1 completed"));
+    let suggestion = al.suggest().await.unwrap();
+    assert_eq!(suggestion.routing_ppm, report.routing_ppm);
 
     // The journal holds the dry run, the dispatch and the ok, for this target.
     let journal = al

@@ -97,6 +97,8 @@ pub(super) async fn suggest(state: &ApiState) -> Result<pb::SuggestResponse, Api
     Ok(pb::SuggestResponse {
         mode: al.mode().as_str().to_owned(),
         decisions: report.decisions.iter().map(decision).collect(),
+        routing_ppm: report.routing_ppm.0,
+        routing_source: report.routing_source.clone(),
     })
 }
 

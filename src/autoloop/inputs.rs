@@ -319,3 +319,37 @@ pub(super) fn budget_left(
         .collect();
     policy::BudgetLeft { total, per_rule }
 }
+
+/// How many of sluice's latest completed swaps the routing fee figure is read from.
+const ROUTING_SAMPLE: u32 = 20;
+
+/// The routing fee a swap payment is expected to cost, as a share of its amount: what
+/// sluice's latest completed swaps (manual or autoloop) paid in routing fees for their
+/// payments, rounded up; [`policy::DEFAULT_ROUTING_PPM`] before any has completed. With where
+/// the figure comes from, for `suggest`.
+pub(super) async fn routing_ppm(store: &Store) -> Result<(Ppm, String), InputError> {
+    let swaps = store
+        .list_swaps(SwapFilter {
+            state: Some(crate::swap::SwapState::Succeeded),
+            limit: Some(ROUTING_SAMPLE),
+            ..SwapFilter::default()
+        })
+        .await?;
+    let (fees, amounts) = swaps.iter().fold((0u128, 0u128), |(f, a), s| {
+        (
+            f + u128::from(s.costs.offchain.0),
+            a + u128::from(s.contract.terms().amount.0),
+        )
+    });
+    if amounts == 0 {
+        return Ok((
+            policy::DEFAULT_ROUTING_PPM,
+            "default: no swap of sluice's has completed yet".to_owned(),
+        ));
+    }
+    let ppm = u64::try_from((fees * 1_000_000).div_ceil(amounts)).unwrap_or(u64::MAX);
+    Ok((
+        Ppm(ppm),
+        format!("paid by sluice's last {} completed swap(s)", swaps.len()),
+    ))
+}

@@ -17,9 +17,6 @@ use crate::provider::SwapProvider;
 use crate::store::{JournalRecord, Store};
 use crate::swap::{Admission, FeeLimits, LoopOutContract, LoopOutRequest, SwapEngine};
 
-/// The routing fee a swap payment is expected to cost, as a share of its amount.
-const ROUTING_PPM: Ppm = Ppm(1_000);
-
 /// The ports and settings a pass uses.
 pub(super) struct Ports {
     pub node: Arc<dyn LightningNode>,
@@ -55,6 +52,10 @@ pub struct PassReport {
     pub fee_gate_open: bool,
     /// lnd's fee estimates the pass saw, as (confirmation target, rate).
     pub fee_estimates: Vec<(u32, SatPerKw)>,
+    /// The routing fee the pass expected for swap payments, and where it comes from.
+    pub routing_ppm: Ppm,
+    /// Where `routing_ppm` comes from, for people.
+    pub routing_source: String,
 }
 
 impl PassReport {
@@ -105,6 +106,8 @@ pub(super) async fn run(
             decisions: Vec::new(),
             fee_gate_open: true,
             fee_estimates: Vec::new(),
+            routing_ppm: policy::DEFAULT_ROUTING_PPM,
+            routing_source: "no policy".to_owned(),
         });
     };
     // lnd's own height: the engine's follows block epochs and may lag a block behind.
@@ -131,6 +134,7 @@ pub(super) async fn run(
     let unreleased: Vec<SwapHash> = state.ledger.pending().copied().collect();
     let (in_flight, manual) = inputs::in_flight(&ports.store, &unreleased).await?;
     let backoff = ports.store.backoffs().await?;
+    let (routing_ppm, routing_source) = inputs::routing_ppm(&ports.store).await?;
 
     if matches!(purpose, Purpose::Run(_)) {
         let (targets, keep) = history::gated_targets(&policy, &estimates);
@@ -157,7 +161,7 @@ pub(super) async fn run(
         fees: policy::FeeMarket {
             estimates,
             history: state.fee_history.iter().copied().collect(),
-            routing_ppm: ROUTING_PPM,
+            routing_ppm,
         },
         budget: inputs::budget_left(&state.ledger, &policy, now),
         in_flight,
@@ -202,9 +206,16 @@ pub(super) async fn run(
                 d.reason = Reason::InFlight;
                 d.detail = format!("channel {c} is in a manual swap; autoloop leaves it alone");
             } else {
-                swap =
-                    check_and_dispatch(ports, state, &mut d, &p, height, raw_terms, now, purpose)
-                        .await;
+                swap = check_and_dispatch(
+                    ports,
+                    state,
+                    &mut d,
+                    &p,
+                    (height, raw_terms, routing_ppm),
+                    now,
+                    purpose,
+                )
+                .await;
             }
         }
         decisions.push(TargetDecision { decision: d, swap });
@@ -217,6 +228,8 @@ pub(super) async fn run(
         decisions,
         fee_gate_open,
         fee_estimates,
+        routing_ppm,
+        routing_source,
     };
     if matches!(purpose, Purpose::Run(_)) {
         state.pass_id += 1;
@@ -307,8 +320,7 @@ async fn check_and_dispatch(
     state: &mut State,
     d: &mut Decision,
     p: &Proposal,
-    height: BlockHeight,
-    raw_terms: &crate::provider::port::LoopOutTerms,
+    (height, raw_terms, routing_ppm): (BlockHeight, &crate::provider::port::LoopOutTerms, Ppm),
     now: DateTime<Utc>,
     purpose: Purpose,
 ) -> Option<SwapHash> {
@@ -359,7 +371,7 @@ async fn check_and_dispatch(
             max_miner: None,
         });
     let max_total = fees.max_total;
-    let Some(fee_limits) = limits(p, &fees, &quote, ROUTING_PPM) else {
+    let Some(fee_limits) = limits(p, &fees, &quote, routing_ppm) else {
         d.reason = Reason::FeeCap;
         d.detail = format!(
             "the quoted server fee of {} sat leaves too little of the {} cap of {} sat for the expected routing and miner fees",

@@ -132,6 +132,10 @@ pub struct Suggestion {
     pub mode: String,
     /// Every target's decision.
     pub decisions: Vec<DecisionOut>,
+    /// The routing fee expected for swap payments, ppm of the amount.
+    pub routing_ppm: u64,
+    /// Where the routing fee figure comes from.
+    pub routing_source: String,
 }
 
 /// `suggest`: what a pass would do now, with reasons.
@@ -145,12 +149,16 @@ pub async fn suggest(target: &Target, format: Format) -> Result<String, CliError
     let s = Suggestion {
         mode: r.mode,
         decisions: r.decisions.into_iter().map(decision_out).collect(),
+        routing_ppm: r.routing_ppm,
+        routing_source: r.routing_source,
     };
     match format {
         Format::Json => json(&s),
         Format::Human => Ok(format!(
-            "autoloop: {}\n{}",
+            "autoloop: {}\nexpected routing fee: {} ({})\n{}",
             s.mode,
+            crate::policy::values::ppm_percent(crate::domain::Ppm(s.routing_ppm)),
+            s.routing_source,
             decision_rows(&s.decisions, &[])
         )),
     }

@@ -503,3 +503,22 @@ fn the_gate_compares_like_with_like() {
     s.fees.estimates[1].1 = SatPerKw::from_sat_per_vbyte(7);
     assert_eq!(one(&p, &s).reason, Reason::Swap);
 }
+
+/// `policy test` and the daemon expect the same routing fee before any swap: 0.1 %.
+#[test]
+fn routing_fees_default_the_same_in_tests_and_live() {
+    assert_eq!(
+        Snapshot::empty(at(0, 0)).fees.routing_ppm,
+        DEFAULT_ROUTING_PPM
+    );
+    let case = parse_test_case(
+        Path::new("t.test.yaml"),
+        "now: 2026-03-01 02:30\nfees: { estimates: { 100: 8 sat/vB } }\nchannels: []\nexpect: []\n",
+    )
+    .unwrap();
+    assert_eq!(case.snapshot.fees.routing_ppm, DEFAULT_ROUTING_PPM);
+    let p = pol(BASE);
+    let d = one(&p, &snap(vec![chan(1, 5_000_000, 4_500_000)]));
+    // 2M: server 2000 + miner 1200 + routing 2000 + prepay routing 30.
+    assert_eq!(d.proposal.unwrap().expected_cost, Sat(5_230));
+}

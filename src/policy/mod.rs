@@ -41,7 +41,8 @@ pub use model::{
 pub use reason::{Reason, Target};
 pub use script::{Clock, FlowWindow, ScriptHost, ScriptLimits};
 pub use snapshot::{
-    BackoffState, BudgetLeft, Channel, FeeMarket, FeeSample, InFlightSwap, ServerTerms, Snapshot,
+    BackoffState, BudgetLeft, Channel, DEFAULT_ROUTING_PPM, FeeMarket, FeeSample, InFlightSwap,
+    ServerTerms, Snapshot,
 };
 pub use testcase::{Expectation, TestCase, parse_test_case};
 pub use tests::{CaseResult, TestReport, run_tests, run_tests_with};

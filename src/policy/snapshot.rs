@@ -60,16 +60,31 @@ pub struct Channel {
     pub flows: Vec<FlowWindow>,
 }
 
+/// The routing fee a swap payment is expected to cost before any swap of sluice's has
+/// completed (0.1 %), the same in `sluice policy test` and in the daemon.
+pub const DEFAULT_ROUTING_PPM: Ppm = Ppm(1_000);
+
 /// Fee estimates.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeeMarket {
     /// Current estimates as (confirmation target in blocks, rate), any order.
     pub estimates: Vec<(u32, SatPerKw)>,
     /// Past estimates for the percentile gate, any order; a rule's gate reads only the
     /// samples of the confirmation target its own estimate is for.
     pub history: Vec<FeeSample>,
-    /// Typical off-chain routing fee of a swap payment, for the expected cost.
+    /// Typical off-chain routing fee of a swap payment, for the expected cost: the daemon
+    /// derives it from sluice's recent swaps, [`DEFAULT_ROUTING_PPM`] before there are any.
     pub routing_ppm: Ppm,
+}
+
+impl Default for FeeMarket {
+    fn default() -> FeeMarket {
+        FeeMarket {
+            estimates: Vec::new(),
+            history: Vec::new(),
+            routing_ppm: DEFAULT_ROUTING_PPM,
+        }
+    }
 }
 
 impl FeeMarket {

@@ -64,7 +64,7 @@ const FEES: &[Field] = &[
     f(
         "routing",
         Kind::Scalar(Scalar::Percent),
-        "Typical routing fee.",
+        "Typical routing fee of a swap payment; default 0.1%, as the daemon before its first swap.",
     ),
 ];
 const BUDGET: &[Field] = &[
@@ -385,7 +385,7 @@ pub fn parse_test_case(file: &Path, source: &str) -> Result<TestCase, PolicyErro
         }
         market.routing_ppm = fm
             .val("routing", Scalar::Percent, values::percent)?
-            .unwrap_or_default();
+            .unwrap_or(super::snapshot::DEFAULT_ROUTING_PPM);
         snap.fees = market;
     }
     let budget_given = m.get("budget").is_some();
