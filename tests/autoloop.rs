@@ -897,9 +897,10 @@ async fn server_failures_are_decisions_with_their_own_reasons() {
     let (net, [big, small, balanced]) = three_channel_net().await;
     let engine = net.engine().await;
     let (al, cancel) = autoloop_with(&net, &engine, policy_path()).await;
-    // The server forges the swap invoice: the client refuses the swap before storing it.
+    // The server forges every swap invoice: the client refuses each swap before storing it
+    // (every swap, since the mode change also wakes a pass).
     net.server
-        .set_behaviour_for_next_swap(sluice::simnet::loopserver::Behaviour {
+        .set_default_behaviour(sluice::simnet::loopserver::Behaviour {
             invoice: sluice::simnet::loopserver::behaviour::InvoiceTamper::WrongHash,
             ..Default::default()
         });
@@ -1006,6 +1007,51 @@ async fn the_fee_gate_keeps_its_hysteresis_across_a_restart() {
         "{:?}",
         report.decision(&big.to_string())
     );
+    cancel.cancel();
+    engine.shutdown();
+}
+
+/// With `swap.outgoing: any` the swap is recorded against its target's channels: the next
+/// pass finds the target's in-flight slot taken instead of swapping it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swap_that_may_pay_through_any_channel_still_holds_its_target() {
+    let (net, [big, _, _]) = three_channel_net().await;
+    let engine = net.engine().await;
+    let dir = edited_policy(|t| {
+        // A 90% outbound reserve limit, so the swap's pending HTLC leaves enough local balance.
+        t.replace("htlc_confs: 1 }", "htlc_confs: 1, outgoing: any }")
+            .replace("inbound_max: 70%", "inbound_max: 90%")
+            .replace("in_flight: 2,", "in_flight: 5,")
+            .replace("limit: 50k }", "limit: 150k }")
+    });
+    let (al, cancel) = autoloop_with(&net, &engine, dir.path().to_owned()).await;
+    al.set_mode(Mode::On).await.unwrap();
+    // Dispatched by this pass or by the one the mode change woke.
+    let hash = poll("a dispatched swap", async || {
+        let _ = al.run_pass(Wake::Forced).await;
+        net.store
+            .list_swaps(SwapFilter::default())
+            .await
+            .unwrap()
+            .first()
+            .map(|r| r.contract.terms().swap_hash)
+    })
+    .await;
+    assert_eq!(
+        net.store
+            .list_swaps(SwapFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let terms = net.store.load_swap(hash).await.unwrap().unwrap().record;
+    assert!(terms.contract.terms().outgoing_chan_set.is_empty());
+    assert_eq!(net.store.swap_channels(hash).await.unwrap(), vec![big]);
+    let report = pass(&al).await;
+    let d = &report.decision(&big.to_string()).unwrap().decision;
+    assert_eq!(d.reason.name(), "in_flight", "{d:?}");
+    assert!(d.detail.contains("on this target"), "{d:?}");
     cancel.cancel();
     engine.shutdown();
 }

@@ -275,7 +275,7 @@ pub(super) async fn in_flight(
             manual.extend(t.outgoing_chan_set.iter().copied());
         }
         out.push(policy::InFlightSwap {
-            outgoing: t.outgoing_chan_set.clone(),
+            outgoing: swap_channels(store, t.swap_hash, &t.outgoing_chan_set).await?,
             amount: t.amount,
             manual: is_manual,
         });
@@ -284,13 +284,27 @@ pub(super) async fn in_flight(
         if let Some(s) = store.load_swap(*hash).await? {
             let t = s.record.contract.terms();
             out.push(policy::InFlightSwap {
-                outgoing: t.outgoing_chan_set.clone(),
+                outgoing: swap_channels(store, *hash, &t.outgoing_chan_set).await?,
                 amount: t.amount,
                 manual: false,
             });
         }
     }
     Ok((out, manual))
+}
+
+/// The channels a swap counts against: its outgoing channel set, or for a swap that may pay
+/// through any channel the target channels autoloop recorded for it.
+pub(super) async fn swap_channels(
+    store: &Store,
+    hash: SwapHash,
+    outgoing: &[ChanId],
+) -> Result<Vec<ChanId>, StoreError> {
+    if outgoing.is_empty() {
+        store.swap_channels(hash).await
+    } else {
+        Ok(outgoing.to_vec())
+    }
 }
 
 /// Budget left per the ledger, in the shape the policy reads.

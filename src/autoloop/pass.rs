@@ -449,6 +449,11 @@ async fn check_and_dispatch(
             {
                 tracing::error!(swap = %hash, error = %e, "the stored reservation does not apply to the ledger");
             }
+            if p.outgoing.is_empty()
+                && let Err(e) = ports.store.set_swap_channels(hash, &d.channels).await
+            {
+                tracing::error!(swap = %hash, error = %e, "recording the channels of an autoloop swap failed; its target's in-flight limit and backoff will not see it");
+            }
             d.detail = format!("{}; dispatched swap {hash}", d.detail);
             tracing::info!(swap = %hash, target = %d.target, amount = %p.amount, "autoloop dispatched a loop out");
             Some(hash)

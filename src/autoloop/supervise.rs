@@ -92,7 +92,10 @@ pub(super) async fn settle(
     }
     {
         let backoffs = store.backoffs().await?;
-        for chan in &record.contract.terms().outgoing_chan_set {
+        let channels =
+            super::inputs::swap_channels(store, hash, &record.contract.terms().outgoing_chan_set)
+                .await?;
+        for chan in &channels {
             let next = if swap_state == SwapState::Succeeded {
                 None
             } else {

@@ -165,6 +165,46 @@ impl Store {
         Ok(())
     }
 
+    /// Records the channels an autoloop swap was made for (its target's channels), for a
+    /// swap that may pay through any channel. Recording the same swap again replaces them.
+    pub async fn set_swap_channels(
+        &self,
+        swap: SwapHash,
+        channels: &[ChanId],
+    ) -> Result<(), StoreError> {
+        let text = channels
+            .iter()
+            .map(|c| c.0.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        sqlx::query(
+            "INSERT INTO autoloop_swap_channels (swap_hash, channels) VALUES (?, ?) \
+             ON CONFLICT (swap_hash) DO UPDATE SET channels = excluded.channels",
+        )
+        .bind(swap.to_string())
+        .bind(text)
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::query("saving an autoloop swap's channels"))?;
+        Ok(())
+    }
+
+    /// The channels recorded for an autoloop swap ([`Store::set_swap_channels`]); empty when
+    /// none were.
+    pub async fn swap_channels(&self, swap: SwapHash) -> Result<Vec<ChanId>, StoreError> {
+        let text: Option<String> =
+            sqlx::query_scalar("SELECT channels FROM autoloop_swap_channels WHERE swap_hash = ?")
+                .bind(swap.to_string())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(StoreError::query("reading an autoloop swap's channels"))?;
+        Ok(text
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|c| c.parse().ok().map(ChanId))
+            .collect())
+    }
+
     /// Every channel's failure history.
     pub async fn backoffs(&self) -> Result<BTreeMap<ChanId, BackoffState>, StoreError> {
         let rows = sqlx::query("SELECT * FROM autoloop_backoff")
