@@ -84,6 +84,7 @@ fn budget_lines(status: Vec<BudgetStatus>) -> pb::BudgetResponse {
                 reserved_expected_sat: w.reserved_expected.0,
                 reserved_worst_sat: w.reserved_worst.0,
                 available_sat: w.available.0,
+                period: w.period.to_string(),
             })
         })
         .collect();

@@ -82,8 +82,9 @@ fn decision_rows(ds: &[DecisionOut], prefix: &[String]) -> String {
             format!("{:.1}%", d.inbound_percent),
             d.amount_sat.map_or("-".to_owned(), |a| a.to_string()),
             match &d.swap_hash {
-                Some(h) => format!("{} (swap {h})", d.detail),
-                None => d.detail.clone(),
+                // The detail of a dispatch already names its swap.
+                Some(h) if !d.detail.contains(h.as_str()) => format!("{} (swap {h})", d.detail),
+                _ => d.detail.clone(),
             },
         ]);
     }
@@ -171,6 +172,9 @@ pub struct BudgetOut {
     pub budget: String,
     /// `limit`, `per_rule.<rule>` or `hard_cap`.
     pub scope: String,
+    /// The period of this line's limit (`day`, `month`, `rolling 7d`, ...): a hard cap has
+    /// its own.
+    pub period: String,
     /// Window start (RFC 3339).
     pub window_start: String,
     /// Window end (RFC 3339).
@@ -205,6 +209,7 @@ pub async fn budget(target: &Target, format: Format) -> Result<String, CliError>
         .map(|l| BudgetOut {
             budget: l.budget,
             scope: l.scope,
+            period: l.period,
             window_start: rfc3339(l.window_start_unix),
             window_end: rfc3339(l.window_end_unix),
             limit_sat: l.limit_sat,
@@ -224,6 +229,7 @@ pub async fn budget(target: &Target, format: Format) -> Result<String, CliError>
                 [
                     "budget",
                     "scope",
+                    "period",
                     "limit",
                     "spent",
                     "reserved (exp/worst)",
@@ -238,6 +244,7 @@ pub async fn budget(target: &Target, format: Format) -> Result<String, CliError>
                 rows.push(vec![
                     l.budget.clone(),
                     l.scope.clone(),
+                    l.period.clone(),
                     l.limit_sat.to_string(),
                     l.spent_sat.to_string(),
                     format!("{}/{}", l.reserved_expected_sat, l.reserved_worst_sat),
@@ -426,5 +433,16 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert!(lines[1].contains("24.0%") && lines[1].contains("1300000"));
         assert_eq!(lines[0].find("reason"), lines[1].find("swap"));
+        assert!(lines[1].contains("(swap ab)"));
+        // A dispatch's detail names its swap once.
+        let d = decision_out(pb::AutoloopDecision {
+            target: "800000x1x0".into(),
+            reason: "swap".into(),
+            detail: "below band; dispatched swap abcd".into(),
+            swap_hash: "abcd".into(),
+            ..pb::AutoloopDecision::default()
+        });
+        let text = decision_rows(&[d], &[]);
+        assert_eq!(text.matches("abcd").count(), 1, "{text}");
     }
 }

@@ -45,4 +45,4 @@ pub use snapshot::{
     ServerTerms, Snapshot,
 };
 pub use testcase::{Expectation, TestCase, parse_test_case};
-pub use tests::{CaseResult, TestReport, run_tests, run_tests_with};
+pub use tests::{CaseResult, TestReport, run_tests, run_tests_below, run_tests_with, test_dirs};
