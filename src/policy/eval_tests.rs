@@ -522,3 +522,42 @@ fn routing_fees_default_the_same_in_tests_and_live() {
     // 2M: server 2000 + miner 1200 + routing 2000 + prepay routing 30.
     assert_eq!(d.proposal.unwrap().expected_cost, Sat(5_230));
 }
+
+/// An explicit `null` or `none` in a rule removes what `defaults` set: the script, the
+/// gate's percentile, the schedule's `when`.
+#[test]
+fn a_rule_can_unset_an_inherited_key() {
+    let host = ScriptHost::new();
+    let yaml = "defaults:\n  band: { inbound_min: 30% }\n  script: s.rhai\n  fees: { sweep_gate: { ceiling: 50 sat/vB, percentile: 10, window: 1d } }\n  schedule: { when: \"0 0 1 1 *\" }\nrules:\n  - { name: a, match: { channel: 800001x1x0 } }\n  - name: b\n    match: all\n    script: null\n    fees: { sweep_gate: { percentile: none } }\n    schedule: { when: ~ }\n";
+    let p = load_in(
+        yaml,
+        &[("s.rhai", "fn decide(t, p, c) { veto(\"no\") }")],
+        &host,
+    )
+    .unwrap();
+    assert!(p.rules[0].script.is_some());
+    assert!(p.rules[1].script.is_none());
+    assert_eq!(p.rules[0].settings.gate.unwrap().percentile, Some(10));
+    let gate = p.rules[1].settings.gate.unwrap();
+    assert_eq!(gate.percentile, None);
+    assert!(gate.ceiling.is_some(), "the rest of the gate is kept");
+    assert!(p.rules[0].settings.schedule.when.is_some());
+    assert!(p.rules[1].settings.schedule.when.is_none());
+    let mut s = snap(vec![
+        chan(1, 5_000_000, 4_500_000),
+        chan(2, 5_000_000, 4_500_000),
+    ]);
+    s.fees.history = (1..=8)
+        .map(|h| FeeSample {
+            at: s.now - TimeDelta::hours(h),
+            conf_target: 100,
+            rate: SatPerKw::from_sat_per_vbyte(1),
+        })
+        .collect();
+    let names: Vec<&str> = evaluate(&p, &s)
+        .decisions
+        .iter()
+        .map(|d| d.reason.name())
+        .collect();
+    assert_eq!(names, ["outside_schedule", "swap"]);
+}
