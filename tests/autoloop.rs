@@ -1055,3 +1055,48 @@ async fn a_swap_that_may_pay_through_any_channel_still_holds_its_target() {
     cancel.cancel();
     engine.shutdown();
 }
+
+/// The journal keeps a decision when it changes or acts, and one summary line per pass: a
+/// pass that decides the same as the last one adds no decision line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_journal_keeps_changes_and_a_summary_per_pass() {
+    let (net, [big, small, balanced]) = three_channel_net().await;
+    let engine = net.engine().await;
+    let (al, cancel) = autoloop_with(&net, &engine, policy_path()).await;
+    pass(&al).await;
+    let first = net.store.journal(&JournalFilter::default()).await.unwrap();
+    let last = pass(&al).await;
+    let after = net.store.journal(&JournalFilter::default()).await.unwrap();
+    assert_eq!(
+        first.len(),
+        after.len(),
+        "an unchanged pass adds no decision: {after:?}"
+    );
+    assert!(first.len() >= 3);
+    let passes = net.store.pass_summaries(10).await.unwrap();
+    assert_eq!(passes[0].pass_id, last.pass_id);
+    assert_eq!(passes[0].targets, 3);
+    assert_eq!(passes[0].counts.get("ok"), Some(&1));
+    assert_eq!(passes[0].counts.get("dry_run"), Some(&1));
+    assert_eq!(passes[0].counts.get("below_min_size"), Some(&1));
+    // A changed decision is journalled: fees above the ceiling close the gate.
+    {
+        let mut w = lock(&net.world);
+        w.set_fee_trace(sluice::simnet::chain::FeeTrace::Flat(7_500));
+        w.mine(1);
+    }
+    pass(&al).await;
+    let gated = net
+        .store
+        .journal(&JournalFilter {
+            reason: Some("fee_gate".into()),
+            ..JournalFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(gated.len(), 1);
+    assert_eq!(gated[0].target, big.to_string());
+    let _ = (small, balanced);
+    cancel.cancel();
+    engine.shutdown();
+}

@@ -161,6 +161,7 @@ impl Autoloop {
                 None => VecDeque::new(),
             },
             pass_id: store.last_pass_id().await?,
+            last_journalled: BTreeMap::new(),
         };
         let settled = supervise::settle_finished(&store, &mut state, now).await?;
         if settled > 0 {
@@ -180,7 +181,8 @@ impl Autoloop {
                 flow_windows_days: config.flow_windows_days.clone(),
                 fee_sample_every: chrono::TimeDelta::from_std(config.fee_sample_every)
                     .unwrap_or(chrono::TimeDelta::minutes(10)),
-                journal_passes: config.journal_passes,
+                journal_retention: chrono::TimeDelta::from_std(config.journal_retention)
+                    .unwrap_or(chrono::TimeDelta::days(30)),
             },
             config,
             clock,
@@ -269,6 +271,14 @@ impl Autoloop {
         filter: &JournalFilter,
     ) -> Result<Vec<JournalRecord>, AutoloopError> {
         Ok(self.inner.ports.store.journal(filter).await?)
+    }
+
+    /// The newest pass summaries, newest first.
+    pub async fn pass_summaries(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<crate::store::PassSummary>, AutoloopError> {
+        Ok(self.inner.ports.store.pass_summaries(limit).await?)
     }
 
     /// The policy in force.

@@ -137,8 +137,8 @@ pub struct AutoloopConfig {
     pub debounce: Duration,
     /// How often the policy files' modification times are checked.
     pub policy_poll: Duration,
-    /// How many passes the journal keeps.
-    pub journal_passes: u32,
+    /// How long the journal keeps decisions and pass summaries.
+    pub journal_retention: Duration,
     /// The spacing of fee samples for the percentile gate (one per confirmation target per
     /// this period, however often passes run); they are kept for the largest gate window.
     pub fee_sample_every: Duration,
@@ -149,6 +149,10 @@ pub struct AutoloopConfig {
 /// The safety tick's default period (config `autoloop.tick`).
 pub const DEFAULT_TICK: Duration = Duration::from_secs(600);
 
+/// How long the journal keeps decisions and pass summaries by default (config
+/// `autoloop.journal_retention`).
+pub const DEFAULT_JOURNAL_RETENTION: Duration = Duration::from_secs(30 * 86_400);
+
 /// The default spacing of fee samples (config `autoloop.fee_sample_every`): 2,016 samples
 /// per confirmation target over a 14-day window.
 pub const DEFAULT_FEE_SAMPLE_EVERY: Duration = Duration::from_secs(600);
@@ -157,7 +161,7 @@ pub const DEFAULT_FEE_SAMPLE_EVERY: Duration = Duration::from_secs(600);
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(2);
 
 impl AutoloopConfig {
-    /// Defaults: a 10-minute tick, 2 s debounce, 5 s policy poll, 1 000 journalled passes,
+    /// Defaults: a 10-minute tick, 2 s debounce, 5 s policy poll, 30 days of journal,
     /// a fee sample every 10 minutes and 1/7/30-day flow windows.
     pub fn new(policy_path: PathBuf) -> AutoloopConfig {
         AutoloopConfig {
@@ -165,7 +169,7 @@ impl AutoloopConfig {
             tick: DEFAULT_TICK,
             debounce: DEFAULT_DEBOUNCE,
             policy_poll: Duration::from_secs(5),
-            journal_passes: 1_000,
+            journal_retention: DEFAULT_JOURNAL_RETENTION,
             fee_sample_every: DEFAULT_FEE_SAMPLE_EVERY,
             flow_windows_days: vec![1, 7, 30],
         }

@@ -4,6 +4,8 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, TimeDelta, Utc};
 
+use std::collections::BTreeMap;
+
 use super::history;
 use super::inputs::{self, InputError};
 pub(super) use super::state::State;
@@ -14,7 +16,7 @@ use crate::ledger::{AdmitError, AdmitRequest, Entry, Refusal};
 use crate::lnd::LightningNode;
 use crate::policy::{self, Decision, Destination, Proposal, Reason, Snapshot};
 use crate::provider::SwapProvider;
-use crate::store::{JournalRecord, Store};
+use crate::store::{JournalRecord, PassSummary, Store};
 use crate::swap::{Admission, FeeLimits, LoopOutContract, LoopOutRequest, SwapEngine};
 
 /// The ports and settings a pass uses.
@@ -25,7 +27,7 @@ pub(super) struct Ports {
     pub store: Store,
     pub flow_windows_days: Vec<u32>,
     pub fee_sample_every: TimeDelta,
-    pub journal_passes: u32,
+    pub journal_retention: TimeDelta,
 }
 
 /// One target's decision after the scheduler's own checks.
@@ -234,15 +236,50 @@ pub(super) async fn run(
     if matches!(purpose, Purpose::Run(_)) {
         state.pass_id += 1;
         report.pass_id = state.pass_id;
-        let records: Vec<JournalRecord> = report
-            .decisions
-            .iter()
-            .map(|t| journal_record(report.pass_id, now, t))
-            .collect();
+        // A decision is journalled when it acts or differs from the target's last journalled
+        // one; the summary records every pass.
+        let mut records = Vec::new();
+        for t in &report.decisions {
+            let key = t.decision.target.to_string();
+            let seen = (t.decision.reason.name(), t.decision.rule.clone());
+            let acts = t.swap.is_some()
+                || matches!(
+                    t.decision.reason,
+                    Reason::Swap | Reason::DispatchFailed | Reason::QuoteFailed
+                );
+            let changed = state
+                .last_journalled
+                .get(&key)
+                .is_none_or(|(r, rule)| (r.as_str(), rule) != (seen.0, &seen.1));
+            if acts || changed {
+                records.push(journal_record(report.pass_id, now, t));
+            }
+        }
+        let summary = PassSummary {
+            pass_id: report.pass_id,
+            at: now,
+            mode: mode.as_str().to_owned(),
+            targets: report.decisions.len() as u64,
+            counts: report.decisions.iter().fold(BTreeMap::new(), |mut m, t| {
+                *m.entry(t.decision.reason.name().to_owned()).or_insert(0) += 1;
+                m
+            }),
+        };
+        let keep_since = now - ports.journal_retention;
         ports
             .store
-            .record_pass(&records, ports.journal_passes)
+            .record_pass(&summary, &records, keep_since)
             .await?;
+        state.last_journalled = report
+            .decisions
+            .iter()
+            .map(|t| {
+                (
+                    t.decision.target.to_string(),
+                    (t.decision.reason.name().to_owned(), t.decision.rule.clone()),
+                )
+            })
+            .collect();
     }
     Ok(report)
 }

@@ -20,4 +20,7 @@ pub(super) struct State {
     pub fee_history: VecDeque<FeeSample>,
     /// The last pass's id.
     pub pass_id: i64,
+    /// Each target's last decision (reason, rule): the journal writes a decision only when
+    /// it changes or acts. Empty after a start, so the first pass journals every target.
+    pub last_journalled: BTreeMap<String, (String, Option<String>)>,
 }

@@ -312,24 +312,72 @@ pub struct JournalEntryOut {
 pub async fn journal(
     target: &Target,
     format: Format,
-    chan: Option<&str>,
-    since: Option<&str>,
-    limit: u32,
+    q: &JournalQuery<'_>,
 ) -> Result<String, CliError> {
-    let since_unix = since
+    let since_unix = q
+        .since
         .map(|s| parse_since(s, Utc::now()))
         .transpose()?
         .map_or(0, |t| t.timestamp());
+    if let Some(r) = q.reason
+        && !crate::policy::Reason::NAMES.contains(&r)
+    {
+        return Err(CliError::Input(format!(
+            "--reason: `{r}` is not a reason; use one of {}",
+            crate::policy::Reason::NAMES.join(", ")
+        )));
+    }
     let mut client = target.connect().await?;
     let r = client
         .journal(pb::JournalRequest {
-            target: chan.unwrap_or_default().to_owned(),
+            target: q.target.unwrap_or_default().to_owned(),
             since_unix,
-            limit,
+            limit: q.limit,
+            reason: q.reason.unwrap_or_default().to_owned(),
+            passes: q.passes,
         })
         .await
         .map_err(|s| target.call_error(s, "read the journal"))?
         .into_inner();
+    if q.passes {
+        let passes: Vec<PassOut> = r
+            .passes
+            .into_iter()
+            .map(|p| PassOut {
+                pass_id: p.pass_id,
+                at: rfc3339(p.at_unix),
+                mode: p.mode,
+                targets: p.targets,
+                counts: p.counts.into_iter().collect(),
+            })
+            .collect();
+        return match format {
+            Format::Json => json(&serde_json::json!({ "passes": passes })),
+            Format::Human => {
+                let mut rows = vec![vec![
+                    "pass".to_owned(),
+                    "at".to_owned(),
+                    "mode".to_owned(),
+                    "targets".to_owned(),
+                    "reasons".to_owned(),
+                ]];
+                for p in &passes {
+                    rows.push(vec![
+                        format!("#{}", p.pass_id),
+                        p.at.clone(),
+                        p.mode.clone(),
+                        p.targets.to_string(),
+                        p.counts
+                            .iter()
+                            .map(|(k, v)| format!("{k} {v}"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    ]);
+                }
+                Ok(grid(&rows))
+            }
+        };
+    }
     let out = JournalOut {
         entries: r
             .entries
@@ -354,6 +402,36 @@ pub async fn journal(
             Ok(decision_rows(&ds, &when))
         }
     }
+}
+
+/// What `sluice journal` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct JournalQuery<'a> {
+    /// Only this target.
+    pub target: Option<&'a str>,
+    /// Only since this time (`--since`).
+    pub since: Option<&'a str>,
+    /// Only this reason.
+    pub reason: Option<&'a str>,
+    /// Pass summaries instead of decisions.
+    pub passes: bool,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// One pass summary, as printed.
+#[derive(Debug, Serialize)]
+pub struct PassOut {
+    /// The pass.
+    pub pass_id: i64,
+    /// When it ran (RFC 3339).
+    pub at: String,
+    /// The mode it ran in.
+    pub mode: String,
+    /// Targets decided.
+    pub targets: u64,
+    /// Targets per reason.
+    pub counts: std::collections::BTreeMap<String, u64>,
 }
 
 /// `autoloop`'s answer.
