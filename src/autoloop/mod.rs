@@ -149,6 +149,9 @@ pub struct AutoloopConfig {
 /// The safety tick's default period (config `autoloop.tick`).
 pub const DEFAULT_TICK: Duration = Duration::from_secs(600);
 
+/// The routing-flow windows scripts can ask for by default (config `autoloop.flow_windows`).
+pub const DEFAULT_FLOW_WINDOWS: [u32; 3] = [1, 7, 30];
+
 /// How long the journal keeps decisions and pass summaries by default (config
 /// `autoloop.journal_retention`).
 pub const DEFAULT_JOURNAL_RETENTION: Duration = Duration::from_secs(30 * 86_400);
@@ -171,7 +174,7 @@ impl AutoloopConfig {
             policy_poll: Duration::from_secs(5),
             journal_retention: DEFAULT_JOURNAL_RETENTION,
             fee_sample_every: DEFAULT_FEE_SAMPLE_EVERY,
-            flow_windows_days: vec![1, 7, 30],
+            flow_windows_days: DEFAULT_FLOW_WINDOWS.to_vec(),
         }
     }
 }

@@ -88,6 +88,15 @@ pub struct DaemonArgs {
     /// Sets `autoloop.tick` [env: SLUICE_AUTOLOOP_TICK].
     #[arg(long, value_name = "DURATION")]
     pub autoloop_tick: Option<String>,
+    /// Sets `autoloop.journal_retention` [env: SLUICE_AUTOLOOP_JOURNAL_RETENTION].
+    #[arg(long, value_name = "DURATION")]
+    pub autoloop_journal_retention: Option<String>,
+    /// Sets `autoloop.fee_sample_every` [env: SLUICE_AUTOLOOP_FEE_SAMPLE_EVERY].
+    #[arg(long, value_name = "DURATION")]
+    pub autoloop_fee_sample_every: Option<String>,
+    /// Sets `autoloop.flow_windows`, days such as 1,7,30 [env: SLUICE_AUTOLOOP_FLOW_WINDOWS].
+    #[arg(long, value_name = "DAYS")]
+    pub autoloop_flow_windows: Option<String>,
     /// Sets `log.level` [env: SLUICE_LOG_LEVEL].
     #[arg(long, value_name = "FILTER")]
     pub log_level: Option<String>,
@@ -134,6 +143,9 @@ impl DaemonArgs {
             "policies.dir" => &self.policies_dir,
             "autoloop.debounce" => &self.autoloop_debounce,
             "autoloop.tick" => &self.autoloop_tick,
+            "autoloop.journal_retention" => &self.autoloop_journal_retention,
+            "autoloop.fee_sample_every" => &self.autoloop_fee_sample_every,
+            "autoloop.flow_windows" => &self.autoloop_flow_windows,
             "log.level" => &self.log_level,
             "log.format" => &self.log_format,
             "shutdown.timeout" => &self.shutdown_timeout,

@@ -30,6 +30,8 @@ pub enum KeyKind {
     LogLevel,
     /// `human` or `json`.
     LogFormat,
+    /// Whole days, comma-separated.
+    DayList,
 }
 
 impl KeyKind {
@@ -52,6 +54,7 @@ impl KeyKind {
                 "tracing filter directives such as info or info,sluice::swap=debug"
             }
             KeyKind::LogFormat => "one of human, json",
+            KeyKind::DayList => "whole days from 1 to 3650, comma-separated, such as 1,7,30",
         }
     }
 }
@@ -230,6 +233,30 @@ pub const AUTOLOOP_TICK: Key = Key {
     doc: "Autoloop's safety tick: a pass at least this often, whatever else happens.",
 };
 
+/// `autoloop.journal_retention`.
+pub const AUTOLOOP_JOURNAL_RETENTION: Key = Key {
+    path: "autoloop.journal_retention",
+    kind: KeyKind::Duration,
+    default: "30d",
+    doc: "How long the decision journal and its per-pass summaries are kept.",
+};
+
+/// `autoloop.fee_sample_every`.
+pub const AUTOLOOP_FEE_SAMPLE_EVERY: Key = Key {
+    path: "autoloop.fee_sample_every",
+    kind: KeyKind::Duration,
+    default: "10m",
+    doc: "Spacing of the fee samples behind the policies' percentile gates (kept for the largest gate window).",
+};
+
+/// `autoloop.flow_windows`.
+pub const AUTOLOOP_FLOW_WINDOWS: Key = Key {
+    path: "autoloop.flow_windows",
+    kind: KeyKind::DayList,
+    default: "1,7,30",
+    doc: "The routing-flow windows, in days, scripts can ask for (fees_earned_sat(days) and the like).",
+};
+
 /// `log.level`.
 pub const LOG_LEVEL: Key = Key {
     path: "log.level",
@@ -273,6 +300,9 @@ pub const KEYS: &[Key] = &[
     POLICIES_DIR,
     AUTOLOOP_DEBOUNCE,
     AUTOLOOP_TICK,
+    AUTOLOOP_JOURNAL_RETENTION,
+    AUTOLOOP_FEE_SAMPLE_EVERY,
+    AUTOLOOP_FLOW_WINDOWS,
     LOG_LEVEL,
     LOG_FORMAT,
     SHUTDOWN_TIMEOUT,

@@ -262,6 +262,9 @@ pub async fn run(config: Config) -> Result<(), RunError> {
                 config: crate::autoloop::AutoloopConfig {
                     debounce: autoloop_settings.debounce,
                     tick: autoloop_settings.tick,
+                    journal_retention: autoloop_settings.journal_retention,
+                    fee_sample_every: autoloop_settings.fee_sample_every,
+                    flow_windows_days: autoloop_settings.flow_windows_days.clone(),
                     ..crate::autoloop::AutoloopConfig::new(policy_path.clone())
                 },
                 clock: crate::swap::engine::system_clock(),

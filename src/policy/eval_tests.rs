@@ -327,12 +327,18 @@ fn script_may_resize_and_propose() {
     let p = load_in(yaml, &[("s.rhai", script)], &host).unwrap();
     let mut inside = chan(2, 2_000_000, 1_000_000);
     inside.flows = vec![FlowWindow {
-        days: 30,
-        fees_earned_sat: 3_000,
+        days: 7,
+        fees_earned_sat: 700,
         out_sat: 0,
         in_sat: 0,
     }];
-    let quiet = chan(3, 2_000_000, 1_000_000);
+    let mut quiet = chan(3, 2_000_000, 1_000_000);
+    quiet.flows = vec![FlowWindow {
+        days: 7,
+        fees_earned_sat: 0,
+        out_sat: 0,
+        in_sat: 0,
+    }];
     let plan = evaluate(
         &p,
         &snap(vec![chan(1, 5_000_000, 4_500_000), inside, quiet]),
@@ -342,7 +348,7 @@ fn script_may_resize_and_propose() {
         .iter()
         .map(|d| d.proposal.as_ref().map(|p| p.amount.0))
         .collect();
-    // Resized by decide; proposed by propose (3000 × 7/30 = 700 > 100); quiet stays ok.
+    // Resized by decide; proposed by propose (700 earned in 7 days > 100); quiet stays ok.
     assert_eq!(amounts, [Some(300_000), Some(400_000), None], "{plan:?}");
     assert_eq!(plan.decisions[2].reason, Reason::Ok);
 }
@@ -560,4 +566,42 @@ fn a_rule_can_unset_an_inherited_key() {
         .map(|d| d.reason.name())
         .collect();
     assert_eq!(names, ["outside_schedule", "swap"]);
+}
+
+/// A script asking for a flow window gets that window's figure, or an error naming the
+/// windows there are: never another window's number.
+#[test]
+fn a_script_gets_the_flow_window_it_asks_for_or_an_error() {
+    let host = ScriptHost::new();
+    let yaml = BASE.replace("rules:", "  script: s.rhai\nrules:");
+    let script = "fn decide(t, p, c) { veto(`earned ${t.fees_earned_sat(30)}`) }";
+    let p = load_in(&yaml, &[("s.rhai", script)], &host).unwrap();
+    let mut c = chan(1, 5_000_000, 4_500_000);
+    c.flows = vec![
+        FlowWindow {
+            days: 7,
+            fees_earned_sat: 70,
+            out_sat: 0,
+            in_sat: 0,
+        },
+        FlowWindow {
+            days: 30,
+            fees_earned_sat: 300,
+            out_sat: 0,
+            in_sat: 0,
+        },
+    ];
+    let d = one(&p, &snap(vec![c.clone()]));
+    assert_eq!(d.reason.text(), Some("earned 300"), "{d:?}");
+    let script = "fn decide(t, p, c) { veto(`earned ${t.fees_earned_sat(90)}`) }";
+    let p = load_in(&yaml, &[("s.rhai", script)], &host).unwrap();
+    let d = one(&p, &snap(vec![c]));
+    assert_eq!(d.reason.name(), "script_error", "{d:?}");
+    assert!(
+        d.reason
+            .text()
+            .unwrap()
+            .contains("no 90-day flow window; the windows are 7, 30 days"),
+        "{d:?}"
+    );
 }
