@@ -1100,3 +1100,86 @@ async fn the_journal_keeps_changes_and_a_summary_per_pass() {
     cancel.cancel();
     engine.shutdown();
 }
+
+/// `sluice policy test` predicts what the live daemon decides: the snapshot of a live
+/// dry-run pass on the simnet, written as a test case beside set-and-forget (no `budget:`, so
+/// the policy's own budgets apply), gives the same reason and amount for every target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_test_predicts_the_live_pass() {
+    let (net, _) = three_channel_net().await;
+    let engine = net.engine().await;
+    let (al, cancel) = autoloop_with(&net, &engine, policy_path()).await;
+    // A new pass whose `now` is a whole minute, so the case's `now` is the pass's.
+    let report = pass(&al).await;
+    let now = report.at;
+    let channels = net.node.list_channels().await.unwrap();
+    let sat_kw = |r: u64| format!("{r} sat/kw");
+    let estimates: Vec<String> = report
+        .fee_estimates
+        .iter()
+        .map(|(t, r)| format!("{t}: {}", sat_kw(r.0)))
+        .collect();
+    let gated_rate = report
+        .fee_estimates
+        .iter()
+        .find(|(t, _)| *t == 100)
+        .unwrap()
+        .1;
+    let mut case = format!(
+        "description: a live dry-run pass on the simnet\nnow: {}\ndry_run: true\n\
+         terms: {{ min: {}, max: {}, swap_fee: {}%, prepay: {} }}\n\
+         fees:\n  estimates: {{ {} }}\n  history: {{ every: 10m, conf_target: 100, rates: [\"{}\"] }}\n  routing: {}%\n\
+         channels:\n",
+        now.format("%Y-%m-%dT%H:%M:%S"),
+        report.terms.min.0,
+        report.terms.max.0,
+        report.terms.swap_fee_ppm.0 as f64 / 10_000.0,
+        report.terms.prepay.0,
+        estimates.join(", "),
+        sat_kw(gated_rate.0),
+        report.routing_ppm.0 as f64 / 10_000.0,
+    );
+    for c in &channels {
+        case.push_str(&format!(
+            "  - {{ id: {}, capacity: {}, local: {}, remote: {}, active: {}, pending_htlcs: {} }}\n",
+            c.chan_id,
+            c.capacity.0,
+            c.local_balance.0,
+            c.remote_balance.0,
+            c.active,
+            c.pending_htlc_count
+        ));
+    }
+    case.push_str("expect:\n");
+    for t in &report.decisions {
+        let d = &t.decision;
+        case.push_str(&format!(
+            "  - {{ target: {}, reason: {}{} }}\n",
+            d.target,
+            d.reason.name(),
+            d.proposal
+                .as_ref()
+                .map_or(String::new(), |p| format!(", amount: {}", p.amount.0))
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        policy_path().join("policy.yaml"),
+        dir.path().join("policy.yaml"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("live.test.yaml"), &case).unwrap();
+    let reasons: Vec<&str> = report
+        .decisions
+        .iter()
+        .map(|t| t.decision.reason.name())
+        .collect();
+    assert!(reasons.contains(&"dry_run"), "{reasons:?}");
+    assert_eq!(report.decisions.len(), channels.len());
+    let tested = sluice::policy::run_tests(dir.path()).unwrap();
+    let failures: Vec<&str> = tested.failures().collect();
+    assert!(failures.is_empty(), "{case}\n{failures:#?}");
+    assert_eq!(tested.cases[0].checked, channels.len());
+    cancel.cancel();
+    engine.shutdown();
+}

@@ -58,6 +58,8 @@ pub struct PassReport {
     pub routing_ppm: Ppm,
     /// Where `routing_ppm` comes from, for people.
     pub routing_source: String,
+    /// The swap server's terms as the policy saw them (Loop's defaults during an outage).
+    pub terms: policy::ServerTerms,
 }
 
 impl PassReport {
@@ -110,6 +112,7 @@ pub(super) async fn run(
             fee_estimates: Vec::new(),
             routing_ppm: policy::DEFAULT_ROUTING_PPM,
             routing_source: "no policy".to_owned(),
+            terms: policy::ServerTerms::default(),
         });
     };
     // lnd's own height: the engine's follows block epochs and may lag a block behind.
@@ -175,6 +178,7 @@ pub(super) async fn run(
     let plan = policy::evaluate(&policy, &snapshot);
     let fee_gate_open = plan.gate_open.values().all(|open| *open);
     let fee_estimates = snapshot.fees.estimates.clone();
+    let seen_terms = snapshot.terms;
     if matches!(purpose, Purpose::Run(_)) && state.gate_open != plan.gate_open {
         // Persisted so a restart keeps each gate's hysteresis.
         ports
@@ -232,6 +236,7 @@ pub(super) async fn run(
         fee_estimates,
         routing_ppm,
         routing_source,
+        terms: seen_terms,
     };
     if matches!(purpose, Purpose::Run(_)) {
         state.pass_id += 1;
