@@ -4,13 +4,17 @@
 //! schedule boundaries, on a policy reload, when an autoloop swap finishes, on a periodic
 //! safety tick and when asked ([`Wake`]). Each pass:
 //! 1. snapshots the node through the ports (channels, forwarding flows, fee estimates with a
-//!    bounded history for the percentile gate), the ledger, swaps in flight and backoff;
+//!    history per gated confirmation target, sampled by time and kept for the largest gate
+//!    window), the ledger, swaps in flight, backoff and the routing fee sluice's swaps paid;
 //! 2. evaluates the policy (pure, `policy::evaluate`);
 //! 3. for each proposed swap asks the server for a quote and checks it against the caps,
 //!    checks the budget with the ledger, then dispatches through the swap engine with the
 //!    ledger's reservation stored in the same transaction as the swap (mode `on`), or only
 //!    journals `dry_run` (mode `dry-run`);
-//! 4. journals every target's decision with its reason.
+//! 4. journals each target's decision when it changed or acted, and a summary of the pass.
+//!
+//! A swap-server outage gives the targets that need a swap `provider_unavailable`; a failed
+//! quote or dispatch is `quote_failed` / `dispatch_failed`: decisions, not a failed pass.
 //!
 //! Supervision follows the engine's updates: when an autoloop swap ends its fees are appended
 //! to the ledger by category (idempotent entry ids), its reservation is released, backoff is

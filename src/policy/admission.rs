@@ -108,6 +108,7 @@ pub fn fresh_budget(policy: &Policy) -> BudgetLeft {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
