@@ -23,6 +23,7 @@ fn snapshot(n: usize) -> Snapshot {
     s.fees.history = (0..336)
         .map(|h| policy::FeeSample {
             at: s.now - chrono::TimeDelta::hours(h),
+            conf_target: 100,
             rate: SatPerKw::from_sat_per_vbyte(5 + (h as u64 * 7) % 30),
         })
         .collect();

@@ -202,6 +202,12 @@ pub struct AutoloopSettings {
     pub debounce: Duration,
     /// A pass at least this often.
     pub tick: Duration,
+    /// How long the journal is kept.
+    pub journal_retention: Duration,
+    /// Spacing of the fee samples behind percentile gates.
+    pub fee_sample_every: Duration,
+    /// Routing-flow windows, in days, sorted.
+    pub flow_windows_days: Vec<u32>,
 }
 
 /// Graceful shutdown.

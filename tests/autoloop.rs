@@ -208,6 +208,9 @@ async fn a_drained_channel_gets_a_loop_out_that_completes_and_the_budget_and_jou
     // Dry-run first: the same decision, journalled as dry_run, nothing dispatched.
     al.set_mode(Mode::DryRun).await.unwrap();
     let report = pass(&al).await;
+    // Before any swap, the routing fee expected is the default `policy test` uses too.
+    assert_eq!(report.routing_ppm, sluice::policy::DEFAULT_ROUTING_PPM);
+    assert!(report.routing_source.contains("default"));
     let d = report
         .decision(&target)
         .expect("the channel has a decision");
@@ -277,6 +280,12 @@ async fn a_drained_channel_gets_a_loop_out_that_completes_and_the_budget_and_jou
         report.decision(&target).unwrap().decision.reason.name(),
         "ok"
     );
+    // From now on the routing fee expected is what this swap paid, rounded up.
+    let paid = (u128::from(costs.offchain.0) * 1_000_000).div_ceil(u128::from(amount.0));
+    assert_eq!(u128::from(report.routing_ppm.0), paid);
+    assert!(report.routing_source.contains("last 1 completed"));
+    let suggestion = al.suggest().await.unwrap();
+    assert_eq!(suggestion.routing_ppm, report.routing_ppm);
 
     // The journal holds the dry run, the dispatch and the ok, for this target.
     let journal = al
@@ -877,6 +886,301 @@ async fn a_swap_in_flight_holds_the_next_and_a_spent_budget_exhausts_it() {
             .decision
             .detail
     );
+    cancel.cancel();
+    engine.shutdown();
+}
+
+/// A failed dispatch is journalled as `dispatch_failed` with the engine's error, never as
+/// `swap`; a swap server that cannot be reached gives `provider_unavailable` decisions, in
+/// the journal and in `suggest`, instead of a failed pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_failures_are_decisions_with_their_own_reasons() {
+    let (net, [big, small, balanced]) = three_channel_net().await;
+    let engine = net.engine().await;
+    let (al, cancel) = autoloop_with(&net, &engine, policy_path()).await;
+    // The server forges every swap invoice: the client refuses each swap before storing it
+    // (every swap, since the mode change also wakes a pass).
+    net.server
+        .set_default_behaviour(sluice::loopserver::Behaviour {
+            invoice: sluice::loopserver::behaviour::InvoiceTamper::WrongHash,
+            ..Default::default()
+        });
+    al.set_mode(Mode::On).await.unwrap();
+    let report = pass(&al).await;
+    let d = &report.decision(&big.to_string()).unwrap();
+    assert_eq!(d.decision.reason.name(), "dispatch_failed", "{d:?}");
+    assert!(d.decision.detail.contains("dispatch failed"), "{d:?}");
+    assert!(d.swap.is_none());
+    assert_eq!(report.dispatched().count(), 0);
+    cancel.cancel();
+
+    // A swap server that does not answer.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = dead.local_addr().unwrap();
+    drop(dead);
+    let unreachable = LoopServerClient::connect(
+        &addr.to_string(),
+        ServerTls::Insecure,
+        Duration::from_secs(2),
+        L402Config::new(Network::Regtest, net.dir.path()),
+        Arc::new(NeverPay),
+    )
+    .unwrap();
+    let mut config = AutoloopConfig::new(policy_path());
+    config.tick = Duration::from_secs(3600);
+    let cancel = CancellationToken::new();
+    let al = Autoloop::start(
+        AutoloopDeps {
+            node: net.node.clone(),
+            provider: Arc::new(unreachable),
+            engine: engine.clone(),
+            store: net.store.clone(),
+            config,
+            clock: net.clock(),
+        },
+        cancel.clone(),
+    )
+    .await
+    .unwrap();
+    al.set_mode(Mode::DryRun).await.unwrap();
+    let report = al
+        .run_pass(Wake::Forced)
+        .await
+        .expect("a server outage is not a failed pass")
+        .unwrap();
+    assert_eq!(reason(&report, big), "provider_unavailable");
+    assert_eq!(reason(&report, small), "provider_unavailable");
+    assert_eq!(reason(&report, balanced), "ok");
+    let d = &report.decision(&big.to_string()).unwrap().decision;
+    assert!(d.detail.contains("swap server"), "{d:?}");
+    let suggestion = al.suggest().await.unwrap();
+    assert_eq!(reason(&suggestion, big), "provider_unavailable");
+    let journal = net.store.journal(&JournalFilter::default()).await.unwrap();
+    assert!(
+        journal
+            .iter()
+            .any(|r| r.reason == "provider_unavailable" && r.target == big.to_string())
+    );
+    assert!(journal.iter().any(|r| r.reason == "dispatch_failed"));
+    assert!(!journal.iter().any(|r| r.reason == "swap"));
+    cancel.cancel();
+    engine.shutdown();
+}
+
+/// The percentile gate keeps its hysteresis across a restart: the gate's state is persisted
+/// with the fee history, which holds the estimates the gate compares (100 blocks for
+/// set-and-forget).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fee_gate_keeps_its_hysteresis_across_a_restart() {
+    let (net, [big, _, _]) = three_channel_net().await;
+    let engine = net.engine().await;
+    // Two weeks of 100-block estimates from 100 to 10,000 sat/kw, one every 3 hours:
+    // p25 = 2,500 and p35 = 3,500 sat/kw (set-and-forget closes above percentile + 10).
+    let now = i64::try_from(net.clock()().as_secs()).unwrap();
+    let history: Vec<String> = (1..=100i64)
+        .map(|k| format!("{}:100:{}", now - k * 3 * 3600, k * 100))
+        .collect();
+    net.store
+        .set_autoloop_setting("fee_history", &history.join(","))
+        .await
+        .unwrap();
+    let set_fee = |sat_kw: u64| {
+        let mut w = lock(&net.world);
+        w.set_fee_trace(sluice::simnet::chain::FeeTrace::Flat(sat_kw));
+        w.mine(1);
+    };
+    // 3,000 sat/kw with the gate closed: it stays closed.
+    set_fee(3_000);
+    let (al, cancel) = autoloop_with(&net, &engine, policy_path()).await;
+    assert_eq!(reason(&*pass(&al).await, big), "fee_gate");
+    // 2,000 opens it; back at 3,000 it stays open.
+    set_fee(2_000);
+    assert_eq!(reason(&*pass(&al).await, big), "dry_run");
+    set_fee(3_000);
+    assert_eq!(reason(&*pass(&al).await, big), "dry_run");
+    cancel.cancel();
+    // After a restart at 3,000 the gate is still open.
+    let (al, cancel) = autoloop_with(&net, &engine, policy_path()).await;
+    let report = pass(&al).await;
+    assert_eq!(
+        reason(&report, big),
+        "dry_run",
+        "{:?}",
+        report.decision(&big.to_string())
+    );
+    cancel.cancel();
+    engine.shutdown();
+}
+
+/// With `swap.outgoing: any` the swap is recorded against its target's channels: the next
+/// pass finds the target's in-flight slot taken instead of swapping it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swap_that_may_pay_through_any_channel_still_holds_its_target() {
+    let (net, [big, _, _]) = three_channel_net().await;
+    let engine = net.engine().await;
+    let dir = edited_policy(|t| {
+        // A 90% outbound reserve limit, so the swap's pending HTLC leaves enough local balance.
+        t.replace("htlc_confs: 1 }", "htlc_confs: 1, outgoing: any }")
+            .replace("inbound_max: 70%", "inbound_max: 90%")
+            .replace("in_flight: 2,", "in_flight: 5,")
+            .replace("limit: 50k }", "limit: 150k }")
+    });
+    let (al, cancel) = autoloop_with(&net, &engine, dir.path().to_owned()).await;
+    al.set_mode(Mode::On).await.unwrap();
+    // Dispatched by this pass or by the one the mode change woke.
+    let hash = poll("a dispatched swap", async || {
+        let _ = al.run_pass(Wake::Forced).await;
+        net.store
+            .list_swaps(SwapFilter::default())
+            .await
+            .unwrap()
+            .first()
+            .map(|r| r.contract.terms().swap_hash)
+    })
+    .await;
+    assert_eq!(
+        net.store
+            .list_swaps(SwapFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let terms = net.store.load_swap(hash).await.unwrap().unwrap().record;
+    assert!(terms.contract.terms().outgoing_chan_set.is_empty());
+    assert_eq!(net.store.swap_channels(hash).await.unwrap(), vec![big]);
+    let report = pass(&al).await;
+    let d = &report.decision(&big.to_string()).unwrap().decision;
+    assert_eq!(d.reason.name(), "in_flight", "{d:?}");
+    assert!(d.detail.contains("on this target"), "{d:?}");
+    cancel.cancel();
+    engine.shutdown();
+}
+
+/// The journal keeps a decision when it changes or acts, and one summary line per pass: a
+/// pass that decides the same as the last one adds no decision line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_journal_keeps_changes_and_a_summary_per_pass() {
+    let (net, [big, small, balanced]) = three_channel_net().await;
+    let engine = net.engine().await;
+    let (al, cancel) = autoloop_with(&net, &engine, policy_path()).await;
+    pass(&al).await;
+    let first = net.store.journal(&JournalFilter::default()).await.unwrap();
+    let last = pass(&al).await;
+    let after = net.store.journal(&JournalFilter::default()).await.unwrap();
+    assert_eq!(
+        first.len(),
+        after.len(),
+        "an unchanged pass adds no decision: {after:?}"
+    );
+    assert!(first.len() >= 3);
+    let passes = net.store.pass_summaries(10).await.unwrap();
+    assert_eq!(passes[0].pass_id, last.pass_id);
+    assert_eq!(passes[0].targets, 3);
+    assert_eq!(passes[0].counts.get("ok"), Some(&1));
+    assert_eq!(passes[0].counts.get("dry_run"), Some(&1));
+    assert_eq!(passes[0].counts.get("below_min_size"), Some(&1));
+    // A changed decision is journalled: fees above the ceiling close the gate.
+    {
+        let mut w = lock(&net.world);
+        w.set_fee_trace(sluice::simnet::chain::FeeTrace::Flat(7_500));
+        w.mine(1);
+    }
+    pass(&al).await;
+    let gated = net
+        .store
+        .journal(&JournalFilter {
+            reason: Some("fee_gate".into()),
+            ..JournalFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(gated.len(), 1);
+    assert_eq!(gated[0].target, big.to_string());
+    let _ = (small, balanced);
+    cancel.cancel();
+    engine.shutdown();
+}
+
+/// `sluice policy test` predicts what the live daemon decides: the snapshot of a live
+/// dry-run pass on the simnet, written as a test case beside set-and-forget (no `budget:`, so
+/// the policy's own budgets apply), gives the same reason and amount for every target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_test_predicts_the_live_pass() {
+    let (net, _) = three_channel_net().await;
+    let engine = net.engine().await;
+    let (al, cancel) = autoloop_with(&net, &engine, policy_path()).await;
+    // A new pass whose `now` is a whole minute, so the case's `now` is the pass's.
+    let report = pass(&al).await;
+    let now = report.at;
+    let channels = net.node.list_channels().await.unwrap();
+    let sat_kw = |r: u64| format!("{r} sat/kw");
+    let estimates: Vec<String> = report
+        .fee_estimates
+        .iter()
+        .map(|(t, r)| format!("{t}: {}", sat_kw(r.0)))
+        .collect();
+    let gated_rate = report
+        .fee_estimates
+        .iter()
+        .find(|(t, _)| *t == 100)
+        .unwrap()
+        .1;
+    let mut case = format!(
+        "description: a live dry-run pass on the simnet\nnow: {}\ndry_run: true\n\
+         terms: {{ min: {}, max: {}, swap_fee: {}%, prepay: {} }}\n\
+         fees:\n  estimates: {{ {} }}\n  history: {{ every: 10m, conf_target: 100, rates: [\"{}\"] }}\n  routing: {}%\n\
+         channels:\n",
+        now.format("%Y-%m-%dT%H:%M:%S"),
+        report.terms.min.0,
+        report.terms.max.0,
+        report.terms.swap_fee_ppm.0 as f64 / 10_000.0,
+        report.terms.prepay.0,
+        estimates.join(", "),
+        sat_kw(gated_rate.0),
+        report.routing_ppm.0 as f64 / 10_000.0,
+    );
+    for c in &channels {
+        case.push_str(&format!(
+            "  - {{ id: {}, capacity: {}, local: {}, remote: {}, active: {}, pending_htlcs: {} }}\n",
+            c.chan_id,
+            c.capacity.0,
+            c.local_balance.0,
+            c.remote_balance.0,
+            c.active,
+            c.pending_htlc_count
+        ));
+    }
+    case.push_str("expect:\n");
+    for t in &report.decisions {
+        let d = &t.decision;
+        case.push_str(&format!(
+            "  - {{ target: {}, reason: {}{} }}\n",
+            d.target,
+            d.reason.name(),
+            d.proposal
+                .as_ref()
+                .map_or(String::new(), |p| format!(", amount: {}", p.amount.0))
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        policy_path().join("policy.yaml"),
+        dir.path().join("policy.yaml"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("live.test.yaml"), &case).unwrap();
+    let reasons: Vec<&str> = report
+        .decisions
+        .iter()
+        .map(|t| t.decision.reason.name())
+        .collect();
+    assert!(reasons.contains(&"dry_run"), "{reasons:?}");
+    assert_eq!(report.decisions.len(), channels.len());
+    let tested = sluice::policy::run_tests(dir.path()).unwrap();
+    let failures: Vec<&str> = tested.failures().collect();
+    assert!(failures.is_empty(), "{case}\n{failures:#?}");
+    assert_eq!(tested.cases[0].checked, channels.len());
     cancel.cancel();
     engine.shutdown();
 }

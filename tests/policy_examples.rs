@@ -147,3 +147,40 @@ fn readme_key_reference_is_in_sync_with_the_key_table() {
         "policies/README.md key reference is stale; regenerate with SLUICE_BLESS=1 cargo test --test policy_examples"
     );
 }
+
+/// A case without `budget:` starts from the policy's own budgets, and admission checks the
+/// swap's worst case (every fee at its limit, the prepay in place of the server fee) as the
+/// ledger does live: set-and-forget's calm night with a 20k daily hard cap refuses the 2M
+/// swap whose worst case is about 40k, and a case's own `budget:` still overrides.
+#[test]
+fn a_case_without_a_budget_uses_the_policys_and_admits_on_the_worst_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/set-and-forget");
+    let policy = std::fs::read_to_string(root.join("policy.yaml")).unwrap();
+    assert!(policy.contains("limit: 50k }"));
+    std::fs::write(
+        dir.path().join("policy.yaml"),
+        policy.replace("limit: 50k }", "limit: 20k }"),
+    )
+    .unwrap();
+    let case = "now: 2026-03-01 02:30\nfees: { estimates: { 100: 8 sat/vB } }\n\
+         channels:\n  - { id: 800001x1x0, capacity: 5M, local: 4.5M }\n";
+    std::fs::write(
+        dir.path().join("a.test.yaml"),
+        format!(
+            "{case}expect:\n  - {{ target: 800001x1x0, reason: budget_insufficient, text_contains: \"worst case\" }}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("b.test.yaml"),
+        format!(
+            "{case}budget: {{ left: 100k }}\nexpect:\n  - {{ target: 800001x1x0, reason: swap }}\n"
+        ),
+    )
+    .unwrap();
+    let report = policy::run_tests(dir.path()).unwrap();
+    let failures: Vec<&str> = report.failures().collect();
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(report.cases.len(), 2);
+}

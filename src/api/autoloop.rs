@@ -84,6 +84,7 @@ fn budget_lines(status: Vec<BudgetStatus>) -> pb::BudgetResponse {
                 reserved_expected_sat: w.reserved_expected.0,
                 reserved_worst_sat: w.reserved_worst.0,
                 available_sat: w.available.0,
+                period: w.period.to_string(),
             })
         })
         .collect();
@@ -97,6 +98,8 @@ pub(super) async fn suggest(state: &ApiState) -> Result<pb::SuggestResponse, Api
     Ok(pb::SuggestResponse {
         mode: al.mode().as_str().to_owned(),
         decisions: report.decisions.iter().map(decision).collect(),
+        routing_ppm: report.routing_ppm.0,
+        routing_source: report.routing_source.clone(),
     })
 }
 
@@ -136,15 +139,45 @@ pub(super) async fn journal(
     let filter = JournalFilter {
         target: (!req.target.is_empty()).then_some(req.target),
         since,
+        reason: (!req.reason.is_empty()).then_some(req.reason),
         limit: Some(if req.limit == 0 {
             DEFAULT_JOURNAL_LIMIT
         } else {
             req.limit
         }),
     };
-    let rows = autoloop(state)?.journal(&filter).await.map_err(failed)?;
+    if let Some(r) = &filter.reason
+        && !crate::policy::Reason::NAMES.contains(&r.as_str())
+    {
+        return Err(ApiError::InvalidArgument {
+            field: "reason",
+            reason: format!(
+                "`{r}` is not a reason; use one of {}",
+                crate::policy::Reason::NAMES.join(", ")
+            ),
+        });
+    }
+    let al = autoloop(state)?;
+    let rows = al.journal(&filter).await.map_err(failed)?;
+    let passes = if req.passes {
+        al.pass_summaries(filter.limit.unwrap_or(DEFAULT_JOURNAL_LIMIT))
+            .await
+            .map_err(failed)?
+    } else {
+        Vec::new()
+    };
     Ok(pb::JournalResponse {
         entries: rows.into_iter().map(journal_entry).collect(),
+        passes: passes
+            .into_iter()
+            .map(|p| pb::PassSummary {
+                pass_id: p.pass_id,
+                at_unix: p.at.timestamp(),
+                mode: p.mode,
+                targets: p.targets,
+                counts: p.counts.into_iter().collect(),
+            })
+            .collect(),
     })
 }
 

@@ -10,8 +10,10 @@ use futures::StreamExt;
 use tokio::sync::{Mutex, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::history;
 use super::inputs::budget_specs;
-use super::pass::{self, PassReport, Ports, Purpose, State};
+use super::pass::{self, PassReport, Ports, Purpose};
+use super::state::State;
 use super::supervise;
 use super::{AutoloopConfig, AutoloopError, Mode, Wake};
 use crate::ledger::{BudgetStatus, Ledger};
@@ -150,12 +152,16 @@ impl Autoloop {
         let mut state = State {
             ledger,
             policy,
-            gate_open: BTreeMap::new(),
-            fee_history: match store.autoloop_setting(pass::FEE_HISTORY_KEY).await? {
-                Some(text) => pass::decode_fee_history(&text, config.fee_history),
+            gate_open: match store.autoloop_setting(history::GATE_OPEN_KEY).await? {
+                Some(text) => history::decode_gates(&text),
+                None => BTreeMap::new(),
+            },
+            fee_history: match store.autoloop_setting(history::FEE_HISTORY_KEY).await? {
+                Some(text) => history::decode_fee_history(&text),
                 None => VecDeque::new(),
             },
             pass_id: store.last_pass_id().await?,
+            last_journalled: BTreeMap::new(),
         };
         let settled = supervise::settle_finished(node.as_ref(), &store, &mut state, now).await?;
         if let Some(dir) = &config.l402_dir {
@@ -176,8 +182,10 @@ impl Autoloop {
                 engine,
                 store,
                 flow_windows_days: config.flow_windows_days.clone(),
-                fee_history: config.fee_history,
-                journal_passes: config.journal_passes,
+                fee_sample_every: chrono::TimeDelta::from_std(config.fee_sample_every)
+                    .unwrap_or(chrono::TimeDelta::minutes(10)),
+                journal_retention: chrono::TimeDelta::from_std(config.journal_retention)
+                    .unwrap_or(chrono::TimeDelta::days(30)),
                 l402_dir: config.l402_dir.clone(),
             },
             config,
@@ -267,6 +275,14 @@ impl Autoloop {
         filter: &JournalFilter,
     ) -> Result<Vec<JournalRecord>, AutoloopError> {
         Ok(self.inner.ports.store.journal(filter).await?)
+    }
+
+    /// The newest pass summaries, newest first.
+    pub async fn pass_summaries(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<crate::store::PassSummary>, AutoloopError> {
+        Ok(self.inner.ports.store.pass_summaries(limit).await?)
     }
 
     /// The policy in force.

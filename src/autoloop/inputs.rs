@@ -270,24 +270,41 @@ pub(super) async fn in_flight(
     for s in swaps {
         let t = s.contract.terms();
         seen.insert(t.swap_hash);
-        if t.initiator != AUTOLOOP_INITIATOR {
+        let is_manual = t.initiator != AUTOLOOP_INITIATOR;
+        if is_manual {
             manual.extend(t.outgoing_chan_set.iter().copied());
         }
         out.push(policy::InFlightSwap {
-            outgoing: t.outgoing_chan_set.clone(),
+            outgoing: swap_channels(store, t.swap_hash, &t.outgoing_chan_set).await?,
             amount: t.amount,
+            manual: is_manual,
         });
     }
     for hash in unreleased.iter().filter(|h| !seen.contains(*h)) {
         if let Some(s) = store.load_swap(*hash).await? {
             let t = s.record.contract.terms();
             out.push(policy::InFlightSwap {
-                outgoing: t.outgoing_chan_set.clone(),
+                outgoing: swap_channels(store, *hash, &t.outgoing_chan_set).await?,
                 amount: t.amount,
+                manual: false,
             });
         }
     }
     Ok((out, manual))
+}
+
+/// The channels a swap counts against: its outgoing channel set, or for a swap that may pay
+/// through any channel the target channels autoloop recorded for it.
+pub(super) async fn swap_channels(
+    store: &Store,
+    hash: SwapHash,
+    outgoing: &[ChanId],
+) -> Result<Vec<ChanId>, StoreError> {
+    if outgoing.is_empty() {
+        store.swap_channels(hash).await
+    } else {
+        Ok(outgoing.to_vec())
+    }
 }
 
 /// Budget left per the ledger, in the shape the policy reads.
@@ -315,4 +332,38 @@ pub(super) fn budget_left(
         })
         .collect();
     policy::BudgetLeft { total, per_rule }
+}
+
+/// How many of sluice's latest completed swaps the routing fee figure is read from.
+const ROUTING_SAMPLE: u32 = 20;
+
+/// The routing fee a swap payment is expected to cost, as a share of its amount: what
+/// sluice's latest completed swaps (manual or autoloop) paid in routing fees for their
+/// payments, rounded up; [`policy::DEFAULT_ROUTING_PPM`] before any has completed. With where
+/// the figure comes from, for `suggest`.
+pub(super) async fn routing_ppm(store: &Store) -> Result<(Ppm, String), InputError> {
+    let swaps = store
+        .list_swaps(SwapFilter {
+            state: Some(crate::swap::SwapState::Succeeded),
+            limit: Some(ROUTING_SAMPLE),
+            ..SwapFilter::default()
+        })
+        .await?;
+    let (fees, amounts) = swaps.iter().fold((0u128, 0u128), |(f, a), s| {
+        (
+            f + u128::from(s.costs.offchain.0),
+            a + u128::from(s.contract.terms().amount.0),
+        )
+    });
+    if amounts == 0 {
+        return Ok((
+            policy::DEFAULT_ROUTING_PPM,
+            "default: no swap of sluice's has completed yet".to_owned(),
+        ));
+    }
+    let ppm = u64::try_from((fees * 1_000_000).div_ceil(amounts)).unwrap_or(u64::MAX);
+    Ok((
+        Ppm(ppm),
+        format!("paid by sluice's last {} completed swap(s)", swaps.len()),
+    ))
 }

@@ -4,13 +4,17 @@
 //! schedule boundaries, on a policy reload, when an autoloop swap finishes, on a periodic
 //! safety tick and when asked ([`Wake`]). Each pass:
 //! 1. snapshots the node through the ports (channels, forwarding flows, fee estimates with a
-//!    bounded history for the percentile gate), the ledger, swaps in flight and backoff;
+//!    history per gated confirmation target, sampled by time and kept for the largest gate
+//!    window), the ledger, swaps in flight, backoff and the routing fee sluice's swaps paid;
 //! 2. evaluates the policy (pure, `policy::evaluate`);
 //! 3. for each proposed swap asks the server for a quote and checks it against the caps,
 //!    checks the budget with the ledger, then dispatches through the swap engine with the
 //!    ledger's reservation stored in the same transaction as the swap (mode `on`), or only
 //!    journals `dry_run` (mode `dry-run`);
-//! 4. journals every target's decision with its reason.
+//! 4. journals each target's decision when it changed or acted, and a summary of the pass.
+//!
+//! A swap-server outage gives the targets that need a swap `provider_unavailable`; a failed
+//! quote or dispatch is `quote_failed` / `dispatch_failed`: decisions, not a failed pass.
 //!
 //! Supervision follows the engine's updates: when an autoloop swap ends its fees are appended
 //! to the ledger by category (idempotent entry ids), its reservation is released, backoff is
@@ -21,8 +25,10 @@
 //! last good one stays in force.
 
 mod handle;
+mod history;
 mod inputs;
 mod pass;
+mod state;
 mod supervise;
 
 use std::fmt;
@@ -135,10 +141,11 @@ pub struct AutoloopConfig {
     pub debounce: Duration,
     /// How often the policy files' modification times are checked.
     pub policy_poll: Duration,
-    /// How many passes the journal keeps.
-    pub journal_passes: u32,
-    /// How many fee samples the percentile gate keeps.
-    pub fee_history: usize,
+    /// How long the journal keeps decisions and pass summaries.
+    pub journal_retention: Duration,
+    /// The spacing of fee samples for the percentile gate (one per confirmation target per
+    /// this period, however often passes run); they are kept for the largest gate window.
+    pub fee_sample_every: Duration,
     /// Days of each routing-flow window given to the policy.
     pub flow_windows_days: Vec<u32>,
     /// Where the swap-server client keeps its L402 token (`<datadir>/l402`): a paid token's
@@ -149,21 +156,32 @@ pub struct AutoloopConfig {
 /// The safety tick's default period (config `autoloop.tick`).
 pub const DEFAULT_TICK: Duration = Duration::from_secs(600);
 
+/// The routing-flow windows scripts can ask for by default (config `autoloop.flow_windows`).
+pub const DEFAULT_FLOW_WINDOWS: [u32; 3] = [1, 7, 30];
+
+/// How long the journal keeps decisions and pass summaries by default (config
+/// `autoloop.journal_retention`).
+pub const DEFAULT_JOURNAL_RETENTION: Duration = Duration::from_secs(30 * 86_400);
+
+/// The default spacing of fee samples (config `autoloop.fee_sample_every`): 2,016 samples
+/// per confirmation target over a 14-day window.
+pub const DEFAULT_FEE_SAMPLE_EVERY: Duration = Duration::from_secs(600);
+
 /// How long channel events are gathered before a pass, by default (config `autoloop.debounce`).
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(2);
 
 impl AutoloopConfig {
-    /// Defaults: a 10-minute tick, 2 s debounce, 5 s policy poll, 1 000 journalled passes,
-    /// 2 016 fee samples and 1/7/30-day flow windows.
+    /// Defaults: a 10-minute tick, 2 s debounce, 5 s policy poll, 30 days of journal,
+    /// a fee sample every 10 minutes and 1/7/30-day flow windows.
     pub fn new(policy_path: PathBuf) -> AutoloopConfig {
         AutoloopConfig {
             policy_path,
             tick: DEFAULT_TICK,
             debounce: DEFAULT_DEBOUNCE,
             policy_poll: Duration::from_secs(5),
-            journal_passes: 1_000,
-            fee_history: 2_016,
-            flow_windows_days: vec![1, 7, 30],
+            journal_retention: DEFAULT_JOURNAL_RETENTION,
+            fee_sample_every: DEFAULT_FEE_SAMPLE_EVERY,
+            flow_windows_days: DEFAULT_FLOW_WINDOWS.to_vec(),
             l402_dir: None,
         }
     }

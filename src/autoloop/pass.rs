@@ -1,68 +1,24 @@
 //! One autoloop pass: inputs → policy → quote and budget checks → dispatch → journal.
 
-use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, TimeDelta, Utc};
 
+use std::collections::BTreeMap;
+
+use super::history;
 use super::inputs::{self, InputError};
+pub(super) use super::state::State;
 use super::{AUTOLOOP_INITIATOR, AUTOLOOP_LABEL, Mode};
 use crate::chain::SatPerKw;
 use crate::chain::fees::min_sweep_fee;
 use crate::domain::{BlockHeight, Ppm, Sat, SwapHash};
-use crate::ledger::{AdmitError, AdmitRequest, Entry, Ledger, Refusal};
+use crate::ledger::{AdmitError, AdmitRequest, Entry, Refusal};
 use crate::lnd::LightningNode;
-use crate::policy::{self, Decision, Destination, FeeSample, Policy, Proposal, Reason, Snapshot};
+use crate::policy::{self, Decision, Destination, Proposal, Reason, Snapshot};
 use crate::provider::SwapProvider;
-use crate::store::{JournalRecord, Store};
+use crate::store::{JournalRecord, PassSummary, Store};
 use crate::swap::{Admission, FeeLimits, LoopOutContract, LoopOutRequest, SwapEngine};
-
-/// The routing fee a swap payment is expected to cost, as a share of its amount.
-const ROUTING_PPM: Ppm = Ppm(1_000);
-
-/// The store key of the persisted fee history.
-pub(super) const FEE_HISTORY_KEY: &str = "fee_history";
-
-/// The fee history as `unix:sat_per_kw` pairs separated by commas.
-pub(super) fn encode_fee_history(h: &VecDeque<FeeSample>) -> String {
-    h.iter()
-        .map(|s| format!("{}:{}", s.at.timestamp(), s.rate.0))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// The persisted fee history; malformed samples are skipped (it only feeds a percentile).
-pub(super) fn decode_fee_history(text: &str, keep: usize) -> VecDeque<FeeSample> {
-    let mut out: VecDeque<FeeSample> = text
-        .split(',')
-        .filter_map(|pair| {
-            let (at, rate) = pair.split_once(':')?;
-            Some(FeeSample {
-                at: DateTime::from_timestamp(at.parse().ok()?, 0)?,
-                rate: crate::chain::SatPerKw(rate.parse().ok()?),
-            })
-        })
-        .collect();
-    while out.len() > keep {
-        out.pop_front();
-    }
-    out
-}
-
-/// The scheduler's mutable state; one pass at a time holds it.
-#[derive(Debug)]
-pub(super) struct State {
-    /// The fee ledger, replayed from the store at start.
-    pub ledger: Ledger,
-    /// The last good policy.
-    pub policy: Option<Arc<Policy>>,
-    /// Fee gates open on the previous pass.
-    pub gate_open: BTreeMap<String, bool>,
-    /// Recent fee estimates for the percentile gate, oldest first.
-    pub fee_history: VecDeque<FeeSample>,
-    /// The last pass's id.
-    pub pass_id: i64,
-}
 
 /// The ports and settings a pass uses.
 pub(super) struct Ports {
@@ -71,8 +27,8 @@ pub(super) struct Ports {
     pub engine: SwapEngine,
     pub store: Store,
     pub flow_windows_days: Vec<u32>,
-    pub fee_history: usize,
-    pub journal_passes: u32,
+    pub fee_sample_every: TimeDelta,
+    pub journal_retention: TimeDelta,
     pub l402_dir: Option<std::path::PathBuf>,
 }
 
@@ -100,6 +56,12 @@ pub struct PassReport {
     pub fee_gate_open: bool,
     /// lnd's fee estimates the pass saw, as (confirmation target, rate).
     pub fee_estimates: Vec<(u32, SatPerKw)>,
+    /// The routing fee the pass expected for swap payments, and where it comes from.
+    pub routing_ppm: Ppm,
+    /// Where `routing_ppm` comes from, for people.
+    pub routing_source: String,
+    /// The swap server's terms as the policy saw them (Loop's defaults during an outage).
+    pub terms: policy::ServerTerms,
 }
 
 impl PassReport {
@@ -153,6 +115,9 @@ pub(super) async fn run(
             decisions: Vec::new(),
             fee_gate_open: true,
             fee_estimates: Vec::new(),
+            routing_ppm: policy::DEFAULT_ROUTING_PPM,
+            routing_source: "no policy".to_owned(),
+            terms: policy::ServerTerms::default(),
         });
     };
     // lnd's own height: the engine's follows block epochs and may lag a block behind.
@@ -166,22 +131,39 @@ pub(super) async fn run(
     let channels =
         inputs::channels(&*ports.node, Some(height), &ports.flow_windows_days, now).await?;
     let estimates = inputs::fee_estimates(&*ports.node, &policy).await?;
-    let (terms, raw_terms) = inputs::terms(&*ports.provider, height, now).await?;
+    // A swap-server outage is a decision for every target that needs the server, not a
+    // failed pass: the journal and `suggest` say what happened.
+    let (terms, raw_terms, outage) = match inputs::terms(&*ports.provider, height, now).await {
+        Ok((t, raw)) => (t, Some(raw), None),
+        Err(e @ InputError::Provider { .. }) => {
+            tracing::warn!(error = %e, "the swap server is unavailable; autoloop decides nothing that needs it");
+            (policy::ServerTerms::default(), None, Some(e.to_string()))
+        }
+        Err(e) => return Err(e),
+    };
     let unreleased: Vec<SwapHash> = state.ledger.pending().copied().collect();
     let (in_flight, manual) = inputs::in_flight(&ports.store, &unreleased).await?;
     let backoff = ports.store.backoffs().await?;
+    let (routing_ppm, routing_source) = inputs::routing_ppm(&ports.store).await?;
 
-    if matches!(purpose, Purpose::Run(_))
-        && let Some(&(_, rate)) = estimates.iter().find(|(t, _)| *t == 6)
-    {
-        state.fee_history.push_back(FeeSample { at: now, rate });
-        while state.fee_history.len() > ports.fee_history {
-            state.fee_history.pop_front();
+    if matches!(purpose, Purpose::Run(_)) {
+        let (targets, keep) = history::gated_targets(&policy, &estimates);
+        if history::record(
+            &mut state.fee_history,
+            &estimates,
+            &targets,
+            now,
+            ports.fee_sample_every,
+            keep,
+        ) {
+            ports
+                .store
+                .set_autoloop_setting(
+                    history::FEE_HISTORY_KEY,
+                    &history::encode_fee_history(&state.fee_history),
+                )
+                .await?;
         }
-        ports
-            .store
-            .set_autoloop_setting(FEE_HISTORY_KEY, &encode_fee_history(&state.fee_history))
-            .await?;
     }
     let snapshot = Snapshot {
         now,
@@ -189,7 +171,7 @@ pub(super) async fn run(
         fees: policy::FeeMarket {
             estimates,
             history: state.fee_history.iter().copied().collect(),
-            routing_ppm: ROUTING_PPM,
+            routing_ppm,
         },
         budget: inputs::budget_left(&state.ledger, &policy, now),
         in_flight,
@@ -201,23 +183,50 @@ pub(super) async fn run(
     let plan = policy::evaluate(&policy, &snapshot);
     let fee_gate_open = plan.gate_open.values().all(|open| *open);
     let fee_estimates = snapshot.fees.estimates.clone();
-    if matches!(purpose, Purpose::Run(_)) {
+    let seen_terms = snapshot.terms;
+    if matches!(purpose, Purpose::Run(_)) && state.gate_open != plan.gate_open {
+        // Persisted so a restart keeps each gate's hysteresis.
+        ports
+            .store
+            .set_autoloop_setting(
+                history::GATE_OPEN_KEY,
+                &history::encode_gates(&plan.gate_open),
+            )
+            .await?;
         state.gate_open = plan.gate_open.clone();
     }
 
     let mut decisions = Vec::with_capacity(plan.decisions.len());
     for mut d in plan.decisions {
         let mut swap = None;
-        if matches!(d.reason, Reason::Swap | Reason::DryRun)
+        if let Some(why) = &outage
+            && !matches!(
+                d.reason,
+                Reason::Excluded | Reason::NoRule | Reason::Inactive | Reason::Ok
+            )
+        {
+            d.reason = Reason::ProviderUnavailable;
+            d.detail = format!("{why}; nothing that needs the swap server is decided");
+            d.proposal = None;
+        }
+        if let Some(raw_terms) = &raw_terms
+            && matches!(d.reason, Reason::Swap | Reason::DryRun)
             && let Some(p) = d.proposal.clone()
         {
             if let Some(c) = d.channels.iter().find(|c| manual.contains(c)) {
                 d.reason = Reason::InFlight;
                 d.detail = format!("channel {c} is in a manual swap; autoloop leaves it alone");
             } else {
-                swap =
-                    check_and_dispatch(ports, state, &mut d, &p, height, &raw_terms, now, purpose)
-                        .await;
+                swap = check_and_dispatch(
+                    ports,
+                    state,
+                    &mut d,
+                    &p,
+                    (height, raw_terms, routing_ppm),
+                    now,
+                    purpose,
+                )
+                .await;
             }
         }
         decisions.push(TargetDecision { decision: d, swap });
@@ -230,19 +239,57 @@ pub(super) async fn run(
         decisions,
         fee_gate_open,
         fee_estimates,
+        routing_ppm,
+        routing_source,
+        terms: seen_terms,
     };
     if matches!(purpose, Purpose::Run(_)) {
         state.pass_id += 1;
         report.pass_id = state.pass_id;
-        let records: Vec<JournalRecord> = report
-            .decisions
-            .iter()
-            .map(|t| journal_record(report.pass_id, now, t))
-            .collect();
+        // A decision is journalled when it acts or differs from the target's last journalled
+        // one; the summary records every pass.
+        let mut records = Vec::new();
+        for t in &report.decisions {
+            let key = t.decision.target.to_string();
+            let seen = (t.decision.reason.name(), t.decision.rule.clone());
+            let acts = t.swap.is_some()
+                || matches!(
+                    t.decision.reason,
+                    Reason::Swap | Reason::DispatchFailed | Reason::QuoteFailed
+                );
+            let changed = state
+                .last_journalled
+                .get(&key)
+                .is_none_or(|(r, rule)| (r.as_str(), rule) != (seen.0, &seen.1));
+            if acts || changed {
+                records.push(journal_record(report.pass_id, now, t));
+            }
+        }
+        let summary = PassSummary {
+            pass_id: report.pass_id,
+            at: now,
+            mode: mode.as_str().to_owned(),
+            targets: report.decisions.len() as u64,
+            counts: report.decisions.iter().fold(BTreeMap::new(), |mut m, t| {
+                *m.entry(t.decision.reason.name().to_owned()).or_insert(0) += 1;
+                m
+            }),
+        };
+        let keep_since = now - ports.journal_retention;
         ports
             .store
-            .record_pass(&records, ports.journal_passes)
+            .record_pass(&summary, &records, keep_since)
             .await?;
+        state.last_journalled = report
+            .decisions
+            .iter()
+            .map(|t| {
+                (
+                    t.decision.target.to_string(),
+                    (t.decision.reason.name().to_owned(), t.decision.rule.clone()),
+                )
+            })
+            .collect();
     }
     // The pass's quotes may have bought an L402 token: book it now, not a pass later.
     book_l402(ports, state, now).await;
@@ -277,59 +324,45 @@ fn journal_record(pass_id: i64, at: DateTime<Utc>, t: &TargetDecision) -> Journa
     }
 }
 
-/// The fee limits the engine enforces for a proposal. The policy caps each fee and the total
-/// (`max_total` of the amount); the engine can only cap each fee, so the total left after the
-/// quoted server fee is shared among routing, prepay routing and miner fees in proportion to
-/// what each is expected to cost, each still under its own cap. The sum of the limits then
-/// never exceeds the policy's total cap, and that sum is the ledger's worst case. `max_miner_fee`
-/// is never below the smallest valid sweep (`chain::fees::min_sweep_fee`), so the worst case is
-/// exactly the sum. `None` when the total cap cannot cover the expected fees or the policy's
-/// miner cap is below the smallest valid sweep.
+/// The engine's fee limits for a proposal and a quote: the policy's one rule
+/// ([`policy::swap_limits`]), so the worst case admitted here is the one `evaluate` and
+/// `sluice policy test` predict. `None` when the total cap cannot cover the expected fees or the policy's miner cap is
+/// below the smallest valid sweep (`chain::fees::min_sweep_fee`): such a swap could never reveal.
 fn limits(
     p: &Proposal,
+    fees: &policy::FeeCaps,
     quote: &crate::provider::port::LoopOutQuote,
-    max_total: Ppm,
     routing_ppm: Ppm,
 ) -> Option<FeeLimits> {
-    let total = p.amount.mul_ppm(max_total);
-    let rest = total.checked_sub(quote.swap_fee)?;
-    let e_routing = p.amount.mul_ppm(routing_ppm) + Sat(1);
-    let e_prepay_routing = quote.prepay_amount.mul_ppm(routing_ppm) + Sat(1);
-    let e_miner = p
-        .expected_cost
-        .saturating_sub(quote.swap_fee + e_routing + e_prepay_routing)
-        .max(Sat(1));
-    // The sweep must be able to pay at least the smallest valid sweep, or the swap could never
-    // reveal: the miner share is expected at no less than that.
-    let e_miner = e_miner.max(min_sweep_fee());
-    let sum = e_routing + e_prepay_routing + e_miner;
-    if rest < sum {
-        return None;
-    }
-    let share = |e: Sat| {
-        Sat(
-            u64::try_from(u128::from(rest.0) * u128::from(e.0) / u128::from(sum.0))
-                .unwrap_or(u64::MAX),
-        )
-    };
-    let max_miner_fee = p.caps.miner.min(share(e_miner));
-    if max_miner_fee < min_sweep_fee() {
-        // The policy's miner cap is below any sweep: such a swap would never reveal.
-        return None;
-    }
-    Some(FeeLimits {
-        max_swap_fee: quote.swap_fee,
-        max_prepay_amount: quote.prepay_amount,
-        max_swap_routing_fee: p.caps.routing.min(share(e_routing)),
-        max_prepay_routing_fee: p.caps.prepay_routing.min(share(e_prepay_routing)),
-        max_miner_fee,
+    let caps = policy::category_caps(fees, p.amount, quote.prepay_amount);
+    policy::swap_limits(
+        &caps,
+        fees,
+        p.amount,
+        p.expected_cost,
+        quote.swap_fee,
+        quote.prepay_amount,
+        routing_ppm,
+    )
+    .map(|l| FeeLimits {
+        max_swap_fee: l.server,
+        max_prepay_amount: l.prepay,
+        max_swap_routing_fee: l.routing,
+        max_prepay_routing_fee: l.prepay_routing,
+        max_miner_fee: l.miner,
     })
 }
 
-/// The most a swap with these limits can cost, in every regime ([`FeeLimits::worst_case`]):
-/// what its reservation holds.
+/// The most a swap with these limits can cost (as [`policy::SwapLimits::worst_case`]).
 pub(super) fn worst_case(l: &FeeLimits) -> Sat {
-    l.worst_case()
+    policy::SwapLimits {
+        server: l.max_swap_fee,
+        prepay: l.max_prepay_amount,
+        routing: l.max_swap_routing_fee,
+        prepay_routing: l.max_prepay_routing_fee,
+        miner: l.max_miner_fee,
+    }
+    .worst_case()
 }
 
 fn refusal_reason(r: &Refusal) -> Reason {
@@ -347,8 +380,7 @@ async fn check_and_dispatch(
     state: &mut State,
     d: &mut Decision,
     p: &Proposal,
-    height: BlockHeight,
-    raw_terms: &crate::provider::port::LoopOutTerms,
+    (height, raw_terms, routing_ppm): (BlockHeight, &crate::provider::port::LoopOutTerms, Ppm),
     now: DateTime<Utc>,
     purpose: Purpose,
 ) -> Option<SwapHash> {
@@ -361,6 +393,7 @@ async fn check_and_dispatch(
     {
         Ok(q) => q,
         Err(e) => {
+            d.reason = Reason::QuoteFailed;
             d.detail = format!(
                 "{}; not dispatched: the swap server gave no quote: {e}",
                 d.detail
@@ -384,12 +417,21 @@ async fn check_and_dispatch(
         );
         return None;
     }
-    let max_total = state
+    let fees = state
         .policy
         .as_ref()
         .and_then(|pol| pol.rule(d.rule.as_deref().unwrap_or_default()))
-        .map_or(Ppm(0), |r| r.settings.fees.max_total);
-    let Some(fee_limits) = limits(p, &quote, max_total, ROUTING_PPM) else {
+        .map(|r| r.settings.fees)
+        .unwrap_or(policy::FeeCaps {
+            max_total: Ppm(0),
+            max_server: None,
+            max_routing: None,
+            max_prepay_routing: None,
+            max_prepay: None,
+            max_miner: None,
+        });
+    let max_total = fees.max_total;
+    let Some(fee_limits) = limits(p, &fees, &quote, routing_ppm) else {
         d.reason = Reason::FeeCap;
         d.detail = format!(
             "the quoted server fee of {} sat leaves too little of the {} cap of {} sat for the expected routing and miner fees, or the miner-fee cap of {} sat is below the smallest valid sweep ({} sat)",
@@ -417,6 +459,7 @@ async fn check_and_dispatch(
             return None;
         }
         Err(AdmitError::Invalid(e)) => {
+            d.reason = Reason::DispatchFailed;
             d.detail = format!("{}; not dispatched: {e}", d.detail);
             return None;
         }
@@ -468,6 +511,11 @@ async fn check_and_dispatch(
             {
                 tracing::error!(swap = %hash, error = %e, "the stored reservation does not apply to the ledger");
             }
+            if p.outgoing.is_empty()
+                && let Err(e) = ports.store.set_swap_channels(hash, &d.channels).await
+            {
+                tracing::error!(swap = %hash, error = %e, "recording the channels of an autoloop swap failed; its target's in-flight limit and backoff will not see it");
+            }
             d.detail = format!("{}; dispatched swap {hash}", d.detail);
             tracing::info!(swap = %hash, target = %d.target, amount = %p.amount, "autoloop dispatched a loop out");
             Some(hash)
@@ -479,6 +527,7 @@ async fn check_and_dispatch(
         }
         Err(e) => {
             tracing::warn!(target = %d.target, error = %e, "autoloop dispatch failed");
+            d.reason = Reason::DispatchFailed;
             d.detail = format!("{}; dispatch failed: {e}", d.detail);
             None
         }
@@ -489,68 +538,6 @@ async fn check_and_dispatch(
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fee_history_round_trips_and_is_bounded() {
-        let h: VecDeque<FeeSample> = (0..5)
-            .map(|i| FeeSample {
-                at: DateTime::from_timestamp(1_700_000_000 + i * 600, 0).unwrap(),
-                rate: crate::chain::SatPerKw(250 + u64::try_from(i).unwrap()),
-            })
-            .collect();
-        let text = encode_fee_history(&h);
-        assert_eq!(decode_fee_history(&text, 10), h);
-        let last3 = decode_fee_history(&text, 3);
-        assert_eq!(last3.len(), 3);
-        assert_eq!(last3[0], h[2]);
-        assert!(decode_fee_history("", 3).is_empty());
-        assert_eq!(decode_fee_history("x:1,1700000000:300", 3).len(), 1);
-    }
-
-    fn proposal(expected_cost: u64, miner_cap: u64) -> Proposal {
-        Proposal {
-            amount: Sat(1_000_000),
-            expected_cost: Sat(expected_cost),
-            max_cost: Sat(100_000),
-            caps: crate::policy::SwapCaps {
-                server: Sat(10_000),
-                routing: Sat(10_000),
-                prepay_routing: Sat(1_000),
-                prepay: Sat(5_000),
-                miner: Sat(miner_cap),
-            },
-            conf_target: 100,
-            htlc_confs: 1,
-            outgoing: Vec::new(),
-            destination: Destination::Wallet,
-        }
-    }
-
-    #[test]
-    fn max_miner_fee_never_falls_below_the_smallest_valid_sweep() {
-        let quote = crate::provider::port::LoopOutQuote {
-            swap_payment_dest: [2; 33],
-            swap_fee: Sat(1_000),
-            prepay_amount: Sat(100),
-        };
-        // Expected costs that leave the sweep almost nothing: the miner share is still at
-        // least the smallest valid sweep, and the limits sum to the worst case.
-        let l = limits(&proposal(1_000, 50_000), &quote, Ppm(10_000), ROUTING_PPM).unwrap();
-        assert!(l.max_miner_fee >= min_sweep_fee(), "{l:?}");
-        assert_eq!(
-            worst_case(&l),
-            l.max_swap_fee + l.max_swap_routing_fee + l.max_prepay_routing_fee + l.max_miner_fee
-        );
-        assert!(worst_case(&l) <= Sat(1_000_000).mul_ppm(Ppm(10_000)));
-        // A policy miner cap below any sweep: no swap, rather than one that could never reveal.
-        let capped = proposal(1_000, min_sweep_fee().0 - 1);
-        assert_eq!(limits(&capped, &quote, Ppm(10_000), ROUTING_PPM), None);
-        // A total cap that cannot fit the smallest sweep besides the routing fees: no swap.
-        assert_eq!(
-            limits(&proposal(1_000, 50_000), &quote, Ppm(2_100), ROUTING_PPM),
-            None
-        );
-    }
 
     #[test]
     fn worst_case_bounds_every_fee_and_the_lost_prepay() {

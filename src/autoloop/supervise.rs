@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::AutoloopError;
-use super::pass::State;
+use super::state::State;
 use crate::domain::{Sat, SwapHash};
 use crate::ledger::{Applied, Entry, EntryId, EntryKind, SpendCategory};
 use crate::lnd::{LightningNode, NodeErrorKind};
@@ -146,7 +146,10 @@ pub(super) async fn settle(
     }
     {
         let backoffs = store.backoffs().await?;
-        for chan in &record.contract.terms().outgoing_chan_set {
+        let channels =
+            super::inputs::swap_channels(store, hash, &record.contract.terms().outgoing_chan_set)
+                .await?;
+        for chan in &channels {
             let next = if swap_state == SwapState::Succeeded {
                 None
             } else {

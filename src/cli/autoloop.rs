@@ -82,8 +82,9 @@ fn decision_rows(ds: &[DecisionOut], prefix: &[String]) -> String {
             format!("{:.1}%", d.inbound_percent),
             d.amount_sat.map_or("-".to_owned(), |a| a.to_string()),
             match &d.swap_hash {
-                Some(h) => format!("{} (swap {h})", d.detail),
-                None => d.detail.clone(),
+                // The detail of a dispatch already names its swap.
+                Some(h) if !d.detail.contains(h.as_str()) => format!("{} (swap {h})", d.detail),
+                _ => d.detail.clone(),
             },
         ]);
     }
@@ -132,6 +133,10 @@ pub struct Suggestion {
     pub mode: String,
     /// Every target's decision.
     pub decisions: Vec<DecisionOut>,
+    /// The routing fee expected for swap payments, ppm of the amount.
+    pub routing_ppm: u64,
+    /// Where the routing fee figure comes from.
+    pub routing_source: String,
 }
 
 /// `suggest`: what a pass would do now, with reasons.
@@ -145,12 +150,16 @@ pub async fn suggest(target: &Target, format: Format) -> Result<String, CliError
     let s = Suggestion {
         mode: r.mode,
         decisions: r.decisions.into_iter().map(decision_out).collect(),
+        routing_ppm: r.routing_ppm,
+        routing_source: r.routing_source,
     };
     match format {
         Format::Json => json(&s),
         Format::Human => Ok(format!(
-            "autoloop: {}\n{}",
+            "autoloop: {}\nexpected routing fee: {} ({})\n{}",
             s.mode,
+            crate::policy::values::ppm_percent(crate::domain::Ppm(s.routing_ppm)),
+            s.routing_source,
             decision_rows(&s.decisions, &[])
         )),
     }
@@ -163,6 +172,9 @@ pub struct BudgetOut {
     pub budget: String,
     /// `limit`, `per_rule.<rule>` or `hard_cap`.
     pub scope: String,
+    /// The period of this line's limit (`day`, `month`, `rolling 7d`, ...): a hard cap has
+    /// its own.
+    pub period: String,
     /// Window start (RFC 3339).
     pub window_start: String,
     /// Window end (RFC 3339).
@@ -197,6 +209,7 @@ pub async fn budget(target: &Target, format: Format) -> Result<String, CliError>
         .map(|l| BudgetOut {
             budget: l.budget,
             scope: l.scope,
+            period: l.period,
             window_start: rfc3339(l.window_start_unix),
             window_end: rfc3339(l.window_end_unix),
             limit_sat: l.limit_sat,
@@ -216,6 +229,7 @@ pub async fn budget(target: &Target, format: Format) -> Result<String, CliError>
                 [
                     "budget",
                     "scope",
+                    "period",
                     "limit",
                     "spent",
                     "reserved (exp/worst)",
@@ -230,6 +244,7 @@ pub async fn budget(target: &Target, format: Format) -> Result<String, CliError>
                 rows.push(vec![
                     l.budget.clone(),
                     l.scope.clone(),
+                    l.period.clone(),
                     l.limit_sat.to_string(),
                     l.spent_sat.to_string(),
                     format!("{}/{}", l.reserved_expected_sat, l.reserved_worst_sat),
@@ -297,24 +312,72 @@ pub struct JournalEntryOut {
 pub async fn journal(
     target: &Target,
     format: Format,
-    chan: Option<&str>,
-    since: Option<&str>,
-    limit: u32,
+    q: &JournalQuery<'_>,
 ) -> Result<String, CliError> {
-    let since_unix = since
+    let since_unix = q
+        .since
         .map(|s| parse_since(s, Utc::now()))
         .transpose()?
         .map_or(0, |t| t.timestamp());
+    if let Some(r) = q.reason
+        && !crate::policy::Reason::NAMES.contains(&r)
+    {
+        return Err(CliError::Input(format!(
+            "--reason: `{r}` is not a reason; use one of {}",
+            crate::policy::Reason::NAMES.join(", ")
+        )));
+    }
     let mut client = target.connect().await?;
     let r = client
         .journal(pb::JournalRequest {
-            target: chan.unwrap_or_default().to_owned(),
+            target: q.target.unwrap_or_default().to_owned(),
             since_unix,
-            limit,
+            limit: q.limit,
+            reason: q.reason.unwrap_or_default().to_owned(),
+            passes: q.passes,
         })
         .await
         .map_err(|s| target.call_error(s, "read the journal"))?
         .into_inner();
+    if q.passes {
+        let passes: Vec<PassOut> = r
+            .passes
+            .into_iter()
+            .map(|p| PassOut {
+                pass_id: p.pass_id,
+                at: rfc3339(p.at_unix),
+                mode: p.mode,
+                targets: p.targets,
+                counts: p.counts.into_iter().collect(),
+            })
+            .collect();
+        return match format {
+            Format::Json => json(&serde_json::json!({ "passes": passes })),
+            Format::Human => {
+                let mut rows = vec![vec![
+                    "pass".to_owned(),
+                    "at".to_owned(),
+                    "mode".to_owned(),
+                    "targets".to_owned(),
+                    "reasons".to_owned(),
+                ]];
+                for p in &passes {
+                    rows.push(vec![
+                        format!("#{}", p.pass_id),
+                        p.at.clone(),
+                        p.mode.clone(),
+                        p.targets.to_string(),
+                        p.counts
+                            .iter()
+                            .map(|(k, v)| format!("{k} {v}"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    ]);
+                }
+                Ok(grid(&rows))
+            }
+        };
+    }
     let out = JournalOut {
         entries: r
             .entries
@@ -339,6 +402,36 @@ pub async fn journal(
             Ok(decision_rows(&ds, &when))
         }
     }
+}
+
+/// What `sluice journal` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct JournalQuery<'a> {
+    /// Only this target.
+    pub target: Option<&'a str>,
+    /// Only since this time (`--since`).
+    pub since: Option<&'a str>,
+    /// Only this reason.
+    pub reason: Option<&'a str>,
+    /// Pass summaries instead of decisions.
+    pub passes: bool,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// One pass summary, as printed.
+#[derive(Debug, Serialize)]
+pub struct PassOut {
+    /// The pass.
+    pub pass_id: i64,
+    /// When it ran (RFC 3339).
+    pub at: String,
+    /// The mode it ran in.
+    pub mode: String,
+    /// Targets decided.
+    pub targets: u64,
+    /// Targets per reason.
+    pub counts: std::collections::BTreeMap<String, u64>,
 }
 
 /// `autoloop`'s answer.
@@ -418,5 +511,16 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert!(lines[1].contains("24.0%") && lines[1].contains("1300000"));
         assert_eq!(lines[0].find("reason"), lines[1].find("swap"));
+        assert!(lines[1].contains("(swap ab)"));
+        // A dispatch's detail names its swap once.
+        let d = decision_out(pb::AutoloopDecision {
+            target: "800000x1x0".into(),
+            reason: "swap".into(),
+            detail: "below band; dispatched swap abcd".into(),
+            swap_hash: "abcd".into(),
+            ..pb::AutoloopDecision::default()
+        });
+        let text = decision_rows(&[d], &[]);
+        assert_eq!(text.matches("abcd").count(), 1, "{text}");
     }
 }

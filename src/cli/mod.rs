@@ -112,6 +112,12 @@ pub enum Command {
         /// Only since this time: RFC 3339, a date, or an age like 6h or 2d.
         #[arg(long, value_name = "D")]
         since: Option<String>,
+        /// Only this reason (`swap`, `fee_gate`, `dispatch_failed`, ...).
+        #[arg(long, value_name = "R")]
+        reason: Option<String>,
+        /// Show one line per pass (how many targets got each reason) instead of decisions.
+        #[arg(long)]
+        passes: bool,
         /// At most this many entries.
         #[arg(long, default_value_t = 100)]
         limit: u32,
@@ -277,8 +283,19 @@ pub async fn execute(args: &Args) -> Result<String, CliError> {
         Command::Journal {
             target: chan,
             since,
+            reason,
+            passes,
             limit,
-        } => autoloop::journal(&target, format, chan.as_deref(), since.as_deref(), *limit).await,
+        } => {
+            let q = autoloop::JournalQuery {
+                target: chan.as_deref(),
+                since: since.as_deref(),
+                reason: reason.as_deref(),
+                passes: *passes,
+                limit: *limit,
+            };
+            autoloop::journal(&target, format, &q).await
+        }
         Command::Autoloop { mode } => autoloop::mode(&target, format, *mode).await,
     }
 }

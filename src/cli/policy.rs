@@ -110,11 +110,38 @@ impl Render for Checked {
     }
 }
 
+/// `check`'s answer for a script on its own.
+#[derive(Debug, Serialize)]
+pub struct CheckedScript {
+    /// The script.
+    pub file: String,
+    /// Whether it defines `propose` (it must define `decide`).
+    pub propose: bool,
+}
+
+impl Render for CheckedScript {
+    fn rows(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("valid script", self.file.clone()),
+            (
+                "defines",
+                if self.propose {
+                    "decide, propose".to_owned()
+                } else {
+                    "decide".to_owned()
+                },
+            ),
+        ]
+    }
+}
+
 /// `test`'s answer.
 #[derive(Debug, Serialize)]
 pub struct Tested {
     /// Whether every expectation held.
     pub passed: bool,
+    /// The policy directories whose tests ran.
+    pub policies: Vec<String>,
     /// Test files run.
     pub cases: usize,
     /// Expectations checked.
@@ -125,7 +152,12 @@ pub struct Tested {
 
 impl Render for Tested {
     fn rows(&self) -> Vec<(&'static str, String)> {
-        let mut rows = vec![(
+        let mut rows: Vec<(&'static str, String)> = self
+            .policies
+            .iter()
+            .map(|p| ("policy", p.clone()))
+            .collect();
+        rows.push((
             "result",
             format!(
                 "{}: {} cases, {} expectations",
@@ -133,7 +165,7 @@ impl Render for Tested {
                 self.cases,
                 self.checked
             ),
-        )];
+        ));
         rows.extend(self.failures.iter().map(|f| ("failure", f.clone())));
         rows
     }
@@ -146,6 +178,21 @@ pub async fn run(
     format: Format,
 ) -> Result<String, CliError> {
     match (cmd, target) {
+        (PolicyCmd::Check { path }, _) if path.extension().is_some_and(|e| e == "rhai") => {
+            // A script on its own: compiled (and its top level run) as the loader would.
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| CliError::Input(format!("cannot read {}: {e}", path.display())))?;
+            let script = policy::script::ScriptHost::new()
+                .compile(path, &text)
+                .map_err(|e| CliError::Rejected(e.to_string()))?;
+            output::render(
+                &CheckedScript {
+                    file: path.display().to_string(),
+                    propose: script.has_propose(),
+                },
+                format,
+            )
+        }
         (PolicyCmd::Check { path }, _) => {
             let p = policy::load(path).map_err(|e| CliError::Rejected(e.to_string()))?;
             output::render(
@@ -158,12 +205,23 @@ pub async fn run(
             )
         }
         (PolicyCmd::Test { path }, _) => {
-            let report = policy::run_tests(path).map_err(|e| CliError::Input(e.to_string()))?;
+            let reports =
+                policy::run_tests_below(path).map_err(|e| CliError::Input(e.to_string()))?;
             let tested = Tested {
-                passed: report.passed(),
-                cases: report.cases.len(),
-                checked: report.cases.iter().map(|c| c.checked).sum(),
-                failures: report.failures().map(str::to_owned).collect(),
+                passed: reports.iter().all(|(_, r)| r.passed()),
+                policies: reports
+                    .iter()
+                    .map(|(d, _)| d.display().to_string())
+                    .collect(),
+                cases: reports.iter().map(|(_, r)| r.cases.len()).sum(),
+                checked: reports
+                    .iter()
+                    .flat_map(|(_, r)| r.cases.iter().map(|c| c.checked))
+                    .sum(),
+                failures: reports
+                    .iter()
+                    .flat_map(|(_, r)| r.failures().map(str::to_owned))
+                    .collect(),
             };
             let text = output::render(&tested, format)?;
             if tested.passed {
@@ -243,5 +301,49 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("policy.yaml"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn test_on_the_examples_folder_runs_every_example_or_says_none_is_there() {
+        let all = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies");
+        let text = run(&PolicyCmd::Test { path: all }, None, Format::Json)
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["passed"], true);
+        assert_eq!(v["policies"].as_array().unwrap().len(), 5, "{text}");
+        assert!(v["cases"].as_u64().unwrap() >= 10, "{text}");
+        let empty = tempfile::tempdir().unwrap();
+        std::fs::create_dir(empty.path().join("sub")).unwrap();
+        let e = run(
+            &PolicyCmd::Test {
+                path: empty.path().to_owned(),
+            },
+            None,
+            Format::Human,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("no policy test cases here or below"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn check_compiles_a_script_on_its_own_with_rhai_places() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.rhai");
+        std::fs::write(&good, "fn decide(t, p, c) { p }\n").unwrap();
+        let text = run(&PolicyCmd::Check { path: good }, None, Format::Human)
+            .await
+            .unwrap();
+        assert!(text.contains("good.rhai"), "{text}");
+        let bad = dir.path().join("bad.rhai");
+        std::fs::write(&bad, "fn decide(t, p, c) {\n  let x = ;\n  p\n}\n").unwrap();
+        let e = run(&PolicyCmd::Check { path: bad }, None, Format::Human)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bad.rhai:2:"), "{e}");
+        assert!(!e.contains("mapping"), "{e}");
     }
 }

@@ -58,6 +58,40 @@ pub struct OutCmd {
     pub force: bool,
 }
 
+/// `--channel` names only channels the node has open: a swap restricted to a channel it
+/// does not have can only fail, so it is refused before the swap server is asked.
+async fn refuse_unknown_channels(
+    client: &mut super::client::Client,
+    target: &Target,
+    wanted: &[u64],
+) -> Result<(), CliError> {
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let open: Vec<ChanId> = client
+        .list_channels(pb::ListChannelsRequest {})
+        .await
+        .map_err(|s| target.call_error(s, "list the node's channels"))?
+        .into_inner()
+        .channels
+        .iter()
+        .filter_map(|c| c.chan_id.parse().ok())
+        .collect();
+    unknown_channel_error(wanted, &open)
+}
+
+/// The refusal for the first of `wanted` not among `open`.
+fn unknown_channel_error(wanted: &[u64], open: &[ChanId]) -> Result<(), CliError> {
+    match wanted.iter().find(|w| !open.iter().any(|o| o.0 == **w)) {
+        None => Ok(()),
+        Some(&w) => Err(CliError::Input(format!(
+            "--channel {}: the node has no open channel with this id; `sluice channels` lists \
+             them. No swap was created",
+            ChanId(w)
+        ))),
+    }
+}
+
 /// `sluice swaps`.
 #[derive(ClapArgs, Debug, Clone)]
 pub struct SwapsCmd {
@@ -424,6 +458,7 @@ pub async fn out(target: &Target, cmd: &OutCmd, format: Format) -> Result<String
     }
     let mode = confirm_mode(cmd.force, std::io::stdin().is_terminal())?;
     let mut client = target.connect().await?;
+    refuse_unknown_channels(&mut client, target, &outgoing_chan_set).await?;
     // Quote first, with --force too: the limits sent with the swap come from this quote, so
     // the fees shown (or, with --force, the fees of the moment) bind the swap and a server
     // that invoices above them is refused before anything is paid.
@@ -773,5 +808,17 @@ mod tests {
         let text = render_update(&u, Format::Human).unwrap();
         assert_eq!(text.lines().count(), 1);
         assert!(text.contains("PREIMAGE_REVEALED") && text.contains("250000 sat"));
+    }
+
+    #[test]
+    fn a_channel_the_node_does_not_have_is_refused() {
+        let open = [ChanId::from_parts(800_000, 1, 0)];
+        assert!(unknown_channel_error(&[open[0].0], &open).is_ok());
+        let missing = ChanId::from_parts(800_000, 9, 0);
+        let e = unknown_channel_error(&[open[0].0, missing.0], &open)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--channel 800000x9x0"), "{e}");
+        assert!(e.contains("no open channel"), "{e}");
     }
 }

@@ -97,6 +97,15 @@ pub struct DaemonArgs {
     /// Sets `swap.max_miner_fee_ppm` [env: SLUICE_SWAP_MAX_MINER_FEE_PPM].
     #[arg(long, value_name = "PPM")]
     pub swap_max_miner_fee_ppm: Option<String>,
+    /// Sets `autoloop.journal_retention` [env: SLUICE_AUTOLOOP_JOURNAL_RETENTION].
+    #[arg(long, value_name = "DURATION")]
+    pub autoloop_journal_retention: Option<String>,
+    /// Sets `autoloop.fee_sample_every` [env: SLUICE_AUTOLOOP_FEE_SAMPLE_EVERY].
+    #[arg(long, value_name = "DURATION")]
+    pub autoloop_fee_sample_every: Option<String>,
+    /// Sets `autoloop.flow_windows`, days such as 1,7,30 [env: SLUICE_AUTOLOOP_FLOW_WINDOWS].
+    #[arg(long, value_name = "DAYS")]
+    pub autoloop_flow_windows: Option<String>,
     /// Sets `log.level` [env: SLUICE_LOG_LEVEL].
     #[arg(long, value_name = "FILTER")]
     pub log_level: Option<String>,
@@ -146,6 +155,9 @@ impl DaemonArgs {
             "swap.max_swap_fee_ppm" => &self.swap_max_swap_fee_ppm,
             "swap.max_routing_fee_ppm" => &self.swap_max_routing_fee_ppm,
             "swap.max_miner_fee_ppm" => &self.swap_max_miner_fee_ppm,
+            "autoloop.journal_retention" => &self.autoloop_journal_retention,
+            "autoloop.fee_sample_every" => &self.autoloop_fee_sample_every,
+            "autoloop.flow_windows" => &self.autoloop_flow_windows,
             "log.level" => &self.log_level,
             "log.format" => &self.log_format,
             "shutdown.timeout" => &self.shutdown_timeout,

@@ -32,6 +32,8 @@ pub enum KeyKind {
     LogLevel,
     /// `human` or `json`.
     LogFormat,
+    /// Whole days, comma-separated.
+    DayList,
 }
 
 impl KeyKind {
@@ -55,6 +57,7 @@ impl KeyKind {
                 "tracing filter directives such as info or info,sluice::swap=debug"
             }
             KeyKind::LogFormat => "one of human, json",
+            KeyKind::DayList => "whole days from 1 to 3650, comma-separated, such as 1,7,30",
         }
     }
 }
@@ -257,6 +260,30 @@ pub const SWAP_MAX_MINER_FEE_PPM: Key = Key {
     doc: "For a swap created without fee limits: the most its max_miner_fee (the most its sweep ever pays) may be, relative to the amount.",
 };
 
+/// `autoloop.journal_retention`.
+pub const AUTOLOOP_JOURNAL_RETENTION: Key = Key {
+    path: "autoloop.journal_retention",
+    kind: KeyKind::Duration,
+    default: "30d",
+    doc: "How long the decision journal and its per-pass summaries are kept.",
+};
+
+/// `autoloop.fee_sample_every`.
+pub const AUTOLOOP_FEE_SAMPLE_EVERY: Key = Key {
+    path: "autoloop.fee_sample_every",
+    kind: KeyKind::Duration,
+    default: "10m",
+    doc: "Spacing of the fee samples behind the policies' percentile gates (kept for the largest gate window).",
+};
+
+/// `autoloop.flow_windows`.
+pub const AUTOLOOP_FLOW_WINDOWS: Key = Key {
+    path: "autoloop.flow_windows",
+    kind: KeyKind::DayList,
+    default: "1,7,30",
+    doc: "The routing-flow windows, in days, scripts can ask for (fees_earned_sat(days) and the like).",
+};
+
 /// `log.level`.
 pub const LOG_LEVEL: Key = Key {
     path: "log.level",
@@ -303,6 +330,9 @@ pub const KEYS: &[Key] = &[
     SWAP_MAX_SWAP_FEE_PPM,
     SWAP_MAX_ROUTING_FEE_PPM,
     SWAP_MAX_MINER_FEE_PPM,
+    AUTOLOOP_JOURNAL_RETENTION,
+    AUTOLOOP_FEE_SAMPLE_EVERY,
+    AUTOLOOP_FLOW_WINDOWS,
     LOG_LEVEL,
     LOG_FORMAT,
     SHUTDOWN_TIMEOUT,

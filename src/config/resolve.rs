@@ -275,6 +275,21 @@ pub(super) fn resolve(
         values::ppm,
         crate::swap::engine::DEFAULT_MAX_MINER_FEE_PPM,
     )?;
+    let journal_retention = sources.get_or(
+        &keys::AUTOLOOP_JOURNAL_RETENTION,
+        values::duration,
+        crate::autoloop::DEFAULT_JOURNAL_RETENTION,
+    )?;
+    let fee_sample_every = sources.get_or(
+        &keys::AUTOLOOP_FEE_SAMPLE_EVERY,
+        values::duration,
+        crate::autoloop::DEFAULT_FEE_SAMPLE_EVERY,
+    )?;
+    let flow_windows = sources.get_or(
+        &keys::AUTOLOOP_FLOW_WINDOWS,
+        values::day_list,
+        crate::autoloop::DEFAULT_FLOW_WINDOWS.to_vec(),
+    )?;
     let shutdown = sources.get_or(
         &keys::SHUTDOWN_TIMEOUT,
         values::duration,
@@ -306,6 +321,9 @@ pub(super) fn resolve(
         autoloop: AutoloopSettings {
             debounce: debounce.value,
             tick: tick.value,
+            journal_retention: journal_retention.value,
+            fee_sample_every: fee_sample_every.value,
+            flow_windows_days: flow_windows.value,
         },
         swap: crate::swap::FeeCeilings {
             swap_fee: max_swap_fee.value,

@@ -564,6 +564,21 @@ fn autoloop_timing_comes_from_file_env_or_flag() {
     assert_eq!(flagged.autoloop.tick, Duration::from_secs(7_200));
     assert_eq!(flagged.autoloop.debounce, Duration::from_secs(5));
 
+    assert_eq!(
+        defaults.autoloop.journal_retention,
+        crate::autoloop::DEFAULT_JOURNAL_RETENTION
+    );
+    assert_eq!(defaults.autoloop.flow_windows_days, [1, 7, 30]);
+    let file2 = world.config(
+        "autoloop:\n  journal_retention: 90d\n  fee_sample_every: 5m\n  flow_windows: 90, 7\n",
+    );
+    let set = world.load(&["--config", file2.to_str().unwrap()]).unwrap();
+    assert_eq!(
+        set.autoloop.journal_retention,
+        Duration::from_secs(90 * 86_400)
+    );
+    assert_eq!(set.autoloop.fee_sample_every, Duration::from_secs(300));
+    assert_eq!(set.autoloop.flow_windows_days, [7, 90]);
     world.env.remove("SLUICE_AUTOLOOP_TICK");
     let (path, err) = world.error_for("autoloop:\n  tick: often\n");
     assert_located(&err, &path, 2, 9, "autoloop.tick");

@@ -105,8 +105,13 @@ pub fn duration(text: &str) -> Result<Duration, String> {
             "s" => Duration::from_secs(number),
             "m" => Duration::from_secs(number.saturating_mul(60)),
             "h" => Duration::from_secs(number.saturating_mul(3600)),
+            "d" => Duration::from_secs(number.saturating_mul(86_400)),
             "" => return Err(format!("`{text}` ends without a unit")),
-            unit => return Err(format!("`{unit}` in `{text}` is not a unit (ms, s, m, h)")),
+            unit => {
+                return Err(format!(
+                    "`{unit}` in `{text}` is not a unit (ms, s, m, h, d)"
+                ));
+            }
         };
         total = total.saturating_add(part);
         rest = &rest[unit_len..];
@@ -115,6 +120,24 @@ pub fn duration(text: &str) -> Result<Duration, String> {
         return Err(format!("`{text}` is zero"));
     }
     Ok(total)
+}
+
+/// Whole days, comma-separated (`1,7,30`), each from 1 to 3650, sorted and deduplicated.
+pub fn day_list(text: &str) -> Result<Vec<u32>, String> {
+    let mut out = Vec::new();
+    for part in text.split(',') {
+        let p = part.trim();
+        let d: u32 = p
+            .parse()
+            .map_err(|_| format!("`{p}` in `{text}` is not a whole number of days"))?;
+        if !(1..=3650).contains(&d) {
+            return Err(format!("{d} days in `{text}` is outside 1 to 3650"));
+        }
+        out.push(d);
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
 }
 
 /// A whole number of satoshis.
@@ -188,7 +211,8 @@ mod tests {
         assert_eq!(duration("1h"), Ok(Duration::from_secs(3600)));
         assert!(duration("30").unwrap_err().contains("no unit"));
         assert!(duration("0s").unwrap_err().contains("zero"));
-        assert!(duration("3d").unwrap_err().contains("not a unit"));
+        assert_eq!(duration("3d"), Ok(Duration::from_secs(3 * 86_400)));
+        assert!(duration("3w").unwrap_err().contains("not a unit"));
         assert!(duration("s").is_err());
         assert!(duration("").is_err());
     }

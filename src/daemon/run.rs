@@ -263,6 +263,9 @@ pub async fn run(config: Config) -> Result<(), RunError> {
                     debounce: autoloop_settings.debounce,
                     tick: autoloop_settings.tick,
                     l402_dir: Some(l402_dir.clone()),
+                    journal_retention: autoloop_settings.journal_retention,
+                    fee_sample_every: autoloop_settings.fee_sample_every,
+                    flow_windows_days: autoloop_settings.flow_windows_days.clone(),
                     ..crate::autoloop::AutoloopConfig::new(policy_path.clone())
                 },
                 clock: crate::swap::engine::system_clock(),

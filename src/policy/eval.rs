@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DurationRound, TimeDelta};
 
+use super::admission::{category_caps, swap_limits};
 use super::gate::{GateState, gate_state};
 use super::model::{Destination, Grouping, Matcher, Policy, Rule, Selector, Settings};
 use super::reason::{Reason, Target};
@@ -83,7 +84,8 @@ pub struct Proposal {
     pub amount: Sat,
     /// Fees expected at current estimates (server, miner, routing, prepay routing).
     pub expected_cost: Sat,
-    /// The sum of the caps: the most the swap may cost.
+    /// The most the swap may cost: the worst case of its limits (every fee at its limit, the
+    /// prepay in place of the server fee), what budget admission checks.
     pub max_cost: Sat,
     /// Per-category caps to put in the swap request.
     pub caps: SwapCaps,
@@ -484,10 +486,16 @@ fn decide(
     let total_in_flight = snapshot.in_flight.len() as u64 + u64::from(state.dispatched);
     if total_in_flight >= u64::from(policy.limits.in_flight) {
         d.reason = Reason::InFlight;
+        let manual = snapshot.in_flight.iter().filter(|f| f.manual).count();
         d.detail = format!(
             "{total_in_flight} swap(s) in flight, limit {}",
             policy.limits.in_flight
         );
+        if manual > 0 {
+            d.detail.push_str(&format!(
+                " ({manual} of them manual: manual swaps take autoloop's slots too)"
+            ));
+        }
         return d;
     }
     let target_in_flight = snapshot
@@ -519,7 +527,7 @@ fn decide(
             if payable < amount {
                 d.reason = Reason::NoRoute;
                 d.detail = format!(
-                    "active channels hold {} but the swap needs {}",
+                    "too little local balance: the target's active channels hold {} but the swap needs {}",
                     payable.0, amount.0
                 );
                 return d;
@@ -550,7 +558,7 @@ fn decide(
                 if let Some(payable) = payable_by_target.filter(|p| *p < a) {
                     d.reason = Reason::NoRoute;
                     d.detail = format!(
-                        "script set {} but the active channels hold {}",
+                        "too little local balance: script set {} but the active channels hold {}",
                         a.0, payable.0
                     );
                     return d;
@@ -581,7 +589,8 @@ fn decide(
         return d;
     }
 
-    let cost = proposal.expected_cost;
+    // Admission as the ledger does it: the worst case must fit what every budget has left.
+    let cost = proposal.max_cost;
     let rule_spent = state.spent_rule.get(&ri).copied().unwrap_or(Sat::ZERO);
     let budgets = [
         snapshot
@@ -603,7 +612,10 @@ fn decide(
         }
         if cost > left {
             d.reason = Reason::BudgetInsufficient;
-            d.detail = format!("{name} has {} left, the swap expects {}", left.0, cost.0);
+            d.detail = format!(
+                "{name} has {} left; the swap's worst case needs {} (expected fees {})",
+                left.0, cost.0, proposal.expected_cost.0
+            );
             d.proposal = Some(proposal);
             return d;
         }
@@ -613,8 +625,8 @@ fn decide(
     state.spent_total += cost;
     *state.spent_rule.entry(ri).or_insert(Sat::ZERO) += cost;
     d.detail = format!(
-        "{why_swap}; swap {} expecting {} in fees",
-        proposal.amount.0, cost.0
+        "{why_swap}; swap {} expecting {} in fees, at most {}",
+        proposal.amount.0, proposal.expected_cost.0, cost.0
     );
     d.reason = if policy.dry_run || snapshot.dry_run {
         Reason::DryRun
@@ -625,40 +637,49 @@ fn decide(
     d
 }
 
-/// The proposal for `amount`: expected fees at current estimates and the caps.
+/// The proposal for `amount`: expected fees at current estimates, the caps and the worst
+/// case of the limits the swap would get (with the snapshot's terms for the server's fee).
 fn propose(s: &Settings, snapshot: &Snapshot, amount: Sat, outgoing: Vec<ChanId>) -> Proposal {
     let terms = &snapshot.terms;
-    let f = &s.fees;
-    let rate = snapshot
-        .fees
-        .estimate(s.swap.conf_target)
-        .unwrap_or(SatPerKw(0));
-    let miner = Sat(rate.0.saturating_mul(SWEEP_WEIGHT_WU) / 1000);
+    let miner = expected_miner(s, snapshot);
     let server = amount.mul_ppm(terms.swap_fee_ppm);
     let routing = amount.mul_ppm(snapshot.fees.routing_ppm);
     let prepay_routing = terms.prepay.mul_ppm(snapshot.fees.routing_ppm);
-    let total_cap = amount.mul_ppm(f.max_total);
-    let caps = SwapCaps {
-        server: f.max_server.map_or(total_cap, |p| amount.mul_ppm(p)),
-        routing: f.max_routing.map_or(total_cap, |p| amount.mul_ppm(p)),
-        prepay_routing: f
-            .max_prepay_routing
-            .map_or(terms.prepay.mul_ppm(f.max_total), |p| {
-                terms.prepay.mul_ppm(p)
-            }),
-        prepay: f.max_prepay.unwrap_or(terms.prepay),
-        miner: f.max_miner.unwrap_or(total_cap),
-    };
+    let caps = category_caps(&s.fees, amount, terms.prepay);
+    let expected_cost = server + miner + routing + prepay_routing;
+    let max_cost = swap_limits(
+        &caps,
+        &s.fees,
+        amount,
+        expected_cost,
+        server,
+        terms.prepay,
+        snapshot.fees.routing_ppm,
+    )
+    .map_or_else(
+        || caps.server.max(caps.prepay) + caps.routing + caps.prepay_routing + caps.miner,
+        |l| l.worst_case(),
+    );
     Proposal {
         amount,
-        expected_cost: server + miner + routing + prepay_routing,
-        max_cost: caps.server + caps.routing + caps.prepay_routing + caps.miner,
+        expected_cost,
+        max_cost,
         caps,
         conf_target: s.swap.conf_target,
         htlc_confs: s.swap.htlc_confs,
         outgoing,
         destination: s.swap.destination.clone(),
     }
+}
+
+/// The sweep's expected miner fee: the estimate for the rule's confirmation target × the
+/// sweep's weight.
+fn expected_miner(s: &Settings, snapshot: &Snapshot) -> Sat {
+    let rate = snapshot
+        .fees
+        .estimate(s.swap.conf_target)
+        .unwrap_or(SatPerKw(0));
+    Sat(rate.0.saturating_mul(SWEEP_WEIGHT_WU) / 1000)
 }
 
 fn fee_cap_breach(s: &Settings, snapshot: &Snapshot, p: &Proposal) -> Option<String> {
@@ -673,11 +694,7 @@ fn fee_cap_breach(s: &Settings, snapshot: &Snapshot, p: &Proposal) -> Option<Str
             terms.prepay.0, p.caps.prepay.0
         ));
     }
-    let rate = snapshot
-        .fees
-        .estimate(s.swap.conf_target)
-        .unwrap_or(SatPerKw(0));
-    let miner = Sat(rate.0.saturating_mul(SWEEP_WEIGHT_WU) / 1000);
+    let miner = expected_miner(s, snapshot);
     if miner > p.caps.miner {
         return Some(format!("miner fee {} > cap {}", miner.0, p.caps.miner.0));
     }
@@ -686,6 +703,23 @@ fn fee_cap_breach(s: &Settings, snapshot: &Snapshot, p: &Proposal) -> Option<Str
         return Some(format!(
             "expected fees {} > {} of the amount ({})",
             p.expected_cost.0,
+            ppm_percent(s.fees.max_total),
+            total_cap.0
+        ));
+    }
+    let limits = swap_limits(
+        &p.caps,
+        &s.fees,
+        p.amount,
+        p.expected_cost,
+        server,
+        terms.prepay,
+        snapshot.fees.routing_ppm,
+    );
+    if limits.is_none() {
+        return Some(format!(
+            "a server fee of {} leaves too little of the {} cap ({}) for the expected routing and miner fees",
+            server.0,
             ppm_percent(s.fees.max_total),
             total_cap.0
         ));

@@ -34,7 +34,8 @@ pub(super) fn sat_vb(rate: SatPerKw) -> String {
 
 pub(super) fn gate_state(rule: &Rule, snapshot: &Snapshot) -> Option<GateState> {
     let gate: &FeeGate = rule.settings.gate.as_ref()?;
-    let Some(current) = snapshot.fees.estimate(rule.settings.swap.conf_target) else {
+    let Some((target, current)) = snapshot.fees.estimate_entry(rule.settings.swap.conf_target)
+    else {
         return Some(GateState {
             open: false,
             detail: "no fee estimate".to_owned(),
@@ -59,7 +60,7 @@ pub(super) fn gate_state(rule: &Rule, snapshot: &Snapshot) -> Option<GateState> 
         .fees
         .history
         .iter()
-        .filter(|s| s.at >= since && s.at <= snapshot.now)
+        .filter(|s| s.conf_target == target && s.at >= since && s.at <= snapshot.now)
         .map(|s| s.rate.0)
         .collect();
     samples.sort_unstable();
@@ -69,7 +70,9 @@ pub(super) fn gate_state(rule: &Rule, snapshot: &Snapshot) -> Option<GateState> 
     ) else {
         return Some(GateState {
             open: true,
-            detail: "no fee history in the window; only the ceiling applies".to_owned(),
+            detail: format!(
+                "no {target}-block fee history in the window; only the ceiling applies"
+            ),
         });
     };
     let was_open = snapshot.gate_open.get(&rule.name).copied().unwrap_or(false);

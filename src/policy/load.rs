@@ -127,13 +127,16 @@ impl<'a> Fields<'a> {
     }
 
     pub(super) fn get(&mut self, key: &str) -> Option<(&'a Node, String)> {
+        self.get_written(key).filter(|(n, _)| !tree::is_unset(n))
+    }
+
+    /// Like [`Fields::get`], but also an explicit `null` / `none`, which in a rule removes
+    /// what `defaults` set.
+    pub(super) fn get_written(&mut self, key: &str) -> Option<(&'a Node, String)> {
         let path = self.key(key);
         let slot = self.entries.iter_mut().find(|(k, _, _)| *k == key)?;
         slot.2 = true;
-        match slot.1.value {
-            Value::Null => None,
-            _ => Some((slot.1, path)),
-        }
+        Some((slot.1, path))
     }
 
     pub(super) fn finish(self) -> Result<(), PolicyError> {
@@ -450,7 +453,7 @@ fn build_rule(
     // The rule's own settings keys, cascaded over the defaults.
     let mut own = Vec::new();
     for field in keys::settings_fields() {
-        if let Some((n, _)) = f.get(field.name) {
+        if let Some((n, _)) = f.get_written(field.name) {
             own.push((field.name.to_owned(), n.place.clone(), n.clone()));
         }
     }

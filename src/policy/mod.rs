@@ -7,6 +7,7 @@
 //! - [`run_tests`]: the `*.test.yaml` cases of a policy directory.
 //! - [`json_schema`]: the JSON Schema of the file format (`policies/schema.json`).
 
+mod admission;
 mod check;
 mod error;
 mod eval;
@@ -28,6 +29,7 @@ mod views;
 #[cfg(test)]
 mod eval_tests;
 
+pub use admission::{SwapLimits, category_caps, fresh_budget, swap_limits};
 pub use error::PolicyError;
 pub use eval::{Decision, Plan, Proposal, SWEEP_WEIGHT_WU, SwapCaps, evaluate};
 pub use keys::json_schema;
@@ -39,7 +41,8 @@ pub use model::{
 pub use reason::{Reason, Target};
 pub use script::{Clock, FlowWindow, ScriptHost, ScriptLimits};
 pub use snapshot::{
-    BackoffState, BudgetLeft, Channel, FeeMarket, FeeSample, InFlightSwap, ServerTerms, Snapshot,
+    BackoffState, BudgetLeft, Channel, DEFAULT_ROUTING_PPM, FeeMarket, FeeSample, InFlightSwap,
+    ServerTerms, Snapshot,
 };
 pub use testcase::{Expectation, TestCase, parse_test_case};
-pub use tests::{CaseResult, TestReport, run_tests, run_tests_with};
+pub use tests::{CaseResult, TestReport, run_tests, run_tests_below, run_tests_with, test_dirs};

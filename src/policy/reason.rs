@@ -72,12 +72,20 @@ pub enum Reason {
     Excluded,
     /// No rule takes the channel.
     NoRule,
-    /// The target's active channels cannot pay the amount.
+    /// Too little local balance: the target's active channels together hold less than the
+    /// amount (with `swap.outgoing: target`). The name is kept for the journal and metrics.
     NoRoute,
     /// A swap would be made, but the policy or the daemon is in dry-run mode.
     DryRun,
     /// The rule's script failed or hit a sandbox limit; where and why.
     ScriptError(String),
+    /// The swap server gave no quote for the proposed swap (its error in the detail).
+    QuoteFailed,
+    /// The swap could not be created (the server's or lnd's error in the detail).
+    DispatchFailed,
+    /// The swap server is unreachable or failed: without its terms nothing that needs a swap
+    /// is decided this pass.
+    ProviderUnavailable,
 }
 
 impl Reason {
@@ -102,7 +110,15 @@ impl Reason {
         "no_route",
         "dry_run",
         "script_error",
+        "quote_failed",
+        "dispatch_failed",
+        "provider_unavailable",
     ];
+
+    /// Reasons only the autoloop pass gives (after the pure evaluation, from the swap server
+    /// or the swap engine); `evaluate` never does.
+    pub const PASS_ONLY: &'static [&'static str] =
+        &["quote_failed", "dispatch_failed", "provider_unavailable"];
 
     /// The stable name, e.g. `below_min_size`.
     pub fn name(&self) -> &'static str {
@@ -126,6 +142,9 @@ impl Reason {
             Reason::NoRoute => "no_route",
             Reason::DryRun => "dry_run",
             Reason::ScriptError(_) => "script_error",
+            Reason::QuoteFailed => "quote_failed",
+            Reason::DispatchFailed => "dispatch_failed",
+            Reason::ProviderUnavailable => "provider_unavailable",
         }
     }
 

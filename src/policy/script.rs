@@ -333,17 +333,34 @@ pub struct FlowWindow {
     pub in_sat: u64,
 }
 
-/// The figure of the flow window that covers `days`, scaled to `days` (the shortest window
-/// at least that long, prorated; the longest one if none is long enough).
-pub fn flow_over(flows: &[FlowWindow], days: u32, pick: impl Fn(&FlowWindow) -> u64) -> u64 {
-    let covering = flows
-        .iter()
-        .filter(|w| w.days >= days && w.days > 0)
-        .min_by_key(|w| w.days);
-    match covering {
-        Some(w) => (u128::from(pick(w)) * u128::from(days) / u128::from(w.days)) as u64,
-        None => flows.iter().max_by_key(|w| w.days).map_or(0, pick),
+/// The figure of the flow window of exactly `days` days, or an error naming the windows
+/// there are (the daemon's `autoloop.flow_windows`, a test case's `flows`): never another
+/// window's number.
+pub fn flow_over(
+    flows: &[FlowWindow],
+    days: u32,
+    pick: impl Fn(&FlowWindow) -> u64,
+) -> Result<u64, String> {
+    if let Some(w) = flows.iter().find(|w| w.days == days) {
+        return Ok(pick(w));
     }
+    let mut have: Vec<u32> = flows.iter().map(|w| w.days).collect();
+    have.sort_unstable();
+    have.dedup();
+    let list = have
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(if have.is_empty() {
+        format!(
+            "no {days}-day flow window: there are no flow windows (daemon: autoloop.flow_windows; test case: a channel's flows)"
+        )
+    } else {
+        format!(
+            "no {days}-day flow window; the windows are {list} days (daemon: autoloop.flow_windows; test case: a channel's flows)"
+        )
+    })
 }
 
 /// What a script sees of a target. Read-only.
@@ -440,18 +457,33 @@ fn register_api(engine: &mut Engine) {
         .register_get("active", |t: &mut TargetView| t.active)
         .register_get("pending_htlcs", |t: &mut TargetView| t.pending_htlcs)
         .register_get("age_blocks", |t: &mut TargetView| t.age_blocks)
-        .register_fn("fees_earned_sat", |t: &mut TargetView, days: i64| {
-            let d = u32::try_from(days.max(0)).unwrap_or(u32::MAX);
-            sat_i64(flow_over(&t.flows, d, |w| w.fees_earned_sat))
-        })
-        .register_fn("forwarded_out_sat", |t: &mut TargetView, days: i64| {
-            let d = u32::try_from(days.max(0)).unwrap_or(u32::MAX);
-            sat_i64(flow_over(&t.flows, d, |w| w.out_sat))
-        })
-        .register_fn("forwarded_in_sat", |t: &mut TargetView, days: i64| {
-            let d = u32::try_from(days.max(0)).unwrap_or(u32::MAX);
-            sat_i64(flow_over(&t.flows, d, |w| w.in_sat))
-        });
+        .register_fn(
+            "fees_earned_sat",
+            |t: &mut TargetView, days: i64| -> Result<i64, Box<rhai::EvalAltResult>> {
+                let d = u32::try_from(days.max(0)).unwrap_or(u32::MAX);
+                flow_over(&t.flows, d, |w| w.fees_earned_sat)
+                    .map(sat_i64)
+                    .map_err(|e| e.into())
+            },
+        )
+        .register_fn(
+            "forwarded_out_sat",
+            |t: &mut TargetView, days: i64| -> Result<i64, Box<rhai::EvalAltResult>> {
+                let d = u32::try_from(days.max(0)).unwrap_or(u32::MAX);
+                flow_over(&t.flows, d, |w| w.out_sat)
+                    .map(sat_i64)
+                    .map_err(|e| e.into())
+            },
+        )
+        .register_fn(
+            "forwarded_in_sat",
+            |t: &mut TargetView, days: i64| -> Result<i64, Box<rhai::EvalAltResult>> {
+                let d = u32::try_from(days.max(0)).unwrap_or(u32::MAX);
+                flow_over(&t.flows, d, |w| w.in_sat)
+                    .map(sat_i64)
+                    .map_err(|e| e.into())
+            },
+        );
 
     engine
         .register_type_with_name::<ProposalView>("Proposal")

@@ -60,27 +60,49 @@ pub struct Channel {
     pub flows: Vec<FlowWindow>,
 }
 
+/// The routing fee a swap payment is expected to cost before any swap of sluice's has
+/// completed (0.1 %), the same in `sluice policy test` and in the daemon.
+pub const DEFAULT_ROUTING_PPM: Ppm = Ppm(1_000);
+
 /// Fee estimates.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeeMarket {
     /// Current estimates as (confirmation target in blocks, rate), any order.
     pub estimates: Vec<(u32, SatPerKw)>,
-    /// Past estimates for the percentile gate, any order.
+    /// Past estimates for the percentile gate, any order; a rule's gate reads only the
+    /// samples of the confirmation target its own estimate is for.
     pub history: Vec<FeeSample>,
-    /// Typical off-chain routing fee of a swap payment, for the expected cost.
+    /// Typical off-chain routing fee of a swap payment, for the expected cost: the daemon
+    /// derives it from sluice's recent swaps, [`DEFAULT_ROUTING_PPM`] before there are any.
     pub routing_ppm: Ppm,
+}
+
+impl Default for FeeMarket {
+    fn default() -> FeeMarket {
+        FeeMarket {
+            estimates: Vec::new(),
+            history: Vec::new(),
+            routing_ppm: DEFAULT_ROUTING_PPM,
+        }
+    }
 }
 
 impl FeeMarket {
     /// The estimate for `conf_target`: the one for the largest target not above it, or the
     /// most urgent one if all are above.
     pub fn estimate(&self, conf_target: u32) -> Option<SatPerKw> {
+        self.estimate_entry(conf_target).map(|(_, r)| r)
+    }
+
+    /// Like [`FeeMarket::estimate`], with the confirmation target the estimate is for: the
+    /// key of the history samples the gate compares it with.
+    pub fn estimate_entry(&self, conf_target: u32) -> Option<(u32, SatPerKw)> {
         self.estimates
             .iter()
             .filter(|(t, _)| *t <= conf_target)
             .max_by_key(|(t, _)| *t)
             .or_else(|| self.estimates.iter().min_by_key(|(t, _)| *t))
-            .map(|(_, r)| *r)
+            .copied()
     }
 }
 
@@ -89,6 +111,8 @@ impl FeeMarket {
 pub struct FeeSample {
     /// When it was taken.
     pub at: DateTime<Utc>,
+    /// The confirmation target it estimates for.
+    pub conf_target: u32,
     /// The estimate.
     pub rate: SatPerKw,
 }
@@ -109,6 +133,9 @@ pub struct InFlightSwap {
     pub outgoing: Vec<ChanId>,
     /// Its amount.
     pub amount: Sat,
+    /// Started by hand (`sluice out`), not by autoloop; it still takes an in-flight slot,
+    /// and decisions say so.
+    pub manual: bool,
 }
 
 /// Failure history of a channel.

@@ -48,6 +48,11 @@ const HISTORY: &[Field] = &[
         Kind::Seq(&Kind::Scalar(Scalar::FeeRate)),
         "Rates in sat/vB, oldest first, the last one at `now`.",
     ),
+    f(
+        "conf_target",
+        Kind::Scalar(Scalar::Int(1, 1008)),
+        "Confirmation target of the samples; default every target of `estimates`.",
+    ),
 ];
 const FEES: &[Field] = &[
     f(
@@ -59,7 +64,7 @@ const FEES: &[Field] = &[
     f(
         "routing",
         Kind::Scalar(Scalar::Percent),
-        "Typical routing fee.",
+        "Typical routing fee of a swap payment; default 0.1%, as the daemon before its first swap.",
     ),
 ];
 const BUDGET: &[Field] = &[
@@ -112,6 +117,11 @@ const IN_FLIGHT: &[Field] = &[
         "Channels it pays through.",
     ),
     f("amount", Kind::Scalar(Scalar::Amount), "Amount."),
+    f(
+        "manual",
+        Kind::Scalar(Scalar::Bool),
+        "Started by hand; default false.",
+    ),
 ];
 const BACKOFF: &[Field] = &[
     req("last_failure", Kind::Scalar(Scalar::DateTime), "UTC."),
@@ -191,6 +201,9 @@ pub struct TestCase {
     pub snapshot: Snapshot,
     /// The decisions to check.
     pub expect: Vec<Expectation>,
+    /// Whether the case sets its own `budget:`; without it the policy's budgets apply, as
+    /// a fresh ledger would report them ([`super::fresh_budget`]).
+    pub budget_given: bool,
 }
 
 /// One expected decision.
@@ -350,22 +363,32 @@ pub fn parse_test_case(file: &Path, source: &str) -> Result<TestCase, PolicyErro
             let every = hm
                 .val("every", Scalar::Duration, values::duration)?
                 .unwrap_or(TimeDelta::hours(1));
+            let targets: Vec<u32> = match hm.val("conf_target", Scalar::Int(1, 1008), |t| {
+                values::int(t, 1, 1008)
+            })? {
+                Some(t) => vec![u32::try_from(t).unwrap_or(u32::MAX)],
+                None => market.estimates.iter().map(|(t, _)| *t).collect(),
+            };
             let rates = seq(hm.get("rates"));
             let count = rates.len() as i32;
             for (i, (rn, rp)) in rates.into_iter().enumerate() {
                 let r = text(rn, &rp, Scalar::FeeRate, rate)?;
                 let back = count - 1 - i as i32;
-                market.history.push(FeeSample {
-                    at: now - every * back,
-                    rate: r,
-                });
+                for &conf_target in &targets {
+                    market.history.push(FeeSample {
+                        at: now - every * back,
+                        conf_target,
+                        rate: r,
+                    });
+                }
             }
         }
         market.routing_ppm = fm
             .val("routing", Scalar::Percent, values::percent)?
-            .unwrap_or_default();
+            .unwrap_or(super::snapshot::DEFAULT_ROUTING_PPM);
         snap.fees = market;
     }
+    let budget_given = m.get("budget").is_some();
     if let Some((n, p)) = m.get("budget") {
         let b = Map::of(n, &p);
         let mut left = BudgetLeft {
@@ -398,6 +421,9 @@ pub fn parse_test_case(file: &Path, source: &str) -> Result<TestCase, PolicyErro
             amount: fm
                 .val("amount", Scalar::Amount, values::amount)?
                 .unwrap_or_default(),
+            manual: fm
+                .val("manual", Scalar::Bool, values::boolean)?
+                .unwrap_or(false),
         });
     }
     if let Some((n, p)) = m.get("backoff")
@@ -457,6 +483,7 @@ pub fn parse_test_case(file: &Path, source: &str) -> Result<TestCase, PolicyErro
             .unwrap_or_default(),
         snapshot: snap,
         expect,
+        budget_given,
     })
 }
 

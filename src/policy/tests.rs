@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::admission::fresh_budget;
 use super::error::PolicyError;
 use super::eval::evaluate;
 use super::load::load_with;
@@ -75,7 +76,10 @@ pub fn run_tests_with(dir: &Path, host: &Arc<ScriptHost>) -> Result<TestReport, 
         let text = std::fs::read_to_string(&file).map_err(|e| {
             PolicyError::file(&file, format!("cannot read: {e}"), "a readable test file")
         })?;
-        let case = parse_test_case(&file, &text)?;
+        let mut case = parse_test_case(&file, &text)?;
+        if !case.budget_given {
+            case.snapshot.budget = fresh_budget(&policy);
+        }
         let plan = evaluate(&policy, &case.snapshot);
         let mut failures = Vec::new();
         for e in &case.expect {
@@ -121,4 +125,62 @@ pub fn run_tests_with(dir: &Path, host: &Arc<ScriptHost>) -> Result<TestReport, 
         });
     }
     Ok(report)
+}
+
+fn is_test_file(p: &Path) -> bool {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with(".test.yaml") || n.ends_with(".test.yml"))
+}
+
+/// The policy directories at or below `dir` that hold test cases, in name order: `dir` itself
+/// when it holds `*.test.yaml` files, else every directory below it that does (so
+/// `sluice policy test policies/` runs every example).
+pub fn test_dirs(dir: &Path) -> Result<Vec<PathBuf>, PolicyError> {
+    let read = |d: &Path| {
+        std::fs::read_dir(d).map_err(|e| {
+            PolicyError::file(
+                d,
+                format!("cannot read directory: {e}"),
+                "a policy directory",
+            )
+        })
+    };
+    let mut entries: Vec<PathBuf> = read(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    if entries.iter().any(|p| p.is_file() && is_test_file(p)) {
+        return Ok(vec![dir.to_owned()]);
+    }
+    let mut out = Vec::new();
+    for sub in entries.iter().filter(|p| p.is_dir()) {
+        out.extend(test_dirs(sub)?);
+    }
+    Ok(out)
+}
+
+/// Runs the test cases of every policy directory at or below `dir` ([`test_dirs`]). No test
+/// case anywhere below it is an error saying so.
+pub fn run_tests_below(dir: &Path) -> Result<Vec<(PathBuf, TestReport)>, PolicyError> {
+    if !dir.is_dir() {
+        return Err(PolicyError::file(
+            dir,
+            "not a directory",
+            "a policy directory holding *.test.yaml files beside its policy, or a folder of them",
+        ));
+    }
+    let dirs = test_dirs(dir)?;
+    if dirs.is_empty() {
+        return Err(PolicyError::file(
+            dir,
+            "no policy test cases here or below",
+            "a policy directory with *.test.yaml files beside its *.yaml (see policies/README.md, Test cases)",
+        ));
+    }
+    let host = ScriptHost::new();
+    dirs.into_iter()
+        .map(|d| run_tests_with(&d, &host).map(|r| (d, r)))
+        .collect()
 }

@@ -214,8 +214,19 @@ pub fn parse(file: &Path, text: &str) -> Result<Node, PolicyError> {
     Ok(convert(&file, raw))
 }
 
+/// Whether a value is written as unset: `null` (`~` or nothing) or `none`. In a rule it
+/// removes what `defaults` set for the key.
+pub fn is_unset(node: &Node) -> bool {
+    match &node.value {
+        Value::Null => true,
+        Value::Scalar(s) => s == "none",
+        _ => false,
+    }
+}
+
 /// Overlays `over` on `base`: mappings merge key by key (recursively), anything else in
-/// `over` replaces `base`. This is how a rule's settings cascade over `defaults`.
+/// `over` replaces `base`, and an unset value (`null`, `none`) removes it. This is how a
+/// rule's settings cascade over `defaults`.
 pub fn merge(base: &Node, over: &Node) -> Node {
     match (&base.value, &over.value) {
         (Value::Map(b), Value::Map(o)) => {
@@ -234,7 +245,10 @@ pub fn merge(base: &Node, over: &Node) -> Node {
                 value: Value::Map(out),
             }
         }
-        (_, Value::Null) => base.clone(),
+        _ if is_unset(over) => Node {
+            place: over.place.clone(),
+            value: Value::Null,
+        },
         _ => over.clone(),
     }
 }

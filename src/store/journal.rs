@@ -36,6 +36,22 @@ pub struct JournalRecord {
     pub swap: Option<SwapHash>,
 }
 
+/// One pass in a line: the journal keeps only decisions that changed or acted, this keeps
+/// every pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassSummary {
+    /// The pass.
+    pub pass_id: i64,
+    /// When it ran.
+    pub at: DateTime<Utc>,
+    /// The autoloop mode it ran in.
+    pub mode: String,
+    /// How many targets it decided about.
+    pub targets: u64,
+    /// How many targets got each reason, by reason name.
+    pub counts: BTreeMap<String, u64>,
+}
+
 /// Which journal rows to read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JournalFilter {
@@ -43,6 +59,8 @@ pub struct JournalFilter {
     pub target: Option<String>,
     /// Only decisions at or after this time.
     pub since: Option<DateTime<Utc>>,
+    /// Only this reason (its stable name).
+    pub reason: Option<String>,
     /// At most this many rows, newest first.
     pub limit: Option<u32>,
 }
@@ -78,15 +96,34 @@ fn record_from_row(r: &SqliteRow) -> Result<JournalRecord, sqlx::Error> {
 }
 
 impl Store {
-    /// Journals one pass's decisions and prunes passes older than the newest `keep_passes`,
-    /// in one transaction.
+    /// Journals one pass: its summary and the decisions worth a line, and prunes what is
+    /// older than `keep_since`, in one transaction.
     pub async fn record_pass(
         &self,
+        summary: &PassSummary,
         records: &[JournalRecord],
-        keep_passes: u32,
+        keep_since: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let op = "journalling a pass";
         let mut tx = self.begin().await?;
+        let counts = summary
+            .counts
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        sqlx::query(
+            "INSERT OR REPLACE INTO autoloop_passes (pass_id, at_unix, mode, targets, counts) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(summary.pass_id)
+        .bind(summary.at.timestamp())
+        .bind(&summary.mode)
+        .bind(i64_of(summary.targets))
+        .bind(counts)
+        .execute(&mut **tx.inner())
+        .await
+        .map_err(StoreError::query(op))?;
         for rec in records {
             sqlx::query(
                 "INSERT INTO decision_journal (pass_id, at_unix, target, rule, reason, detail, \
@@ -105,9 +142,12 @@ impl Store {
             .await
             .map_err(StoreError::query(op))?;
         }
-        if let Some(newest) = records.iter().map(|r| r.pass_id).max() {
-            sqlx::query("DELETE FROM decision_journal WHERE pass_id <= ?")
-                .bind(newest.saturating_sub(i64::from(keep_passes)))
+        for q in [
+            "DELETE FROM decision_journal WHERE at_unix < ?",
+            "DELETE FROM autoloop_passes WHERE at_unix < ?",
+        ] {
+            sqlx::query(q)
+                .bind(keep_since.timestamp())
                 .execute(&mut **tx.inner())
                 .await
                 .map_err(StoreError::query(op))?;
@@ -115,12 +155,46 @@ impl Store {
         tx.commit().await
     }
 
+    /// The newest pass summaries, newest first, at most `limit`.
+    pub async fn pass_summaries(&self, limit: u32) -> Result<Vec<PassSummary>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM autoloop_passes ORDER BY pass_id DESC LIMIT ?")
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::query("reading pass summaries"))?;
+        rows.iter()
+            .map(|r| {
+                let at_unix: i64 = r.try_get("at_unix")?;
+                let targets: i64 = r.try_get("targets")?;
+                let counts: String = r.try_get("counts")?;
+                Ok(PassSummary {
+                    pass_id: r.try_get("pass_id")?,
+                    at: DateTime::from_timestamp(at_unix, 0)
+                        .ok_or_else(|| corrupt("at_unix", "out of range"))?,
+                    mode: r.try_get("mode")?,
+                    targets: u64::try_from(targets).map_err(|e| corrupt("targets", e))?,
+                    counts: counts
+                        .split(',')
+                        .filter_map(|kv| {
+                            let (k, v) = kv.split_once('=')?;
+                            Some((k.to_owned(), v.parse().ok()?))
+                        })
+                        .collect(),
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::query("decoding pass summaries"))
+    }
+
     /// The highest pass id journalled, 0 when none.
     pub async fn last_pass_id(&self) -> Result<i64, StoreError> {
-        let v: Option<i64> = sqlx::query_scalar("SELECT MAX(pass_id) FROM decision_journal")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(StoreError::query("reading the last pass id"))?;
+        let v: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(m) FROM (SELECT MAX(pass_id) AS m FROM decision_journal \
+             UNION ALL SELECT MAX(pass_id) FROM autoloop_passes)",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(StoreError::query("reading the last pass id"))?;
         Ok(v.unwrap_or(0))
     }
 
@@ -128,11 +202,13 @@ impl Store {
     pub async fn journal(&self, filter: &JournalFilter) -> Result<Vec<JournalRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT * FROM decision_journal WHERE (?1 IS NULL OR target = ?1) AND \
-             (?2 IS NULL OR at_unix >= ?2) ORDER BY id DESC LIMIT ?3",
+             (?2 IS NULL OR at_unix >= ?2) AND (?4 IS NULL OR reason = ?4) \
+             ORDER BY id DESC LIMIT ?3",
         )
         .bind(&filter.target)
         .bind(filter.since.map(|t| t.timestamp()))
         .bind(filter.limit.map_or(-1, i64::from))
+        .bind(&filter.reason)
         .fetch_all(&self.pool)
         .await
         .map_err(StoreError::query("reading the journal"))?;
@@ -163,6 +239,46 @@ impl Store {
         .await
         .map_err(StoreError::query("saving an autoloop setting"))?;
         Ok(())
+    }
+
+    /// Records the channels an autoloop swap was made for (its target's channels), for a
+    /// swap that may pay through any channel. Recording the same swap again replaces them.
+    pub async fn set_swap_channels(
+        &self,
+        swap: SwapHash,
+        channels: &[ChanId],
+    ) -> Result<(), StoreError> {
+        let text = channels
+            .iter()
+            .map(|c| c.0.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        sqlx::query(
+            "INSERT INTO autoloop_swap_channels (swap_hash, channels) VALUES (?, ?) \
+             ON CONFLICT (swap_hash) DO UPDATE SET channels = excluded.channels",
+        )
+        .bind(swap.to_string())
+        .bind(text)
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::query("saving an autoloop swap's channels"))?;
+        Ok(())
+    }
+
+    /// The channels recorded for an autoloop swap ([`Store::set_swap_channels`]); empty when
+    /// none were.
+    pub async fn swap_channels(&self, swap: SwapHash) -> Result<Vec<ChanId>, StoreError> {
+        let text: Option<String> =
+            sqlx::query_scalar("SELECT channels FROM autoloop_swap_channels WHERE swap_hash = ?")
+                .bind(swap.to_string())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(StoreError::query("reading an autoloop swap's channels"))?;
+        Ok(text
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|c| c.parse().ok().map(ChanId))
+            .collect())
     }
 
     /// Every channel's failure history.
@@ -242,12 +358,26 @@ mod tests {
         }
     }
 
+    fn summary(pass_id: i64) -> PassSummary {
+        PassSummary {
+            pass_id,
+            at: DateTime::from_timestamp(1_700_000_000 + pass_id, 0).unwrap(),
+            mode: "on".into(),
+            targets: 2,
+            counts: [("ok".to_owned(), 1), ("swap".to_owned(), 1)].into(),
+        }
+    }
+
     #[tokio::test]
-    async fn journal_is_bounded_and_filtered() {
+    async fn journal_is_bounded_by_time_and_filtered() {
         let (_d, store) = open().await;
         for pass in 1..=5 {
             store
-                .record_pass(&[rec(pass, "1x1x1", "ok"), rec(pass, "2x2x2", "swap")], 3)
+                .record_pass(
+                    &summary(pass),
+                    &[rec(pass, "1x1x1", "ok"), rec(pass, "2x2x2", "swap")],
+                    DateTime::from_timestamp(1_700_000_000 + pass - 2, 0).unwrap(),
+                )
                 .await
                 .unwrap();
         }
@@ -255,16 +385,28 @@ mod tests {
         assert_eq!(all.len(), 6, "three passes of two targets are kept");
         assert_eq!(all[0].pass_id, 5);
         assert_eq!(store.last_pass_id().await.unwrap(), 5);
+        let passes = store.pass_summaries(10).await.unwrap();
+        assert_eq!(passes.len(), 3);
+        assert_eq!(passes[0], summary(5));
         let one = store
             .journal(&JournalFilter {
                 target: Some("2x2x2".into()),
                 since: Some(DateTime::from_timestamp(1_700_000_004, 0).unwrap()),
-                limit: None,
+                ..JournalFilter::default()
             })
             .await
             .unwrap();
         assert_eq!(one.len(), 2);
         assert_eq!(one[0], rec(5, "2x2x2", "swap"));
+        let swaps = store
+            .journal(&JournalFilter {
+                reason: Some("swap".into()),
+                ..JournalFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(swaps.len(), 3);
+        assert!(swaps.iter().all(|r| r.reason == "swap"));
     }
 
     #[tokio::test]

@@ -29,7 +29,7 @@ use sqlx::sqlite::SqliteSynchronous;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 pub use error::StoreError;
-pub use journal::{JournalFilter, JournalRecord};
+pub use journal::{JournalFilter, JournalRecord, PassSummary};
 pub use runs::{DaemonRun, RunId};
 pub use swaps::{
     Resumable, StoreTx, StoredSwap, SwapExtras, SwapFilter, SwapRecord, SwapUpdateRecord,
@@ -65,7 +65,7 @@ pub struct Store {
 impl Store {
     /// The highest migration embedded in this binary. A unit test keeps it equal to the last
     /// file in `migrations/`, so adding a migration without bumping it fails CI.
-    pub const SCHEMA_VERSION: i64 = 3;
+    pub const SCHEMA_VERSION: i64 = 5;
 
     /// The database's file name inside the data directory: `<datadir>/sluice.db`.
     pub const FILE_NAME: &'static str = "sluice.db";
