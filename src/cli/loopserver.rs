@@ -3,7 +3,8 @@
 //! It reaches lnd as sluiced does (`--lnd.host`, `--lnd.tls_cert`, `--lnd.macaroon`, the
 //! version, build tags and network checked first) and serves `looprpc.SwapServer` on
 //! `--listen`: plaintext by default (sluiced: `server.tls: insecure`, loopback only; loopd:
-//! `--server.notls`), or TLS with a self-signed certificate with `--tls` (sluiced:
+//! `--server.notls`, but loopd sends no L402 token over plaintext, so only with `--l402 off`),
+//! or TLS with a self-signed certificate with `--tls` (sluiced:
 //! `server.tls: pinned` and `server.tls_cert`; loopd: `--server.tlspath`). HTLCs are funded from
 //! lnd's wallet, invoices are lnd hold invoices. SIGINT or SIGTERM stops it.
 
@@ -389,7 +390,7 @@ async fn serve(
         None => {
             tracing::info!(
                 %addr,
-                "reference Loop server serving plaintext (sluiced: server.tls: insecure; loopd: --server.notls)"
+                "reference Loop server serving plaintext (sluiced: server.tls: insecure; loopd: --server.notls, which sends no L402 token over plaintext: serve --tls for loopd unless --l402 off)"
             );
             futures::future::Either::Right(server.serve(listener, shutdown))
         }
