@@ -353,16 +353,10 @@ fn limits(
     })
 }
 
-/// The most a swap with these limits can cost (as [`policy::SwapLimits::worst_case`]).
+/// The most a swap with these limits can cost, in every regime ([`FeeLimits::worst_case`], the
+/// same rule as [`policy::SwapLimits::worst_case`]): what its reservation holds.
 pub(super) fn worst_case(l: &FeeLimits) -> Sat {
-    policy::SwapLimits {
-        server: l.max_swap_fee,
-        prepay: l.max_prepay_amount,
-        routing: l.max_swap_routing_fee,
-        prepay_routing: l.max_prepay_routing_fee,
-        miner: l.max_miner_fee,
-    }
-    .worst_case()
+    l.worst_case()
 }
 
 fn refusal_reason(r: &Refusal) -> Reason {
@@ -555,5 +549,16 @@ mod tests {
             ..l
         };
         assert_eq!(worst_case(&low), Sat(3_000 + 200 + 10) + min_sweep_fee());
+        // The policy's rule (what `sluice policy test` admits on) is the same rule.
+        for limits in [l, low] {
+            let policy_view = policy::SwapLimits {
+                server: limits.max_swap_fee,
+                prepay: limits.max_prepay_amount,
+                routing: limits.max_swap_routing_fee,
+                prepay_routing: limits.max_prepay_routing_fee,
+                miner: limits.max_miner_fee,
+            };
+            assert_eq!(policy_view.worst_case(), worst_case(&limits));
+        }
     }
 }

@@ -27,9 +27,14 @@ pub struct SwapLimits {
 
 impl SwapLimits {
     /// The most a swap with these limits can cost: every fee at its limit. A prepay the server
-    /// keeps after a failed swap replaces the server fee, so the larger of the two counts.
+    /// keeps after a failed swap replaces the server fee, so the larger of the two counts; the
+    /// sweep counts at its bound (the miner limit, never below the smallest valid sweep), the
+    /// same rule as the engine's `FeeLimits::worst_case`.
     pub fn worst_case(&self) -> Sat {
-        self.server.max(self.prepay) + self.routing + self.prepay_routing + self.miner
+        self.server.max(self.prepay)
+            + self.routing
+            + self.prepay_routing
+            + crate::chain::fees::miner_fee_bound(self.miner)
     }
 }
 
