@@ -132,9 +132,15 @@ fn dry_run_journals_the_decision_and_on_swaps_the_channel_back_into_its_band() {
     let recorded = costs["server_sat"].as_i64().unwrap()
         + i64::try_from(costs["onchain_sat"].as_u64().unwrap()).unwrap()
         + i64::try_from(costs["offchain_sat"].as_u64().unwrap()).unwrap();
+    // The swap server's L402 token is booked too, once, under its own category.
+    let token = sluice::provider::l402::TokenStore::new(&daemon.dir().join("l402"))
+        .load_paid()
+        .unwrap()
+        .map_or(0, |t| (t.amount_paid.0 + t.routing_fee.0).div_ceil(1000));
     assert_eq!(
         budget["spent_sat"].as_i64(),
-        Some(recorded),
-        "the budget spent what the swap cost: {budget} vs {costs}"
+        Some(recorded + i64::try_from(token).unwrap()),
+        "the budget spent what the swap and the L402 token cost: {budget} vs {costs}, token \
+         {token} sat"
     );
 }
