@@ -13,16 +13,18 @@ use std::time::Duration;
 use common::{Daemon, poll};
 use realnode_harness::{Miner, loopserver};
 
-/// set-and-forget's band and swap sizes, without its fee gate (lnd on regtest estimates its
-/// fallback of 25 sat/vB, above the example's 20 sat/vB ceiling) and with one swap at a time.
+/// set-and-forget's band, without its fee gate (lnd on regtest estimates its fallback of
+/// 25 sat/vB, above the example's 20 sat/vB ceiling), with fee caps that fit the reference
+/// server's default terms at that rate (its first 1M swap expects about 1.4 % in fees) and one
+/// swap at a time.
 const POLICY: &str = "\
 tz: UTC
 defaults:
   band: { inbound_min: 30%, inbound_max: 70%, restore_to: 50% }
   swap: { min: 250k, max: 1M, conf_target: 6, htlc_confs: 1 }
   fees:
-    max_total: 1%
-    max_server: 0.5%
+    max_total: 3%
+    max_server: 2%
     max_miner: 15k
     max_prepay: 30k
 rules:
