@@ -108,8 +108,8 @@ pub async fn node_identity_version_and_network(b: &Backend) {
     );
 }
 
-/// Fee estimates never go below the relay floor; key family 99 derives fresh keys and the
-/// same key again at a locator.
+/// Fee estimates never go below the relay floor; the channels are listed active and within
+/// their capacity; key family 99 derives fresh keys and the same key again at a locator.
 pub async fn fee_estimates_and_keys(b: &Backend) {
     for target in [2, 6, 100] {
         let rate = b.sluice.estimate_fee(target).await.unwrap();
@@ -130,6 +130,21 @@ pub async fn fee_estimates_and_keys(b: &Backend) {
         "{}: derive_key at a locator",
         b.name
     );
+    let channels = b.sluice.list_channels().await.unwrap();
+    assert!(
+        !channels.is_empty(),
+        "{}: sluice's node has channels",
+        b.name
+    );
+    for c in &channels {
+        assert!(c.active, "{}: {c:?}", b.name);
+        assert!(
+            c.local_balance + c.remote_balance <= c.capacity,
+            "{}: balances within capacity: {c:?}",
+            b.name
+        );
+        assert_ne!(c.chan_id.0, 0, "{}: {c:?}", b.name);
+    }
     let addr = b.sluice.next_addr().await.unwrap();
     assert!(
         addr.script_pubkey().is_p2tr(),
