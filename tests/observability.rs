@@ -488,15 +488,25 @@ fn a_live_daemon_feeds_every_dashboard_panel_and_leaks_no_secret() {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
     assert!(decisions >= 1.0, "autoloop decided nothing:\n{scrape}");
-    for line in scrape
-        .lines()
-        .filter(|l| l.contains("sluice_swaps_in_flight{"))
-    {
-        assert!(
-            line.ends_with(" 0"),
-            "a finished swap is still in flight: {line}"
-        );
+    // The in-flight view is re-read at most once a second after swap updates (the observer
+    // coalesces them): give it that long, then nothing finished may still count as in flight.
+    let still_in_flight = |scrape: &str| -> Vec<String> {
+        scrape
+            .lines()
+            .filter(|l| l.contains("sluice_swaps_in_flight{") && !l.ends_with(" 0"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let mut stale = still_in_flight(&scrape);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !stale.is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        stale = still_in_flight(&common::http_get(&daemon.metrics, "/metrics").1);
     }
+    assert!(
+        stale.is_empty(),
+        "a finished swap is still in flight: {stale:?}"
+    );
 
     // No secret in the scrape or the log: the swap's preimage, the macaroons, the API
     // credentials, the TLS private keys.

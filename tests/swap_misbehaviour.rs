@@ -846,11 +846,19 @@ async fn htlc_confirming_at_deadline_plus(at: i64) -> (Simnet, SwapEngine, SwapR
             Some(TxStatus::Confirmed { location, .. }) if location.height.0 == conf_height
         ));
     }
-    let record = net
-        .drive(hash, true, |r| {
+    let record = if at < 0 {
+        // Before the deadline the reveal belongs to this very block: no further block is mined
+        // until it happens (the fee estimate it asks for first takes a round trip).
+        net.wait_until(hash, |r| {
             (terminal(r) && payments_final(r)) || r.progress.revealed_at.is_some()
         })
-        .await;
+        .await
+    } else {
+        net.drive(hash, true, |r| {
+            (terminal(r) && payments_final(r)) || r.progress.revealed_at.is_some()
+        })
+        .await
+    };
     (net, engine, record, before)
 }
 

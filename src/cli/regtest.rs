@@ -90,20 +90,7 @@ fn start_loopserver(world: &World, dir: &Path) -> Result<(String, u32), CliError
     })?;
     let port = crate::regtest::process::free_port()?;
     let addr = format!("127.0.0.1:{port}");
-    let lnd = world.server.lnd_config();
-    let args: Vec<String> = vec![
-        "loopserver".into(),
-        "--network".into(),
-        "regtest".into(),
-        "--lnd.host".into(),
-        lnd.host.clone(),
-        "--lnd.tls_cert".into(),
-        lnd.tls_cert_path.display().to_string(),
-        "--lnd.macaroon".into(),
-        lnd.macaroon_path.display().to_string(),
-        "--listen".into(),
-        addr.clone(),
-    ];
+    let args = world.loopserver_args(&addr, &[]);
     let mut proc = crate::regtest::process::Proc::spawn(
         "sluice loopserver",
         &exe,

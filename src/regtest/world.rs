@@ -443,6 +443,27 @@ impl World {
         Ok(path)
     }
 
+    /// The arguments of `sluice loopserver` on this world's "server" lnd, listening on `listen`
+    /// (plaintext unless `extra` says `--tls`).
+    pub fn loopserver_args(&self, listen: &str, extra: &[&str]) -> Vec<String> {
+        let lnd = self.server.lnd_config();
+        let mut args: Vec<String> = vec![
+            "loopserver".into(),
+            "--network".into(),
+            "regtest".into(),
+            "--lnd.host".into(),
+            lnd.host,
+            "--lnd.tls_cert".into(),
+            lnd.tls_cert_path.display().to_string(),
+            "--lnd.macaroon".into(),
+            lnd.macaroon_path.display().to_string(),
+            "--listen".into(),
+            listen.to_owned(),
+        ];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        args
+    }
+
     /// Lets every process run on (a detached world); returns the state to find them.
     pub fn detach(self) -> Vec<u32> {
         let World {

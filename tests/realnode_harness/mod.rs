@@ -86,21 +86,7 @@ pub struct LoopServerProc {
 pub fn loopserver(world: &TestWorld, extra: &[&str]) -> LoopServerProc {
     let port = sluice::regtest::process::free_port().unwrap();
     let addr = format!("127.0.0.1:{port}");
-    let lnd = world.server.lnd_config();
-    let mut args: Vec<String> = vec![
-        "loopserver".into(),
-        "--network".into(),
-        "regtest".into(),
-        "--lnd.host".into(),
-        lnd.host.clone(),
-        "--lnd.tls_cert".into(),
-        lnd.tls_cert_path.display().to_string(),
-        "--lnd.macaroon".into(),
-        lnd.macaroon_path.display().to_string(),
-        "--listen".into(),
-        addr.clone(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
+    let args = world.loopserver_args(&addr, extra);
     let mut proc = sluice::regtest::process::Proc::spawn(
         "sluice loopserver",
         Path::new(env!("CARGO_BIN_EXE_sluice")),
