@@ -361,21 +361,7 @@ impl Store {
     /// the engine resumes at start.
     pub async fn load_unfinished(&self) -> Result<Vec<StoredSwap>, StoreError> {
         let op = "loading unfinished swaps";
-        let codes = unfinished_codes();
-        let placeholders = vec!["?"; codes.len()].join(", ");
-        let sql = format!(
-            "{SELECT_SWAP} WHERE s.state_code IN ({placeholders}) OR s.payments_final = 0 \
-             ORDER BY s.created_at_unix, s.swap_hash"
-        );
-        // Built only from constants and `?` placeholders; every value is bound.
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for c in codes {
-            q = q.bind(c);
-        }
-        let rows = q
-            .fetch_all(&self.pool)
-            .await
-            .map_err(StoreError::query(op))?;
+        let rows = self.unfinished_rows(op).await?;
         rows.iter()
             .map(|r| stored_from_row(r).map_err(StoreError::query(op)))
             .collect()
@@ -384,7 +370,19 @@ impl Store {
     /// Like [`Store::load_unfinished`], but one row that does not decode does not hide the
     /// others: it is returned apart, so the engine quarantines that swap and drives the rest.
     pub async fn load_resumable(&self) -> Result<Resumable, StoreError> {
-        let op = "loading unfinished swaps";
+        let rows = self.unfinished_rows("loading unfinished swaps").await?;
+        let mut out = Resumable::default();
+        for r in &rows {
+            match stored_from_row(r) {
+                Ok(s) => out.swaps.push(s),
+                Err(e) => out.unreadable.push(unreadable(r, &e)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The rows of [`Store::load_unfinished`], undecoded, oldest first.
+    async fn unfinished_rows(&self, op: &'static str) -> Result<Vec<SqliteRow>, StoreError> {
         let codes = unfinished_codes();
         let placeholders = vec!["?"; codes.len()].join(", ");
         let sql = format!(
@@ -396,18 +394,7 @@ impl Store {
         for c in codes {
             q = q.bind(c);
         }
-        let rows = q
-            .fetch_all(&self.pool)
-            .await
-            .map_err(StoreError::query(op))?;
-        let mut out = Resumable::default();
-        for r in &rows {
-            match stored_from_row(r) {
-                Ok(s) => out.swaps.push(s),
-                Err(e) => out.unreadable.push(unreadable(r, &e)),
-            }
-        }
-        Ok(out)
+        q.fetch_all(&self.pool).await.map_err(StoreError::query(op))
     }
 
     /// Every stored swap whose row does not decode, oldest first; [`Store::list_swaps`] leaves
