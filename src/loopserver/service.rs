@@ -2,6 +2,7 @@
 //! each swap's engine. Every call passes the L402 front first when it is on.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bitcoin::secp256k1::{PublicKey, Secp256k1};
 use futures::StreamExt;
@@ -21,6 +22,11 @@ use crate::domain::{Preimage, Sat, SwapHash};
 use crate::lnd::types::{HoldInvoiceRequest, InvoiceState};
 use crate::provider::wire;
 use crate::provider::wire::swap_server_server::SwapServer;
+
+/// How long a co-sign request waits for an HTLC publication under way (the client can see the
+/// transaction before the wallet call that made it returns); well under the client's call
+/// timeout.
+const PUBLICATION_PATIENCE: Duration = Duration::from_secs(10);
 
 /// One serving of the protocol; `streams` ends the open status streams on shutdown.
 pub(super) struct Service {
@@ -230,12 +236,11 @@ impl Service {
     ) -> Result<wire::MuSig2SignSweepRes, LoopServerError> {
         check_protocol(r.protocol_version)?;
         let swap = self.owned_swap(&r.swap_hash, &r.payment_address)?;
-        let (behaviour, preimage, funded) =
-            swap.with_live(|l| (l.behaviour, l.preimage, l.funded.clone()));
+        let (behaviour, preimage) = swap.with_live(|l| (l.behaviour, l.preimage));
         if preimage.is_none() {
             return Err(LoopServerError::PreimageUnknown(swap.hash));
         }
-        let Some(funded) = funded else {
+        let Some(funded) = swap.funded_within(PUBLICATION_PATIENCE).await else {
             return Err(LoopServerError::NoHtlcInput(swap.hash));
         };
         let prevouts = r

@@ -168,6 +168,25 @@ impl SwapEntry {
         });
     }
 
+    /// The funded HTLC, waiting up to `patience` for a publication under way: the wallet's
+    /// transaction reaches the chain (and the client) before the wallet call returns, so a
+    /// client can ask for a co-signature in between. `None` when nothing is funded by then or
+    /// the swap ended unfunded.
+    pub async fn funded_within(&self, patience: Duration) -> Option<Funded> {
+        let mut states = self.subscribe();
+        let wait = async {
+            loop {
+                if let Some(f) = self.with_live(|l| l.funded.clone()) {
+                    return Some(f);
+                }
+                if is_final(self.state()) || states.changed().await.is_err() {
+                    return None;
+                }
+            }
+        };
+        tokio::time::timeout(patience, wait).await.ok().flatten()
+    }
+
     /// The current state.
     pub fn state(&self) -> ServerSwapState {
         self.states
@@ -253,5 +272,43 @@ mod tests {
         assert!(!e.owns(&[8; 32]));
         assert!(!e.owns(&[9; 31]));
         assert!(!format!("{e:?}").contains("SecretKey"));
+    }
+
+    /// A co-sign request that arrives while the wallet call funding the HTLC is still under
+    /// way gets the HTLC once the call returns, not a refusal (the client would fall back to
+    /// the success script path, paying more fees and leaking the preimage on chain).
+    #[tokio::test(start_paused = true)]
+    async fn a_publication_under_way_is_awaited_and_an_unfunded_end_is_not() {
+        let e = std::sync::Arc::new(entry());
+        let funder = {
+            let e = e.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let htlc = e.htlc.clone();
+                e.with_live(|l| {
+                    l.funded = Some(Funded {
+                        htlc,
+                        outputs: vec![(OutPoint::null(), Sat(1))],
+                    })
+                });
+                e.enter(ServerSwapState::ServerHtlcPublished, Duration::from_secs(2));
+            })
+        };
+        let funded = e.funded_within(Duration::from_secs(10)).await;
+        assert_eq!(funded.map(|f| f.outputs.len()), Some(1));
+        funder.await.unwrap();
+
+        let never = entry();
+        assert!(never.funded_within(Duration::from_secs(10)).await.is_none());
+        // A swap that ended unfunded answers at once, without waiting out the patience.
+        never.enter(ServerSwapState::ServerFailedOffChainTimeout, Duration::ZERO);
+        let asked = tokio::time::Instant::now();
+        assert!(
+            never
+                .funded_within(Duration::from_secs(3600))
+                .await
+                .is_none()
+        );
+        assert_eq!(asked.elapsed(), Duration::ZERO);
     }
 }

@@ -257,10 +257,18 @@ impl Lnd {
         Ok(v["channels"].as_array().cloned().unwrap_or_default())
     }
 
-    /// How many channels this node's graph knows.
-    pub fn graph_edges(&self) -> Result<usize> {
+    /// How many channels this node's graph knows with both directions' policies. A channel's
+    /// announcement and each side's update arrive separately; pathfinding uses an edge only
+    /// in a direction whose policy it has.
+    pub fn routable_edges(&self) -> Result<usize> {
         let v = self.cli(&["describegraph"])?;
-        Ok(v["edges"].as_array().map(Vec::len).unwrap_or(0))
+        let known = |p: &Value| p.is_object();
+        Ok(v["edges"].as_array().map_or(0, |edges| {
+            edges
+                .iter()
+                .filter(|e| known(&e["node1_policy"]) && known(&e["node2_policy"]))
+                .count()
+        }))
     }
 }
 

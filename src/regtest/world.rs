@@ -375,14 +375,16 @@ impl World {
                 },
             )?;
         }
-        for node in [&self.sluice, &self.server] {
+        // Both directions' policies of every channel, on every node: a swap payment pinned to
+        // one of sluice's channels needs the policy of the hop after it, which may arrive
+        // after a route through the other channel is already found.
+        for node in self.nodes() {
             wait_for(
-                &format!("{}'s graph to hold the four channels", node.name),
+                &format!("{}'s graph to hold the four channels both ways", node.name),
                 Duration::from_secs(120),
-                || Ok((node.graph_edges()? >= 4).then_some(())),
+                || Ok((node.routable_edges()? >= 4).then_some(())),
             )?;
         }
-        // Both directions' policies must have arrived before pathfinding finds the routes.
         let server = self.server.pubkey.clone();
         wait_for(
             "a route from sluice to the server",
