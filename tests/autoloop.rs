@@ -307,7 +307,7 @@ async fn a_drained_channel_gets_a_loop_out_that_completes_and_the_budget_and_jou
             .any(|r| r.reason == "swap" && r.swap == Some(hash))
     );
     cancel.cancel();
-    engine.shutdown();
+    engine.stop().await;
     let _ = &net.dir;
 }
 
@@ -367,7 +367,7 @@ async fn manual_swaps_are_left_alone_inactive_channels_wait_and_a_restart_keeps_
     // Pass ids go on from the journal (background wakes may have run passes too).
     assert!(next.pass_id > last.pass_id);
     cancel.cancel();
-    engine.shutdown();
+    engine.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -415,7 +415,7 @@ async fn a_rejected_policy_keeps_the_last_good_one() {
         Some("routing")
     );
     cancel.cancel();
-    engine.shutdown();
+    engine.stop().await;
 }
 
 /// Three channels: 5M at 24 % inbound (needs 1.3M), 800k at 24 % (needs only 208k, below
@@ -570,7 +570,7 @@ async fn each_reason_comes_from_a_real_scenario() {
     ] {
         assert!(reasons.contains(r), "{r} missing from {reasons:?}");
     }
-    engine.shutdown();
+    engine.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -656,7 +656,7 @@ async fn a_failed_swap_releases_its_reservation_and_backs_its_channel_off_across
         "backoff"
     );
     cancel.cancel();
-    engine.shutdown();
+    engine.stop().await;
 }
 
 /// A copy of set-and-forget with `edit` applied, and `script` (if any) beside it as
@@ -800,7 +800,7 @@ async fn the_other_reasons_come_from_real_scenarios_too() {
     assert_eq!(d.reason.name(), "pending_htlcs", "{}", d.detail);
     cancel.cancel();
     drop(paying);
-    engine.shutdown();
+    engine.stop().await;
 }
 
 /// `swap`, `in_flight` and `budget_exhausted` need a real swap: with one swap allowed in
@@ -887,7 +887,7 @@ async fn a_swap_in_flight_holds_the_next_and_a_spent_budget_exhausts_it() {
             .detail
     );
     cancel.cancel();
-    engine.shutdown();
+    engine.stop().await;
 }
 
 /// A failed dispatch is journalled as `dispatch_failed` with the engine's error, never as
@@ -964,7 +964,7 @@ async fn server_failures_are_decisions_with_their_own_reasons() {
     assert!(journal.iter().any(|r| r.reason == "dispatch_failed"));
     assert!(!journal.iter().any(|r| r.reason == "swap"));
     cancel.cancel();
-    engine.shutdown();
+    engine.stop().await;
 }
 
 /// The percentile gate keeps its hysteresis across a restart: the gate's state is persisted
@@ -1009,7 +1009,7 @@ async fn the_fee_gate_keeps_its_hysteresis_across_a_restart() {
         report.decision(&big.to_string())
     );
     cancel.cancel();
-    engine.shutdown();
+    engine.stop().await;
 }
 
 /// With `swap.outgoing: any` the swap is recorded against its target's channels: the next
@@ -1054,7 +1054,7 @@ async fn a_swap_that_may_pay_through_any_channel_still_holds_its_target() {
     assert_eq!(d.reason.name(), "in_flight", "{d:?}");
     assert!(d.detail.contains("on this target"), "{d:?}");
     cancel.cancel();
-    engine.shutdown();
+    engine.stop().await;
 }
 
 /// The journal keeps a decision when it changes or acts, and one summary line per pass: a
@@ -1099,7 +1099,7 @@ async fn the_journal_keeps_changes_and_a_summary_per_pass() {
     assert_eq!(gated[0].target, big.to_string());
     let _ = (small, balanced);
     cancel.cancel();
-    engine.shutdown();
+    engine.stop().await;
 }
 
 /// `sluice policy test` predicts what the live daemon decides: the snapshot of a live
@@ -1182,7 +1182,7 @@ async fn policy_test_predicts_the_live_pass() {
     assert!(failures.is_empty(), "{case}\n{failures:#?}");
     assert_eq!(tested.cases[0].checked, channels.len());
     cancel.cancel();
-    engine.shutdown();
+    engine.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1222,7 +1222,7 @@ async fn a_payment_whose_result_was_never_saved_is_looked_up_before_the_reservat
     .await;
     let prepay = record.contract.terms().prepay_invoice.amount;
     assert!(record.progress.prepay_payment.is_succeeded());
-    engine.shutdown();
+    engine.stop().await;
 
     // The crash came before the prepay's result was saved: the store's newest row has the
     // prepay as never dispatched, though lnd paid it.
@@ -1251,7 +1251,7 @@ async fn a_payment_whose_result_was_never_saved_is_looked_up_before_the_reservat
     let stored = net.store.load_swap(hash).await.unwrap().unwrap().record;
     assert!(stored.progress.prepay_payment.is_succeeded());
     cancel.cancel();
-    engine.shutdown();
+    engine.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1317,5 +1317,5 @@ async fn an_l402_token_bought_by_a_pass_is_booked_in_the_ledger_once() {
     );
     assert_eq!(al.budget().await, budget);
     cancel.cancel();
-    engine.shutdown();
+    engine.stop().await;
 }

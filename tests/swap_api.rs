@@ -261,7 +261,7 @@ async fn terms_and_quote_answer_with_the_limits_sluice_would_use() {
     )
     .unwrap();
     assert_eq!(json["swap_fee_sat"], q.swap_fee_sat);
-    net.engine.shutdown();
+    net.engine.stop().await;
     net.shutdown.cancel();
 }
 
@@ -306,7 +306,7 @@ async fn readonly_credential_cannot_loop_out_and_bad_ids_are_named() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     assert!(err.message().contains("SUCCEEDED"), "{}", err.message());
-    net.engine.shutdown();
+    net.engine.stop().await;
     net.shutdown.cancel();
 }
 
@@ -455,7 +455,7 @@ async fn out_force_reaches_succeeded_through_monitor_and_costs_match_what_moved(
         .await
         .unwrap();
     assert!(text.contains(&info.sweep_txid), "{text}");
-    net.engine.shutdown();
+    net.engine.stop().await;
     net.shutdown.cancel();
 }
 
@@ -505,7 +505,7 @@ async fn out_binds_the_quoted_fees_and_a_server_that_invoices_above_them_is_refu
         "{text}"
     );
     assert_nothing_created_or_paid(&net, local_before).await;
-    net.engine.shutdown();
+    net.engine.stop().await;
     net.shutdown.cancel();
 }
 
@@ -598,7 +598,7 @@ async fn loop_out_without_limits_refuses_a_quote_above_the_ceiling() {
     let limits = info.limits.unwrap();
     assert_eq!(limits.max_swap_fee_sat, 45_000);
     assert!(limits.max_miner_fee_sat <= 5_000, "{limits:?}");
-    net.engine.shutdown();
+    net.engine.stop().await;
     net.shutdown.cancel();
 }
 
@@ -657,6 +657,6 @@ async fn a_quarantined_swap_is_listed_with_its_reason() {
             .unwrap()
             .contains("does not decode")
     );
-    net.engine.shutdown();
+    net.engine.stop().await;
     net.shutdown.cancel();
 }

@@ -51,7 +51,7 @@ async fn a_loop_out_reaches_succeeded_and_its_costs_match_what_moved() {
         }
     }
     assert_eq!(last, Some(SwapState::Succeeded));
-    engine.shutdown();
+    engine.stop().await;
 }
 
 /// The path the reference server takes on a real lnd: its node is an `LndClient` over gRPC
@@ -90,7 +90,7 @@ async fn a_loop_out_completes_against_a_server_on_an_lnd_client_over_grpc() {
         lock(&net.world).chain().spender(&outpoints[1]).is_none(),
         "the second output is left alone"
     );
-    engine.shutdown();
+    engine.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,13 +101,13 @@ async fn a_swap_resumes_from_the_store_after_the_contract_was_stored() {
     let wallet_before = net.wallet_confirmed().await;
     let hash = engine.loop_out(request(300_000)).await.unwrap();
     // The daemon stops right after creating the swap.
-    engine.shutdown();
+    engine.stop().await;
     assert_eq!(net.store.load_unfinished().await.unwrap().len(), 1);
 
     let engine = net.engine().await;
     let record = net.drive_until(hash, succeeded).await;
     assert_costs_match(&net, &record, local_before, wallet_before).await;
-    engine.shutdown();
+    engine.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,7 +119,7 @@ async fn a_swap_resumes_from_the_store_after_the_reveal() {
     let hash = engine.loop_out(request(400_000)).await.unwrap();
     net.drive_until(hash, |r| r.progress.state != SwapState::Initiated)
         .await;
-    engine.shutdown();
+    engine.stop().await;
     let stopped = net.record(hash).await;
     assert!(
         !stopped.progress.state.is_terminal(),
@@ -131,7 +131,7 @@ async fn a_swap_resumes_from_the_store_after_the_reveal() {
     let engine = net.engine().await;
     let record = net.drive_until(hash, succeeded).await;
     assert_costs_match(&net, &record, local_before, wallet_before).await;
-    engine.shutdown();
+    engine.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,7 +174,7 @@ async fn a_step_that_cannot_be_saved_never_acts() {
         .await
         .unwrap();
     net.drive_until(hash, succeeded).await;
-    engine.shutdown();
+    engine.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,7 +200,7 @@ async fn an_htlc_never_published_fails_at_the_reveal_deadline() {
     // only to follow them (never to pay) until their HTLCs time out and fail.
     // (How many blocks pass before the stop is up to the scheduler, so a payment may already
     // have failed; the store must then agree.)
-    engine.shutdown();
+    engine.stop().await;
     let stopped = net.record(hash).await;
     let open =
         !(stopped.progress.swap_payment.is_final() && stopped.progress.prepay_payment.is_final());
@@ -219,7 +219,7 @@ async fn an_htlc_never_published_fails_at_the_reveal_deadline() {
     assert!(!record.progress.prepay_payment.is_succeeded());
     assert_eq!(record.costs, SwapCosts::default(), "nothing was paid");
     assert!(net.store.load_unfinished().await.unwrap().is_empty());
-    engine.shutdown();
+    engine.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,14 +231,14 @@ async fn a_swap_resumes_from_the_store_while_its_spend_confirms() {
     let hash = engine.loop_out(request(350_000)).await.unwrap();
     net.drive_until(hash, |r| r.progress.state == SwapState::SpendConfirming)
         .await;
-    engine.shutdown();
+    engine.stop().await;
     // Two more blocks while the daemon is down.
     lock(&net.world).mine(2);
 
     let engine = net.engine().await;
     let record = net.drive_until(hash, succeeded).await;
     assert_costs_match(&net, &record, local_before, wallet_before).await;
-    engine.shutdown();
+    engine.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -272,7 +272,7 @@ async fn a_miner_fee_cap_below_any_sweep_never_reveals_and_fails_at_the_reveal_d
     assert_eq!(record.progress.sweeps_requested, 0);
     assert!(!net.server.knows_preimage(hash).unwrap());
     assert_eq!(record.costs.onchain, Sat::ZERO);
-    engine.shutdown();
+    engine.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -296,7 +296,7 @@ async fn a_created_swap_carries_the_servers_message_and_the_limits_a_quote_deriv
         )
         .unwrap();
     assert_eq!(terms.fee_limits, derived.limits);
-    engine.shutdown();
+    engine.stop().await;
 }
 
 /// Whether `txid` is in the active chain.
@@ -317,7 +317,7 @@ async fn a_sweep_reorged_out_while_the_daemon_is_down_is_swept_again_not_taken_f
     let stopped = net
         .drive_until(hash, |r| r.progress.state == SwapState::SpendConfirming)
         .await;
-    engine.shutdown();
+    engine.stop().await;
     let spend = stopped.progress.spend.unwrap();
     let finality = stopped.contract.terms().sweep_finality_confirmations;
 
@@ -363,7 +363,7 @@ async fn a_sweep_reorged_out_while_the_daemon_is_down_is_swept_again_not_taken_f
         &record.progress.spend.unwrap().txid
     ));
     assert_costs_match(&net, &record, local_before, wallet_before).await;
-    engine.shutdown();
+    engine.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -376,7 +376,7 @@ async fn one_undecodable_or_undrivable_swap_is_quarantined_and_every_other_is_dr
     // The good swap revealed its preimage: it must be swept whatever happens to the others.
     net.drive_until(good, |r| r.progress.revealed_at.is_some())
         .await;
-    engine.shutdown();
+    engine.stop().await;
 
     let db = sqlx::SqlitePool::connect(&format!(
         "sqlite://{}",
@@ -436,7 +436,7 @@ async fn one_undecodable_or_undrivable_swap_is_quarantined_and_every_other_is_dr
     let unreadable = net.store.list_unreadable().await.unwrap();
     assert_eq!(unreadable.len(), 1);
     assert_eq!(unreadable[0].swap_hash, bad_row.to_string());
-    engine.shutdown();
+    engine.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -450,7 +450,7 @@ async fn an_htlc_confirmation_stored_before_a_crash_is_forgotten_at_resume_so_a_
     let htlc = net.htlc_tx_in_mempool(hash).await;
     let htlc_txid = htlc.compute_txid();
     lock(&net.world).hold(htlc_txid);
-    engine.shutdown();
+    engine.stop().await;
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     // The daemon had stored the HTLC as confirmed (two blocks deep by the time it restarts)
@@ -500,5 +500,5 @@ async fn an_htlc_confirmation_stored_before_a_crash_is_forgotten_at_resume_so_a_
     lock(&net.world).release(&htlc_txid);
     let record = net.drive_until(hash, succeeded).await;
     assert_costs_match(&net, &record, local_before, wallet_before).await;
-    engine.shutdown();
+    engine.stop().await;
 }

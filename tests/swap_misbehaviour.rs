@@ -98,7 +98,7 @@ async fn succeeds_despite(behaviour: Behaviour, amount: u64) -> (Simnet, SwapRec
     let record = net.drive_until(hash, succeeded).await;
     assert!(net.server.knows_preimage(hash).unwrap());
     assert_costs_match(&net, &record, local_before, wallet_before).await;
-    engine.shutdown();
+    engine.stop().await;
     (net, record)
 }
 
@@ -128,7 +128,7 @@ async fn refused(behaviour: Behaviour) {
     lock(&net.world).mine(3);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(net.holdings().await, before.holdings, "nothing was paid");
-    engine.shutdown();
+    engine.stop().await;
 }
 
 fn invoice(tamper: InvoiceTamper) -> Behaviour {
@@ -236,7 +236,7 @@ async fn an_htlc_below_the_amount_fails_without_reveal_and_costs_at_most_the_pre
     ));
     assert_lost_at_most_prepay_and_fees(&net, &record, &before).await;
     assert!(net.store.load_unfinished().await.unwrap().is_empty());
-    engine.shutdown();
+    engine.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,7 +280,7 @@ async fn a_payment_that_ends_after_its_swap_failed_is_recorded_by_the_running_en
     assert_lost_at_most_prepay_and_fees(&net, &record, &before).await;
     assert_eq!(net.holdings().await, before.holdings, "nothing was lost");
     assert!(net.store.load_unfinished().await.unwrap().is_empty());
-    engine.shutdown();
+    engine.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -298,7 +298,7 @@ async fn an_htlc_to_a_wrong_script_is_never_seen_and_the_swap_fails_at_the_deadl
     assert!(record.progress.htlc.is_none(), "the client never saw it");
     assert_never_revealed(&net, &record);
     assert_lost_at_most_prepay_and_fees(&net, &record, &before).await;
-    engine.shutdown();
+    engine.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -315,7 +315,7 @@ async fn an_htlc_published_after_the_reveal_limit_fails_and_its_payments_fail() 
     assert_eq!(record.progress.state, SwapState::FailedTimeout);
     assert_never_revealed(&net, &record);
     assert_lost_at_most_prepay_and_fees(&net, &record, &before).await;
-    engine.shutdown();
+    engine.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -413,7 +413,7 @@ async fn an_htlc_confirmation_reorged_out_before_the_reveal_never_leads_to_one()
         "no reveal on the reorged confirmation"
     );
     assert_costs_match(&net, &record, local_before, wallet_before).await;
-    engine.shutdown();
+    engine.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -440,7 +440,7 @@ async fn an_htlc_reorged_out_after_the_reveal_is_swept_once_it_confirms_again() 
     }
     let record = net.drive_until(hash, succeeded).await;
     assert_costs_match(&net, &record, local_before, wallet_before).await;
-    engine.shutdown();
+    engine.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -467,7 +467,7 @@ async fn a_sweep_reorged_out_after_its_first_confirmation_is_published_until_fin
         record.progress
     );
     assert_costs_match(&net, &record, local_before, wallet_before).await;
-    engine.shutdown();
+    engine.stop().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -571,7 +571,7 @@ async fn a_server_that_never_settles_loses_the_htlc_and_the_held_payment_fails()
         "before {}, after {after}, spent {spent}",
         before.holdings
     );
-    engine.shutdown();
+    engine.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -610,7 +610,7 @@ async fn a_swap_payment_failed_after_the_htlc_confirmed_never_costs_more_than_th
         }
         other => panic!("unexpected outcome {other:?}: {:?}", record.progress),
     }
-    engine.shutdown();
+    engine.stop().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -633,7 +633,7 @@ async fn a_server_restarting_mid_swap_does_not_stop_the_swap() {
     let record = net.drive_until(hash, succeeded).await;
     assert!(net.server.knows_preimage(hash).unwrap());
     assert_costs_match(&net, &record, local_before, wallet_before).await;
-    engine.shutdown();
+    engine.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -679,7 +679,7 @@ async fn held_by_a_spike(limits: Option<FeeLimits>, spike_sat_kw: u64) {
     assert_never_revealed(&net, &record);
     let record = net.drive(hash, true, payments_final).await;
     assert_lost_at_most_prepay_and_fees(&net, &record, &before).await;
-    engine.shutdown();
+    engine.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -731,7 +731,7 @@ async fn a_fee_spike_within_max_miner_fee_is_paid_and_never_more() {
     );
     assert!(fee <= record.contract.terms().fee_limits.max_miner_fee);
     assert!(fee < record.progress.htlc.unwrap().value.mul_ppm(MAX_FEE_SHARE));
-    engine.shutdown();
+    engine.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -755,7 +755,7 @@ async fn a_fee_estimate_at_the_floor_still_sweeps() {
             >= u128::from(weight) * u128::from(FEE_FLOOR_SAT_KW),
         "the sweep pays less than the relay floor"
     );
-    engine.shutdown();
+    engine.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -787,7 +787,7 @@ async fn a_fee_estimate_below_the_relay_floor_still_sweeps_above_it() {
         "{:?}",
         record.progress
     );
-    engine.shutdown();
+    engine.stop().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -809,7 +809,7 @@ async fn of_two_htlc_outputs_the_first_decides_even_when_it_is_the_smaller() {
     assert_eq!(record.progress.state, SwapState::FailedInsufficientValue);
     assert_never_revealed(&net, &record);
     assert_lost_at_most_prepay_and_fees(&net, &record, &before).await;
-    engine.shutdown();
+    engine.stop().await;
 }
 
 /// Runs a swap whose HTLC the miners hold back until it can confirm in block `deadline + at`
@@ -874,7 +874,7 @@ async fn an_htlc_confirming_exactly_at_the_reveal_deadline_or_after_it_is_never_
         );
         assert_never_revealed(&net, &record);
         assert_lost_at_most_prepay_and_fees(&net, &record, &before).await;
-        engine.shutdown();
+        engine.stop().await;
     }
     // One block earlier the reveal is still safe, and happens.
     let (net, engine, record, _) = htlc_confirming_at_deadline_plus(-1).await;
@@ -885,7 +885,7 @@ async fn an_htlc_confirming_exactly_at_the_reveal_deadline_or_after_it_is_never_
     );
     net.drive_until(record.contract.terms().swap_hash, succeeded)
         .await;
-    engine.shutdown();
+    engine.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -915,7 +915,7 @@ async fn a_swap_payment_failed_after_the_htlc_confirmed_but_before_the_reveal_fa
     assert_eq!(record.progress.state, SwapState::FailedOffchain);
     assert_never_revealed(&net, &record);
     assert_lost_at_most_prepay_and_fees(&net, &record, &before).await;
-    engine.shutdown();
+    engine.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -966,7 +966,7 @@ async fn a_swap_payment_failed_after_the_reveal_still_gets_the_htlc_swept() {
     let spent = terms.prepay_invoice.amount + record.costs.offchain + record.costs.onchain;
     assert!(after + spent >= before.holdings + terms.amount);
     assert!(record.costs.server_sat < 0, "{:?}", record.costs);
-    engine.shutdown();
+    engine.stop().await;
 }
 
 /// The mempool transaction spending `outpoint`, if any.
@@ -1031,7 +1031,7 @@ async fn an_older_rbf_version_of_the_sweep_confirming_ends_in_success_with_its_o
     let record = net.drive_until(hash, succeeded).await;
     assert_eq!(record.progress.spend.unwrap().txid, first.compute_txid());
     assert_costs_match(&net, &record, local_before, wallet_before).await;
-    engine.shutdown();
+    engine.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1088,5 +1088,5 @@ async fn an_eager_timeout_claim_while_the_sweep_is_pending_ends_in_a_recorded_lo
         );
     }
     assert_eq!(record.costs.onchain, Sat::ZERO);
-    engine.shutdown();
+    engine.stop().await;
 }

@@ -288,7 +288,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             };
             // Returns when the daemon stops.
             observer.run(token.clone()).await;
-            backend.engine.shutdown();
+            backend.engine.stop().await;
             Ok(())
         });
     }

@@ -583,6 +583,19 @@ impl SwapEngine {
         self.inner.cancel.cancel();
     }
 
+    /// Shuts down and waits until every driver has stopped: when it returns, no driver of this
+    /// engine acts or writes to the store any more (a restart on the same store cannot race
+    /// with it).
+    pub async fn stop(&self) {
+        self.shutdown();
+        let handles: Vec<JoinHandle<()>> = self.lock_drivers().drain().map(|(_, h)| h).collect();
+        for handle in handles {
+            if let Err(e) = handle.await {
+                tracing::warn!(error = %e, "a swap driver ended abnormally");
+            }
+        }
+    }
+
     fn lock_drivers(&self) -> std::sync::MutexGuard<'_, HashMap<SwapHash, JoinHandle<()>>> {
         self.inner
             .drivers
