@@ -525,5 +525,25 @@ pub fn down(dir: &Path) -> Result<usize> {
             .args(["-KILL", &pid.to_string()])
             .status();
     }
+    // A killed process is gone only once the kernel has torn it down: wait for that, so
+    // `down` returning means nothing of the world runs any more.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while running.iter().any(|p| process::alive(*p)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left: Vec<String> = running
+        .iter()
+        .filter(|p| process::alive(**p))
+        .map(u32::to_string)
+        .collect();
+    if !left.is_empty() {
+        return Err(RegtestError::program(
+            "down",
+            format!(
+                "processes {} survived SIGKILL; stop them by hand",
+                left.join(", ")
+            ),
+        ));
+    }
     Ok(running.len())
 }
