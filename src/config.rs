@@ -103,6 +103,8 @@ pub struct Config {
     pub autoloop: AutoloopSettings,
     /// Ceilings on the fee limits of swaps created without limits.
     pub swap: crate::swap::FeeCeilings,
+    /// How deep a sweep must be before its swap succeeds (`swap.sweep_confirmations`).
+    pub sweep_confirmations: u32,
     /// Logging.
     pub log: LogConfig,
     /// Graceful shutdown.

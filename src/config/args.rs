@@ -97,6 +97,9 @@ pub struct DaemonArgs {
     /// Sets `swap.max_miner_fee_ppm` [env: SLUICE_SWAP_MAX_MINER_FEE_PPM].
     #[arg(long, value_name = "PPM")]
     pub swap_max_miner_fee_ppm: Option<String>,
+    /// Sets `swap.sweep_confirmations` [env: SLUICE_SWAP_SWEEP_CONFIRMATIONS].
+    #[arg(long, value_name = "BLOCKS")]
+    pub swap_sweep_confirmations: Option<String>,
     /// Sets `autoloop.journal_retention` [env: SLUICE_AUTOLOOP_JOURNAL_RETENTION].
     #[arg(long, value_name = "DURATION")]
     pub autoloop_journal_retention: Option<String>,
@@ -155,6 +158,7 @@ impl DaemonArgs {
             "swap.max_swap_fee_ppm" => &self.swap_max_swap_fee_ppm,
             "swap.max_routing_fee_ppm" => &self.swap_max_routing_fee_ppm,
             "swap.max_miner_fee_ppm" => &self.swap_max_miner_fee_ppm,
+            "swap.sweep_confirmations" => &self.swap_sweep_confirmations,
             "autoloop.journal_retention" => &self.autoloop_journal_retention,
             "autoloop.fee_sample_every" => &self.autoloop_fee_sample_every,
             "autoloop.flow_windows" => &self.autoloop_flow_windows,

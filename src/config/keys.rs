@@ -34,6 +34,8 @@ pub enum KeyKind {
     LogFormat,
     /// Whole days, comma-separated.
     DayList,
+    /// A number of confirmations, 1 to 1000.
+    Confirmations,
 }
 
 impl KeyKind {
@@ -58,6 +60,7 @@ impl KeyKind {
             }
             KeyKind::LogFormat => "one of human, json",
             KeyKind::DayList => "whole days from 1 to 3650, comma-separated, such as 1,7,30",
+            KeyKind::Confirmations => "a whole number of blocks from 1 to 1000, such as 3",
         }
     }
 }
@@ -260,6 +263,14 @@ pub const SWAP_MAX_MINER_FEE_PPM: Key = Key {
     doc: "For a swap created without fee limits: the most its max_miner_fee (the most its sweep ever pays) may be, relative to the amount.",
 };
 
+/// `swap.sweep_confirmations`.
+pub const SWAP_SWEEP_CONFIRMATIONS: Key = Key {
+    path: "swap.sweep_confirmations",
+    kind: KeyKind::Confirmations,
+    default: "3",
+    doc: "How deep a Loop Out's sweep must be before the swap counts as succeeded and is no longer watched; raise it above the deepest reorg you expect (a sweep reorged out after that is not swept again).",
+};
+
 /// `autoloop.journal_retention`.
 pub const AUTOLOOP_JOURNAL_RETENTION: Key = Key {
     path: "autoloop.journal_retention",
@@ -330,6 +341,7 @@ pub const KEYS: &[Key] = &[
     SWAP_MAX_SWAP_FEE_PPM,
     SWAP_MAX_ROUTING_FEE_PPM,
     SWAP_MAX_MINER_FEE_PPM,
+    SWAP_SWEEP_CONFIRMATIONS,
     AUTOLOOP_JOURNAL_RETENTION,
     AUTOLOOP_FEE_SAMPLE_EVERY,
     AUTOLOOP_FLOW_WINDOWS,

@@ -275,6 +275,11 @@ pub(super) fn resolve(
         values::ppm,
         crate::swap::engine::DEFAULT_MAX_MINER_FEE_PPM,
     )?;
+    let sweep_confirmations = sources.get_or(
+        &keys::SWAP_SWEEP_CONFIRMATIONS,
+        values::confirmations,
+        crate::swap::DEFAULT_SWEEP_FINALITY_CONFIRMATIONS,
+    )?;
     let journal_retention = sources.get_or(
         &keys::AUTOLOOP_JOURNAL_RETENTION,
         values::duration,
@@ -330,6 +335,7 @@ pub(super) fn resolve(
             routing_fee: max_routing_fee.value,
             miner_fee: max_miner_fee.value,
         },
+        sweep_confirmations: sweep_confirmations.value,
         shutdown: ShutdownConfig {
             timeout: shutdown.value,
         },

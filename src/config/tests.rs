@@ -615,3 +615,24 @@ fn swap_fee_ceilings_come_from_file_env_or_flag() {
     assert_located(&err, &path, 2, 21, "swap.max_swap_fee_ppm");
     assert!(err.to_string().contains("100 %"), "{err}");
 }
+
+#[test]
+fn sweep_confirmations_default_to_three_and_are_bounded() {
+    let mut world = World::new();
+    assert_eq!(world.load(&[]).unwrap().sweep_confirmations, 3);
+    let file = world.config("swap:\n  sweep_confirmations: 7\n");
+    let file = file.to_str().unwrap().to_owned();
+    assert_eq!(
+        world
+            .load(&["--config", &file])
+            .unwrap()
+            .sweep_confirmations,
+        7
+    );
+    world.set("SLUICE_SWAP_SWEEP_CONFIRMATIONS", "12");
+    assert_eq!(world.load(&[]).unwrap().sweep_confirmations, 12);
+    world.env.remove("SLUICE_SWAP_SWEEP_CONFIRMATIONS");
+    let (path, err) = world.error_for("swap:\n  sweep_confirmations: 0\n");
+    assert_located(&err, &path, 2, 24, "swap.sweep_confirmations");
+    assert!(err.to_string().contains("1 to 1000"), "{err}");
+}

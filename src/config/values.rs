@@ -140,6 +140,15 @@ pub fn day_list(text: &str) -> Result<Vec<u32>, String> {
     Ok(out)
 }
 
+/// A number of confirmations, from 1 to 1000.
+pub fn confirmations(text: &str) -> Result<u32, String> {
+    match text.trim().parse::<u32>() {
+        Ok(n) if (1..=1000).contains(&n) => Ok(n),
+        Ok(n) => Err(format!("{n} confirmations is outside 1 to 1000")),
+        Err(_) => Err(format!("`{text}` is not a whole number of blocks")),
+    }
+}
+
 /// A whole number of satoshis.
 pub fn sat(text: &str) -> Result<Sat, String> {
     text.trim()

@@ -390,6 +390,7 @@ fn swap_backend(
     let provider: Arc<dyn crate::provider::port::SwapProvider> = Arc::new(client);
     let mut engine_config = crate::swap::engine::EngineConfig::new(config.network);
     engine_config.ceilings = config.swap;
+    engine_config.sweep_finality_confirmations = config.sweep_confirmations;
     if config.simnet {
         // The simnet's blocks come every few seconds: a longer CLTV delta gives a person
         // watching a demo swap minutes, not seconds, between publication and the reveal limit.
