@@ -337,3 +337,53 @@ async fn registration_checks_version_expiry_key_and_hash() {
     let again = refused(good).await;
     assert_eq!(again.code(), tonic::Code::AlreadyExists, "{again:?}");
 }
+
+/// The preimage audit the fault campaign relies on can fail: a preimage the server learns while
+/// the HTLC is only in the mempool is recorded as learned without a valid confirmed HTLC, and
+/// one learned after the confirmation as learned with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_preimage_audit_names_a_preimage_the_server_learned_before_the_htlc_confirmed() {
+    use sluice::simnet::audit::PreimageAudit;
+    let sim = sim(11).await;
+    let mut audit = PreimageAudit::default();
+    let early = sim.start_swap(Sat(250_000), 1).await;
+    let _swap_payment = sim.pay(&early.swap_invoice).await;
+    let _prepay_payment = sim.pay(&early.prepay_invoice).await;
+    let hash = early.preimage.hash();
+    sim.wait_state(hash, Wire::ServerHtlcPublished).await;
+    audit.observe(&sim.server, &lock(&sim.world));
+    assert!(audit.learned().is_empty(), "{:?}", audit.learned());
+
+    // Revealed with the HTLC unconfirmed: what a client must never do.
+    sim.client.push_preimage(&early.preimage.0).await.unwrap();
+    eventually("the server knows the preimage", || {
+        sim.server.knows_preimage(hash).unwrap().then_some(())
+    })
+    .await;
+    audit.observe(&sim.server, &lock(&sim.world));
+    let learned = audit.learned()[&hash];
+    assert!(!learned.valid_htlc_confirmed, "{learned:?}");
+    assert_eq!(learned.height, sim.height());
+
+    // The HTLC confirming afterwards does not rewrite what was learned, and when.
+    sim.mine(1);
+    eventually("HTLC confirmed", || sim.htlc_output(&early.htlc)).await;
+    audit.observe(&sim.server, &lock(&sim.world));
+    assert_eq!(audit.learned()[&hash], learned);
+
+    // A second swap revealed after its HTLC confirmed is recorded as valid.
+    let on_time = sim.start_swap(Sat(260_000), 2).await;
+    let _swap_payment = sim.pay(&on_time.swap_invoice).await;
+    let _prepay_payment = sim.pay(&on_time.prepay_invoice).await;
+    let hash = on_time.preimage.hash();
+    sim.wait_state(hash, Wire::ServerHtlcPublished).await;
+    sim.mine(1);
+    sim.wait_state(hash, Wire::ServerHtlcConfirmed).await;
+    sim.client.push_preimage(&on_time.preimage.0).await.unwrap();
+    eventually("the server knows the second preimage", || {
+        sim.server.knows_preimage(hash).unwrap().then_some(())
+    })
+    .await;
+    audit.observe(&sim.server, &lock(&sim.world));
+    assert!(audit.learned()[&hash].valid_htlc_confirmed);
+}

@@ -1,5 +1,5 @@
 //! `sluice simnet …`: run a simulated world on loopback (`serve`) and drive a running one
-//! (`mine`, `fee`, `reorg`, `status`, `stop-node`, `start-node`, `misbehave`) through its
+//! (`mine`, `fee`, `reorg`, `status`, `stop-node`, `start-node`, `misbehave`, `audit`) through its
 //! control service,
 //! found through `<dir>/simnet.json`.
 
@@ -117,6 +117,9 @@ pub enum DriveCommand {
     /// Make the reference Loop server misbehave for the next swaps (NAME), list the names
     /// (--list), or make it honest again (--off).
     Misbehave(MisbehaveArgs),
+    /// What the reference Loop server learned, and when: every preimage it knows, and whether
+    /// an HTLC honouring the contract was confirmed when it was first seen knowing it.
+    Audit,
 }
 
 /// `sluice simnet misbehave`: exactly one of NAME, --list, --off.
@@ -277,6 +280,24 @@ async fn drive(command: &DriveCommand, dir: &Path) -> Result<Answer, SimnetCliEr
                 .into_inner();
             Answer::Misbehaving {
                 active: (!r.active.is_empty()).then_some(r.active),
+            }
+        }
+        DriveCommand::Audit => {
+            let r = ctl
+                .audit(wire::AuditRequest {})
+                .await
+                .map_err(refused)?
+                .into_inner();
+            Answer::Audit {
+                learned: r
+                    .learned
+                    .into_iter()
+                    .map(|l| LearnedPreimage {
+                        swap_hash: l.swap_hash,
+                        height: l.height,
+                        valid_htlc_confirmed: l.valid_htlc_confirmed,
+                    })
+                    .collect(),
             }
         }
     })
@@ -476,6 +497,22 @@ pub enum Answer {
         /// The one switched on now; `null` when the server is honest.
         active: Option<String>,
     },
+    /// `audit`.
+    Audit {
+        /// Every preimage the server knows.
+        learned: Vec<LearnedPreimage>,
+    },
+}
+
+/// One preimage the reference Loop server knows, as `audit` prints it.
+#[derive(Debug, Serialize)]
+pub struct LearnedPreimage {
+    /// The swap hash, hex.
+    pub swap_hash: String,
+    /// The tip when the server was first seen knowing the preimage.
+    pub height: u32,
+    /// Whether an HTLC honouring the contract was confirmed then.
+    pub valid_htlc_confirmed: bool,
 }
 
 /// One named misbehaviour as printed.
@@ -553,6 +590,24 @@ fn render(answer: &Answer, format: Format) -> Result<String, super::CliError> {
         }
         Answer::Misbehaving { active: None } => {
             "the reference Loop server is honest from the next swap on\n".to_owned()
+        }
+        Answer::Audit { learned } if learned.is_empty() => {
+            "the reference Loop server knows no preimage\n".to_owned()
+        }
+        Answer::Audit { learned } => {
+            let mut text = String::new();
+            for l in learned {
+                let when = if l.valid_htlc_confirmed {
+                    "after a valid HTLC confirmed"
+                } else {
+                    "BEFORE a valid HTLC confirmed"
+                };
+                text.push_str(&format!(
+                    "{}  learned by height {}, {when}\n",
+                    l.swap_hash, l.height
+                ));
+            }
+            text
         }
     })
 }

@@ -386,6 +386,35 @@ impl LoopServer {
         Ok(self.inner.swap(hash)?.with_live(|l| l.preimage.is_some()))
     }
 
+    /// Every swap the server registered, in no particular order.
+    pub fn swap_hashes(&self) -> Vec<SwapHash> {
+        locked(&self.inner.swaps).keys().copied().collect()
+    }
+
+    /// The HTLC outpoints the server paid that honour the contract: the agreed script (key,
+    /// hash and expiry) and at least the swap's amount. Empty before the funding, and when
+    /// every output was tampered with.
+    pub fn contract_outpoints(
+        &self,
+        hash: SwapHash,
+    ) -> Result<Vec<bitcoin::OutPoint>, LoopServerError> {
+        let swap = self.inner.swap(hash)?;
+        let script = swap.htlc.pk_script();
+        Ok(swap.with_live(|l| {
+            l.funded
+                .as_ref()
+                .filter(|f| f.htlc.pk_script() == script)
+                .map(|f| {
+                    f.outputs
+                        .iter()
+                        .filter(|(_, value)| *value >= swap.amount)
+                        .map(|(o, _)| *o)
+                        .collect()
+                })
+                .unwrap_or_default()
+        }))
+    }
+
     /// The HTLC outpoints the server paid for a swap, first one first.
     pub fn htlc_outpoints(
         &self,

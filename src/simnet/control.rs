@@ -12,9 +12,10 @@ use std::sync::Arc;
 use tokio::sync::Mutex as AsyncMutex;
 use tonic::{Request, Response, Status};
 
+use super::audit::PreimageAudit;
 use super::chain::FeeTrace;
 use super::lnd::SimLndServer;
-use super::world::{SharedWorld, lock};
+use super::world::{SharedWorld, World, lock};
 use crate::loopserver::LoopServer;
 use crate::loopserver::misbehave;
 use crate::proto::simnet as wire;
@@ -68,6 +69,19 @@ pub struct Control {
     pub lnds: AsyncMutex<BTreeMap<String, SimLndServer>>,
     /// The reference Loop server, whose misbehaviours the service switches.
     pub swap_server: Arc<LoopServer>,
+    /// What that server learned, and when.
+    pub audit: std::sync::Mutex<PreimageAudit>,
+}
+
+impl Control {
+    /// Observes what the server knows against `world` as it is now; called before every change
+    /// to the chain.
+    pub fn observe(&self, world: &World) {
+        self.audit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .observe(&self.swap_server, world);
+    }
 }
 
 /// The `sluice.simnet.v1.Simnet` handlers.
@@ -160,6 +174,7 @@ impl SimnetService for ControlService {
             )));
         }
         let mut world = lock(&self.control.world);
+        self.control.observe(&world);
         let hashes = world.mine(n);
         let tip = world.height().0;
         let first = tip + 1 - u32::try_from(hashes.len()).unwrap_or(0);
@@ -194,6 +209,7 @@ impl SimnetService for ControlService {
             return Err(Status::invalid_argument("depth must be at least 1"));
         }
         let mut world = lock(&self.control.world);
+        self.control.observe(&world);
         let outcome = world
             .reorg(depth)
             .map_err(|e| Status::failed_precondition(e.to_string()))?;
@@ -210,6 +226,7 @@ impl SimnetService for ControlService {
         let states = self.lnd_states().await;
         let nodes = self.node_statuses(&states);
         let world = lock(&self.control.world);
+        self.control.observe(&world);
         Ok(Response::new(wire::StatusResponse {
             height: world.height().0,
             tip_hash: world.chain().tip_hash().to_string(),
@@ -300,5 +317,24 @@ impl SimnetService for ControlService {
         }
         tracing::info!(node = %name, "simulated lnd started on request");
         self.node_response(name).await
+    }
+
+    async fn audit(
+        &self,
+        _: Request<wire::AuditRequest>,
+    ) -> Result<Response<wire::AuditResponse>, Status> {
+        self.control.observe(&lock(&self.control.world));
+        let audit = self.control.audit.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(Response::new(wire::AuditResponse {
+            learned: audit
+                .learned()
+                .iter()
+                .map(|(hash, l)| wire::LearnedPreimage {
+                    swap_hash: hash.to_string(),
+                    height: l.height.0,
+                    valid_htlc_confirmed: l.valid_htlc_confirmed,
+                })
+                .collect(),
+        }))
     }
 }

@@ -6,9 +6,11 @@
 //! - [`world`]: simulated lnd nodes and channels over that chain;
 //! - [`lnd`]: lnd's gRPC services over TLS in front of a world node;
 //! - [`control`]: the control service (`proto/simnet.proto`);
+//! - [`audit`]: what the reference Loop server learned, and when;
 //! - [`runner`]: all of it standalone on loopback (`sluice simnet serve`);
 //! - [`state`]: `simnet.json` and the errors the runner, control service and CLI share.
 
+pub mod audit;
 pub mod chain;
 pub mod control;
 pub mod lnd;

@@ -221,6 +221,7 @@ impl Simnet {
             world: world.clone(),
             lnds: tokio::sync::Mutex::new(lnds),
             swap_server: swap_server.clone(),
+            audit: std::sync::Mutex::default(),
         });
 
         let stop = CancellationToken::new();
@@ -237,7 +238,7 @@ impl Simnet {
         tasks.push(task);
         if let Some(interval) = config.block_interval {
             tasks.push(tokio::spawn(mine_every(
-                world.clone(),
+                control.clone(),
                 interval,
                 stop.clone(),
             )));
@@ -450,8 +451,9 @@ async fn serve_control(
     Ok((addr, task))
 }
 
-/// Mines one block every `interval` until `stop`.
-async fn mine_every(world: Arc<Mutex<World>>, interval: Duration, stop: CancellationToken) {
+/// Mines one block every `interval` until `stop`, observing what the swap server learned
+/// before each (the control service's audit).
+async fn mine_every(control: Arc<Control>, interval: Duration, stop: CancellationToken) {
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -459,7 +461,8 @@ async fn mine_every(world: Arc<Mutex<World>>, interval: Duration, stop: Cancella
             () = stop.cancelled() => return,
             _ = ticks.tick() => {
                 let height = {
-                    let mut w = lock(&world);
+                    let mut w = lock(&control.world);
+                    control.observe(&w);
                     w.mine(1);
                     w.height()
                 };
