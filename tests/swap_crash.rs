@@ -7,306 +7,23 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod crash_harness;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use common::poll;
+use crash_harness::{Funds, LIMIT, Simnet, Sluiced, settled};
 use serde_json::Value;
-
-/// Generous: a debug build on a loaded two-core machine.
-const LIMIT: Duration = Duration::from_secs(120);
 
 /// The amount of every swap.
 const AMOUNT: u64 = 250_000;
 
-fn json(out: &Output) -> Option<Value> {
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).ok())
-        .flatten()
-}
+/// Swaps may pay miners up to 10 % of the amount (the default ceiling is 2 %), so the fee spike
+/// below still fits the swap's max_miner_fee and allows the reveal.
+const ENV: &[(&str, &str)] = &[("SLUICE_SWAP_MAX_MINER_FEE_PPM", "100000")];
 
-/// `sluice simnet serve` in a temporary directory, killed on drop.
-struct Simnet {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Simnet {
-    fn serve() -> Simnet {
-        let dir = tempfile::tempdir().unwrap();
-        let log = std::fs::File::create(dir.path().join("serve.stderr")).unwrap();
-        let child = Command::new(common::sluice_bin())
-            .args(["--json", "simnet", "--dir"])
-            .arg(dir.path())
-            .args(["serve", "--block-interval", "0s", "--no-traffic"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut simnet = Simnet { child, dir };
-        let config = simnet.config();
-        let child = &mut simnet.child;
-        poll("the simnet to serve", LIMIT, || {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("sluice simnet serve exited with {status}");
-            }
-            config.exists().then_some(())
-        });
-        simnet
-    }
-
-    fn config(&self) -> PathBuf {
-        self.dir.path().join("sluice.yaml")
-    }
-
-    /// `sluice simnet ARGS --json`.
-    fn run(&self, args: &[&str]) -> Value {
-        let out = Command::new(common::sluice_bin())
-            .args(["--json", "simnet", "--dir"])
-            .arg(self.dir.path())
-            .args(args)
-            .output()
-            .unwrap();
-        json(&out).unwrap_or_else(|| {
-            panic!(
-                "sluice simnet {args:?} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })
-    }
-
-    fn mine(&self, n: u32) -> u64 {
-        let mined = self.run(&["mine", &n.to_string()]);
-        mined["heights"]
-            .as_array()
-            .unwrap()
-            .last()
-            .unwrap()
-            .as_u64()
-            .unwrap()
-    }
-
-    fn status(&self) -> Value {
-        self.run(&["status"])
-    }
-
-    fn height(&self) -> u64 {
-        self.status()["height"].as_u64().unwrap()
-    }
-
-    fn mempool(&self) -> Vec<String> {
-        self.status()["mempool_txids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t.as_str().unwrap().to_owned())
-            .collect()
-    }
-
-    /// The "sluice" node's funds: (wallet confirmed + unconfirmed in msat + channel side in
-    /// msat, HTLCs in flight, unconfirmed wallet sat).
-    fn funds(&self) -> Funds {
-        let status = self.status();
-        let node = status["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|n| n["name"] == "sluice")
-            .unwrap()
-            .clone();
-        let sat = |k: &str| node[k].as_u64().unwrap();
-        Funds {
-            total_msat: (sat("wallet_confirmed_sat") + sat("wallet_unconfirmed_sat")) * 1000
-                + sat("channel_local_msat"),
-            pending_htlcs: sat("pending_htlcs"),
-            unconfirmed_sat: sat("wallet_unconfirmed_sat"),
-        }
-    }
-}
-
-impl Drop for Simnet {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Funds {
-    total_msat: u64,
-    pending_htlcs: u64,
-    unconfirmed_sat: u64,
-}
-
-/// `sluiced --config <simnet's sluice.yaml>` on a datadir that outlives each run.
-struct Sluiced {
-    child: Child,
-    datadir: PathBuf,
-    rpc: String,
-    log: PathBuf,
-    run: u32,
-}
-
-impl Sluiced {
-    fn start(datadir: &Path, config: &Path, run: u32) -> Sluiced {
-        let log = datadir.join(format!("sluiced.{run}.stderr"));
-        let stderr = std::fs::File::create(&log).unwrap();
-        let mut child = Command::new(common::sluiced_bin())
-            .arg("--config")
-            .arg(config)
-            .arg("--datadir")
-            .arg(datadir)
-            .args([
-                "--rpc-listen",
-                "127.0.0.1:0",
-                "--metrics-listen",
-                "127.0.0.1:0",
-            ])
-            .env_remove("SLUICE_CONFIG")
-            .env_remove("SLUICE_DATADIR")
-            // Swaps may pay miners up to 10 % of the amount (the default ceiling is 2 %), so
-            // the fee spike below still fits the swap's max_miner_fee and allows the reveal.
-            .env("SLUICE_SWAP_MAX_MINER_FEE_PPM", "100000")
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .unwrap();
-        let lock = datadir.join("sluiced.lock");
-        let pid = u64::from(child.id());
-        let rpc = poll("sluiced to listen", LIMIT, || {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "sluiced exited early with {status}: {}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            // A killed run leaves its lock file behind: wait for this run's pid.
-            let v: Value = serde_json::from_str(&std::fs::read_to_string(&lock).ok()?).ok()?;
-            (v["pid"].as_u64() == Some(pid)).then_some(())?;
-            Some(v["rpc_listen"].as_str()?.to_owned())
-        });
-        let daemon = Sluiced {
-            child,
-            datadir: datadir.to_owned(),
-            rpc,
-            log,
-            run,
-        };
-        poll("sluiced to reach lnd", LIMIT, || {
-            let info = json(&daemon.cli(&["--json", "getinfo"]))?;
-            info["lnd"]["connected"].as_bool().filter(|c| *c)
-        });
-        daemon
-    }
-
-    fn cli(&self, args: &[&str]) -> Output {
-        Command::new(common::sluice_bin())
-            .arg("--datadir")
-            .arg(&self.datadir)
-            .args(["--rpcserver", &self.rpc])
-            .args(args)
-            .env_remove("SLUICE_RPCSERVER")
-            .env_remove("SLUICE_CREDENTIAL")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// `sluice swap ID --json`.
-    fn swap(&self, id: &str) -> Value {
-        let out = self.cli(&["--json", "swap", id]);
-        json(&out).unwrap_or_else(|| {
-            panic!(
-                "sluice swap failed: {}\n{}",
-                String::from_utf8_lossy(&out.stderr),
-                self.log()
-            )
-        })
-    }
-
-    fn state(&self, id: &str) -> String {
-        let info = self.swap(id);
-        let state = info["swap"]["state"].as_str().unwrap().to_owned();
-        assert!(
-            !state.starts_with("FAILED"),
-            "the swap failed: {info}\n{}",
-            self.log()
-        );
-        state
-    }
-
-    /// Creates a loop-out; answers its id.
-    fn loop_out(&self) -> String {
-        let out = self.cli(&["--json", "out", "--amt", &AMOUNT.to_string(), "--force"]);
-        let created = json(&out).unwrap_or_else(|| {
-            panic!(
-                "sluice out failed: {}\n{}",
-                String::from_utf8_lossy(&out.stderr),
-                self.log()
-            )
-        });
-        created["id"].as_str().unwrap().to_owned()
-    }
-
-    /// SIGKILL (no shutdown of any kind) and restart on the same datadir. Answers the new run
-    /// once its swaps are resumed.
-    fn crash_and_restart(self, simnet: &Simnet, while_down: impl FnOnce()) -> Sluiced {
-        let mut this = self;
-        this.child.kill().unwrap();
-        this.child.wait().unwrap();
-        while_down();
-        let next = Sluiced::start(&this.datadir, &simnet.config(), this.run + 1);
-        poll("sluiced to resume its swaps", LIMIT, || {
-            next.log()
-                .contains("unfinished swaps resumed")
-                .then_some(())
-        });
-        next
-    }
-}
-
-impl Drop for Sluiced {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// A simnet and a daemon connected to it, with the L402 token already bought (so the funds
-/// moved afterwards are only the swaps').
 fn setup() -> (Simnet, tempfile::TempDir, Sluiced) {
-    let simnet = Simnet::serve();
-    let datadir = tempfile::tempdir().unwrap();
-    let daemon = Sluiced::start(datadir.path(), &simnet.config(), 0);
-    let out = daemon.cli(&["--json", "quote", "out", &AMOUNT.to_string()]);
-    assert!(
-        out.status.success(),
-        "quote failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        daemon.log()
-    );
-    settled(&simnet);
-    (simnet, datadir, daemon)
-}
-
-/// Waits until no HTLC is in flight on the node's channels and nothing waits in the mempool or
-/// the wallet, so its balances are final; answers them.
-fn settled(simnet: &Simnet) -> Funds {
-    poll("the node's funds to settle", LIMIT, || {
-        let funds = simnet.funds();
-        (funds.pending_htlcs == 0 && funds.unconfirmed_sat == 0 && simnet.mempool().is_empty())
-            .then_some(funds)
-    })
+    crash_harness::setup(AMOUNT, ENV)
 }
 
 /// Waits for the HTLC to be published (the only transaction in the mempool) while the swap
@@ -412,7 +129,7 @@ fn sigkill_at_every_swap_state_loses_nothing() {
         KillAt::SpendConfirming,
     ] {
         let before = settled(&simnet);
-        let id = daemon.loop_out();
+        let id = daemon.loop_out(AMOUNT);
         daemon = match kill_at {
             KillAt::PaymentsInFlight => {
                 assert_eq!(daemon.state(&id), "INITIATED");
@@ -505,7 +222,7 @@ fn reorgs_before_and_after_the_reveal_end_in_success() {
     // Before the reveal: the HTLC confirms and is reorged out while the daemon is down. After
     // the restart the client must wait for it to confirm again before revealing.
     let before = settled(&simnet);
-    let id = daemon.loop_out();
+    let id = daemon.loop_out(AMOUNT);
     let htlc = htlc_published(&simnet, &daemon, &id);
     daemon = daemon.crash_and_restart(&simnet, || {
         simnet.mine(1);
@@ -539,7 +256,7 @@ fn reorgs_before_and_after_the_reveal_end_in_success() {
     // mempool; then, once a sweep confirmed, its block is reorged out too (the swap goes back
     // from SPEND_CONFIRMING to PREIMAGE_REVEALED). The client keeps sweeping and succeeds.
     let before = settled(&simnet);
-    let id = daemon.loop_out();
+    let id = daemon.loop_out(AMOUNT);
     htlc_published(&simnet, &daemon, &id);
     simnet.mine(1);
     wait_state(&daemon, &id, "PREIMAGE_REVEALED");
@@ -582,14 +299,14 @@ fn a_fee_spike_25_blocks_before_expiry_still_gets_the_sweep_confirmed() {
 
     // A swap at the ordinary fee, for comparison.
     let before = settled(&simnet);
-    let id = daemon.loop_out();
+    let id = daemon.loop_out(AMOUNT);
     let info = drive_to_success(&simnet, &daemon, &id);
     let calm_onchain = assert_costs_match_funds(&simnet, &info, before, "calm swap");
 
     // The daemon is down from the HTLC's publication until 25 blocks before the expiry, so
     // the sweep is still to be made then; the fee rate jumps while it is down.
     let before = settled(&simnet);
-    let id = daemon.loop_out();
+    let id = daemon.loop_out(AMOUNT);
     htlc_published(&simnet, &daemon, &id);
     let info = daemon.swap(&id);
     let expiry = info["expiry_height"].as_u64().unwrap();
