@@ -1229,7 +1229,7 @@ async fn a_payment_whose_result_was_never_saved_is_looked_up_before_the_reservat
     let mut lost = record.progress.clone();
     lost.prepay_payment = sluice::swap::PaymentStatus::NotDispatched;
     net.store
-        .save_progress(hash, &lost, lost.costs(&record.contract), 0)
+        .save_progress(hash, &lost, lost.costs(), 0)
         .await
         .unwrap();
 

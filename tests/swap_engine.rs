@@ -473,12 +473,7 @@ async fn an_htlc_confirmation_stored_before_a_crash_is_forgotten_at_resume_so_a_
     });
     stored.progress.best_height = Some(tip);
     net.store
-        .save_progress(
-            hash,
-            &stored.progress,
-            stored.progress.costs(&stored.contract),
-            0,
-        )
+        .save_progress(hash, &stored.progress, stored.progress.costs(), 0)
         .await
         .unwrap();
 

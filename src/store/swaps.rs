@@ -221,7 +221,7 @@ impl StoreTx {
             &mut self.tx,
             t.swap_hash,
             progress,
-            progress.costs(contract),
+            progress.costs(),
             now_unix,
         )
         .await

@@ -155,12 +155,12 @@ async fn progress_is_appended_in_order_with_costs() {
         .unwrap();
     let revealed = revealed_progress();
     store
-        .save_progress(hash, &revealed, revealed.costs(&c), 110)
+        .save_progress(hash, &revealed, revealed.costs(), 110)
         .await
         .unwrap();
     let done = succeeded_progress();
     store
-        .save_progress(hash, &done, done.costs(&c), 120)
+        .save_progress(hash, &done, done.costs(), 120)
         .await
         .unwrap();
 
@@ -214,7 +214,7 @@ async fn unfinished_and_filtered_listings_follow_the_newest_state() {
     }
     let done = succeeded_progress();
     store
-        .save_progress(b.swap_hash(), &done, done.costs(&contract(&b)), 200)
+        .save_progress(b.swap_hash(), &done, done.costs(), 200)
         .await
         .unwrap();
     let revealed = revealed_progress();
@@ -403,7 +403,7 @@ async fn a_finished_swap_with_a_payment_in_flight_is_still_resumed() {
     };
     timed_out.swap_payment = PaymentStatus::InFlight;
     store
-        .save_progress(hash, &timed_out, timed_out.costs(&c), 110)
+        .save_progress(hash, &timed_out, timed_out.costs(), 110)
         .await
         .unwrap();
     assert_eq!(store.load_unfinished().await.unwrap().len(), 1);
@@ -421,7 +421,7 @@ async fn a_finished_swap_with_a_payment_in_flight_is_still_resumed() {
         reason: PaymentFailureReason::Canceled,
     };
     store
-        .save_progress(hash, &timed_out, timed_out.costs(&c), 120)
+        .save_progress(hash, &timed_out, timed_out.costs(), 120)
         .await
         .unwrap();
     assert!(store.load_unfinished().await.unwrap().is_empty());

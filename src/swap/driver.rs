@@ -252,7 +252,7 @@ impl Driver {
         let config = &self.deps.config;
         let mut delay = config.retry_initial;
         loop {
-            let costs = next.costs(&self.contract);
+            let costs = next.costs();
             match self
                 .deps
                 .store
@@ -437,7 +437,7 @@ impl Driver {
                 });
             }
             Action::Notify { state } => {
-                let costs = self.progress.costs(&self.contract);
+                let costs = self.progress.costs();
                 tracing::info!(swap = %hash, state = state.as_str(), server_sat = costs.server_sat,
                     onchain = %costs.onchain, offchain = %costs.offchain, "swap state changed");
                 let _ = self.deps.updates.send(SwapUpdate {

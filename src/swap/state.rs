@@ -7,7 +7,7 @@
 
 use bitcoin::{OutPoint, Txid};
 
-use super::contract::{LoopOutContract, Preimage};
+use super::contract::Preimage;
 use crate::domain::{BlockHeight, Sat};
 
 /// Where a Loop Out stands. The variants carry no data: what the swap has learned lives in
@@ -397,7 +397,7 @@ impl SwapProgress {
 
     /// The swap's costs from what has been recorded so far; final once the state is terminal
     /// and both payments are final.
-    pub fn costs(&self, contract: &LoopOutContract) -> SwapCosts {
+    pub fn costs(&self) -> SwapCosts {
         let (swap_amount, swap_fee) = self.swap_payment.paid();
         let (prepay_amount, prepay_fee) = self.prepay_payment.paid();
         // On-chain money reached us only if our own sweep is the final spend.
@@ -414,8 +414,10 @@ impl SwapProgress {
         } else {
             None
         };
+        // What the server paid on chain is what we swept from: an HTLC worth more than the
+        // amount (a server that overpays) is money received, not a lower miner fee.
         let received = match swept {
-            Some(_) => contract.terms().amount,
+            Some((value, _)) => value,
             None => Sat::ZERO,
         };
         let paid = i128::from(swap_amount.0) + i128::from(prepay_amount.0);

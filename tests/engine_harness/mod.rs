@@ -363,9 +363,12 @@ pub async fn assert_costs_match(
     assert_eq!(prepay_paid, terms.prepay_invoice.amount);
     let costs = record.costs;
     assert_eq!(costs.offchain, swap_fee + prepay_fee);
+    // The server's charge is what we paid it off chain less what it put on chain for us (an
+    // HTLC above the amount is money received).
+    let htlc_value = record.progress.htlc.unwrap().value;
     assert_eq!(
         costs.server_sat,
-        i64::try_from((swap_paid + prepay_paid - terms.amount).0).unwrap()
+        i64::try_from((swap_paid + prepay_paid).0).unwrap() - i64::try_from(htlc_value.0).unwrap()
     );
 
     // Off chain: what left our channels is both invoices plus routing fees (fees are paid in
