@@ -162,7 +162,12 @@ fn a_seeded_fault_campaign_loses_nothing_and_reveals_nothing_early() {
                     // on its way to the server: let it land before the chain changes.
                     std::thread::sleep(Duration::from_millis(200));
                     if let Some(depth) = reorg {
+                        // A reorg is a longer chain winning: `depth` blocks go, `depth + 1`
+                        // come. Reorgs that only took blocks away would add up, one kill after
+                        // another, to a reorg deeper than any single draw (and than
+                        // `sweep_confirmations`).
                         simnet.run(&["reorg", &depth.to_string()]);
+                        simnet.mine(depth + 1);
                     }
                     if mine > 0 {
                         simnet.mine(mine);
@@ -172,6 +177,7 @@ fn a_seeded_fault_campaign_loses_nothing_and_reveals_nothing_early() {
                 if let Some(depth) = reorg {
                     tally.reorgs += 1;
                     tally.deepest_reorg = tally.deepest_reorg.max(u64::from(depth));
+                    tally.blocks += u64::from(depth + 1);
                 }
                 tally.blocks += u64::from(mine);
             }
@@ -278,8 +284,10 @@ fn a_seeded_fault_campaign_loses_nothing_and_reveals_nothing_early() {
     // fees (at most 999 msat per payment).
     assert!(
         unrecorded_msat <= 0 && -unrecorded_msat < payments * 1000,
-        "seed {seed}: the node lost {lost_msat} msat but its swaps recorded {costs_msat} msat: \
-         {swaps:#?}"
+        "seed {seed}: the node lost {lost_msat} msat but its swaps recorded {costs_msat} msat \
+         (before: {}, after: {}): {swaps:#?}",
+        before.node,
+        after.node
     );
 
     // Autoloop's budget held: nothing spent above a limit, nothing left reserved.

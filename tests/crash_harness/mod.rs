@@ -120,6 +120,7 @@ impl Simnet {
                 + sat("channel_local_msat"),
             pending_htlcs: sat("pending_htlcs"),
             unconfirmed_sat: sat("wallet_unconfirmed_sat"),
+            node,
         }
     }
 }
@@ -131,7 +132,7 @@ impl Drop for Simnet {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Funds {
     /// Wallet (confirmed and unconfirmed) plus channel side, msat.
     pub total_msat: u64,
@@ -139,6 +140,8 @@ pub struct Funds {
     pub pending_htlcs: u64,
     /// Unconfirmed wallet coins, sat.
     pub unconfirmed_sat: u64,
+    /// The node's whole status, for a failure's message.
+    pub node: Value,
 }
 
 /// `sluiced --config <simnet's sluice.yaml>` on a datadir that outlives each run.
@@ -330,8 +333,18 @@ pub fn setup_with_policy(
     env: &[(&str, &str)],
     policy: Option<&str>,
 ) -> (Simnet, tempfile::TempDir, Sluiced) {
-    let simnet = Simnet::serve();
-    let datadir = tempfile::tempdir().unwrap();
+    let mut simnet = Simnet::serve();
+    let mut datadir = tempfile::tempdir().unwrap();
+    if std::env::var_os("SLUICE_KEEP_DIRS").is_some() {
+        // For a post-mortem: the simnet's and the daemon's directories (logs, database) stay.
+        simnet.dir.disable_cleanup(true);
+        datadir.disable_cleanup(true);
+        eprintln!(
+            "keeping the simnet in {} and the datadir in {}",
+            simnet.dir.path().display(),
+            datadir.path().display()
+        );
+    }
     if let Some(policy) = policy {
         let dir = datadir.path().join("policies");
         std::fs::create_dir_all(&dir).unwrap();
