@@ -120,6 +120,19 @@ pub enum DriveCommand {
     /// What the reference Loop server learned, and when: every preimage it knows, and whether
     /// an HTLC honouring the contract was confirmed when it was first seen knowing it.
     Audit,
+    /// Pay AMOUNT sat from node FROM to node TO over their direct channel (no routing fee),
+    /// e.g. to give "sluice" back the outbound liquidity its swaps spent.
+    Pay {
+        /// The paying node, e.g. peer1.
+        #[arg(long)]
+        from: String,
+        /// The paid node.
+        #[arg(long, default_value = "sluice")]
+        to: String,
+        /// How much, in sat.
+        #[arg(value_name = "AMOUNT")]
+        amount_sat: u64,
+    },
 }
 
 /// `sluice simnet misbehave`: exactly one of NAME, --list, --off.
@@ -298,6 +311,27 @@ async fn drive(command: &DriveCommand, dir: &Path) -> Result<Answer, SimnetCliEr
                         valid_htlc_confirmed: l.valid_htlc_confirmed,
                     })
                     .collect(),
+            }
+        }
+        DriveCommand::Pay {
+            from,
+            to,
+            amount_sat,
+        } => {
+            let r = ctl
+                .pay(wire::PayRequest {
+                    from: from.clone(),
+                    to: to.clone(),
+                    amount_sat: *amount_sat,
+                })
+                .await
+                .map_err(refused)?
+                .into_inner();
+            Answer::Paid {
+                from: from.clone(),
+                to: to.clone(),
+                amount_sat: *amount_sat,
+                chan_id: r.chan_id.to_string(),
             }
         }
     })
@@ -502,6 +536,17 @@ pub enum Answer {
         /// Every preimage the server knows.
         learned: Vec<LearnedPreimage>,
     },
+    /// `pay`.
+    Paid {
+        /// The paying node.
+        from: String,
+        /// The paid node.
+        to: String,
+        /// How much, in sat.
+        amount_sat: u64,
+        /// The channel it went over.
+        chan_id: String,
+    },
 }
 
 /// One preimage the reference Loop server knows, as `audit` prints it.
@@ -591,6 +636,12 @@ fn render(answer: &Answer, format: Format) -> Result<String, super::CliError> {
         Answer::Misbehaving { active: None } => {
             "the reference Loop server is honest from the next swap on\n".to_owned()
         }
+        Answer::Paid {
+            from,
+            to,
+            amount_sat,
+            chan_id,
+        } => format!("{from} paid {to} {amount_sat} sat over channel {chan_id}\n"),
         Answer::Audit { learned } if learned.is_empty() => {
             "the reference Loop server knows no preimage\n".to_owned()
         }

@@ -319,6 +319,47 @@ impl SimnetService for ControlService {
         self.node_response(name).await
     }
 
+    async fn pay(
+        &self,
+        request: Request<wire::PayRequest>,
+    ) -> Result<Response<wire::PayResponse>, Status> {
+        let r = request.get_ref();
+        if r.amount_sat == 0 {
+            return Err(Status::invalid_argument("amount_sat must be at least 1"));
+        }
+        let mut world = lock(&self.control.world);
+        let node = |alias: &str| {
+            world.node_index(alias).ok_or_else(|| {
+                Status::not_found(format!(
+                    "no node `{alias}`: `sluice simnet status` lists the nodes"
+                ))
+            })
+        };
+        let (from, to) = (node(&r.from)?, node(&r.to)?);
+        let Some((index, chan_id)) = world
+            .channels()
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.active && c.has(from) && c.other(from) == to)
+            .map(|(i, c)| (i, c.chan_id))
+        else {
+            return Err(Status::failed_precondition(format!(
+                "`{}` and `{}` have no active channel with each other",
+                r.from, r.to
+            )));
+        };
+        let paid = world
+            .pay_along(from, &[index], r.amount_sat.saturating_mul(1000))
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        if !paid {
+            return Err(Status::failed_precondition(format!(
+                "`{}` cannot pay {} sat over channel {}: too little on its side",
+                r.from, r.amount_sat, chan_id.0
+            )));
+        }
+        Ok(Response::new(wire::PayResponse { chan_id: chan_id.0 }))
+    }
+
     async fn audit(
         &self,
         _: Request<wire::AuditRequest>,
