@@ -75,6 +75,49 @@ impl Simnet {
         })
     }
 
+    /// `sluice simnet ARGS --json`, its answer or its error.
+    pub fn try_run(&self, args: &[&str]) -> Result<Value, String> {
+        let out = Command::new(common::sluice_bin())
+            .args(["--json", "simnet", "--dir"])
+            .arg(self.dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        json(&out).ok_or_else(|| String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
+    /// Gives the "sluice" node outbound liquidity back when its side of its channels is below
+    /// `floor_sat`: each peer pays it `chunk_sat` (or less, when that peer has less) over their
+    /// channel. Answers what "sluice" received, in msat.
+    pub fn refill(&self, floor_sat: u64, chunk_sat: u64) -> u64 {
+        let status = self.status();
+        let nodes = status["nodes"].as_array().unwrap();
+        let local_msat = nodes
+            .iter()
+            .find(|n| n["name"] == "sluice")
+            .map(|n| n["channel_local_msat"].as_u64().unwrap())
+            .unwrap();
+        if local_msat >= floor_sat * 1000 {
+            return 0;
+        }
+        let mut received = 0;
+        for peer in nodes
+            .iter()
+            .map(|n| n["name"].as_str().unwrap())
+            .filter(|n| *n != "sluice" && *n != "loop")
+        {
+            for amount in [chunk_sat, chunk_sat / 4] {
+                let paid =
+                    self.try_run(&["pay", "--from", peer, "--to", "sluice", &amount.to_string()]);
+                if paid.is_ok() {
+                    received += amount * 1000;
+                    break;
+                }
+            }
+        }
+        received
+    }
+
     pub fn mine(&self, n: u32) -> u64 {
         let mined = self.run(&["mine", &n.to_string()]);
         mined["heights"]
