@@ -1,6 +1,7 @@
 //! `sluice simnet misbehave` as a person uses it against `sluice simnet serve`: the names are
 //! listed with what they do, a tampering server is refused by `sluiced` (nothing stored, nothing
-//! paid), and once switched `--off` the same loop-out succeeds. Real binaries only.
+//! paid), and once switched `--off` the same loop-out succeeds; `sluice simnet pay` moves
+//! liquidity back to "sluice". Real binaries only.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -240,4 +241,41 @@ fn a_tampering_server_is_refused_and_once_switched_off_the_swap_succeeds() {
         std::thread::sleep(Duration::from_millis(200));
         None
     });
+}
+
+/// `sluice simnet pay` moves exactly the amount from a peer to "sluice" over their channel,
+/// and refuses, naming the fix, a node that does not exist or a pair without a channel.
+#[test]
+fn pay_moves_liquidity_to_sluice_over_a_direct_channel() {
+    let dir = tempfile::tempdir().unwrap();
+    let _serve = serve(dir.path());
+    let local = |dir: &Path| {
+        simnet_json(dir, &["status"])["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == "sluice")
+            .unwrap()["channel_local_msat"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = local(dir.path());
+    let paid = simnet_json(dir.path(), &["pay", "--from", "peer1", "100000"]);
+    assert_eq!(paid["amount_sat"], 100_000, "{paid}");
+    assert_eq!(local(dir.path()), before + 100_000_000);
+
+    let nobody = simnet(dir.path(), &["pay", "--from", "nobody", "1000"]);
+    assert!(!nobody.status.success());
+    let err = String::from_utf8_lossy(&nobody.stderr);
+    assert!(
+        err.contains("no node `nobody`") && err.contains("simnet status"),
+        "{err}"
+    );
+    let no_channel = simnet(
+        dir.path(),
+        &["pay", "--from", "peer1", "--to", "peer2", "1000"],
+    );
+    assert!(!no_channel.status.success());
+    let err = String::from_utf8_lossy(&no_channel.stderr);
+    assert!(err.contains("no active channel"), "{err}");
 }
