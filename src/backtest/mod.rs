@@ -7,6 +7,7 @@
 
 pub mod input;
 pub mod model;
+pub mod plot;
 pub mod replay;
 pub mod report;
 

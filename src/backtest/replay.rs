@@ -126,6 +126,10 @@ pub struct Outcome {
     pub channels: Vec<ChannelFigures>,
     /// One point per pass.
     pub series: Vec<Point>,
+    /// Each channel's inbound share (‰) at the first pass of every hour, for the heat map;
+    /// not in the JSON (the series and per-channel figures are).
+    #[serde(skip)]
+    pub hourly_inbound: Vec<Vec<u16>>,
     /// Whether the run was stopped before the end.
     pub interrupted: bool,
 }
@@ -229,6 +233,7 @@ pub fn run(
         reasons: BTreeMap::new(),
         channels: Vec::new(),
         series: Vec::new(),
+        hourly_inbound: vec![Vec::new(); history.channels.len()],
         interrupted: false,
     };
     let hours = settings.interval.num_seconds() as f64 / 3600.0;
@@ -452,7 +457,13 @@ pub fn run(
         }
         // 5. Depletion and the node's point.
         let (mut cap, mut inbound) = (0u64, 0u64);
-        for c in &mut chans {
+        let on_the_hour =
+            (t - history.start).num_seconds() % 3600 < settings.interval.num_seconds();
+        for (k, c) in chans.iter_mut().enumerate() {
+            if on_the_hour {
+                let share = Ppm::ratio(c.capacity.saturating_sub(c.local).0, c.capacity.0).0 / 1000;
+                out.hourly_inbound[k].push(share.min(1000) as u16);
+            }
             let floor = c.capacity.mul_ppm(settings.depleted_below);
             if c.local < floor || c.capacity.saturating_sub(c.local) < floor {
                 c.figures.depleted_hours += hours;

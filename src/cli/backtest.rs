@@ -51,6 +51,9 @@ pub struct BacktestArgs {
     /// fee model.
     #[arg(long, value_name = "FILE")]
     pub fees: Option<PathBuf>,
+    /// Write a self-contained HTML report (index.html) and its SVG plots into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
     /// Write the history replayed as a trace.
     #[arg(long, value_name = "FILE")]
     pub export_trace: Option<PathBuf>,
@@ -136,7 +139,27 @@ pub async fn run(args: &BacktestArgs, format: Format) -> Result<String, CliError
             "{partial}interrupted: the backtest stopped at Ctrl-C"
         )));
     }
+    if let Some(dir) = &args.report {
+        write_report(dir, &results)?;
+    }
     render(&results, format)
+}
+
+fn write_report(dir: &Path, results: &[(String, Outcome)]) -> Result<(), CliError> {
+    let fail =
+        |e: String| CliError::Input(format!("cannot write the report in {}: {e}", dir.display()));
+    let plots = backtest::plot::all(results).map_err(fail)?;
+    let summary = render(results, Format::Human)?;
+    std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+    for (name, svg) in &plots {
+        std::fs::write(dir.join(name), svg).map_err(|e| fail(e.to_string()))?;
+    }
+    std::fs::write(
+        dir.join("index.html"),
+        backtest::plot::html(&summary, &plots),
+    )
+    .map_err(|e| fail(e.to_string()))?;
+    Ok(())
 }
 
 fn render(results: &[(String, Outcome)], format: Format) -> Result<String, CliError> {
