@@ -40,6 +40,9 @@ pub struct Settings {
     pub routing_ppm: Ppm,
     /// A channel is depleted when either side holds less than this share of its capacity.
     pub depleted_below: Ppm,
+    /// The inbound share below which a channel counts as short of inbound whatever the
+    /// policy's band: the one yardstick two policies with different bands share.
+    pub reference_inbound: Ppm,
     /// The flow windows the snapshot carries (the daemon's `autoloop.flow_windows`).
     pub flow_windows_days: Vec<u32>,
 }
@@ -54,6 +57,7 @@ impl Default for Settings {
             terms: super::model::default_terms(),
             routing_ppm: Ppm(500),
             depleted_below: Ppm(10_000),
+            reference_inbound: Ppm(200_000),
             flow_windows_days: autoloop::DEFAULT_FLOW_WINDOWS.to_vec(),
         }
     }
@@ -70,6 +74,8 @@ pub struct ChannelFigures {
     pub above_band_hours: f64,
     /// Hours it was depleted on either side.
     pub depleted_hours: f64,
+    /// Hours its inbound share was below the reference share (`Settings::reference_inbound`).
+    pub below_reference_hours: f64,
 }
 
 /// The node at one pass, for plots.
@@ -116,6 +122,10 @@ pub struct Outcome {
     pub above_band_hours: f64,
     /// Depleted channel-hours.
     pub depleted_channel_hours: f64,
+    /// Channel-hours below the reference inbound share, the same yardstick for every policy.
+    pub below_reference_hours: f64,
+    /// The reference inbound share, ppm.
+    pub reference_inbound_ppm: u64,
     /// Forwards of the history the replayed balances could not carry.
     pub forwards_failed: u64,
     /// Routing fees the carried forwards earned, sat.
@@ -228,6 +238,8 @@ pub fn run(
         below_band_hours: 0.0,
         above_band_hours: 0.0,
         depleted_channel_hours: 0.0,
+        below_reference_hours: 0.0,
+        reference_inbound_ppm: settings.reference_inbound.0,
         forwards_failed: 0,
         routing_earned_sat: 0,
         reasons: BTreeMap::new(),
@@ -468,6 +480,9 @@ pub fn run(
             if c.local < floor || c.capacity.saturating_sub(c.local) < floor {
                 c.figures.depleted_hours += hours;
             }
+            if c.capacity.saturating_sub(c.local) < c.capacity.mul_ppm(settings.reference_inbound) {
+                c.figures.below_reference_hours += hours;
+            }
             cap += c.capacity.0;
             inbound += c.capacity.saturating_sub(c.local).0;
         }
@@ -491,6 +506,7 @@ pub fn run(
         out.below_band_hours += c.figures.below_band_hours;
         out.above_band_hours += c.figures.above_band_hours;
         out.depleted_channel_hours += c.figures.depleted_hours;
+        out.below_reference_hours += c.figures.below_reference_hours;
         out.channels.push(c.figures);
     }
     Ok(out)

@@ -37,8 +37,12 @@ pub fn summary(name: &str, o: &Outcome) -> String {
     );
     let _ = writeln!(
         s,
-        "  channel-hours below band {:.1}, above band {:.1}, depleted {:.1}",
-        o.below_band_hours, o.above_band_hours, o.depleted_channel_hours
+        "  channel-hours below band {:.1}, above band {:.1}, depleted {:.1}, below {}% inbound {:.1}",
+        o.below_band_hours,
+        o.above_band_hours,
+        o.depleted_channel_hours,
+        o.reference_inbound_ppm / 10_000,
+        o.below_reference_hours
     );
     let _ = writeln!(
         s,
@@ -83,7 +87,8 @@ pub fn compare(a_name: &str, a: &Outcome, b_name: &str, b: &Outcome) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "backtest {} .. {}", a.start, a.end);
     let _ = writeln!(s, "{:<28} {:>16} {:>16} {:>8}", "", a_name, b_name, "A/B");
-    let rows: [(&str, f64, f64); 7] = [
+    let reference = format!("below {}% inbound (ch-h)", a.reference_inbound_ppm / 10_000);
+    let rows: [(&str, f64, f64); 8] = [
         ("swaps", a.swaps as f64, b.swaps as f64),
         ("volume (sat)", a.volume_sat as f64, b.volume_sat as f64),
         (
@@ -98,6 +103,7 @@ pub fn compare(a_name: &str, a: &Outcome, b_name: &str, b: &Outcome) -> String {
         ),
         ("below band (ch-h)", a.below_band_hours, b.below_band_hours),
         ("above band (ch-h)", a.above_band_hours, b.above_band_hours),
+        (&reference, a.below_reference_hours, b.below_reference_hours),
         (
             "depleted (ch-h)",
             a.depleted_channel_hours,
@@ -109,9 +115,11 @@ pub fn compare(a_name: &str, a: &Outcome, b_name: &str, b: &Outcome) -> String {
     }
     let _ = writeln!(
         s,
-        "cost ratio {}, time-below-band ratio {}",
+        "cost ratio {}, time-below-band ratio {} (each policy's own band), below {}% inbound ratio {}",
         ratio(a.fees_total_sat as f64, b.fees_total_sat as f64),
-        ratio(a.below_band_hours, b.below_band_hours)
+        ratio(a.below_band_hours, b.below_band_hours),
+        a.reference_inbound_ppm / 10_000,
+        ratio(a.below_reference_hours, b.below_reference_hours)
     );
     s
 }

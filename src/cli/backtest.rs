@@ -69,6 +69,10 @@ pub struct BacktestArgs {
     /// Routing fee the swap payments really pay, in ppm of the amount.
     #[arg(long, default_value_t = 500, value_name = "PPM")]
     pub routing_ppm: u64,
+    /// The inbound share (percent) below which a channel counts as short of inbound whatever
+    /// the policy's band: the common yardstick of a comparison.
+    #[arg(long, default_value_t = 20, value_name = "PCT")]
+    pub reference_inbound: u64,
     /// The swap server's proportional fee, ppm.
     #[arg(long, default_value_t = 1_000, value_name = "PPM")]
     pub server_fee_ppm: u64,
@@ -182,6 +186,7 @@ fn render(results: &[(String, Outcome)], format: Format) -> Result<String, CliEr
                 "b": { "policy": bn, "outcome": b },
                 "cost_ratio": ratio(a.fees_total_sat as f64, b.fees_total_sat as f64),
                 "below_band_ratio": ratio(a.below_band_hours, b.below_band_hours),
+                "below_reference_ratio": ratio(a.below_reference_hours, b.below_reference_hours),
             }))?
         )),
         _ => Err(CliError::Input("internal: no backtest result".to_owned())),
@@ -214,6 +219,7 @@ fn settings(args: &BacktestArgs) -> Result<Settings, CliError> {
         seed: args.seed,
         terms,
         routing_ppm: Ppm(args.routing_ppm),
+        reference_inbound: Ppm(args.reference_inbound.min(100) * 10_000),
         ..Settings::default()
     })
 }
