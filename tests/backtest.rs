@@ -184,3 +184,46 @@ fn malformed_inputs_are_refused_with_file_line_and_form_and_nothing_is_written()
         "{err}"
     );
 }
+
+#[test]
+fn the_report_is_a_self_contained_page_with_its_plots() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report");
+    let a = policy("set-and-forget");
+    let b = policy("loop-autoloop-equivalent");
+    let out = sluice(&[
+        "--policy",
+        a.to_str().unwrap(),
+        "--against",
+        b.to_str().unwrap(),
+        "--synthetic",
+        "--channels",
+        "8",
+        "--days",
+        "3",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in [
+        "costs.svg",
+        "inbound-0.svg",
+        "inbound-1.svg",
+        "fees-0.svg",
+        "fees-1.svg",
+    ] {
+        let svg = std::fs::read_to_string(report.join(f)).unwrap();
+        assert!(svg.starts_with("<svg"), "{f}");
+    }
+    let html = std::fs::read_to_string(report.join("index.html")).unwrap();
+    assert_eq!(html.matches("<svg").count(), 5);
+    assert!(html.contains("cost ratio"));
+    assert!(
+        !html.contains("src=\""),
+        "self-contained: nothing loaded from elsewhere"
+    );
+}
