@@ -21,6 +21,7 @@
 
 pub mod api;
 pub mod autoloop;
+pub mod backtest;
 pub mod chain;
 pub mod cli;
 pub mod config;

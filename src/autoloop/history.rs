@@ -76,10 +76,7 @@ pub(super) fn decode_gates(text: &str) -> BTreeMap<String, bool> {
 /// The confirmation targets whose estimates the policy's percentile gates compare (as
 /// `FeeMarket::estimate_entry` picks them from `estimates`), and the largest window any of
 /// them names (zero without a percentile gate: then nothing is kept).
-pub(super) fn gated_targets(
-    policy: &Policy,
-    estimates: &[(u32, SatPerKw)],
-) -> (BTreeSet<u32>, TimeDelta) {
+pub fn gated_targets(policy: &Policy, estimates: &[(u32, SatPerKw)]) -> (BTreeSet<u32>, TimeDelta) {
     let market = FeeMarket {
         estimates: estimates.to_vec(),
         ..FeeMarket::default()
@@ -101,7 +98,7 @@ pub(super) fn gated_targets(
 /// Adds a sample of each gated target's current estimate when its last sample is at least
 /// `every` old, and drops samples older than `keep` (and of targets no gate reads any more).
 /// Returns whether the history changed.
-pub(super) fn record(
+pub fn record(
     history: &mut VecDeque<FeeSample>,
     estimates: &[(u32, SatPerKw)],
     targets: &BTreeSet<u32>,

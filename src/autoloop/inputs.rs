@@ -57,7 +57,7 @@ pub(super) fn provider(op: &'static str) -> impl FnOnce(ProviderError) -> InputE
 }
 
 /// The ledger's budget specifications for the policy's budgets.
-pub(super) fn budget_specs(policy: &Policy) -> Vec<BudgetSpec> {
+pub fn budget_specs(policy: &Policy) -> Vec<BudgetSpec> {
     let period = |p: PeriodSpec| match p {
         PeriodSpec::Day => Period::Day,
         PeriodSpec::Week => Period::Week,
@@ -308,7 +308,7 @@ pub(super) async fn swap_channels(
 }
 
 /// Budget left per the ledger, in the shape the policy reads.
-pub(super) fn budget_left(
+pub fn budget_left(
     ledger: &crate::ledger::Ledger,
     policy: &Policy,
     now: DateTime<Utc>,

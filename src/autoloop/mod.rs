@@ -24,6 +24,7 @@
 //! The policy directory is polled; a changed policy that fails to load is reported and the
 //! last good one stays in force.
 
+pub mod admit;
 mod handle;
 mod history;
 mod inputs;
@@ -37,7 +38,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use handle::{Autoloop, AutoloopDeps, PolicyStatus};
-pub use inputs::InputError;
+pub use history::{gated_targets, record as record_fee_sample};
+pub use inputs::{InputError, budget_left, budget_specs};
 pub use pass::{PassReport, TargetDecision};
 
 use crate::domain::{BlockHeight, SwapHash};

@@ -11,7 +11,6 @@ use super::inputs::{self, InputError};
 pub(super) use super::state::State;
 use super::{AUTOLOOP_INITIATOR, AUTOLOOP_LABEL, Mode};
 use crate::chain::SatPerKw;
-use crate::chain::fees::min_sweep_fee;
 use crate::domain::{BlockHeight, Ppm, Sat, SwapHash};
 use crate::ledger::{AdmitError, AdmitRequest, Entry, Refusal};
 use crate::lnd::LightningNode;
@@ -324,35 +323,6 @@ fn journal_record(pass_id: i64, at: DateTime<Utc>, t: &TargetDecision) -> Journa
     }
 }
 
-/// The engine's fee limits for a proposal and a quote: the policy's one rule
-/// ([`policy::swap_limits`]), so the worst case admitted here is the one `evaluate` and
-/// `sluice policy test` predict. `None` when the total cap cannot cover the expected fees or the policy's miner cap is
-/// below the smallest valid sweep (`chain::fees::min_sweep_fee`): such a swap could never reveal.
-fn limits(
-    p: &Proposal,
-    fees: &policy::FeeCaps,
-    quote: &crate::provider::port::LoopOutQuote,
-    routing_ppm: Ppm,
-) -> Option<FeeLimits> {
-    let caps = policy::category_caps(fees, p.amount, quote.prepay_amount);
-    policy::swap_limits(
-        &caps,
-        fees,
-        p.amount,
-        p.expected_cost,
-        quote.swap_fee,
-        quote.prepay_amount,
-        routing_ppm,
-    )
-    .map(|l| FeeLimits {
-        max_swap_fee: l.server,
-        max_prepay_amount: l.prepay,
-        max_swap_routing_fee: l.routing,
-        max_prepay_routing_fee: l.prepay_routing,
-        max_miner_fee: l.miner,
-    })
-}
-
 /// The most a swap with these limits can cost, in every regime ([`FeeLimits::worst_case`], the
 /// same rule as [`policy::SwapLimits::worst_case`]): what its reservation holds.
 pub(super) fn worst_case(l: &FeeLimits) -> Sat {
@@ -360,10 +330,7 @@ pub(super) fn worst_case(l: &FeeLimits) -> Sat {
 }
 
 fn refusal_reason(r: &Refusal) -> Reason {
-    match r {
-        Refusal::Exhausted { .. } => Reason::BudgetExhausted,
-        Refusal::Insufficient { .. } => Reason::BudgetInsufficient,
-    }
+    super::admit::refusal_reason(r)
 }
 
 /// Quote, fee-cap and budget checks for a proposed swap, then the dispatch when the pass
@@ -395,69 +362,27 @@ async fn check_and_dispatch(
             return None;
         }
     };
-    if quote.swap_fee > p.caps.server {
-        d.reason = Reason::FeeCap;
-        d.detail = format!(
-            "the server quotes a swap fee of {} sat, above the cap of {} sat",
-            quote.swap_fee.0, p.caps.server.0
-        );
-        return None;
-    }
-    if quote.prepay_amount > p.caps.prepay {
-        d.reason = Reason::FeeCap;
-        d.detail = format!(
-            "the server asks a prepay of {} sat, above the cap of {} sat",
-            quote.prepay_amount.0, p.caps.prepay.0
-        );
-        return None;
-    }
-    let fees = state
-        .policy
-        .as_ref()
-        .and_then(|pol| pol.rule(d.rule.as_deref().unwrap_or_default()))
-        .map(|r| r.settings.fees)
-        .unwrap_or(policy::FeeCaps {
-            max_total: Ppm(0),
-            max_server: None,
-            max_routing: None,
-            max_prepay_routing: None,
-            max_prepay: None,
-            max_miner: None,
-        });
-    let max_total = fees.max_total;
-    let Some(fee_limits) = limits(p, &fees, &quote, routing_ppm) else {
-        d.reason = Reason::FeeCap;
-        d.detail = format!(
-            "the quoted server fee of {} sat leaves too little of the {} cap of {} sat for the expected routing and miner fees, or the miner-fee cap of {} sat is below the smallest valid sweep ({} sat)",
-            quote.swap_fee.0,
-            max_total,
-            p.amount.mul_ppm(max_total).0,
-            p.caps.miner.0,
-            min_sweep_fee().0
-        );
-        return None;
+    let admitted = match super::admit::check_quote(
+        state.policy.as_deref(),
+        d,
+        p,
+        (quote.swap_fee, quote.prepay_amount),
+        routing_ppm,
+        &state.ledger,
+        now,
+    ) {
+        Ok(a) => a,
+        Err(r) => {
+            d.reason = r.reason;
+            d.detail = r.detail;
+            return None;
+        }
     };
-    let worst = worst_case(&fee_limits);
-    let rule = d.rule.clone().unwrap_or_default();
+    let fee_limits = admitted.limits;
     let request = |swap| AdmitRequest {
         swap,
-        rule: rule.clone(),
-        expected: p.expected_cost.min(worst),
-        worst_case: worst,
+        ..admitted.request.clone()
     };
-    match state.ledger.admit(request(SwapHash([0; 32])), now) {
-        Ok(_) => {}
-        Err(AdmitError::Refused(r)) => {
-            d.reason = refusal_reason(&r);
-            d.detail = r.to_string();
-            return None;
-        }
-        Err(AdmitError::Invalid(e)) => {
-            d.reason = Reason::DispatchFailed;
-            d.detail = format!("{}; not dispatched: {e}", d.detail);
-            return None;
-        }
-    }
     if purpose != Purpose::Run(Mode::On) || d.reason != Reason::Swap {
         d.reason = Reason::DryRun;
         return None;
@@ -532,6 +457,7 @@ async fn check_and_dispatch(
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::chain::fees::min_sweep_fee;
 
     #[test]
     fn worst_case_bounds_every_fee_and_the_lost_prepay() {

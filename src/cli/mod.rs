@@ -11,6 +11,7 @@
 //! transport errors.
 
 pub mod autoloop;
+pub mod backtest;
 pub mod channels;
 pub mod client;
 pub mod daemon;
@@ -122,6 +123,9 @@ pub enum Command {
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
+    /// Replay a history (a trace or a synthetic node) under a policy, or two side by side:
+    /// swaps, costs, time out of band (offline; no daemon needed).
+    Backtest(Box<backtest::BacktestArgs>),
     /// Set the autoloop mode (on, off, dry-run), or show it without an argument.
     Autoloop {
         /// The mode to set.
@@ -242,6 +246,9 @@ pub async fn execute(args: &Args) -> Result<String, CliError> {
             return regtest::execute(r, output::Format::from_json_flag(args.json)).await;
         }
         Command::Loopserver(server) => return loopserver::run(server, args.json).await,
+        Command::Backtest(bt) => {
+            return backtest::run(bt, output::Format::from_json_flag(args.json)).await;
+        }
         Command::Getinfo
         | Command::Stop
         | Command::Channels
@@ -274,9 +281,11 @@ pub async fn execute(args: &Args) -> Result<String, CliError> {
         Command::Swap(cmd) => swaps::swap(&target, cmd, format).await,
         Command::Monitor => swaps::monitor(&target, format).await,
         Command::Channels => channels::channels(&target, format).await,
-        Command::Htlc(_) | Command::Simnet(_) | Command::Regtest(_) | Command::Loopserver(_) => {
-            unreachable_offline()
-        }
+        Command::Htlc(_)
+        | Command::Simnet(_)
+        | Command::Regtest(_)
+        | Command::Loopserver(_)
+        | Command::Backtest(_) => unreachable_offline(),
         Command::Suggest => autoloop::suggest(&target, format).await,
         Command::Policy(cmd) => policy::run(cmd, Some(&target), format).await,
         Command::Budget => autoloop::budget(&target, format).await,

@@ -129,29 +129,51 @@ impl Traffic {
                 self.config.node
             ))
         })?;
+        let channels: Vec<usize> = world
+            .channels()
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.has(node) && c.active)
+            .map(|(i, _)| i)
+            .collect();
+        let ids: Vec<ChanId> = channels
+            .iter()
+            .map(|&i| world.channels()[i].chan_id)
+            .collect();
         let mut report = TrafficReport::default();
+        for r in self.draws(dt, &ids) {
+            let (inbound, outbound) = (channels[r.inbound], channels[r.outbound]);
+            let payer = world.channels()[inbound].other(node);
+            report.attempted += 1;
+            if world.pay_along(payer, &[inbound, outbound], r.amount.to_msat().0)? {
+                report.succeeded += 1;
+                report.delivered += r.amount;
+            } else {
+                report.failed += 1;
+            }
+        }
+        Ok(report)
+    }
+
+    /// The payments that arrive within `dt` of simulated time through a node with these
+    /// channels, as indices into `channels`: the pure half of [`Traffic::step`], which
+    /// `sluice backtest` drives without a world.
+    pub fn draws(&mut self, dt: Duration, channels: &[ChanId]) -> Vec<Routed> {
+        let mut out = Vec::new();
         let mut remaining = dt.as_secs_f64();
         while self.until_next <= remaining {
             remaining -= self.until_next;
             self.until_next = next_gap(&mut self.rng, self.config.payments_per_hour);
-            let channels: Vec<usize> = world
-                .channels()
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| c.has(node) && c.active)
-                .map(|(i, _)| i)
-                .collect();
             if channels.len() < 2 {
                 continue;
             }
-            let pick = channels[self.rng.gen_range(0..channels.len())];
-            let others: Vec<usize> = channels.iter().copied().filter(|&c| c != pick).collect();
+            let pick = self.rng.gen_range(0..channels.len());
+            let others: Vec<usize> = (0..channels.len()).filter(|&c| c != pick).collect();
             let other = others[self.rng.gen_range(0..others.len())];
-            let chan_id = world.channels()[pick].chan_id;
             let bias = self
                 .config
                 .outward_bias
-                .get(&chan_id)
+                .get(&channels[pick])
                 .copied()
                 .unwrap_or(self.config.default_outward_bias);
             let (inbound, outbound) = if self.rng.gen_bool(bias.clamp(0.0, 1.0)) {
@@ -159,19 +181,27 @@ impl Traffic {
             } else {
                 (pick, other)
             };
-            let payer = world.channels()[inbound].other(node);
             let amount = self.config.size.sample(&mut self.rng);
-            report.attempted += 1;
-            if world.pay_along(payer, &[inbound, outbound], amount.to_msat().0)? {
-                report.succeeded += 1;
-                report.delivered += amount;
-            } else {
-                report.failed += 1;
-            }
+            out.push(Routed {
+                inbound,
+                outbound,
+                amount,
+            });
         }
         self.until_next -= remaining;
-        Ok(report)
+        out
     }
+}
+
+/// One routed payment drawn by [`Traffic::draws`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Routed {
+    /// The channel it arrives through (an index into the channels given).
+    pub inbound: usize,
+    /// The channel it leaves through.
+    pub outbound: usize,
+    /// Its amount.
+    pub amount: Sat,
 }
 
 /// An exponential gap (seconds) for a Poisson process at `per_hour`.
