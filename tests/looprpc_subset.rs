@@ -39,7 +39,7 @@ fn assert_field(file: &FileDescriptorProto, msg: &str, field: &str, number: i32,
 }
 
 #[test]
-fn service_has_the_loop_out_methods_with_their_shapes() {
+fn service_has_the_loop_out_and_loop_in_methods_with_their_shapes() {
     let file = looprpc_file();
     assert_eq!(file.service.len(), 1);
     let svc = &file.service[0];
@@ -102,6 +102,32 @@ fn service_has_the_loop_out_methods_with_their_shapes() {
             false,
         ),
         ("FetchL402", "FetchL402Request", "FetchL402Response", false),
+        (
+            "LoopInTerms",
+            "ServerLoopInTermsRequest",
+            "ServerLoopInTerms",
+            false,
+        ),
+        (
+            "NewLoopInSwap",
+            "ServerLoopInRequest",
+            "ServerLoopInResponse",
+            false,
+        ),
+        (
+            "LoopInQuote",
+            "ServerLoopInQuoteRequest",
+            "ServerLoopInQuoteResponse",
+            false,
+        ),
+        (
+            "SubscribeLoopInUpdates",
+            "SubscribeUpdatesRequest",
+            "SubscribeLoopInUpdatesResponse",
+            true,
+        ),
+        ("Probe", "ServerProbeRequest", "ServerProbeResponse", false),
+        ("PushKey", "ServerPushKeyReq", "ServerPushKeyRes", false),
     ];
     assert_eq!(svc.method.len(), expected.len());
     for (name, input, output, streaming) in expected {
@@ -304,4 +330,88 @@ fn generated_types_encode_with_loops_field_numbers() {
     };
     // Field 5 varint 11, then field 6 varint 1: tags 0x28 and 0x30.
     assert_eq!(req.encode_to_vec(), vec![0x28, 11, 0x30, 1]);
+}
+
+#[test]
+fn loop_in_messages_match_loop() {
+    let file = looprpc_file();
+    let f = &file;
+    let fields: &[(&str, &str, i32, Type)] = &[
+        (
+            "ServerLoopInTermsRequest",
+            "protocol_version",
+            1,
+            Type::Enum,
+        ),
+        ("ServerLoopInTermsRequest", "user_agent", 2, Type::String),
+        ("ServerLoopInTerms", "min_swap_amount", 1, Type::Uint64),
+        ("ServerLoopInTerms", "max_swap_amount", 2, Type::Uint64),
+        ("ServerLoopInQuoteRequest", "amt", 1, Type::Uint64),
+        (
+            "ServerLoopInQuoteRequest",
+            "protocol_version",
+            2,
+            Type::Enum,
+        ),
+        ("ServerLoopInQuoteRequest", "pubkey", 3, Type::Bytes),
+        ("ServerLoopInQuoteRequest", "last_hop", 4, Type::Bytes),
+        ("ServerLoopInQuoteRequest", "route_hints", 5, Type::Message),
+        ("ServerLoopInQuoteRequest", "user_agent", 6, Type::String),
+        (
+            "ServerLoopInQuoteRequest",
+            "num_static_address_deposits",
+            7,
+            Type::Uint32,
+        ),
+        ("ServerLoopInQuoteRequest", "fast", 8, Type::Bool),
+        ("ServerLoopInQuoteResponse", "swap_fee", 1, Type::Int64),
+        ("ServerLoopInQuoteResponse", "cltv_delta", 6, Type::Int32),
+        ("ServerLoopInRequest", "sender_key", 1, Type::Bytes),
+        ("ServerLoopInRequest", "swap_hash", 2, Type::Bytes),
+        ("ServerLoopInRequest", "amt", 3, Type::Uint64),
+        ("ServerLoopInRequest", "swap_invoice", 4, Type::String),
+        ("ServerLoopInRequest", "last_hop", 5, Type::Bytes),
+        ("ServerLoopInRequest", "protocol_version", 6, Type::Enum),
+        ("ServerLoopInRequest", "probe_invoice", 7, Type::String),
+        ("ServerLoopInRequest", "user_agent", 8, Type::String),
+        (
+            "ServerLoopInRequest",
+            "sender_internal_pubkey",
+            9,
+            Type::Bytes,
+        ),
+        ("ServerLoopInResponse", "receiver_key", 1, Type::Bytes),
+        ("ServerLoopInResponse", "expiry", 2, Type::Int32),
+        ("ServerLoopInResponse", "server_message", 3, Type::String),
+        (
+            "ServerLoopInResponse",
+            "receiver_internal_pubkey",
+            9,
+            Type::Bytes,
+        ),
+        (
+            "SubscribeLoopInUpdatesResponse",
+            "timestamp_ns",
+            1,
+            Type::Int64,
+        ),
+        ("SubscribeLoopInUpdatesResponse", "state", 2, Type::Enum),
+        ("ServerProbeRequest", "protocol_version", 1, Type::Enum),
+        ("ServerProbeRequest", "amt", 2, Type::Uint64),
+        ("ServerProbeRequest", "target", 3, Type::Bytes),
+        ("ServerProbeRequest", "last_hop", 4, Type::Bytes),
+        ("ServerProbeRequest", "route_hints", 5, Type::Message),
+        ("ServerPushKeyReq", "protocol_version", 1, Type::Enum),
+        ("ServerPushKeyReq", "swap_hash", 2, Type::Bytes),
+        ("ServerPushKeyReq", "internal_privkey", 3, Type::Bytes),
+        ("HopHint", "node_id", 1, Type::String),
+        ("HopHint", "chan_id", 2, Type::Uint64),
+        ("HopHint", "fee_base_msat", 3, Type::Uint32),
+        ("HopHint", "fee_proportional_millionths", 4, Type::Uint32),
+        ("HopHint", "cltv_expiry_delta", 5, Type::Uint32),
+        ("RouteHint", "hop_hints", 1, Type::Message),
+    ];
+    for &(msg, field, number, ty) in fields {
+        assert_field(f, msg, field, number, ty);
+    }
 }

@@ -322,6 +322,53 @@ impl SwapServer for Server {
         self.front.authorize(&request)?;
         Ok(Response::new(wire::FetchL402Response {}))
     }
+
+    // This server exercises the client's L402 handling on Loop Out calls only.
+
+    type SubscribeLoopInUpdatesStream =
+        futures::stream::BoxStream<'static, Result<wire::SubscribeLoopInUpdatesResponse, Status>>;
+
+    async fn loop_in_terms(
+        &self,
+        _request: Request<wire::ServerLoopInTermsRequest>,
+    ) -> Result<Response<wire::ServerLoopInTerms>, Status> {
+        Err(Status::unimplemented("Loop In"))
+    }
+
+    async fn new_loop_in_swap(
+        &self,
+        _request: Request<wire::ServerLoopInRequest>,
+    ) -> Result<Response<wire::ServerLoopInResponse>, Status> {
+        Err(Status::unimplemented("Loop In"))
+    }
+
+    async fn loop_in_quote(
+        &self,
+        _request: Request<wire::ServerLoopInQuoteRequest>,
+    ) -> Result<Response<wire::ServerLoopInQuoteResponse>, Status> {
+        Err(Status::unimplemented("Loop In"))
+    }
+
+    async fn subscribe_loop_in_updates(
+        &self,
+        _request: Request<wire::SubscribeUpdatesRequest>,
+    ) -> Result<Response<Self::SubscribeLoopInUpdatesStream>, Status> {
+        Err(Status::unimplemented("Loop In"))
+    }
+
+    async fn probe(
+        &self,
+        _request: Request<wire::ServerProbeRequest>,
+    ) -> Result<Response<wire::ServerProbeResponse>, Status> {
+        Err(Status::unimplemented("Loop In"))
+    }
+
+    async fn push_key(
+        &self,
+        _request: Request<wire::ServerPushKeyReq>,
+    ) -> Result<Response<wire::ServerPushKeyRes>, Status> {
+        Err(Status::unimplemented("Loop In"))
+    }
 }
 
 impl Payer {

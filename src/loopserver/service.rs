@@ -519,4 +519,54 @@ impl SwapServer for Service {
         self.authorize(&request).await?;
         Ok(Response::new(wire::FetchL402Response {}))
     }
+
+    type SubscribeLoopInUpdatesStream =
+        BoxStream<'static, Result<wire::SubscribeLoopInUpdatesResponse, Status>>;
+
+    async fn loop_in_terms(
+        &self,
+        _request: Request<wire::ServerLoopInTermsRequest>,
+    ) -> Result<Response<wire::ServerLoopInTerms>, Status> {
+        Err(no_loop_in())
+    }
+
+    async fn new_loop_in_swap(
+        &self,
+        _request: Request<wire::ServerLoopInRequest>,
+    ) -> Result<Response<wire::ServerLoopInResponse>, Status> {
+        Err(no_loop_in())
+    }
+
+    async fn loop_in_quote(
+        &self,
+        _request: Request<wire::ServerLoopInQuoteRequest>,
+    ) -> Result<Response<wire::ServerLoopInQuoteResponse>, Status> {
+        Err(no_loop_in())
+    }
+
+    async fn subscribe_loop_in_updates(
+        &self,
+        _request: Request<wire::SubscribeUpdatesRequest>,
+    ) -> Result<Response<Self::SubscribeLoopInUpdatesStream>, Status> {
+        Err(no_loop_in())
+    }
+
+    async fn probe(
+        &self,
+        _request: Request<wire::ServerProbeRequest>,
+    ) -> Result<Response<wire::ServerProbeResponse>, Status> {
+        Err(no_loop_in())
+    }
+
+    async fn push_key(
+        &self,
+        _request: Request<wire::ServerPushKeyReq>,
+    ) -> Result<Response<wire::ServerPushKeyRes>, Status> {
+        Err(no_loop_in())
+    }
+}
+
+/// The reference server does not serve Loop In (yet): a client is told so plainly.
+fn no_loop_in() -> Status {
+    Status::unimplemented("this Loop server does not offer Loop In; use Loop Out (NewLoopOutSwap)")
 }
