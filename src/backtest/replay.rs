@@ -128,6 +128,9 @@ pub struct Outcome {
     pub reference_inbound_ppm: u64,
     /// Forwards of the history the replayed balances could not carry.
     pub forwards_failed: u64,
+    /// The node's own payments and receipts of the history the replayed balances could not
+    /// carry (a payment larger than the local balance, a receipt larger than the room left).
+    pub payments_failed: u64,
     /// Routing fees the carried forwards earned, sat.
     pub routing_earned_sat: u64,
     /// Decisions by reason, over every pass.
@@ -241,6 +244,7 @@ pub fn run(
         below_reference_hours: 0.0,
         reference_inbound_ppm: settings.reference_inbound.0,
         forwards_failed: 0,
+        payments_failed: 0,
         routing_earned_sat: 0,
         reasons: BTreeMap::new(),
         channels: Vec::new(),
@@ -280,6 +284,24 @@ pub fn run(
                     chans[o].days[day].2 += fee.0;
                     chans[i].days[day].1 += in_amount.0;
                     out.routing_earned_sat += fee.0;
+                }
+                EventKind::Payment { chan, amount } => {
+                    if let Some(&i) = index.get(&chan) {
+                        if chans[i].local < amount {
+                            out.payments_failed += 1;
+                        } else {
+                            chans[i].local = chans[i].local.saturating_sub(amount);
+                        }
+                    }
+                }
+                EventKind::Receipt { chan, amount } => {
+                    if let Some(&i) = index.get(&chan) {
+                        if chans[i].capacity.saturating_sub(chans[i].local) < amount {
+                            out.payments_failed += 1;
+                        } else {
+                            chans[i].local += amount;
+                        }
+                    }
                 }
                 EventKind::Balance { chan, local } => {
                     if let Some(&i) = index.get(&chan) {

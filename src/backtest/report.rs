@@ -49,6 +49,13 @@ pub fn summary(name: &str, o: &Outcome) -> String {
         "  forwards the balances could not carry {}, routing fees earned {} sat",
         o.forwards_failed, o.routing_earned_sat
     );
+    if o.payments_failed > 0 {
+        let _ = writeln!(
+            s,
+            "  own payments and receipts the balances could not carry {}",
+            o.payments_failed
+        );
+    }
     let reasons: Vec<String> = o.reasons.iter().map(|(k, v)| format!("{k} {v}")).collect();
     let _ = writeln!(s, "  decisions by reason: {}", reasons.join(", "));
     let mut worst: Vec<_> = o

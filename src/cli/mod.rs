@@ -247,7 +247,12 @@ pub async fn execute(args: &Args) -> Result<String, CliError> {
         }
         Command::Loopserver(server) => return loopserver::run(server, args.json).await,
         Command::Backtest(bt) => {
-            return backtest::run(bt, output::Format::from_json_flag(args.json)).await;
+            return backtest::run(
+                bt,
+                args.datadir.as_deref(),
+                output::Format::from_json_flag(args.json),
+            )
+            .await;
         }
         Command::Getinfo
         | Command::Stop
