@@ -143,8 +143,22 @@ pub struct Outcome {
     /// not in the JSON (the series and per-channel figures are).
     #[serde(skip)]
     pub hourly_inbound: Vec<Vec<u16>>,
+    /// The last pass's decisions, target by target: what the policy would decide at the end of
+    /// the window (the same as `sluice suggest` on a live node in that state).
+    pub final_pass: Vec<FinalDecision>,
     /// Whether the run was stopped before the end.
     pub interrupted: bool,
+}
+
+/// One decision of the last pass.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FinalDecision {
+    /// The target: a channel id, `peer:<key>` or `node`.
+    pub target: String,
+    /// The reason's name (`swap`, `ok`, `fee_cap`, ...).
+    pub reason: String,
+    /// The swap's amount, for the reasons that have one.
+    pub amount_sat: Option<u64>,
 }
 
 /// Why a replay could not start.
@@ -224,6 +238,7 @@ pub fn run(
     let mut fee_history: VecDeque<FeeSample> = VecDeque::new();
     let mut backoff: BTreeMap<ChanId, BackoffState> = BTreeMap::new();
     let mut running: Vec<Running> = Vec::new();
+    let mut last_pass: Option<(Vec<policy::Decision>, Vec<&'static str>)> = None;
     let mut recent: VecDeque<(Sat, Sat)> = VecDeque::new();
     let every =
         TimeDelta::from_std(autoloop::DEFAULT_FEE_SAMPLE_EVERY).unwrap_or(settings.interval);
@@ -250,6 +265,7 @@ pub fn run(
         channels: Vec::new(),
         series: Vec::new(),
         hourly_inbound: vec![Vec::new(); history.channels.len()],
+        final_pass: Vec::new(),
         interrupted: false,
     };
     let hours = settings.interval.num_seconds() as f64 / 3600.0;
@@ -402,6 +418,7 @@ pub fn run(
         gate_open = plan.gate_open.clone();
         let all_open = plan.gate_open.values().all(|o| *o);
         // 4. Dispatch, through the live checks.
+        let mut reasons = Vec::with_capacity(plan.decisions.len());
         for d in &plan.decisions {
             let mut reason = d.reason.clone();
             if reason == Reason::Swap
@@ -463,6 +480,7 @@ pub fn run(
                 }
             }
             *out.reasons.entry(reason.name().to_owned()).or_insert(0) += 1;
+            reasons.push(reason.name());
             // Band time, per channel of the target.
             if let Some(rule) = d.rule.as_deref().and_then(|r| policy.rule(r)) {
                 let (cap, inbound) = d.channels.iter().filter_map(|c| index.get(c)).fold(
@@ -489,6 +507,7 @@ pub fn run(
                 }
             }
         }
+        last_pass = Some((plan.decisions, reasons));
         // 5. Depletion and the node's point.
         let (mut cap, mut inbound) = (0u64, 0u64);
         let on_the_hour =
@@ -523,6 +542,17 @@ pub fn run(
         t += settings.interval;
     }
     out.unfinished_swaps = running.len() as u64;
+    if let Some((decisions, reasons)) = last_pass {
+        out.final_pass = decisions
+            .iter()
+            .zip(reasons)
+            .map(|(d, r)| FinalDecision {
+                target: d.target.to_string(),
+                reason: r.to_owned(),
+                amount_sat: d.proposal.as_ref().map(|p| p.amount.0),
+            })
+            .collect();
+    }
     out.fees_ppm_of_volume = Ppm::ratio(out.fees_total_sat, out.volume_sat).0;
     for c in chans {
         out.below_band_hours += c.figures.below_band_hours;
