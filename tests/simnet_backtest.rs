@@ -227,10 +227,20 @@ fn a_backtest_of_the_nodes_own_history_decides_as_the_live_daemon_does() {
         })
         .collect();
     std::fs::write(&fees, csv).unwrap();
+    // The live server's terms, through the daemon (the simnet's server asks 50 sat + 0.1 %
+    // for 10k to 5M sat, not the backtest's default amounts).
     let out = Command::new(common::sluice_bin())
         .args(["--json", "--datadir"])
-        .arg(dir.path().join("cli"))
-        .args(["backtest", "--from-node", "--days", "1", "--config"])
+        .arg(daemon.dir())
+        .args(["--rpcserver", &daemon.rpc])
+        .args([
+            "backtest",
+            "--from-node",
+            "--live-terms",
+            "--days",
+            "1",
+            "--config",
+        ])
         .arg(&config)
         .arg("--policy")
         .arg(&policy)
@@ -255,6 +265,16 @@ fn a_backtest_of_the_nodes_own_history_decides_as_the_live_daemon_does() {
             })
             .collect()
     };
+    assert_eq!(
+        replayed["outcome"]["server"],
+        serde_json::json!({
+            "min_swap_sat": 10_000,
+            "max_swap_sat": 5_000_000,
+            "fee_base_sat": 50,
+            "fee_ppm": 1_000,
+            "prepay_sat": 1_000,
+        })
+    );
     let live = decisions(&live["decisions"], "reason");
     let replayed = decisions(&replayed["outcome"]["final_pass"], "reason");
     assert_eq!(live, replayed);

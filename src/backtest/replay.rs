@@ -146,8 +146,25 @@ pub struct Outcome {
     /// The last pass's decisions, target by target: what the policy would decide at the end of
     /// the window (the same as `sluice suggest` on a live node in that state).
     pub final_pass: Vec<FinalDecision>,
+    /// The swap server's terms the swaps were priced with.
+    pub server: ServerFigures,
     /// Whether the run was stopped before the end.
     pub interrupted: bool,
+}
+
+/// The swap server's terms a run priced swaps with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ServerFigures {
+    /// Smallest swap, sat.
+    pub min_swap_sat: u64,
+    /// Largest swap, sat.
+    pub max_swap_sat: u64,
+    /// Fixed part of the swap fee, sat.
+    pub fee_base_sat: u64,
+    /// Proportional part of the swap fee, ppm.
+    pub fee_ppm: u64,
+    /// Prepay, sat.
+    pub prepay_sat: u64,
 }
 
 /// One decision of the last pass.
@@ -266,6 +283,13 @@ pub fn run(
         series: Vec::new(),
         hourly_inbound: vec![Vec::new(); history.channels.len()],
         final_pass: Vec::new(),
+        server: ServerFigures {
+            min_swap_sat: settings.terms.min_swap_amount.0,
+            max_swap_sat: settings.terms.max_swap_amount.0,
+            fee_base_sat: settings.terms.fee_base.0,
+            fee_ppm: settings.terms.fee_rate.0,
+            prepay_sat: settings.terms.prepay.0,
+        },
         interrupted: false,
     };
     let hours = settings.interval.num_seconds() as f64 / 3600.0;

@@ -19,6 +19,15 @@ pub fn summary(name: &str, o: &Outcome) -> String {
         "  passes {}, swaps {} ({} failed, {} unfinished), volume {} sat",
         o.passes, o.swaps, o.failed_swaps, o.unfinished_swaps, o.volume_sat
     );
+    let _ = writeln!(
+        s,
+        "  server: {} sat + {} ppm, prepay {} sat, swaps of {} to {} sat",
+        o.server.fee_base_sat,
+        o.server.fee_ppm,
+        o.server.prepay_sat,
+        o.server.min_swap_sat,
+        o.server.max_swap_sat
+    );
     let cats: Vec<String> = o
         .fees_by_category
         .iter()

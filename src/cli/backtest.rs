@@ -13,6 +13,7 @@ use super::CliError;
 use super::output::Format;
 use crate::backtest::{self, FeeSeries, History, Outcome, Settings, input, model, report};
 use crate::domain::{Ppm, Sat};
+use crate::loopserver::terms::Terms;
 use crate::policy::{self, Policy};
 
 /// The end of a synthetic history unless `--end` says otherwise: fixed, so a seed gives the
@@ -87,15 +88,70 @@ pub struct BacktestArgs {
     /// The swap server's fixed fee, sat.
     #[arg(long, default_value_t = 50, value_name = "SAT")]
     pub server_fee_base: u64,
+    /// Price swaps with the live server's current terms instead, read through the running
+    /// daemon (`sluice terms` and two quotes): amounts, fixed and proportional fee, prepay.
+    #[arg(long, conflicts_with_all = ["server_fee_ppm", "server_fee_base"])]
+    pub live_terms: bool,
+}
+
+/// The two amounts the live server is quoted at to find its fixed and proportional fee.
+const LIVE_QUOTE_AMOUNTS: (u64, u64) = (1_000_000, 4_000_000);
+
+/// The live server's terms, read through the daemon: its amounts, and the fee line through
+/// two quotes (fixed part and proportional part), with the larger quote's prepay.
+pub async fn live_terms(target: &super::client::Target) -> Result<Terms, CliError> {
+    let mut client = target.connect().await?;
+    let t = client
+        .terms(crate::proto::sluice::TermsRequest {})
+        .await
+        .map_err(|s| target.call_error(s, "read the swap terms for --live-terms"))?
+        .into_inner();
+    let clamp = |a: u64| a.clamp(t.min_amount_sat, t.max_amount_sat.max(t.min_amount_sat));
+    let (a1, a2) = (clamp(LIVE_QUOTE_AMOUNTS.0), clamp(LIVE_QUOTE_AMOUNTS.1));
+    let quote = |amount_sat: u64| {
+        let mut client = client.clone();
+        async move {
+            client
+                .quote(crate::proto::sluice::QuoteRequest {
+                    amount_sat,
+                    conf_target: 0,
+                })
+                .await
+                .map(tonic::Response::into_inner)
+        }
+    };
+    let q1 = quote(a1)
+        .await
+        .map_err(|s| target.call_error(s, "quote the live server for --live-terms"))?;
+    let q2 = quote(a2)
+        .await
+        .map_err(|s| target.call_error(s, "quote the live server for --live-terms"))?;
+    let rate = if a2 > a1 {
+        q2.swap_fee_sat.saturating_sub(q1.swap_fee_sat) * 1_000_000 / (a2 - a1)
+    } else {
+        0
+    };
+    let base = q1.swap_fee_sat.saturating_sub(a1 * rate / 1_000_000);
+    let mut terms = model::default_terms();
+    terms.min_swap_amount = Sat(t.min_amount_sat);
+    terms.max_swap_amount = Sat(t.max_amount_sat);
+    terms.fee_base = Sat(base);
+    terms.fee_rate = Ppm(rate);
+    terms.prepay = Sat(q2.prepay_amount_sat);
+    Ok(terms)
 }
 
 /// Runs `sluice backtest`.
 pub async fn run(
     args: &BacktestArgs,
     datadir: Option<&Path>,
+    live: Option<Terms>,
     format: Format,
 ) -> Result<String, CliError> {
-    let settings = settings(args)?;
+    let mut settings = settings(args)?;
+    if let Some(terms) = live {
+        settings.terms = terms;
+    }
     let a = load_policy(&args.policy)?;
     let b = match &args.against {
         Some(p) => Some(load_policy(p)?),
