@@ -158,11 +158,30 @@ fn loops_cli_runs_a_loop_out_through_sluiced() {
     assert!(terms.contains("Loop In\n------"), "{terms}");
     assert!(terms.contains("use loopd for Loop In"), "{terms}");
 
-    let quote = cli.ok(&["quote", "out", AMOUNT]);
-    assert!(quote.contains("Send off-chain:"), "{quote}");
-    assert!(quote.contains(AMOUNT), "{quote}");
-    assert!(quote.contains("Loop service fee:"), "{quote}");
-    assert!(quote.contains("Estimated on-chain fee:"), "{quote}");
+    // The CLI's quote is sluice's: the server's fee plus sluice's sweep estimate.
+    let printed = cli.ok(&["quote", "out", AMOUNT]);
+    let ours_quote: serde_json::Value = {
+        let q = daemon.cli(&["--json", "quote", "out", AMOUNT]);
+        assert!(q.status.success(), "{}", stderr(&q));
+        serde_json::from_slice(&q.stdout).unwrap()
+    };
+    let sat_after = |label: &str| -> u64 {
+        printed
+            .lines()
+            .find_map(|l| l.strip_prefix(label))
+            .and_then(|rest| rest.trim().strip_suffix(" sat"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {label:?} in: {printed}"))
+    };
+    assert_eq!(sat_after("Send off-chain:"), 250_000, "{printed}");
+    let total = sat_after("Estimated total fee:");
+    assert_eq!(
+        total,
+        ours_quote["swap_fee_sat"].as_u64().unwrap()
+            + ours_quote["estimated_sweep_fee_sat"].as_u64().unwrap(),
+        "{printed}\n{ours_quote}"
+    );
+    assert_eq!(sat_after("Receive on-chain:"), 250_000 - total, "{printed}");
 
     // A read-only macaroon, and a macaroon minted by another sluiced, are refused for
     // `loop out`, with loopd's words; nothing is created.
@@ -200,15 +219,12 @@ fn loops_cli_runs_a_loop_out_through_sluiced() {
         .unwrap_or_else(|| panic!("no swap id in: {out}"));
 
     // sluice's own API shows the same swap, bound by the limits Loop's CLI computed.
-    let info = daemon.cli(&["--json", "swapinfo", &id]);
+    let info = daemon.cli(&["--json", "swap", &id]);
     assert!(info.status.success(), "{}", stderr(&info));
     let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
     assert_eq!(info["swap"]["initiator"], "loop-cli", "{info}");
     let limits = &info["limits"];
-    let quote: serde_json::Value = {
-        let q = daemon.cli(&["--json", "quote", "out", AMOUNT]);
-        serde_json::from_slice(&q.stdout).unwrap()
-    };
+    let quote = &ours_quote;
     let amount: u64 = AMOUNT.parse().unwrap();
     // Loop's CLI: routing limit 10 sat + 2 % of the amount; the prepay's likewise; the swap
     // fee and prepay as quoted.
@@ -286,7 +302,7 @@ fn loops_cli_runs_a_loop_out_through_sluiced() {
     assert!(
         lines
             .iter()
-            .any(|l| l.contains("LOOP_OUT") && l.contains("SUCCESS") && l.contains("0.0025 BTC")),
+            .any(|l| l.contains("LOOP_OUT") && l.contains("SUCCESS") && l.contains("0.00250000 BTC")),
         "loop monitor printed:\n{text}"
     );
     assert!(
