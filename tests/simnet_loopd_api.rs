@@ -300,9 +300,9 @@ fn loops_cli_runs_a_loop_out_through_sluiced() {
     let lines = lines.join().unwrap();
     let text = lines.join("\n");
     assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("LOOP_OUT") && l.contains("SUCCESS") && l.contains("0.00250000 BTC")),
+        lines.iter().any(|l| l.contains("LOOP_OUT")
+            && l.contains("SUCCESS")
+            && l.contains("0.00250000 BTC")),
         "loop monitor printed:\n{text}"
     );
     assert!(
@@ -317,8 +317,28 @@ fn loops_cli_runs_a_loop_out_through_sluiced() {
         sluice::regtest::lnd::number(&params["autoloop_budget_sat"]) > 0,
         "{params}"
     );
-    let suggested = cli.run(&["suggestswaps"]);
-    assert!(suggested.status.success(), "{}", stderr(&suggested));
+    // Every target of the policy is either a suggested Loop Out or disqualified with a reason.
+    let suggested = cli.json(&["suggestswaps"]);
+    let info = cli.json(&["getinfo"]);
+    let outs = suggested["loop_out"].as_array().map_or(0, Vec::len);
+    let disqualified = suggested["disqualified"].as_array().map_or(0, Vec::len);
+    assert!(outs + disqualified > 0, "{suggested}");
+    for d in suggested["disqualified"].as_array().into_iter().flatten() {
+        assert!(
+            d["reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("AUTO_REASON_")),
+            "{d}"
+        );
+    }
+    assert_eq!(info["network"], "regtest", "{info}");
+    assert!(
+        info["version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("sluiced ")),
+        "{info}"
+    );
+    assert_eq!(info["loop_out_stats"]["success_count"], "1", "{info}");
     let set = cli.run(&["setparams", "--maxamt", "100000"]);
     assert!(!set.status.success());
     assert!(

@@ -82,14 +82,14 @@ fn suggestion(d: &Decision, out: &mut rpc::SuggestSwapsResponse) {
         }
         (reason, _) => {
             let reason = auto_reason(reason);
-            if d.channels.is_empty() {
-                if let crate::policy::Target::Peer(pubkey) = &d.target {
-                    out.disqualified.push(rpc::Disqualified {
-                        channel_id: 0,
-                        pubkey: hex::decode(pubkey).unwrap_or_default(),
-                        reason: reason.into(),
-                    });
-                }
+            if d.channels.is_empty()
+                && let crate::policy::Target::Peer(pubkey) = &d.target
+            {
+                out.disqualified.push(rpc::Disqualified {
+                    channel_id: 0,
+                    pubkey: hex::decode(pubkey).unwrap_or_default(),
+                    reason: reason.into(),
+                });
             }
             for c in &d.channels {
                 out.disqualified.push(rpc::Disqualified {
