@@ -347,3 +347,192 @@ fn loops_cli_runs_a_loop_out_through_sluiced() {
         stderr(&set)
     );
 }
+
+/// The same API through a plain gRPC client (no `loop` binary needed): the five limits of a
+/// `LoopOut` bind exactly as sent, a quote above them is refused before anything is stored,
+/// and calls sluice does not serve say what to use instead.
+#[test]
+fn loop_out_limits_bind_as_sent_and_unserved_calls_say_what_to_use() {
+    use sluice::proto::loopd::looprpc as rpc;
+    use sluice::proto::loopd::looprpc::swap_client_client::SwapClientClient;
+
+    let daemon = Daemon::start(&["--loopd-api-listen", "127.0.0.1:0"]);
+    let addr = loopd_listen(&daemon);
+    let dir = daemon.dir().join("loopd/regtest");
+    let cert = std::fs::read(dir.join("tls.cert")).unwrap();
+    let macaroon: tonic::metadata::MetadataValue<tonic::metadata::Ascii> =
+        hex::encode(std::fs::read(dir.join("loop.macaroon")).unwrap())
+            .parse()
+            .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let channel = sluice::tls::pinned_channel(&addr, &cert, Duration::from_secs(10))
+            .await
+            .unwrap();
+        let mut bare = SwapClientClient::new(channel.clone());
+        let err = bare
+            .list_swaps(rpc::ListSwapsRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unknown);
+        assert_eq!(err.message(), "expected 1 macaroon, got 0");
+
+        let mut client =
+            SwapClientClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
+                req.metadata_mut().insert("macaroon", macaroon.clone());
+                Ok(req)
+            });
+        let deadline = std::time::Instant::now() + LIMIT;
+        loop {
+            if client
+                .loop_out_terms(rpc::TermsRequest::default())
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "terms never answered");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let amount: i64 = 250_000;
+        let quote = client
+            .loop_out_quote(rpc::QuoteRequest {
+                amt: amount,
+                conf_target: 9,
+                ..rpc::QuoteRequest::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(
+            quote.swap_fee_sat > 0 && quote.prepay_amt_sat > 0,
+            "{quote:?}"
+        );
+        assert!(quote.cltv_delta > 0, "{quote:?}");
+        let request = rpc::LoopOutRequest {
+            amt: amount,
+            max_swap_fee: quote.swap_fee_sat,
+            max_prepay_amt: quote.prepay_amt_sat,
+            max_swap_routing_fee: 5_010,
+            max_prepay_routing_fee: 77,
+            max_miner_fee: 12_345,
+            sweep_conf_target: 9,
+            htlc_confirmations: 1,
+            initiator: "grpc-test".to_owned(),
+            ..rpc::LoopOutRequest::default()
+        };
+
+        // Each limit below the quote is refused, as loopd refuses it; nothing is stored.
+        for (what, bad) in [
+            (
+                "max_swap_fee",
+                rpc::LoopOutRequest {
+                    max_swap_fee: quote.swap_fee_sat - 1,
+                    ..request.clone()
+                },
+            ),
+            (
+                "max_prepay",
+                rpc::LoopOutRequest {
+                    max_prepay_amt: quote.prepay_amt_sat - 1,
+                    ..request.clone()
+                },
+            ),
+        ] {
+            let err = client.loop_out(bad).await.unwrap_err();
+            assert!(err.message().contains(what), "{what}: {err:?}");
+        }
+        for (field, bad) in [
+            (
+                "max_miner_fee",
+                rpc::LoopOutRequest {
+                    max_miner_fee: -1,
+                    ..request.clone()
+                },
+            ),
+            (
+                "htlc_confirmations",
+                rpc::LoopOutRequest {
+                    htlc_confirmations: 6,
+                    ..request.clone()
+                },
+            ),
+            (
+                "account",
+                rpc::LoopOutRequest {
+                    account: "savings".to_owned(),
+                    ..request.clone()
+                },
+            ),
+        ] {
+            let err = client.loop_out(bad).await.unwrap_err();
+            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{field}: {err:?}");
+            assert!(err.message().contains(field), "{field}: {err:?}");
+        }
+        let none = client
+            .list_swaps(rpc::ListSwapsRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(
+            none.swaps.is_empty(),
+            "a refused LoopOut stored a swap: {none:?}"
+        );
+
+        // The limits as sent are the swap's limits.
+        let created = client.loop_out(request).await.unwrap().into_inner();
+        let id = hex::encode(&created.id_bytes);
+        assert!(
+            created.htlc_address_p2tr.starts_with("bcrt1p"),
+            "{created:?}"
+        );
+        let status = client
+            .swap_info(rpc::SwapInfoRequest {
+                id: created.id_bytes.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(status.amt, amount);
+        assert_eq!(status.r#type(), rpc::SwapType::LoopOut);
+        let info = daemon.cli(&["--json", "swap", &id]);
+        assert!(info.status.success(), "{}", stderr(&info));
+        let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+        let limits = &info["limits"];
+        assert_eq!(limits["max_miner_fee_sat"], 12_345, "{info}");
+        assert_eq!(limits["max_prepay_routing_fee_sat"], 77, "{info}");
+        assert_eq!(limits["max_swap_routing_fee_sat"], 5_010, "{info}");
+        assert_eq!(info["swap"]["initiator"], "grpc-test", "{info}");
+
+        let err = client
+            .swap_info(rpc::SwapInfoRequest { id: vec![1, 2, 3] })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+
+        // Calls without meaning in sluice say what to use instead.
+        let err = client
+            .loop_in(rpc::LoopInRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unimplemented);
+        assert!(err.message().contains("use loopd for Loop In"), "{err:?}");
+        let err = client
+            .set_liquidity_params(rpc::SetLiquidityParamsRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unimplemented);
+        assert!(err.message().contains("policies are files"), "{err:?}");
+        assert!(
+            err.message()
+                .contains(&daemon.dir().join("policies").display().to_string()),
+            "{err:?}"
+        );
+        let err = client
+            .abandon_swap(rpc::AbandonSwapRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unimplemented);
+        assert!(err.message().contains("`sluice swap ID`"), "{err:?}");
+    });
+}

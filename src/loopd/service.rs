@@ -487,7 +487,7 @@ impl SwapClient for LoopdService {
     ) -> Result<Response<rpc::SweepHtlcResponse>, Status> {
         Err(unimplemented(
             "sweep_htlc",
-            "sluiced sweeps every HTLC itself, on its fee schedule; see `sluice swapinfo ID`",
+            "sluiced sweeps every HTLC itself, on its fee schedule; see `sluice swap ID`",
         ))
     }
 
@@ -497,7 +497,7 @@ impl SwapClient for LoopdService {
     ) -> Result<Response<rpc::AbandonSwapResponse>, Status> {
         Err(unimplemented(
             "abandon_swap",
-            "sluiced does not abandon swaps: it drives each to a terminal state; see `sluice swapinfo ID`",
+            "sluiced does not abandon swaps: it drives each to a terminal state; see `sluice swap ID`",
         ))
     }
 
