@@ -574,3 +574,29 @@ fn create_private_dir(path: &std::path::Path) -> Result<(), RunError> {
     std::fs::create_dir_all(path).map_err(err)?;
     Ok(())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_taken_default_loopd_address_leaves_it_off_and_a_chosen_one_fails_the_start() {
+        let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = taken.local_addr().unwrap();
+        let defaulted = crate::config::LoopdApiConfig {
+            enabled: true,
+            listen: addr,
+            listen_defaulted: true,
+        };
+        assert!(bind_loopd_api(&defaulted).await.unwrap().is_none());
+        let chosen = crate::config::LoopdApiConfig {
+            listen_defaulted: false,
+            ..defaulted
+        };
+        let err = bind_loopd_api(&chosen).await.unwrap_err();
+        assert!(err.to_string().contains("loopd_api.listen"), "{err}");
+        drop(taken);
+        assert!(bind_loopd_api(&chosen).await.unwrap().is_some());
+    }
+}
