@@ -101,9 +101,9 @@ fn loopd_listen(daemon: &Daemon) -> String {
 }
 
 /// A sluiced on the simnet with its loopd API on a free port and the example policy in a
-/// policy directory of its own (autoloop stays off: only the CLI makes swaps).
-fn start() -> Option<(Daemon, LoopCli)> {
-    let programs = realnode_harness::programs()?;
+/// policy directory of its own: autoloop stays off (a fresh simnet would turn it on), so only
+/// the test makes swaps.
+fn sluiced() -> Daemon {
     let datadir = tempfile::tempdir().unwrap();
     let policies = datadir.path().join("policies");
     std::fs::create_dir_all(&policies).unwrap();
@@ -112,7 +112,13 @@ fn start() -> Option<(Daemon, LoopCli)> {
         policies.join("set-and-forget.yaml"),
     )
     .unwrap();
-    let daemon = Daemon::start_in(datadir, &["--loopd-api-listen", "127.0.0.1:0"]);
+    Daemon::start_in(datadir, &["--loopd-api-listen", "127.0.0.1:0"])
+}
+
+/// [`sluiced`] and Loop's CLI pointed at it; `None` without the `loop` binary.
+fn start() -> Option<(Daemon, LoopCli)> {
+    let programs = realnode_harness::programs()?;
+    let daemon = sluiced();
     let cli = LoopCli {
         bin: programs.path("loop"),
         rpc: loopd_listen(&daemon),
@@ -356,7 +362,7 @@ fn loop_out_limits_bind_as_sent_and_unserved_calls_say_what_to_use() {
     use sluice::proto::loopd::looprpc as rpc;
     use sluice::proto::loopd::looprpc::swap_client_client::SwapClientClient;
 
-    let daemon = Daemon::start(&["--loopd-api-listen", "127.0.0.1:0"]);
+    let daemon = sluiced();
     let addr = loopd_listen(&daemon);
     let dir = daemon.dir().join("loopd/regtest");
     let cert = std::fs::read(dir.join("tls.cert")).unwrap();
