@@ -106,6 +106,9 @@ fn parse_id(bytes: &[u8]) -> Result<SwapHash, Status> {
 /// (Loop's CLI sends "now" for `--fast`, now + 30 minutes otherwise).
 const FAST_DEADLINE_SLACK_SECS: i64 = 60;
 
+/// Completed swaps `Monitor` sends before the updates: loopd's `completedSwapsCount`.
+const MONITOR_COMPLETED_SWAPS: usize = 5;
+
 /// The stream `Monitor` answers with.
 pub type MonitorStream = Pin<Box<dyn Stream<Item = Result<rpc::SwapStatus, Status>> + Send>>;
 
@@ -245,10 +248,16 @@ impl SwapClient for LoopdService {
                     what: "the swap store",
                     reason: e.to_string(),
                 })?;
-        // loopd first sends every swap it knows, oldest first, then each update.
-        let initial: Vec<Result<rpc::SwapStatus, Status>> = all
-            .iter()
-            .rev()
+        // As loopd: first every pending swap and the most recently updated completed ones,
+        // oldest update first, then each update.
+        let (mut shown, mut completed): (Vec<_>, Vec<_>) =
+            all.iter().partition(|r| !r.progress.state.is_terminal());
+        completed.sort_by_key(|r| std::cmp::Reverse(r.updated_at_unix));
+        completed.truncate(MONITOR_COMPLETED_SWAPS);
+        shown.extend(completed);
+        shown.sort_by_key(|r| r.updated_at_unix);
+        let initial: Vec<Result<rpc::SwapStatus, Status>> = shown
+            .into_iter()
             .map(|r| Ok(convert::swap_status(r)))
             .collect();
         let live = futures::stream::unfold((rx, store), |(mut rx, store)| async move {
