@@ -389,11 +389,19 @@ impl SwapClient for LoopdService {
         }
         let backend = self.backend()?;
         let amount = sat("amt", req.amt)?;
+        // Quoted for the deadline the swap will be created with (see `loop_out`).
+        let deadline = i64::try_from(req.swap_publication_deadline).unwrap_or(i64::MAX);
+        let fast = req.fast
+            || (req.swap_publication_deadline != 0
+                && deadline <= now_unix().saturating_add(FAST_DEADLINE_SLACK_SECS));
         let q = backend
-            .quote(pb::QuoteRequest {
-                amount_sat: amount.0,
-                conf_target: conf_target("conf_target", req.conf_target)?,
-            })
+            .quote_for_own_limits(
+                pb::QuoteRequest {
+                    amount_sat: amount.0,
+                    conf_target: conf_target("conf_target", req.conf_target)?,
+                },
+                fast,
+            )
             .await?;
         let height = backend.engine.height().map_or(0, |h| h.0);
         Ok(Response::new(rpc::OutQuoteResponse {
