@@ -103,7 +103,7 @@ fn loopd_listen(daemon: &Daemon) -> String {
 /// A sluiced on the simnet with its loopd API on a free port and the example policy in a
 /// policy directory of its own: autoloop stays off (a fresh simnet would turn it on), so only
 /// the test makes swaps.
-fn sluiced() -> Daemon {
+fn sluiced(extra: &[&str]) -> Daemon {
     let datadir = tempfile::tempdir().unwrap();
     let policies = datadir.path().join("policies");
     std::fs::create_dir_all(&policies).unwrap();
@@ -112,13 +112,15 @@ fn sluiced() -> Daemon {
         policies.join("set-and-forget.yaml"),
     )
     .unwrap();
-    Daemon::start_in(datadir, &["--loopd-api-listen", "127.0.0.1:0"])
+    let mut args = vec!["--loopd-api-listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    Daemon::start_in(datadir, &args)
 }
 
 /// [`sluiced`] and Loop's CLI pointed at it; `None` without the `loop` binary.
 fn start() -> Option<(Daemon, LoopCli)> {
     let programs = realnode_harness::programs()?;
-    let daemon = sluiced();
+    let daemon = sluiced(&[]);
     let cli = LoopCli {
         bin: programs.path("loop"),
         rpc: loopd_listen(&daemon),
@@ -362,7 +364,9 @@ fn loop_out_limits_bind_as_sent_and_unserved_calls_say_what_to_use() {
     use sluice::proto::loopd::looprpc as rpc;
     use sluice::proto::loopd::looprpc::swap_client_client::SwapClientClient;
 
-    let daemon = sluiced();
+    // A swap-fee ceiling no quote meets: it bounds the limits sluice derives itself (`sluice
+    // quote` is refused) but not a loopd client's quote, which comes with limits of its own.
+    let daemon = sluiced(&["--swap-max-swap-fee-ppm", "1"]);
     let addr = loopd_listen(&daemon);
     let dir = daemon.dir().join("loopd/regtest");
     let cert = std::fs::read(dir.join("tls.cert")).unwrap();
@@ -415,6 +419,13 @@ fn loop_out_limits_bind_as_sent_and_unserved_calls_say_what_to_use() {
             "{quote:?}"
         );
         assert!(quote.cltv_delta > 0, "{quote:?}");
+        let ours = daemon.cli(&["quote", "out", "250000"]);
+        assert!(!ours.status.success());
+        assert!(
+            stderr(&ours).contains("swap.max_swap_fee_ppm"),
+            "{}",
+            stderr(&ours)
+        );
         let request = rpc::LoopOutRequest {
             amt: amount,
             max_swap_fee: quote.swap_fee_sat,
