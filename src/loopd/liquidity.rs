@@ -118,18 +118,28 @@ pub async fn suggest(state: &ApiState) -> Result<rpc::SuggestSwapsResponse, Stat
     Ok(out)
 }
 
-/// `GetLiquidityParams`: the policy in force in Loop's fields. Loop has one set of parameters
-/// for the node; sluice has rules, so the node-wide fields come from the first rule (the one
-/// Loop's single set corresponds to in a one-rule policy) and the thresholds from every rule
-/// that names its channels or peers with share levels.
+/// `GetLiquidityParams`: the policy in force in Loop's fields ([`params_from`]); with no
+/// policy loaded, only `autoloop`.
 pub async fn params(state: &ApiState) -> Result<rpc::LiquidityParameters, Status> {
     let al = autoloop(state)?;
+    let on = al.mode() == Mode::On;
+    Ok(match al.policy().await {
+        Some(policy) => params_from(&policy, on),
+        None => rpc::LiquidityParameters {
+            autoloop: on,
+            ..rpc::LiquidityParameters::default()
+        },
+    })
+}
+
+/// A policy in Loop's liquidity parameters. Loop has one set of parameters for the node and
+/// per-channel thresholds; sluice has rules. The node-wide fields come from the catch-all rule
+/// (`match: all` or `node`; else the first rule) and the first budget, the thresholds from
+/// every rule that names its channels or peers and has its band in shares. Pure.
+pub fn params_from(policy: &crate::policy::Policy, autoloop_on: bool) -> rpc::LiquidityParameters {
     let mut out = rpc::LiquidityParameters {
-        autoloop: al.mode() == Mode::On,
+        autoloop: autoloop_on,
         ..rpc::LiquidityParameters::default()
-    };
-    let Some(policy) = al.policy().await else {
-        return Ok(out);
     };
     out.auto_max_in_flight = u64::from(policy.limits.in_flight);
     if let Some(budget) = policy.budgets.first() {
@@ -138,7 +148,17 @@ pub async fn params(state: &ApiState) -> Result<rpc::LiquidityParameters, Status
             out.autoloop_budget_refresh_period_sec = u64::try_from(d.num_seconds()).unwrap_or(0);
         }
     }
-    if let Some(rule) = policy.rules.first() {
+    let node_wide = policy
+        .rules
+        .iter()
+        .find(|r| {
+            matches!(
+                r.matcher,
+                crate::policy::Matcher::All | crate::policy::Matcher::Node
+            )
+        })
+        .or_else(|| policy.rules.first());
+    if let Some(rule) = node_wide {
         let s = &rule.settings;
         out.sweep_conf_target = i32::try_from(s.swap.conf_target).unwrap_or(i32::MAX);
         out.htlc_conf_target = i32::try_from(s.swap.htlc_confs).unwrap_or(i32::MAX);
@@ -185,12 +205,45 @@ pub async fn params(state: &ApiState) -> Result<rpc::LiquidityParameters, Status
                 .push(threshold(0, hex::decode(p).unwrap_or_default()));
         }
     }
-    Ok(out)
+    out
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loops_documented_autoloop_example_reads_back_in_loops_terms() {
+        let policy = crate::policy::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("policies/loop-autoloop-equivalent/policy.yaml"),
+        )
+        .unwrap();
+        let p = params_from(&policy, true);
+        assert!(p.autoloop);
+        assert_eq!(p.fee_ppm, 20_000);
+        assert_eq!(p.sweep_conf_target, 100);
+        assert_eq!(p.htlc_conf_target, 1);
+        assert_eq!(p.failure_backoff_sec, 24 * 3600);
+        assert_eq!(p.max_prepay_sat, 30_000);
+        assert_eq!(p.autoloop_budget_sat, 335_544);
+        assert_eq!(p.autoloop_budget_refresh_period_sec, 7 * 24 * 3600);
+        assert_eq!(p.auto_max_in_flight, 1);
+        // "incoming 20 / outgoing 30 on one channel", as Loop documents it.
+        let chan = (800_020u64 << 40) | (1 << 16);
+        assert_eq!(
+            p.rules,
+            vec![rpc::LiquidityRule {
+                channel_id: chan,
+                pubkey: Vec::new(),
+                swap_type: rpc::SwapType::LoopOut.into(),
+                r#type: rpc::LiquidityRuleType::Threshold.into(),
+                incoming_threshold: 20,
+                outgoing_threshold: 30,
+            }]
+        );
+    }
 
     #[test]
     fn reasons_loop_knows_map_to_loops_words() {
