@@ -8,46 +8,13 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::poll;
+use common::{poll, serve_simnet as serve};
 use serde_json::Value;
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-/// A child process killed on drop.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-fn serve(dir: &Path) -> Killed {
-    let log = std::fs::File::create(dir.join("serve.stderr")).unwrap();
-    let mut child = Command::new(common::sluice_bin())
-        .args(["--json", "simnet", "--dir"])
-        .arg(dir)
-        .args(["serve", "--block-interval", "0s", "--no-traffic"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let config = dir.join("sluice.yaml");
-    poll("the simnet to serve", LIMIT, || {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("sluice simnet serve exited with {status}");
-        }
-        config.exists().then_some(())
-    });
-    Killed(child)
-}
 
 fn ok(out: Output, what: &str) -> String {
     assert!(
