@@ -73,9 +73,24 @@ async fn sim(seed: u64) -> Sim {
     }
 }
 
+/// A `NewLoopInSwap` call and what the client saw around it.
+struct Registered {
+    answer: Result<wire::ServerLoopInResponse, tonic::Status>,
+    height: BlockHeight,
+    preimage: Preimage,
+    sender: SecretKey,
+    internal: SecretKey,
+    swap_fee: Sat,
+    settled: tokio::sync::watch::Receiver<bool>,
+    /// Whether the probe had reached the client when the answer arrived.
+    probed_before_answer: bool,
+    probed: tokio::sync::watch::Receiver<bool>,
+}
+
 /// What the client side of one Loop In holds.
 struct InSwap {
     preimage: Preimage,
+    sender: SecretKey,
     internal: SecretKey,
     htlc: HtlcV3,
     swap_fee: Sat,
@@ -119,9 +134,16 @@ impl Sim {
             .payment_request
     }
 
-    /// Acts out lnd for the client: the probe invoice is cancelled once accepted, the swap
-    /// invoice settled with the preimage once accepted (a normal invoice).
-    async fn watch_invoices(&self, preimage: Preimage) -> tokio::sync::watch::Receiver<bool> {
+    /// Acts out lnd for the client: the probe invoice is cancelled once accepted (the probe
+    /// flag goes up then), the swap invoice settled with the preimage once accepted (a normal
+    /// invoice).
+    async fn watch_invoices(
+        &self,
+        preimage: Preimage,
+    ) -> (
+        tokio::sync::watch::Receiver<bool>,
+        tokio::sync::watch::Receiver<bool>,
+    ) {
         let node = self.sluice.clone();
         let mut probe = node
             .subscribe_single_invoice(probe_hash(preimage.hash()))
@@ -132,10 +154,12 @@ impl Sim {
             .await
             .unwrap();
         let (tx, rx) = tokio::sync::watch::channel(false);
+        let (probed_tx, probed) = tokio::sync::watch::channel(false);
         let n = node.clone();
         tokio::spawn(async move {
             while let Some(Ok(u)) = probe.next().await {
                 if u.state == InvoiceState::Accepted {
+                    let _ = probed_tx.send(true);
                     n.cancel_invoice(probe_hash(preimage.hash())).await.unwrap();
                     return;
                 }
@@ -153,12 +177,12 @@ impl Sim {
                 }
             }
         });
-        rx
+        (rx, probed)
     }
 
-    /// Terms, quote, invoices, `NewLoopInSwap`, and the checks Loop's client makes on the
-    /// answer (keys on the curve, expiry 100..=1500 blocks ahead).
-    async fn start(&mut self, n: u8) -> InSwap {
+    /// Terms, quote, invoices and `NewLoopInSwap`, as Loop's client sends them; the raw
+    /// answer, and when the probe reached the client relative to it.
+    async fn request(&mut self, n: u8) -> Registered {
         let terms = self
             .rpc
             .loop_in_terms(wire::ServerLoopInTermsRequest {
@@ -169,18 +193,7 @@ impl Sim {
             .unwrap()
             .into_inner();
         assert!(terms.min_swap_amount <= AMOUNT.0 && AMOUNT.0 <= terms.max_swap_amount);
-        let quote = self
-            .rpc
-            .loop_in_quote(wire::ServerLoopInQuoteRequest {
-                amt: AMOUNT.0,
-                protocol_version: 11,
-                pubkey: public(&secret(1)).serialize().to_vec(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        let swap_fee = Sat(u64::try_from(quote.swap_fee).unwrap());
+        let swap_fee = self.quote().await;
         let height = self.height();
         let preimage = Preimage([n; 32]);
         let hash = preimage.hash();
@@ -191,8 +204,8 @@ impl Sim {
         let probe_invoice = self
             .hold_invoice(probe_hash(hash), invoice_amount, "loop in probe")
             .await;
-        let settled = self.watch_invoices(preimage).await;
-        let resp = self
+        let (settled, mut probed) = self.watch_invoices(preimage).await;
+        let answer = self
             .rpc
             .new_loop_in_swap(wire::ServerLoopInRequest {
                 sender_key: public(&sender).serialize().to_vec(),
@@ -206,27 +219,64 @@ impl Sim {
                 ..Default::default()
             })
             .await
+            .map(tonic::Response::into_inner);
+        let probed_before_answer = *probed.borrow_and_update();
+        Registered {
+            answer,
+            height,
+            preimage,
+            sender,
+            internal,
+            swap_fee,
+            settled,
+            probed_before_answer,
+            probed,
+        }
+    }
+
+    async fn quote(&mut self) -> Sat {
+        let quote = self
+            .rpc
+            .loop_in_quote(wire::ServerLoopInQuoteRequest {
+                amt: AMOUNT.0,
+                protocol_version: 11,
+                pubkey: public(&secret(1)).serialize().to_vec(),
+                ..Default::default()
+            })
+            .await
             .unwrap()
             .into_inner();
+        Sat(u64::try_from(quote.swap_fee).unwrap())
+    }
+
+    /// [`request`](Self::request) and the checks Loop's client makes on the answer (probe
+    /// seen, keys on the curve, expiry 100..=1500 blocks ahead).
+    async fn start(&mut self, n: u8) -> InSwap {
+        let r = self.request(n).await;
+        let resp = r.answer.unwrap();
+        assert!(r.probed_before_answer, "the probe reached the client first");
         let expiry = u32::try_from(resp.expiry).unwrap();
+        let height = r.height;
         assert!(
             (height.0 + 100..=height.0 + 1500).contains(&expiry),
             "expiry {expiry} at height {height}"
         );
         let keys = HtlcKeys {
-            sender: public(&sender),
+            sender: public(&r.sender),
             receiver: PublicKey::from_slice(&resp.receiver_key).unwrap(),
-            sender_internal: public(&internal),
+            sender_internal: public(&r.internal),
             receiver_internal: PublicKey::from_slice(&resp.receiver_internal_pubkey).unwrap(),
         };
         assert_ne!(keys.receiver, keys.receiver_internal, "four distinct keys");
-        let htlc = HtlcV3::with_internal_keys(keys, hash, expiry, Network::Regtest).unwrap();
+        let htlc =
+            HtlcV3::with_internal_keys(keys, r.preimage.hash(), expiry, Network::Regtest).unwrap();
         InSwap {
-            preimage,
-            internal,
+            preimage: r.preimage,
+            sender: r.sender,
+            internal: r.internal,
             htlc,
-            swap_fee,
-            settled,
+            swap_fee: r.swap_fee,
+            settled: r.settled,
         }
     }
 
@@ -491,4 +541,209 @@ async fn bad_loop_in_requests_are_refused_with_the_field_named() {
         .await
         .unwrap_err();
     assert_eq!(quote_err.code(), tonic::Code::InvalidArgument);
+}
+
+// ----- the Loop In misbehaviours, switched on by name as a person or a client test does -----
+
+fn misbehave(sim: &Sim, name: &str) {
+    sim.server
+        .misbehave(Some(sluice::loopserver::misbehave::find(name).unwrap()))
+        .unwrap();
+}
+
+/// The client's timeout sweep of its HTLC, signed with its script key, once the tip reaches
+/// the expiry.
+fn client_timeout_sweep(swap: &InSwap, outpoint: bitcoin::OutPoint) -> bitcoin::Transaction {
+    sluice::loopserver::sign::timeout_claim(
+        &swap.htlc,
+        &swap.sender,
+        outpoint,
+        AMOUNT,
+        &bitcoin::ScriptBuf::new_p2tr_tweaked(swap.htlc.output_key()),
+        sluice::chain::SatPerKw(2_000),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_probe_switches_change_when_the_probe_reaches_the_client() {
+    let mut sim = sim(31).await;
+    misbehave(&sim, "loop-in-probe-skipped");
+    let r = sim.request(1).await;
+    assert!(r.answer.is_ok());
+    assert!(!r.probed_before_answer, "answered without a probe");
+
+    misbehave(&sim, "loop-in-probe-after-reply");
+    let mut r = sim.request(2).await;
+    assert!(r.answer.is_ok());
+    assert!(!r.probed_before_answer, "answered before the probe");
+    tokio::time::timeout(DEADLINE, r.probed.wait_for(|p| *p))
+        .await
+        .expect("the late probe arrives")
+        .unwrap();
+
+    misbehave(&sim, "loop-in-error-after-probe");
+    let r = sim.request(3).await;
+    assert!(r.probed_before_answer, "probed");
+    assert_eq!(r.answer.unwrap_err().code(), tonic::Code::Unknown);
+    assert!(
+        sim.server.loop_in_states(r.preimage.hash()).is_err(),
+        "not registered"
+    );
+}
+
+/// Whether an answer at a height has the shape a switch promises.
+type Shape = fn(&wire::ServerLoopInResponse, u32) -> bool;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_answer_switches_tamper_with_keys_and_expiry() {
+    let mut sim = sim(32).await;
+    let cases: [(&str, Shape); 6] = [
+        ("loop-in-receiver-key-32-bytes", |a, _| {
+            a.receiver_key.len() == 32
+        }),
+        ("loop-in-receiver-key-off-curve", |a, _| {
+            a.receiver_key.len() == 33 && PublicKey::from_slice(&a.receiver_key).is_err()
+        }),
+        ("loop-in-internal-key-missing", |a, _| {
+            a.receiver_internal_pubkey.is_empty()
+        }),
+        ("loop-in-internal-key-off-curve", |a, _| {
+            a.receiver_internal_pubkey.len() == 33
+                && PublicKey::from_slice(&a.receiver_internal_pubkey).is_err()
+        }),
+        ("loop-in-expiry-too-soon", |a, h| {
+            (a.expiry as u32) < h + 100
+        }),
+        ("loop-in-expiry-too-far", |a, h| {
+            (a.expiry as u32) > h + 1500
+        }),
+    ];
+    for (i, (name, shape)) in cases.into_iter().enumerate() {
+        misbehave(&sim, name);
+        let r = sim.request(10 + i as u8).await;
+        let answer = r.answer.unwrap();
+        assert!(shape(&answer, r.height.0), "{name}: {answer:?}");
+    }
+    // Honest again: the client's checks pass.
+    sim.server.misbehave(None).unwrap();
+    sim.start(20).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_pays_leaves_the_client_its_timeout_path() {
+    let mut sim = sim(33).await;
+    misbehave(&sim, "loop-in-never-pays");
+    let swap = sim.start(1).await;
+    let hash = swap.preimage.hash();
+    let outpoint = sim.fund(&swap, &[AMOUNT]).await[0];
+    sim.wait_state(hash, Wire::ServerHtlcConfirmed).await;
+    let expiry = swap.htlc.expiry();
+    let now = sim.height().0;
+    sim.mine(expiry - now - 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!sim.server.loop_in_paid(hash).unwrap());
+    assert!(!*swap.settled.borrow());
+    // At the expiry the client sweeps its HTLC back; the server reports the timeout.
+    sim.mine(1);
+    sim.sluice
+        .publish_transaction(&client_timeout_sweep(&swap, outpoint), "timeout")
+        .await
+        .unwrap();
+    assert_eq!(sim.spend_witness_len(outpoint).await, 3);
+    sim.wait_state(hash, Wire::ServerFailedTimeout).await;
+    assert!(!sim.server.loop_in_paid(hash).unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_payer_pays_only_at_the_expiry() {
+    let mut sim = sim(34).await;
+    misbehave(&sim, "loop-in-pays-late");
+    let mut swap = sim.start(1).await;
+    let hash = swap.preimage.hash();
+    sim.fund(&swap, &[AMOUNT]).await;
+    let expiry = swap.htlc.expiry();
+    let now = sim.height().0;
+    sim.mine(expiry - now - 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !sim.server.loop_in_paid(hash).unwrap(),
+        "not before the expiry"
+    );
+    sim.mine(1);
+    settled(&mut swap).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_can_be_made_to_pay_for_a_wrong_htlc() {
+    let mut sim = sim(35).await;
+    misbehave(&sim, "loop-in-pays-despite-wrong-htlc");
+    let mut swap = sim.start(1).await;
+    sim.fund(&swap, &[AMOUNT - Sat(1_000)]).await;
+    settled(&mut swap).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_switches_choose_the_path_or_no_claim() {
+    let mut sim = sim(36).await;
+
+    // PushKey refused: the success leaf.
+    misbehave(&sim, "loop-in-push-key-error");
+    let mut swap = sim.start(1).await;
+    let outpoint = sim.fund(&swap, &[AMOUNT]).await[0];
+    settled(&mut swap).await;
+    let err = sim.push_key(&swap).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unknown, "{err:?}");
+    sim.mine(1);
+    assert_eq!(sim.spend_witness_len(outpoint).await, 4);
+
+    // The key pushed and ignored: the success leaf all the same.
+    misbehave(&sim, "loop-in-claim-script-path");
+    let mut swap = sim.start(2).await;
+    let outpoint = sim.fund(&swap, &[AMOUNT]).await[0];
+    settled(&mut swap).await;
+    sim.push_key(&swap).await.unwrap();
+    sim.mine(1);
+    assert_eq!(sim.spend_witness_len(outpoint).await, 4);
+
+    // Paid, never claimed.
+    misbehave(&sim, "loop-in-never-claims");
+    let mut swap = sim.start(3).await;
+    let hash = swap.preimage.hash();
+    let outpoint = sim.fund(&swap, &[AMOUNT]).await[0];
+    settled(&mut swap).await;
+    sim.push_key(&swap).await.unwrap();
+    sim.mine(3);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(lock(&sim.world).chain().spender(&outpoint).is_none());
+    assert_eq!(
+        sim.server.loop_in_states(hash).unwrap().last(),
+        Some(&Wire::ServerHtlcConfirmed)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quote_bait_and_the_short_stream() {
+    let mut sim = sim(37).await;
+    misbehave(&sim, "loop-in-quote-above-first");
+    let first = sim.quote().await;
+    let second = sim.quote().await;
+    assert_eq!(second, first + Sat(5_000));
+
+    misbehave(&sim, "loop-in-stream-close-early");
+    let swap = sim.start(1).await;
+    let mut updates = sim
+        .rpc
+        .subscribe_loop_in_updates(wire::SubscribeUpdatesRequest {
+            protocol_version: 11,
+            swap_hash: swap.preimage.hash().0.to_vec(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(updates.next().await.is_some());
+    let end = tokio::time::timeout(DEADLINE, updates.next())
+        .await
+        .unwrap();
+    assert!(end.is_none(), "EOF after the first update");
 }

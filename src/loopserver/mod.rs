@@ -434,17 +434,24 @@ impl LoopServer {
         misbehaviour: Option<misbehave::Misbehaviour>,
     ) -> Result<(), misbehave::NoL402Front> {
         let configured = self.inner.config.l402.clone();
-        let (behaviour, l402) = match misbehaviour.map(|m| (m.name, m.switch)) {
-            None => (Behaviour::default(), configured),
-            Some((_, misbehave::Switch::Swap(b))) => (b, configured),
+        let honest_in = InBehaviour::default();
+        let (behaviour, in_behaviour, l402) = match misbehaviour.map(|m| (m.name, m.switch)) {
+            None => (Behaviour::default(), honest_in, configured),
+            Some((_, misbehave::Switch::Swap(b))) => (b, honest_in, configured),
+            Some((_, misbehave::Switch::LoopIn(b))) => (Behaviour::default(), b, configured),
             Some((name, misbehave::Switch::L402(tamper))) => {
                 let Some(settings) = configured else {
                     return Err(misbehave::NoL402Front(name));
                 };
-                (Behaviour::default(), Some(tamper.apply(&settings)))
+                (
+                    Behaviour::default(),
+                    honest_in,
+                    Some(tamper.apply(&settings)),
+                )
             }
         };
         self.set_default_behaviour(behaviour);
+        self.set_loop_in_default_behaviour(in_behaviour);
         self.set_l402(l402);
         *locked(&self.inner.misbehaving) = misbehaviour.map(|m| m.name);
         match misbehaviour {
