@@ -302,6 +302,7 @@ impl Sim {
     /// The witness length of the confirmed spend of `outpoint`, mining until there is one.
     async fn spend_witness_len(&self, outpoint: bitcoin::OutPoint) -> usize {
         let end = tokio::time::Instant::now() + DEADLINE;
+        let mut waited = 0u32;
         loop {
             let found = {
                 let w = lock(&self.world);
@@ -320,7 +321,10 @@ impl Sim {
                 return len;
             }
             assert!(tokio::time::Instant::now() < end, "no spend of {outpoint}");
-            if lock(&self.world).chain().spender(&outpoint).is_some() {
+            // A spend in the mempool is mined at once; otherwise a block every 250 ms lets a
+            // claim that waits for the next block come.
+            waited += 1;
+            if lock(&self.world).chain().spender(&outpoint).is_some() || waited.is_multiple_of(12) {
                 self.mine(1);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -339,11 +343,20 @@ impl Sim {
     }
 }
 
-async fn settled(swap: &mut InSwap) {
-    tokio::time::timeout(DEADLINE, swap.settled.wait_for(|s| *s))
-        .await
-        .expect("the server pays the swap invoice in time")
-        .unwrap();
+impl Sim {
+    /// Waits until the client's swap invoice settled and the server has recorded its payment
+    /// (the preimage), as a client that pushes its key on settlement and retries sees it.
+    async fn paid(&self, swap: &mut InSwap) {
+        tokio::time::timeout(DEADLINE, swap.settled.wait_for(|s| *s))
+            .await
+            .expect("the server pays the swap invoice in time")
+            .unwrap();
+        let hash = swap.preimage.hash();
+        eventually("the server's record of its payment", || {
+            self.server.loop_in_paid(hash).unwrap().then_some(())
+        })
+        .await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -367,7 +380,7 @@ async fn honest_loop_in_is_paid_and_claimed_by_the_key_path_after_the_key_push()
 
     let outpoints = sim.fund(&swap, &[AMOUNT]).await;
     sim.wait_state(hash, Wire::ServerHtlcConfirmed).await;
-    settled(&mut swap).await;
+    sim.paid(&mut swap).await;
     assert!(sim.server.loop_in_paid(hash).unwrap());
 
     // A key that is not the swap's internal key is refused; the right one is taken.
@@ -416,7 +429,7 @@ async fn without_a_key_push_the_server_claims_by_the_success_leaf() {
     let mut swap = sim.start(2).await;
     let hash = swap.preimage.hash();
     let outpoints = sim.fund(&swap, &[AMOUNT]).await;
-    settled(&mut swap).await;
+    sim.paid(&mut swap).await;
     // The server waits one block for the key, then uses the preimage its payment bought.
     sim.mine(1);
     assert_eq!(sim.spend_witness_len(outpoints[0]).await, 4);
@@ -671,7 +684,7 @@ async fn a_late_payer_pays_only_at_the_expiry() {
         "not before the expiry"
     );
     sim.mine(1);
-    settled(&mut swap).await;
+    sim.paid(&mut swap).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -680,7 +693,7 @@ async fn a_server_can_be_made_to_pay_for_a_wrong_htlc() {
     misbehave(&sim, "loop-in-pays-despite-wrong-htlc");
     let mut swap = sim.start(1).await;
     sim.fund(&swap, &[AMOUNT - Sat(1_000)]).await;
-    settled(&mut swap).await;
+    sim.paid(&mut swap).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -691,7 +704,7 @@ async fn claim_switches_choose_the_path_or_no_claim() {
     misbehave(&sim, "loop-in-push-key-error");
     let mut swap = sim.start(1).await;
     let outpoint = sim.fund(&swap, &[AMOUNT]).await[0];
-    settled(&mut swap).await;
+    sim.paid(&mut swap).await;
     let err = sim.push_key(&swap).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unknown, "{err:?}");
     sim.mine(1);
@@ -701,7 +714,7 @@ async fn claim_switches_choose_the_path_or_no_claim() {
     misbehave(&sim, "loop-in-claim-script-path");
     let mut swap = sim.start(2).await;
     let outpoint = sim.fund(&swap, &[AMOUNT]).await[0];
-    settled(&mut swap).await;
+    sim.paid(&mut swap).await;
     sim.push_key(&swap).await.unwrap();
     sim.mine(1);
     assert_eq!(sim.spend_witness_len(outpoint).await, 4);
@@ -711,7 +724,7 @@ async fn claim_switches_choose_the_path_or_no_claim() {
     let mut swap = sim.start(3).await;
     let hash = swap.preimage.hash();
     let outpoint = sim.fund(&swap, &[AMOUNT]).await[0];
-    settled(&mut swap).await;
+    sim.paid(&mut swap).await;
     sim.push_key(&swap).await.unwrap();
     sim.mine(3);
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -746,4 +759,50 @@ async fn the_quote_bait_and_the_short_stream() {
         .await
         .unwrap();
     assert!(end.is_none(), "EOF after the first update");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_pushed_before_the_invoice_settled_lets_a_server_claim_without_paying() {
+    let mut sim = sim(38).await;
+    misbehave(&sim, "loop-in-claim-without-paying");
+
+    // A client that pushes its key early (what a correct client never does) loses its HTLC.
+    let swap = sim.start(1).await;
+    let outpoint = sim.fund(&swap, &[AMOUNT]).await[0];
+    sim.wait_state(swap.preimage.hash(), Wire::ServerHtlcConfirmed)
+        .await;
+    sim.push_key(&swap).await.unwrap();
+    assert_eq!(
+        sim.spend_witness_len(outpoint).await,
+        1,
+        "taken by the key path"
+    );
+    assert!(!*swap.settled.borrow(), "and never paid");
+
+    // A client that keeps its key keeps its HTLC: nothing spends it, the timeout leaf does.
+    let swap = sim.start(2).await;
+    let outpoint = sim.fund(&swap, &[AMOUNT]).await[0];
+    let now = sim.height().0;
+    sim.mine(swap.htlc.expiry() - now);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(lock(&sim.world).chain().spender(&outpoint).is_none());
+    sim.sluice
+        .publish_transaction(&client_timeout_sweep(&swap, outpoint), "timeout")
+        .await
+        .unwrap();
+    assert_eq!(sim.spend_witness_len(outpoint).await, 3);
+    assert!(!*swap.settled.borrow());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swap_invoice_paid_as_the_probe_pays_the_client_before_any_htlc() {
+    let mut sim = sim(39).await;
+    misbehave(&sim, "loop-in-swap-invoice-as-probe");
+    let r = sim.request(1).await;
+    assert!(r.answer.is_ok());
+    assert!(!r.probed_before_answer, "no probe reached the client");
+    assert!(
+        *r.settled.borrow(),
+        "the swap invoice was paid: the client holds the money"
+    );
 }

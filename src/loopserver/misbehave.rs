@@ -109,6 +109,14 @@ fn loop_in_misbehaviours() -> Vec<Misbehaviour> {
             }),
         },
         Misbehaviour {
+            name: "loop-in-swap-invoice-as-probe",
+            description: "NewLoopInSwap pays the swap invoice instead of the probe invoice, then answers",
+            switch: loop_in(InBehaviour {
+                probe: ProbeMode::SwapInvoiceAsProbe,
+                ..d()
+            }),
+        },
+        Misbehaviour {
             name: "loop-in-receiver-key-32-bytes",
             description: "the server's success-leaf key is sent x-only, 32 bytes",
             switch: loop_in(InBehaviour {
@@ -201,6 +209,14 @@ fn loop_in_misbehaviours() -> Vec<Misbehaviour> {
             description: "the server pays the swap invoice but never claims the HTLC",
             switch: loop_in(InBehaviour {
                 claim: ClaimMode::Never,
+                ..d()
+            }),
+        },
+        Misbehaviour {
+            name: "loop-in-claim-without-paying",
+            description: "never pays; takes PushKey before paying and then claims by the key path",
+            switch: loop_in(InBehaviour {
+                claim: ClaimMode::WithoutPaying,
                 ..d()
             }),
         },
