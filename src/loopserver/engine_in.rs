@@ -54,6 +54,9 @@ struct Progress {
     wrong_htlc: bool,
     /// A payment attempt is under way.
     paying: bool,
+    /// The tip at the last payment attempt: a failed attempt is retried on the next block,
+    /// not at once.
+    paid_tried_at: Option<BlockHeight>,
     /// The height at which the payment succeeded.
     paid_at: Option<BlockHeight>,
     /// The height and path of the last claim published.
@@ -269,10 +272,12 @@ async fn act(
         (None, _) => {
             if p.wrong_htlc && behaviour.pay != PayMode::DespiteWrongHtlc
                 || p.paying
+                || p.paid_tried_at == Some(p.height)
                 || !behaviour.pay.pays_at(p.height.0, swap.expiry)
             {
                 return Ok(());
             }
+            p.paid_tried_at = Some(p.height);
             *payment = node
                 .pay(&PaymentRequest {
                     invoice: swap.invoice.clone(),
