@@ -3,8 +3,9 @@
 //! out` and `loop out --amt N --force` end with loopd reporting the swap successful and the
 //! L402 token paid by loopd; then the same with a server that refuses to co-sign the sweep.
 //! Loop In too: `loop in --amt N --force` ends with loopd reporting success after the server
-//! paid its invoice and claimed the HTLC; against a server that never pays, loopd takes its
-//! HTLC back through the timeout leaf.
+//! paid its invoice and claimed the HTLC (by the key path, or by the success leaf when it
+//! refuses the key); against a server that never pays, loopd takes its HTLC back through the
+//! timeout leaf.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -194,4 +195,18 @@ fn loopd_times_out_a_loop_in_the_server_never_pays() {
     assert_eq!(swap["failure_reason"], "FAILURE_REASON_TIMEOUT", "{swap}");
     assert_eq!(number(&swap["cost_server"]), 0, "{swap}");
     assert_eq!(claims, "0", "the server claimed nothing: {swap}");
+}
+
+#[test]
+fn loopd_completes_a_loop_in_claimed_by_the_success_leaf_when_the_key_push_fails() {
+    // PushKey refused: the server claims with the preimage its payment bought (4 witness
+    // elements), which btcd's script interpreter checks and loopd reads as the server's claim.
+    let Some((swap, claims)) = loop_in_with(
+        &["--misbehave", "loop-in-push-key-error"],
+        Duration::from_secs(240),
+    ) else {
+        return;
+    };
+    assert_eq!(swap["state"], "SUCCESS", "{swap}");
+    assert_eq!(claims, "1", "{swap}");
 }

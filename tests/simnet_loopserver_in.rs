@@ -806,3 +806,49 @@ async fn a_swap_invoice_paid_as_the_probe_pays_the_client_before_any_htlc() {
         "the swap invoice was paid: the client holds the money"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loop_in_carries_on_across_a_server_restart() {
+    let mut sim = sim(40).await;
+    // A second serving of the same server, which is then stopped: its open streams end, the
+    // swap registered through it carries on, and the key is pushed once serving again.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(sim.server.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    let first = std::mem::replace(
+        &mut sim.rpc,
+        SwapServerClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap(),
+    );
+    let mut swap = sim.start(1).await;
+    let hash = swap.preimage.hash();
+    let mut updates = sim
+        .rpc
+        .subscribe_loop_in_updates(wire::SubscribeUpdatesRequest {
+            protocol_version: 11,
+            swap_hash: hash.0.to_vec(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(updates.next().await.is_some());
+    stop.send(()).unwrap();
+    let end = tokio::time::timeout(DEADLINE, updates.next())
+        .await
+        .unwrap();
+    assert!(
+        !matches!(end, Some(Ok(_))),
+        "the stream ends with the serving"
+    );
+
+    let outpoint = sim.fund(&swap, &[AMOUNT]).await[0];
+    sim.paid(&mut swap).await;
+    sim.rpc = first;
+    sim.push_key(&swap).await.unwrap();
+    assert_eq!(sim.spend_witness_len(outpoint).await, 1);
+    sim.wait_state(hash, Wire::ServerSuccess).await;
+}
