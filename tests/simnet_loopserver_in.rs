@@ -49,10 +49,19 @@ struct Sim {
 }
 
 async fn sim(seed: u64) -> Sim {
+    sim_observed(seed, None).await
+}
+
+/// A simnet whose server node reports every call to `observer`, if given.
+async fn sim_observed(seed: u64, observer: Option<sluice::domain::RpcObserver>) -> Sim {
     let world: SharedWorld = Arc::new(Mutex::new(
         World::new(WorldConfig::default_topology(seed, 2)).unwrap(),
     ));
-    let loop_node = SimNode::new(world.clone(), "loop").unwrap();
+    let loop_node: Arc<dyn LightningNode> = Arc::new(SimNode::new(world.clone(), "loop").unwrap());
+    let loop_node = match observer {
+        Some(o) => Arc::new(sluice::lnd::MeteredNode::new(loop_node, o)),
+        None => loop_node,
+    };
     let sluice = SimNode::new(world.clone(), "sluice").unwrap();
     let config = LoopServerConfig {
         seed,
@@ -60,7 +69,7 @@ async fn sim(seed: u64) -> Sim {
         clock: sluice::simnet::world::engine_clock(&world),
         ..LoopServerConfig::default()
     };
-    let server = LoopServer::new(config, Arc::new(loop_node));
+    let server = LoopServer::new(config, loop_node);
     let addr = server.serve_on_loopback().await.unwrap();
     let rpc = SwapServerClient::connect(format!("http://{addr}"))
         .await
@@ -851,4 +860,36 @@ async fn a_loop_in_carries_on_across_a_server_restart() {
     sim.push_key(&swap).await.unwrap();
     assert_eq!(sim.spend_witness_len(outpoint).await, 1);
     sim.wait_state(hash, Wire::ServerSuccess).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_payment_is_tried_once_a_block() {
+    let payments = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = payments.clone();
+    let observer: sluice::domain::RpcObserver = Arc::new(move |method, _, _| {
+        if method == "SendPaymentV2" {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let mut sim = sim_observed(41, Some(observer)).await;
+    let swap = sim.start(1).await;
+    let count = || payments.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(count(), 1, "the probe");
+    // The client cancels its swap invoice: every payment fails at once at the destination.
+    sim.sluice
+        .cancel_invoice(swap.preimage.hash())
+        .await
+        .unwrap();
+    sim.fund(&swap, &[AMOUNT]).await;
+    eventually("the first payment attempt", || (count() >= 2).then_some(())).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(count(), 2, "no second attempt in the same block");
+    sim.mine(1);
+    eventually("the attempt of the next block", || {
+        (count() >= 3).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(count(), 3);
+    assert!(!sim.server.loop_in_paid(swap.preimage.hash()).unwrap());
 }
