@@ -50,6 +50,8 @@ struct Sim {
     own_server: Option<LoopServer>,
     /// The whole simnet, as `sluice simnet serve` runs it, when the test started one.
     simnet: Option<sluice::simnet::runner::Simnet>,
+    /// The simnet's directory, removed with the test.
+    _dir: Option<tempfile::TempDir>,
     rpc: SwapServerClient<Channel>,
 }
 
@@ -84,6 +86,7 @@ async fn sim_observed(seed: u64, observer: Option<sluice::domain::RpcObserver>) 
         sluice: Arc::new(sluice),
         own_server: Some(server),
         simnet: None,
+        _dir: None,
         rpc,
     }
 }
@@ -92,8 +95,8 @@ async fn sim_observed(seed: u64, observer: Option<sluice::domain::RpcObserver>) 
 /// `LndClient` to the "loop" node's facade, no block timer, no traffic); the client side
 /// talks to the "sluice" node's facade through the real `LndClient`.
 async fn sim_served(seed: u64) -> Sim {
-    let dir = tempfile::tempdir().unwrap().keep();
-    let mut config = sluice::simnet::runner::SimnetConfig::new(&dir);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = sluice::simnet::runner::SimnetConfig::new(dir.path());
     config.seed = seed;
     config.block_interval = None;
     config.traffic = false;
@@ -108,6 +111,7 @@ async fn sim_served(seed: u64) -> Sim {
         sluice: sluice_node,
         own_server: None,
         simnet: Some(simnet),
+        _dir: Some(dir),
         rpc,
     }
 }
