@@ -292,3 +292,20 @@ fn a_standalone_server_on_an_lnd_over_grpc_serves_a_loop_out_over_tls_and_stops_
     assert!(status.success(), "{status}: {log}");
     assert!(log.contains("reference Loop server stopped"), "{log}");
 }
+
+#[test]
+fn help_lists_the_terms_of_both_directions() {
+    let out = loopserver(&["--help"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--min-amount",
+        "--max-amount",
+        "--min-cltv-delta",
+        "--loop-in-min-amount",
+        "--loop-in-max-amount",
+        "--loop-in-cltv-delta",
+    ] {
+        assert!(text.contains(flag), "--help lacks {flag}: {text}");
+    }
+}

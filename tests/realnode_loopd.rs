@@ -112,8 +112,13 @@ fn move_liquidity_to_the_server(w: &realnode_harness::TestWorld) {
 }
 
 /// Starts the server with `extra` flags and loopd, runs `loop in --amt AMOUNT --force`, mines a
-/// block every two seconds and returns loopd's final `swapinfo` of the swap (within `limit`).
-fn loop_in_with(extra: &[&str], limit: Duration) -> Option<(serde_json::Value, String)> {
+/// block every `block_every` and returns loopd's final `swapinfo` of the swap (within `limit`)
+/// with the number of confirmed claims in the server's wallet.
+fn loop_in_with(
+    extra: &[&str],
+    block_every: Duration,
+    limit: Duration,
+) -> Option<(serde_json::Value, String)> {
     let w = realnode_harness::world()?;
     let cert = w.dir.path().join("loopserver.cert");
     let key = w.dir.path().join("loopserver.key");
@@ -141,7 +146,7 @@ fn loop_in_with(extra: &[&str], limit: Duration) -> Option<(serde_json::Value, S
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|| panic!("no swap id in: {out}"));
     let swap = {
-        let _miner = Miner::start(&w, Duration::from_secs(2));
+        let _miner = Miner::start(&w, block_every);
         poll("loopd to end the loop in", limit, || {
             let info: serde_json::Value =
                 serde_json::from_str(&loopd.ok(&["swapinfo", &id])).unwrap();
@@ -169,7 +174,8 @@ fn number(v: &serde_json::Value) -> u64 {
 
 #[test]
 fn loopd_completes_a_loop_in_against_the_reference_server() {
-    let Some((swap, claims)) = loop_in_with(&[], Duration::from_secs(240)) else {
+    let Some((swap, claims)) = loop_in_with(&[], Duration::from_secs(2), Duration::from_secs(240))
+    else {
         return;
     };
     assert_eq!(swap["state"], "SUCCESS", "{swap}");
@@ -187,6 +193,9 @@ fn loopd_times_out_a_loop_in_the_server_never_pays() {
             "--misbehave",
             "loop-in-never-pays",
         ],
+        // Nothing races here (the server never pays): a block a second reaches the expiry
+        // sooner.
+        Duration::from_secs(1),
         Duration::from_secs(480),
     ) else {
         return;
@@ -203,6 +212,7 @@ fn loopd_completes_a_loop_in_claimed_by_the_success_leaf_when_the_key_push_fails
     // elements), which btcd's script interpreter checks and loopd reads as the server's claim.
     let Some((swap, claims)) = loop_in_with(
         &["--misbehave", "loop-in-push-key-error"],
+        Duration::from_secs(2),
         Duration::from_secs(240),
     ) else {
         return;
