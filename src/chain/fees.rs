@@ -182,6 +182,12 @@ pub enum SweepWitness {
         /// Length of the v2 witness script in bytes.
         script_len: usize,
     },
+    /// v3 timeout leaf (a Loop In sweeping its own HTLC back after the expiry): signature, the
+    /// timeout script, the 65-byte control block.
+    V3Timeout {
+        /// Length of the timeout script in bytes (it depends on the expiry's encoding).
+        script_len: usize,
+    },
 }
 
 /// The witness of each kind, in bytes (= weight units), counting the item count and lengths.
@@ -193,6 +199,9 @@ fn witness_wu(kind: SweepWitness) -> u64 {
         SweepWitness::V3Success => 1 + (1 + 32) + (1 + 64) + (1 + 63) + (1 + 65),
         SweepWitness::V2Success { script_len } => {
             1 + (1 + 32) + (1 + 73) + varint_len(script_len as u64) + script_len as u64
+        }
+        SweepWitness::V3Timeout { script_len } => {
+            1 + (1 + 64) + varint_len(script_len as u64) + script_len as u64 + (1 + 65)
         }
     }
 }

@@ -3,8 +3,10 @@
 //! The client never trusts an address the server names: it derives the script from the swap
 //! hash, both keys, the expiry and the protocol version, and only watches that pkScript.
 //!
-//! Roles: the *sender* is the swap server (it funds the HTLC and may take it back after the
-//! expiry); the *receiver* is sluice (it claims with the preimage).
+//! Roles: the *sender* funds the HTLC and may take it back after the expiry; the *receiver*
+//! claims it with the preimage. In a Loop Out the sender is the swap server and the receiver
+//! sluice; in a Loop In the roles are swapped, and (protocol 11) the MuSig2 internal keys are
+//! four distinct keys ([`HtlcKeys`]) rather than the two script keys.
 //!
 //! - **v3** (protocol 11, what sluice creates): a P2TR output whose internal key is the
 //!   BIP-327 MuSig2 aggregate of the two sorted 33-byte keys and whose tap tree has a success
@@ -152,6 +154,20 @@ fn sorted_key_agg(a: &PublicKey, b: &PublicKey) -> Result<KeyAggContext, ChainEr
     KeyAggContext::new(points).map_err(ChainError::KeyAggregation)
 }
 
+/// The four keys of a v3 HTLC: the script keys of its two leaves and the two MuSig2 internal
+/// keys aggregated into its key path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HtlcKeys {
+    /// The sender's key in the timeout leaf (the server in Loop Out, sluice in Loop In).
+    pub sender: PublicKey,
+    /// The receiver's key in the success leaf (sluice in Loop Out, the server in Loop In).
+    pub receiver: PublicKey,
+    /// The sender's MuSig2 internal key.
+    pub sender_internal: PublicKey,
+    /// The receiver's MuSig2 internal key.
+    pub receiver_internal: PublicKey,
+}
+
 /// A v3 (P2TR) HTLC with everything needed to watch, sweep and explain it.
 #[derive(Debug, Clone)]
 pub struct HtlcV3 {
@@ -169,6 +185,7 @@ pub struct HtlcV3 {
 
 impl HtlcV3 {
     /// Builds the HTLC for a swap. `expiry` is the absolute CLTV height of the timeout leaf.
+    /// The script keys are also the MuSig2 internal keys (Loop Out).
     pub fn new(
         sender: PublicKey,
         receiver: PublicKey,
@@ -176,11 +193,39 @@ impl HtlcV3 {
         expiry: u32,
         network: Network,
     ) -> Result<HtlcV3, ChainError> {
+        HtlcV3::with_internal_keys(
+            HtlcKeys {
+                sender,
+                receiver,
+                sender_internal: sender,
+                receiver_internal: receiver,
+            },
+            hash,
+            expiry,
+            network,
+        )
+    }
+
+    /// Builds an HTLC whose MuSig2 internal keys differ from its script keys (Loop In,
+    /// protocol 11: the client's internal key is a per-swap key it later reveals with
+    /// `PushKey`, so the server can sign the key path alone).
+    pub fn with_internal_keys(
+        keys: HtlcKeys,
+        hash: SwapHash,
+        expiry: u32,
+        network: Network,
+    ) -> Result<HtlcV3, ChainError> {
+        let HtlcKeys {
+            sender,
+            receiver,
+            sender_internal,
+            receiver_internal,
+        } = keys;
         check_expiry(expiry)?;
         let success_script = v3_success_script(&receiver, &hash);
         let timeout_script = v3_timeout_script(&sender, expiry);
 
-        let untweaked = sorted_key_agg(&sender, &receiver)?;
+        let untweaked = sorted_key_agg(&sender_internal, &receiver_internal)?;
         let agg: Point = untweaked.aggregated_pubkey();
         let internal_key = XOnlyPublicKey::from_slice(&agg.serialize_xonly())
             .map_err(|_| ChainError::invalid("HTLC key", "aggregate key is not a valid point"))?;
@@ -334,6 +379,17 @@ impl HtlcV3 {
         w.push(sig.to_vec());
         w.push(self.success_script.as_bytes());
         w.push(self.success_control_block().serialize());
+        w
+    }
+
+    /// The witness for the timeout leaf: `[signature, timeout script, control block]`. `sig` is
+    /// the sender's BIP-340 signature over the script-path sighash of the timeout leaf; valid
+    /// only in a transaction whose lock time is at least the expiry.
+    pub fn timeout_witness(&self, sig: &bitcoin::taproot::Signature) -> Witness {
+        let mut w = Witness::new();
+        w.push(sig.to_vec());
+        w.push(self.timeout_script.as_bytes());
+        w.push(self.timeout_control_block().serialize());
         w
     }
 
@@ -574,5 +630,91 @@ mod tests {
         assert!(!is_success_witness(HtlcVersion::V3, &three));
         assert!(is_success_witness(HtlcVersion::V2, &three));
         assert!(!is_success_witness(HtlcVersion::V2, &four));
+    }
+
+    fn secret(n: u8) -> SecretKey {
+        let mut b = [0u8; 32];
+        b[31] = n;
+        SecretKey::from_slice(&b).unwrap()
+    }
+
+    fn loop_in_htlc(expiry: u32) -> HtlcV3 {
+        HtlcV3::with_internal_keys(
+            HtlcKeys {
+                sender: key(1),
+                receiver: key(2),
+                sender_internal: key(3),
+                receiver_internal: key(4),
+            },
+            SwapHash([7; 32]),
+            expiry,
+            Network::Regtest,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn distinct_internal_keys_change_only_the_key_path() {
+        let plain = HtlcV3::new(key(1), key(2), SwapHash([7; 32]), 900, Network::Regtest).unwrap();
+        let four = loop_in_htlc(900);
+        assert_eq!(plain.success_script(), four.success_script());
+        assert_eq!(plain.timeout_script(), four.timeout_script());
+        assert_ne!(plain.internal_key(), four.internal_key());
+        assert_ne!(plain.pk_script(), four.pk_script());
+        // The internal key is the aggregate of the internal keys, not of the script keys.
+        let internal_only = HtlcV3::new(key(3), key(4), SwapHash([7; 32]), 900, Network::Regtest)
+            .unwrap();
+        assert_eq!(internal_only.internal_key(), four.internal_key());
+    }
+
+    /// The Loop In client's own way back: the timeout leaf signed with the sender's key, at a
+    /// lock time of at least the expiry, accepted by Bitcoin Core's interpreter; one block
+    /// earlier it is refused.
+    #[test]
+    fn loop_in_timeout_sweep_passes_consensus_only_from_the_expiry() {
+        use crate::chain::fees::{SatPerKw, SweepWitness};
+        use crate::chain::sweep::{SweepRequest, build_sweep};
+        use crate::chain::verify::verify_spend;
+        use crate::domain::{BlockHeight, Sat};
+
+        let expiry = 900;
+        let htlc = loop_in_htlc(expiry);
+        let sweep_at = |height: u32| {
+            let unsigned = build_sweep(&SweepRequest {
+                htlc_outpoint: bitcoin::OutPoint {
+                    txid: bitcoin::Txid::from_byte_array([5; 32]),
+                    vout: 1,
+                },
+                htlc_value: Sat(100_000),
+                htlc_pk_script: htlc.pk_script(),
+                path: SweepWitness::V3Timeout {
+                    script_len: htlc.timeout_script().len(),
+                },
+                destination: ScriptBuf::from_bytes([vec![0x00, 0x14], vec![3; 20]].concat()),
+                fee_rate: SatPerKw(1_000),
+                height: BlockHeight(height),
+            })
+            .unwrap();
+            let sighash = unsigned
+                .script_spend_sighash(htlc.timeout_leaf_hash())
+                .unwrap();
+            let secp = Secp256k1::new();
+            let keypair = bitcoin::secp256k1::Keypair::from_secret_key(&secp, &secret(1));
+            let sig = secp.sign_schnorr_no_aux_rand(&Message::from_digest(sighash), &keypair);
+            let witness = htlc.timeout_witness(&bitcoin::taproot::Signature {
+                signature: sig,
+                sighash_type: bitcoin::TapSighashType::Default,
+            });
+            let prevouts = unsigned.prevouts.clone();
+            let weight = unsigned.weight;
+            let tx = unsigned.signed(witness);
+            assert_eq!(tx.weight(), weight, "the timeout weight is exact");
+            (tx, prevouts)
+        };
+        let (tx, prevouts) = sweep_at(expiry);
+        verify_spend(&tx, &prevouts).unwrap();
+        assert!(!is_success_witness(HtlcVersion::V3, &tx.input[0].witness));
+        let (early, prevouts) = sweep_at(expiry - 1);
+        assert!(verify_spend(&early, &prevouts).is_err());
     }
 }
