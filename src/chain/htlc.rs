@@ -662,8 +662,8 @@ mod tests {
         assert_ne!(plain.internal_key(), four.internal_key());
         assert_ne!(plain.pk_script(), four.pk_script());
         // The internal key is the aggregate of the internal keys, not of the script keys.
-        let internal_only = HtlcV3::new(key(3), key(4), SwapHash([7; 32]), 900, Network::Regtest)
-            .unwrap();
+        let internal_only =
+            HtlcV3::new(key(3), key(4), SwapHash([7; 32]), 900, Network::Regtest).unwrap();
         assert_eq!(internal_only.internal_key(), four.internal_key());
     }
 
