@@ -140,6 +140,16 @@ pub fn offered_rate(needed: SatPerKw, max_miner_fee: Sat, weight: Weight, share:
     needed.max(scheduled).min(cap).max(SatPerKw::FLOOR)
 }
 
+/// The rate of a Loop In timeout sweep of `weight`: lnd's `needed` estimate, never above the
+/// rate at which the sweep pays `max_fee` and never below the relay floor. Loop leaves the
+/// timeout sweep uncapped; sluice caps it, which is safe because until someone sweeps, only a
+/// server that paid the invoice can take the HTLC.
+pub fn capped_rate(needed: SatPerKw, max_fee: Sat, weight: Weight) -> SatPerKw {
+    needed
+        .min(rate_for_fee(max_fee, weight))
+        .max(SatPerKw::FLOOR)
+}
+
 /// The most a swap with `max_miner_fee` can pay miners: the cap itself, or the smallest valid
 /// sweep when the cap is below it (a swap revealed under an older rule still sweeps at the
 /// floor). What a reservation counts for the sweep.
@@ -234,6 +244,26 @@ mod tests {
 
     fn flat(rate: u64) -> impl Fn(u32) -> SatPerKw {
         move |_| SatPerKw(rate)
+    }
+
+    proptest! {
+        #[test]
+        fn a_capped_rate_never_pays_more_than_the_cap_above_the_floor(
+            needed in 0u64..10_000_000,
+            max_fee in 0u64..10_000_000,
+            script_len in 30usize..50,
+        ) {
+            let weight = sweep_weight(
+                SweepWitness::V3Timeout { script_len },
+                &bitcoin::ScriptBuf::from_bytes([vec![0x00, 0x14], vec![0; 20]].concat()),
+            );
+            let rate = capped_rate(SatPerKw(needed), Sat(max_fee), weight);
+            prop_assert!(rate >= SatPerKw::FLOOR);
+            prop_assert!(rate <= SatPerKw(needed).max(SatPerKw::FLOOR));
+            if Sat(max_fee) >= fee_for(weight, SatPerKw::FLOOR) {
+                prop_assert!(fee_for(weight, rate) <= Sat(max_fee));
+            }
+        }
     }
 
     #[test]
