@@ -86,6 +86,19 @@ fn bad_flags_are_refused_naming_the_flag() {
             ],
             "--min-amount",
         ),
+        (
+            vec![
+                "--loop-in-min-amount".into(),
+                "9".into(),
+                "--loop-in-max-amount".into(),
+                "8".into(),
+            ],
+            "--loop-in-min-amount",
+        ),
+        (
+            vec!["--loop-in-cltv-delta".into(), "99".into()],
+            "--loop-in-cltv-delta",
+        ),
         (vec!["--htlc-confs".into(), "0".into()], "--htlc-confs"),
         (
             vec![

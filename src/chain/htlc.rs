@@ -154,17 +154,17 @@ fn sorted_key_agg(a: &PublicKey, b: &PublicKey) -> Result<KeyAggContext, ChainEr
     KeyAggContext::new(points).map_err(ChainError::KeyAggregation)
 }
 
-/// The four keys of a v3 HTLC: the script keys of its two leaves and the two MuSig2 internal
-/// keys aggregated into its key path.
+/// The four keys of a v3 HTLC: the script keys of the two leaves and the two keys aggregated
+/// into the internal key. Loop Out uses the script keys as internal keys; Loop In does not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HtlcKeys {
-    /// The sender's key in the timeout leaf (the server in Loop Out, sluice in Loop In).
+    /// The timeout leaf's key (the party that funds the HTLC).
     pub sender: PublicKey,
-    /// The receiver's key in the success leaf (sluice in Loop Out, the server in Loop In).
+    /// The success leaf's key (the party that claims with the preimage).
     pub receiver: PublicKey,
-    /// The sender's MuSig2 internal key.
+    /// The sender's half of the internal key.
     pub sender_internal: PublicKey,
-    /// The receiver's MuSig2 internal key.
+    /// The receiver's half of the internal key.
     pub receiver_internal: PublicKey,
 }
 
@@ -206,9 +206,10 @@ impl HtlcV3 {
         )
     }
 
-    /// Builds an HTLC whose MuSig2 internal keys differ from its script keys (Loop In,
-    /// protocol 11: the client's internal key is a per-swap key it later reveals with
-    /// `PushKey`, so the server can sign the key path alone).
+    /// Builds an HTLC whose internal key aggregates two keys other than the script keys, as
+    /// Loop In does from protocol 11 on (the client's internal key is per swap, so it can be
+    /// revealed with `PushKey` without revealing its script key). The MuSig2 context then
+    /// holds the internal keys.
     pub fn with_internal_keys(
         keys: HtlcKeys,
         hash: SwapHash,
@@ -578,6 +579,28 @@ mod tests {
     }
 
     #[test]
+    fn distinct_internal_keys_change_only_the_internal_key() {
+        let h = SwapHash([6; 32]);
+        let plain = HtlcV3::new(key(2), key(3), h, 700, Network::Regtest).unwrap();
+        let keys = HtlcKeys {
+            sender: key(2),
+            receiver: key(3),
+            sender_internal: key(4),
+            receiver_internal: key(5),
+        };
+        let four = HtlcV3::with_internal_keys(keys, h, 700, Network::Regtest).unwrap();
+        assert_eq!(four.success_script(), plain.success_script());
+        assert_eq!(four.timeout_script(), plain.timeout_script());
+        assert_ne!(four.pk_script(), plain.pk_script());
+        let p: Point = sorted_key_agg(&key(5), &key(4))
+            .unwrap()
+            .aggregated_pubkey();
+        assert_eq!(four.internal_key().serialize(), p.serialize_xonly());
+        let q: Point = four.key_agg_context().aggregated_pubkey();
+        assert_eq!(q.serialize_xonly(), four.output_key().serialize());
+    }
+
+    #[test]
     fn key_order_does_not_change_the_internal_key() {
         let h = SwapHash([1; 32]);
         let a = HtlcV3::new(key(2), key(3), h, 100, Network::Regtest).unwrap();
@@ -651,20 +674,6 @@ mod tests {
             Network::Regtest,
         )
         .unwrap()
-    }
-
-    #[test]
-    fn distinct_internal_keys_change_only_the_key_path() {
-        let plain = HtlcV3::new(key(1), key(2), SwapHash([7; 32]), 900, Network::Regtest).unwrap();
-        let four = loop_in_htlc(900);
-        assert_eq!(plain.success_script(), four.success_script());
-        assert_eq!(plain.timeout_script(), four.timeout_script());
-        assert_ne!(plain.internal_key(), four.internal_key());
-        assert_ne!(plain.pk_script(), four.pk_script());
-        // The internal key is the aggregate of the internal keys, not of the script keys.
-        let internal_only =
-            HtlcV3::new(key(3), key(4), SwapHash([7; 32]), 900, Network::Regtest).unwrap();
-        assert_eq!(internal_only.internal_key(), four.internal_key());
     }
 
     /// The Loop In client's own way back: the timeout leaf signed with the sender's key, at a
