@@ -24,8 +24,9 @@ use super::error::{NodeError, NodeErrorKind};
 use super::port::{LightningNode, NodeResult, NodeStream};
 use super::types::{
     BlockEpoch, ConfRequest, ConfUpdate, DecodedInvoice, HoldInvoice, HoldInvoiceRequest,
-    InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest, NodeVersion,
-    PaymentRequest, PaymentUpdate, SendOutputsRequest, SignRequest, SpendRequest, SpendUpdate,
+    InvoiceRequest, InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest,
+    NodeVersion, PaymentRequest, PaymentUpdate, SendOutputsRequest, SignRequest, SpendRequest,
+    SpendUpdate,
 };
 use super::wire::chainrpc::chain_notifier_client::ChainNotifierClient;
 use super::wire::invoicesrpc::invoices_client::InvoicesClient;
@@ -656,6 +657,20 @@ impl LightningNode for LndClient {
             .add_hold_invoice(convert::hold_invoice_request(request)?)
             .await
             .map_err(st("add_hold_invoice"))?
+            .into_inner();
+        Ok(HoldInvoice {
+            payment_request: r.payment_request,
+            add_index: r.add_index,
+        })
+    }
+
+    async fn add_invoice(&self, request: &InvoiceRequest) -> NodeResult<HoldInvoice> {
+        let r = self
+            .lightning
+            .clone()
+            .add_invoice(convert::invoice_request(request)?)
+            .await
+            .map_err(st("add_invoice"))?
             .into_inner();
         Ok(HoldInvoice {
             payment_request: r.payment_request,

@@ -13,10 +13,10 @@ use bitcoin::{BlockHash, FeeRate, OutPoint, Txid};
 
 use super::error::NodeError;
 use super::types::{
-    BlockEpoch, ConfRequest, ConfUpdate, DecodedInvoice, HoldInvoiceRequest, InvoiceState,
-    InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest, MuSig2Version,
-    NodeVersion, PaymentFailure, PaymentRequest, PaymentStatus, PaymentUpdate, SendOutputsRequest,
-    SignMethod, SignRequest, SpendRequest, SpendUpdate,
+    BlockEpoch, ConfRequest, ConfUpdate, DecodedInvoice, HoldInvoiceRequest, InvoiceRequest,
+    InvoiceState, InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest,
+    MuSig2Version, NodeVersion, PaymentFailure, PaymentRequest, PaymentStatus, PaymentUpdate,
+    SendOutputsRequest, SignMethod, SignRequest, SpendRequest, SpendUpdate,
 };
 use super::wire::{chainrpc, invoicesrpc, lnrpc, routerrpc, signrpc, verrpc, walletrpc};
 use crate::domain::{
@@ -573,6 +573,20 @@ pub fn hold_invoice_request(r: &HoldInvoiceRequest) -> R<invoicesrpc::AddHoldInv
         value_msat: i64::try_from(r.amount.0).map_err(|_| big("amount"))?,
         expiry: i64::try_from(r.expiry.as_secs()).map_err(|_| big("expiry"))?,
         cltv_expiry: r.cltv_expiry,
+        private: r.private,
+        ..Default::default()
+    })
+}
+
+/// [`InvoiceRequest`] → `lnrpc.Invoice` for `AddInvoice`.
+pub fn invoice_request(r: &InvoiceRequest) -> R<lnrpc::Invoice> {
+    let big =
+        |what: &str| NodeError::invalid_argument("add_invoice", format!("{what} is too large"));
+    Ok(lnrpc::Invoice {
+        memo: r.memo.clone(),
+        r_preimage: r.preimage.0.to_vec(),
+        value_msat: i64::try_from(r.amount.0).map_err(|_| big("amount"))?,
+        expiry: i64::try_from(r.expiry.as_secs()).map_err(|_| big("expiry"))?,
         private: r.private,
         ..Default::default()
     })

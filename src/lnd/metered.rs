@@ -12,8 +12,9 @@ use bitcoin::{Address, FeeRate, Transaction};
 use super::port::{LightningNode, NodeResult, NodeStream};
 use super::types::{
     BlockEpoch, ConfRequest, ConfUpdate, DecodedInvoice, HoldInvoice, HoldInvoiceRequest,
-    InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest, NodeVersion,
-    PaymentRequest, PaymentUpdate, SendOutputsRequest, SignRequest, SpendRequest, SpendUpdate,
+    InvoiceRequest, InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest,
+    NodeVersion, PaymentRequest, PaymentUpdate, SendOutputsRequest, SignRequest, SpendRequest,
+    SpendUpdate,
 };
 use crate::domain::{
     BlockHeight, Channel, ChannelEvent, ForwardingPage, NodeId, NodeInfo, Peer, Preimage,
@@ -215,6 +216,11 @@ impl LightningNode for MeteredNode {
 
     async fn add_hold_invoice(&self, request: &HoldInvoiceRequest) -> NodeResult<HoldInvoice> {
         self.timed("AddHoldInvoice", self.inner.add_hold_invoice(request))
+            .await
+    }
+
+    async fn add_invoice(&self, request: &InvoiceRequest) -> NodeResult<HoldInvoice> {
+        self.timed("AddInvoice", self.inner.add_invoice(request))
             .await
     }
 

@@ -13,8 +13,9 @@ use futures::stream::BoxStream;
 use super::error::NodeError;
 use super::types::{
     BlockEpoch, ConfRequest, ConfUpdate, DecodedInvoice, HoldInvoice, HoldInvoiceRequest,
-    InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest, NodeVersion,
-    PaymentRequest, PaymentUpdate, SendOutputsRequest, SignRequest, SpendRequest, SpendUpdate,
+    InvoiceRequest, InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest,
+    NodeVersion, PaymentRequest, PaymentUpdate, SendOutputsRequest, SignRequest, SpendRequest,
+    SpendUpdate,
 };
 use crate::domain::{
     BlockHeight, Channel, ChannelEvent, ForwardingPage, NodeId, NodeInfo, Peer, Preimage, Sat,
@@ -222,6 +223,12 @@ pub trait LightningNode: Send + Sync {
     /// Adds a hold invoice. `AlreadyExists` if an invoice with this hash exists; callers
     /// re-creating after a crash should look for it with `subscribe_single_invoice`.
     async fn add_hold_invoice(&self, request: &HoldInvoiceRequest) -> NodeResult<HoldInvoice>;
+
+    /// Adds a normal invoice with the caller's preimage, settled by the node as soon as it is
+    /// paid in full (lnd's `AddInvoice` with `r_preimage`; the final CLTV delta is the node's
+    /// default). `AlreadyExists` if an invoice with this hash exists: callers re-creating after
+    /// a crash look for it with `subscribe_single_invoice`.
+    async fn add_invoice(&self, request: &InvoiceRequest) -> NodeResult<HoldInvoice>;
 
     /// Settles an accepted hold invoice. Idempotent: settling a settled invoice succeeds.
     async fn settle_invoice(&self, preimage: Preimage) -> NodeResult<()>;

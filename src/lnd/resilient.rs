@@ -48,8 +48,9 @@ use super::error::{NodeError, NodeErrorKind};
 use super::port::{LightningNode, NodeResult, NodeStream};
 use super::types::{
     BlockEpoch, ConfRequest, ConfUpdate, DecodedInvoice, HoldInvoice, HoldInvoiceRequest,
-    InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest, NodeVersion,
-    PaymentRequest, PaymentUpdate, SendOutputsRequest, SignRequest, SpendRequest, SpendUpdate,
+    InvoiceRequest, InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest,
+    NodeVersion, PaymentRequest, PaymentUpdate, SendOutputsRequest, SignRequest, SpendRequest,
+    SpendUpdate,
 };
 use crate::domain::{
     BlockHeight, Channel, ChannelEvent, ForwardingPage, NodeId, NodeInfo, Peer, Preimage, Sat,
@@ -568,6 +569,14 @@ impl LightningNode for ResilientNode {
         self.ctx()
             .retry("add_hold_invoice", self.non_idempotent(), || {
                 self.inner.add_hold_invoice(request)
+            })
+            .await
+    }
+
+    async fn add_invoice(&self, request: &InvoiceRequest) -> NodeResult<HoldInvoice> {
+        self.ctx()
+            .retry("add_invoice", self.non_idempotent(), || {
+                self.inner.add_invoice(request)
             })
             .await
     }

@@ -138,6 +138,21 @@ impl Lightning for LndFacade {
         }
     }
 
+    async fn add_invoice(
+        &self,
+        request: Request<lnrpc::Invoice>,
+    ) -> Reply<lnrpc::AddInvoiceResponse> {
+        let wanted = convert::invoice_request(request.get_ref())?;
+        let hash = wanted.preimage.hash();
+        let added = self.node.add_invoice(&wanted).await.map_err(fail)?;
+        Ok(Response::new(lnrpc::AddInvoiceResponse {
+            r_hash: hash.0.to_vec(),
+            payment_request: added.payment_request,
+            add_index: added.add_index,
+            payment_addr: Vec::new(),
+        }))
+    }
+
     async fn decode_pay_req(&self, request: Request<lnrpc::PayReqString>) -> Reply<lnrpc::PayReq> {
         let decoded = self.node.decode_invoice(&request.get_ref().pay_req).await;
         answer(decoded.map(|d| convert::pay_req(&d)))

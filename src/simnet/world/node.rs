@@ -18,8 +18,9 @@ use crate::domain::{
 };
 use crate::lnd::types::{
     BlockEpoch, ConfRequest, ConfUpdate, DecodedInvoice, HoldInvoice, HoldInvoiceRequest,
-    InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest, NodeVersion,
-    PaymentRequest, PaymentUpdate, SendOutputsRequest, SignRequest, SpendRequest, SpendUpdate,
+    InvoiceRequest, InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest,
+    NodeVersion, PaymentRequest, PaymentUpdate, SendOutputsRequest, SignRequest, SpendRequest,
+    SpendUpdate,
 };
 use crate::lnd::{LightningNode, NodeError, NodeErrorKind, NodeResult, NodeStream};
 
@@ -396,6 +397,24 @@ impl LightningNode for SimNode {
                 &request.memo,
                 request.expiry,
                 request.cltv_expiry,
+            )?;
+            Ok(HoldInvoice {
+                payment_request: inv.payment_request,
+                add_index: inv.add_index,
+            })
+        })
+    }
+
+    async fn add_invoice(&self, request: &InvoiceRequest) -> NodeResult<HoldInvoice> {
+        self.call("add_invoice", |w, i| {
+            let inv = w.add_invoice_inner(
+                i,
+                request.preimage.hash(),
+                Some(request.preimage),
+                request.amount,
+                &request.memo,
+                request.expiry,
+                crate::simnet::lnd::convert::DEFAULT_INVOICE_CLTV,
             )?;
             Ok(HoldInvoice {
                 payment_request: inv.payment_request,
