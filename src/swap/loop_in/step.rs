@@ -257,6 +257,34 @@ fn judge_spend(contract: &LoopInContract, next: LoopInProgress, otherwise: LoopI
     }
 }
 
+/// Counts the recorded spend's confirmations from the best height (a block deepens it).
+fn deepen_spend(next: &mut LoopInProgress) -> bool {
+    let Some(best) = next.best_height else {
+        return false;
+    };
+    match next.spend.as_mut() {
+        Some(s) if best >= s.height => {
+            let confs = best.0 - s.height.0 + 1;
+            let changed = confs > s.confirmations;
+            s.confirmations = s.confirmations.max(confs);
+            changed
+        }
+        _ => false,
+    }
+}
+
+/// On a block: a recorded spend deepens; when that makes it final, the swap ends here.
+fn block_ends_it(contract: &LoopInContract, next: &mut LoopInProgress) -> Option<Stepped> {
+    if next.spend.is_some() && deepen_spend(next) {
+        match judge_spend(contract, next.clone(), LoopInRule::Recorded) {
+            Ok(t) if t.next.state.is_terminal() => return Some(Ok(t)),
+            Ok(t) => *next = t.next,
+            Err(e) => return Some(Err(e)),
+        }
+    }
+    None
+}
+
 fn spend_confirmations(
     contract: &LoopInContract,
     mut next: LoopInProgress,
@@ -440,10 +468,13 @@ fn confirmed(
         }
         LoopInInput::Block { height } => {
             next.best_height = Some(height);
+            if let Some(ended) = block_ends_it(contract, &mut next) {
+                return ended;
+            }
             if next.invoice_settled() {
                 return paid(next);
             }
-            if expired(contract, &next) {
+            if next.spend.is_none() && expired(contract, &next) {
                 let action = sweep(contract, &mut next, &htlc);
                 return move_to(
                     next,
@@ -559,6 +590,9 @@ fn sweeping(
         }
         LoopInInput::Block { height } => {
             next.best_height = Some(height);
+            if let Some(ended) = block_ends_it(contract, &mut next) {
+                return ended;
+            }
             if next.invoice_settled() {
                 return paid(next);
             }
@@ -660,6 +694,9 @@ fn settled(contract: &LoopInContract, mut next: LoopInProgress, input: LoopInInp
         }
         LoopInInput::Block { height } => {
             next.best_height = Some(height);
+            if let Some(ended) = block_ends_it(contract, &mut next) {
+                return ended;
+            }
             if expired(contract, &next) {
                 return move_to(
                     next,

@@ -532,6 +532,46 @@ fn resuming_a_sweep_forgets_the_stored_spend_and_sweeps_again() {
 }
 
 #[test]
+fn blocks_deepen_a_spend_to_finality() {
+    let c = contract();
+    let mut p = LoopInProgress::new();
+    fund(&c, &mut p);
+    run(
+        &c,
+        &mut p,
+        &[
+            LoopInInput::Block {
+                height: BlockHeight(1_200),
+            },
+            LoopInInput::HtlcSpent {
+                txid: out(3).txid,
+                height: BlockHeight(1_201),
+                path: LoopInSpendPath::Timeout {
+                    swept_value: Sat(499_000),
+                },
+            },
+            LoopInInput::Block {
+                height: BlockHeight(1_202),
+            },
+        ],
+    );
+    assert_eq!(
+        p.state,
+        LoopInState::TimeoutSweeping,
+        "2 of 3 confirmations"
+    );
+    let t = run(
+        &c,
+        &mut p,
+        &[LoopInInput::Block {
+            height: BlockHeight(1_203),
+        }],
+    );
+    assert_eq!(p.state, LoopInState::FailedTimeout);
+    assert!(has(&t, |a| matches!(a, LoopInAction::CancelInvoice)));
+}
+
+#[test]
 fn contradictions_are_rejected() {
     let c = contract();
     let p = LoopInProgress::new();
