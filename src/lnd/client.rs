@@ -26,7 +26,7 @@ use super::types::{
     BlockEpoch, ConfRequest, ConfUpdate, DecodedInvoice, HoldInvoice, HoldInvoiceRequest,
     InvoiceRequest, InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest,
     NodeVersion, PaymentRequest, PaymentUpdate, SendOutputsRequest, SignRequest, SpendRequest,
-    SpendUpdate,
+    SpendUpdate, WalletUtxo,
 };
 use super::wire::chainrpc::chain_notifier_client::ChainNotifierClient;
 use super::wire::invoicesrpc::invoices_client::InvoicesClient;
@@ -411,6 +411,22 @@ impl LightningNode for LndClient {
             .await
             .map_err(st(M))?;
         convert::key_descriptor(M, r.get_ref())
+    }
+
+    async fn list_unspent(&self, min_confs: u32) -> NodeResult<Vec<WalletUtxo>> {
+        const M: &str = "list_unspent";
+        let r = self
+            .wallet
+            .clone()
+            .list_unspent(walletrpc::ListUnspentRequest {
+                min_confs: i32::try_from(min_confs).unwrap_or(i32::MAX),
+                max_confs: i32::MAX,
+                account: String::new(),
+                unconfirmed_only: false,
+            })
+            .await
+            .map_err(st(M))?;
+        r.get_ref().utxos.iter().map(convert::utxo).collect()
     }
 
     async fn next_addr(&self) -> NodeResult<Address> {

@@ -14,7 +14,7 @@ use super::types::{
     BlockEpoch, ConfRequest, ConfUpdate, DecodedInvoice, HoldInvoice, HoldInvoiceRequest,
     InvoiceRequest, InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest,
     NodeVersion, PaymentRequest, PaymentUpdate, SendOutputsRequest, SignRequest, SpendRequest,
-    SpendUpdate,
+    SpendUpdate, WalletUtxo,
 };
 use crate::domain::{
     BlockHeight, Channel, ChannelEvent, ForwardingPage, NodeId, NodeInfo, Peer, Preimage,
@@ -66,6 +66,11 @@ impl LightningNode for MeteredNode {
     async fn subscribe_channel_events(&self) -> NodeResult<NodeStream<ChannelEvent>> {
         let call = self.inner.subscribe_channel_events();
         self.timed("SubscribeChannelEvents", call).await
+    }
+
+    async fn list_unspent(&self, min_confs: u32) -> NodeResult<Vec<WalletUtxo>> {
+        self.timed("ListUnspent", self.inner.list_unspent(min_confs))
+            .await
     }
 
     async fn onchain_balance(&self) -> NodeResult<(Sat, Sat)> {

@@ -15,7 +15,7 @@ use super::types::{
     BlockEpoch, ConfRequest, ConfUpdate, DecodedInvoice, HoldInvoice, HoldInvoiceRequest,
     InvoiceRequest, InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest,
     NodeVersion, PaymentRequest, PaymentUpdate, SendOutputsRequest, SignRequest, SpendRequest,
-    SpendUpdate,
+    SpendUpdate, WalletUtxo,
 };
 use crate::domain::{
     BlockHeight, Channel, ChannelEvent, ForwardingPage, NodeId, NodeInfo, Peer, Preimage, Sat,
@@ -75,6 +75,19 @@ pub trait LightningNode: Send + Sync {
             super::NodeErrorKind::Permanent,
             "wallet_balance",
             "this node does not report its wallet balance",
+        ))
+    }
+
+    /// The wallet's unspent outputs with at least `min_confs` confirmations (0: unconfirmed
+    /// ones too; lnd's `ListUnspent`). Idempotent. What a spend of the wallet cost is read
+    /// from it: the values of the coins a transaction spent less its outputs. Nodes without a
+    /// wallet answer `Permanent`.
+    async fn list_unspent(&self, min_confs: u32) -> NodeResult<Vec<WalletUtxo>> {
+        let _ = min_confs;
+        Err(NodeError::new(
+            super::NodeErrorKind::Permanent,
+            "list_unspent",
+            "this node does not list its wallet's coins",
         ))
     }
 

@@ -50,7 +50,7 @@ use super::types::{
     BlockEpoch, ConfRequest, ConfUpdate, DecodedInvoice, HoldInvoice, HoldInvoiceRequest,
     InvoiceRequest, InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest,
     NodeVersion, PaymentRequest, PaymentUpdate, SendOutputsRequest, SignRequest, SpendRequest,
-    SpendUpdate,
+    SpendUpdate, WalletUtxo,
 };
 use crate::domain::{
     BlockHeight, Channel, ChannelEvent, ForwardingPage, NodeId, NodeInfo, Peer, Preimage, Sat,
@@ -295,6 +295,14 @@ impl LightningNode for ResilientNode {
             failures: 0,
             done: false,
         }))
+    }
+
+    async fn list_unspent(&self, min_confs: u32) -> NodeResult<Vec<WalletUtxo>> {
+        self.ctx()
+            .retry("list_unspent", self.idempotent(), || {
+                self.inner.list_unspent(min_confs)
+            })
+            .await
     }
 
     async fn onchain_balance(&self) -> NodeResult<(Sat, Sat)> {

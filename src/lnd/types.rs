@@ -303,6 +303,17 @@ pub struct HoldInvoiceRequest {
     pub private: bool,
 }
 
+/// One unspent output of the wallet (`ListUnspent`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalletUtxo {
+    /// Where it is.
+    pub outpoint: OutPoint,
+    /// What it holds.
+    pub amount: crate::domain::Sat,
+    /// Its confirmations (0 while in the mempool).
+    pub confirmations: u32,
+}
+
 /// A normal invoice to create with a preimage the caller chose (lnd's `AddInvoice` with
 /// `r_preimage`): lnd settles it by itself as soon as a full payment arrives, which reveals the
 /// preimage to the payer. The Loop In swap invoice.

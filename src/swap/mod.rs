@@ -56,8 +56,9 @@ pub use contract::{
     KeyLocator, LoopOutContract, Preimage, SWAP_KEY_FAMILY,
 };
 pub use engine::{
-    Admission, CeilingError, CreatedLoopOut, EngineConfig, EngineError, FeeCeilings,
-    LoopOutRequest, QuarantinedSwap, QuoteLimits, SwapEngine, SwapUpdate,
+    Admission, CeilingError, CreatedLoopIn, CreatedLoopOut, EngineConfig, EngineError, FeeCeilings,
+    LoopInQuoteInfo, LoopInRequest, LoopOutRequest, QuarantinedSwap, QuoteLimits, SwapEngine,
+    SwapUpdate,
 };
 pub use event::{Action, CancelReason, Input, PaymentEvent, Rejected, Rule, Transition};
 pub use state::{

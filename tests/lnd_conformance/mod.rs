@@ -607,6 +607,21 @@ pub async fn publication_errors(b: &Backend) {
 
 /// WalletBalance: confirmed coins of the wallet.
 pub async fn wallet_balance(b: &Backend) {
-    let (confirmed, _unconfirmed) = b.sluice.onchain_balance().await.unwrap();
+    let (confirmed, unconfirmed) = b.sluice.onchain_balance().await.unwrap();
     assert!(confirmed.0 > 0, "{}: {confirmed:?}", b.name);
+    // ListUnspent lists exactly the coins the balance counts: all of them with 0 minimum
+    // confirmations, the confirmed ones with 1.
+    let all = b.sluice.list_unspent(0).await.unwrap();
+    let sum = |coins: &[sluice::lnd::types::WalletUtxo]| -> u64 {
+        coins.iter().map(|c| c.amount.0).sum()
+    };
+    assert_eq!(
+        sum(&all),
+        (confirmed + unconfirmed).0,
+        "{}: {all:?}",
+        b.name
+    );
+    let deep = b.sluice.list_unspent(1).await.unwrap();
+    assert_eq!(sum(&deep), confirmed.0, "{}: {deep:?}", b.name);
+    assert!(deep.iter().all(|c| c.confirmations >= 1), "{}", b.name);
 }

@@ -20,7 +20,7 @@ use crate::lnd::types::{
     BlockEpoch, ConfRequest, ConfUpdate, DecodedInvoice, HoldInvoice, HoldInvoiceRequest,
     InvoiceRequest, InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest,
     NodeVersion, PaymentRequest, PaymentUpdate, SendOutputsRequest, SignRequest, SpendRequest,
-    SpendUpdate,
+    SpendUpdate, WalletUtxo,
 };
 use crate::lnd::{LightningNode, NodeError, NodeErrorKind, NodeResult, NodeStream};
 
@@ -171,6 +171,21 @@ impl LightningNode for SimNode {
 
     async fn onchain_balance(&self) -> NodeResult<(Sat, Sat)> {
         SimNode::wallet_balance(self)
+    }
+
+    async fn list_unspent(&self, min_confs: u32) -> NodeResult<Vec<WalletUtxo>> {
+        self.call("list_unspent", |w, i| {
+            let tip = w.height().0;
+            Ok(w.wallet_coins(i)?
+                .into_iter()
+                .map(|c| WalletUtxo {
+                    outpoint: c.outpoint,
+                    amount: Sat(c.txout.value.to_sat()),
+                    confirmations: c.confirmations(tip),
+                })
+                .filter(|u| u.confirmations >= min_confs)
+                .collect())
+        })
     }
 
     async fn list_peers(&self) -> NodeResult<Vec<Peer>> {
