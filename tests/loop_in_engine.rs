@@ -196,3 +196,49 @@ async fn an_unpaid_loop_in_is_swept_back_at_the_expiry_and_costs_only_fees() {
     assert_eq!(state, sluice::lnd::types::InvoiceState::Canceled);
     engine.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loop_in_resumes_after_a_restart_and_is_funded_only_once() {
+    let net = simnet().await;
+    net.server.set_loop_in_behaviour_for_next_swap(InBehaviour {
+        pay: PayMode::Never,
+        ..InBehaviour::default()
+    });
+    let engine = engine(&net).await;
+    settle_mempool(&net);
+    let before = net.holdings().await;
+    let created = engine.loop_in(request(120_000)).await.unwrap();
+    // Stop once the funding is in the mempool, before it confirms.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = record(&net, created.hash).await;
+        if r.progress.funding.is_some() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{:?}", r.progress);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    engine.stop().await;
+    let engine = net.engine().await;
+    let r = drive(&net, created.hash, |r| r.progress.state.is_terminal()).await;
+    assert_eq!(
+        r.progress.state,
+        LoopInState::FailedTimeout,
+        "{:?}",
+        r.progress
+    );
+    settle_mempool(&net);
+    // One funding transaction paid the HTLC script, ever.
+    let script = r.contract.terms().htlc_pk_script.clone();
+    let w = lock(&net.world);
+    let fundings = (0..=w.height().0)
+        .filter_map(|h| w.chain().block_at(sluice::domain::BlockHeight(h)))
+        .flat_map(|b| b.txdata.iter())
+        .filter(|tx| tx.output.iter().any(|o| o.script_pubkey == script))
+        .count();
+    drop(w);
+    assert_eq!(fundings, 1);
+    let after = net.holdings().await;
+    assert_eq!(before - after, r.costs.onchain);
+    engine.stop().await;
+}
