@@ -122,6 +122,13 @@ impl lightning_server::Lightning for Shared {
     ) -> Result<Response<lnrpc::ForwardingHistoryResponse>, Status> {
         Err(Status::unimplemented("not in the stand-in"))
     }
+
+    async fn add_invoice(
+        &self,
+        _: Request<lnrpc::Invoice>,
+    ) -> Result<Response<lnrpc::AddInvoiceResponse>, Status> {
+        Err(Status::unimplemented("not in the stand-in"))
+    }
 }
 
 fn payment_stream(p: lnrpc::Payment) -> S<lnrpc::Payment> {

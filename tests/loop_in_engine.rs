@@ -230,13 +230,14 @@ async fn a_loop_in_resumes_after_a_restart_and_is_funded_only_once() {
     settle_mempool(&net);
     // One funding transaction paid the HTLC script, ever.
     let script = r.contract.terms().htlc_pk_script.clone();
-    let w = lock(&net.world);
-    let fundings = (0..=w.height().0)
-        .filter_map(|h| w.chain().block_at(sluice::domain::BlockHeight(h)))
-        .flat_map(|b| b.txdata.iter())
-        .filter(|tx| tx.output.iter().any(|o| o.script_pubkey == script))
-        .count();
-    drop(w);
+    let fundings = {
+        let w = lock(&net.world);
+        (0..=w.height().0)
+            .filter_map(|h| w.chain().block_at(sluice::domain::BlockHeight(h)))
+            .flat_map(|b| b.txdata.iter())
+            .filter(|tx| tx.output.iter().any(|o| o.script_pubkey == script))
+            .count()
+    };
     assert_eq!(fundings, 1);
     let after = net.holdings().await;
     assert_eq!(before - after, r.costs.onchain);

@@ -417,7 +417,7 @@ pub fn render_swaps(r: &pb::ListSwapsResponse, format: Format) -> Result<String,
                 out.push_str(&format!(
                     "{:<64}  {:<8}  {:<31}  {:>12}  {}\n",
                     s.id,
-                    swap_type(&s),
+                    swap_type(s),
                     s.state,
                     s.amount_sat,
                     s.label
