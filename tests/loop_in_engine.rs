@@ -107,9 +107,28 @@ async fn a_paid_loop_in_succeeds_and_the_node_moves_by_the_recorded_costs() {
     let engine = engine(&net).await;
     settle_mempool(&net);
     let before = net.holdings().await;
+    let mut updates = engine.subscribe_loop_in();
     let created = engine.loop_in(request(200_000)).await.unwrap();
     assert!(created.htlc_address.starts_with("bcrt1p"), "{created:?}");
     let r = drive(&net, created.hash, |r| r.progress.state.is_terminal()).await;
+    // Every state change was published, in order, ending with the stored costs.
+    let mut seen = Vec::new();
+    while let Ok(u) = updates.try_recv() {
+        assert_eq!(u.hash, created.hash);
+        seen.push(u.state);
+        if u.state == LoopInState::Succeeded {
+            assert_eq!(u.costs, r.costs);
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            LoopInState::HtlcPublished,
+            LoopInState::HtlcConfirmed,
+            LoopInState::InvoiceSettled,
+            LoopInState::Succeeded
+        ]
+    );
     assert_eq!(r.progress.state, LoopInState::Succeeded, "{:?}", r.progress);
     settle_mempool(&net);
     let t = r.contract.terms();

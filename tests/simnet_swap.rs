@@ -98,6 +98,15 @@ fn sluice_in_completes_a_loop_in_on_the_simnet() {
         (state == "SUCCEEDED").then_some(info)
     });
     assert_eq!(info["swap"]["type"], "LOOP_IN", "{info}");
+    let history: Vec<&str> = info["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(history.first(), Some(&"INITIATED"), "{info}");
+    assert!(history.contains(&"HTLC_PUBLISHED"), "{info}");
+    assert_eq!(history.last(), Some(&"SUCCEEDED"), "{info}");
     assert_eq!(
         info["swap"]["costs"]["server_sat"].as_i64().unwrap(),
         i64::try_from(quote["swap_fee_sat"].as_u64().unwrap()).unwrap(),

@@ -1,6 +1,6 @@
 //! The swap RPCs: `Terms`, `Quote`, `LoopOut`, `LoopInQuote`, `LoopIn`, `ListSwaps`,
-//! `SwapInfo` and `Monitor`. Loop Ins are listed and shown beside Loop Outs (their
-//! `type` says which); `Monitor` streams Loop Out updates only.
+//! `SwapInfo` and `Monitor`. Loop Ins are listed, shown and monitored beside Loop Outs (their
+//! `type` says which).
 //!
 //! Handlers read the swap server through the provider port, swaps through the store, and
 //! create swaps through the [`SwapEngine`]; the daemon hands all of them over in one
@@ -23,7 +23,7 @@ use crate::lnd::LightningNode;
 use crate::proto::sluice as pb;
 use crate::provider::SwapProvider;
 use crate::store::Store;
-use crate::store::loop_in::LoopInRecord;
+use crate::store::loop_in::{LoopInRecord, LoopInUpdateRecord};
 use crate::store::swaps::{SwapFilter, SwapRecord};
 use crate::swap::engine::expiry_for;
 use crate::swap::loop_in::LoopInState;
@@ -593,7 +593,12 @@ impl SwapBackend {
                 .ok_or_else(|| ApiError::NotFound {
                     what: format!("swap {hash}"),
                 })?;
-            return Ok(loop_in_info(&r));
+            let history = self
+                .store
+                .loop_in_history(hash)
+                .await
+                .map_err(|e| unavailable("the swap store", e))?;
+            return Ok(loop_in_info(&r, &history));
         };
         let history = self
             .store
@@ -632,6 +637,54 @@ impl SwapBackend {
     /// updates it missed and is told so in the log; the stream ends when the engine stops.
     pub async fn monitor(&self) -> Result<MonitorStream, ApiError> {
         let rx = self.engine.subscribe();
+        let rx_in = self.engine.subscribe_loop_in();
+        let pending_in: Vec<pb::SwapUpdate> = self
+            .store
+            .list_loop_ins(None)
+            .await
+            .map_err(|e| unavailable("the swap store", e))?
+            .iter()
+            .filter(|r| !r.progress.state.is_terminal())
+            .map(|r| {
+                let t = r.contract.terms();
+                pb::SwapUpdate {
+                    id: t.swap_hash.to_string(),
+                    state: loop_in_state_name(r.progress.state).to_owned(),
+                    state_code: u32::from(r.progress.state.code()),
+                    costs: Some(loop_in_costs(r.costs)),
+                    at_unix: r.updated_at_unix,
+                    amount_sat: t.amount.0,
+                    label: t.label.clone(),
+                    r#type: "LOOP_IN".to_owned(),
+                }
+            })
+            .collect();
+        let live_in = futures::stream::unfold(rx_in, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(u) => {
+                        let msg = pb::SwapUpdate {
+                            id: u.hash.to_string(),
+                            state: loop_in_state_name(u.state).to_owned(),
+                            state_code: u32::from(u.state.code()),
+                            costs: Some(loop_in_costs(u.costs)),
+                            at_unix: now_unix(),
+                            amount_sat: u.amount.0,
+                            label: u.label,
+                            r#type: "LOOP_IN".to_owned(),
+                        };
+                        return Some((Ok(msg), rx));
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(
+                            skipped = n,
+                            "a Monitor client fell behind; updates skipped"
+                        );
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        });
         let pending = self
             .store
             .list_swaps(SwapFilter {
@@ -661,6 +714,7 @@ impl SwapBackend {
                                 at_unix: now_unix(),
                                 amount_sat: amount,
                                 label,
+                                r#type: "LOOP_OUT".to_owned(),
                             };
                             return Some((Ok(msg), (rx, store)));
                         }
@@ -674,14 +728,17 @@ impl SwapBackend {
                     }
                 }
             });
-        Ok(Box::pin(initial.chain(live)))
+        let initial = initial.chain(futures::stream::iter(pending_in.into_iter().map(Ok)));
+        Ok(Box::pin(
+            initial.chain(futures::stream::select(live, live_in)),
+        ))
     }
 }
 
 /// `SwapInfo` of a Loop In: the limits carry `max_swap_fee` and `max_miner_fee` only, the
 /// destination is the node's wallet, the sweep is the spend of the HTLC (the server's claim or
-/// our timeout sweep). No history yet (the store keeps it; the API does not read it).
-fn loop_in_info(r: &LoopInRecord) -> pb::SwapInfoResponse {
+/// our timeout sweep).
+fn loop_in_info(r: &LoopInRecord, history: &[LoopInUpdateRecord]) -> pb::SwapInfoResponse {
     let t = r.contract.terms();
     let p = &r.progress;
     pb::SwapInfoResponse {
@@ -700,7 +757,18 @@ fn loop_in_info(r: &LoopInRecord) -> pb::SwapInfoResponse {
         htlc_outpoint: p.htlc.map(|h| h.outpoint.to_string()).unwrap_or_default(),
         htlc_value_sat: p.htlc.map_or(0, |h| h.value.0),
         sweep_txid: p.spend.map(|s| s.txid.to_string()).unwrap_or_default(),
-        history: Vec::new(),
+        history: history
+            .iter()
+            .map(|h| pb::HistoryEntry {
+                state: loop_in_state_name(h.progress.state).to_owned(),
+                at_unix: h.updated_at_unix,
+                costs: Some(pb::SwapCosts {
+                    server_sat: h.costs.server_sat,
+                    onchain_sat: h.costs.onchain.0,
+                    offchain_sat: 0,
+                }),
+            })
+            .collect(),
         state_summary: p.state.summary().to_owned(),
     }
 }
@@ -718,9 +786,18 @@ fn pending_updates(pending: &[SwapRecord]) -> Vec<pb::SwapUpdate> {
                 at_unix: r.updated_at_unix,
                 amount_sat: t.amount.0,
                 label: t.label.clone(),
+                r#type: "LOOP_OUT".to_owned(),
             }
         })
         .collect()
+}
+
+fn loop_in_costs(c: crate::swap::loop_in::LoopInCosts) -> pb::SwapCosts {
+    pb::SwapCosts {
+        server_sat: c.server_sat,
+        onchain_sat: c.onchain.0,
+        offchain_sat: 0,
+    }
 }
 
 fn unavailable(what: &'static str, e: impl std::fmt::Display) -> ApiError {

@@ -489,17 +489,28 @@ pub fn render_swap(r: &pb::SwapInfoResponse, format: Format) -> Result<String, C
     }
 }
 
+/// An update's swap type (a daemon that predates Loop In sends none: a Loop Out).
+fn update_type(u: &pb::SwapUpdate) -> &str {
+    if u.r#type.is_empty() {
+        "LOOP_OUT"
+    } else {
+        &u.r#type
+    }
+}
+
 /// Renders one `monitor` update as one line (text or compact JSON).
 pub fn render_update(u: &pb::SwapUpdate, format: Format) -> Result<String, CliError> {
     match format {
         Format::Json => Ok(serde_json::to_string(&json!({
             "id": u.id, "state": u.state, "state_code": u.state_code, "amount_sat": u.amount_sat,
             "label": u.label, "at_unix": u.at_unix, "costs": costs_json(&u.costs),
+            "type": update_type(u),
         }))? + "\n"),
         Format::Human => Ok(format!(
-            "{}  {}  {:<25} {} sat  {}\n",
+            "{}  {}  {:<8} {:<31} {} sat  {}\n",
             u.at_unix,
             u.id,
+            update_type(u),
             u.state,
             u.amount_sat,
             costs_text(&u.costs)
@@ -1040,13 +1051,25 @@ mod tests {
             at_unix: 300,
             amount_sat: 250_000,
             label: String::new(),
+            r#type: String::new(),
         };
         let line = render_update(&u, Format::Json).unwrap();
         assert_eq!(line.lines().count(), 1);
         assert_eq!(json(&line)["state"], "PREIMAGE_REVEALED");
+        assert_eq!(json(&line)["type"], "LOOP_OUT");
         let text = render_update(&u, Format::Human).unwrap();
         assert_eq!(text.lines().count(), 1);
         assert!(text.contains("PREIMAGE_REVEALED") && text.contains("250000 sat"));
+        let inward = pb::SwapUpdate {
+            state: "HTLC_CONFIRMED".into(),
+            r#type: "LOOP_IN".into(),
+            ..u
+        };
+        let text = render_update(&inward, Format::Human).unwrap();
+        assert!(
+            text.contains("LOOP_IN") && text.contains("HTLC_CONFIRMED"),
+            "{text}"
+        );
     }
 
     #[test]

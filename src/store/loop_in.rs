@@ -186,6 +186,55 @@ impl Store {
     }
 }
 
+/// One saved step of a Loop In.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoopInUpdateRecord {
+    /// The saved progress.
+    pub progress: LoopInProgress,
+    /// The costs it implied.
+    pub costs: LoopInCosts,
+    /// When it was saved, Unix seconds.
+    pub updated_at_unix: i64,
+}
+
+impl Store {
+    /// Every saved progress of Loop In `hash`, oldest first.
+    pub async fn loop_in_history(
+        &self,
+        hash: SwapHash,
+    ) -> Result<Vec<LoopInUpdateRecord>, StoreError> {
+        let op = "reading a loop in's history";
+        let rows = sqlx::query(
+            "SELECT progress_json, server_cost_sat, onchain_cost_sat, updated_at_unix FROM \
+             loop_in_updates WHERE swap_hash = ? ORDER BY id",
+        )
+        .bind(hash.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::query(op))?;
+        rows.iter()
+            .map(|r| -> Result<LoopInUpdateRecord, sqlx::Error> {
+                let json: String = r.try_get("progress_json")?;
+                let parsed: ProgressJson =
+                    serde_json::from_str(&json).map_err(|e| corrupt("progress_json", e))?;
+                let onchain: i64 = r.try_get("onchain_cost_sat")?;
+                Ok(LoopInUpdateRecord {
+                    progress: LoopInProgress::try_from(parsed)
+                        .map_err(|e| corrupt("progress_json", e))?,
+                    costs: LoopInCosts {
+                        server_sat: r.try_get("server_cost_sat")?,
+                        onchain: Sat(
+                            u64::try_from(onchain).map_err(|e| corrupt("onchain_cost_sat", e))?
+                        ),
+                    },
+                    updated_at_unix: r.try_get("updated_at_unix")?,
+                })
+            })
+            .collect::<Result<_, _>>()
+            .map_err(StoreError::query(op))
+    }
+}
+
 async fn append(
     tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
     hash: SwapHash,
@@ -589,6 +638,19 @@ mod tests {
             .await
             .unwrap();
         assert!(store.load_unfinished_loop_ins().await.unwrap().0.is_empty());
+        let history = store
+            .loop_in_history(contract.terms().swap_hash)
+            .await
+            .unwrap();
+        assert_eq!(
+            history.iter().map(|h| h.progress.state).collect::<Vec<_>>(),
+            [
+                LoopInState::Initiated,
+                LoopInState::TimeoutSweeping,
+                LoopInState::FailedTimeout
+            ]
+        );
+        assert_eq!(history[2].costs.onchain, Sat(1_700));
         let listed = store.list_loop_ins(None).await.unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].costs.onchain, Sat(1_700));

@@ -293,6 +293,21 @@ pub struct SwapUpdate {
     pub created: bool,
 }
 
+/// A Loop In's state change, as the engine publishes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoopInUpdate {
+    /// The swap.
+    pub hash: SwapHash,
+    /// Its new state.
+    pub state: super::loop_in::LoopInState,
+    /// Its costs so far.
+    pub costs: super::loop_in::LoopInCosts,
+    /// The HTLC value.
+    pub amount: Sat,
+    /// The operator's label.
+    pub label: String,
+}
+
 /// Why a swap could not be created, or the engine not started.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -450,6 +465,7 @@ struct Inner {
     height: watch::Receiver<Option<BlockHeight>>,
     blocks: broadcast::Sender<BlockHeight>,
     updates: broadcast::Sender<SwapUpdate>,
+    loop_in_updates: broadcast::Sender<LoopInUpdate>,
     drivers: Mutex<HashMap<SwapHash, JoinHandle<()>>>,
     /// Stored swaps the engine cannot drive, by id (hex hash as stored), with why.
     quarantine: Mutex<std::collections::BTreeMap<String, String>>,
@@ -494,6 +510,7 @@ impl SwapEngine {
         let (height_tx, height) = watch::channel(None);
         let (blocks, _) = broadcast::channel(256);
         let (updates, _) = broadcast::channel(1024);
+        let (loop_in_updates, _) = broadcast::channel(1024);
         let cancel = CancellationToken::new();
         tokio::spawn(follow_blocks(
             Arc::clone(&node),
@@ -511,6 +528,7 @@ impl SwapEngine {
                 height,
                 blocks,
                 updates,
+                loop_in_updates,
                 drivers: Mutex::new(HashMap::new()),
                 quarantine: Mutex::new(std::collections::BTreeMap::new()),
                 cancel,
@@ -538,6 +556,11 @@ impl SwapEngine {
     /// Updates of every swap's state from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<SwapUpdate> {
         self.inner.updates.subscribe()
+    }
+
+    /// Updates of every Loop In's state from now on.
+    pub fn subscribe_loop_in(&self) -> broadcast::Receiver<LoopInUpdate> {
+        self.inner.loop_in_updates.subscribe()
     }
 
     /// Resumes every unfinished swap in the store (after waiting for a block epoch). Returns
@@ -636,6 +659,7 @@ impl SwapEngine {
             height: self.inner.height.clone(),
             blocks: self.inner.blocks.subscribe(),
             updates: self.inner.updates.clone(),
+            loop_in_updates: self.inner.loop_in_updates.clone(),
             cancel: self.inner.cancel.child_token(),
         }
     }

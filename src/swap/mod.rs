@@ -57,8 +57,8 @@ pub use contract::{
 };
 pub use engine::{
     Admission, CeilingError, CreatedLoopIn, CreatedLoopOut, EngineConfig, EngineError, FeeCeilings,
-    LoopInQuoteInfo, LoopInRequest, LoopOutRequest, QuarantinedSwap, QuoteLimits, SwapEngine,
-    SwapUpdate,
+    LoopInQuoteInfo, LoopInRequest, LoopInUpdate, LoopOutRequest, QuarantinedSwap, QuoteLimits,
+    SwapEngine, SwapUpdate,
 };
 pub use event::{Action, CancelReason, Input, PaymentEvent, Rejected, Rule, Transition};
 pub use state::{

@@ -399,6 +399,13 @@ impl LoopInDriver {
                 let costs = self.progress.costs(self.contract.terms().amount);
                 tracing::info!(swap = %hash, state = state.as_str(), server_sat = costs.server_sat,
                     onchain = %costs.onchain, "loop in state changed");
+                let _ = self.deps.loop_in_updates.send(super::LoopInUpdate {
+                    hash,
+                    state,
+                    costs,
+                    amount: self.contract.terms().amount,
+                    label: self.contract.terms().label.clone(),
+                });
             }
         }
     }
