@@ -262,3 +262,44 @@ async fn a_loop_in_resumes_after_a_restart_and_is_funded_only_once() {
     assert_eq!(before - after, r.costs.onchain);
     engine.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reorged_timeout_sweep_is_swept_again_and_the_costs_stay_exact() {
+    let net = simnet().await;
+    net.server.set_loop_in_behaviour_for_next_swap(InBehaviour {
+        pay: PayMode::Never,
+        ..InBehaviour::default()
+    });
+    let engine = engine(&net).await;
+    settle_mempool(&net);
+    let before = net.holdings().await;
+    let created = engine.loop_in(request(130_000)).await.unwrap();
+    // Up to the first confirmation of our timeout sweep.
+    let r = drive(&net, created.hash, |r| r.progress.spend.is_some()).await;
+    assert_eq!(r.progress.state, LoopInState::TimeoutSweeping);
+    // The block with the sweep goes away (the sweep goes back to the mempool).
+    let sweep = r.progress.spend.unwrap().txid;
+    {
+        let mut w = lock(&net.world);
+        let depth = w.height().0 - r.progress.spend.unwrap().height.0 + 1;
+        w.reorg(depth).unwrap();
+        assert!(
+            !matches!(
+                w.chain().tx(&sweep),
+                Some(sluice::simnet::chain::TxStatus::Confirmed { .. })
+            ),
+            "the sweep is still confirmed after the reorg"
+        );
+    }
+    let r = drive(&net, created.hash, |r| r.progress.state.is_terminal()).await;
+    assert_eq!(
+        r.progress.state,
+        LoopInState::FailedTimeout,
+        "{:?}",
+        r.progress
+    );
+    settle_mempool(&net);
+    let after = net.holdings().await;
+    assert_eq!(before - after, r.costs.onchain, "{:?}", r.progress);
+    engine.stop().await;
+}
