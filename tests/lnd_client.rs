@@ -129,6 +129,13 @@ impl lightning_server::Lightning for Shared {
     ) -> Result<Response<lnrpc::AddInvoiceResponse>, Status> {
         Err(Status::unimplemented("not in the stand-in"))
     }
+
+    async fn estimate_fee(
+        &self,
+        _: Request<lnrpc::EstimateFeeRequest>,
+    ) -> Result<Response<lnrpc::EstimateFeeResponse>, Status> {
+        Err(Status::unimplemented("not in the stand-in"))
+    }
 }
 
 fn payment_stream(p: lnrpc::Payment) -> S<lnrpc::Payment> {

@@ -13,8 +13,8 @@ use super::port::{LightningNode, NodeResult, NodeStream};
 use super::types::{
     BlockEpoch, ConfRequest, ConfUpdate, DecodedInvoice, HoldInvoice, HoldInvoiceRequest,
     InvoiceRequest, InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest,
-    NodeVersion, PaymentRequest, PaymentUpdate, SendOutputsRequest, SignRequest, SpendRequest,
-    SpendUpdate, WalletUtxo,
+    NodeVersion, PaymentRequest, PaymentUpdate, SendFeeEstimate, SendOutputsRequest, SignRequest,
+    SpendRequest, SpendUpdate, WalletUtxo,
 };
 use crate::domain::{
     BlockHeight, Channel, ChannelEvent, ForwardingPage, NodeId, NodeInfo, Peer, Preimage,
@@ -66,6 +66,20 @@ impl LightningNode for MeteredNode {
     async fn subscribe_channel_events(&self) -> NodeResult<NodeStream<ChannelEvent>> {
         let call = self.inner.subscribe_channel_events();
         self.timed("SubscribeChannelEvents", call).await
+    }
+
+    async fn estimate_send_fee(
+        &self,
+        outputs: &[bitcoin::TxOut],
+        conf_target: u32,
+        min_confs: u32,
+    ) -> NodeResult<SendFeeEstimate> {
+        self.timed(
+            "EstimateFee",
+            self.inner
+                .estimate_send_fee(outputs, conf_target, min_confs),
+        )
+        .await
     }
 
     async fn list_unspent(&self, min_confs: u32) -> NodeResult<Vec<WalletUtxo>> {

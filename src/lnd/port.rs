@@ -14,8 +14,8 @@ use super::error::NodeError;
 use super::types::{
     BlockEpoch, ConfRequest, ConfUpdate, DecodedInvoice, HoldInvoice, HoldInvoiceRequest,
     InvoiceRequest, InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest,
-    NodeVersion, PaymentRequest, PaymentUpdate, SendOutputsRequest, SignRequest, SpendRequest,
-    SpendUpdate, WalletUtxo,
+    NodeVersion, PaymentRequest, PaymentUpdate, SendFeeEstimate, SendOutputsRequest, SignRequest,
+    SpendRequest, SpendUpdate, WalletUtxo,
 };
 use crate::domain::{
     BlockHeight, Channel, ChannelEvent, ForwardingPage, NodeId, NodeInfo, Peer, Preimage, Sat,
@@ -75,6 +75,24 @@ pub trait LightningNode: Send + Sync {
             super::NodeErrorKind::Permanent,
             "wallet_balance",
             "this node does not report its wallet balance",
+        ))
+    }
+
+    /// What paying `outputs` from the wallet would cost at the rate for `conf_target`, with
+    /// the wallet's coin selection over coins of at least `min_confs` confirmations (lnd's
+    /// `Lightning.EstimateFee`); nothing is spent. Idempotent. `Permanent` when the wallet
+    /// cannot pay them (insufficient funds) or the node has no wallet.
+    async fn estimate_send_fee(
+        &self,
+        outputs: &[bitcoin::TxOut],
+        conf_target: u32,
+        min_confs: u32,
+    ) -> NodeResult<SendFeeEstimate> {
+        let _ = (outputs, conf_target, min_confs);
+        Err(NodeError::new(
+            super::NodeErrorKind::Permanent,
+            "estimate_send_fee",
+            "this node cannot estimate a wallet payment",
         ))
     }
 

@@ -49,8 +49,8 @@ use super::port::{LightningNode, NodeResult, NodeStream};
 use super::types::{
     BlockEpoch, ConfRequest, ConfUpdate, DecodedInvoice, HoldInvoice, HoldInvoiceRequest,
     InvoiceRequest, InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest,
-    NodeVersion, PaymentRequest, PaymentUpdate, SendOutputsRequest, SignRequest, SpendRequest,
-    SpendUpdate, WalletUtxo,
+    NodeVersion, PaymentRequest, PaymentUpdate, SendFeeEstimate, SendOutputsRequest, SignRequest,
+    SpendRequest, SpendUpdate, WalletUtxo,
 };
 use crate::domain::{
     BlockHeight, Channel, ChannelEvent, ForwardingPage, NodeId, NodeInfo, Peer, Preimage, Sat,
@@ -295,6 +295,20 @@ impl LightningNode for ResilientNode {
             failures: 0,
             done: false,
         }))
+    }
+
+    async fn estimate_send_fee(
+        &self,
+        outputs: &[bitcoin::TxOut],
+        conf_target: u32,
+        min_confs: u32,
+    ) -> NodeResult<SendFeeEstimate> {
+        self.ctx()
+            .retry("estimate_send_fee", self.idempotent(), || {
+                self.inner
+                    .estimate_send_fee(outputs, conf_target, min_confs)
+            })
+            .await
     }
 
     async fn list_unspent(&self, min_confs: u32) -> NodeResult<Vec<WalletUtxo>> {

@@ -303,6 +303,15 @@ pub struct HoldInvoiceRequest {
     pub private: bool,
 }
 
+/// What paying some outputs from the wallet would cost (`Lightning.EstimateFee`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendFeeEstimate {
+    /// The whole transaction's fee with the wallet's coin selection.
+    pub fee: crate::domain::Sat,
+    /// The rate it was computed at.
+    pub rate: bitcoin::FeeRate,
+}
+
 /// One unspent output of the wallet (`ListUnspent`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WalletUtxo {

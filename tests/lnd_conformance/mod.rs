@@ -624,4 +624,38 @@ pub async fn wallet_balance(b: &Backend) {
     let deep = b.sluice.list_unspent(1).await.unwrap();
     assert_eq!(sum(&deep), confirmed.0, "{}: {deep:?}", b.name);
     assert!(deep.iter().all(|c| c.confirmations >= 1), "{}", b.name);
+    // EstimateFee: a wallet payment's fee with coin selection, nothing spent; more than the
+    // wallet holds is refused for good.
+    let p2tr = bitcoin::ScriptBuf::from_bytes([vec![0x51, 0x20], vec![0; 32]].concat());
+    let out = |sat: u64| bitcoin::TxOut {
+        value: bitcoin::Amount::from_sat(sat),
+        script_pubkey: p2tr.clone(),
+    };
+    let estimate = b
+        .sluice
+        .estimate_send_fee(&[out(100_000)], 6, 1)
+        .await
+        .unwrap();
+    assert!(
+        estimate.fee.0 > 0 && estimate.fee.0 < 100_000,
+        "{}: {estimate:?}",
+        b.name
+    );
+    assert!(
+        estimate.rate.to_sat_per_kwu() >= 250,
+        "{}: {estimate:?}",
+        b.name
+    );
+    assert_eq!(
+        b.sluice.onchain_balance().await.unwrap(),
+        (confirmed, unconfirmed),
+        "{}: estimating spent nothing",
+        b.name
+    );
+    let too_much = b
+        .sluice
+        .estimate_send_fee(&[out(confirmed.0 + unconfirmed.0 + 1)], 6, 1)
+        .await
+        .unwrap_err();
+    assert!(!too_much.is_transient(), "{}: {too_much}", b.name);
 }

@@ -19,8 +19,8 @@ use crate::domain::{
 use crate::lnd::types::{
     BlockEpoch, ConfRequest, ConfUpdate, DecodedInvoice, HoldInvoice, HoldInvoiceRequest,
     InvoiceRequest, InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest,
-    NodeVersion, PaymentRequest, PaymentUpdate, SendOutputsRequest, SignRequest, SpendRequest,
-    SpendUpdate, WalletUtxo,
+    NodeVersion, PaymentRequest, PaymentUpdate, SendFeeEstimate, SendOutputsRequest, SignRequest,
+    SpendRequest, SpendUpdate, WalletUtxo,
 };
 use crate::lnd::{LightningNode, NodeError, NodeErrorKind, NodeResult, NodeStream};
 
@@ -171,6 +171,25 @@ impl LightningNode for SimNode {
 
     async fn onchain_balance(&self) -> NodeResult<(Sat, Sat)> {
         SimNode::wallet_balance(self)
+    }
+
+    async fn estimate_send_fee(
+        &self,
+        outputs: &[bitcoin::TxOut],
+        conf_target: u32,
+        min_confs: u32,
+    ) -> NodeResult<SendFeeEstimate> {
+        self.call("estimate_send_fee", |w, i| {
+            let rate = w.estimate_fee(conf_target);
+            let fee = w.estimate_send_outputs(
+                i,
+                outputs,
+                rate,
+                min_confs,
+                crate::lnd::types::CoinSelection::NodeDefault,
+            )?;
+            Ok(SendFeeEstimate { fee, rate })
+        })
     }
 
     async fn list_unspent(&self, min_confs: u32) -> NodeResult<Vec<WalletUtxo>> {

@@ -19,7 +19,6 @@ use rand::RngCore;
 use super::loop_in_driver::LoopInDriver;
 use super::{EngineError, SwapEngine};
 use crate::chain::SatPerKw;
-use crate::chain::fees::fee_for;
 use crate::domain::{BlockHeight, Msat, Sat, SwapHash};
 use crate::lnd::types::{HoldInvoiceRequest, InvoiceRequest, InvoiceState};
 use crate::provider::port::{LoopInQuote, LoopInRoute, LoopInTerms, NewLoopInRequest};
@@ -156,13 +155,15 @@ impl SwapEngine {
             .loop_in_quote(&route)
             .await
             .map_err(EngineError::provider("LoopInQuote"))?;
-        let rate = inner
-            .node
-            .estimate_fee(target)
-            .await
-            .map_err(EngineError::node("EstimateFee"))?;
-        let funding_rate = SatPerKw(rate.to_sat_per_kwu());
-        let funding_fee_estimate = fee_for(FUNDING_WEIGHT_ESTIMATE, funding_rate);
+        // As Loop: the funding to a dummy P2TR output of the amount.
+        let dummy = bitcoin::TxOut {
+            value: bitcoin::Amount::from_sat(amount.0),
+            script_pubkey: bitcoin::ScriptBuf::from_bytes([vec![0x51, 0x20], vec![0; 32]].concat()),
+        };
+        let (funding_rate, funding_fee_estimate) =
+            super::loop_in_driver::funding_estimate(&*inner.node, dummy, target)
+                .await
+                .map_err(EngineError::node("EstimateFee"))?;
         Ok(LoopInQuoteInfo {
             terms,
             quote,

@@ -241,15 +241,14 @@ impl LoopInDriver {
         match action {
             LoopInAction::EstimateFunding { height } => {
                 let target = contract.terms().htlc_conf_target;
+                let funding = TxOut {
+                    value: Amount::from_sat(contract.terms().amount.0),
+                    script_pubkey: contract.terms().htlc_pk_script.clone(),
+                };
                 self.spawn_task(TaskKey::Estimate, async move {
-                    match node.estimate_fee(target).await {
-                        Ok(rate) => {
-                            let rate = SatPerKw(rate.to_sat_per_kwu()).max(SatPerKw::FLOOR);
-                            let _ = tx.send(LoopInInput::FundingEstimate {
-                                height,
-                                rate,
-                                fee: fee_for(FUNDING_WEIGHT_ESTIMATE, rate),
-                            });
+                    match funding_estimate(&*node, funding, target).await {
+                        Ok((rate, fee)) => {
+                            let _ = tx.send(LoopInInput::FundingEstimate { height, rate, fee });
                         }
                         Err(e) => tracing::warn!(swap = %hash, error = %e,
                             "funding fee estimate failed; asked again next block"),
@@ -407,6 +406,29 @@ impl LoopInDriver {
                     label: self.contract.terms().label.clone(),
                 });
             }
+        }
+    }
+}
+
+/// What funding `output` costs now: lnd's estimate with its coin selection (`EstimateFee`),
+/// or, from a node that cannot make one, the rate for a funding of one input
+/// ([`FUNDING_WEIGHT_ESTIMATE`]). Coins need one confirmation, as `SendOutputs` is asked.
+pub(super) async fn funding_estimate(
+    node: &dyn LightningNode,
+    output: TxOut,
+    target: u32,
+) -> Result<(SatPerKw, Sat), crate::lnd::NodeError> {
+    match node.estimate_send_fee(&[output], target, 1).await {
+        Ok(e) => Ok((
+            SatPerKw(e.rate.to_sat_per_kwu()).max(SatPerKw::FLOOR),
+            e.fee,
+        )),
+        Err(e) if e.is_transient() => Err(e),
+        Err(e) => {
+            tracing::debug!(error = %e, "no coin-selecting estimate; estimating for one input");
+            let rate =
+                SatPerKw(node.estimate_fee(target).await?.to_sat_per_kwu()).max(SatPerKw::FLOOR);
+            Ok((rate, fee_for(FUNDING_WEIGHT_ESTIMATE, rate)))
         }
     }
 }
