@@ -60,11 +60,13 @@ async fn refused(behaviour: InBehaviour) -> EngineError {
         before,
         "funded although refused: {err}"
     );
-    // The server knows the hash; the swap invoice must not be payable.
+    // The server knows the hash; neither the swap invoice nor the probe may be left payable.
     for hash in net.server.loop_in_hashes() {
-        let mut s = net.node.subscribe_single_invoice(hash).await.unwrap();
-        let state = s.next().await.unwrap().unwrap().state;
-        assert_eq!(state, InvoiceState::Canceled, "{err}");
+        for h in [hash, sluice::swap::engine::probe_hash(hash)] {
+            let mut s = net.node.subscribe_single_invoice(h).await.unwrap();
+            let state = s.next().await.unwrap().unwrap().state;
+            assert_eq!(state, InvoiceState::Canceled, "{err}");
+        }
     }
     engine.stop().await;
     err

@@ -290,6 +290,10 @@ impl SwapEngine {
         )
         .await;
         probe_task.abort();
+        // The probe has done its job (or failed): never leave a payment held on it.
+        if let Err(e) = inner.node.cancel_invoice(probe).await {
+            tracing::warn!(swap = %swap_hash, error = %e, "cancelling the probe invoice failed");
+        }
         let resp = match asked {
             Ok(r) => r.map_err(EngineError::provider("NewLoopInSwap"))?,
             Err(_) => {
