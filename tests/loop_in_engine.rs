@@ -111,7 +111,8 @@ async fn a_paid_loop_in_succeeds_and_the_node_moves_by_the_recorded_costs() {
     let created = engine.loop_in(request(200_000)).await.unwrap();
     assert!(created.htlc_address.starts_with("bcrt1p"), "{created:?}");
     let r = drive(&net, created.hash, |r| r.progress.state.is_terminal()).await;
-    // Every state change was published, in order, ending with the stored costs.
+    // The creation and every state change were published, in order, ending with the stored
+    // costs.
     let mut seen = Vec::new();
     while let Ok(u) = updates.try_recv() {
         assert_eq!(u.hash, created.hash);
@@ -122,7 +123,7 @@ async fn a_paid_loop_in_succeeds_and_the_node_moves_by_the_recorded_costs() {
     }
     // HtlcConfirmed shows unless the server's payment is reported before the confirmation
     // (both watches run at once).
-    let mut expected = vec![LoopInState::HtlcPublished];
+    let mut expected = vec![LoopInState::Initiated, LoopInState::HtlcPublished];
     if seen.contains(&LoopInState::HtlcConfirmed) {
         expected.push(LoopInState::HtlcConfirmed);
     }

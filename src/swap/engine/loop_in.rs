@@ -377,6 +377,13 @@ impl SwapEngine {
         inner.store.create_loop_in(&stored, now_unix).await?;
         tracing::info!(swap = %swap_hash, amount = %req.amount, expiry = %validated.expiry,
             fee = %validated.swap_fee, label = %req.label, "loop in created");
+        let _ = inner.loop_in_updates.send(super::LoopInUpdate {
+            hash: swap_hash,
+            state: crate::swap::loop_in::LoopInState::Initiated,
+            costs: LoopInCosts::default(),
+            amount: req.amount,
+            label: req.label.clone(),
+        });
         let created = CreatedLoopIn {
             hash: swap_hash,
             htlc_address: validated.htlc.address().to_string(),
