@@ -74,6 +74,19 @@ fn bad_flags_are_refused_naming_the_flag() {
             ],
             "--min-amount",
         ),
+        (
+            vec![
+                "--loop-in-min-amount".into(),
+                "9".into(),
+                "--loop-in-max-amount".into(),
+                "8".into(),
+            ],
+            "--loop-in-min-amount",
+        ),
+        (
+            vec!["--loop-in-cltv-delta".into(), "99".into()],
+            "--loop-in-cltv-delta",
+        ),
         (vec!["--htlc-confs".into(), "0".into()], "--htlc-confs"),
         (
             vec![
@@ -266,4 +279,21 @@ fn a_standalone_server_on_an_lnd_over_grpc_serves_a_loop_out_over_tls_and_stops_
     let log = std::fs::read_to_string(&log_path).unwrap_or_default();
     assert!(status.success(), "{status}: {log}");
     assert!(log.contains("reference Loop server stopped"), "{log}");
+}
+
+#[test]
+fn help_lists_the_terms_of_both_directions() {
+    let out = loopserver(&["--help"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--min-amount",
+        "--max-amount",
+        "--min-cltv-delta",
+        "--loop-in-min-amount",
+        "--loop-in-max-amount",
+        "--loop-in-cltv-delta",
+    ] {
+        assert!(text.contains(flag), "--help lacks {flag}: {text}");
+    }
 }

@@ -151,6 +151,7 @@ fn a_tampering_server_is_refused_and_once_switched_off_the_swap_succeeds() {
     assert!(names.contains(&"swap-fee-above-max"), "{list}");
     assert!(names.contains(&"htlc-value-below"), "{list}");
     assert!(names.contains(&"l402-price-above-cap"), "{list}");
+    assert!(names.contains(&"loop-in-never-pays"), "{list}");
     assert!(list["active"].is_null(), "{list}");
     let human = simnet(&sim_dir, &["misbehave", "--list"]);
     let text = String::from_utf8_lossy(&human.stdout);

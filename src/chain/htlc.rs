@@ -152,6 +152,20 @@ fn sorted_key_agg(a: &PublicKey, b: &PublicKey) -> Result<KeyAggContext, ChainEr
     KeyAggContext::new(points).map_err(ChainError::KeyAggregation)
 }
 
+/// The four keys of a v3 HTLC: the script keys of the two leaves and the two keys aggregated
+/// into the internal key. Loop Out uses the script keys as internal keys; Loop In does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HtlcKeys {
+    /// The timeout leaf's key (the party that funds the HTLC).
+    pub sender: PublicKey,
+    /// The success leaf's key (the party that claims with the preimage).
+    pub receiver: PublicKey,
+    /// The sender's half of the internal key.
+    pub sender_internal: PublicKey,
+    /// The receiver's half of the internal key.
+    pub receiver_internal: PublicKey,
+}
+
 /// A v3 (P2TR) HTLC with everything needed to watch, sweep and explain it.
 #[derive(Debug, Clone)]
 pub struct HtlcV3 {
@@ -176,11 +190,40 @@ impl HtlcV3 {
         expiry: u32,
         network: Network,
     ) -> Result<HtlcV3, ChainError> {
+        HtlcV3::with_internal_keys(
+            HtlcKeys {
+                sender,
+                receiver,
+                sender_internal: sender,
+                receiver_internal: receiver,
+            },
+            hash,
+            expiry,
+            network,
+        )
+    }
+
+    /// Builds an HTLC whose internal key aggregates two keys other than the script keys, as
+    /// Loop In does from protocol 11 on (the client's internal key is per swap, so it can be
+    /// revealed with `PushKey` without revealing its script key). The MuSig2 context then
+    /// holds the internal keys.
+    pub fn with_internal_keys(
+        keys: HtlcKeys,
+        hash: SwapHash,
+        expiry: u32,
+        network: Network,
+    ) -> Result<HtlcV3, ChainError> {
+        let HtlcKeys {
+            sender,
+            receiver,
+            sender_internal,
+            receiver_internal,
+        } = keys;
         check_expiry(expiry)?;
         let success_script = v3_success_script(&receiver, &hash);
         let timeout_script = v3_timeout_script(&sender, expiry);
 
-        let untweaked = sorted_key_agg(&sender, &receiver)?;
+        let untweaked = sorted_key_agg(&sender_internal, &receiver_internal)?;
         let agg: Point = untweaked.aggregated_pubkey();
         let internal_key = XOnlyPublicKey::from_slice(&agg.serialize_xonly())
             .map_err(|_| ChainError::invalid("HTLC key", "aggregate key is not a valid point"))?;
@@ -519,6 +562,28 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn distinct_internal_keys_change_only_the_internal_key() {
+        let h = SwapHash([6; 32]);
+        let plain = HtlcV3::new(key(2), key(3), h, 700, Network::Regtest).unwrap();
+        let keys = HtlcKeys {
+            sender: key(2),
+            receiver: key(3),
+            sender_internal: key(4),
+            receiver_internal: key(5),
+        };
+        let four = HtlcV3::with_internal_keys(keys, h, 700, Network::Regtest).unwrap();
+        assert_eq!(four.success_script(), plain.success_script());
+        assert_eq!(four.timeout_script(), plain.timeout_script());
+        assert_ne!(four.pk_script(), plain.pk_script());
+        let p: Point = sorted_key_agg(&key(5), &key(4))
+            .unwrap()
+            .aggregated_pubkey();
+        assert_eq!(four.internal_key().serialize(), p.serialize_xonly());
+        let q: Point = four.key_agg_context().aggregated_pubkey();
+        assert_eq!(q.serialize_xonly(), four.output_key().serialize());
     }
 
     #[test]

@@ -180,6 +180,47 @@ pub fn cosign(
     Ok((nonce, partial.serialize()))
 }
 
+/// A key-path signature by one party that holds *both* internal secret keys (Loop In: the
+/// client reveals its per-swap internal key with `PushKey` once paid). The BIP-327 aggregate
+/// secret, tweaked by the tap root, signs alone; the result is checked against the output key.
+/// The order of `secrets` does not matter.
+pub fn sign_alone(
+    htlc: &HtlcV3,
+    secrets: [&SecretKey; 2],
+    sighash: [u8; 32],
+) -> Result<schnorr::Signature, ChainError> {
+    let ctx = htlc.key_agg_context();
+    let secp = Secp256k1::new();
+    let mut ordered: [Option<Scalar>; 2] = [None, None];
+    for secret in secrets {
+        let public = PublicKey::from_secret_key(&secp, secret);
+        let (index, _) = indices(htlc, &public)?;
+        if let Some(slot) = ordered.get_mut(index) {
+            *slot = Some(scalar(secret)?);
+        }
+    }
+    let [Some(first), Some(second)] = ordered else {
+        return Err(musig_err(
+            "key",
+            "the two secret keys are not the HTLC's two internal keys",
+        ));
+    };
+    let aggregate: Scalar = ctx
+        .aggregated_seckey([first, second])
+        .map_err(|e| musig_err("key", e))?;
+    let secret = SecretKey::from_slice(&aggregate.serialize()).map_err(|e| musig_err("key", e))?;
+    let keypair = bitcoin::secp256k1::Keypair::from_secret_key(&secp, &secret);
+    let sig =
+        secp.sign_schnorr_no_aux_rand(&bitcoin::secp256k1::Message::from_digest(sighash), &keypair);
+    if !htlc.verify_key_spend(&sig, sighash) {
+        return Err(musig_err(
+            "sign",
+            "the signature does not verify against the HTLC output key",
+        ));
+    }
+    Ok(sig)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -247,5 +288,28 @@ mod tests {
         );
         let dbg = format!("{:?}", start());
         assert!(!dbg.contains(&hex::encode(secret(3).secret_bytes())));
+    }
+
+    #[test]
+    fn both_internal_secrets_sign_the_key_path_alone() {
+        let secp = Secp256k1::new();
+        let pk = |n| PublicKey::from_secret_key(&secp, &secret(n));
+        let keys = crate::chain::htlc::HtlcKeys {
+            sender: pk(2),
+            receiver: pk(3),
+            sender_internal: pk(4),
+            receiver_internal: pk(5),
+        };
+        let h =
+            HtlcV3::with_internal_keys(keys, SwapHash([4; 32]), 700_000, Network::Regtest).unwrap();
+        let sighash = [0x24; 32];
+        for pair in [[&secret(4), &secret(5)], [&secret(5), &secret(4)]] {
+            let sig = sign_alone(&h, pair, sighash).unwrap();
+            assert!(h.verify_key_spend(&sig, sighash));
+        }
+        // The script keys are not the internal keys, and one internal key is not enough.
+        assert!(sign_alone(&h, [&secret(2), &secret(3)], sighash).is_err());
+        assert!(sign_alone(&h, [&secret(4), &secret(4)], sighash).is_err());
+        assert!(sign_alone(&h, [&secret(4), &secret(9)], sighash).is_err());
     }
 }

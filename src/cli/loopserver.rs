@@ -103,7 +103,18 @@ pub struct LoopServerArgs {
     /// The largest accepted `expiry - height`, in blocks.
     #[arg(long = "max-cltv-delta", default_value_t = Terms::default().max_cltv_delta, value_name = "BLOCKS")]
     pub max_cltv_delta: u32,
-    /// Confirmations before the server reports the HTLC confirmed.
+    /// The smallest Loop In accepted, in sat.
+    #[arg(long = "loop-in-min-amount", default_value_t = Terms::default().loop_in_min_amount.0, value_name = "SAT")]
+    pub loop_in_min_amount: u64,
+    /// The largest Loop In accepted, in sat.
+    #[arg(long = "loop-in-max-amount", default_value_t = Terms::default().loop_in_max_amount.0, value_name = "SAT")]
+    pub loop_in_max_amount: u64,
+    /// The `expiry - height` the server picks for a Loop In's HTLC, in blocks (Loop's client
+    /// accepts 100 to 1500).
+    #[arg(long = "loop-in-cltv-delta", default_value_t = Terms::default().loop_in_cltv_delta, value_name = "BLOCKS")]
+    pub loop_in_cltv_delta: u32,
+    /// Confirmations before the server reports the HTLC confirmed (Loop Out) or pays the
+    /// client's invoice (Loop In).
     #[arg(long = "htlc-confs", default_value_t = 1, value_name = "N")]
     pub htlc_confs: u32,
     /// Misbehave from the first swap on (`sluice simnet misbehave --list` shows the names).
@@ -148,6 +159,20 @@ pub fn server_config(args: &LoopServerArgs) -> Result<LoopServerConfig, CliError
             args.min_cltv_delta, args.max_cltv_delta
         )));
     }
+    if args.loop_in_min_amount == 0 || args.loop_in_min_amount > args.loop_in_max_amount {
+        return Err(input(format!(
+            "--loop-in-min-amount {} must be at least 1 and at most --loop-in-max-amount {}",
+            args.loop_in_min_amount, args.loop_in_max_amount
+        )));
+    }
+    if !crate::loopserver::terms::LOOP_IN_CLIENT_CLTV_RANGE.contains(&args.loop_in_cltv_delta) {
+        return Err(input(format!(
+            "--loop-in-cltv-delta {} is outside 100..=1500, the range Loop's client accepts; \
+             pick a delta in it (misbehaviours like loop-in-expiry-too-soon tamper with it \
+             on purpose)",
+            args.loop_in_cltv_delta
+        )));
+    }
     if args.htlc_confs == 0 {
         return Err(input("--htlc-confs must be at least 1".to_owned()));
     }
@@ -160,6 +185,9 @@ pub fn server_config(args: &LoopServerArgs) -> Result<LoopServerConfig, CliError
         fee_base: Sat(args.fee_base),
         fee_rate: Ppm(args.fee_ppm),
         prepay: Sat(args.prepay),
+        loop_in_min_amount: Sat(args.loop_in_min_amount),
+        loop_in_max_amount: Sat(args.loop_in_max_amount),
+        loop_in_cltv_delta: args.loop_in_cltv_delta,
         ..Terms::default()
     };
     let l402 = match args.l402 {

@@ -22,6 +22,36 @@ pub enum LoopServerError {
         max: Sat,
     },
 
+    /// The Loop In amount is outside the server's Loop In terms.
+    #[error("loop in amount {amount} is outside the terms [{min}, {max}]; ask LoopInTerms first")]
+    LoopInAmountOutsideTerms {
+        /// The requested amount.
+        amount: Sat,
+        /// The smallest amount accepted.
+        min: Sat,
+        /// The largest amount accepted.
+        max: Sat,
+    },
+
+    /// The server could not get the probe payment to the client (Loop In).
+    #[error(
+        "the server cannot reach your node with {amount}: {reason}; check your inbound \
+         liquidity (or last_hop and route hints)"
+    )]
+    Unreachable {
+        /// The amount probed.
+        amount: Sat,
+        /// What the payment reported.
+        reason: String,
+    },
+
+    /// `PushKey` came before the server paid the swap invoice.
+    #[error(
+        "swap {0}: the server has not paid the swap invoice yet; push the internal key once \
+         the invoice is settled"
+    )]
+    NotPaidYet(SwapHash),
+
     /// The expiry is outside `[height + min_cltv_delta, height + max_cltv_delta]`.
     #[error(
         "expiry {expiry} is outside [{min}, {max}] at height {height}; pick the expiry from \
@@ -110,6 +140,7 @@ impl LoopServerError {
         match self {
             LoopServerError::ProtocolVersion(_)
             | LoopServerError::AmountOutsideTerms { .. }
+            | LoopServerError::LoopInAmountOutsideTerms { .. }
             | LoopServerError::ExpiryOutsideTerms { .. }
             | LoopServerError::InvalidField { .. }
             | LoopServerError::Psbt(_)
@@ -117,7 +148,9 @@ impl LoopServerError {
             LoopServerError::UnknownSwap(_) => Status::not_found(msg),
             LoopServerError::SwapExists(_) => Status::already_exists(msg),
             LoopServerError::PaymentAddress(_) => Status::permission_denied(msg),
-            LoopServerError::PreimageUnknown(_) => Status::failed_precondition(msg),
+            LoopServerError::PreimageUnknown(_)
+            | LoopServerError::NotPaidYet(_)
+            | LoopServerError::Unreachable { .. } => Status::failed_precondition(msg),
             // Loop's Go server answers plain errors with UNKNOWN; a switch's refusal does too.
             LoopServerError::Refused(_) => Status::unknown(msg),
             LoopServerError::Chain(_) => Status::internal(msg),

@@ -5,16 +5,23 @@
 //! misbehaviour a client must survive. It runs alone against any lnd (`sluice loopserver`) or
 //! in front of the simnet's "loop" node.
 //!
-//! - [`terms`]: terms, quotes and the request checks. Pure.
-//! - [`behaviour`]: the per-swap misbehaviour switches. Pure.
-//! - [`sign`]: sighash from the client's PSBT, co-sign answers, timeout claims. Pure.
+//! Both directions are served, as siblings: Loop Out (the server funds the HTLC) and Loop In
+//! (the client funds a four-key HTLC; the server probes and pays the client's invoice, then
+//! claims with the pushed key or the preimage).
+//!
+//! - [`terms`]: terms, quotes (both directions) and the request checks. Pure.
+//! - [`behaviour`]: the per-swap Loop Out misbehaviour switches. Pure.
+//! - [`behaviour_in`]: the per-swap Loop In misbehaviour switches. Pure.
+//! - [`sign`]: sighash from the client's PSBT, co-sign answers, timeout claims, Loop In claims.
+//!   Pure.
 //! - [`invoice`]: forged swap invoices for the tampering switches. Pure.
 //! - [`l402`]: the L402 front (mint, challenge, verify). Pure.
 //! - [`misbehave`]: the named misbehaviours a person or a test switches on. Pure.
-//! - [`swap`]: one swap's contract, secrets and state log.
+//! - [`swap`]: one Loop Out's contract, secrets and state log (the log shared by both).
+//! - [`swap_in`]: one Loop In's contract, secrets and progress.
 //! - [`funder`]: the [`HtlcFunder`] port, which every node's wallet implements.
-//! - `engine`: one task per swap, driven by the node's notifications.
-//! - `service`: the `SwapServer` gRPC methods.
+//! - `engine`, `engine_in`: one task per swap, driven by the node's notifications.
+//! - `service`, `service_in`: the `SwapServer` gRPC methods.
 //!
 //! The publication deadline of a swap is a hint, as in Loop: the server publishes as soon as
 //! both payments are held (unless the publication switch says otherwise), which meets any
@@ -26,15 +33,19 @@
 //! carry on.
 
 pub mod behaviour;
+pub mod behaviour_in;
 mod engine;
+mod engine_in;
 pub mod error;
 pub mod funder;
 pub mod invoice;
 pub mod l402;
 pub mod misbehave;
 mod service;
+mod service_in;
 pub mod sign;
 pub mod swap;
+pub mod swap_in;
 pub mod terms;
 
 use std::collections::{HashMap, VecDeque};
@@ -49,16 +60,19 @@ use tokio::net::TcpListener;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 pub use behaviour::Behaviour;
+pub use behaviour_in::InBehaviour;
 pub use error::LoopServerError;
 pub use funder::HtlcFunder;
 pub use l402::L402Settings;
-pub use terms::{Quote, Terms};
+pub use service_in::probe_hash;
+pub use terms::{InQuote, Quote, Terms};
 
 use crate::domain::{Sat, SwapHash};
 use crate::lnd::LightningNode;
 use crate::provider::wire::ServerSwapState;
 use crate::provider::wire::swap_server_server::SwapServerServer;
 use swap::SwapEntry;
+use swap_in::InSwapEntry;
 
 /// Where the server's wall-clock time comes from: the same clock type the swap engine uses.
 pub use crate::swap::engine::{Clock, system_clock};
@@ -114,6 +128,14 @@ struct BehaviourBook {
     default: Behaviour,
     /// Quotes answered so far, per amount.
     quotes: HashMap<Sat, u32>,
+    /// The Loop In behaviour of every Loop In registered for exactly an amount.
+    in_by_amount: HashMap<Sat, InBehaviour>,
+    /// The Loop In behaviours of the next Loop Ins, first one first.
+    in_queue: VecDeque<InBehaviour>,
+    /// The Loop In behaviour no other switch selects.
+    in_default: InBehaviour,
+    /// Loop In quotes answered so far, per amount.
+    in_quotes: HashMap<Sat, u32>,
 }
 
 impl BehaviourBook {
@@ -136,6 +158,25 @@ impl BehaviourBook {
         *served = served.saturating_add(1);
         (behaviour, earlier)
     }
+
+    fn take_in(&mut self, amount: Sat) -> InBehaviour {
+        if let Some(b) = self.in_by_amount.get(&amount) {
+            return *b;
+        }
+        self.in_queue.pop_front().unwrap_or(self.in_default)
+    }
+
+    /// As [`quote`](Self::quote), for Loop In.
+    fn quote_in(&mut self, amount: Sat) -> (InBehaviour, u32) {
+        let behaviour = match self.in_by_amount.get(&amount) {
+            Some(b) => *b,
+            None => self.in_queue.front().copied().unwrap_or(self.in_default),
+        };
+        let served = self.in_quotes.entry(amount).or_insert(0);
+        let earlier = *served;
+        *served = served.saturating_add(1);
+        (behaviour, earlier)
+    }
 }
 
 /// Shared by the gRPC service, the swap engines and the handle.
@@ -144,6 +185,7 @@ pub(crate) struct Inner {
     node: Arc<dyn LightningNode>,
     rng: Mutex<StdRng>,
     swaps: Mutex<HashMap<SwapHash, Arc<SwapEntry>>>,
+    in_swaps: Mutex<HashMap<SwapHash, Arc<InSwapEntry>>>,
     book: Mutex<BehaviourBook>,
     l402: Mutex<Option<L402Settings>>,
     /// The named misbehaviour switched on, if any.
@@ -184,6 +226,18 @@ impl Inner {
             .cloned()
             .ok_or(LoopServerError::UnknownSwap(hash))
     }
+
+    fn in_swap(&self, hash: SwapHash) -> Result<Arc<InSwapEntry>, LoopServerError> {
+        locked(&self.in_swaps)
+            .get(&hash)
+            .cloned()
+            .ok_or(LoopServerError::UnknownSwap(hash))
+    }
+
+    /// Whether a swap of either direction uses `hash` already.
+    fn hash_taken(&self, hash: SwapHash) -> bool {
+        locked(&self.swaps).contains_key(&hash) || locked(&self.in_swaps).contains_key(&hash)
+    }
 }
 
 /// The reference Loop server. Dropping it stops every swap engine.
@@ -220,6 +274,7 @@ impl LoopServer {
             node,
             rng: Mutex::new(rng),
             swaps: Mutex::new(HashMap::new()),
+            in_swaps: Mutex::new(HashMap::new()),
             book: Mutex::new(BehaviourBook::default()),
             forge_key,
             stop: stop.clone(),
@@ -310,6 +365,55 @@ impl LoopServer {
         locked(&self.inner.book).by_amount.insert(amount, behaviour);
     }
 
+    /// The behaviour of the next Loop In registered (after any by-amount switch).
+    pub fn set_loop_in_behaviour_for_next_swap(&self, behaviour: InBehaviour) {
+        locked(&self.inner.book).in_queue.push_back(behaviour);
+    }
+
+    /// The behaviour of every Loop In registered for exactly `amount`.
+    pub fn set_loop_in_behaviour_for_amount(&self, amount: Sat, behaviour: InBehaviour) {
+        locked(&self.inner.book)
+            .in_by_amount
+            .insert(amount, behaviour);
+    }
+
+    /// The behaviour of Loop Ins no other switch selects.
+    pub fn set_loop_in_default_behaviour(&self, behaviour: InBehaviour) {
+        locked(&self.inner.book).in_default = behaviour;
+    }
+
+    /// A Loop In's server states so far, oldest first.
+    pub fn loop_in_states(&self, hash: SwapHash) -> Result<Vec<ServerSwapState>, LoopServerError> {
+        Ok(self
+            .inner
+            .in_swap(hash)?
+            .history()
+            .iter()
+            .map(|u| u.state)
+            .collect())
+    }
+
+    /// Every Loop In the server registered, in no particular order.
+    pub fn loop_in_hashes(&self) -> Vec<SwapHash> {
+        locked(&self.inner.in_swaps).keys().copied().collect()
+    }
+
+    /// Whether the server paid a Loop In's invoice (it then knows the preimage).
+    pub fn loop_in_paid(&self, hash: SwapHash) -> Result<bool, LoopServerError> {
+        Ok(self
+            .inner
+            .in_swap(hash)?
+            .with_live(|l| l.preimage.is_some()))
+    }
+
+    /// Whether the client pushed its internal key for a Loop In.
+    pub fn loop_in_key_pushed(&self, hash: SwapHash) -> Result<bool, LoopServerError> {
+        Ok(self
+            .inner
+            .in_swap(hash)?
+            .with_live(|l| l.client_internal.is_some()))
+    }
+
     /// The behaviour of swaps no other switch selects.
     pub fn set_default_behaviour(&self, behaviour: Behaviour) {
         locked(&self.inner.book).default = behaviour;
@@ -337,17 +441,24 @@ impl LoopServer {
         misbehaviour: Option<misbehave::Misbehaviour>,
     ) -> Result<(), misbehave::NoL402Front> {
         let configured = self.inner.config.l402.clone();
-        let (behaviour, l402) = match misbehaviour.map(|m| (m.name, m.switch)) {
-            None => (Behaviour::default(), configured),
-            Some((_, misbehave::Switch::Swap(b))) => (b, configured),
+        let honest_in = InBehaviour::default();
+        let (behaviour, in_behaviour, l402) = match misbehaviour.map(|m| (m.name, m.switch)) {
+            None => (Behaviour::default(), honest_in, configured),
+            Some((_, misbehave::Switch::Swap(b))) => (b, honest_in, configured),
+            Some((_, misbehave::Switch::LoopIn(b))) => (Behaviour::default(), b, configured),
             Some((name, misbehave::Switch::L402(tamper))) => {
                 let Some(settings) = configured else {
                     return Err(misbehave::NoL402Front(name));
                 };
-                (Behaviour::default(), Some(tamper.apply(&settings)))
+                (
+                    Behaviour::default(),
+                    honest_in,
+                    Some(tamper.apply(&settings)),
+                )
             }
         };
         self.set_default_behaviour(behaviour);
+        self.set_loop_in_default_behaviour(in_behaviour);
         self.set_l402(l402);
         *locked(&self.inner.misbehaving) = misbehaviour.map(|m| m.name);
         match misbehaviour {

@@ -29,8 +29,9 @@ use crate::provider::wire::swap_server_server::SwapServer;
 const PUBLICATION_PATIENCE: Duration = Duration::from_secs(10);
 
 /// One serving of the protocol; `streams` ends the open status streams on shutdown.
+#[derive(Clone)]
 pub(super) struct Service {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
     streams: CancellationToken,
 }
 
@@ -115,6 +116,40 @@ impl Service {
         });
     }
 
+    /// A swap's status stream: replays the log, then follows it; ends after a final state
+    /// (EOF), on shutdown, or after the first update with the close-early switch.
+    pub(super) fn status_stream<T: Send + 'static>(
+        &self,
+        rx: tokio::sync::watch::Receiver<Vec<StateUpdate>>,
+        close_early: bool,
+        to_wire: fn(&StateUpdate) -> T,
+    ) -> BoxStream<'static, Result<T, Status>> {
+        let stop = self.streams.clone();
+        let engines = self.inner.stop.clone();
+        futures::stream::unfold((rx, 0usize, false), move |(mut rx, sent, done)| {
+            let stop = stop.clone();
+            let engines = engines.clone();
+            async move {
+                if done {
+                    return None;
+                }
+                loop {
+                    let next = rx.borrow_and_update().get(sent).copied();
+                    if let Some(u) = next {
+                        let done = close_early || is_final(u.state);
+                        return Some((Ok(to_wire(&u)), (rx, sent + 1, done)));
+                    }
+                    tokio::select! {
+                        changed = rx.changed() => if changed.is_err() { return None },
+                        () = stop.cancelled() => return None,
+                        () = engines.cancelled() => return None,
+                    }
+                }
+            }
+        })
+        .boxed()
+    }
+
     fn owned_swap(&self, hash: &[u8], address: &[u8]) -> Result<Arc<SwapEntry>, LoopServerError> {
         let swap = self.inner.swap(swap_hash(hash)?)?;
         if !swap.owns(address) {
@@ -143,7 +178,7 @@ impl Service {
                 ),
             })?;
         let hash = swap_hash(&r.swap_hash)?;
-        if locked(&inner.swaps).contains_key(&hash) {
+        if inner.hash_taken(hash) {
             return Err(LoopServerError::SwapExists(hash));
         }
         let behaviour = locked(&inner.book).take(amount);
@@ -307,7 +342,7 @@ impl Service {
     }
 }
 
-fn swap_hash(bytes: &[u8]) -> Result<SwapHash, LoopServerError> {
+pub(super) fn swap_hash(bytes: &[u8]) -> Result<SwapHash, LoopServerError> {
     bytes
         .try_into()
         .map(SwapHash)
@@ -324,11 +359,8 @@ fn status(e: LoopServerError) -> Status {
     e.to_status()
 }
 
-fn update(u: &StateUpdate) -> wire::SubscribeLoopOutUpdatesResponse {
-    wire::SubscribeLoopOutUpdatesResponse {
-        timestamp_ns: i64::try_from(u.at.as_nanos()).unwrap_or(i64::MAX),
-        state: u.state as i32,
-    }
+fn timestamp_ns(u: &StateUpdate) -> i64 {
+    i64::try_from(u.at.as_nanos()).unwrap_or(i64::MAX)
 }
 
 #[tonic::async_trait]
@@ -437,33 +469,13 @@ impl SwapServer for Service {
             .swap(swap_hash(&r.swap_hash).map_err(status)?)
             .map_err(status)?;
         let close_early = swap.behaviour().stream == StreamMode::CloseAfterFirst;
-        let rx = swap.subscribe();
-        let stop = self.streams.clone();
-        let engines = self.inner.stop.clone();
-        // Replays the log, then follows it; ends after a final state (EOF), on shutdown, or
-        // after the first update with the close-early switch.
-        let updates = futures::stream::unfold((rx, 0usize, false), move |(mut rx, sent, done)| {
-            let stop = stop.clone();
-            let engines = engines.clone();
-            async move {
-                if done {
-                    return None;
-                }
-                loop {
-                    let next = rx.borrow_and_update().get(sent).copied();
-                    if let Some(u) = next {
-                        let done = close_early || is_final(u.state);
-                        return Some((Ok(update(&u)), (rx, sent + 1, done)));
-                    }
-                    tokio::select! {
-                        changed = rx.changed() => if changed.is_err() { return None },
-                        () = stop.cancelled() => return None,
-                        () = engines.cancelled() => return None,
-                    }
-                }
+        let updates = self.status_stream(swap.subscribe(), close_early, |u| {
+            wire::SubscribeLoopOutUpdatesResponse {
+                timestamp_ns: timestamp_ns(u),
+                state: u.state as i32,
             }
         });
-        Ok(Response::new(updates.boxed()))
+        Ok(Response::new(updates))
     }
 
     async fn cancel_loop_out_swap(
@@ -525,48 +537,71 @@ impl SwapServer for Service {
 
     async fn loop_in_terms(
         &self,
-        _request: Request<wire::ServerLoopInTermsRequest>,
+        request: Request<wire::ServerLoopInTermsRequest>,
     ) -> Result<Response<wire::ServerLoopInTerms>, Status> {
-        Err(no_loop_in())
+        self.authorize(&request).await?;
+        check_protocol(request.get_ref().protocol_version).map_err(status)?;
+        Ok(Response::new(Service::loop_in_terms(self)))
     }
 
     async fn new_loop_in_swap(
         &self,
-        _request: Request<wire::ServerLoopInRequest>,
+        request: Request<wire::ServerLoopInRequest>,
     ) -> Result<Response<wire::ServerLoopInResponse>, Status> {
-        Err(no_loop_in())
+        self.authorize(&request).await?;
+        self.register_in(request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(status)
     }
 
     async fn loop_in_quote(
         &self,
-        _request: Request<wire::ServerLoopInQuoteRequest>,
+        request: Request<wire::ServerLoopInQuoteRequest>,
     ) -> Result<Response<wire::ServerLoopInQuoteResponse>, Status> {
-        Err(no_loop_in())
+        self.authorize(&request).await?;
+        Service::loop_in_quote(self, request.get_ref())
+            .map(Response::new)
+            .map_err(status)
     }
 
     async fn subscribe_loop_in_updates(
         &self,
-        _request: Request<wire::SubscribeUpdatesRequest>,
+        request: Request<wire::SubscribeUpdatesRequest>,
     ) -> Result<Response<Self::SubscribeLoopInUpdatesStream>, Status> {
-        Err(no_loop_in())
+        self.authorize(&request).await?;
+        let r = request.into_inner();
+        check_protocol(r.protocol_version).map_err(status)?;
+        let swap = self
+            .inner
+            .in_swap(swap_hash(&r.swap_hash).map_err(status)?)
+            .map_err(status)?;
+        let close_early = swap.behaviour.stream == StreamMode::CloseAfterFirst;
+        Ok(Response::new(self.status_stream(
+            swap.subscribe(),
+            close_early,
+            |u| wire::SubscribeLoopInUpdatesResponse {
+                timestamp_ns: timestamp_ns(u),
+                state: u.state as i32,
+            },
+        )))
     }
 
     async fn probe(
         &self,
-        _request: Request<wire::ServerProbeRequest>,
+        request: Request<wire::ServerProbeRequest>,
     ) -> Result<Response<wire::ServerProbeResponse>, Status> {
-        Err(no_loop_in())
+        self.authorize(&request).await?;
+        self.loop_in_probe(request.get_ref()).map_err(status)?;
+        Ok(Response::new(wire::ServerProbeResponse {}))
     }
 
     async fn push_key(
         &self,
-        _request: Request<wire::ServerPushKeyReq>,
+        request: Request<wire::ServerPushKeyReq>,
     ) -> Result<Response<wire::ServerPushKeyRes>, Status> {
-        Err(no_loop_in())
+        self.authorize(&request).await?;
+        Service::push_key(self, request.get_ref()).map_err(status)?;
+        Ok(Response::new(wire::ServerPushKeyRes {}))
     }
-}
-
-/// The reference server does not serve Loop In (yet): a client is told so plainly.
-fn no_loop_in() -> Status {
-    Status::unimplemented("this Loop server does not offer Loop In; use Loop Out (NewLoopOutSwap)")
 }

@@ -1,9 +1,11 @@
 //! The server's on-chain signing, pure: the key-path sighash recomputed from the client's
 //! PSBT, the `MuSig2SignSweep` answer (honest or per the co-sign switch), the timeout claim,
+//! the Loop In claim (key path with both internal keys, or success leaf with the preimage),
 //! and the preimage read from a success-leaf witness.
 //!
-//! Everything reuses `crate::chain` (HTLC, sighashes, `musig::cosign`); only the timeout
-//! claim, which sluice itself never builds, is assembled here.
+//! Everything reuses `crate::chain` (HTLC, sweeps, sighashes, `musig::cosign`,
+//! `musig::sign_alone`); only the timeout claim, which sluice itself never builds, is
+//! assembled here.
 
 use bitcoin::absolute::LockTime;
 use bitcoin::hashes::Hash;
@@ -16,10 +18,13 @@ use bitcoin::{
 use super::behaviour::CoSign;
 use super::error::LoopServerError;
 use crate::chain::fees::SatPerKw;
+use crate::chain::fees::SweepWitness;
 use crate::chain::htlc::HtlcV3;
 use crate::chain::musig::{self, PARTIAL_SIG_LEN, PUB_NONCE_LEN};
-use crate::chain::sweep::{key_spend_sighash, script_spend_sighash};
-use crate::domain::{Preimage, Sat, SwapHash};
+use crate::chain::sweep::{
+    SweepRequest, build_sweep, key_spend_sighash, key_spend_witness, script_spend_sighash,
+};
+use crate::domain::{BlockHeight, Preimage, Sat, SwapHash};
 
 /// One spent output as the client describes it (`PrevoutInfo`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,6 +226,68 @@ pub fn timeout_claim(
     let sig = secp.sign_schnorr_no_aux_rand(&Message::from_digest(sighash), &keypair);
     tx.input[0].witness = timeout_witness(htlc, sig.as_ref());
     Ok(tx)
+}
+
+/// How the server claims a Loop In HTLC it has paid for.
+pub enum InClaim<'a> {
+    /// The key path, with both internal secret keys (the client's was pushed).
+    KeyPath {
+        /// The server's internal key.
+        ours: &'a SecretKey,
+        /// The client's pushed internal key.
+        theirs: &'a SecretKey,
+    },
+    /// The success leaf, with the server's script key and the preimage its payment bought.
+    SuccessLeaf {
+        /// The server's success-leaf key.
+        key: &'a SecretKey,
+        /// The preimage.
+        preimage: Preimage,
+    },
+}
+
+/// The server's claim of a Loop In HTLC (the server is the receiver there): the sweep shape
+/// sluice uses for Loop Out (`chain::sweep`), signed by the key path or the success leaf.
+pub fn loop_in_claim(
+    htlc: &HtlcV3,
+    outpoint: OutPoint,
+    htlc_value: Sat,
+    destination: &ScriptBuf,
+    fee_rate: SatPerKw,
+    height: BlockHeight,
+    how: &InClaim<'_>,
+) -> Result<Transaction, LoopServerError> {
+    let path = match how {
+        InClaim::KeyPath { .. } => SweepWitness::KeyPath,
+        InClaim::SuccessLeaf { .. } => SweepWitness::V3Success,
+    };
+    let sweep = build_sweep(&SweepRequest {
+        htlc_outpoint: outpoint,
+        htlc_value,
+        htlc_pk_script: htlc.pk_script(),
+        path,
+        destination: destination.clone(),
+        fee_rate,
+        height,
+    })?;
+    let witness = match how {
+        InClaim::KeyPath { ours, theirs } => {
+            let sighash = sweep.key_spend_sighash()?;
+            key_spend_witness(&musig::sign_alone(htlc, [*ours, *theirs], sighash)?)
+        }
+        InClaim::SuccessLeaf { key, preimage } => {
+            let sighash = sweep.script_spend_sighash(htlc.success_leaf_hash())?;
+            let secp = Secp256k1::signing_only();
+            let keypair = Keypair::from_secret_key(&secp, key);
+            let sig = secp.sign_schnorr_no_aux_rand(&Message::from_digest(sighash), &keypair);
+            let sig = bitcoin::taproot::Signature {
+                signature: sig,
+                sighash_type: bitcoin::TapSighashType::Default,
+            };
+            htlc.success_witness(&preimage.0, &sig)
+        }
+    };
+    Ok(sweep.signed(witness))
 }
 
 /// The preimage of `hash` revealed by a success-leaf witness (4 elements, the first being the

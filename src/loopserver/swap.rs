@@ -33,6 +33,52 @@ pub fn is_final(state: ServerSwapState) -> bool {
     )
 }
 
+/// The log of a swap's server states, which the status stream replays and follows; shared by
+/// Loop Out and Loop In swaps.
+pub struct StateLog {
+    states: watch::Sender<Vec<StateUpdate>>,
+}
+
+impl StateLog {
+    /// A log that starts in `SERVER_INITIATED` at `now`.
+    pub fn new(now: Duration) -> StateLog {
+        let (states, _) = watch::channel(vec![StateUpdate {
+            at: now,
+            state: ServerSwapState::ServerInitiated,
+        }]);
+        StateLog { states }
+    }
+
+    /// Records a new state, unless it is the current one or the log is already final.
+    pub fn enter(&self, state: ServerSwapState, at: Duration) {
+        self.states.send_if_modified(|log| match log.last() {
+            Some(last) if last.state == state || is_final(last.state) => false,
+            _ => {
+                log.push(StateUpdate { at, state });
+                true
+            }
+        });
+    }
+
+    /// The current state.
+    pub fn state(&self) -> ServerSwapState {
+        self.states
+            .borrow()
+            .last()
+            .map_or(ServerSwapState::ServerInitiated, |u| u.state)
+    }
+
+    /// Every state so far, oldest first.
+    pub fn history(&self) -> Vec<StateUpdate> {
+        self.states.borrow().clone()
+    }
+
+    /// A receiver of the log, for the status stream.
+    pub fn subscribe(&self) -> watch::Receiver<Vec<StateUpdate>> {
+        self.states.subscribe()
+    }
+}
+
 /// The HTLC the server paid.
 #[derive(Debug, Clone)]
 pub struct Funded {
@@ -79,7 +125,7 @@ pub struct SwapEntry {
     pub live: Mutex<Live>,
     /// Wakes the swap's engine after a push or a cancel.
     pub wake: Notify,
-    states: watch::Sender<Vec<StateUpdate>>,
+    states: StateLog,
 }
 
 impl std::fmt::Debug for SwapEntry {
@@ -122,10 +168,6 @@ pub struct NewSwap {
 impl SwapEntry {
     /// A swap in `SERVER_INITIATED`.
     pub fn new(n: NewSwap) -> SwapEntry {
-        let (states, _) = watch::channel(vec![StateUpdate {
-            at: n.now,
-            state: ServerSwapState::ServerInitiated,
-        }]);
         SwapEntry {
             hash: n.hash,
             amount: n.amount,
@@ -141,7 +183,7 @@ impl SwapEntry {
                 ..Live::default()
             }),
             wake: Notify::new(),
-            states,
+            states: StateLog::new(n.now),
         }
     }
 
@@ -159,13 +201,7 @@ impl SwapEntry {
 
     /// Records a new state, unless it is the current one or the swap is already final.
     pub fn enter(&self, state: ServerSwapState, at: Duration) {
-        self.states.send_if_modified(|log| match log.last() {
-            Some(last) if last.state == state || is_final(last.state) => false,
-            _ => {
-                log.push(StateUpdate { at, state });
-                true
-            }
-        });
+        self.states.enter(state, at);
     }
 
     /// The funded HTLC, waiting up to `patience` for a publication under way: the wallet's
@@ -189,15 +225,12 @@ impl SwapEntry {
 
     /// The current state.
     pub fn state(&self) -> ServerSwapState {
-        self.states
-            .borrow()
-            .last()
-            .map_or(ServerSwapState::ServerInitiated, |u| u.state)
+        self.states.state()
     }
 
     /// Every state so far, oldest first.
     pub fn history(&self) -> Vec<StateUpdate> {
-        self.states.borrow().clone()
+        self.states.history()
     }
 
     /// A receiver of the state log, for the status stream.

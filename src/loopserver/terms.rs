@@ -8,6 +8,14 @@ use crate::domain::{BlockHeight, Network, Ppm, Sat};
 /// The oldest protocol version served: P2TR HTLCs with BIP-327 MuSig2 (`MUSIG2`).
 pub const MIN_PROTOCOL_VERSION: i32 = 11;
 
+/// The default `expiry - height` of a Loop In: inside Loop's accepted 100..=1500 blocks with
+/// room for a client whose height lags the server's.
+pub const LOOP_IN_CLTV_DELTA: u32 = 200;
+
+/// The client's accepted range of a Loop In's `expiry - height` (Loop's
+/// `MinLoopInExpiryDelta` and `MaxLoopInAcceptDelta`).
+pub const LOOP_IN_CLIENT_CLTV_RANGE: std::ops::RangeInclusive<u32> = 100..=1500;
+
 /// How the server prices and bounds swaps, and what it puts in its invoices.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Terms {
@@ -31,6 +39,13 @@ pub struct Terms {
     pub invoice_cltv_delta: u64,
     /// How long both invoices stay payable.
     pub invoice_expiry: Duration,
+    /// The smallest Loop In accepted.
+    pub loop_in_min_amount: Sat,
+    /// The largest Loop In accepted.
+    pub loop_in_max_amount: Sat,
+    /// The `expiry - height` of a Loop In's HTLC, which the server picks alone (Loop's client
+    /// accepts 100..=1500 blocks from its own, possibly older, height).
+    pub loop_in_cltv_delta: u32,
 }
 
 impl Default for Terms {
@@ -48,6 +63,9 @@ impl Default for Terms {
             prepay: Sat(1_000),
             invoice_cltv_delta: 40,
             invoice_expiry: Duration::from_secs(3_600),
+            loop_in_min_amount: Sat(10_000),
+            loop_in_max_amount: Sat(5_000_000),
+            loop_in_cltv_delta: LOOP_IN_CLTV_DELTA,
         }
     }
 }
@@ -67,6 +85,24 @@ impl Quote {
     /// The swap invoice's honest amount: `amount + swap_fee - prepay`.
     pub fn swap_invoice_amount(&self) -> Sat {
         Sat(self.amount.0 + self.swap_fee.0 - self.prepay.0)
+    }
+}
+
+/// What the server charges for one Loop In amount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InQuote {
+    /// The amount quoted for: the HTLC's value.
+    pub amount: Sat,
+    /// The server's fee; the client's invoice asks `amount - swap_fee`.
+    pub swap_fee: Sat,
+    /// The `expiry - height` the server will pick.
+    pub cltv_delta: u32,
+}
+
+impl InQuote {
+    /// The amount the client's swap invoice must ask for.
+    pub fn invoice_amount(&self) -> Sat {
+        self.amount.saturating_sub(self.swap_fee)
     }
 }
 
@@ -105,6 +141,42 @@ impl Terms {
                 max,
             }),
         }
+    }
+
+    /// Refuses a Loop In amount outside `[loop_in_min_amount, loop_in_max_amount]`.
+    pub fn check_in_amount(&self, amount: Sat) -> Result<(), LoopServerError> {
+        if amount < self.loop_in_min_amount || amount > self.loop_in_max_amount {
+            return Err(LoopServerError::LoopInAmountOutsideTerms {
+                amount,
+                min: self.loop_in_min_amount,
+                max: self.loop_in_max_amount,
+            });
+        }
+        Ok(())
+    }
+
+    /// The price of a Loop In of `amount` (the same fee schedule as Loop Out, no prepay); zero
+    /// asks for the largest amount. The client's invoice asks `amount - swap_fee`.
+    pub fn quote_in(&self, amount: Sat) -> Result<InQuote, LoopServerError> {
+        let amount = if amount.0 == 0 {
+            self.loop_in_max_amount
+        } else {
+            amount
+        };
+        self.check_in_amount(amount)?;
+        let swap_fee = self.fee_base + amount.mul_ppm(self.fee_rate);
+        if swap_fee >= amount {
+            return Err(LoopServerError::LoopInAmountOutsideTerms {
+                amount,
+                min: Sat(swap_fee.0.saturating_add(1)),
+                max: self.loop_in_max_amount,
+            });
+        }
+        Ok(InQuote {
+            amount,
+            swap_fee,
+            cltv_delta: self.loop_in_cltv_delta,
+        })
     }
 
     /// The price of `amount`; zero asks for the largest amount, as Loop's quote does.
@@ -168,6 +240,26 @@ mod tests {
                 "{bad}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn loop_in_quotes_its_own_amounts_and_the_same_fee() {
+        let t = Terms {
+            loop_in_min_amount: Sat(20_000),
+            loop_in_max_amount: Sat(2_000_000),
+            ..Terms::default()
+        };
+        let q = t.quote_in(Sat(1_000_000)).unwrap();
+        assert_eq!(q.swap_fee, Sat(50 + 1_000));
+        assert_eq!(q.invoice_amount(), Sat(1_000_000 - 1_050));
+        assert_eq!(q.cltv_delta, LOOP_IN_CLTV_DELTA);
+        assert_eq!(t.quote_in(Sat(0)).unwrap().amount, Sat(2_000_000));
+        for bad in [19_999, 2_000_001] {
+            let err = t.quote_in(Sat(bad)).unwrap_err();
+            assert!(err.to_string().contains("LoopInTerms"), "{err}");
+        }
+        assert!(t.check_in_amount(Sat(20_000)).is_ok());
+        assert!(LOOP_IN_CLIENT_CLTV_RANGE.contains(&LOOP_IN_CLTV_DELTA));
     }
 
     #[test]
