@@ -57,6 +57,11 @@ pub const DEFAULT_L402_MAX_ROUTING_FEE: Sat = Sat(10);
 /// sluice's API port: next to loopd's 11010, loopback only so nothing is exposed by default.
 pub const DEFAULT_RPC_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 11011);
+/// loopd's API port: loopd's own default (`localhost:11010`, where Loop's `loop` CLI looks).
+pub const DEFAULT_LOOPD_API_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 11010);
+/// loopd's API is served unless turned off.
+pub const DEFAULT_LOOPD_API_ENABLED: bool = true;
 /// Metrics port: outside the ports lnd, loopd and common exporters use; loopback by default.
 pub const DEFAULT_METRICS_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9311);
@@ -93,6 +98,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// sluice's own gRPC API.
     pub rpc: RpcConfig,
+    /// loopd's API (`looprpc.SwapClient`), served for Loop's `loop` CLI.
+    pub loopd_api: LoopdApiConfig,
     /// The metrics and health HTTP endpoint.
     pub metrics: MetricsConfig,
     /// The database.
@@ -154,6 +161,19 @@ pub struct ServerConfig {
 pub struct RpcConfig {
     /// Listen address; never the same as `metrics.listen`.
     pub listen: SocketAddr,
+}
+
+/// loopd's API, served by sluiced (`src/loopd/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoopdApiConfig {
+    /// Whether it is served.
+    pub enabled: bool,
+    /// Listen address; never the same as `rpc.listen` or `metrics.listen`.
+    pub listen: SocketAddr,
+    /// True when `listen` is the default rather than set by the operator: a default address
+    /// already taken (a loopd on the same machine) leaves the loopd API off instead of
+    /// failing the start.
+    pub listen_defaulted: bool,
 }
 
 /// The metrics and health endpoint.

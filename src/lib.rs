@@ -29,6 +29,7 @@ pub mod daemon;
 pub mod domain;
 pub mod ledger;
 pub mod lnd;
+pub mod loopd;
 pub mod loopserver;
 pub mod metrics;
 pub mod policy;

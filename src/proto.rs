@@ -13,5 +13,23 @@ pub mod simnet {
     tonic::include_proto!("sluice.simnet.v1");
 }
 
+/// Loop's client API, `looprpc.SwapClient` (`proto/loopd/`: Loop's `client.proto` verbatim and
+/// what it imports), which sluiced serves so that Loop's `loop` CLI drives it. Generated apart
+/// from [`FILE_DESCRIPTOR_SET`]'s files: its package `looprpc` is also the swap server's.
+pub mod loopd {
+    /// Package `looprpc` of `proto/loopd/looprpc/client.proto` and
+    /// `proto/loopd/swapserverrpc/common.proto`.
+    pub mod looprpc {
+        include!(concat!(env!("OUT_DIR"), "/loopd/looprpc.rs"));
+    }
+    /// The lnd messages `client.proto` references (`proto/loopd/lnrpc/lightning.proto`).
+    pub mod lnrpc {
+        include!(concat!(env!("OUT_DIR"), "/loopd/lnrpc.rs"));
+    }
+    /// The encoded file descriptor set of Loop's client API.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/loopd/loopd_descriptor.bin"));
+}
+
 /// The encoded file descriptor set, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("sluice_descriptor");

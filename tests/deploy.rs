@@ -366,7 +366,11 @@ fn dockerfile_is_multi_stage_runs_as_non_root_and_copies_only_what_exists() {
         .filter(|i| i.keyword == "EXPOSE")
         .flat_map(|i| i.args.split_whitespace())
         .collect();
-    for key in ["SLUICE_RPC_LISTEN", "SLUICE_METRICS_LISTEN"] {
+    for key in [
+        "SLUICE_RPC_LISTEN",
+        "SLUICE_LOOPD_API_LISTEN",
+        "SLUICE_METRICS_LISTEN",
+    ] {
         let value = env
             .get(key)
             .unwrap_or_else(|| panic!("the image must set {key}"));

@@ -136,6 +136,20 @@ impl lightning_server::Lightning for Shared {
     ) -> Result<Response<lnrpc::EstimateFeeResponse>, Status> {
         Err(Status::unimplemented("not in the stand-in"))
     }
+
+    async fn list_payments(
+        &self,
+        _: Request<lnrpc::ListPaymentsRequest>,
+    ) -> Result<Response<lnrpc::ListPaymentsResponse>, Status> {
+        Err(Status::unimplemented("not in the stand-in"))
+    }
+
+    async fn list_invoices(
+        &self,
+        _: Request<lnrpc::ListInvoiceRequest>,
+    ) -> Result<Response<lnrpc::ListInvoiceResponse>, Status> {
+        Err(Status::unimplemented("not in the stand-in"))
+    }
 }
 
 fn payment_stream(p: lnrpc::Payment) -> S<lnrpc::Payment> {

@@ -1,5 +1,7 @@
-//! Checks `proto/lnd/` against lnd's own `lnrpc/` files, and `proto/looprpc/` against Loop's
-//! own `swapserverrpc/` files, at the versions `tools/realnode/` pins. The Go module cache holds
+//! Checks `proto/lnd/` against lnd's own `lnrpc/` files, `proto/looprpc/` against Loop's
+//! own `swapserverrpc/` files, and `proto/loopd/` (Loop's client API, which sluiced serves)
+//! against Loop's `looprpc/client.proto` and what it imports, at the versions `tools/realnode/`
+//! pins. The Go module cache holds
 //! both once `tools/realnode/build` has run (`.ci/run` does); `SLUICE_LND_LNRPC_DIR` and
 //! `SLUICE_LOOP_SWAPSERVERRPC_DIR` point elsewhere. Without them the checks are skipped with a
 //! line saying so, except under CI (`CI=true`), where that is a failure.
@@ -269,6 +271,77 @@ fn every_looprpc_declaration_matches_loops_own_files() {
     assert!(
         problems.is_empty(),
         "proto/looprpc drifted from swapserverrpc {version}:\n{}",
+        problems.join("\n")
+    );
+}
+
+/// `proto/loopd/`'s copies of Loop's own files: (our path, module, file in the module). They
+/// are verbatim copies, so they must be equal byte for byte.
+const LOOPD_VERBATIM: &[(&str, &str, &str)] = &[
+    (
+        "looprpc/client.proto",
+        "github.com/lightninglabs/loop/looprpc",
+        "client.proto",
+    ),
+    (
+        "swapserverrpc/common.proto",
+        "github.com/lightninglabs/loop/swapserverrpc",
+        "common.proto",
+    ),
+];
+
+#[test]
+fn loopd_client_api_is_loops_own_file_byte_for_byte() {
+    let ours_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("proto/loopd");
+    let mut problems = Vec::new();
+    for (ours, module, file) in LOOPD_VERBATIM {
+        let version = pinned("loop", module);
+        let env = "SLUICE_LOOP_MODULE_CACHE";
+        let dir = match std::env::var_os(env) {
+            Some(cache) => Some(PathBuf::from(cache).join(format!("{module}@{version}"))),
+            None => upstream(env, module, &version, ""),
+        };
+        let Some(dir) = dir else {
+            return;
+        };
+        let theirs = std::fs::read(dir.join(file))
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.join(file).display()));
+        let mine = std::fs::read(ours_dir.join(ours)).unwrap();
+        if mine != theirs {
+            let line = mine
+                .split(|b| *b == b'\n')
+                .zip(theirs.split(|b| *b == b'\n'))
+                .position(|(a, b)| a != b)
+                .map_or_else(|| "the length".to_owned(), |l| format!("line {}", l + 1));
+            problems.push(format!(
+                "proto/loopd/{ours} differs from {module}@{version}/{file} (first at {line}); \
+                 copy the file again"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn loopd_lnrpc_subset_matches_lnds_own_file() {
+    let version = pinned("lnd", "github.com/lightningnetwork/lnd");
+    let Some(lnd) = upstream(
+        "SLUICE_LND_LNRPC_DIR",
+        "github.com/lightningnetwork/lnd",
+        &version,
+        "lnrpc",
+    ) else {
+        return;
+    };
+    let mine = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("proto/loopd/lnrpc/lightning.proto"),
+    )
+    .unwrap();
+    let theirs = std::fs::read_to_string(lnd.join("lightning.proto")).unwrap();
+    let problems = compare("loopd/lnrpc/lightning.proto", &mine, &theirs);
+    assert!(
+        problems.is_empty(),
+        "proto/loopd/lnrpc drifted from lnd {version}:\n{}",
         problems.join("\n")
     );
 }

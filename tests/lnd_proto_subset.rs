@@ -77,6 +77,22 @@ const METHODS: &[(&str, &str, &str, &str, &str, bool)] = &[
         false,
     ),
     (
+        "lnrpc",
+        "Lightning",
+        "ListPayments",
+        ".lnrpc.ListPaymentsRequest",
+        ".lnrpc.ListPaymentsResponse",
+        false,
+    ),
+    (
+        "lnrpc",
+        "Lightning",
+        "ListInvoices",
+        ".lnrpc.ListInvoiceRequest",
+        ".lnrpc.ListInvoiceResponse",
+        false,
+    ),
+    (
         "routerrpc",
         "Router",
         "SendPaymentV2",

@@ -1,5 +1,7 @@
 //! Checks the compiled `looprpc` subset against the names, numbers, types and streaming shape
-//! of Loop's `SwapServer` protocol, by decoding the descriptor set `build.rs` embeds.
+//! of Loop's `SwapServer` protocol, by decoding the descriptor set `build.rs` embeds. Loop's
+//! client API (`proto/loopd/`, package `looprpc` too) is compiled apart, into a descriptor set
+//! of its own: the last test checks the two stay apart and both compile.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -15,7 +17,11 @@ fn looprpc_file() -> FileDescriptorProto {
         .into_iter()
         .filter(|f| f.package() == "looprpc")
         .collect();
-    assert_eq!(files.len(), 1, "exactly one looprpc file is compiled");
+    assert_eq!(
+        files.len(),
+        1,
+        "exactly one looprpc file is compiled into sluice's own descriptor set"
+    );
     files.into_iter().next().expect("one file")
 }
 
@@ -414,4 +420,41 @@ fn loop_in_messages_match_loop() {
     for &(msg, field, number, ty) in fields {
         assert_field(f, msg, field, number, ty);
     }
+}
+
+#[test]
+fn loops_client_api_is_compiled_apart_with_the_swap_client_service() {
+    let set = FileDescriptorSet::decode(sluice::proto::loopd::FILE_DESCRIPTOR_SET)
+        .expect("loopd descriptor set");
+    let client = set
+        .file
+        .iter()
+        .find(|f| f.name() == "looprpc/client.proto")
+        .expect("looprpc/client.proto is compiled");
+    assert_eq!(client.package(), "looprpc");
+    let svc = client
+        .service
+        .iter()
+        .find(|s| s.name() == "SwapClient")
+        .expect("service SwapClient");
+    for (name, streaming) in [
+        ("LoopOut", false),
+        ("Monitor", true),
+        ("ListSwaps", false),
+        ("SwapInfo", false),
+        ("LoopOutTerms", false),
+        ("LoopOutQuote", false),
+        ("GetInfo", false),
+        ("SuggestSwaps", false),
+        ("GetLiquidityParams", false),
+    ] {
+        let m = svc
+            .method
+            .iter()
+            .find(|m| m.name() == name)
+            .unwrap_or_else(|| panic!("SwapClient.{name} is missing"));
+        assert_eq!(m.server_streaming(), streaming, "{name} server streaming");
+    }
+    // The swap server's file is not in this set: the two packages' HopHint would collide.
+    assert!(set.file.iter().all(|f| f.name() != "looprpc/server.proto"));
 }

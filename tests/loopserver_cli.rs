@@ -8,10 +8,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::poll;
+use common::{Killed, poll};
 use serde_json::Value;
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -21,18 +21,6 @@ fn json(out: &Output) -> Option<Value> {
         .success()
         .then(|| serde_json::from_slice(&out.stdout).ok())
         .flatten()
-}
-
-/// A child process killed on drop.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
 }
 
 fn simnet_json(dir: &Path, args: &[&str]) -> Value {
@@ -291,4 +279,21 @@ fn a_standalone_server_on_an_lnd_over_grpc_serves_a_loop_out_over_tls_and_stops_
     let log = std::fs::read_to_string(&log_path).unwrap_or_default();
     assert!(status.success(), "{status}: {log}");
     assert!(log.contains("reference Loop server stopped"), "{log}");
+}
+
+#[test]
+fn help_lists_the_terms_of_both_directions() {
+    let out = loopserver(&["--help"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--min-amount",
+        "--max-amount",
+        "--min-cltv-delta",
+        "--loop-in-min-amount",
+        "--loop-in-max-amount",
+        "--loop-in-cltv-delta",
+    ] {
+        assert!(text.contains(flag), "--help lacks {flag}: {text}");
+    }
 }

@@ -8,10 +8,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::poll;
+use common::{Killed, poll, serve_simnet as serve};
 use serde_json::Value;
 
 /// Generous: a debug build on a loaded two-core machine.
@@ -22,18 +22,6 @@ fn json(out: &Output) -> Option<Value> {
         .success()
         .then(|| serde_json::from_slice(&out.stdout).ok())
         .flatten()
-}
-
-/// A child process killed on drop.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
 }
 
 /// `sluice simnet --dir DIR ARGS`.
@@ -61,27 +49,6 @@ fn simnet_json(dir: &Path, args: &[&str]) -> Value {
             String::from_utf8_lossy(&out.stderr)
         )
     })
-}
-
-fn serve(dir: &Path) -> Killed {
-    let log = std::fs::File::create(dir.join("serve.stderr")).unwrap();
-    let mut child = Command::new(common::sluice_bin())
-        .args(["--json", "simnet", "--dir"])
-        .arg(dir)
-        .args(["serve", "--block-interval", "0s", "--no-traffic"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let config = dir.join("sluice.yaml");
-    poll("the simnet to serve", LIMIT, || {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("sluice simnet serve exited with {status}");
-        }
-        config.exists().then_some(())
-    });
-    Killed(child)
 }
 
 struct Sluiced {
@@ -184,6 +151,7 @@ fn a_tampering_server_is_refused_and_once_switched_off_the_swap_succeeds() {
     assert!(names.contains(&"swap-fee-above-max"), "{list}");
     assert!(names.contains(&"htlc-value-below"), "{list}");
     assert!(names.contains(&"l402-price-above-cap"), "{list}");
+    assert!(names.contains(&"loop-in-never-pays"), "{list}");
     assert!(list["active"].is_null(), "{list}");
     let human = simnet(&sim_dir, &["misbehave", "--list"]);
     let text = String::from_utf8_lossy(&human.stdout);

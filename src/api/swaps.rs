@@ -286,14 +286,30 @@ impl SwapBackend {
     /// `Quote`: the server's quote for a swap created now, and the limits the engine would
     /// derive from it (the same rule as [`SwapEngine::loop_out`] without overrides).
     pub async fn quote(&self, req: pb::QuoteRequest) -> Result<pb::QuoteResponse, ApiError> {
-        self.quote_with(req, &self.config).await
+        self.quote_with(req, &self.config, false).await
     }
 
-    /// [`SwapBackend::quote`] with the limits derived under `config`.
+    /// The server's quote for a swap its caller will create with limits of its own (loopd's
+    /// API: Loop's CLI derives them from this quote): sluice's ceilings, which only bound the
+    /// limits sluice derives itself, do not refuse it. `fast` quotes the swap published at once,
+    /// as [`LoopOutRequest::fast`] creates it.
+    pub async fn quote_for_own_limits(
+        &self,
+        req: pb::QuoteRequest,
+        fast: bool,
+    ) -> Result<pb::QuoteResponse, ApiError> {
+        let mut config = self.config.clone();
+        config.ceilings.swap_fee = crate::domain::Ppm(1_000_000);
+        self.quote_with(req, &config, fast).await
+    }
+
+    /// [`SwapBackend::quote`] with the limits derived under `config`, for a swap published at
+    /// once (`fast`) or within the publication delay.
     async fn quote_with(
         &self,
         req: pb::QuoteRequest,
         config: &EngineConfig,
+        fast: bool,
     ) -> Result<pb::QuoteResponse, ApiError> {
         if req.amount_sat == 0 {
             return Err(ApiError::InvalidArgument {
@@ -326,8 +342,12 @@ impl SwapBackend {
             reason: "no block height known yet; wait for lnd to sync".to_owned(),
         })?;
         let expiry = expiry_for(height, conf_target, &terms).map_err(ApiError::from)?;
-        let deadline = now_unix()
-            .saturating_add(i64::try_from(self.config.publication_delay.as_secs()).unwrap_or(0));
+        let deadline = if fast {
+            now_unix()
+        } else {
+            now_unix()
+                .saturating_add(i64::try_from(self.config.publication_delay.as_secs()).unwrap_or(0))
+        };
         let quote = self
             .provider
             .loop_out_quote(amount, expiry, deadline)
@@ -412,6 +432,7 @@ impl SwapBackend {
                         conf_target: req.conf_target,
                     },
                     &config,
+                    req.fast,
                 )
                 .await?;
             let d = q.limits.unwrap_or_default();

@@ -40,6 +40,21 @@ pub enum EventKind {
         /// The routing fee earned.
         fee: Sat,
     },
+    /// The node's own payment left through `chan`: `amount` (with its routing fees) leaves the
+    /// channel's local balance.
+    Payment {
+        /// The channel it left through.
+        chan: ChanId,
+        /// What left.
+        amount: Sat,
+    },
+    /// A payment to one of the node's invoices arrived on `chan`.
+    Receipt {
+        /// The channel it arrived on.
+        chan: ChanId,
+        /// What arrived.
+        amount: Sat,
+    },
     /// The channel's local balance was observed at this value (payments, invoices, anything a
     /// forward does not explain).
     Balance {
@@ -87,7 +102,7 @@ pub struct InputError {
 }
 
 /// The expected form of a trace line, for error messages.
-pub const TRACE_FORM: &str = "one JSON object per line: {\"type\":\"window\",\"start\":RFC3339,\"end\":RFC3339} first, then {\"type\":\"channel\",\"id\":\"800000x1x0\",\"peer\":..,\"alias\":..,\"capacity\":sat,\"local\":sat}, {\"type\":\"forward\",\"at\":RFC3339,\"in\":chan,\"out\":chan,\"amount\":sat,\"fee\":sat} or {\"type\":\"balance\",\"at\":RFC3339,\"id\":chan,\"local\":sat} (docs/backtest.md)";
+pub const TRACE_FORM: &str = "one JSON object per line: {\"type\":\"window\",\"start\":RFC3339,\"end\":RFC3339} first, then {\"type\":\"channel\",\"id\":\"800000x1x0\",\"peer\":..,\"alias\":..,\"capacity\":sat,\"local\":sat}, {\"type\":\"forward\",\"at\":RFC3339,\"in\":chan,\"out\":chan,\"amount\":sat,\"fee\":sat}, {\"type\":\"payment\"|\"receipt\",\"at\":RFC3339,\"id\":chan,\"amount\":sat} or {\"type\":\"balance\",\"at\":RFC3339,\"id\":chan,\"local\":sat} (docs/backtest.md)";
 
 /// The expected form of a fee-file line.
 pub const FEES_FORM: &str = "`timestamp,conf_target,sat_per_vbyte` (RFC 3339 or Unix seconds, 1..=1008 blocks, a positive number), an optional header line `timestamp,conf_target,sat_per_vbyte` (docs/backtest.md)";
@@ -117,6 +132,16 @@ enum TraceLine {
         amount: u64,
         #[serde(default)]
         fee: u64,
+    },
+    Payment {
+        at: DateTime<Utc>,
+        id: String,
+        amount: u64,
+    },
+    Receipt {
+        at: DateTime<Utc>,
+        id: String,
+        amount: u64,
     },
     Balance {
         at: DateTime<Utc>,
@@ -232,6 +257,28 @@ pub fn parse_trace(file: &str, text: &str) -> Result<History, InputError> {
                     },
                 });
             }
+            TraceLine::Payment { at, id, amount } => {
+                in_window(at)?;
+                let c = chan(&id)?;
+                events.push(Event {
+                    at,
+                    kind: EventKind::Payment {
+                        chan: c,
+                        amount: Sat(amount),
+                    },
+                });
+            }
+            TraceLine::Receipt { at, id, amount } => {
+                in_window(at)?;
+                let c = chan(&id)?;
+                events.push(Event {
+                    at,
+                    kind: EventKind::Receipt {
+                        chan: c,
+                        amount: Sat(amount),
+                    },
+                });
+            }
             TraceLine::Balance { at, id, local } => {
                 in_window(at)?;
                 let c = chan(&id)?;
@@ -294,6 +341,16 @@ pub fn write_trace(h: &History) -> String {
                 chan_out: chan_out.to_string(),
                 amount: amount.0,
                 fee: fee.0,
+            },
+            EventKind::Payment { chan, amount } => TraceLine::Payment {
+                at: e.at,
+                id: chan.to_string(),
+                amount: amount.0,
+            },
+            EventKind::Receipt { chan, amount } => TraceLine::Receipt {
+                at: e.at,
+                id: chan.to_string(),
+                amount: amount.0,
             },
             EventKind::Balance { chan, local } => TraceLine::Balance {
                 at: e.at,

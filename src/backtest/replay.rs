@@ -128,6 +128,9 @@ pub struct Outcome {
     pub reference_inbound_ppm: u64,
     /// Forwards of the history the replayed balances could not carry.
     pub forwards_failed: u64,
+    /// The node's own payments and receipts of the history the replayed balances could not
+    /// carry (a payment larger than the local balance, a receipt larger than the room left).
+    pub payments_failed: u64,
     /// Routing fees the carried forwards earned, sat.
     pub routing_earned_sat: u64,
     /// Decisions by reason, over every pass.
@@ -140,8 +143,39 @@ pub struct Outcome {
     /// not in the JSON (the series and per-channel figures are).
     #[serde(skip)]
     pub hourly_inbound: Vec<Vec<u16>>,
+    /// The last pass's decisions, target by target: what the policy would decide at the end of
+    /// the window (the same as `sluice suggest` on a live node in that state).
+    pub final_pass: Vec<FinalDecision>,
+    /// The swap server's terms the swaps were priced with.
+    pub server: ServerFigures,
     /// Whether the run was stopped before the end.
     pub interrupted: bool,
+}
+
+/// The swap server's terms a run priced swaps with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ServerFigures {
+    /// Smallest swap, sat.
+    pub min_swap_sat: u64,
+    /// Largest swap, sat.
+    pub max_swap_sat: u64,
+    /// Fixed part of the swap fee, sat.
+    pub fee_base_sat: u64,
+    /// Proportional part of the swap fee, ppm.
+    pub fee_ppm: u64,
+    /// Prepay, sat.
+    pub prepay_sat: u64,
+}
+
+/// One decision of the last pass.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FinalDecision {
+    /// The target: a channel id, `peer:<key>` or `node`.
+    pub target: String,
+    /// The reason's name (`swap`, `ok`, `fee_cap`, ...).
+    pub reason: String,
+    /// The swap's amount, for the reasons that have one.
+    pub amount_sat: Option<u64>,
 }
 
 /// Why a replay could not start.
@@ -221,6 +255,7 @@ pub fn run(
     let mut fee_history: VecDeque<FeeSample> = VecDeque::new();
     let mut backoff: BTreeMap<ChanId, BackoffState> = BTreeMap::new();
     let mut running: Vec<Running> = Vec::new();
+    let mut last_pass: Option<(Vec<policy::Decision>, Vec<&'static str>)> = None;
     let mut recent: VecDeque<(Sat, Sat)> = VecDeque::new();
     let every =
         TimeDelta::from_std(autoloop::DEFAULT_FEE_SAMPLE_EVERY).unwrap_or(settings.interval);
@@ -241,11 +276,20 @@ pub fn run(
         below_reference_hours: 0.0,
         reference_inbound_ppm: settings.reference_inbound.0,
         forwards_failed: 0,
+        payments_failed: 0,
         routing_earned_sat: 0,
         reasons: BTreeMap::new(),
         channels: Vec::new(),
         series: Vec::new(),
         hourly_inbound: vec![Vec::new(); history.channels.len()],
+        final_pass: Vec::new(),
+        server: ServerFigures {
+            min_swap_sat: settings.terms.min_swap_amount.0,
+            max_swap_sat: settings.terms.max_swap_amount.0,
+            fee_base_sat: settings.terms.fee_base.0,
+            fee_ppm: settings.terms.fee_rate.0,
+            prepay_sat: settings.terms.prepay.0,
+        },
         interrupted: false,
     };
     let hours = settings.interval.num_seconds() as f64 / 3600.0;
@@ -280,6 +324,24 @@ pub fn run(
                     chans[o].days[day].2 += fee.0;
                     chans[i].days[day].1 += in_amount.0;
                     out.routing_earned_sat += fee.0;
+                }
+                EventKind::Payment { chan, amount } => {
+                    if let Some(&i) = index.get(&chan) {
+                        if chans[i].local < amount {
+                            out.payments_failed += 1;
+                        } else {
+                            chans[i].local = chans[i].local.saturating_sub(amount);
+                        }
+                    }
+                }
+                EventKind::Receipt { chan, amount } => {
+                    if let Some(&i) = index.get(&chan) {
+                        if chans[i].capacity.saturating_sub(chans[i].local) < amount {
+                            out.payments_failed += 1;
+                        } else {
+                            chans[i].local += amount;
+                        }
+                    }
                 }
                 EventKind::Balance { chan, local } => {
                     if let Some(&i) = index.get(&chan) {
@@ -380,6 +442,7 @@ pub fn run(
         gate_open = plan.gate_open.clone();
         let all_open = plan.gate_open.values().all(|o| *o);
         // 4. Dispatch, through the live checks.
+        let mut reasons = Vec::with_capacity(plan.decisions.len());
         for d in &plan.decisions {
             let mut reason = d.reason.clone();
             if reason == Reason::Swap
@@ -441,6 +504,7 @@ pub fn run(
                 }
             }
             *out.reasons.entry(reason.name().to_owned()).or_insert(0) += 1;
+            reasons.push(reason.name());
             // Band time, per channel of the target.
             if let Some(rule) = d.rule.as_deref().and_then(|r| policy.rule(r)) {
                 let (cap, inbound) = d.channels.iter().filter_map(|c| index.get(c)).fold(
@@ -467,6 +531,7 @@ pub fn run(
                 }
             }
         }
+        last_pass = Some((plan.decisions, reasons));
         // 5. Depletion and the node's point.
         let (mut cap, mut inbound) = (0u64, 0u64);
         let on_the_hour =
@@ -501,6 +566,17 @@ pub fn run(
         t += settings.interval;
     }
     out.unfinished_swaps = running.len() as u64;
+    if let Some((decisions, reasons)) = last_pass {
+        out.final_pass = decisions
+            .iter()
+            .zip(reasons)
+            .map(|(d, r)| FinalDecision {
+                target: d.target.to_string(),
+                reason: r.to_owned(),
+                amount_sat: d.proposal.as_ref().map(|p| p.amount.0),
+            })
+            .collect();
+    }
     out.fees_ppm_of_volume = Ppm::ratio(out.fees_total_sat, out.volume_sat).0;
     for c in chans {
         out.below_band_hours += c.figures.below_band_hours;

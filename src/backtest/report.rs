@@ -19,6 +19,15 @@ pub fn summary(name: &str, o: &Outcome) -> String {
         "  passes {}, swaps {} ({} failed, {} unfinished), volume {} sat",
         o.passes, o.swaps, o.failed_swaps, o.unfinished_swaps, o.volume_sat
     );
+    let _ = writeln!(
+        s,
+        "  server: {} sat + {} ppm, prepay {} sat, swaps of {} to {} sat",
+        o.server.fee_base_sat,
+        o.server.fee_ppm,
+        o.server.prepay_sat,
+        o.server.min_swap_sat,
+        o.server.max_swap_sat
+    );
     let cats: Vec<String> = o
         .fees_by_category
         .iter()
@@ -49,6 +58,13 @@ pub fn summary(name: &str, o: &Outcome) -> String {
         "  forwards the balances could not carry {}, routing fees earned {} sat",
         o.forwards_failed, o.routing_earned_sat
     );
+    if o.payments_failed > 0 {
+        let _ = writeln!(
+            s,
+            "  own payments and receipts the balances could not carry {}",
+            o.payments_failed
+        );
+    }
     let reasons: Vec<String> = o.reasons.iter().map(|(k, v)| format!("{k} {v}")).collect();
     let _ = writeln!(s, "  decisions by reason: {}", reasons.join(", "));
     let mut worst: Vec<_> = o

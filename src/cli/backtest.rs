@@ -13,6 +13,7 @@ use super::CliError;
 use super::output::Format;
 use crate::backtest::{self, FeeSeries, History, Outcome, Settings, input, model, report};
 use crate::domain::{Ppm, Sat};
+use crate::loopserver::terms::Terms;
 use crate::policy::{self, Policy};
 
 /// The end of a synthetic history unless `--end` says otherwise: fixed, so a seed gives the
@@ -34,6 +35,14 @@ pub struct BacktestArgs {
     /// A seeded synthetic routing node instead of a trace.
     #[arg(long)]
     pub synthetic: bool,
+    /// The node's own history: lnd's forwards, payments and invoices over the last --days
+    /// [default 30], each channel's balance rebuilt backward from today's (lnd reached as
+    /// sluiced's configuration says).
+    #[arg(long, conflicts_with_all = ["trace", "synthetic"])]
+    pub from_node: bool,
+    /// sluiced's configuration file, for --from-node [default: <datadir>/sluice.yaml].
+    #[arg(long, value_name = "FILE", requires = "from_node")]
+    pub config: Option<PathBuf>,
     /// Channels of the synthetic node.
     #[arg(long, default_value_t = 20, value_name = "N")]
     pub channels: usize,
@@ -79,17 +88,80 @@ pub struct BacktestArgs {
     /// The swap server's fixed fee, sat.
     #[arg(long, default_value_t = 50, value_name = "SAT")]
     pub server_fee_base: u64,
+    /// Price swaps with the live server's current terms instead, read through the running
+    /// daemon (`sluice terms` and two quotes): amounts, fixed and proportional fee, prepay.
+    #[arg(long, conflicts_with_all = ["server_fee_ppm", "server_fee_base"])]
+    pub live_terms: bool,
+}
+
+/// The two amounts the live server is quoted at to find its fixed and proportional fee.
+const LIVE_QUOTE_AMOUNTS: (u64, u64) = (1_000_000, 4_000_000);
+
+/// The live server's terms, read through the daemon: its amounts, and the fee line through
+/// two quotes (fixed part and proportional part), with the larger quote's prepay.
+pub async fn live_terms(target: &super::client::Target) -> Result<Terms, CliError> {
+    let mut client = target.connect().await?;
+    let t = client
+        .terms(crate::proto::sluice::TermsRequest {})
+        .await
+        .map_err(|s| target.call_error(s, "read the swap terms for --live-terms"))?
+        .into_inner();
+    let clamp = |a: u64| a.clamp(t.min_amount_sat, t.max_amount_sat.max(t.min_amount_sat));
+    let (a1, a2) = (clamp(LIVE_QUOTE_AMOUNTS.0), clamp(LIVE_QUOTE_AMOUNTS.1));
+    let quote = |amount_sat: u64| {
+        let mut client = client.clone();
+        async move {
+            client
+                .quote(crate::proto::sluice::QuoteRequest {
+                    amount_sat,
+                    conf_target: 0,
+                })
+                .await
+                .map(tonic::Response::into_inner)
+        }
+    };
+    let q1 = quote(a1)
+        .await
+        .map_err(|s| target.call_error(s, "quote the live server for --live-terms"))?;
+    let q2 = quote(a2)
+        .await
+        .map_err(|s| target.call_error(s, "quote the live server for --live-terms"))?;
+    let rate = if a2 > a1 {
+        q2.swap_fee_sat.saturating_sub(q1.swap_fee_sat) * 1_000_000 / (a2 - a1)
+    } else {
+        0
+    };
+    let base = q1.swap_fee_sat.saturating_sub(a1 * rate / 1_000_000);
+    let mut terms = model::default_terms();
+    terms.min_swap_amount = Sat(t.min_amount_sat);
+    terms.max_swap_amount = Sat(t.max_amount_sat);
+    terms.fee_base = Sat(base);
+    terms.fee_rate = Ppm(rate);
+    terms.prepay = Sat(q2.prepay_amount_sat);
+    Ok(terms)
 }
 
 /// Runs `sluice backtest`.
-pub async fn run(args: &BacktestArgs, format: Format) -> Result<String, CliError> {
-    let settings = settings(args)?;
+pub async fn run(
+    args: &BacktestArgs,
+    datadir: Option<&Path>,
+    live: Option<Terms>,
+    format: Format,
+) -> Result<String, CliError> {
+    let mut settings = settings(args)?;
+    if let Some(terms) = live {
+        settings.terms = terms;
+    }
     let a = load_policy(&args.policy)?;
     let b = match &args.against {
         Some(p) => Some(load_policy(p)?),
         None => None,
     };
-    let history = history(args)?;
+    let (history, notes) = if args.from_node {
+        from_node(args, datadir).await?
+    } else {
+        (history(args)?, String::new())
+    };
     let fees = fees(args, &history, settings.seed)?;
     // Everything is read and checked: only now is anything written.
     if let Some(path) = &args.export_trace {
@@ -146,7 +218,119 @@ pub async fn run(args: &BacktestArgs, format: Format) -> Result<String, CliError
     if let Some(dir) = &args.report {
         write_report(dir, &results)?;
     }
-    render(&results, format)
+    let out = render(&results, format)?;
+    if format == Format::Human && !notes.is_empty() {
+        return Ok(format!("{notes}{out}"));
+    }
+    Ok(out)
+}
+
+/// How many payments, invoices or forwards one call to lnd reads.
+const NODE_PAGE: u32 = 1_000;
+
+/// The node's history over the last `--days`, rebuilt from lnd's records; and, for a person,
+/// what the rebuild could not see. Reads only.
+async fn from_node(
+    args: &BacktestArgs,
+    datadir: Option<&Path>,
+) -> Result<(History, String), CliError> {
+    use crate::config::{Config, DaemonArgs};
+    use crate::lnd::LightningNode;
+
+    let daemon = DaemonArgs {
+        config: args.config.clone(),
+        datadir: datadir.map(Path::to_path_buf),
+        ..DaemonArgs::default()
+    };
+    let config = Config::load(&daemon).map_err(|e| {
+        CliError::Input(format!(
+            "--from-node reads sluiced's configuration to reach lnd: {e}"
+        ))
+    })?;
+    if config.simnet {
+        return Err(CliError::Input(
+            "--from-node: sluiced's configuration runs the embedded simnet, which keeps no history \
+             between runs; point --config at a configuration with an lnd section (or run \
+             `sluice simnet serve` and use the sluice.yaml it writes)"
+                .to_owned(),
+        ));
+    }
+    let node = crate::lnd::connect::open(&config.lnd, config.network)
+        .map_err(|e| CliError::Input(format!("--from-node: {e}")))?;
+    let lnd = |e: crate::lnd::NodeError| {
+        CliError::Input(format!(
+            "--from-node: lnd at {} answered: {e}",
+            config.lnd.host
+        ))
+    };
+    let now = Utc::now();
+    let days = args.days.unwrap_or(30).max(1);
+    let start = now - TimeDelta::days(i64::from(days));
+    let start_unix = u64::try_from(start.timestamp()).unwrap_or(0);
+
+    let channels = node.list_channels().await.map_err(lnd)?;
+    let mut forwards = Vec::new();
+    let mut offset = 0;
+    loop {
+        let page = node
+            .forwarding_history(start_unix, 0, offset, NODE_PAGE)
+            .await
+            .map_err(lnd)?;
+        let n = page.events.len();
+        forwards.extend(page.events);
+        if n < NODE_PAGE as usize || page.next_index_offset == offset {
+            break;
+        }
+        offset = page.next_index_offset;
+    }
+    let mut payments = Vec::new();
+    let mut receipts = Vec::new();
+    for (list, invoices) in [(&mut payments, false), (&mut receipts, true)] {
+        let mut offset = 0;
+        loop {
+            let page = if invoices {
+                node.invoice_settlements(offset, u64::from(NODE_PAGE)).await
+            } else {
+                node.payment_settlements(offset, u64::from(NODE_PAGE)).await
+            }
+            .map_err(lnd)?;
+            list.extend(page.htlcs);
+            if page.items < u64::from(NODE_PAGE) || page.next_index_offset <= offset {
+                break;
+            }
+            offset = page.next_index_offset;
+        }
+    }
+    let records = backtest::rebuild::NodeRecords {
+        now,
+        channels,
+        forwards,
+        payments,
+        receipts,
+    };
+    let rebuilt = backtest::rebuild::rebuild(&records, start);
+    let mut notes = format!(
+        "rebuilt from lnd at {}: {} channels, {} forwards, {} payment and {} invoice HTLCs\n",
+        config.lnd.host,
+        rebuilt.history.channels.len(),
+        records.forwards.len(),
+        records.payments.len(),
+        records.receipts.len()
+    );
+    if rebuilt.on_closed_channels > 0 {
+        notes.push_str(&format!(
+            "  {} movements were on channels closed since (left out; docs/backtest.md)\n",
+            rebuilt.on_closed_channels
+        ));
+    }
+    if !rebuilt.clamped.is_empty() {
+        let ids: Vec<String> = rebuilt.clamped.iter().map(ToString::to_string).collect();
+        notes.push_str(&format!(
+            "  starting balance clamped (opened in the window, or moved by what lnd does not list): {}\n",
+            ids.join(", ")
+        ));
+    }
+    Ok((rebuilt.history, notes))
 }
 
 fn write_report(dir: &Path, results: &[(String, Outcome)]) -> Result<(), CliError> {
@@ -282,8 +466,7 @@ fn history(args: &BacktestArgs) -> Result<History, CliError> {
             ))
         }
         (None, false) => Err(CliError::Input(
-            "give the history: --trace FILE or --synthetic (--from-node is not implemented yet)"
-                .to_owned(),
+            "give the history: --trace FILE, --synthetic or --from-node".to_owned(),
         )),
     }
 }
@@ -307,6 +490,10 @@ fn clip(mut h: History, start: DateTime<Utc>) -> History {
                 set(chan_out, &|l, _| l.saturating_sub(amount));
                 set(chan_in, &|l, _| l + amount + fee);
             }
+            backtest::EventKind::Payment { chan, amount } => {
+                set(chan, &|l, _| l.saturating_sub(amount));
+            }
+            backtest::EventKind::Receipt { chan, amount } => set(chan, &|l, _| l + amount),
             backtest::EventKind::Balance { chan, local } => set(chan, &|_, _| local),
         }
     }

@@ -250,7 +250,20 @@ pub async fn execute(args: &Args) -> Result<String, CliError> {
         }
         Command::Loopserver(server) => return loopserver::run(server, args.json).await,
         Command::Backtest(bt) => {
-            return backtest::run(bt, output::Format::from_json_flag(args.json)).await;
+            let live = if bt.live_terms {
+                let target =
+                    client::Target::resolve(args, std::env::var_os("HOME").map(PathBuf::from))?;
+                Some(backtest::live_terms(&target).await?)
+            } else {
+                None
+            };
+            return backtest::run(
+                bt,
+                args.datadir.as_deref(),
+                live,
+                output::Format::from_json_flag(args.json),
+            )
+            .await;
         }
         Command::Getinfo
         | Command::Stop

@@ -70,6 +70,12 @@ pub struct DaemonArgs {
     /// Sets `rpc.listen` [env: SLUICE_RPC_LISTEN].
     #[arg(long, value_name = "IP:PORT")]
     pub rpc_listen: Option<String>,
+    /// Sets `loopd_api.listen` [env: SLUICE_LOOPD_API_LISTEN].
+    #[arg(long, value_name = "IP:PORT")]
+    pub loopd_api_listen: Option<String>,
+    /// Sets `loopd_api.enabled` [env: SLUICE_LOOPD_API_ENABLED].
+    #[arg(long, value_name = "BOOL")]
+    pub loopd_api_enabled: Option<String>,
     /// Sets `metrics.listen` [env: SLUICE_METRICS_LISTEN].
     #[arg(long, value_name = "IP:PORT")]
     pub metrics_listen: Option<String>,
@@ -149,6 +155,8 @@ impl DaemonArgs {
             "server.l402_max_cost_sat" => &self.server_l402_max_cost_sat,
             "server.l402_max_routing_fee_sat" => &self.server_l402_max_routing_fee_sat,
             "rpc.listen" => &self.rpc_listen,
+            "loopd_api.listen" => &self.loopd_api_listen,
+            "loopd_api.enabled" => &self.loopd_api_enabled,
             "metrics.listen" => &self.metrics_listen,
             "metrics.per_channel" => &self.metrics_per_channel,
             "store.path" => &self.store_path,

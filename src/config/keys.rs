@@ -191,6 +191,22 @@ pub const RPC_LISTEN: Key = Key {
     doc: "Where sluice's own gRPC API (used by the sluice CLI) listens.",
 };
 
+/// `loopd_api.listen`.
+pub const LOOPD_API_LISTEN: Key = Key {
+    path: "loopd_api.listen",
+    kind: KeyKind::SocketAddr,
+    default: "127.0.0.1:11010",
+    doc: "Where sluiced serves loopd's own API (looprpc.SwapClient), so Loop's loop CLI and tools built on loopd drive it; loopd's default address. Left at the default and taken (a loopd runs here), the loopd API stays off with a warning; set explicitly and taken, the start fails.",
+};
+
+/// `loopd_api.enabled`.
+pub const LOOPD_API_ENABLED: Key = Key {
+    path: "loopd_api.enabled",
+    kind: KeyKind::Bool,
+    default: "true",
+    doc: "Whether sluiced serves loopd's API at all (its TLS certificate and macaroons live in <datadir>/loopd/<network>/).",
+};
+
 /// `metrics.listen`.
 pub const METRICS_LISTEN: Key = Key {
     path: "metrics.listen",
@@ -332,6 +348,8 @@ pub const KEYS: &[Key] = &[
     SERVER_L402_MAX_COST_SAT,
     SERVER_L402_MAX_ROUTING_FEE_SAT,
     RPC_LISTEN,
+    LOOPD_API_LISTEN,
+    LOOPD_API_ENABLED,
     METRICS_LISTEN,
     METRICS_PER_CHANNEL,
     STORE_PATH,
@@ -442,7 +460,16 @@ mod tests {
         assert_eq!(
             sections(),
             [
-                "lnd", "server", "rpc", "metrics", "store", "policies", "autoloop", "swap", "log",
+                "lnd",
+                "server",
+                "rpc",
+                "loopd_api",
+                "metrics",
+                "store",
+                "policies",
+                "autoloop",
+                "swap",
+                "log",
                 "shutdown"
             ]
         );

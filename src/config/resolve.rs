@@ -215,6 +215,39 @@ pub(super) fn resolve(
             "a different port for each listener",
         ));
     }
+    let loopd_listen = sources.get_or(
+        &keys::LOOPD_API_LISTEN,
+        values::socket_addr,
+        DEFAULT_LOOPD_API_LISTEN,
+    )?;
+    let loopd_enabled = sources.get_or(
+        &keys::LOOPD_API_ENABLED,
+        values::boolean,
+        DEFAULT_LOOPD_API_ENABLED,
+    )?;
+    if loopd_enabled.value {
+        for (other, key, origin) in [
+            (rpc_listen.value, "rpc.listen", &rpc_listen.origin),
+            (
+                metrics_listen.value,
+                "metrics.listen",
+                &metrics_listen.origin,
+            ),
+        ] {
+            if values::listeners_collide(loopd_listen.value, other) {
+                return Err(invalid(
+                    loopd_listen.origin,
+                    &keys::LOOPD_API_LISTEN,
+                    format!(
+                        "`{}` collides with {key} `{other}` ({})",
+                        loopd_listen.value,
+                        describe(origin)
+                    ),
+                    "a different port for each listener, or loopd_api.enabled: false",
+                ));
+            }
+        }
+    }
     let per_channel = sources.get_or(
         &keys::METRICS_PER_CHANNEL,
         values::boolean,
@@ -310,6 +343,11 @@ pub(super) fn resolve(
         server,
         rpc: RpcConfig {
             listen: rpc_listen.value,
+        },
+        loopd_api: LoopdApiConfig {
+            enabled: loopd_enabled.value,
+            listen: loopd_listen.value,
+            listen_defaulted: matches!(loopd_listen.origin, Origin::Default),
         },
         metrics: MetricsConfig {
             listen: metrics_listen.value,

@@ -71,7 +71,8 @@ impl DataDirLock {
             Err(TryLockError::Error(e)) => return Err(io(e, &path)),
         }
         let mut lock = DataDirLock { file, path };
-        lock.record(None, None).map_err(|e| io(e, &lock.path))?;
+        lock.record(None, None, None)
+            .map_err(|e| io(e, &lock.path))?;
         Ok(lock)
     }
 
@@ -80,11 +81,13 @@ impl DataDirLock {
         &mut self,
         rpc: Option<SocketAddr>,
         metrics: Option<SocketAddr>,
+        loopd: Option<SocketAddr>,
     ) -> std::io::Result<()> {
         let body = serde_json::json!({
             "pid": std::process::id(),
             "rpc_listen": rpc.map(|a| a.to_string()),
             "metrics_listen": metrics.map(|a| a.to_string()),
+            "loopd_listen": loopd.map(|a| a.to_string()),
         });
         self.file.set_len(0)?;
         self.file.seek(SeekFrom::Start(0))?;
@@ -128,7 +131,7 @@ mod tests {
     fn records_where_the_daemon_listens() {
         let dir = tempfile::tempdir().unwrap();
         let mut lock = DataDirLock::acquire(dir.path()).unwrap();
-        lock.record(Some("127.0.0.1:1".parse().unwrap()), None)
+        lock.record(Some("127.0.0.1:1".parse().unwrap()), None, None)
             .unwrap();
         let text = std::fs::read_to_string(lock.path()).unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();

@@ -45,6 +45,9 @@ pub enum RunError {
     /// Credentials could not be loaded or created.
     #[error(transparent)]
     Api(#[from] api::ApiError),
+    /// The loopd API's certificate or macaroons could not be loaded or created.
+    #[error(transparent)]
+    LoopdApi(#[from] crate::loopd::LoopdApiError),
     /// A listener could not bind.
     #[error("cannot listen on {addr} ({key}): {source}; is another program using that port?")]
     Bind {
@@ -151,13 +154,27 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         &api_hosts(config.rpc.listen),
     )?;
     let credentials = api::Credentials::load_or_create(&config.data_dir)?;
+    let loopd_files = if config.loopd_api.enabled {
+        Some(crate::loopd::LoopdFiles::load_or_create(
+            &config.data_dir,
+            config.network,
+            &api_hosts(config.loopd_api.listen),
+        )?)
+    } else {
+        None
+    };
 
     // 4. Listeners: bind both before serving either, so a taken port fails the start cleanly.
     let rpc_listener = bind("rpc.listen", config.rpc.listen).await?;
     let metrics_listener = bind("metrics.listen", config.metrics.listen).await?;
+    let loopd_listener = match &loopd_files {
+        Some(_) => bind_loopd_api(&config.loopd_api).await?,
+        None => None,
+    };
     let rpc_addr = rpc_listener.local_addr().ok();
     let metrics_addr = metrics_listener.local_addr().ok();
-    if let Err(e) = lock.record(rpc_addr, metrics_addr) {
+    let loopd_addr = loopd_listener.as_ref().and_then(|l| l.local_addr().ok());
+    if let Err(e) = lock.record(rpc_addr, metrics_addr, loopd_addr) {
         tracing::warn!(error = %e, "cannot record listen addresses in the lock file");
     }
 
@@ -228,6 +245,18 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     supervisor.spawn("api", async move {
         api::serve(rpc_listener, &identity, credentials, served_state, token).await
     });
+    if let (Some(listener), Some(files)) = (loopd_listener, loopd_files) {
+        let token = supervisor.token();
+        let served_state = Arc::clone(&state);
+        tracing::info!(
+            listen = %display_addr(loopd_addr, config.loopd_api.listen),
+            dir = %files.dir.display(),
+            "loopd API: point Loop's loop CLI here with --rpcserver and --loopdir"
+        );
+        supervisor.spawn("loopd-api", async move {
+            crate::loopd::serve(listener, files, served_state, token).await
+        });
+    }
     let task = node::NodeTask {
         config: config.lnd.clone(),
         network: config.network,
@@ -488,6 +517,28 @@ fn display_addr(bound: Option<SocketAddr>, configured: SocketAddr) -> SocketAddr
     bound.unwrap_or(configured)
 }
 
+/// Binds the loopd API. The default address taken (a loopd runs on this machine) leaves the
+/// loopd API off with a warning rather than failing the start; an address the operator chose
+/// must bind.
+async fn bind_loopd_api(
+    config: &crate::config::LoopdApiConfig,
+) -> Result<Option<tokio::net::TcpListener>, RunError> {
+    match bind("loopd_api.listen", config.listen).await {
+        Ok(listener) => Ok(Some(listener)),
+        Err(RunError::Bind { source, .. })
+            if config.listen_defaulted && source.kind() == std::io::ErrorKind::AddrInUse =>
+        {
+            tracing::warn!(
+                addr = %config.listen,
+                "loopd API off: its default address is taken (is loopd running here?); set \
+                 loopd_api.listen to another address, or loopd_api.enabled: false"
+            );
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Names the API certificate is valid for: loopback always, plus the listen IP when specific.
 fn api_hosts(listen: SocketAddr) -> Vec<String> {
     let mut hosts = vec![
@@ -522,4 +573,30 @@ fn create_private_dir(path: &std::path::Path) -> Result<(), RunError> {
     #[cfg(not(unix))]
     std::fs::create_dir_all(path).map_err(err)?;
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_taken_default_loopd_address_leaves_it_off_and_a_chosen_one_fails_the_start() {
+        let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = taken.local_addr().unwrap();
+        let defaulted = crate::config::LoopdApiConfig {
+            enabled: true,
+            listen: addr,
+            listen_defaulted: true,
+        };
+        assert!(bind_loopd_api(&defaulted).await.unwrap().is_none());
+        let chosen = crate::config::LoopdApiConfig {
+            listen_defaulted: false,
+            ..defaulted
+        };
+        let err = bind_loopd_api(&chosen).await.unwrap_err();
+        assert!(err.to_string().contains("loopd_api.listen"), "{err}");
+        drop(taken);
+        assert!(bind_loopd_api(&chosen).await.unwrap().is_some());
+    }
 }

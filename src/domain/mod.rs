@@ -15,7 +15,7 @@ pub use ids::{BlockHeight, ChanId, SwapHash};
 pub use network::{Network, ParseNetworkError};
 pub use node::{
     Channel, ChannelEvent, ForwardingEvent, ForwardingPage, NodeId, NodeInfo, ParseNodeIdError,
-    Peer, Preimage,
+    Peer, Preimage, SettledHtlc, SettlementPage,
 };
 pub use status::{NodeStatus, PolicyStatus};
 

@@ -221,6 +221,30 @@ pub struct ForwardingPage {
     pub next_index_offset: u32,
 }
 
+/// A settled HTLC of the node's own payment (leaving its channel) or of one of its invoices
+/// (arriving): what moves a channel's balance besides forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SettledHtlc {
+    /// When it settled, in seconds since the Unix epoch.
+    pub at_unix: u64,
+    /// The node's channel it moved through.
+    pub chan: ChanId,
+    /// What left the channel (a payment: amount plus routing fees) or arrived on it.
+    pub amount: Msat,
+}
+
+/// A page of the node's payments or invoices, as their settled HTLCs, and where the next page
+/// starts.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SettlementPage {
+    /// The settled HTLCs of the page's payments or invoices (those that settled).
+    pub htlcs: Vec<SettledHtlc>,
+    /// How many payments or invoices the page held (settled or not); 0 at the end.
+    pub items: u64,
+    /// The offset to pass to get the next page.
+    pub next_index_offset: u64,
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {

@@ -37,7 +37,8 @@ use super::wire::verrpc::versioner_client::VersionerClient;
 use super::wire::walletrpc::wallet_kit_client::WalletKitClient;
 use super::wire::{chainrpc, invoicesrpc, lnrpc, routerrpc, signrpc, verrpc, walletrpc};
 use crate::domain::{
-    Channel, ChannelEvent, ForwardingPage, Network, NodeId, NodeInfo, Peer, Preimage, Sat, SwapHash,
+    Channel, ChannelEvent, ForwardingPage, Network, NodeId, NodeInfo, Peer, Preimage, Sat,
+    SettlementPage, SwapHash,
 };
 
 /// The largest answer accepted from lnd: a big node's `ListChannels` exceeds gRPC's 4 MiB
@@ -317,6 +318,34 @@ impl LightningNode for LndClient {
             .await
             .map_err(st("forwarding_history"))?;
         Ok(convert::forwarding_page(r.get_ref()))
+    }
+
+    async fn payment_settlements(&self, index_offset: u64, max: u64) -> NodeResult<SettlementPage> {
+        let r = self
+            .lightning
+            .clone()
+            .list_payments(lnrpc::ListPaymentsRequest {
+                index_offset,
+                max_payments: max,
+                ..Default::default()
+            })
+            .await
+            .map_err(st("list_payments"))?;
+        Ok(convert::payment_settlements(r.get_ref()))
+    }
+
+    async fn invoice_settlements(&self, index_offset: u64, max: u64) -> NodeResult<SettlementPage> {
+        let r = self
+            .lightning
+            .clone()
+            .list_invoices(lnrpc::ListInvoiceRequest {
+                index_offset,
+                num_max_invoices: max,
+                ..Default::default()
+            })
+            .await
+            .map_err(st("list_invoices"))?;
+        Ok(convert::invoice_settlements(r.get_ref()))
     }
 
     async fn decode_invoice(&self, invoice: &str) -> NodeResult<DecodedInvoice> {

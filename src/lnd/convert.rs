@@ -21,7 +21,7 @@ use super::types::{
 use super::wire::{chainrpc, invoicesrpc, lnrpc, routerrpc, signrpc, verrpc, walletrpc};
 use crate::domain::{
     BlockHeight, ChanId, Channel, ChannelEvent, ForwardingEvent, ForwardingPage, Msat, Network,
-    NodeId, NodeInfo, Peer, Preimage, Sat, SwapHash,
+    NodeId, NodeInfo, Peer, Preimage, Sat, SettledHtlc, SettlementPage, SwapHash,
 };
 
 type R<T> = Result<T, NodeError>;
@@ -223,6 +223,57 @@ pub fn forwarding_page(r: &lnrpc::ForwardingHistoryResponse) -> ForwardingPage {
             })
             .collect(),
         next_index_offset: r.last_offset_index,
+    }
+}
+
+/// `ListPaymentsResponse` → the succeeded HTLCs of its succeeded payments. An attempt without a
+/// route or a first hop moved nothing through a channel of ours and is left out.
+pub fn payment_settlements(r: &lnrpc::ListPaymentsResponse) -> SettlementPage {
+    let succeeded = lnrpc::payment::PaymentStatus::Succeeded as i32;
+    let htlc_succeeded = lnrpc::htlc_attempt::HtlcStatus::Succeeded as i32;
+    let htlcs = r
+        .payments
+        .iter()
+        .filter(|p| p.status == succeeded)
+        .flat_map(|p| p.htlcs.iter())
+        .filter(|h| h.status == htlc_succeeded)
+        .filter_map(|h| {
+            let route = h.route.as_ref()?;
+            let first = route.hops.first()?;
+            Some(SettledHtlc {
+                at_unix: u64::try_from(h.resolve_time_ns).unwrap_or(0) / 1_000_000_000,
+                chan: ChanId(first.chan_id),
+                amount: Msat(u64::try_from(route.total_amt_msat).unwrap_or(0)),
+            })
+        })
+        .collect();
+    SettlementPage {
+        htlcs,
+        items: r.payments.len() as u64,
+        next_index_offset: r.last_index_offset,
+    }
+}
+
+/// `ListInvoiceResponse` → the settled HTLCs of its settled invoices.
+pub fn invoice_settlements(r: &lnrpc::ListInvoiceResponse) -> SettlementPage {
+    let settled = lnrpc::invoice::InvoiceState::Settled as i32;
+    let htlc_settled = lnrpc::InvoiceHtlcState::Settled as i32;
+    let htlcs = r
+        .invoices
+        .iter()
+        .filter(|i| i.state == settled)
+        .flat_map(|i| i.htlcs.iter())
+        .filter(|h| h.state == htlc_settled)
+        .map(|h| SettledHtlc {
+            at_unix: u64::try_from(h.resolve_time).unwrap_or(0),
+            chan: ChanId(h.chan_id),
+            amount: Msat(h.amt_msat),
+        })
+        .collect();
+    SettlementPage {
+        htlcs,
+        items: r.invoices.len() as u64,
+        next_index_offset: r.last_index_offset,
     }
 }
 

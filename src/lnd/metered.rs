@@ -18,7 +18,7 @@ use super::types::{
 };
 use crate::domain::{
     BlockHeight, Channel, ChannelEvent, ForwardingPage, NodeId, NodeInfo, Peer, Preimage,
-    RpcObserver, Sat, SwapHash,
+    RpcObserver, Sat, SettlementPage, SwapHash,
 };
 
 /// Wraps a node; every call is timed and reported.
@@ -111,6 +111,16 @@ impl LightningNode for MeteredNode {
             .inner
             .forwarding_history(start_unix, end_unix, index_offset, max_events);
         self.timed("ForwardingHistory", call).await
+    }
+
+    async fn payment_settlements(&self, index_offset: u64, max: u64) -> NodeResult<SettlementPage> {
+        let call = self.inner.payment_settlements(index_offset, max);
+        self.timed("ListPayments", call).await
+    }
+
+    async fn invoice_settlements(&self, index_offset: u64, max: u64) -> NodeResult<SettlementPage> {
+        let call = self.inner.invoice_settlements(index_offset, max);
+        self.timed("ListInvoices", call).await
     }
 
     async fn decode_invoice(&self, invoice: &str) -> NodeResult<DecodedInvoice> {

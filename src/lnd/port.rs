@@ -19,7 +19,7 @@ use super::types::{
 };
 use crate::domain::{
     BlockHeight, Channel, ChannelEvent, ForwardingPage, NodeId, NodeInfo, Peer, Preimage, Sat,
-    SwapHash,
+    SettlementPage, SwapHash,
 };
 
 /// A stream of updates from the node. It ends when the node ends it (a payment reached
@@ -67,6 +67,30 @@ pub trait LightningNode: Send + Sync {
         index_offset: u32,
         max_events: u32,
     ) -> NodeResult<ForwardingPage>;
+
+    /// The node's succeeded payments from `index_offset` on (at most `max` payments per page,
+    /// oldest first), as the HTLCs that settled: each one's first channel and what left it
+    /// (amount plus routing fees), at its resolve time. Idempotent.
+    async fn payment_settlements(&self, index_offset: u64, max: u64) -> NodeResult<SettlementPage> {
+        let _ = (index_offset, max);
+        Err(NodeError::new(
+            super::NodeErrorKind::Permanent,
+            "list_payments",
+            "this node does not list its payments",
+        ))
+    }
+
+    /// The node's settled invoices from `index_offset` on (at most `max` invoices per page,
+    /// oldest first), as the HTLCs that settled: the channel each arrived on and its amount.
+    /// Idempotent.
+    async fn invoice_settlements(&self, index_offset: u64, max: u64) -> NodeResult<SettlementPage> {
+        let _ = (index_offset, max);
+        Err(NodeError::new(
+            super::NodeErrorKind::Permanent,
+            "list_invoices",
+            "this node does not list its invoices",
+        ))
+    }
 
     /// The wallet's on-chain balance (`WalletBalance`): (confirmed, unconfirmed). Idempotent.
     /// Nodes that cannot tell answer with a `Permanent` error.

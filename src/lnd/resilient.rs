@@ -54,7 +54,7 @@ use super::types::{
 };
 use crate::domain::{
     BlockHeight, Channel, ChannelEvent, ForwardingPage, NodeId, NodeInfo, Peer, Preimage, Sat,
-    SwapHash,
+    SettlementPage, SwapHash,
 };
 
 /// Blocks subtracted from a re-registration's height hint so a shallow reorg during the
@@ -352,6 +352,22 @@ impl LightningNode for ResilientNode {
             .retry("forwarding_history", self.idempotent(), || {
                 self.inner
                     .forwarding_history(start_unix, end_unix, index_offset, max_events)
+            })
+            .await
+    }
+
+    async fn payment_settlements(&self, index_offset: u64, max: u64) -> NodeResult<SettlementPage> {
+        self.ctx()
+            .retry("payment_settlements", self.idempotent(), || {
+                self.inner.payment_settlements(index_offset, max)
+            })
+            .await
+    }
+
+    async fn invoice_settlements(&self, index_offset: u64, max: u64) -> NodeResult<SettlementPage> {
+        self.ctx()
+            .retry("invoice_settlements", self.idempotent(), || {
+                self.inner.invoice_settlements(index_offset, max)
             })
             .await
     }

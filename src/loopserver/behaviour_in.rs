@@ -77,6 +77,9 @@ pub enum ProbeMode {
     AfterReply,
     /// Probes honestly, then answers with an error instead of the swap.
     ErrorAfterProbe,
+    /// Pays the *swap* invoice as if it were the probe, then answers: the client is paid
+    /// before any HTLC exists (the server's loss) and, having seen no probe, must abort.
+    SwapInvoiceAsProbe,
 }
 
 /// Tampering with `receiver_internal_pubkey`.
@@ -186,6 +189,10 @@ pub enum ClaimMode {
     /// Never: the client, whose invoice is settled, must not sweep and ends in success at the
     /// expiry.
     Never,
+    /// Never pays; accepts `PushKey` before paying and, with the key, claims the HTLC by the
+    /// key path at once. Only a client that pushes its key before its invoice settled loses
+    /// anything (its HTLC); a correct one keeps its key and times the HTLC out.
+    WithoutPaying,
 }
 
 #[cfg(test)]

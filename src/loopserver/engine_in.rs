@@ -54,6 +54,9 @@ struct Progress {
     wrong_htlc: bool,
     /// A payment attempt is under way.
     paying: bool,
+    /// The tip at the last payment attempt: a failed attempt is retried on the next block,
+    /// not at once.
+    paid_tried_at: Option<BlockHeight>,
     /// The height at which the payment succeeded.
     paid_at: Option<BlockHeight>,
     /// The height and path of the last claim published.
@@ -257,40 +260,48 @@ async fn act(
     if p.spent {
         return Ok(());
     }
-    let preimage = swap.with_live(|l| l.preimage);
-    if preimage.is_none() {
-        if p.wrong_htlc || p.paying {
+    let (preimage, pushed) = swap.with_live(|l| (l.preimage, l.client_internal));
+    let key_path = match (preimage, behaviour.claim) {
+        // The misbehaving server claims with a key pushed too early, and never pays.
+        (_, ClaimMode::WithoutPaying) => {
+            if pushed.is_none() {
+                return Ok(());
+            }
+            true
+        }
+        (None, _) => {
+            if p.wrong_htlc && behaviour.pay != PayMode::DespiteWrongHtlc
+                || p.paying
+                || p.paid_tried_at == Some(p.height)
+                || !behaviour.pay.pays_at(p.height.0, swap.expiry)
+            {
+                return Ok(());
+            }
+            p.paid_tried_at = Some(p.height);
+            *payment = node
+                .pay(&PaymentRequest {
+                    invoice: swap.invoice.clone(),
+                    fee_limit: routing_fee_limit(swap.swap_fee),
+                    outgoing_chan_ids: Vec::new(),
+                    max_parts: PAYMENT_PARTS,
+                    timeout: PAYMENT_TIMEOUT,
+                    cltv_limit: None,
+                })
+                .await?;
+            p.paying = true;
             return Ok(());
         }
-        if !behaviour.pay.pays_at(p.height.0, swap.expiry) {
-            return Ok(());
+        (Some(_), ClaimMode::Never) => return Ok(()),
+        (Some(_), mode) => {
+            let key_path = pushed.is_some() && mode == ClaimMode::Honest;
+            let paid_at = p.paid_at.unwrap_or(p.height);
+            let waited = p.height.0 >= paid_at.0.saturating_add(KEY_WAIT_BLOCKS);
+            if !key_path && !waited && mode == ClaimMode::Honest {
+                return Ok(());
+            }
+            key_path
         }
-        *payment = node
-            .pay(&PaymentRequest {
-                invoice: swap.invoice.clone(),
-                fee_limit: routing_fee_limit(swap.swap_fee),
-                outgoing_chan_ids: Vec::new(),
-                max_parts: PAYMENT_PARTS,
-                timeout: PAYMENT_TIMEOUT,
-                cltv_limit: None,
-            })
-            .await?;
-        p.paying = true;
-        return Ok(());
-    }
-    let Some(preimage) = preimage else {
-        return Ok(());
     };
-    if behaviour.claim == ClaimMode::Never {
-        return Ok(());
-    }
-    let pushed = swap.with_live(|l| l.client_internal);
-    let key_path = pushed.is_some() && behaviour.claim == ClaimMode::Honest;
-    let paid_at = p.paid_at.unwrap_or(p.height);
-    let waited = p.height.0 >= paid_at.0.saturating_add(KEY_WAIT_BLOCKS);
-    if !key_path && !waited && behaviour.claim == ClaimMode::Honest {
-        return Ok(());
-    }
     // Once per block, or at once when the key arrives after a script-path claim.
     if let Some((h, was_key)) = p.claimed
         && h == p.height
@@ -308,15 +319,16 @@ async fn act(
     };
     let estimate = node.estimate_fee(inner.config.timeout_conf_target).await?;
     let rate = SatPerKw(estimate.to_sat_per_kwu().max(SatPerKw::FLOOR.0));
-    let how = match &pushed {
-        Some(theirs) if key_path => InClaim::KeyPath {
+    let how = match (&pushed, preimage) {
+        (Some(theirs), _) if key_path => InClaim::KeyPath {
             ours: &swap.receiver_internal_secret,
             theirs,
         },
-        _ => InClaim::SuccessLeaf {
+        (_, Some(preimage)) => InClaim::SuccessLeaf {
             key: &swap.receiver_secret,
             preimage,
         },
+        (_, None) => return Ok(()),
     };
     let tx = loop_in_claim(
         &swap.htlc,

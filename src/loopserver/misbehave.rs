@@ -11,6 +11,10 @@ use super::behaviour::{
     Behaviour, CoSign, HtlcTamper, InvoiceTamper, Publication, Push, SenderKeyTamper, Settle,
     StreamMode, TimeoutClaim,
 };
+use super::behaviour_in::{
+    ClaimMode, ExpiryTamper, InBehaviour, InQuoteTamper, InternalKeyTamper, PayMode, ProbeMode,
+    PushKeyMode,
+};
 use super::l402::L402Settings;
 use crate::domain::Sat;
 
@@ -21,6 +25,8 @@ pub enum Switch {
     Swap(Behaviour),
     /// The L402 front's next challenges.
     L402(L402Tamper),
+    /// The behaviour of every Loop In registered from now on.
+    LoopIn(InBehaviour),
 }
 
 /// A tampering of the L402 front.
@@ -62,8 +68,178 @@ fn swap(behaviour: Behaviour) -> Switch {
     Switch::Swap(behaviour)
 }
 
+fn loop_in(behaviour: InBehaviour) -> Switch {
+    Switch::LoopIn(behaviour)
+}
+
+/// The Loop In misbehaviours, all named `loop-in-…`, in the order of `docs/misbehaviour.md`.
+fn loop_in_misbehaviours() -> Vec<Misbehaviour> {
+    let d = InBehaviour::default;
+    vec![
+        Misbehaviour {
+            name: "loop-in-quote-above-first",
+            description: "the first Loop In quote is honest; later ones (and so the swap) ask 5000 sat more",
+            switch: loop_in(InBehaviour {
+                quote: InQuoteTamper::FeeAboveFirstQuote(Sat(5_000)),
+                ..d()
+            }),
+        },
+        Misbehaviour {
+            name: "loop-in-probe-skipped",
+            description: "NewLoopInSwap answers without paying the client's probe invoice",
+            switch: loop_in(InBehaviour {
+                probe: ProbeMode::Skip,
+                ..d()
+            }),
+        },
+        Misbehaviour {
+            name: "loop-in-probe-after-reply",
+            description: "NewLoopInSwap answers first and pays the probe invoice two seconds later",
+            switch: loop_in(InBehaviour {
+                probe: ProbeMode::AfterReply,
+                ..d()
+            }),
+        },
+        Misbehaviour {
+            name: "loop-in-error-after-probe",
+            description: "NewLoopInSwap probes the client, then answers with an error",
+            switch: loop_in(InBehaviour {
+                probe: ProbeMode::ErrorAfterProbe,
+                ..d()
+            }),
+        },
+        Misbehaviour {
+            name: "loop-in-swap-invoice-as-probe",
+            description: "NewLoopInSwap pays the swap invoice instead of the probe invoice, then answers",
+            switch: loop_in(InBehaviour {
+                probe: ProbeMode::SwapInvoiceAsProbe,
+                ..d()
+            }),
+        },
+        Misbehaviour {
+            name: "loop-in-receiver-key-32-bytes",
+            description: "the server's success-leaf key is sent x-only, 32 bytes",
+            switch: loop_in(InBehaviour {
+                receiver_key: SenderKeyTamper::Short,
+                ..d()
+            }),
+        },
+        Misbehaviour {
+            name: "loop-in-receiver-key-off-curve",
+            description: "the server's success-leaf key is 33 bytes that are not a curve point",
+            switch: loop_in(InBehaviour {
+                receiver_key: SenderKeyTamper::OffCurve,
+                ..d()
+            }),
+        },
+        Misbehaviour {
+            name: "loop-in-internal-key-missing",
+            description: "the answer carries no receiver_internal_pubkey",
+            switch: loop_in(InBehaviour {
+                receiver_internal_key: InternalKeyTamper::Missing,
+                ..d()
+            }),
+        },
+        Misbehaviour {
+            name: "loop-in-internal-key-off-curve",
+            description: "receiver_internal_pubkey is 33 bytes that are not a curve point",
+            switch: loop_in(InBehaviour {
+                receiver_internal_key: InternalKeyTamper::OffCurve,
+                ..d()
+            }),
+        },
+        Misbehaviour {
+            name: "loop-in-expiry-too-soon",
+            description: "the HTLC expiry is 50 blocks ahead, under the client's 100-block minimum",
+            switch: loop_in(InBehaviour {
+                expiry: ExpiryTamper::TooSoon,
+                ..d()
+            }),
+        },
+        Misbehaviour {
+            name: "loop-in-expiry-too-far",
+            description: "the HTLC expiry is 2000 blocks ahead, over the client's 1500-block maximum",
+            switch: loop_in(InBehaviour {
+                expiry: ExpiryTamper::TooFar,
+                ..d()
+            }),
+        },
+        Misbehaviour {
+            name: "loop-in-never-pays",
+            description: "the swap invoice is never paid; the client's HTLC waits for its expiry",
+            switch: loop_in(InBehaviour {
+                pay: PayMode::Never,
+                ..d()
+            }),
+        },
+        Misbehaviour {
+            name: "loop-in-pays-late",
+            description: "the swap invoice is paid only once the tip reaches the HTLC's expiry",
+            switch: loop_in(InBehaviour {
+                pay: PayMode::Late,
+                ..d()
+            }),
+        },
+        Misbehaviour {
+            name: "loop-in-pays-despite-wrong-htlc",
+            description: "the swap invoice is paid even for a wrong HTLC value or several outputs",
+            switch: loop_in(InBehaviour {
+                pay: PayMode::DespiteWrongHtlc,
+                ..d()
+            }),
+        },
+        Misbehaviour {
+            name: "loop-in-push-key-error",
+            description: "PushKey answers with an error; the server claims by the success leaf",
+            switch: loop_in(InBehaviour {
+                push_key: PushKeyMode::Error,
+                ..d()
+            }),
+        },
+        Misbehaviour {
+            name: "loop-in-claim-script-path",
+            description: "the server claims by the success leaf even with the client's key pushed",
+            switch: loop_in(InBehaviour {
+                claim: ClaimMode::ScriptPathOnly,
+                ..d()
+            }),
+        },
+        Misbehaviour {
+            name: "loop-in-never-claims",
+            description: "the server pays the swap invoice but never claims the HTLC",
+            switch: loop_in(InBehaviour {
+                claim: ClaimMode::Never,
+                ..d()
+            }),
+        },
+        Misbehaviour {
+            name: "loop-in-claim-without-paying",
+            description: "never pays; takes PushKey before paying and then claims by the key path",
+            switch: loop_in(InBehaviour {
+                claim: ClaimMode::WithoutPaying,
+                ..d()
+            }),
+        },
+        Misbehaviour {
+            name: "loop-in-stream-close-early",
+            description: "the Loop In status stream ends after its first update",
+            switch: loop_in(InBehaviour {
+                stream: StreamMode::CloseAfterFirst,
+                ..d()
+            }),
+        },
+    ]
+}
+
 /// Every named misbehaviour, in the order of `docs/misbehaviour.md`.
 pub fn all() -> Vec<Misbehaviour> {
+    let mut all = loop_out_misbehaviours();
+    all.extend(loop_in_misbehaviours());
+    all
+}
+
+/// The Loop Out and L402 misbehaviours.
+fn loop_out_misbehaviours() -> Vec<Misbehaviour> {
     vec![
         Misbehaviour {
             name: "swap-fee-above-max",
@@ -315,6 +491,18 @@ mod tests {
             );
             assert!(!m.description.is_empty());
             assert_ne!(m.switch, Switch::Swap(Behaviour::default()), "{}", m.name);
+            assert_ne!(
+                m.switch,
+                Switch::LoopIn(InBehaviour::default()),
+                "{}",
+                m.name
+            );
+            assert_eq!(
+                m.name.starts_with("loop-in-"),
+                matches!(m.switch, Switch::LoopIn(_)),
+                "{}: Loop In switches, and only they, are named loop-in-…",
+                m.name
+            );
         }
         let switches: Vec<Switch> = all.iter().map(|m| m.switch).collect();
         for (i, s) in switches.iter().enumerate() {

@@ -5,16 +5,23 @@
 //! misbehaviour a client must survive. It runs alone against any lnd (`sluice loopserver`) or
 //! in front of the simnet's "loop" node.
 //!
-//! - [`terms`]: terms, quotes and the request checks. Pure.
-//! - [`behaviour`]: the per-swap misbehaviour switches. Pure.
-//! - [`sign`]: sighash from the client's PSBT, co-sign answers, timeout claims. Pure.
+//! Both directions are served, as siblings: Loop Out (the server funds the HTLC) and Loop In
+//! (the client funds a four-key HTLC; the server probes and pays the client's invoice, then
+//! claims with the pushed key or the preimage).
+//!
+//! - [`terms`]: terms, quotes (both directions) and the request checks. Pure.
+//! - [`behaviour`]: the per-swap Loop Out misbehaviour switches. Pure.
+//! - [`behaviour_in`]: the per-swap Loop In misbehaviour switches. Pure.
+//! - [`sign`]: sighash from the client's PSBT, co-sign answers, timeout claims, Loop In claims.
+//!   Pure.
 //! - [`invoice`]: forged swap invoices for the tampering switches. Pure.
 //! - [`l402`]: the L402 front (mint, challenge, verify). Pure.
 //! - [`misbehave`]: the named misbehaviours a person or a test switches on. Pure.
-//! - [`swap`]: one swap's contract, secrets and state log.
+//! - [`swap`]: one Loop Out's contract, secrets and state log (the log shared by both).
+//! - [`swap_in`]: one Loop In's contract, secrets and progress.
 //! - [`funder`]: the [`HtlcFunder`] port, which every node's wallet implements.
-//! - `engine`: one task per swap, driven by the node's notifications.
-//! - `service`: the `SwapServer` gRPC methods.
+//! - `engine`, `engine_in`: one task per swap, driven by the node's notifications.
+//! - `service`, `service_in`: the `SwapServer` gRPC methods.
 //!
 //! The publication deadline of a swap is a hint, as in Loop: the server publishes as soon as
 //! both payments are held (unless the publication switch says otherwise), which meets any
@@ -434,17 +441,24 @@ impl LoopServer {
         misbehaviour: Option<misbehave::Misbehaviour>,
     ) -> Result<(), misbehave::NoL402Front> {
         let configured = self.inner.config.l402.clone();
-        let (behaviour, l402) = match misbehaviour.map(|m| (m.name, m.switch)) {
-            None => (Behaviour::default(), configured),
-            Some((_, misbehave::Switch::Swap(b))) => (b, configured),
+        let honest_in = InBehaviour::default();
+        let (behaviour, in_behaviour, l402) = match misbehaviour.map(|m| (m.name, m.switch)) {
+            None => (Behaviour::default(), honest_in, configured),
+            Some((_, misbehave::Switch::Swap(b))) => (b, honest_in, configured),
+            Some((_, misbehave::Switch::LoopIn(b))) => (Behaviour::default(), b, configured),
             Some((name, misbehave::Switch::L402(tamper))) => {
                 let Some(settings) = configured else {
                     return Err(misbehave::NoL402Front(name));
                 };
-                (Behaviour::default(), Some(tamper.apply(&settings)))
+                (
+                    Behaviour::default(),
+                    honest_in,
+                    Some(tamper.apply(&settings)),
+                )
             }
         };
         self.set_default_behaviour(behaviour);
+        self.set_loop_in_default_behaviour(in_behaviour);
         self.set_l402(l402);
         *locked(&self.inner.misbehaving) = misbehaviour.map(|m| m.name);
         match misbehaviour {

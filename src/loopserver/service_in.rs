@@ -8,7 +8,7 @@ use bitcoin::hashes::{Hash, sha256};
 use bitcoin::secp256k1::{PublicKey, Secp256k1, SecretKey};
 use futures::StreamExt;
 
-use super::behaviour_in::{ProbeMode, PushKeyMode};
+use super::behaviour_in::{ClaimMode, ProbeMode, PushKeyMode};
 use super::engine_in::{PAYMENT_PARTS, PAYMENT_TIMEOUT, routing_fee_limit};
 use super::error::LoopServerError;
 use super::service::{Service, swap_hash};
@@ -138,6 +138,10 @@ impl Service {
                         tracing::info!(error = %e, "loop server: late probe");
                     }
                 });
+            }
+            ProbeMode::SwapInvoiceAsProbe => {
+                self.pay_swap_invoice_as_probe(&r.swap_invoice, &quote)
+                    .await;
             }
             ProbeMode::Skip => {}
         }
@@ -302,6 +306,42 @@ impl Service {
         }
     }
 
+    /// The probe switch that pays the swap invoice instead: waits (as for a probe) until the
+    /// payment has an outcome; the outcome only goes to the log.
+    async fn pay_swap_invoice_as_probe(&self, invoice: &str, quote: &InQuote) {
+        let paid = async {
+            let mut updates = self
+                .inner
+                .node
+                .pay(&PaymentRequest {
+                    invoice: invoice.to_owned(),
+                    fee_limit: routing_fee_limit(quote.swap_fee),
+                    outgoing_chan_ids: Vec::new(),
+                    max_parts: PAYMENT_PARTS,
+                    timeout: PAYMENT_TIMEOUT.min(PROBE_PATIENCE),
+                    cltv_limit: None,
+                })
+                .await?;
+            while let Some(u) = updates.next().await {
+                let status = u?.status;
+                if status.is_final() {
+                    return Ok::<_, LoopServerError>(status);
+                }
+            }
+            Ok(PaymentStatus::InFlight)
+        };
+        match tokio::time::timeout(PROBE_PATIENCE, paid).await {
+            Ok(Ok(status)) => {
+                tracing::info!(
+                    ?status,
+                    "loop server: paid the swap invoice as a probe (switch)"
+                );
+            }
+            Ok(Err(e)) => tracing::info!(error = %e, "loop server: swap invoice as a probe"),
+            Err(_) => tracing::info!("loop server: swap invoice as a probe: no outcome in time"),
+        }
+    }
+
     pub(super) fn push_key(&self, r: &wire::ServerPushKeyReq) -> Result<(), LoopServerError> {
         check_protocol(r.protocol_version)?;
         let swap = self.inner.in_swap(swap_hash(&r.swap_hash)?)?;
@@ -310,7 +350,8 @@ impl Service {
                 "the server refuses the internal key (behaviour switch)",
             ));
         }
-        if swap.with_live(|l| l.preimage.is_none()) {
+        let early_is_welcome = swap.behaviour.claim == ClaimMode::WithoutPaying;
+        if swap.with_live(|l| l.preimage.is_none()) && !early_is_welcome {
             return Err(LoopServerError::NotPaidYet(swap.hash));
         }
         let secret = SecretKey::from_slice(&r.internal_privkey)

@@ -1,9 +1,11 @@
 //! The server's on-chain signing, pure: the key-path sighash recomputed from the client's
 //! PSBT, the `MuSig2SignSweep` answer (honest or per the co-sign switch), the timeout claim,
+//! the Loop In claim (key path with both internal keys, or success leaf with the preimage),
 //! and the preimage read from a success-leaf witness.
 //!
-//! Everything reuses `crate::chain` (HTLC, sighashes, `musig::cosign`); only the timeout
-//! claim, which sluice itself never builds, is assembled here.
+//! Everything reuses `crate::chain` (HTLC, sweeps, sighashes, `musig::cosign`,
+//! `musig::sign_alone`); only the timeout claim, which sluice itself never builds, is
+//! assembled here.
 
 use bitcoin::absolute::LockTime;
 use bitcoin::hashes::Hash;

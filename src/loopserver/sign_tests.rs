@@ -230,3 +230,84 @@ fn the_preimage_is_read_from_a_success_witness() {
     key_path.push([1u8; 64]);
     assert_eq!(preimage_from_witness(&key_path, h.hash()), None);
 }
+
+/// A Loop In HTLC: the client (sender) holds 2 and internal 4, the server (receiver) 3 and
+/// internal 5.
+fn loop_in_htlc() -> HtlcV3 {
+    let secp = Secp256k1::new();
+    let pk = |n| PublicKey::from_secret_key(&secp, &secret(n));
+    HtlcV3::with_internal_keys(
+        crate::chain::htlc::HtlcKeys {
+            sender: pk(2),
+            receiver: pk(3),
+            sender_internal: pk(4),
+            receiver_internal: pk(5),
+        },
+        Preimage(PREIMAGE).hash(),
+        800,
+        Network::Regtest,
+    )
+    .unwrap()
+}
+
+#[test]
+fn loop_in_claims_validate_by_the_key_path_and_the_success_leaf_only_with_the_right_secrets() {
+    let h = loop_in_htlc();
+    let dest = ScriptBuf::new_p2tr_tweaked(h.output_key());
+    let prevout = TxOut {
+        value: Amount::from_sat(100_000),
+        script_pubkey: h.pk_script(),
+    };
+    let claim = |how: &InClaim<'_>| {
+        loop_in_claim(
+            &h,
+            outpoint(),
+            Sat(100_000),
+            &dest,
+            SatPerKw(1_000),
+            BlockHeight(790),
+            how,
+        )
+    };
+    let key = claim(&InClaim::KeyPath {
+        ours: &secret(5),
+        theirs: &secret(4),
+    })
+    .unwrap();
+    verify_spend(&key, std::slice::from_ref(&prevout)).unwrap();
+    assert_eq!(key.input[0].witness.len(), 1);
+
+    let leaf = claim(&InClaim::SuccessLeaf {
+        key: &secret(3),
+        preimage: Preimage(PREIMAGE),
+    })
+    .unwrap();
+    verify_spend(&leaf, std::slice::from_ref(&prevout)).unwrap();
+    assert_eq!(leaf.input[0].witness.len(), 4);
+    assert_eq!(
+        preimage_from_witness(&leaf.input[0].witness, h.hash()).map(|p| p.0),
+        Some(PREIMAGE)
+    );
+
+    // Without the client's internal key (its script key instead) there is no key path; a
+    // wrong preimage or another key fails the success leaf.
+    assert!(
+        claim(&InClaim::KeyPath {
+            ours: &secret(5),
+            theirs: &secret(2),
+        })
+        .is_err()
+    );
+    let wrong_preimage = claim(&InClaim::SuccessLeaf {
+        key: &secret(3),
+        preimage: Preimage([6; 32]),
+    })
+    .unwrap();
+    assert!(verify_spend(&wrong_preimage, std::slice::from_ref(&prevout)).is_err());
+    let wrong_key = claim(&InClaim::SuccessLeaf {
+        key: &secret(2),
+        preimage: Preimage(PREIMAGE),
+    })
+    .unwrap();
+    assert!(verify_spend(&wrong_key, &[prevout]).is_err());
+}

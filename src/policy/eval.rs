@@ -150,10 +150,29 @@ pub fn evaluate(policy: &Policy, snapshot: &Snapshot) -> Plan {
     };
     let (node_cap, _, node_remote) = snapshot.node_totals();
     let node_inbound = Ppm::ratio(node_remote.0, node_cap.0);
-    let decisions = groups
+    // The pass's limits (budgets, in-flight) go to the most depleted targets first: targets
+    // are decided in order of inbound share, lowest first (ties in snapshot order), and the
+    // plan lists them in snapshot order.
+    let mut order: Vec<(Ppm, usize, Group)> = groups
         .into_iter()
-        .map(|g| decide(policy, snapshot, &gates, &mut state, node_inbound, g))
+        .enumerate()
+        .map(|(i, g)| {
+            let agg = aggregate(snapshot, &g.channels);
+            (Ppm::ratio(agg.remote.0, agg.capacity.0), i, g)
+        })
         .collect();
+    order.sort_by_key(|&(share, i, _)| (share, i));
+    let mut decided: Vec<(usize, Decision)> = order
+        .into_iter()
+        .map(|(_, i, g)| {
+            (
+                i,
+                decide(policy, snapshot, &gates, &mut state, node_inbound, g),
+            )
+        })
+        .collect();
+    decided.sort_by_key(|&(i, _)| i);
+    let decisions = decided.into_iter().map(|(_, d)| d).collect();
     Plan {
         decisions,
         gate_open,

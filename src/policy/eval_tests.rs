@@ -232,6 +232,42 @@ fn swaps_in_one_pass_use_up_in_flight_slots_and_budget() {
 }
 
 #[test]
+fn scarce_slots_and_budget_go_to_the_most_depleted_target_first() {
+    // Three channels below the band, the most depleted last in the snapshot: one in-flight
+    // slot goes to it, and the plan still lists the channels in snapshot order.
+    let p = pol(&BASE.replace("in_flight: 5", "in_flight: 1"));
+    let s = snap(vec![
+        chan(1, 5_000_000, 4_000_000),
+        chan(2, 5_000_000, 4_500_000),
+        chan(3, 5_000_000, 4_900_000),
+    ]);
+    let plan = evaluate(&p, &s);
+    let names: Vec<&str> = plan.decisions.iter().map(|d| d.reason.name()).collect();
+    assert_eq!(names, ["in_flight", "in_flight", "swap"]);
+    let ids: Vec<u32> = plan
+        .decisions
+        .iter()
+        .map(|d| d.channels[0].block())
+        .collect();
+    assert_eq!(ids, [800_001, 800_002, 800_003]);
+
+    // The same with a budget that holds one worst case.
+    let p = pol(BASE);
+    let mut s = s;
+    let worst = plan.decisions[2].proposal.clone().unwrap().max_cost;
+    s.budget.total = Some(worst + Sat(1));
+    let names: Vec<&str> = evaluate(&p, &s)
+        .decisions
+        .iter()
+        .map(|d| d.reason.name())
+        .collect();
+    assert_eq!(
+        names,
+        ["budget_insufficient", "budget_insufficient", "swap"]
+    );
+}
+
+#[test]
 fn amount_shrinks_after_failures_once_backoff_has_passed() {
     let p = pol(&BASE.replace(
         "rules:",

@@ -250,3 +250,38 @@ pub fn parse_prometheus_text(text: &str) -> Vec<Sample> {
     }
     samples
 }
+
+/// A child process killed on drop (if still running).
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Runs `sluice simnet serve` in `dir` (no block timer, no traffic) until it has written
+/// `dir/sluice.yaml`; killed on drop. Its stderr goes to `dir/serve.stderr`.
+pub fn serve_simnet(dir: &Path) -> Killed {
+    let log = std::fs::File::create(dir.join("serve.stderr")).unwrap();
+    let mut child = Command::new(sluice_bin())
+        .args(["--json", "simnet", "--dir"])
+        .arg(dir)
+        .args(["serve", "--block-interval", "0s", "--no-traffic"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let config = dir.join("sluice.yaml");
+    poll("the simnet to serve", Duration::from_secs(120), || {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("sluice simnet serve exited with {status}");
+        }
+        config.exists().then_some(())
+    });
+    Killed(child)
+}

@@ -256,6 +256,7 @@ pub async fn hold_invoice_lifecycle_payment_and_channel_events(b: &Backend) {
         b.name
     );
     assert_eq!(t.fee, last.fee, "{}", b.name);
+    settled_payment_and_invoice_are_listed(b, Msat(50_000_000), last.fee).await;
     // Paying the same invoice again makes no second payment.
     let again = b
         .sluice
@@ -337,6 +338,52 @@ pub async fn invoice_with_a_chosen_preimage_settles_on_payment(b: &Backend) {
     };
     assert_eq!(settled.state, InvoiceState::Settled, "{}", b.name);
     assert_eq!(settled.amount_paid, Msat(30_000_000), "{}", b.name);
+}
+
+/// ListPayments and ListInvoices (what `sluice backtest --from-node` reads): the payer lists
+/// the settled HTLC leaving one of its channels with the amount plus the fee, the payee the
+/// HTLC arriving on one of its channels with the amount. Pages end.
+async fn settled_payment_and_invoice_are_listed(b: &Backend, amount: Msat, fee: Msat) {
+    let sent = b.sluice.payment_settlements(0, 1_000).await.unwrap();
+    let own: Vec<_> = b
+        .sluice
+        .list_channels()
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.chan_id)
+        .collect();
+    assert!(
+        sent.htlcs
+            .iter()
+            .any(|h| h.amount == Msat(amount.0 + fee.0) && own.contains(&h.chan) && h.at_unix > 0),
+        "{}: the payment of {amount:?} + {fee:?} is not listed: {sent:?}",
+        b.name
+    );
+    let after = b
+        .sluice
+        .payment_settlements(sent.next_index_offset, 1_000)
+        .await
+        .unwrap();
+    assert_eq!(after.items, 0, "{}: a page past the end: {after:?}", b.name);
+
+    let received = b.other.invoice_settlements(0, 1_000).await.unwrap();
+    let theirs: Vec<_> = b
+        .other
+        .list_channels()
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.chan_id)
+        .collect();
+    assert!(
+        received
+            .htlcs
+            .iter()
+            .any(|h| h.amount == amount && theirs.contains(&h.chan) && h.at_unix > 0),
+        "{}: the invoice's {amount:?} is not listed: {received:?}",
+        b.name
+    );
 }
 
 /// lnd's failure reasons: a canceled hold invoice fails with incorrect payment details, and an

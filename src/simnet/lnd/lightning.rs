@@ -224,6 +224,53 @@ impl Lightning for LndFacade {
         });
         Ok(Response::new(convert::forwarding_page(&page)))
     }
+
+    async fn list_payments(
+        &self,
+        request: Request<lnrpc::ListPaymentsRequest>,
+    ) -> Reply<lnrpc::ListPaymentsResponse> {
+        let r = request.into_inner();
+        if r.reversed || r.include_incomplete {
+            return Err(tonic::Status::unimplemented(
+                "the simnet lists completed payments forwards only",
+            ));
+        }
+        // lnd's default page is 100 payments.
+        let max = if r.max_payments == 0 {
+            100
+        } else {
+            r.max_payments
+        };
+        let page = self
+            .node
+            .payment_settlements(r.index_offset, max)
+            .await
+            .map_err(fail)?;
+        Ok(Response::new(convert::payments_page(&page, r.index_offset)))
+    }
+
+    async fn list_invoices(
+        &self,
+        request: Request<lnrpc::ListInvoiceRequest>,
+    ) -> Reply<lnrpc::ListInvoiceResponse> {
+        let r = request.into_inner();
+        if r.reversed || r.pending_only {
+            return Err(tonic::Status::unimplemented(
+                "the simnet lists settled invoices forwards only",
+            ));
+        }
+        let max = if r.num_max_invoices == 0 {
+            100
+        } else {
+            r.num_max_invoices
+        };
+        let page = self
+            .node
+            .invoice_settlements(r.index_offset, max)
+            .await
+            .map_err(fail)?;
+        Ok(Response::new(convert::invoices_page(&page, r.index_offset)))
+    }
 }
 
 #[tonic::async_trait]

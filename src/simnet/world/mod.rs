@@ -163,6 +163,10 @@ pub(crate) struct NodeState {
     pub(crate) invoices: std::collections::HashMap<SwapHash, Invoice>,
     pub(crate) payments: std::collections::HashMap<SwapHash, Payment>,
     pub(crate) forwards: Vec<crate::domain::ForwardingEvent>,
+    /// The settled HTLCs of the node's own payments, oldest first (`ListPayments`).
+    pub(crate) sent: Vec<crate::domain::SettledHtlc>,
+    /// The settled HTLCs paid to the node's invoices, oldest first (`ListInvoices`).
+    pub(crate) received: Vec<crate::domain::SettledHtlc>,
     pub(crate) sessions: Sessions,
     pub(crate) next_add_index: u64,
 }

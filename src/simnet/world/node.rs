@@ -14,7 +14,7 @@ use super::notify::{
 use super::{NodeIdx, SharedWorld, World, WorldError, lock};
 use crate::domain::{
     BlockHeight, Channel, ChannelEvent, ForwardingPage, Msat, Network, NodeId, NodeInfo, Peer,
-    Preimage, Sat, SwapHash,
+    Preimage, Sat, SettledHtlc, SettlementPage, SwapHash,
 };
 use crate::lnd::types::{
     BlockEpoch, ConfRequest, ConfUpdate, DecodedInvoice, HoldInvoice, HoldInvoiceRequest,
@@ -264,6 +264,18 @@ impl LightningNode for SimNode {
         })
     }
 
+    async fn payment_settlements(&self, index_offset: u64, max: u64) -> NodeResult<SettlementPage> {
+        self.call("list_payments", |w, i| {
+            Ok(settlement_page(&w.node(i)?.sent, index_offset, max))
+        })
+    }
+
+    async fn invoice_settlements(&self, index_offset: u64, max: u64) -> NodeResult<SettlementPage> {
+        self.call("list_invoices", |w, i| {
+            Ok(settlement_page(&w.node(i)?.received, index_offset, max))
+        })
+    }
+
     async fn decode_invoice(&self, invoice: &str) -> NodeResult<DecodedInvoice> {
         decode(invoice)
             .map(|(_, d)| d)
@@ -486,5 +498,19 @@ impl LightningNode for SimNode {
 
     async fn block_height(&self) -> NodeResult<BlockHeight> {
         Ok(self.with(|w, _| w.height()))
+    }
+}
+
+/// A page of a node's settled HTLCs: the simnet lists one payment (or invoice) per HTLC, its
+/// index the HTLC's position, so `index_offset` counts HTLCs.
+fn settlement_page(all: &[SettledHtlc], index_offset: u64, max: u64) -> SettlementPage {
+    let start = usize::try_from(index_offset).unwrap_or(usize::MAX);
+    let take = usize::try_from(max).unwrap_or(usize::MAX);
+    let htlcs: Vec<SettledHtlc> = all.iter().skip(start).take(take).copied().collect();
+    let items = htlcs.len() as u64;
+    SettlementPage {
+        htlcs,
+        items,
+        next_index_offset: index_offset + items,
     }
 }

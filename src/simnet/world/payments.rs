@@ -16,7 +16,7 @@ use std::time::Duration;
 use super::channels::{Hop, Route, RouteQuery};
 use super::invoices::decode;
 use super::{NodeIdx, World, WorldError, WorldEvent};
-use crate::domain::{ForwardingEvent, Msat, Preimage, SwapHash};
+use crate::domain::{ForwardingEvent, Msat, Preimage, SettledHtlc, SwapHash};
 use crate::lnd::types::{
     DecodedInvoice, PaymentFailure, PaymentRequest, PaymentStatus, PaymentUpdate,
 };
@@ -273,6 +273,36 @@ impl World {
             }
         }
         if settle {
+            let at_unix = now_ns / 1_000_000_000;
+            let ends = route.hops.first().zip(route.hops.last());
+            if let Some((first, last)) = ends {
+                let payer = self.channels.get(first.chan).map(|c| {
+                    let node = if first.from_a { c.a } else { c.b };
+                    (node, c.chan_id)
+                });
+                let payee = self.channels.get(last.chan).map(|c| {
+                    let node = if last.from_a { c.b } else { c.a };
+                    (node, c.chan_id)
+                });
+                if let Some((node, chan)) = payer
+                    && let Some(n) = self.nodes.get_mut(node)
+                {
+                    n.sent.push(SettledHtlc {
+                        at_unix,
+                        chan,
+                        amount: Msat(first.amount_msat),
+                    });
+                }
+                if let Some((node, chan)) = payee
+                    && let Some(n) = self.nodes.get_mut(node)
+                {
+                    n.received.push(SettledHtlc {
+                        at_unix,
+                        chan,
+                        amount: Msat(last.amount_msat),
+                    });
+                }
+            }
             for pair in route.hops.windows(2) {
                 let (Some(cin), Some(cout)) = (
                     self.channels.get(pair[0].chan),

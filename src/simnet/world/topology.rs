@@ -189,6 +189,8 @@ impl World {
                 invoices: HashMap::new(),
                 payments: HashMap::new(),
                 forwards: Vec::new(),
+                sent: Vec::new(),
+                received: Vec::new(),
                 sessions: Sessions::default(),
                 next_add_index: 1,
             });
