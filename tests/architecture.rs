@@ -12,6 +12,7 @@ const PURE: &[&str] = &[
     "src/ledger",
     "src/swap/state",
     "src/swap/step",
+    "src/swap/loop_in",
 ];
 
 /// Crates a pure module must not name.

@@ -123,6 +123,20 @@ impl lightning_server::Lightning for Shared {
         Err(Status::unimplemented("not in the stand-in"))
     }
 
+    async fn add_invoice(
+        &self,
+        _: Request<lnrpc::Invoice>,
+    ) -> Result<Response<lnrpc::AddInvoiceResponse>, Status> {
+        Err(Status::unimplemented("not in the stand-in"))
+    }
+
+    async fn estimate_fee(
+        &self,
+        _: Request<lnrpc::EstimateFeeRequest>,
+    ) -> Result<Response<lnrpc::EstimateFeeResponse>, Status> {
+        Err(Status::unimplemented("not in the stand-in"))
+    }
+
     async fn list_payments(
         &self,
         _: Request<lnrpc::ListPaymentsRequest>,

@@ -47,6 +47,8 @@ pub const METHODS: &[(&str, Access)] = &[
     ("Terms", Access::Read),
     ("Quote", Access::Read),
     ("LoopOut", Access::Write),
+    ("LoopInQuote", Access::Read),
+    ("LoopIn", Access::Write),
     ("ListSwaps", Access::Read),
     ("SwapInfo", Access::Read),
     ("Monitor", Access::Read),

@@ -155,14 +155,19 @@ fn engine_code(e: &crate::swap::EngineError) -> tonic::Code {
     use crate::swap::EngineError as E;
     use tonic::Code;
     match e {
-        E::AmountOutsideTerms { .. } | E::ConfTargetTooLarge { .. } | E::BadDestination { .. } => {
-            Code::InvalidArgument
-        }
+        E::AmountOutsideTerms { .. }
+        | E::ConfTargetTooLarge { .. }
+        | E::BadDestination { .. }
+        | E::LoopInArgument(_) => Code::InvalidArgument,
         E::Node { .. } | E::Provider { .. } | E::NoHeight | E::ShutDown | E::Store(_) => {
             Code::Unavailable
         }
-        E::Validation(_) | E::NotAdmitted(_) | E::QuoteAboveCeiling(_) => Code::FailedPrecondition,
-        E::Contract(_) | E::Chain(_) => Code::Internal,
+        E::Validation(_)
+        | E::NotAdmitted(_)
+        | E::QuoteAboveCeiling(_)
+        | E::LoopIn(_)
+        | E::LoopInRefused(_) => Code::FailedPrecondition,
+        E::Contract(_) | E::Chain(_) | E::LoopInContract(_) => Code::Internal,
     }
 }
 

@@ -161,6 +161,24 @@ impl pb::sluice_server::Sluice for SluiceService {
         ))
     }
 
+    async fn loop_in_quote(
+        &self,
+        request: Request<pb::LoopInQuoteRequest>,
+    ) -> Result<Response<pb::LoopInQuoteResponse>, Status> {
+        Ok(Response::new(
+            self.swaps()?.loop_in_quote(request.into_inner()).await?,
+        ))
+    }
+
+    async fn loop_in(
+        &self,
+        request: Request<pb::LoopInRequest>,
+    ) -> Result<Response<pb::LoopInResponse>, Status> {
+        Ok(Response::new(
+            self.swaps()?.loop_in(request.into_inner()).await?,
+        ))
+    }
+
     async fn list_swaps(
         &self,
         request: Request<pb::ListSwapsRequest>,

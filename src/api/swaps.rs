@@ -1,4 +1,6 @@
-//! The swap RPCs: `Terms`, `Quote`, `LoopOut`, `ListSwaps`, `SwapInfo` and `Monitor`.
+//! The swap RPCs: `Terms`, `Quote`, `LoopOut`, `LoopInQuote`, `LoopIn`, `ListSwaps`,
+//! `SwapInfo` and `Monitor`. Loop Ins are listed, shown and monitored beside Loop Outs (their
+//! `type` says which).
 //!
 //! Handlers read the swap server through the provider port, swaps through the store, and
 //! create swaps through the [`SwapEngine`]; the daemon hands all of them over in one
@@ -21,9 +23,13 @@ use crate::lnd::LightningNode;
 use crate::proto::sluice as pb;
 use crate::provider::SwapProvider;
 use crate::store::Store;
+use crate::store::loop_in::{LoopInRecord, LoopInUpdateRecord};
 use crate::store::swaps::{SwapFilter, SwapRecord};
 use crate::swap::engine::expiry_for;
-use crate::swap::{EngineConfig, FeeLimits, LoopOutRequest, SwapCosts, SwapEngine, SwapState};
+use crate::swap::loop_in::LoopInState;
+use crate::swap::{
+    EngineConfig, FeeLimits, LoopInRequest, LoopOutRequest, SwapCosts, SwapEngine, SwapState,
+};
 
 /// Everything the swap RPCs need, built by the daemon next to the engine it runs.
 #[derive(Clone)]
@@ -120,7 +126,65 @@ fn summary(r: &SwapRecord) -> pb::SwapSummary {
         costs: Some(costs(r.costs)),
         htlc_address: address_of(t.htlc_pk_script.as_bytes(), r.extras.network),
         quarantined: String::new(),
+        r#type: "LOOP_OUT".to_owned(),
     }
+}
+
+/// The wire name of a Loop In state: upper snake case.
+pub fn loop_in_state_name(state: LoopInState) -> &'static str {
+    match state {
+        LoopInState::Initiated => "INITIATED",
+        LoopInState::Succeeded => "SUCCEEDED",
+        LoopInState::FailedTimeout => "FAILED_TIMEOUT",
+        LoopInState::HtlcPublished => "HTLC_PUBLISHED",
+        LoopInState::InvoiceSettled => "INVOICE_SETTLED",
+        LoopInState::IncorrectHtlcAmount => "INCORRECT_HTLC_AMOUNT",
+        LoopInState::FailedFunding => "FAILED_FUNDING",
+        LoopInState::FailedIncorrectHtlcAmtSwept => "FAILED_INCORRECT_HTLC_AMT_SWEPT",
+        LoopInState::HtlcConfirmed => "HTLC_CONFIRMED",
+        LoopInState::FailedNotPublished => "FAILED_NOT_PUBLISHED",
+        LoopInState::TimeoutSweeping => "TIMEOUT_SWEEPING",
+    }
+}
+
+fn loop_in_summary(r: &LoopInRecord) -> pb::SwapSummary {
+    let t = r.contract.terms();
+    pb::SwapSummary {
+        id: t.swap_hash.to_string(),
+        state: loop_in_state_name(r.progress.state).to_owned(),
+        state_code: u32::from(r.progress.state.code()),
+        amount_sat: t.amount.0,
+        label: t.label.clone(),
+        initiator: t.initiator.clone(),
+        created_at_unix: r.created_at_unix,
+        updated_at_unix: r.updated_at_unix,
+        costs: Some(pb::SwapCosts {
+            server_sat: r.costs.server_sat,
+            onchain_sat: r.costs.onchain.0,
+            offchain_sat: 0,
+        }),
+        htlc_address: address_of(t.htlc_pk_script.as_bytes(), r.network),
+        quarantined: String::new(),
+        r#type: "LOOP_IN".to_owned(),
+    }
+}
+
+fn parse_last_hop(hex_key: &str) -> Result<Option<[u8; 33]>, ApiError> {
+    if hex_key.trim().is_empty() {
+        return Ok(None);
+    }
+    let bad = || ApiError::InvalidArgument {
+        field: "last_hop",
+        reason: format!(
+            "{hex_key:?} is not a node key; expected the peer's 33-byte public key as 66 hex              characters"
+        ),
+    };
+    let bytes: [u8; 33] = hex::decode(hex_key.trim())
+        .map_err(|_| bad())?
+        .try_into()
+        .map_err(|_| bad())?;
+    bitcoin::secp256k1::PublicKey::from_slice(&bytes).map_err(|_| bad())?;
+    Ok(Some(bytes))
 }
 
 fn parse_id(id: &str) -> Result<SwapHash, ApiError> {
@@ -143,11 +207,79 @@ impl SwapBackend {
             .loop_out_terms()
             .await
             .map_err(|e| unavailable("the swap server", e))?;
+        let (loop_in_min_amount_sat, loop_in_max_amount_sat, loop_in_error) =
+            match self.provider.loop_in_terms().await {
+                Ok(t) => (t.min_amount.0, t.max_amount.0, String::new()),
+                Err(e) => (0, 0, e.to_string()),
+            };
         Ok(pb::TermsResponse {
             min_amount_sat: t.min_amount.0,
             max_amount_sat: t.max_amount.0,
             min_cltv_delta: t.min_cltv_delta,
             max_cltv_delta: t.max_cltv_delta,
+            loop_in_min_amount_sat,
+            loop_in_max_amount_sat,
+            loop_in_error,
+        })
+    }
+
+    /// `LoopInQuote`: probe, quote and the funding estimate, with the limits a swap gets.
+    pub async fn loop_in_quote(
+        &self,
+        req: pb::LoopInQuoteRequest,
+    ) -> Result<pb::LoopInQuoteResponse, ApiError> {
+        if req.amount_sat == 0 {
+            return Err(ApiError::InvalidArgument {
+                field: "amount_sat",
+                reason: "0; ask for an amount within the server's Loop In terms".to_owned(),
+            });
+        }
+        let last_hop = parse_last_hop(&req.last_hop)?;
+        let target = (req.htlc_conf_target != 0).then_some(req.htlc_conf_target);
+        let q = self
+            .engine
+            .loop_in_quote(Sat(req.amount_sat), last_hop, target)
+            .await?;
+        Ok(pb::LoopInQuoteResponse {
+            amount_sat: req.amount_sat,
+            swap_fee_sat: q.quote.swap_fee.0,
+            cltv_delta: q.quote.cltv_delta,
+            funding_fee_estimate_sat: q.funding_fee_estimate.0,
+            htlc_conf_target: target.unwrap_or(crate::swap::loop_in::DEFAULT_HTLC_CONF_TARGET),
+            max_swap_fee_sat: q.limits.max_swap_fee.0,
+            max_miner_fee_sat: q.limits.max_miner_fee.0,
+        })
+    }
+
+    /// `LoopIn`: creates the swap through the engine (stored before anything is funded).
+    pub async fn loop_in(&self, req: pb::LoopInRequest) -> Result<pb::LoopInResponse, ApiError> {
+        if req.amount_sat == 0 {
+            return Err(ApiError::InvalidArgument {
+                field: "amount_sat",
+                reason: "0; ask for an amount within the server's Loop In terms".to_owned(),
+            });
+        }
+        let created = self
+            .engine
+            .loop_in(LoopInRequest {
+                amount: Sat(req.amount_sat),
+                max_swap_fee: (req.max_swap_fee_sat != 0).then_some(Sat(req.max_swap_fee_sat)),
+                max_miner_fee: (req.max_miner_fee_sat != 0).then_some(Sat(req.max_miner_fee_sat)),
+                last_hop: parse_last_hop(&req.last_hop)?,
+                htlc_conf_target: (req.htlc_conf_target != 0).then_some(req.htlc_conf_target),
+                label: req.label,
+                initiator: if req.initiator.is_empty() {
+                    "api".to_owned()
+                } else {
+                    req.initiator
+                },
+            })
+            .await?;
+        Ok(pb::LoopInResponse {
+            id: created.hash.to_string(),
+            htlc_address: created.htlc_address,
+            expiry_height: created.expiry.0,
+            server_message: created.server_message,
         })
     }
 
@@ -362,36 +494,76 @@ impl SwapBackend {
 
     /// `ListSwaps`.
     pub async fn list(&self, req: pb::ListSwapsRequest) -> Result<pb::ListSwapsResponse, ApiError> {
+        let loop_in_state = LoopInState::ALL.into_iter().find(|s| {
+            loop_in_state_name(*s)
+                .replace('_', "")
+                .eq_ignore_ascii_case(&req.state.replace('_', ""))
+        });
         let state = if req.state.is_empty() {
             None
         } else {
-            Some(
-                parse_state(&req.state).ok_or_else(|| ApiError::InvalidArgument {
-                    field: "state",
-                    reason: format!(
-                        "unknown state {:?}; expected one of {}",
-                        req.state,
-                        SwapState::ALL.map(state_name).join(", ")
-                    ),
-                })?,
-            )
+            match parse_state(&req.state) {
+                Some(s) => Some(s),
+                // A Loop In state only: no Loop Out matches it.
+                None if loop_in_state.is_some() => None,
+                None => {
+                    return Err(ApiError::InvalidArgument {
+                        field: "state",
+                        reason: format!(
+                            "unknown state {:?}; expected one of {} (Loop Out) or {} (Loop In)",
+                            req.state,
+                            SwapState::ALL.map(state_name).join(", "),
+                            LoopInState::ALL.map(loop_in_state_name).join(", ")
+                        ),
+                    });
+                }
+            }
         };
+        let loop_in_only = state.is_none() && loop_in_state.is_some();
         // The label filter runs here, so the limit applies after it.
         let store_limit = req.label.is_empty().then_some(req.limit).filter(|l| *l > 0);
-        let records = self
-            .store
-            .list_swaps(SwapFilter {
-                state,
-                unfinished_only: req.pending_only,
-                limit: store_limit,
-            })
-            .await
-            .map_err(|e| unavailable("the swap store", e))?;
+        let records = if loop_in_only {
+            Vec::new()
+        } else {
+            self.store
+                .list_swaps(SwapFilter {
+                    state,
+                    unfinished_only: req.pending_only,
+                    limit: store_limit,
+                })
+                .await
+                .map_err(|e| unavailable("the swap store", e))?
+        };
         let mut swaps: Vec<pb::SwapSummary> = records
             .iter()
             .filter(|r| req.label.is_empty() || r.contract.terms().label == req.label)
             .map(summary)
             .collect();
+        // Loop Ins, by their own state names (a Loop Out state name that is also a Loop In
+        // one, e.g. SUCCEEDED, matches both).
+        let loop_ins = self
+            .store
+            .list_loop_ins(None)
+            .await
+            .map_err(|e| unavailable("the swap store", e))?;
+        swaps.extend(
+            loop_ins
+                .iter()
+                .filter(|r| req.label.is_empty() || r.contract.terms().label == req.label)
+                .filter(|r| !req.pending_only || !r.progress.state.is_terminal())
+                .filter(|r| {
+                    req.state.is_empty()
+                        || loop_in_state_name(r.progress.state)
+                            .replace('_', "")
+                            .eq_ignore_ascii_case(&req.state.replace('_', ""))
+                })
+                .map(loop_in_summary),
+        );
+        swaps.sort_by(|a, b| {
+            b.created_at_unix
+                .cmp(&a.created_at_unix)
+                .then_with(|| a.id.cmp(&b.id))
+        });
         // Quarantined swaps are always shown (unless a state or label is asked for, which an
         // unreadable row cannot be matched against): they need an operator.
         for q in self.engine.quarantined() {
@@ -428,14 +600,27 @@ impl SwapBackend {
     /// `SwapInfo`.
     pub async fn info(&self, req: pb::SwapInfoRequest) -> Result<pb::SwapInfoResponse, ApiError> {
         let hash = parse_id(&req.id)?;
-        let stored = self
+        let found = self
             .store
             .load_swap(hash)
             .await
-            .map_err(|e| unavailable("the swap store", e))?
-            .ok_or_else(|| ApiError::NotFound {
-                what: format!("swap {hash}"),
-            })?;
+            .map_err(|e| unavailable("the swap store", e))?;
+        let Some(stored) = found else {
+            let r = self
+                .store
+                .load_loop_in(hash)
+                .await
+                .map_err(|e| unavailable("the swap store", e))?
+                .ok_or_else(|| ApiError::NotFound {
+                    what: format!("swap {hash}"),
+                })?;
+            let history = self
+                .store
+                .loop_in_history(hash)
+                .await
+                .map_err(|e| unavailable("the swap store", e))?;
+            return Ok(loop_in_info(&r, &history));
+        };
         let history = self
             .store
             .swap_history(hash)
@@ -473,6 +658,54 @@ impl SwapBackend {
     /// updates it missed and is told so in the log; the stream ends when the engine stops.
     pub async fn monitor(&self) -> Result<MonitorStream, ApiError> {
         let rx = self.engine.subscribe();
+        let rx_in = self.engine.subscribe_loop_in();
+        let pending_in: Vec<pb::SwapUpdate> = self
+            .store
+            .list_loop_ins(None)
+            .await
+            .map_err(|e| unavailable("the swap store", e))?
+            .iter()
+            .filter(|r| !r.progress.state.is_terminal())
+            .map(|r| {
+                let t = r.contract.terms();
+                pb::SwapUpdate {
+                    id: t.swap_hash.to_string(),
+                    state: loop_in_state_name(r.progress.state).to_owned(),
+                    state_code: u32::from(r.progress.state.code()),
+                    costs: Some(loop_in_costs(r.costs)),
+                    at_unix: r.updated_at_unix,
+                    amount_sat: t.amount.0,
+                    label: t.label.clone(),
+                    r#type: "LOOP_IN".to_owned(),
+                }
+            })
+            .collect();
+        let live_in = futures::stream::unfold(rx_in, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(u) => {
+                        let msg = pb::SwapUpdate {
+                            id: u.hash.to_string(),
+                            state: loop_in_state_name(u.state).to_owned(),
+                            state_code: u32::from(u.state.code()),
+                            costs: Some(loop_in_costs(u.costs)),
+                            at_unix: now_unix(),
+                            amount_sat: u.amount.0,
+                            label: u.label,
+                            r#type: "LOOP_IN".to_owned(),
+                        };
+                        return Some((Ok(msg), rx));
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(
+                            skipped = n,
+                            "a Monitor client fell behind; updates skipped"
+                        );
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        });
         let pending = self
             .store
             .list_swaps(SwapFilter {
@@ -502,6 +735,7 @@ impl SwapBackend {
                                 at_unix: now_unix(),
                                 amount_sat: amount,
                                 label,
+                                r#type: "LOOP_OUT".to_owned(),
                             };
                             return Some((Ok(msg), (rx, store)));
                         }
@@ -515,7 +749,48 @@ impl SwapBackend {
                     }
                 }
             });
-        Ok(Box::pin(initial.chain(live)))
+        let initial = initial.chain(futures::stream::iter(pending_in.into_iter().map(Ok)));
+        Ok(Box::pin(
+            initial.chain(futures::stream::select(live, live_in)),
+        ))
+    }
+}
+
+/// `SwapInfo` of a Loop In: the limits carry `max_swap_fee` and `max_miner_fee` only, the
+/// destination is the node's wallet, the sweep is the spend of the HTLC (the server's claim or
+/// our timeout sweep).
+fn loop_in_info(r: &LoopInRecord, history: &[LoopInUpdateRecord]) -> pb::SwapInfoResponse {
+    let t = r.contract.terms();
+    let p = &r.progress;
+    pb::SwapInfoResponse {
+        swap: Some(loop_in_summary(r)),
+        expiry_height: t.expiry.0,
+        initiation_height: t.initiation_height.0,
+        limits: Some(pb::FeeLimits {
+            max_swap_fee_sat: t.limits.max_swap_fee.0,
+            max_miner_fee_sat: t.limits.max_miner_fee.0,
+            ..pb::FeeLimits::default()
+        }),
+        destination: "lnd wallet".to_owned(),
+        outgoing_chan_set: Vec::new(),
+        swap_invoice: t.swap_invoice.clone(),
+        prepay_invoice: String::new(),
+        htlc_outpoint: p.htlc.map(|h| h.outpoint.to_string()).unwrap_or_default(),
+        htlc_value_sat: p.htlc.map_or(0, |h| h.value.0),
+        sweep_txid: p.spend.map(|s| s.txid.to_string()).unwrap_or_default(),
+        history: history
+            .iter()
+            .map(|h| pb::HistoryEntry {
+                state: loop_in_state_name(h.progress.state).to_owned(),
+                at_unix: h.updated_at_unix,
+                costs: Some(pb::SwapCosts {
+                    server_sat: h.costs.server_sat,
+                    onchain_sat: h.costs.onchain.0,
+                    offchain_sat: 0,
+                }),
+            })
+            .collect(),
+        state_summary: p.state.summary().to_owned(),
     }
 }
 
@@ -532,9 +807,18 @@ fn pending_updates(pending: &[SwapRecord]) -> Vec<pb::SwapUpdate> {
                 at_unix: r.updated_at_unix,
                 amount_sat: t.amount.0,
                 label: t.label.clone(),
+                r#type: "LOOP_OUT".to_owned(),
             }
         })
         .collect()
+}
+
+fn loop_in_costs(c: crate::swap::loop_in::LoopInCosts) -> pb::SwapCosts {
+    pb::SwapCosts {
+        server_sat: c.server_sat,
+        onchain_sat: c.onchain.0,
+        offchain_sat: 0,
+    }
 }
 
 fn unavailable(what: &'static str, e: impl std::fmt::Display) -> ApiError {

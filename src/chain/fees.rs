@@ -140,6 +140,16 @@ pub fn offered_rate(needed: SatPerKw, max_miner_fee: Sat, weight: Weight, share:
     needed.max(scheduled).min(cap).max(SatPerKw::FLOOR)
 }
 
+/// The rate of a Loop In timeout sweep of `weight`: lnd's `needed` estimate, never above the
+/// rate at which the sweep pays `max_fee` and never below the relay floor. Loop leaves the
+/// timeout sweep uncapped; sluice caps it, which is safe because until someone sweeps, only a
+/// server that paid the invoice can take the HTLC.
+pub fn capped_rate(needed: SatPerKw, max_fee: Sat, weight: Weight) -> SatPerKw {
+    needed
+        .min(rate_for_fee(max_fee, weight))
+        .max(SatPerKw::FLOOR)
+}
+
 /// The most a swap with `max_miner_fee` can pay miners: the cap itself, or the smallest valid
 /// sweep when the cap is below it (a swap revealed under an older rule still sweeps at the
 /// floor). What a reservation counts for the sweep.
@@ -182,6 +192,12 @@ pub enum SweepWitness {
         /// Length of the v2 witness script in bytes.
         script_len: usize,
     },
+    /// v3 timeout leaf (a Loop In sweeping its own HTLC back after the expiry): signature, the
+    /// timeout script, the 65-byte control block.
+    V3Timeout {
+        /// Length of the timeout script in bytes (it depends on the expiry's encoding).
+        script_len: usize,
+    },
 }
 
 /// The witness of each kind, in bytes (= weight units), counting the item count and lengths.
@@ -193,6 +209,9 @@ fn witness_wu(kind: SweepWitness) -> u64 {
         SweepWitness::V3Success => 1 + (1 + 32) + (1 + 64) + (1 + 63) + (1 + 65),
         SweepWitness::V2Success { script_len } => {
             1 + (1 + 32) + (1 + 73) + varint_len(script_len as u64) + script_len as u64
+        }
+        SweepWitness::V3Timeout { script_len } => {
+            1 + (1 + 64) + varint_len(script_len as u64) + script_len as u64 + (1 + 65)
         }
     }
 }
@@ -225,6 +244,26 @@ mod tests {
 
     fn flat(rate: u64) -> impl Fn(u32) -> SatPerKw {
         move |_| SatPerKw(rate)
+    }
+
+    proptest! {
+        #[test]
+        fn a_capped_rate_never_pays_more_than_the_cap_above_the_floor(
+            needed in 0u64..10_000_000,
+            max_fee in 0u64..10_000_000,
+            script_len in 30usize..50,
+        ) {
+            let weight = sweep_weight(
+                SweepWitness::V3Timeout { script_len },
+                &bitcoin::ScriptBuf::from_bytes([vec![0x00, 0x14], vec![0; 20]].concat()),
+            );
+            let rate = capped_rate(SatPerKw(needed), Sat(max_fee), weight);
+            prop_assert!(rate >= SatPerKw::FLOOR);
+            prop_assert!(rate <= SatPerKw(needed).max(SatPerKw::FLOOR));
+            if Sat(max_fee) >= fee_for(weight, SatPerKw::FLOOR) {
+                prop_assert!(fee_for(weight, rate) <= Sat(max_fee));
+            }
+        }
     }
 
     #[test]

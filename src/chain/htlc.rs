@@ -3,8 +3,10 @@
 //! The client never trusts an address the server names: it derives the script from the swap
 //! hash, both keys, the expiry and the protocol version, and only watches that pkScript.
 //!
-//! Roles: the *sender* is the swap server (it funds the HTLC and may take it back after the
-//! expiry); the *receiver* is sluice (it claims with the preimage).
+//! Roles: the *sender* funds the HTLC and may take it back after the expiry; the *receiver*
+//! claims it with the preimage. In a Loop Out the sender is the swap server and the receiver
+//! sluice; in a Loop In the roles are swapped, and (protocol 11) the MuSig2 internal keys are
+//! four distinct keys ([`HtlcKeys`]) rather than the two script keys.
 //!
 //! - **v3** (protocol 11, what sluice creates): a P2TR output whose internal key is the
 //!   BIP-327 MuSig2 aggregate of the two sorted 33-byte keys and whose tap tree has a success
@@ -183,6 +185,7 @@ pub struct HtlcV3 {
 
 impl HtlcV3 {
     /// Builds the HTLC for a swap. `expiry` is the absolute CLTV height of the timeout leaf.
+    /// The script keys are also the MuSig2 internal keys (Loop Out).
     pub fn new(
         sender: PublicKey,
         receiver: PublicKey,
@@ -377,6 +380,17 @@ impl HtlcV3 {
         w.push(sig.to_vec());
         w.push(self.success_script.as_bytes());
         w.push(self.success_control_block().serialize());
+        w
+    }
+
+    /// The witness for the timeout leaf: `[signature, timeout script, control block]`. `sig` is
+    /// the sender's BIP-340 signature over the script-path sighash of the timeout leaf; valid
+    /// only in a transaction whose lock time is at least the expiry.
+    pub fn timeout_witness(&self, sig: &bitcoin::taproot::Signature) -> Witness {
+        let mut w = Witness::new();
+        w.push(sig.to_vec());
+        w.push(self.timeout_script.as_bytes());
+        w.push(self.timeout_control_block().serialize());
         w
     }
 
@@ -639,5 +653,77 @@ mod tests {
         assert!(!is_success_witness(HtlcVersion::V3, &three));
         assert!(is_success_witness(HtlcVersion::V2, &three));
         assert!(!is_success_witness(HtlcVersion::V2, &four));
+    }
+
+    fn secret(n: u8) -> SecretKey {
+        let mut b = [0u8; 32];
+        b[31] = n;
+        SecretKey::from_slice(&b).unwrap()
+    }
+
+    fn loop_in_htlc(expiry: u32) -> HtlcV3 {
+        HtlcV3::with_internal_keys(
+            HtlcKeys {
+                sender: key(1),
+                receiver: key(2),
+                sender_internal: key(3),
+                receiver_internal: key(4),
+            },
+            SwapHash([7; 32]),
+            expiry,
+            Network::Regtest,
+        )
+        .unwrap()
+    }
+
+    /// The Loop In client's own way back: the timeout leaf signed with the sender's key, at a
+    /// lock time of at least the expiry, accepted by Bitcoin Core's interpreter; one block
+    /// earlier it is refused.
+    #[test]
+    fn loop_in_timeout_sweep_passes_consensus_only_from_the_expiry() {
+        use crate::chain::fees::{SatPerKw, SweepWitness};
+        use crate::chain::sweep::{SweepRequest, build_sweep};
+        use crate::chain::verify::verify_spend;
+        use crate::domain::{BlockHeight, Sat};
+
+        let expiry = 900;
+        let htlc = loop_in_htlc(expiry);
+        let sweep_at = |height: u32| {
+            let unsigned = build_sweep(&SweepRequest {
+                htlc_outpoint: bitcoin::OutPoint {
+                    txid: bitcoin::Txid::from_byte_array([5; 32]),
+                    vout: 1,
+                },
+                htlc_value: Sat(100_000),
+                htlc_pk_script: htlc.pk_script(),
+                path: SweepWitness::V3Timeout {
+                    script_len: htlc.timeout_script().len(),
+                },
+                destination: ScriptBuf::from_bytes([vec![0x00, 0x14], vec![3; 20]].concat()),
+                fee_rate: SatPerKw(1_000),
+                height: BlockHeight(height),
+            })
+            .unwrap();
+            let sighash = unsigned
+                .script_spend_sighash(htlc.timeout_leaf_hash())
+                .unwrap();
+            let secp = Secp256k1::new();
+            let keypair = bitcoin::secp256k1::Keypair::from_secret_key(&secp, &secret(1));
+            let sig = secp.sign_schnorr_no_aux_rand(&Message::from_digest(sighash), &keypair);
+            let witness = htlc.timeout_witness(&bitcoin::taproot::Signature {
+                signature: sig,
+                sighash_type: bitcoin::TapSighashType::Default,
+            });
+            let prevouts = unsigned.prevouts.clone();
+            let weight = unsigned.weight;
+            let tx = unsigned.signed(witness);
+            assert_eq!(tx.weight(), weight, "the timeout weight is exact");
+            (tx, prevouts)
+        };
+        let (tx, prevouts) = sweep_at(expiry);
+        verify_spend(&tx, &prevouts).unwrap();
+        assert!(!is_success_witness(HtlcVersion::V3, &tx.input[0].witness));
+        let (early, prevouts) = sweep_at(expiry - 1);
+        assert!(verify_spend(&early, &prevouts).is_err());
     }
 }

@@ -22,5 +22,5 @@ pub mod verify;
 
 pub use error::ChainError;
 pub use fees::SatPerKw;
-pub use htlc::{HtlcV2, HtlcV3, HtlcVersion};
+pub use htlc::{HtlcKeys, HtlcV2, HtlcV3, HtlcVersion};
 pub use report::{HtlcArgs, HtlcReport, htlc_report};

@@ -53,10 +53,12 @@ pub struct UnsignedSweep {
     pub fee_clamped: bool,
 }
 
-/// The input sequence for a path: 1 for the success paths (their `1 CSV`), 0 for the key path.
+/// The input sequence for a path: 1 for the success paths (their `1 CSV`), 0 for the key path
+/// and the timeout leaf.
 pub fn sequence_for(path: SweepWitness) -> Sequence {
     match path {
-        SweepWitness::KeyPath => Sequence::ZERO,
+        // The timeout leaf's CLTV needs a non-final sequence; 0 also signals replaceability.
+        SweepWitness::KeyPath | SweepWitness::V3Timeout { .. } => Sequence::ZERO,
         SweepWitness::V3Success | SweepWitness::V2Success { .. } => {
             Sequence::from_consensus(SUCCESS_SEQUENCE)
         }

@@ -78,12 +78,15 @@ pub enum Command {
     Channels,
     /// Print a Loop HTLC's scripts, tap leaves, keys and address (offline; no daemon needed).
     Htlc(htlc::HtlcCmd),
-    /// Show the swap server's Loop Out terms.
+    /// Show the swap server's terms, Loop Out and Loop In.
     Terms,
     /// Quote a swap without creating it.
     Quote(swaps::QuoteCmd),
     /// Create a Loop Out (shows the quote and asks unless --force; needs the admin credential).
     Out(swaps::OutCmd),
+    /// Create a Loop In: the node's wallet funds an on-chain HTLC, the server pays the node's
+    /// invoice (shows the quote and asks unless --force; needs the admin credential).
+    In(swaps::InCmd),
     /// List swaps, newest first.
     Swaps(swaps::SwapsCmd),
     /// Show one swap: contract, state, history and costs.
@@ -268,6 +271,7 @@ pub async fn execute(args: &Args) -> Result<String, CliError> {
         | Command::Terms
         | Command::Quote(_)
         | Command::Out(_)
+        | Command::In(_)
         | Command::Swaps(_)
         | Command::Swap(_)
         | Command::Monitor
@@ -290,6 +294,7 @@ pub async fn execute(args: &Args) -> Result<String, CliError> {
         Command::Terms => swaps::terms(&target, format).await,
         Command::Quote(cmd) => swaps::quote(&target, cmd, format).await,
         Command::Out(cmd) => swaps::out(&target, cmd, format).await,
+        Command::In(cmd) => swaps::loop_in(&target, cmd, format).await,
         Command::Swaps(cmd) => swaps::swaps(&target, cmd, format).await,
         Command::Swap(cmd) => swaps::swap(&target, cmd, format).await,
         Command::Monitor => swaps::monitor(&target, format).await,

@@ -1,5 +1,5 @@
-//! Swap commands: `terms`, `quote out <amt>`, `out --amt ...`, `swaps`, `swap <id>` and
-//! `monitor`. Every answer renders as text or, with `--json`, as JSON (`monitor`: one object
+//! Swap commands: `terms`, `quote out <amt>`, `quote in <amt>`, `out --amt ...`,
+//! `in --amt ...`, `swaps`, `swap <id>` and `monitor`. Every answer renders as text or, with `--json`, as JSON (`monitor`: one object
 //! per line). Rendering is pure so it is tested without a daemon.
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -33,6 +33,40 @@ pub enum QuoteKind {
         #[arg(long, value_name = "N")]
         conf_target: Option<u32>,
     },
+    /// Quote a Loop In of AMT sat: the server's fee and the funding's estimated miner fee.
+    In {
+        /// The HTLC value the wallet funds.
+        #[arg(value_name = "AMT")]
+        amt: String,
+        /// The peer (66 hex characters) the server should pay through [default: any].
+        #[arg(long, value_name = "PUBKEY")]
+        last_hop: Option<String>,
+        /// The funding's confirmation target in blocks [default: 6].
+        #[arg(long, value_name = "N")]
+        conf_target: Option<u32>,
+    },
+}
+
+/// `sluice in`: create a Loop In.
+#[derive(ClapArgs, Debug, Clone)]
+pub struct InCmd {
+    /// The HTLC value the wallet funds; the node receives it less the server's fee off chain
+    /// (`250000`, `250k`, `2.5M`).
+    #[arg(long, value_name = "AMT")]
+    pub amt: String,
+    /// The peer (66 hex characters) the server should pay through, to refill that channel; a
+    /// request the server may ignore [default: any].
+    #[arg(long, value_name = "PUBKEY")]
+    pub last_hop: Option<String>,
+    /// The funding's confirmation target in blocks [default: 6].
+    #[arg(long, value_name = "N")]
+    pub conf_target: Option<u32>,
+    /// A label to find the swap by.
+    #[arg(long, value_name = "L", default_value = "")]
+    pub label: String,
+    /// Do not show the quote and ask; needed when stdin is not a terminal.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `sluice out`: create a Loop Out.
@@ -201,25 +235,94 @@ fn limits_rows(l: &Option<pb::FeeLimits>) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Renders `terms`.
+/// Renders `terms`: Loop Out's, then Loop In's.
 pub fn render_terms(t: &pb::TermsResponse, format: Format) -> Result<String, CliError> {
+    let loop_in = if t.loop_in_error.is_empty() {
+        format!(
+            "{} – {} sat",
+            t.loop_in_min_amount_sat, t.loop_in_max_amount_sat
+        )
+    } else {
+        format!("unavailable: {}", t.loop_in_error)
+    };
     match format {
         Format::Json => pretty(&json!({
             "min_amount_sat": t.min_amount_sat,
             "max_amount_sat": t.max_amount_sat,
             "min_cltv_delta": t.min_cltv_delta,
             "max_cltv_delta": t.max_cltv_delta,
+            "loop_in": {
+                "min_amount_sat": t.loop_in_min_amount_sat,
+                "max_amount_sat": t.loop_in_max_amount_sat,
+                "error": t.loop_in_error,
+            },
         })),
         Format::Human => Ok(table(&[
             (
-                "amount",
+                "loop out amount",
                 format!("{} – {} sat", t.min_amount_sat, t.max_amount_sat),
             ),
             (
-                "cltv delta",
+                "loop out cltv delta",
                 format!("{} – {} blocks", t.min_cltv_delta, t.max_cltv_delta),
             ),
+            ("loop in amount", loop_in),
         ])),
+    }
+}
+
+/// Renders a Loop In quote.
+pub fn render_in_quote(q: &pb::LoopInQuoteResponse, format: Format) -> Result<String, CliError> {
+    match format {
+        Format::Json => pretty(&json!({
+            "amount_sat": q.amount_sat,
+            "swap_fee_sat": q.swap_fee_sat,
+            "cltv_delta": q.cltv_delta,
+            "funding_fee_estimate_sat": q.funding_fee_estimate_sat,
+            "htlc_conf_target": q.htlc_conf_target,
+            "max_swap_fee_sat": q.max_swap_fee_sat,
+            "max_miner_fee_sat": q.max_miner_fee_sat,
+        })),
+        Format::Human => Ok(table(&[
+            ("amount (funded on chain)", sat(q.amount_sat)),
+            ("swap fee", sat(q.swap_fee_sat)),
+            (
+                "received off chain",
+                sat(q.amount_sat.saturating_sub(q.swap_fee_sat)),
+            ),
+            ("estimated funding fee", sat(q.funding_fee_estimate_sat)),
+            ("htlc cltv delta", format!("{} blocks", q.cltv_delta)),
+            ("conf target", format!("{} blocks", q.htlc_conf_target)),
+            ("max swap fee", sat(q.max_swap_fee_sat)),
+            (
+                "max miner fee",
+                format!(
+                    "{} (the funding, and separately a timeout sweep)",
+                    sat(q.max_miner_fee_sat)
+                ),
+            ),
+        ])),
+    }
+}
+
+/// Renders a created Loop In.
+pub fn render_in_created(r: &pb::LoopInResponse, format: Format) -> Result<String, CliError> {
+    match format {
+        Format::Json => pretty(&json!({
+            "id": r.id, "htlc_address": r.htlc_address, "expiry_height": r.expiry_height,
+            "server_message": r.server_message,
+        })),
+        Format::Human => {
+            let mut rows = vec![
+                ("swap", r.id.clone()),
+                ("htlc address", r.htlc_address.clone()),
+                ("expiry height", r.expiry_height.to_string()),
+            ];
+            if !r.server_message.is_empty() {
+                rows.push(("server says", r.server_message.clone()));
+            }
+            Ok(table(&rows))
+        }
     }
 }
 
@@ -271,12 +374,21 @@ pub fn render_created(r: &pb::LoopOutResponse, format: Format) -> Result<String,
     }
 }
 
+/// The swap's type; a daemon that predates Loop In sends none, and then it is a Loop Out.
+fn swap_type(s: &pb::SwapSummary) -> &str {
+    if s.r#type.is_empty() {
+        "LOOP_OUT"
+    } else {
+        &s.r#type
+    }
+}
+
 fn summary_json(s: &pb::SwapSummary) -> Value {
     let mut v = json!({
         "id": s.id, "state": s.state, "state_code": s.state_code, "amount_sat": s.amount_sat,
         "label": s.label, "initiator": s.initiator, "created_at_unix": s.created_at_unix,
         "updated_at_unix": s.updated_at_unix, "costs": costs_json(&s.costs),
-        "htlc_address": s.htlc_address,
+        "htlc_address": s.htlc_address, "type": swap_type(s),
     });
     // Only quarantined swaps carry the key, so the common output stays as it was.
     if !s.quarantined.is_empty()
@@ -298,13 +410,17 @@ pub fn render_swaps(r: &pb::ListSwapsResponse, format: Format) -> Result<String,
                 return Ok("no swaps\n".to_owned());
             }
             let mut out = format!(
-                "{:<64}  {:<25}  {:>12}  {}\n",
-                "ID", "STATE", "AMOUNT_SAT", "LABEL"
+                "{:<64}  {:<8}  {:<31}  {:>12}  {}\n",
+                "ID", "TYPE", "STATE", "AMOUNT_SAT", "LABEL"
             );
             for s in &r.swaps {
                 out.push_str(&format!(
-                    "{:<64}  {:<25}  {:>12}  {}\n",
-                    s.id, s.state, s.amount_sat, s.label
+                    "{:<64}  {:<8}  {:<31}  {:>12}  {}\n",
+                    s.id,
+                    swap_type(s),
+                    s.state,
+                    s.amount_sat,
+                    s.label
                 ));
                 if !s.quarantined.is_empty() {
                     out.push_str(&format!("  QUARANTINED, not driven: {}\n", s.quarantined));
@@ -348,6 +464,7 @@ pub fn render_swap(r: &pb::SwapInfoResponse, format: Format) -> Result<String, C
             };
             let mut rows = vec![
                 ("swap", s.id.clone()),
+                ("type", swap_type(&s).to_owned()),
                 ("state", format!("{} ({})", s.state, s.state_code)),
                 ("meaning", r.state_summary.clone()),
                 ("amount", sat(s.amount_sat)),
@@ -372,17 +489,28 @@ pub fn render_swap(r: &pb::SwapInfoResponse, format: Format) -> Result<String, C
     }
 }
 
+/// An update's swap type (a daemon that predates Loop In sends none: a Loop Out).
+fn update_type(u: &pb::SwapUpdate) -> &str {
+    if u.r#type.is_empty() {
+        "LOOP_OUT"
+    } else {
+        &u.r#type
+    }
+}
+
 /// Renders one `monitor` update as one line (text or compact JSON).
 pub fn render_update(u: &pb::SwapUpdate, format: Format) -> Result<String, CliError> {
     match format {
         Format::Json => Ok(serde_json::to_string(&json!({
             "id": u.id, "state": u.state, "state_code": u.state_code, "amount_sat": u.amount_sat,
             "label": u.label, "at_unix": u.at_unix, "costs": costs_json(&u.costs),
+            "type": update_type(u),
         }))? + "\n"),
         Format::Human => Ok(format!(
-            "{}  {}  {:<25} {} sat  {}\n",
+            "{}  {}  {:<8} {:<31} {} sat  {}\n",
             u.at_unix,
             u.id,
+            update_type(u),
             u.state,
             u.amount_sat,
             costs_text(&u.costs)
@@ -428,9 +556,45 @@ pub async fn terms(target: &Target, format: Format) -> Result<String, CliError> 
     render_terms(r.get_ref(), format)
 }
 
-/// `sluice quote out <amt>`.
+/// `--last-hop`: a node key as 66 hex characters.
+pub fn parse_last_hop(s: &str) -> Result<String, CliError> {
+    let t = s.trim();
+    let ok = t.len() == 66
+        && t.chars().all(|c| c.is_ascii_hexdigit())
+        && (t.starts_with("02") || t.starts_with("03"));
+    if ok {
+        Ok(t.to_ascii_lowercase())
+    } else {
+        Err(CliError::Input(format!(
+            "--last-hop: {s:?} is not a node key; write the peer's public key as 66 hex \
+             characters (as `sluice channels` prints it)"
+        )))
+    }
+}
+
+/// `sluice quote out <amt>` / `sluice quote in <amt>`.
 pub async fn quote(target: &Target, cmd: &QuoteCmd, format: Format) -> Result<String, CliError> {
-    let QuoteKind::Out { amt, conf_target } = &cmd.kind;
+    let (amt, conf_target) = match &cmd.kind {
+        QuoteKind::Out { amt, conf_target } => (amt, conf_target),
+        QuoteKind::In {
+            amt,
+            last_hop,
+            conf_target,
+        } => {
+            let amount_sat = parse_amount(amt, "AMT")?;
+            let last_hop = last_hop.as_deref().map(parse_last_hop).transpose()?;
+            let mut client = target.connect().await?;
+            let r = client
+                .loop_in_quote(pb::LoopInQuoteRequest {
+                    amount_sat,
+                    last_hop: last_hop.unwrap_or_default(),
+                    htlc_conf_target: conf_target.unwrap_or(0),
+                })
+                .await
+                .map_err(|s| target.call_error(s, "quote a loop in"))?;
+            return render_in_quote(r.get_ref(), format);
+        }
+    };
     let amount_sat = parse_amount(amt, "AMT")?;
     let mut client = target.connect().await?;
     let r = client
@@ -503,6 +667,57 @@ pub async fn out(target: &Target, cmd: &OutCmd, format: Format) -> Result<String
         .await
         .map_err(|s| target.call_error(s, "create a swap"))?;
     render_created(r.get_ref(), format)
+}
+
+/// `sluice in`: quotes first (with --force too), so the fees shown bind the swap.
+pub async fn loop_in(target: &Target, cmd: &InCmd, format: Format) -> Result<String, CliError> {
+    let amount_sat = parse_amount(&cmd.amt, "--amt")?;
+    let last_hop = cmd
+        .last_hop
+        .as_deref()
+        .map(parse_last_hop)
+        .transpose()?
+        .unwrap_or_default();
+    let mode = confirm_mode(cmd.force, std::io::stdin().is_terminal()).map_err(|e| match e {
+        CliError::Input(m) => CliError::Input(m.replacen("out:", "in:", 1)),
+        other => other,
+    })?;
+    let mut client = target.connect().await?;
+    let q = client
+        .loop_in_quote(pb::LoopInQuoteRequest {
+            amount_sat,
+            last_hop: last_hop.clone(),
+            htlc_conf_target: cmd.conf_target.unwrap_or(0),
+        })
+        .await
+        .map_err(|s| target.call_error(s, "quote a loop in"))?
+        .into_inner();
+    if mode == Confirm::Ask {
+        let mut stderr = std::io::stderr().lock();
+        stderr.write_all(render_in_quote(&q, Format::Human)?.as_bytes())?;
+        stderr.write_all(b"Continue? [y/N] ")?;
+        stderr.flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if !is_yes(&answer) {
+            return Err(CliError::Input(
+                "in: not confirmed; no swap was created".to_owned(),
+            ));
+        }
+    }
+    let r = client
+        .loop_in(pb::LoopInRequest {
+            amount_sat,
+            max_swap_fee_sat: q.max_swap_fee_sat,
+            max_miner_fee_sat: q.max_miner_fee_sat,
+            last_hop,
+            htlc_conf_target: cmd.conf_target.unwrap_or(0),
+            label: cmd.label.clone(),
+            initiator: "cli".to_owned(),
+        })
+        .await
+        .map_err(|s| target.call_error(s, "create a loop in"))?;
+    render_in_created(r.get_ref(), format)
 }
 
 /// `sluice swaps`.
@@ -665,13 +880,47 @@ mod tests {
             max_amount_sat: 5_000_000,
             min_cltv_delta: 20,
             max_cltv_delta: 400,
+            loop_in_min_amount_sat: 20_000,
+            loop_in_max_amount_sat: 3_000_000,
+            loop_in_error: String::new(),
         };
         let text = render_terms(&t, Format::Human).unwrap();
         assert!(text.contains("10000 – 5000000 sat"), "{text}");
         assert!(text.contains("20 – 400 blocks"), "{text}");
+        assert!(text.contains("loop in amount:"), "{text}");
+        assert!(text.contains("20000 – 3000000 sat"), "{text}");
+        let v = json(&render_terms(&t, Format::Json).unwrap());
+        assert_eq!(v["max_cltv_delta"], 400);
+        assert_eq!(v["loop_in"]["max_amount_sat"], 3_000_000);
+        let down = pb::TermsResponse {
+            loop_in_error: "Unimplemented".into(),
+            ..t
+        };
+        let text = render_terms(&down, Format::Human).unwrap();
+        assert!(text.contains("unavailable: Unimplemented"), "{text}");
+
+        let q = pb::LoopInQuoteResponse {
+            amount_sat: 200_000,
+            swap_fee_sat: 600,
+            cltv_delta: 200,
+            funding_fee_estimate_sat: 700,
+            htlc_conf_target: 6,
+            max_swap_fee_sat: 600,
+            max_miner_fee_sat: 2_100,
+        };
+        let text = render_in_quote(&q, Format::Human).unwrap();
+        for want in ["199400 sat", "700 sat", "2100 sat", "200 blocks"] {
+            assert!(text.contains(want), "{want} missing in {text}");
+        }
         assert_eq!(
-            json(&render_terms(&t, Format::Json).unwrap())["max_cltv_delta"],
-            400
+            json(&render_in_quote(&q, Format::Json).unwrap())["max_miner_fee_sat"],
+            2_100
+        );
+        assert!(parse_last_hop(&format!("02{}", "ab".repeat(32))).is_ok());
+        let err = parse_last_hop("02ab").unwrap_err().to_string();
+        assert!(
+            err.contains("--last-hop") && err.contains("66 hex"),
+            "{err}"
         );
 
         let q = pb::QuoteResponse {
@@ -713,6 +962,7 @@ mod tests {
             costs: costs(),
             htlc_address: "bcrt1p...".into(),
             quarantined: String::new(),
+            r#type: String::new(),
         }
     }
 
@@ -801,13 +1051,25 @@ mod tests {
             at_unix: 300,
             amount_sat: 250_000,
             label: String::new(),
+            r#type: String::new(),
         };
         let line = render_update(&u, Format::Json).unwrap();
         assert_eq!(line.lines().count(), 1);
         assert_eq!(json(&line)["state"], "PREIMAGE_REVEALED");
+        assert_eq!(json(&line)["type"], "LOOP_OUT");
         let text = render_update(&u, Format::Human).unwrap();
         assert_eq!(text.lines().count(), 1);
         assert!(text.contains("PREIMAGE_REVEALED") && text.contains("250000 sat"));
+        let inward = pb::SwapUpdate {
+            state: "HTLC_CONFIRMED".into(),
+            r#type: "LOOP_IN".into(),
+            ..u
+        };
+        let text = render_update(&inward, Format::Human).unwrap();
+        assert!(
+            text.contains("LOOP_IN") && text.contains("HTLC_CONFIRMED"),
+            "{text}"
+        );
     }
 
     #[test]

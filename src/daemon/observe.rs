@@ -35,6 +35,7 @@ const GATE_CONF_TARGET: u32 = 6;
 /// One thing to report.
 enum Event {
     Swap(SwapUpdate),
+    LoopIn(crate::swap::LoopInUpdate),
     Pass(Arc<PassReport>),
     Policy(crate::autoloop::PolicyStatus),
     Tick,
@@ -61,6 +62,7 @@ impl Observer {
     /// Runs until `cancel`.
     pub(crate) async fn run(self, cancel: CancellationToken) {
         let mut updates = self.engine.subscribe();
+        let mut loop_ins = self.engine.subscribe_loop_in();
         let mut passes = self.autoloop.passes();
         let mut policy = self.autoloop.policy_status();
         let mut finished: HashSet<SwapHash> = HashSet::new();
@@ -92,6 +94,14 @@ impl Observer {
                     // The engine shut down: the daemon is stopping.
                     Err(broadcast::error::RecvError::Closed) => Event::Stopping,
                 },
+                update = loop_ins.recv() => match update {
+                    Ok(u) => Event::LoopIn(u),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::debug!(missed = n, "loop in metrics lagged behind the engine");
+                        Event::Tick
+                    }
+                    Err(broadcast::error::RecvError::Closed) => Event::Stopping,
+                },
                 changed = passes.changed() => match changed {
                     Ok(()) => match passes.borrow_and_update().clone() {
                         Some(report) => Event::Pass(report),
@@ -113,6 +123,14 @@ impl Observer {
                     Event::Swap(u) => {
                         self.on_swap_update(&u, &mut finished).await;
                         pending_stale = true;
+                    }
+                    Event::LoopIn(u) => {
+                        if u.state == crate::swap::loop_in::LoopInState::Initiated {
+                            self.metrics.catalog.record_loop_in_started();
+                        }
+                        self.metrics
+                            .catalog
+                            .record_loop_in_finished(u.state, u.costs);
                     }
                     Event::PendingStale => {
                         self.refresh_pending().await;

@@ -24,8 +24,9 @@ use super::error::{NodeError, NodeErrorKind};
 use super::port::{LightningNode, NodeResult, NodeStream};
 use super::types::{
     BlockEpoch, ConfRequest, ConfUpdate, DecodedInvoice, HoldInvoice, HoldInvoiceRequest,
-    InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest, NodeVersion,
-    PaymentRequest, PaymentUpdate, SendOutputsRequest, SignRequest, SpendRequest, SpendUpdate,
+    InvoiceRequest, InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest,
+    NodeVersion, PaymentRequest, PaymentUpdate, SendFeeEstimate, SendOutputsRequest, SignRequest,
+    SpendRequest, SpendUpdate, WalletUtxo,
 };
 use super::wire::chainrpc::chain_notifier_client::ChainNotifierClient;
 use super::wire::invoicesrpc::invoices_client::InvoicesClient;
@@ -441,6 +442,58 @@ impl LightningNode for LndClient {
         convert::key_descriptor(M, r.get_ref())
     }
 
+    async fn estimate_send_fee(
+        &self,
+        outputs: &[bitcoin::TxOut],
+        conf_target: u32,
+        min_confs: u32,
+    ) -> NodeResult<SendFeeEstimate> {
+        const M: &str = "estimate_send_fee";
+        let mut addr_to_amount = std::collections::HashMap::new();
+        for o in outputs {
+            let addr = Address::from_script(&o.script_pubkey, self.network.bitcoin())
+                .map_err(|e| NodeError::invalid_argument(M, format!("output script: {e}")))?;
+            let amount = i64::try_from(o.value.to_sat())
+                .map_err(|_| NodeError::invalid_argument(M, "amount too large"))?;
+            *addr_to_amount.entry(addr.to_string()).or_insert(0) += amount;
+        }
+        let r = self
+            .lightning
+            .clone()
+            .estimate_fee(lnrpc::EstimateFeeRequest {
+                addr_to_amount,
+                target_conf: i32::try_from(conf_target).unwrap_or(i32::MAX),
+                min_confs: i32::try_from(min_confs).unwrap_or(i32::MAX),
+                spend_unconfirmed: min_confs == 0,
+                ..Default::default()
+            })
+            .await
+            .map_err(st(M))?;
+        let r = r.get_ref();
+        let fee = u64::try_from(r.fee_sat)
+            .map_err(|_| NodeError::invalid_response(M, "negative fee_sat"))?;
+        Ok(SendFeeEstimate {
+            fee: Sat(fee),
+            rate: FeeRate::from_sat_per_vb(r.sat_per_vbyte).unwrap_or(FeeRate::MAX),
+        })
+    }
+
+    async fn list_unspent(&self, min_confs: u32) -> NodeResult<Vec<WalletUtxo>> {
+        const M: &str = "list_unspent";
+        let r = self
+            .wallet
+            .clone()
+            .list_unspent(walletrpc::ListUnspentRequest {
+                min_confs: i32::try_from(min_confs).unwrap_or(i32::MAX),
+                max_confs: i32::MAX,
+                account: String::new(),
+                unconfirmed_only: false,
+            })
+            .await
+            .map_err(st(M))?;
+        r.get_ref().utxos.iter().map(convert::utxo).collect()
+    }
+
     async fn next_addr(&self) -> NodeResult<Address> {
         const M: &str = "next_addr";
         let r = self
@@ -685,6 +738,20 @@ impl LightningNode for LndClient {
             .add_hold_invoice(convert::hold_invoice_request(request)?)
             .await
             .map_err(st("add_hold_invoice"))?
+            .into_inner();
+        Ok(HoldInvoice {
+            payment_request: r.payment_request,
+            add_index: r.add_index,
+        })
+    }
+
+    async fn add_invoice(&self, request: &InvoiceRequest) -> NodeResult<HoldInvoice> {
+        let r = self
+            .lightning
+            .clone()
+            .add_invoice(convert::invoice_request(request)?)
+            .await
+            .map_err(st("add_invoice"))?
             .into_inner();
         Ok(HoldInvoice {
             payment_request: r.payment_request,

@@ -13,10 +13,10 @@ use bitcoin::{BlockHash, FeeRate, OutPoint, Txid};
 
 use super::error::NodeError;
 use super::types::{
-    BlockEpoch, ConfRequest, ConfUpdate, DecodedInvoice, HoldInvoiceRequest, InvoiceState,
-    InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest, MuSig2Version,
-    NodeVersion, PaymentFailure, PaymentRequest, PaymentStatus, PaymentUpdate, SendOutputsRequest,
-    SignMethod, SignRequest, SpendRequest, SpendUpdate,
+    BlockEpoch, ConfRequest, ConfUpdate, DecodedInvoice, HoldInvoiceRequest, InvoiceRequest,
+    InvoiceState, InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest,
+    MuSig2Version, NodeVersion, PaymentFailure, PaymentRequest, PaymentStatus, PaymentUpdate,
+    SendOutputsRequest, SignMethod, SignRequest, SpendRequest, SpendUpdate, WalletUtxo,
 };
 use super::wire::{chainrpc, invoicesrpc, lnrpc, routerrpc, signrpc, verrpc, walletrpc};
 use crate::domain::{
@@ -624,6 +624,47 @@ pub fn hold_invoice_request(r: &HoldInvoiceRequest) -> R<invoicesrpc::AddHoldInv
         value_msat: i64::try_from(r.amount.0).map_err(|_| big("amount"))?,
         expiry: i64::try_from(r.expiry.as_secs()).map_err(|_| big("expiry"))?,
         cltv_expiry: r.cltv_expiry,
+        private: r.private,
+        ..Default::default()
+    })
+}
+
+/// `lnrpc.Utxo` → [`WalletUtxo`].
+pub fn utxo(u: &lnrpc::Utxo) -> R<WalletUtxo> {
+    const M: &str = "list_unspent";
+    let o = u
+        .outpoint
+        .as_ref()
+        .ok_or_else(|| NodeError::invalid_response(M, "a utxo without an outpoint"))?;
+    let txid = if o.txid_bytes.len() == 32 {
+        bitcoin::Txid::from_slice(&o.txid_bytes)
+            .map_err(|e| NodeError::invalid_response(M, format!("txid_bytes: {e}")))?
+    } else {
+        <bitcoin::Txid as std::str::FromStr>::from_str(&o.txid_str)
+            .map_err(|e| NodeError::invalid_response(M, format!("txid_str: {e}")))?
+    };
+    Ok(WalletUtxo {
+        outpoint: bitcoin::OutPoint {
+            txid,
+            vout: o.output_index,
+        },
+        amount: crate::domain::Sat(
+            u64::try_from(u.amount_sat)
+                .map_err(|_| NodeError::invalid_response(M, "negative amount_sat"))?,
+        ),
+        confirmations: u32::try_from(u.confirmations.max(0)).unwrap_or(u32::MAX),
+    })
+}
+
+/// [`InvoiceRequest`] → `lnrpc.Invoice` for `AddInvoice`.
+pub fn invoice_request(r: &InvoiceRequest) -> R<lnrpc::Invoice> {
+    let big =
+        |what: &str| NodeError::invalid_argument("add_invoice", format!("{what} is too large"));
+    Ok(lnrpc::Invoice {
+        memo: r.memo.clone(),
+        r_preimage: r.preimage.0.to_vec(),
+        value_msat: i64::try_from(r.amount.0).map_err(|_| big("amount"))?,
+        expiry: i64::try_from(r.expiry.as_secs()).map_err(|_| big("expiry"))?,
         private: r.private,
         ..Default::default()
     })

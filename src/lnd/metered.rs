@@ -12,8 +12,9 @@ use bitcoin::{Address, FeeRate, Transaction};
 use super::port::{LightningNode, NodeResult, NodeStream};
 use super::types::{
     BlockEpoch, ConfRequest, ConfUpdate, DecodedInvoice, HoldInvoice, HoldInvoiceRequest,
-    InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest, NodeVersion,
-    PaymentRequest, PaymentUpdate, SendOutputsRequest, SignRequest, SpendRequest, SpendUpdate,
+    InvoiceRequest, InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest,
+    NodeVersion, PaymentRequest, PaymentUpdate, SendFeeEstimate, SendOutputsRequest, SignRequest,
+    SpendRequest, SpendUpdate, WalletUtxo,
 };
 use crate::domain::{
     BlockHeight, Channel, ChannelEvent, ForwardingPage, NodeId, NodeInfo, Peer, Preimage,
@@ -65,6 +66,25 @@ impl LightningNode for MeteredNode {
     async fn subscribe_channel_events(&self) -> NodeResult<NodeStream<ChannelEvent>> {
         let call = self.inner.subscribe_channel_events();
         self.timed("SubscribeChannelEvents", call).await
+    }
+
+    async fn estimate_send_fee(
+        &self,
+        outputs: &[bitcoin::TxOut],
+        conf_target: u32,
+        min_confs: u32,
+    ) -> NodeResult<SendFeeEstimate> {
+        self.timed(
+            "EstimateFee",
+            self.inner
+                .estimate_send_fee(outputs, conf_target, min_confs),
+        )
+        .await
+    }
+
+    async fn list_unspent(&self, min_confs: u32) -> NodeResult<Vec<WalletUtxo>> {
+        self.timed("ListUnspent", self.inner.list_unspent(min_confs))
+            .await
     }
 
     async fn onchain_balance(&self) -> NodeResult<(Sat, Sat)> {
@@ -225,6 +245,11 @@ impl LightningNode for MeteredNode {
 
     async fn add_hold_invoice(&self, request: &HoldInvoiceRequest) -> NodeResult<HoldInvoice> {
         self.timed("AddHoldInvoice", self.inner.add_hold_invoice(request))
+            .await
+    }
+
+    async fn add_invoice(&self, request: &InvoiceRequest) -> NodeResult<HoldInvoice> {
+        self.timed("AddInvoice", self.inner.add_invoice(request))
             .await
     }
 

@@ -13,8 +13,9 @@ use futures::stream::BoxStream;
 use super::error::NodeError;
 use super::types::{
     BlockEpoch, ConfRequest, ConfUpdate, DecodedInvoice, HoldInvoice, HoldInvoiceRequest,
-    InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest, NodeVersion,
-    PaymentRequest, PaymentUpdate, SendOutputsRequest, SignRequest, SpendRequest, SpendUpdate,
+    InvoiceRequest, InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest,
+    NodeVersion, PaymentRequest, PaymentUpdate, SendFeeEstimate, SendOutputsRequest, SignRequest,
+    SpendRequest, SpendUpdate, WalletUtxo,
 };
 use crate::domain::{
     BlockHeight, Channel, ChannelEvent, ForwardingPage, NodeId, NodeInfo, Peer, Preimage, Sat,
@@ -98,6 +99,37 @@ pub trait LightningNode: Send + Sync {
             super::NodeErrorKind::Permanent,
             "wallet_balance",
             "this node does not report its wallet balance",
+        ))
+    }
+
+    /// What paying `outputs` from the wallet would cost at the rate for `conf_target`, with
+    /// the wallet's coin selection over coins of at least `min_confs` confirmations (lnd's
+    /// `Lightning.EstimateFee`); nothing is spent. Idempotent. `Permanent` when the wallet
+    /// cannot pay them (insufficient funds) or the node has no wallet.
+    async fn estimate_send_fee(
+        &self,
+        outputs: &[bitcoin::TxOut],
+        conf_target: u32,
+        min_confs: u32,
+    ) -> NodeResult<SendFeeEstimate> {
+        let _ = (outputs, conf_target, min_confs);
+        Err(NodeError::new(
+            super::NodeErrorKind::Permanent,
+            "estimate_send_fee",
+            "this node cannot estimate a wallet payment",
+        ))
+    }
+
+    /// The wallet's unspent outputs with at least `min_confs` confirmations (0: unconfirmed
+    /// ones too; lnd's `ListUnspent`). Idempotent. What a spend of the wallet cost is read
+    /// from it: the values of the coins a transaction spent less its outputs. Nodes without a
+    /// wallet answer `Permanent`.
+    async fn list_unspent(&self, min_confs: u32) -> NodeResult<Vec<WalletUtxo>> {
+        let _ = min_confs;
+        Err(NodeError::new(
+            super::NodeErrorKind::Permanent,
+            "list_unspent",
+            "this node does not list its wallet's coins",
         ))
     }
 
@@ -246,6 +278,12 @@ pub trait LightningNode: Send + Sync {
     /// Adds a hold invoice. `AlreadyExists` if an invoice with this hash exists; callers
     /// re-creating after a crash should look for it with `subscribe_single_invoice`.
     async fn add_hold_invoice(&self, request: &HoldInvoiceRequest) -> NodeResult<HoldInvoice>;
+
+    /// Adds a normal invoice with the caller's preimage, settled by the node as soon as it is
+    /// paid in full (lnd's `AddInvoice` with `r_preimage`; the final CLTV delta is the node's
+    /// default). `AlreadyExists` if an invoice with this hash exists: callers re-creating after
+    /// a crash look for it with `subscribe_single_invoice`.
+    async fn add_invoice(&self, request: &InvoiceRequest) -> NodeResult<HoldInvoice>;
 
     /// Settles an accepted hold invoice. Idempotent: settling a settled invoice succeeds.
     async fn settle_invoice(&self, preimage: Preimage) -> NodeResult<()>;

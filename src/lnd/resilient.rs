@@ -48,8 +48,9 @@ use super::error::{NodeError, NodeErrorKind};
 use super::port::{LightningNode, NodeResult, NodeStream};
 use super::types::{
     BlockEpoch, ConfRequest, ConfUpdate, DecodedInvoice, HoldInvoice, HoldInvoiceRequest,
-    InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest, NodeVersion,
-    PaymentRequest, PaymentUpdate, SendOutputsRequest, SignRequest, SpendRequest, SpendUpdate,
+    InvoiceRequest, InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest,
+    NodeVersion, PaymentRequest, PaymentUpdate, SendFeeEstimate, SendOutputsRequest, SignRequest,
+    SpendRequest, SpendUpdate, WalletUtxo,
 };
 use crate::domain::{
     BlockHeight, Channel, ChannelEvent, ForwardingPage, NodeId, NodeInfo, Peer, Preimage, Sat,
@@ -294,6 +295,28 @@ impl LightningNode for ResilientNode {
             failures: 0,
             done: false,
         }))
+    }
+
+    async fn estimate_send_fee(
+        &self,
+        outputs: &[bitcoin::TxOut],
+        conf_target: u32,
+        min_confs: u32,
+    ) -> NodeResult<SendFeeEstimate> {
+        self.ctx()
+            .retry("estimate_send_fee", self.idempotent(), || {
+                self.inner
+                    .estimate_send_fee(outputs, conf_target, min_confs)
+            })
+            .await
+    }
+
+    async fn list_unspent(&self, min_confs: u32) -> NodeResult<Vec<WalletUtxo>> {
+        self.ctx()
+            .retry("list_unspent", self.idempotent(), || {
+                self.inner.list_unspent(min_confs)
+            })
+            .await
     }
 
     async fn onchain_balance(&self) -> NodeResult<(Sat, Sat)> {
@@ -584,6 +607,14 @@ impl LightningNode for ResilientNode {
         self.ctx()
             .retry("add_hold_invoice", self.non_idempotent(), || {
                 self.inner.add_hold_invoice(request)
+            })
+            .await
+    }
+
+    async fn add_invoice(&self, request: &InvoiceRequest) -> NodeResult<HoldInvoice> {
+        self.ctx()
+            .retry("add_invoice", self.non_idempotent(), || {
+                self.inner.add_invoice(request)
             })
             .await
     }

@@ -303,7 +303,44 @@ pub struct HoldInvoiceRequest {
     pub private: bool,
 }
 
-/// A created hold invoice.
+/// What paying some outputs from the wallet would cost (`Lightning.EstimateFee`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendFeeEstimate {
+    /// The whole transaction's fee with the wallet's coin selection.
+    pub fee: crate::domain::Sat,
+    /// The rate it was computed at.
+    pub rate: bitcoin::FeeRate,
+}
+
+/// One unspent output of the wallet (`ListUnspent`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalletUtxo {
+    /// Where it is.
+    pub outpoint: OutPoint,
+    /// What it holds.
+    pub amount: crate::domain::Sat,
+    /// Its confirmations (0 while in the mempool).
+    pub confirmations: u32,
+}
+
+/// A normal invoice to create with a preimage the caller chose (lnd's `AddInvoice` with
+/// `r_preimage`): lnd settles it by itself as soon as a full payment arrives, which reveals the
+/// preimage to the payer. The Loop In swap invoice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvoiceRequest {
+    /// The preimage; the payment hash is its SHA256.
+    pub preimage: Preimage,
+    /// The amount.
+    pub amount: Msat,
+    /// A description.
+    pub memo: String,
+    /// How long the invoice stays payable.
+    pub expiry: Duration,
+    /// Whether to add route hints for private channels.
+    pub private: bool,
+}
+
+/// A created invoice (hold or normal).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HoldInvoice {
     /// The BOLT 11 string to hand to the payer.

@@ -224,6 +224,9 @@ pub struct Catalog {
     server_rpc: HistFamily<MethodLabels>,
     server_errors: Family<ErrorLabels, Counter>,
     l402_spent: Counter,
+    loop_ins_started: Counter,
+    loop_ins_finished: Family<StateLabels, Counter>,
+    loop_in_cost: Family<CategoryLabels, Counter>,
     simnet_height: Optional,
 }
 
@@ -301,6 +304,9 @@ impl Catalog {
             server_rpc: Family::new_with_constructor(rpc_histogram),
             server_errors: Family::default(),
             l402_spent: Counter::default(),
+            loop_ins_started: Counter::default(),
+            loop_ins_finished: Family::default(),
+            loop_in_cost: Family::default(),
             simnet_height: Family::default(),
         };
         macro_rules! reg {
@@ -325,6 +331,9 @@ impl Catalog {
         reg!("sluice_swap_amount_sat", amount);
         reg!("sluice_swap_cost_sat", cost);
         reg!("sluice_swap_duration_seconds", duration);
+        reg!("sluice_loop_ins_started", loop_ins_started);
+        reg!("sluice_loop_ins_finished", loop_ins_finished);
+        reg!("sluice_loop_in_cost_sat", loop_in_cost);
         reg!("sluice_budget_limit_sat", budget_limit);
         reg!("sluice_budget_spent_sat", budget_spent);
         reg!("sluice_budget_reserved_expected_sat", budget_res_expected);
@@ -457,6 +466,34 @@ impl Catalog {
         self.started
             .get_or_create(&InitiatorLabels { initiator })
             .inc();
+    }
+
+    /// Counts a Loop In started (after it was stored).
+    pub fn record_loop_in_started(&self) {
+        self.loop_ins_started.inc();
+    }
+
+    /// Counts a Loop In that reached the final `state`, with what it cost (the server's share
+    /// when positive, and the miner fees). Non-final states are ignored.
+    pub fn record_loop_in_finished(
+        &self,
+        state: crate::swap::loop_in::LoopInState,
+        costs: crate::swap::loop_in::LoopInCosts,
+    ) {
+        if !state.is_terminal() {
+            return;
+        }
+        self.loop_ins_finished
+            .get_or_create(&StateLabels {
+                state: state.as_str(),
+            })
+            .inc();
+        let server = u64::try_from(costs.server_sat.max(0)).unwrap_or(0);
+        for (category, sat) in [("server", server), ("miner", costs.onchain.0)] {
+            self.loop_in_cost
+                .get_or_create(&CategoryLabels { category })
+                .inc_by(sat);
+        }
     }
 
     /// Counts a swap that reached the final `state` after `duration`, with what it moved

@@ -142,6 +142,24 @@ pub const SPECS: &[Spec] = &[
         "Fees paid by finished swaps, in satoshis, by category: server, prepay, routing, miner."
     ),
     spec!(
+        "sluice_loop_ins_started_total",
+        Counter,
+        [],
+        "Loop In swaps started (stored, before funding)."
+    ),
+    spec!(
+        "sluice_loop_ins_finished_total",
+        Counter,
+        ["state"],
+        "Loop In swaps that reached a final state, by state (Succeeded, FailedTimeout, FailedFunding, FailedNotPublished, FailedIncorrectHtlcAmtSwept)."
+    ),
+    spec!(
+        "sluice_loop_in_cost_sat_total",
+        Counter,
+        ["category"],
+        "Fees paid by finished Loop Ins, in satoshis, by category: server (what it kept), miner (funding and timeout sweep)."
+    ),
+    spec!(
         "sluice_swap_duration_seconds",
         Histogram,
         ["outcome"],

@@ -310,6 +310,14 @@ pub(crate) fn populated() -> std::sync::Arc<Metrics> {
     }]);
     c.set_node_totals(Sat(1_000_000), Sat(2_000_000), Sat(50_000));
     c.record_swap_started(Initiator::Autoloop);
+    c.record_loop_in_started();
+    c.record_loop_in_finished(
+        crate::swap::loop_in::LoopInState::Succeeded,
+        crate::swap::loop_in::LoopInCosts {
+            server_sat: 600,
+            onchain: Sat(700),
+        },
+    );
     let costs = CostBreakdown {
         server: Sat(500),
         prepay: Sat(100),

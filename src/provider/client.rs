@@ -16,9 +16,10 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use super::error::{ErrorKind, ProviderError, classify_status, is_payment_required};
 use super::l402::{Credentials, L402Auth, L402Config, L402Error, L402Payer, MACAROON_METADATA_KEY};
 use super::port::{
-    CancelRequest, CancelRoute, LoopOutQuote, LoopOutTerms, NewLoopOutRequest, NewLoopOutResponse,
-    PaymentFailure, ServerSwapState, ServerSwapUpdate, SwapProvider, SwapUpdateStream,
-    SweepPartialSig, SweepSignRequest,
+    CancelRequest, CancelRoute, LoopInQuote, LoopInRoute, LoopInTerms, LoopOutQuote, LoopOutTerms,
+    NewLoopInRequest, NewLoopInResponse, NewLoopOutRequest, NewLoopOutResponse, PaymentFailure,
+    ServerSwapState, ServerSwapUpdate, SwapProvider, SwapUpdateStream, SweepPartialSig,
+    SweepSignRequest,
 };
 use super::wire;
 use super::wire::swap_server_client::SwapServerClient;
@@ -29,6 +30,9 @@ pub const PROTOCOL_VERSION: wire::ProtocolVersion = wire::ProtocolVersion::Musig
 
 /// loopd's per-call timeout; the L402 payment gets its own allowance on top.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// loopd's limit for the `Probe` call (`probeTimeout`): the server routes a payment meanwhile.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// How to secure the connection when [`LoopServerClient::connect`] builds the channel.
 ///
@@ -197,6 +201,7 @@ impl LoopServerClient {
     async fn attempt<Req, Resp, F, Fut>(
         &self,
         method: &'static str,
+        timeout: Duration,
         req: Req,
         creds: Option<&Credentials>,
         call: &F,
@@ -206,15 +211,14 @@ impl LoopServerClient {
         Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
     {
         let mut request = tonic::Request::new(req);
-        request.set_timeout(self.call_timeout);
+        request.set_timeout(timeout);
         if let Some(creds) = creds {
             request
                 .metadata_mut()
                 .insert(MACAROON_METADATA_KEY, creds.header.clone());
         }
         let started = std::time::Instant::now();
-        let answer =
-            tokio::time::timeout(self.call_timeout, call(self.client.clone(), request)).await;
+        let answer = tokio::time::timeout(timeout, call(self.client.clone(), request)).await;
         if let Some(observe) = &self.observer {
             let outcome = match &answer {
                 Ok(Ok(_)) => Ok(()),
@@ -228,7 +232,7 @@ impl LoopServerClient {
             Err(_) => Err(ProviderError::new(
                 ErrorKind::Transient,
                 method,
-                format!("no answer within {} s", self.call_timeout.as_secs_f64()),
+                format!("no answer within {} s", timeout.as_secs_f64()),
             )),
         }
     }
@@ -245,9 +249,25 @@ impl LoopServerClient {
         F: Fn(SwapServerClient<Channel>, tonic::Request<Req>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
     {
+        self.call_within(method, self.call_timeout, req, call).await
+    }
+
+    /// [`Self::call`] with its own per-attempt timeout (`Probe` has three minutes).
+    async fn call_within<Req, Resp, F, Fut>(
+        &self,
+        method: &'static str,
+        timeout: Duration,
+        req: Req,
+        call: F,
+    ) -> Result<Resp, ProviderError>
+    where
+        Req: Clone,
+        F: Fn(SwapServerClient<Channel>, tonic::Request<Req>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
+    {
         let creds = self.auth.credentials();
         let status = match self
-            .attempt(method, req.clone(), creds.as_ref(), &call)
+            .attempt(method, timeout, req.clone(), creds.as_ref(), &call)
             .await?
         {
             Ok(resp) => return Ok(resp),
@@ -261,7 +281,10 @@ impl LoopServerClient {
             .await
             .map_err(|e| l402_error(method, e))?;
         let creds = self.auth.credentials();
-        match self.attempt(method, req, creds.as_ref(), &call).await? {
+        match self
+            .attempt(method, timeout, req, creds.as_ref(), &call)
+            .await?
+        {
             Ok(resp) => Ok(resp),
             Err(status) => Err(ProviderError::from_status(method, status)),
         }
@@ -498,6 +521,137 @@ impl SwapProvider for LoopServerClient {
         let stream = self
             .call(M, req, |mut c, r| async move {
                 c.subscribe_loop_out_updates(r).await
+            })
+            .await?;
+        Ok(stream
+            .map(|item| match item {
+                Ok(u) => Ok(ServerSwapUpdate {
+                    timestamp_unix_ns: u.timestamp_ns,
+                    state: ServerSwapState::from_code(u.state),
+                }),
+                Err(status) => Err(ProviderError::from_status(M, status)),
+            })
+            .boxed())
+    }
+
+    async fn loop_in_terms(&self) -> Result<LoopInTerms, ProviderError> {
+        const M: &str = "LoopInTerms";
+        let req = wire::ServerLoopInTermsRequest {
+            protocol_version: PROTOCOL_VERSION as i32,
+            user_agent: user_agent(""),
+        };
+        let t = self
+            .call(M, req, |mut c, r| async move { c.loop_in_terms(r).await })
+            .await?;
+        let terms = LoopInTerms {
+            min_amount: Sat(t.min_swap_amount),
+            max_amount: Sat(t.max_swap_amount),
+        };
+        if terms.min_amount > terms.max_amount {
+            return Err(ProviderError::invalid(
+                M,
+                format!("terms have min above max: {terms:?}"),
+            ));
+        }
+        Ok(terms)
+    }
+
+    async fn probe(&self, route: &LoopInRoute) -> Result<(), ProviderError> {
+        let req = wire::ServerProbeRequest {
+            protocol_version: PROTOCOL_VERSION as i32,
+            amt: route.amount.0,
+            target: route.node.to_vec(),
+            last_hop: route.last_hop.map(|k| k.to_vec()).unwrap_or_default(),
+            route_hints: Vec::new(),
+        };
+        self.call_within("Probe", PROBE_TIMEOUT, req, |mut c, r| async move {
+            c.probe(r).await
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn loop_in_quote(&self, route: &LoopInRoute) -> Result<LoopInQuote, ProviderError> {
+        const M: &str = "LoopInQuote";
+        let req = wire::ServerLoopInQuoteRequest {
+            amt: route.amount.0,
+            protocol_version: PROTOCOL_VERSION as i32,
+            pubkey: route.node.to_vec(),
+            last_hop: route.last_hop.map(|k| k.to_vec()).unwrap_or_default(),
+            route_hints: Vec::new(),
+            user_agent: user_agent(""),
+            num_static_address_deposits: 0,
+            fast: false,
+        };
+        let q = self
+            .call(M, req, |mut c, r| async move { c.loop_in_quote(r).await })
+            .await?;
+        Ok(LoopInQuote {
+            swap_fee: sat_field(M, "swap_fee", q.swap_fee)?,
+            cltv_delta: q.cltv_delta,
+        })
+    }
+
+    async fn new_loop_in(
+        &self,
+        req: &NewLoopInRequest,
+    ) -> Result<NewLoopInResponse, ProviderError> {
+        const M: &str = "NewLoopInSwap";
+        let wire_req = wire::ServerLoopInRequest {
+            sender_key: req.sender_key.to_vec(),
+            swap_hash: req.swap_hash.0.to_vec(),
+            amt: req.amount.0,
+            swap_invoice: req.swap_invoice.clone(),
+            last_hop: req.last_hop.map(|k| k.to_vec()).unwrap_or_default(),
+            protocol_version: PROTOCOL_VERSION as i32,
+            probe_invoice: req.probe_invoice.clone(),
+            user_agent: user_agent(&req.initiator),
+            sender_internal_pubkey: req.sender_internal_key.to_vec(),
+        };
+        let r = self
+            .call(M, wire_req, |mut c, r| async move {
+                c.new_loop_in_swap(r).await
+            })
+            .await?;
+        Ok(NewLoopInResponse {
+            receiver_key: r.receiver_key,
+            receiver_internal_key: r.receiver_internal_pubkey,
+            expiry: r.expiry,
+            server_message: r.server_message,
+        })
+    }
+
+    async fn push_key(
+        &self,
+        swap_hash: SwapHash,
+        internal_key: &[u8; 32],
+    ) -> Result<(), ProviderError> {
+        let req = wire::ServerPushKeyReq {
+            protocol_version: PROTOCOL_VERSION as i32,
+            swap_hash: swap_hash.0.to_vec(),
+            internal_privkey: internal_key.to_vec(),
+        };
+        self.call(
+            "PushKey",
+            req,
+            |mut c, r| async move { c.push_key(r).await },
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn subscribe_loop_in_updates(
+        &self,
+        swap_hash: SwapHash,
+    ) -> Result<SwapUpdateStream, ProviderError> {
+        const M: &str = "SubscribeLoopInUpdates";
+        let req = wire::SubscribeUpdatesRequest {
+            protocol_version: PROTOCOL_VERSION as i32,
+            swap_hash: swap_hash.0.to_vec(),
+        };
+        let stream = self
+            .call(M, req, |mut c, r| async move {
+                c.subscribe_loop_in_updates(r).await
             })
             .await?;
         Ok(stream

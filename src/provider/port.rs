@@ -66,6 +66,71 @@ pub struct NewLoopOutResponse {
     pub server_message: String,
 }
 
+/// The server's current limits for a Loop In (`LoopInTerms`). Unlike Loop Out there are no
+/// CLTV limits: the server alone picks the expiry and the client only bounds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoopInTerms {
+    /// Smallest swap amount the server accepts.
+    pub min_amount: Sat,
+    /// Largest swap amount the server accepts.
+    pub max_amount: Sat,
+}
+
+/// Where the server should send a Loop In's payment, for the quote and the probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoopInRoute {
+    /// The HTLC value.
+    pub amount: Sat,
+    /// sluice's lnd node key (33 bytes), which the server pays.
+    pub node: [u8; 33],
+    /// The peer the payment should arrive through, if any (a request, not enforceable).
+    pub last_hop: Option<[u8; 33]>,
+}
+
+/// The server's price for one Loop In amount (`LoopInQuote`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoopInQuote {
+    /// The server's fee; the swap invoice will ask for `amount − swap_fee`.
+    pub swap_fee: Sat,
+    /// The HTLC CLTV delta the server expects to choose; sluice bounds the expiry by it.
+    pub cltv_delta: i32,
+}
+
+/// What sluice asks for when creating a Loop In (`NewLoopInSwap`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewLoopInRequest {
+    /// sluice's 33-byte script key (timeout leaf).
+    pub sender_key: [u8; 33],
+    /// sluice's 33-byte per-swap MuSig2 internal key.
+    pub sender_internal_key: [u8; 33],
+    /// SHA256 of the preimage sluice generated.
+    pub swap_hash: SwapHash,
+    /// The HTLC value.
+    pub amount: Sat,
+    /// sluice's swap invoice (normal invoice for `amount − swap_fee`, hash = swap hash).
+    pub swap_invoice: String,
+    /// sluice's probe invoice (hold invoice, never settled).
+    pub probe_invoice: String,
+    /// The peer the payment should arrive through, if any.
+    pub last_hop: Option<[u8; 33]>,
+    /// Who asked for the swap; filtered into the user agent.
+    pub initiator: String,
+}
+
+/// The server's unvalidated answer to [`NewLoopInRequest`]. Nothing here may be trusted before
+/// [`super::validate::validate_loop_in`] accepted it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewLoopInResponse {
+    /// The server's script key (success leaf), raw bytes as sent.
+    pub receiver_key: Vec<u8>,
+    /// The server's MuSig2 internal key, raw bytes as sent.
+    pub receiver_internal_key: Vec<u8>,
+    /// The HTLC's absolute expiry height, as sent.
+    pub expiry: i32,
+    /// A human-readable note from the server, for the operator.
+    pub server_message: String,
+}
+
 /// One input of a sweep transaction, as the server needs it to compute sighashes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SweepPrevout {
@@ -213,7 +278,8 @@ pub struct ServerSwapUpdate {
 /// A stream of server updates; ends when the server has nothing more to say.
 pub type SwapUpdateStream = BoxStream<'static, Result<ServerSwapUpdate, ProviderError>>;
 
-/// A Loop Out swap server. Every method sends protocol version 11 and handles L402 itself.
+/// A Loop swap server (Loop Out and Loop In). Every method sends protocol version 11 and
+/// handles L402 itself.
 ///
 /// Retrying: an error with [`ProviderError::is_transient`] may succeed later, but whether a
 /// repeat is *harmless* depends on the method, stated on each.
@@ -257,6 +323,37 @@ pub trait SwapProvider: Send + Sync {
     /// Subscribes to the server's view of a swap. Safe to repeat; informational only, nothing
     /// in the swap's state machine may depend on it.
     async fn subscribe_loop_out_updates(
+        &self,
+        swap_hash: SwapHash,
+    ) -> Result<SwapUpdateStream, ProviderError>;
+
+    /// Current Loop In amount limits. Read-only: safe to repeat.
+    async fn loop_in_terms(&self) -> Result<LoopInTerms, ProviderError>;
+
+    /// Asks the server to probe the route to sluice's node for `route.amount` (best effort:
+    /// Loop ignores every error of it, and so should the caller). Safe to repeat.
+    async fn probe(&self, route: &LoopInRoute) -> Result<(), ProviderError>;
+
+    /// The price of a Loop In of `route.amount` (0 asks for the maximum). Read-only: safe to
+    /// repeat.
+    async fn loop_in_quote(&self, route: &LoopInRoute) -> Result<LoopInQuote, ProviderError>;
+
+    /// Creates a Loop In on the server, which pays the probe invoice before it answers. **Not
+    /// idempotent**: on any error start over with a fresh preimage and keys.
+    async fn new_loop_in(&self, req: &NewLoopInRequest)
+    -> Result<NewLoopInResponse, ProviderError>;
+
+    /// Reveals sluice's internal private key of a paid Loop In, so the server can claim the
+    /// HTLC by its key path alone. Safe to repeat, and repeated every block until it succeeds.
+    /// Call it only once the swap invoice is settled; the key is a secret, never logged.
+    async fn push_key(
+        &self,
+        swap_hash: SwapHash,
+        internal_key: &[u8; 32],
+    ) -> Result<(), ProviderError>;
+
+    /// Subscribes to the server's view of a Loop In. Informational only.
+    async fn subscribe_loop_in_updates(
         &self,
         swap_hash: SwapHash,
     ) -> Result<SwapUpdateStream, ProviderError>;

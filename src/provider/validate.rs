@@ -1,5 +1,5 @@
-//! Validation of the server's `NewLoopOutSwap` answer against the contract sluice is
-//! building, before anything is stored or paid.
+//! Validation of the server's `NewLoopOutSwap` and `NewLoopInSwap` answers against the
+//! contract sluice is building, before anything is stored, paid or funded.
 //!
 //! It checks everything Loop checks (protocol notes §2.2) and what Loop leaves open: the swap
 //! invoice must pay the node that was quoted, must not be about to expire, and must not ask
@@ -13,8 +13,12 @@ use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::PublicKey;
 use lightning_invoice::{Bolt11Invoice, Currency};
 
-use super::port::{LoopOutTerms, NewLoopOutResponse};
-use crate::domain::{Network, Sat, SwapHash};
+use bitcoin::{Amount, Script, Transaction, TxOut, Txid};
+
+use super::port::{LoopInQuote, LoopInTerms, LoopOutTerms, NewLoopInResponse, NewLoopOutResponse};
+use crate::chain::{HtlcKeys, HtlcV3};
+use crate::domain::{BlockHeight, Network, Sat, SwapHash};
+use crate::swap::loop_in::{MAX_EXPIRY_DELTA, MIN_EXPIRY_DELTA};
 
 /// What the answer must match: the request sluice sent, the quote and terms it accepted,
 /// and its limits.
@@ -322,6 +326,348 @@ pub fn validate_loop_out(
         swap_invoice_expires_at,
     })
 }
+
+/// Blocks the server's Loop In expiry may exceed `height + quote.cltv_delta` by: the server's
+/// height may be a few blocks ahead of the height sluice read before the quote and the probe.
+pub const LOOP_IN_EXPIRY_SLACK_BLOCKS: u32 = 10;
+
+/// What a Loop In answer must match: the request sluice sent, the quote and terms it accepted,
+/// its limits, and the height it read before asking.
+#[derive(Debug, Clone)]
+pub struct LoopInExpectations {
+    /// The chain sluice runs on.
+    pub network: Network,
+    /// The swap hash sluice generated.
+    pub swap_hash: SwapHash,
+    /// The HTLC value.
+    pub amount: Sat,
+    /// The server's terms fetched before the quote.
+    pub terms: LoopInTerms,
+    /// The quote the swap was created from.
+    pub quote: LoopInQuote,
+    /// Largest acceptable server fee.
+    pub max_swap_fee: Sat,
+    /// sluice's own swap invoice, as handed to the server.
+    pub swap_invoice: String,
+    /// sluice's script key (timeout leaf).
+    pub sender_key: [u8; 33],
+    /// sluice's MuSig2 internal key.
+    pub sender_internal_key: [u8; 33],
+    /// The best height read before the quote.
+    pub height: BlockHeight,
+}
+
+/// The parts of a validated Loop In answer the engine keeps.
+#[derive(Debug, Clone)]
+pub struct ValidatedLoopIn {
+    /// The server's script key, a point on the curve.
+    pub receiver_key: [u8; 33],
+    /// The server's MuSig2 internal key, a point on the curve.
+    pub receiver_internal_key: [u8; 33],
+    /// The HTLC's expiry, within the bounds.
+    pub expiry: BlockHeight,
+    /// The server's fee, fixed by the invoice amount.
+    pub swap_fee: Sat,
+    /// The HTLC rebuilt locally from the four keys, the hash and the expiry.
+    pub htlc: HtlcV3,
+}
+
+impl ValidatedLoopIn {
+    /// The one output the funding transaction must create: exactly the amount to the script.
+    pub fn funding_output(&self, amount: Sat) -> TxOut {
+        TxOut {
+            value: Amount::from_sat(amount.0),
+            script_pubkey: self.htlc.pk_script(),
+        }
+    }
+}
+
+/// Why a Loop In was refused before anything was stored or funded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoopInValidationError {
+    /// The amount is outside the server's terms.
+    #[error("amount {amount} is outside the server's Loop In terms [{min}, {max}]")]
+    AmountOutsideTerms {
+        /// Requested amount.
+        amount: Sat,
+        /// Terms minimum.
+        min: Sat,
+        /// Terms maximum.
+        max: Sat,
+    },
+    /// The quoted fee is above the operator's ceiling.
+    #[error("swap fee {actual} exceeds max_swap_fee {max}")]
+    SwapFeeTooHigh {
+        /// The quoted fee.
+        actual: Sat,
+        /// The ceiling.
+        max: Sat,
+    },
+    /// The quoted fee leaves nothing to receive.
+    #[error("swap fee {fee} is not below the amount {amount}")]
+    FeeNotBelowAmount {
+        /// The quoted fee.
+        fee: Sat,
+        /// The amount.
+        amount: Sat,
+    },
+    /// sluice's own invoice does not ask for `amount − swap fee` with the swap hash: a bug on
+    /// sluice's side, caught before the server is trusted with it.
+    #[error("{0}")]
+    OwnInvoice(String),
+    /// A server key has the wrong length.
+    #[error("server {field} is {len} bytes; expected a 33-byte compressed public key")]
+    KeyLength {
+        /// Which field.
+        field: &'static str,
+        /// Its length.
+        len: usize,
+    },
+    /// A server key is not on the curve.
+    #[error("server {field} is not a valid secp256k1 point")]
+    KeyNotOnCurve {
+        /// Which field.
+        field: &'static str,
+    },
+    /// The expiry is too close: the server could let it pass before paying, and sluice
+    /// would have no time to publish the funding.
+    #[error(
+        "server expiry {expiry} is less than {min_delta} blocks after height {height}          (Loop's ErrExpiryTooSoon)"
+    )]
+    ExpiryTooSoon {
+        /// The server's expiry.
+        expiry: i64,
+        /// The height.
+        height: BlockHeight,
+        /// The least delta accepted.
+        min_delta: u32,
+    },
+    /// The expiry locks sluice's coins for too long.
+    #[error(
+        "server expiry {expiry} is more than {max_delta} blocks after height {height}: the          coins would be locked too long (Loop's ErrExpiryTooFar)"
+    )]
+    ExpiryTooFar {
+        /// The server's expiry.
+        expiry: i64,
+        /// The height.
+        height: BlockHeight,
+        /// The largest delta accepted.
+        max_delta: u32,
+    },
+    /// The expiry is further than the quote said.
+    #[error(
+        "server expiry {expiry} is beyond height {height} + quoted cltv_delta {cltv_delta} +          {LOOP_IN_EXPIRY_SLACK_BLOCKS} blocks of slack"
+    )]
+    ExpiryBeyondQuote {
+        /// The server's expiry.
+        expiry: i64,
+        /// The height.
+        height: BlockHeight,
+        /// The quoted delta.
+        cltv_delta: i32,
+    },
+    /// The HTLC cannot be built from the keys and the expiry.
+    #[error("the HTLC cannot be built from the server's answer: {0}")]
+    Htlc(String),
+}
+
+fn server_key(field: &'static str, bytes: &[u8]) -> Result<[u8; 33], LoopInValidationError> {
+    let key: [u8; 33] = bytes
+        .try_into()
+        .map_err(|_| LoopInValidationError::KeyLength {
+            field,
+            len: bytes.len(),
+        })?;
+    PublicKey::from_slice(&key).map_err(|_| LoopInValidationError::KeyNotOnCurve { field })?;
+    Ok(key)
+}
+
+/// Checks the quote against the limits before any invoice is made: the amount within the
+/// terms, the fee within `max_swap_fee` and below the amount.
+pub fn check_loop_in_quote(
+    amount: Sat,
+    terms: &LoopInTerms,
+    quote: &LoopInQuote,
+    max_swap_fee: Sat,
+) -> Result<(), LoopInValidationError> {
+    if amount < terms.min_amount || amount > terms.max_amount {
+        return Err(LoopInValidationError::AmountOutsideTerms {
+            amount,
+            min: terms.min_amount,
+            max: terms.max_amount,
+        });
+    }
+    if quote.swap_fee > max_swap_fee {
+        return Err(LoopInValidationError::SwapFeeTooHigh {
+            actual: quote.swap_fee,
+            max: max_swap_fee,
+        });
+    }
+    if quote.swap_fee >= amount {
+        return Err(LoopInValidationError::FeeNotBelowAmount {
+            fee: quote.swap_fee,
+            amount,
+        });
+    }
+    Ok(())
+}
+
+/// Checks the server's answer to `NewLoopInSwap` (and sluice's own invoice, once more) before
+/// anything is stored or funded; the first failed check is returned. Beyond Loop's checks
+/// (key lengths and points, 100 ≤ expiry − height ≤ 1 500): the amount within the terms, the
+/// expiry no further than the quote's `cltv_delta` allowed, and the invoice asking exactly
+/// `amount − swap fee` with the swap hash.
+pub fn validate_loop_in(
+    resp: &NewLoopInResponse,
+    exp: &LoopInExpectations,
+) -> Result<ValidatedLoopIn, LoopInValidationError> {
+    check_loop_in_quote(exp.amount, &exp.terms, &exp.quote, exp.max_swap_fee)?;
+    let swap_fee = exp.quote.swap_fee;
+    let own = |e: ContractError| LoopInValidationError::OwnInvoice(e.to_string());
+    let (invoice, invoice_amount) =
+        decode_invoice(&exp.swap_invoice, exp.network, InvoiceRole::Swap).map_err(own)?;
+    if invoice.payment_hash().to_byte_array() != exp.swap_hash.0 {
+        return Err(LoopInValidationError::OwnInvoice(
+            "the swap invoice is not keyed by the swap hash".to_owned(),
+        ));
+    }
+    let expected_amount = exp.amount.saturating_sub(swap_fee);
+    if invoice_amount != expected_amount
+        || invoice.amount_milli_satoshis() != Some(expected_amount.0.saturating_mul(1000))
+    {
+        return Err(LoopInValidationError::OwnInvoice(format!(
+            "the swap invoice asks for {} msat; it must ask for exactly amount {} − swap fee              {swap_fee} = {expected_amount}",
+            invoice.amount_milli_satoshis().unwrap_or(0),
+            exp.amount
+        )));
+    }
+
+    let receiver_key = server_key("receiver_key", &resp.receiver_key)?;
+    let receiver_internal_key =
+        server_key("receiver_internal_pubkey", &resp.receiver_internal_key)?;
+
+    let expiry = i64::from(resp.expiry);
+    let height = i64::from(exp.height.0);
+    if expiry < height + i64::from(MIN_EXPIRY_DELTA) {
+        return Err(LoopInValidationError::ExpiryTooSoon {
+            expiry,
+            height: exp.height,
+            min_delta: MIN_EXPIRY_DELTA,
+        });
+    }
+    if expiry - height > i64::from(MAX_EXPIRY_DELTA) {
+        return Err(LoopInValidationError::ExpiryTooFar {
+            expiry,
+            height: exp.height,
+            max_delta: MAX_EXPIRY_DELTA,
+        });
+    }
+    if exp.quote.cltv_delta > 0
+        && expiry
+            > height + i64::from(exp.quote.cltv_delta) + i64::from(LOOP_IN_EXPIRY_SLACK_BLOCKS)
+    {
+        return Err(LoopInValidationError::ExpiryBeyondQuote {
+            expiry,
+            height: exp.height,
+            cltv_delta: exp.quote.cltv_delta,
+        });
+    }
+    // Bounded above by height + 1 500, so it fits a u32.
+    let expiry = u32::try_from(expiry).map_err(|_| {
+        LoopInValidationError::Htlc(format!("expiry {expiry} is not a block height"))
+    })?;
+
+    let point = |field: &'static str, k: &[u8; 33]| {
+        PublicKey::from_slice(k).map_err(|_| LoopInValidationError::KeyNotOnCurve { field })
+    };
+    let htlc = HtlcV3::with_internal_keys(
+        HtlcKeys {
+            sender: point("sender_key", &exp.sender_key)?,
+            receiver: point("receiver_key", &receiver_key)?,
+            sender_internal: point("sender_internal_key", &exp.sender_internal_key)?,
+            receiver_internal: point("receiver_internal_pubkey", &receiver_internal_key)?,
+        },
+        exp.swap_hash,
+        expiry,
+        exp.network,
+    )
+    .map_err(|e| LoopInValidationError::Htlc(e.to_string()))?;
+    Ok(ValidatedLoopIn {
+        receiver_key,
+        receiver_internal_key,
+        expiry: BlockHeight(expiry),
+        swap_fee,
+        htlc,
+    })
+}
+
+/// Why a funding transaction lnd published does not honour the contract.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FundingCheckError {
+    /// No output pays the HTLC script.
+    #[error("the funding transaction {txid} has no output paying the HTLC script")]
+    NoHtlcOutput {
+        /// The transaction.
+        txid: Txid,
+    },
+    /// More than one output pays the script (the server would refuse the swap).
+    #[error("the funding transaction {txid} pays the HTLC script {count} times")]
+    SeveralHtlcOutputs {
+        /// The transaction.
+        txid: Txid,
+        /// How many outputs.
+        count: usize,
+    },
+    /// The output pays another value than the amount.
+    #[error("the funding transaction {txid} pays {value} to the HTLC, not the amount {amount}")]
+    WrongValue {
+        /// The transaction.
+        txid: Txid,
+        /// What it pays.
+        value: Sat,
+        /// The amount.
+        amount: Sat,
+    },
+}
+
+/// Checks a funding transaction: exactly one output paying `pk_script`, of exactly `amount`.
+/// Returns that output's index.
+pub fn check_funding_tx(
+    tx: &Transaction,
+    pk_script: &Script,
+    amount: Sat,
+) -> Result<u32, FundingCheckError> {
+    let txid = tx.compute_txid();
+    let paying: Vec<(usize, &TxOut)> = tx
+        .output
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| o.script_pubkey.as_script() == pk_script)
+        .collect();
+    let (index, out) = match paying.as_slice() {
+        [] => return Err(FundingCheckError::NoHtlcOutput { txid }),
+        [one] => *one,
+        more => {
+            return Err(FundingCheckError::SeveralHtlcOutputs {
+                txid,
+                count: more.len(),
+            });
+        }
+    };
+    if out.value.to_sat() != amount.0 {
+        return Err(FundingCheckError::WrongValue {
+            txid,
+            value: Sat(out.value.to_sat()),
+            amount,
+        });
+    }
+    Ok(u32::try_from(index).unwrap_or(u32::MAX))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+#[path = "validate_loop_in_tests.rs"]
+mod loop_in_tests;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]

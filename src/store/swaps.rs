@@ -132,7 +132,7 @@ fn unfinished_codes() -> Vec<i64> {
 /// A write transaction on the store. Dropping it without [`StoreTx::commit`] rolls back every
 /// write made through it.
 pub struct StoreTx {
-    tx: Transaction<'static, Sqlite>,
+    pub(super) tx: Transaction<'static, Sqlite>,
     committed: Arc<AtomicU64>,
 }
 

@@ -43,6 +43,7 @@ pub(crate) struct DriverDeps {
     pub(crate) height: tokio::sync::watch::Receiver<Option<BlockHeight>>,
     pub(crate) blocks: broadcast::Receiver<BlockHeight>,
     pub(crate) updates: broadcast::Sender<SwapUpdate>,
+    pub(crate) loop_in_updates: broadcast::Sender<super::engine::LoopInUpdate>,
     pub(crate) cancel: CancellationToken,
 }
 

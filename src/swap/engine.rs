@@ -1,4 +1,5 @@
-//! The swap engine: creates Loop Out swaps and runs one driver task per unfinished swap.
+//! The swap engine: creates Loop Out (and, in `engine/loop_in.rs`, Loop In) swaps and runs one
+//! driver task per unfinished swap.
 //!
 //! Creating a swap follows `loop-protocol.md` §1 A–C: terms → expiry → quote → limits →
 //! preimage (OS randomness) and receiver key (lnd, family 99) → `NewLoopOutSwap` → full
@@ -20,6 +21,14 @@ use rand::RngCore;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+mod loop_in;
+mod loop_in_driver;
+
+pub use loop_in::{
+    CreatedLoopIn, DEFAULT_MINER_FEE_MULTIPLIER, FUNDING_WEIGHT_ESTIMATE, LoopInQuoteInfo,
+    LoopInRequest, probe_hash,
+};
 
 use super::driver::{Driver, DriverDeps};
 use super::{
@@ -284,6 +293,21 @@ pub struct SwapUpdate {
     pub created: bool,
 }
 
+/// A Loop In's state change, as the engine publishes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoopInUpdate {
+    /// The swap.
+    pub hash: SwapHash,
+    /// Its new state.
+    pub state: super::loop_in::LoopInState,
+    /// Its costs so far.
+    pub costs: super::loop_in::LoopInCosts,
+    /// The HTLC value.
+    pub amount: Sat,
+    /// The operator's label.
+    pub label: String,
+}
+
 /// Why a swap could not be created, or the engine not started.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -349,6 +373,19 @@ pub enum EngineError {
         /// Why.
         reason: String,
     },
+    /// A Loop In request is malformed: the message names the field and the fix.
+    #[error("loop in: {0}")]
+    LoopInArgument(String),
+    /// A Loop In could not be created (the probe did not arrive, the server was too slow):
+    /// nothing was stored or funded.
+    #[error("loop in: {0}")]
+    LoopIn(String),
+    /// The server's Loop In answer (or its quote) was refused: nothing was stored or funded.
+    #[error("the server's loop in was refused, nothing was stored or funded: {0}")]
+    LoopInRefused(#[from] crate::provider::validate::LoopInValidationError),
+    /// The gathered Loop In terms do not make a valid contract.
+    #[error("the loop in contract is invalid: {0}")]
+    LoopInContract(#[from] super::loop_in::LoopInContractError),
     /// No block epoch arrived yet: the chain height is unknown.
     #[error("no block height known yet from lnd's block epochs; wait for lnd to sync")]
     NoHeight,
@@ -428,6 +465,7 @@ struct Inner {
     height: watch::Receiver<Option<BlockHeight>>,
     blocks: broadcast::Sender<BlockHeight>,
     updates: broadcast::Sender<SwapUpdate>,
+    loop_in_updates: broadcast::Sender<LoopInUpdate>,
     drivers: Mutex<HashMap<SwapHash, JoinHandle<()>>>,
     /// Stored swaps the engine cannot drive, by id (hex hash as stored), with why.
     quarantine: Mutex<std::collections::BTreeMap<String, String>>,
@@ -472,6 +510,7 @@ impl SwapEngine {
         let (height_tx, height) = watch::channel(None);
         let (blocks, _) = broadcast::channel(256);
         let (updates, _) = broadcast::channel(1024);
+        let (loop_in_updates, _) = broadcast::channel(1024);
         let cancel = CancellationToken::new();
         tokio::spawn(follow_blocks(
             Arc::clone(&node),
@@ -489,6 +528,7 @@ impl SwapEngine {
                 height,
                 blocks,
                 updates,
+                loop_in_updates,
                 drivers: Mutex::new(HashMap::new()),
                 quarantine: Mutex::new(std::collections::BTreeMap::new()),
                 cancel,
@@ -516,6 +556,11 @@ impl SwapEngine {
     /// Updates of every swap's state from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<SwapUpdate> {
         self.inner.updates.subscribe()
+    }
+
+    /// Updates of every Loop In's state from now on.
+    pub fn subscribe_loop_in(&self) -> broadcast::Receiver<LoopInUpdate> {
+        self.inner.loop_in_updates.subscribe()
     }
 
     /// Resumes every unfinished swap in the store (after waiting for a block epoch). Returns
@@ -546,6 +591,7 @@ impl SwapEngine {
                 n += 1;
             }
         }
+        n += self.resume_loop_ins().await?;
         Ok(n)
     }
 
@@ -603,6 +649,21 @@ impl SwapEngine {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// What a driver task gets from the engine.
+    fn driver_deps(&self) -> DriverDeps {
+        DriverDeps {
+            node: Arc::clone(&self.inner.node),
+            provider: Arc::clone(&self.inner.provider),
+            store: self.inner.store.clone(),
+            config: self.inner.config.clone(),
+            height: self.inner.height.clone(),
+            blocks: self.inner.blocks.subscribe(),
+            updates: self.inner.updates.clone(),
+            loop_in_updates: self.inner.loop_in_updates.clone(),
+            cancel: self.inner.cancel.child_token(),
+        }
+    }
+
     /// Starts the driver of a swap; returns whether it runs. A swap that cannot be driven is
     /// quarantined.
     fn spawn_driver(
@@ -617,17 +678,7 @@ impl SwapEngine {
         if drivers.get(&hash).is_some_and(|h| !h.is_finished()) {
             return true;
         }
-        let deps = DriverDeps {
-            node: Arc::clone(&self.inner.node),
-            provider: Arc::clone(&self.inner.provider),
-            store: self.inner.store.clone(),
-            config: self.inner.config.clone(),
-            height: self.inner.height.clone(),
-            blocks: self.inner.blocks.subscribe(),
-            updates: self.inner.updates.clone(),
-            cancel: self.inner.cancel.child_token(),
-        };
-        match Driver::new(deps, contract, preimage, extras, progress) {
+        match Driver::new(self.driver_deps(), contract, preimage, extras, progress) {
             Ok(driver) => {
                 drivers.insert(hash, tokio::spawn(driver.run()));
                 true

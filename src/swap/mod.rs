@@ -18,6 +18,7 @@
 //!   saving every step before acting (tokio and the ports live there and in the driver, not
 //!   in the pure files above).
 //! - [`diagram`]: the state diagram in `docs/swap-fsm.md`, drawn by exploring [`step`].
+//! - [`loop_in`]: the Loop In core, the same pattern for the opposite direction.
 //!
 //! Lifecycle: create the contract and the preimage, save them with [`SwapProgress::new`], then
 //! feed [`Input::Resumed`] with the current height — the same input every unfinished swap gets at
@@ -41,6 +42,7 @@ pub mod diagram;
 mod driver;
 pub mod engine;
 mod event;
+pub mod loop_in;
 mod state;
 mod step;
 mod witness;
@@ -54,8 +56,9 @@ pub use contract::{
     KeyLocator, LoopOutContract, Preimage, SWAP_KEY_FAMILY,
 };
 pub use engine::{
-    Admission, CeilingError, CreatedLoopOut, EngineConfig, EngineError, FeeCeilings,
-    LoopOutRequest, QuarantinedSwap, QuoteLimits, SwapEngine, SwapUpdate,
+    Admission, CeilingError, CreatedLoopIn, CreatedLoopOut, EngineConfig, EngineError, FeeCeilings,
+    LoopInQuoteInfo, LoopInRequest, LoopInUpdate, LoopOutRequest, QuarantinedSwap, QuoteLimits,
+    SwapEngine, SwapUpdate,
 };
 pub use event::{Action, CancelReason, Input, PaymentEvent, Rejected, Rule, Transition};
 pub use state::{

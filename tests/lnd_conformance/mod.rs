@@ -19,8 +19,8 @@ use bitcoin::{
 use futures::StreamExt;
 use sluice::domain::{BlockHeight, ChannelEvent, Msat, Network, Preimage, SwapHash};
 use sluice::lnd::types::{
-    ConfRequest, ConfUpdate, HoldInvoiceRequest, InvoiceState, PaymentFailure, PaymentRequest,
-    PaymentStatus, SpendRequest, SpendUpdate,
+    ConfRequest, ConfUpdate, HoldInvoiceRequest, InvoiceRequest, InvoiceState, PaymentFailure,
+    PaymentRequest, PaymentStatus, SpendRequest, SpendUpdate,
 };
 use sluice::lnd::{LightningNode, LndClient, NodeErrorKind, NodeStream};
 
@@ -84,6 +84,8 @@ pub async fn run_all(b: &Backend) {
     hold_invoice_lifecycle_payment_and_channel_events(b).await;
     eprintln!("{}: payment failure reasons", b.name);
     payment_failure_reasons(b).await;
+    eprintln!("{}: invoice with a chosen preimage", b.name);
+    invoice_with_a_chosen_preimage_settles_on_payment(b).await;
     eprintln!("{}: confirmations, spends, reorgs", b.name);
     confirmations_spends_and_reorgs(b).await;
     eprintln!("{}: publication errors", b.name);
@@ -292,6 +294,50 @@ pub async fn hold_invoice_lifecycle_payment_and_channel_events(b: &Backend) {
         "{}: no update showed the HTLC in flight",
         b.name
     );
+}
+
+/// AddInvoice with a chosen preimage (the Loop In swap invoice): lnd settles it by itself when
+/// paid in full, the payer learns that preimage, a second invoice for the hash is refused, and
+/// the invoice decodes with the node's default final CLTV delta (80).
+pub async fn invoice_with_a_chosen_preimage_settles_on_payment(b: &Backend) {
+    let preimage = Preimage([0x44; 32]);
+    let hash = SwapHash(sha256::Hash::hash(&preimage.0).to_byte_array());
+    let request = InvoiceRequest {
+        preimage,
+        amount: Msat(30_000_000),
+        memo: "swap".into(),
+        expiry: Duration::from_secs(31_536_000),
+        private: true,
+    };
+    let invoice = b.other.add_invoice(&request).await.unwrap();
+    let decoded = b
+        .sluice
+        .decode_invoice(&invoice.payment_request)
+        .await
+        .unwrap();
+    assert_eq!(decoded.payment_hash, hash, "{}", b.name);
+    assert_eq!(decoded.amount, Msat(30_000_000), "{}", b.name);
+    assert_eq!(decoded.min_final_cltv_delta, 80, "{}", b.name);
+    let again = b.other.add_invoice(&request).await.unwrap_err();
+    assert_eq!(
+        again.kind,
+        NodeErrorKind::AlreadyExists,
+        "{}: {again}",
+        b.name
+    );
+    let mut states = b.other.subscribe_single_invoice(hash).await.unwrap();
+    let open = next(&mut states, "the invoice's first state").await;
+    assert_eq!(open.state, InvoiceState::Open, "{}", b.name);
+    let outcome = pay_to_outcome(b, &invoice.payment_request).await;
+    assert_eq!(outcome, PaymentStatus::Succeeded { preimage }, "{}", b.name);
+    let settled = loop {
+        let u = next(&mut states, "the invoice to settle by itself").await;
+        if u.state != InvoiceState::Open && u.state != InvoiceState::Accepted {
+            break u;
+        }
+    };
+    assert_eq!(settled.state, InvoiceState::Settled, "{}", b.name);
+    assert_eq!(settled.amount_paid, Msat(30_000_000), "{}", b.name);
 }
 
 /// ListPayments and ListInvoices (what `sluice backtest --from-node` reads): the payer lists
@@ -608,6 +654,55 @@ pub async fn publication_errors(b: &Backend) {
 
 /// WalletBalance: confirmed coins of the wallet.
 pub async fn wallet_balance(b: &Backend) {
-    let (confirmed, _unconfirmed) = b.sluice.onchain_balance().await.unwrap();
+    let (confirmed, unconfirmed) = b.sluice.onchain_balance().await.unwrap();
     assert!(confirmed.0 > 0, "{}: {confirmed:?}", b.name);
+    // ListUnspent lists exactly the coins the balance counts: all of them with 0 minimum
+    // confirmations, the confirmed ones with 1.
+    let all = b.sluice.list_unspent(0).await.unwrap();
+    let sum = |coins: &[sluice::lnd::types::WalletUtxo]| -> u64 {
+        coins.iter().map(|c| c.amount.0).sum()
+    };
+    assert_eq!(
+        sum(&all),
+        (confirmed + unconfirmed).0,
+        "{}: {all:?}",
+        b.name
+    );
+    let deep = b.sluice.list_unspent(1).await.unwrap();
+    assert_eq!(sum(&deep), confirmed.0, "{}: {deep:?}", b.name);
+    assert!(deep.iter().all(|c| c.confirmations >= 1), "{}", b.name);
+    // EstimateFee: a wallet payment's fee with coin selection, nothing spent; more than the
+    // wallet holds is refused for good.
+    let p2tr = bitcoin::ScriptBuf::from_bytes([vec![0x51, 0x20], vec![0; 32]].concat());
+    let out = |sat: u64| bitcoin::TxOut {
+        value: bitcoin::Amount::from_sat(sat),
+        script_pubkey: p2tr.clone(),
+    };
+    let estimate = b
+        .sluice
+        .estimate_send_fee(&[out(100_000)], 6, 1)
+        .await
+        .unwrap();
+    assert!(
+        estimate.fee.0 > 0 && estimate.fee.0 < 100_000,
+        "{}: {estimate:?}",
+        b.name
+    );
+    assert!(
+        estimate.rate.to_sat_per_kwu() >= 250,
+        "{}: {estimate:?}",
+        b.name
+    );
+    assert_eq!(
+        b.sluice.onchain_balance().await.unwrap(),
+        (confirmed, unconfirmed),
+        "{}: estimating spent nothing",
+        b.name
+    );
+    let too_much = b
+        .sluice
+        .estimate_send_fee(&[out(confirmed.0 + unconfirmed.0 + 1)], 6, 1)
+        .await
+        .unwrap_err();
+    assert!(!too_much.is_transient(), "{}: {too_much}", b.name);
 }

@@ -390,6 +390,13 @@ impl LightningNode for TestNode {
         })
     }
 
+    async fn add_invoice(&self, request: &InvoiceRequest) -> NodeResult<HoldInvoice> {
+        Ok(HoldInvoice {
+            payment_request: invoice_for(request.preimage.0, request.amount.0),
+            add_index: 13,
+        })
+    }
+
     async fn settle_invoice(&self, preimage: Preimage) -> NodeResult<()> {
         if preimage.0 == PREIMAGE {
             Ok(())

@@ -337,6 +337,10 @@ impl LightningNode for Fake {
     async fn add_hold_invoice(&self, _: &HoldInvoiceRequest) -> NodeResult<HoldInvoice> {
         unsupported("add_hold_invoice")
     }
+
+    async fn add_invoice(&self, _: &crate::lnd::types::InvoiceRequest) -> NodeResult<HoldInvoice> {
+        unsupported("add_invoice")
+    }
     async fn settle_invoice(&self, _: Preimage) -> NodeResult<()> {
         unsupported("settle_invoice")
     }

@@ -19,10 +19,10 @@ use crate::domain::{
     Channel, ChannelEvent, ForwardingPage, Network, NodeInfo, Peer, SettlementPage, SwapHash,
 };
 use crate::lnd::types::{
-    BlockEpoch, ConfRequest, ConfUpdate, DecodedInvoice, HoldInvoiceRequest, InvoiceState,
-    InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest, MuSig2Version,
-    NodeVersion, PaymentFailure, PaymentRequest, PaymentStatus, PaymentUpdate, SpendRequest,
-    SpendUpdate, TaprootTweak,
+    BlockEpoch, ConfRequest, ConfUpdate, DecodedInvoice, HoldInvoiceRequest, InvoiceRequest,
+    InvoiceState, InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest,
+    MuSig2Version, NodeVersion, PaymentFailure, PaymentRequest, PaymentStatus, PaymentUpdate,
+    SpendRequest, SpendUpdate, TaprootTweak,
 };
 use crate::lnd::wire::{chainrpc, invoicesrpc, lnrpc, routerrpc, signrpc, verrpc};
 
@@ -676,6 +676,37 @@ pub fn hold_invoice_request(r: &invoicesrpc::AddHoldInvoiceRequest) -> R<HoldInv
             DEFAULT_INVOICE_CLTV
         } else {
             r.cltv_expiry
+        },
+        private: r.private,
+    })
+}
+
+/// `lnrpc.Invoice` (an `AddInvoice` request) → [`InvoiceRequest`]. lnd draws a preimage when
+/// none is given; the simnet asks for one, since only the Loop In swap invoice uses this.
+pub fn invoice_request(r: &lnrpc::Invoice) -> R<InvoiceRequest> {
+    if r.value != 0 && r.value_msat != 0 {
+        return Err(bad_request(
+            "value and value_msat are mutually exclusive; set one of them",
+        ));
+    }
+    let msat = if r.value_msat != 0 {
+        r.value_msat
+    } else {
+        r.value.saturating_mul(1000)
+    };
+    let amount = u64::try_from(msat).map_err(|_| bad_request("value_msat must not be negative"))?;
+    let expiry = u64::try_from(r.expiry).map_err(|_| bad_request("expiry must not be negative"))?;
+    let preimage: [u8; 32] = r.r_preimage.as_slice().try_into().map_err(|_| {
+        bad_request("r_preimage must be 32 bytes (the simnet does not draw preimages)")
+    })?;
+    Ok(InvoiceRequest {
+        preimage: crate::domain::Preimage(preimage),
+        amount: crate::domain::Msat(amount),
+        memo: r.memo.clone(),
+        expiry: if expiry == 0 {
+            DEFAULT_INVOICE_EXPIRY
+        } else {
+            Duration::from_secs(expiry)
         },
         private: r.private,
     })

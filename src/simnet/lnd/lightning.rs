@@ -1,5 +1,7 @@
 //! `lnrpc.Lightning` and `verrpc.Versioner` over the port.
 
+use std::str::FromStr;
+
 use tonic::{Request, Response, Status};
 
 use super::convert;
@@ -136,6 +138,68 @@ impl Lightning for LndFacade {
             // lnd's answer for a node missing from its graph.
             None => Err(Status::not_found("unable to find node")),
         }
+    }
+
+    async fn add_invoice(
+        &self,
+        request: Request<lnrpc::Invoice>,
+    ) -> Reply<lnrpc::AddInvoiceResponse> {
+        let wanted = convert::invoice_request(request.get_ref())?;
+        let hash = wanted.preimage.hash();
+        let added = self.node.add_invoice(&wanted).await.map_err(fail)?;
+        Ok(Response::new(lnrpc::AddInvoiceResponse {
+            r_hash: hash.0.to_vec(),
+            payment_request: added.payment_request,
+            add_index: added.add_index,
+            payment_addr: Vec::new(),
+        }))
+    }
+
+    async fn estimate_fee(
+        &self,
+        request: Request<lnrpc::EstimateFeeRequest>,
+    ) -> Reply<lnrpc::EstimateFeeResponse> {
+        let r = request.get_ref();
+        if r.addr_to_amount.is_empty() {
+            return Err(super::status::bad_request(
+                "must specify at least one address",
+            ));
+        }
+        let mut outputs = Vec::new();
+        for (addr, amount) in &r.addr_to_amount {
+            let address = bitcoin::Address::from_str(addr)
+                .map_err(|e| super::status::bad_request(format!("invalid address {addr}: {e}")))?
+                .assume_checked();
+            let value = u64::try_from(*amount)
+                .map_err(|_| super::status::bad_request("amounts must not be negative"))?;
+            outputs.push(bitcoin::TxOut {
+                value: bitcoin::Amount::from_sat(value),
+                script_pubkey: address.script_pubkey(),
+            });
+        }
+        let target = u32::try_from(r.target_conf)
+            .ok()
+            .filter(|t| *t > 0)
+            .unwrap_or(6);
+        let min_confs = if r.spend_unconfirmed {
+            0
+        } else {
+            u32::try_from(r.min_confs).unwrap_or(1).max(1)
+        };
+        let estimate = self
+            .node
+            .estimate_send_fee(&outputs, target, min_confs)
+            .await
+            .map_err(fail)?;
+        let vbyte = estimate.rate.to_sat_per_vb_floor();
+        // lnd still fills the deprecated per-byte rate.
+        #[allow(deprecated)]
+        Ok(Response::new(lnrpc::EstimateFeeResponse {
+            fee_sat: i64::try_from(estimate.fee.0).unwrap_or(i64::MAX),
+            feerate_sat_per_byte: i64::try_from(vbyte).unwrap_or(i64::MAX),
+            sat_per_vbyte: vbyte,
+            inputs: Vec::new(),
+        }))
     }
 
     async fn decode_pay_req(&self, request: Request<lnrpc::PayReqString>) -> Reply<lnrpc::PayReq> {

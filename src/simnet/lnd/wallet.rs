@@ -77,6 +77,41 @@ impl WalletKit for LndFacade {
     /// lnd's checks first (at least one output, `min_confs` not negative and not combined
     /// with `spend_unconfirmed`, a known coin selection strategy), then the node's wallet pays
     /// every output in one transaction and publishes it.
+    async fn list_unspent(
+        &self,
+        request: Request<walletrpc::ListUnspentRequest>,
+    ) -> Reply<walletrpc::ListUnspentResponse> {
+        use crate::lnd::wire::lnrpc;
+        let r = request.get_ref();
+        if r.min_confs < 0 || r.max_confs < 0 {
+            return Err(bad_request("min_confs and max_confs must not be negative"));
+        }
+        let min = u32::try_from(r.min_confs).unwrap_or(0);
+        let max = if r.max_confs == 0 && r.min_confs == 0 {
+            u32::MAX
+        } else {
+            u32::try_from(r.max_confs).unwrap_or(u32::MAX)
+        };
+        let utxos = self.node.list_unspent(min).await.map_err(fail)?;
+        let utxos = utxos
+            .into_iter()
+            .filter(|u| u.confirmations <= max && (!r.unconfirmed_only || u.confirmations == 0))
+            .map(|u| lnrpc::Utxo {
+                address_type: lnrpc::AddressType::TaprootPubkey as i32,
+                address: String::new(),
+                amount_sat: i64::try_from(u.amount.0).unwrap_or(i64::MAX),
+                pk_script: String::new(),
+                outpoint: Some(lnrpc::OutPoint {
+                    txid_bytes: bitcoin::hashes::Hash::to_byte_array(u.outpoint.txid).to_vec(),
+                    txid_str: u.outpoint.txid.to_string(),
+                    output_index: u.outpoint.vout,
+                }),
+                confirmations: i64::from(u.confirmations),
+            })
+            .collect();
+        Ok(Response::new(walletrpc::ListUnspentResponse { utxos }))
+    }
+
     async fn send_outputs(
         &self,
         request: Request<walletrpc::SendOutputsRequest>,

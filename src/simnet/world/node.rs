@@ -18,8 +18,9 @@ use crate::domain::{
 };
 use crate::lnd::types::{
     BlockEpoch, ConfRequest, ConfUpdate, DecodedInvoice, HoldInvoice, HoldInvoiceRequest,
-    InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest, NodeVersion,
-    PaymentRequest, PaymentUpdate, SendOutputsRequest, SignRequest, SpendRequest, SpendUpdate,
+    InvoiceRequest, InvoiceUpdate, KeyDescriptor, KeyLocator, MuSig2Session, MuSig2SessionRequest,
+    NodeVersion, PaymentRequest, PaymentUpdate, SendFeeEstimate, SendOutputsRequest, SignRequest,
+    SpendRequest, SpendUpdate, WalletUtxo,
 };
 use crate::lnd::{LightningNode, NodeError, NodeErrorKind, NodeResult, NodeStream};
 
@@ -170,6 +171,40 @@ impl LightningNode for SimNode {
 
     async fn onchain_balance(&self) -> NodeResult<(Sat, Sat)> {
         SimNode::wallet_balance(self)
+    }
+
+    async fn estimate_send_fee(
+        &self,
+        outputs: &[bitcoin::TxOut],
+        conf_target: u32,
+        min_confs: u32,
+    ) -> NodeResult<SendFeeEstimate> {
+        self.call("estimate_send_fee", |w, i| {
+            let rate = w.estimate_fee(conf_target);
+            let fee = w.estimate_send_outputs(
+                i,
+                outputs,
+                rate,
+                min_confs,
+                crate::lnd::types::CoinSelection::NodeDefault,
+            )?;
+            Ok(SendFeeEstimate { fee, rate })
+        })
+    }
+
+    async fn list_unspent(&self, min_confs: u32) -> NodeResult<Vec<WalletUtxo>> {
+        self.call("list_unspent", |w, i| {
+            let tip = w.height().0;
+            Ok(w.wallet_coins(i)?
+                .into_iter()
+                .map(|c| WalletUtxo {
+                    outpoint: c.outpoint,
+                    amount: Sat(c.txout.value.to_sat()),
+                    confirmations: c.confirmations(tip),
+                })
+                .filter(|u| u.confirmations >= min_confs)
+                .collect())
+        })
     }
 
     async fn list_peers(&self) -> NodeResult<Vec<Peer>> {
@@ -408,6 +443,24 @@ impl LightningNode for SimNode {
                 &request.memo,
                 request.expiry,
                 request.cltv_expiry,
+            )?;
+            Ok(HoldInvoice {
+                payment_request: inv.payment_request,
+                add_index: inv.add_index,
+            })
+        })
+    }
+
+    async fn add_invoice(&self, request: &InvoiceRequest) -> NodeResult<HoldInvoice> {
+        self.call("add_invoice", |w, i| {
+            let inv = w.add_invoice_inner(
+                i,
+                request.preimage.hash(),
+                Some(request.preimage),
+                request.amount,
+                &request.memo,
+                request.expiry,
+                crate::simnet::lnd::convert::DEFAULT_INVOICE_CLTV,
             )?;
             Ok(HoldInvoice {
                 payment_request: inv.payment_request,

@@ -127,6 +127,45 @@ impl World {
         min_confs: u32,
         selection: CoinSelection,
     ) -> Result<Transaction, WorldError> {
+        let change_script = self
+            .node_mut(node)?
+            .keys
+            .next_script(AddressKind::P2tr, true)?;
+        let (mut tx, prevouts, _) =
+            self.fund(node, outputs, fee_rate, min_confs, selection, change_script)?;
+        self.sign_wallet_inputs(node, &mut tx, &prevouts)?;
+        self.publish(&tx)?;
+        Ok(tx)
+    }
+
+    /// What [`World::send_outputs`] would pay miners for `outputs` at `fee_rate` with the same
+    /// coin selection, without spending anything (lnd's `Lightning.EstimateFee`; the change is
+    /// counted as a P2TR output, as the real one would be).
+    pub fn estimate_send_outputs(
+        &mut self,
+        node: NodeIdx,
+        outputs: &[TxOut],
+        fee_rate: FeeRate,
+        min_confs: u32,
+        selection: CoinSelection,
+    ) -> Result<crate::domain::Sat, WorldError> {
+        let change_script = ScriptBuf::from_bytes([vec![0x51, 0x20], vec![0; 32]].concat());
+        let (_, _, fee) =
+            self.fund(node, outputs, fee_rate, min_confs, selection, change_script)?;
+        Ok(crate::domain::Sat(fee))
+    }
+
+    /// Selects coins for `outputs` and builds the unsigned transaction (change to
+    /// `change_script` unless dust); returns it, the spent outputs and the fee.
+    fn fund(
+        &mut self,
+        node: NodeIdx,
+        outputs: &[TxOut],
+        fee_rate: FeeRate,
+        min_confs: u32,
+        selection: CoinSelection,
+        change_script: ScriptBuf,
+    ) -> Result<(Transaction, Vec<TxOut>, u64), WorldError> {
         if outputs.is_empty() {
             return Err(WorldError::InvalidArgument(
                 "must specify at least one output to create".into(),
@@ -159,10 +198,6 @@ impl World {
                 coins.sort_by_key(|c| !c.confirmed);
             }
         }
-        let change_script = self
-            .node_mut(node)?
-            .keys
-            .next_script(AddressKind::P2tr, true)?;
         let mut output = outputs.to_vec();
         output.push(TxOut {
             value: Amount::ZERO,
@@ -213,12 +248,12 @@ impl World {
         let change = total - amount - fee;
         if change < change_script.minimal_non_dust().to_sat() {
             tx.output.pop();
+            // The dust change goes to the miners.
+            fee += change;
         } else if let Some(out) = tx.output.get_mut(change_index) {
             out.value = Amount::from_sat(change);
         }
-        self.sign_wallet_inputs(node, &mut tx, &prevouts)?;
-        self.publish(&tx)?;
-        Ok(tx)
+        Ok((tx, prevouts, fee))
     }
 
     fn sign_wallet_inputs(

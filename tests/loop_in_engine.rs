@@ -1,0 +1,305 @@
+//! Loop In end to end on the simnet: the engine against the reference Loop server (which
+//! serves Loop In), both on one simulated chain. One swap the server pays and claims; one it
+//! never pays, which the node takes back through the timeout leaf at the expiry. In both the
+//! node's channels plus wallet move by exactly the costs the swap recorded.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod engine_harness;
+
+use std::time::Duration;
+
+use engine_harness::{Simnet, simnet};
+use sluice::domain::{Sat, SwapHash};
+use sluice::loopserver::InBehaviour;
+use sluice::loopserver::behaviour_in::PayMode;
+use sluice::simnet::world::lock;
+use sluice::store::loop_in::LoopInRecord;
+use sluice::swap::loop_in::{InvoiceStatus, LoopInSpendPath, LoopInState};
+use sluice::swap::{LoopInRequest, SwapEngine};
+
+async fn record(net: &Simnet, hash: SwapHash) -> LoopInRecord {
+    net.store.load_loop_in(hash).await.unwrap().unwrap()
+}
+
+/// Mines whenever the mempool holds a transaction, jumps to the expiry when the swap waits for
+/// it, and mines one block per poll once a spend waits for depth; until `done` holds.
+async fn drive(net: &Simnet, hash: SwapHash, done: impl Fn(&LoopInRecord) -> bool) -> LoopInRecord {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let r = record(net, hash).await;
+        if done(&r) {
+            return r;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "loop in stuck in {:?}: {:?}",
+            r.progress.state,
+            r.progress
+        );
+        {
+            let mut w = lock(&net.world);
+            let expiry = r.contract.terms().expiry.0;
+            let height = w.height().0;
+            let waiting_for_expiry = matches!(
+                r.progress.state,
+                LoopInState::HtlcConfirmed | LoopInState::IncorrectHtlcAmount
+            ) && !net.server.loop_in_paid(hash).unwrap_or(true);
+            if !w.chain().mempool_txids().is_empty()
+                || r.progress.spend.is_some()
+                || r.progress.state == LoopInState::InvoiceSettled
+            {
+                w.mine(1);
+            } else if waiting_for_expiry && height < expiry {
+                w.mine(expiry - height);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
+fn request(amount: u64) -> LoopInRequest {
+    LoopInRequest {
+        amount: Sat(amount),
+        label: "test".to_owned(),
+        initiator: "loop_in_engine test".to_owned(),
+        ..LoopInRequest::default()
+    }
+}
+
+/// Mines until the mempool is empty, so the wallet's change is confirmed before counting.
+fn settle_mempool(net: &Simnet) {
+    let mut w = lock(&net.world);
+    while !w.chain().mempool_txids().is_empty() {
+        w.mine(1);
+    }
+}
+
+/// The fee of a confirmed transaction, from the chain itself: inputs − outputs.
+fn chain_fee(net: &Simnet, txid: bitcoin::Txid) -> Sat {
+    use sluice::simnet::chain::TxStatus;
+    let w = lock(&net.world);
+    let tx = match w.chain().tx(&txid) {
+        Some(TxStatus::Confirmed { tx, .. }) => tx.clone(),
+        other => panic!("{other:?}"),
+    };
+    let inputs: u64 = tx
+        .input
+        .iter()
+        .map(|i| match w.chain().tx(&i.previous_output.txid) {
+            Some(TxStatus::Confirmed { tx, .. }) => {
+                tx.output[i.previous_output.vout as usize].value.to_sat()
+            }
+            other => panic!("{other:?}"),
+        })
+        .sum();
+    let outputs: u64 = tx.output.iter().map(|o| o.value.to_sat()).sum();
+    Sat(inputs - outputs)
+}
+
+async fn engine(net: &Simnet) -> SwapEngine {
+    net.engine().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paid_loop_in_succeeds_and_the_node_moves_by_the_recorded_costs() {
+    let net = simnet().await;
+    let engine = engine(&net).await;
+    settle_mempool(&net);
+    let before = net.holdings().await;
+    let mut updates = engine.subscribe_loop_in();
+    let created = engine.loop_in(request(200_000)).await.unwrap();
+    assert!(created.htlc_address.starts_with("bcrt1p"), "{created:?}");
+    let r = drive(&net, created.hash, |r| r.progress.state.is_terminal()).await;
+    // The creation and every state change were published, in order, ending with the stored
+    // costs.
+    let mut seen = Vec::new();
+    while let Ok(u) = updates.try_recv() {
+        assert_eq!(u.hash, created.hash);
+        seen.push(u.state);
+        if u.state == LoopInState::Succeeded {
+            assert_eq!(u.costs, r.costs);
+        }
+    }
+    // HtlcConfirmed shows unless the server's payment is reported before the confirmation
+    // (both watches run at once).
+    let mut expected = vec![LoopInState::Initiated, LoopInState::HtlcPublished];
+    if seen.contains(&LoopInState::HtlcConfirmed) {
+        expected.push(LoopInState::HtlcConfirmed);
+    }
+    expected.extend([LoopInState::InvoiceSettled, LoopInState::Succeeded]);
+    assert_eq!(seen, expected);
+    assert_eq!(r.progress.state, LoopInState::Succeeded, "{:?}", r.progress);
+    settle_mempool(&net);
+    let t = r.contract.terms();
+    // The server paid exactly the invoice (amount − fee), learnt the key, claimed the HTLC.
+    assert_eq!(
+        r.progress.invoice,
+        InvoiceStatus::Settled {
+            amount_paid: t.amount - t.swap_fee
+        }
+    );
+    assert!(net.server.loop_in_key_pushed(created.hash).unwrap());
+    assert_eq!(
+        r.progress.spend.map(|s| s.path),
+        Some(LoopInSpendPath::ServerClaim)
+    );
+    let funding_fee = r.progress.funding.expect("the funding is recorded").fee;
+    assert!(funding_fee > Sat::ZERO);
+    assert!(funding_fee <= t.limits.max_miner_fee);
+    assert_eq!(r.costs.server_sat, i64::try_from(t.swap_fee.0).unwrap());
+    assert_eq!(r.costs.onchain, funding_fee);
+    assert_eq!(
+        funding_fee,
+        chain_fee(&net, r.progress.funding.unwrap().txid)
+    );
+    let after = net.holdings().await;
+    let cost = Sat(u64::try_from(r.costs.server_sat).unwrap()) + r.costs.onchain;
+    assert_eq!(before - after, cost, "holdings {before} → {after}");
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unpaid_loop_in_is_swept_back_at_the_expiry_and_costs_only_fees() {
+    let net = simnet().await;
+    net.server.set_loop_in_behaviour_for_next_swap(InBehaviour {
+        pay: PayMode::Never,
+        ..InBehaviour::default()
+    });
+    let engine = engine(&net).await;
+    settle_mempool(&net);
+    let before = net.holdings().await;
+    let created = engine.loop_in(request(150_000)).await.unwrap();
+    let r = drive(&net, created.hash, |r| r.progress.state.is_terminal()).await;
+    assert_eq!(
+        r.progress.state,
+        LoopInState::FailedTimeout,
+        "{:?}",
+        r.progress
+    );
+    settle_mempool(&net);
+    assert!(
+        !net.server.loop_in_key_pushed(created.hash).unwrap(),
+        "key never pushed unpaid"
+    );
+    let t = r.contract.terms();
+    let spend = r.progress.spend.expect("the timeout spend");
+    let LoopInSpendPath::Timeout { swept_value } = spend.path else {
+        panic!("swept back by the server? {spend:?}");
+    };
+    let funding_fee = r.progress.funding.expect("the funding is recorded").fee;
+    assert_eq!(
+        funding_fee,
+        chain_fee(&net, r.progress.funding.unwrap().txid)
+    );
+    let sweep_fee = t.amount - swept_value;
+    assert!(
+        sweep_fee <= t.limits.max_miner_fee,
+        "sweep fee {sweep_fee} capped"
+    );
+    assert_eq!(r.costs.server_sat, 0);
+    assert_eq!(r.costs.onchain, funding_fee + sweep_fee);
+    let after = net.holdings().await;
+    assert_eq!(
+        before - after,
+        r.costs.onchain,
+        "holdings {before} → {after}"
+    );
+    // The invoice was cancelled, so the server can no longer pay a swap taken back.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut states = sluice::lnd::LightningNode::subscribe_single_invoice(&*net.node, created.hash)
+        .await
+        .unwrap();
+    use futures::StreamExt;
+    let state = states.next().await.unwrap().unwrap().state;
+    assert_eq!(state, sluice::lnd::types::InvoiceState::Canceled);
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loop_in_resumes_after_a_restart_and_is_funded_only_once() {
+    let net = simnet().await;
+    net.server.set_loop_in_behaviour_for_next_swap(InBehaviour {
+        pay: PayMode::Never,
+        ..InBehaviour::default()
+    });
+    let engine = engine(&net).await;
+    settle_mempool(&net);
+    let before = net.holdings().await;
+    let created = engine.loop_in(request(120_000)).await.unwrap();
+    // Stop once the funding is in the mempool, before it confirms.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = record(&net, created.hash).await;
+        if r.progress.funding.is_some() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{:?}", r.progress);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    engine.stop().await;
+    let engine = net.engine().await;
+    let r = drive(&net, created.hash, |r| r.progress.state.is_terminal()).await;
+    assert_eq!(
+        r.progress.state,
+        LoopInState::FailedTimeout,
+        "{:?}",
+        r.progress
+    );
+    settle_mempool(&net);
+    // One funding transaction paid the HTLC script, ever.
+    let script = r.contract.terms().htlc_pk_script.clone();
+    let fundings = {
+        let w = lock(&net.world);
+        (0..=w.height().0)
+            .filter_map(|h| w.chain().block_at(sluice::domain::BlockHeight(h)))
+            .flat_map(|b| b.txdata.iter())
+            .filter(|tx| tx.output.iter().any(|o| o.script_pubkey == script))
+            .count()
+    };
+    assert_eq!(fundings, 1);
+    let after = net.holdings().await;
+    assert_eq!(before - after, r.costs.onchain);
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reorged_timeout_sweep_is_swept_again_and_the_costs_stay_exact() {
+    let net = simnet().await;
+    net.server.set_loop_in_behaviour_for_next_swap(InBehaviour {
+        pay: PayMode::Never,
+        ..InBehaviour::default()
+    });
+    let engine = engine(&net).await;
+    settle_mempool(&net);
+    let before = net.holdings().await;
+    let created = engine.loop_in(request(130_000)).await.unwrap();
+    // Up to the first confirmation of our timeout sweep.
+    let r = drive(&net, created.hash, |r| r.progress.spend.is_some()).await;
+    assert_eq!(r.progress.state, LoopInState::TimeoutSweeping);
+    // The block with the sweep goes away (the sweep goes back to the mempool).
+    let sweep = r.progress.spend.unwrap().txid;
+    {
+        let mut w = lock(&net.world);
+        let depth = w.height().0 - r.progress.spend.unwrap().height.0 + 1;
+        w.reorg(depth).unwrap();
+        assert!(
+            !matches!(
+                w.chain().tx(&sweep),
+                Some(sluice::simnet::chain::TxStatus::Confirmed { .. })
+            ),
+            "the sweep is still confirmed after the reorg"
+        );
+    }
+    let r = drive(&net, created.hash, |r| r.progress.state.is_terminal()).await;
+    assert_eq!(
+        r.progress.state,
+        LoopInState::FailedTimeout,
+        "{:?}",
+        r.progress
+    );
+    settle_mempool(&net);
+    let after = net.holdings().await;
+    assert_eq!(before - after, r.costs.onchain, "{:?}", r.progress);
+    engine.stop().await;
+}

@@ -1,0 +1,252 @@
+//! One engine test per Loop In misbehaviour of the protocol's §11 the reference server can act
+//! out: a refused swap stores nothing, funds nothing and cancels its invoice; a server that
+//! pays late, never claims or refuses the key cannot make the node lose anything.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod engine_harness;
+
+use std::time::Duration;
+
+use engine_harness::{Simnet, simnet};
+use futures::StreamExt;
+use sluice::domain::{Sat, SwapHash};
+use sluice::lnd::LightningNode;
+use sluice::lnd::types::InvoiceState;
+use sluice::loopserver::InBehaviour;
+use sluice::loopserver::behaviour::SenderKeyTamper;
+use sluice::loopserver::behaviour_in::{
+    ClaimMode, ExpiryTamper, InQuoteTamper, InternalKeyTamper, PayMode, ProbeMode, PushKeyMode,
+};
+use sluice::simnet::world::lock;
+use sluice::store::loop_in::LoopInRecord;
+use sluice::swap::loop_in::{InvoiceStatus, LoopInState};
+use sluice::swap::{EngineError, LoopInRequest, SwapEngine};
+
+const AMOUNT: u64 = 150_000;
+
+fn request() -> LoopInRequest {
+    LoopInRequest {
+        amount: Sat(AMOUNT),
+        label: "misbehaviour".to_owned(),
+        initiator: "loop_in_misbehaviour test".to_owned(),
+        ..LoopInRequest::default()
+    }
+}
+
+fn settle_mempool(net: &Simnet) {
+    let mut w = lock(&net.world);
+    while !w.chain().mempool_txids().is_empty() {
+        w.mine(1);
+    }
+}
+
+/// The swap `behaviour` makes the server answer is refused: the error, with nothing stored,
+/// nothing funded and no open invoice left for the server to pay.
+async fn refused(behaviour: InBehaviour) -> EngineError {
+    let net = simnet().await;
+    net.server.set_loop_in_behaviour_for_next_swap(behaviour);
+    let engine = net.engine().await;
+    settle_mempool(&net);
+    let before = net.holdings().await;
+    let err = engine.loop_in(request()).await.unwrap_err();
+    assert!(
+        net.store.list_loop_ins(None).await.unwrap().is_empty(),
+        "stored although refused: {err}"
+    );
+    settle_mempool(&net);
+    assert_eq!(
+        net.holdings().await,
+        before,
+        "funded although refused: {err}"
+    );
+    // The server knows the hash; neither the swap invoice nor the probe may be left payable.
+    for hash in net.server.loop_in_hashes() {
+        for h in [hash, sluice::swap::engine::probe_hash(hash)] {
+            let mut s = net.node.subscribe_single_invoice(h).await.unwrap();
+            let state = s.next().await.unwrap().unwrap().state;
+            assert_eq!(state, InvoiceState::Canceled, "{err}");
+        }
+    }
+    engine.stop().await;
+    err
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quote_above_the_one_shown_is_refused_before_any_invoice() {
+    let net = simnet().await;
+    net.server.set_loop_in_behaviour_for_amount(
+        Sat(AMOUNT),
+        InBehaviour {
+            quote: InQuoteTamper::FeeAboveFirstQuote(Sat(5_000)),
+            ..InBehaviour::default()
+        },
+    );
+    let engine = net.engine().await;
+    // The quote shown (as `sluice in` does), then the swap bound to its fee.
+    let shown = engine.loop_in_quote(Sat(AMOUNT), None, None).await.unwrap();
+    let err = engine
+        .loop_in(LoopInRequest {
+            max_swap_fee: Some(shown.limits.max_swap_fee),
+            max_miner_fee: Some(shown.limits.max_miner_fee),
+            ..request()
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("exceeds max_swap_fee"), "{err}");
+    assert!(net.store.list_loop_ins(None).await.unwrap().is_empty());
+    assert!(
+        net.server.loop_in_hashes().is_empty(),
+        "the server never saw a swap"
+    );
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_server_keys_are_refused() {
+    let err = refused(InBehaviour {
+        receiver_key: SenderKeyTamper::OffCurve,
+        ..InBehaviour::default()
+    })
+    .await;
+    assert!(err.to_string().contains("receiver_key"), "{err}");
+    let err = refused(InBehaviour {
+        receiver_internal_key: InternalKeyTamper::Missing,
+        ..InBehaviour::default()
+    })
+    .await;
+    assert!(
+        err.to_string().contains("receiver_internal_pubkey"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiries_out_of_bounds_are_refused() {
+    let err = refused(InBehaviour {
+        expiry: ExpiryTamper::TooSoon,
+        ..InBehaviour::default()
+    })
+    .await;
+    assert!(err.to_string().contains("ErrExpiryTooSoon"), "{err}");
+    let err = refused(InBehaviour {
+        expiry: ExpiryTamper::TooFar,
+        ..InBehaviour::default()
+    })
+    .await;
+    assert!(err.to_string().contains("ErrExpiryTooFar"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_or_late_probe_is_refused() {
+    for probe in [ProbeMode::Skip, ProbeMode::AfterReply] {
+        let err = refused(InBehaviour {
+            probe,
+            ..InBehaviour::default()
+        })
+        .await;
+        assert!(err.to_string().contains("probe error"), "{probe:?}: {err}");
+    }
+}
+
+async fn record(net: &Simnet, hash: SwapHash) -> LoopInRecord {
+    net.store.load_loop_in(hash).await.unwrap().unwrap()
+}
+
+/// Mines while anything waits (a transaction, a spend's depth, a paid swap's expiry) until
+/// the swap ends; jumps to the expiry when it waits for it.
+async fn drive_to_end(net: &Simnet, hash: SwapHash) -> LoopInRecord {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let r = record(net, hash).await;
+        if r.progress.state.is_terminal() {
+            return r;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stuck: {:?}",
+            r.progress
+        );
+        {
+            let mut w = lock(&net.world);
+            let (height, expiry) = (w.height().0, r.contract.terms().expiry.0);
+            if !w.chain().mempool_txids().is_empty() || r.progress.spend.is_some() {
+                w.mine(1);
+            } else if r.progress.htlc.is_some() && height < expiry {
+                w.mine(expiry - height);
+            } else {
+                w.mine(1);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
+async fn run(behaviour: InBehaviour) -> (Simnet, SwapEngine, LoopInRecord, Sat) {
+    let net = simnet().await;
+    net.server.set_loop_in_behaviour_for_next_swap(behaviour);
+    let engine = net.engine().await;
+    settle_mempool(&net);
+    let before = net.holdings().await;
+    let created = engine.loop_in(request()).await.unwrap();
+    let r = drive_to_end(&net, created.hash).await;
+    settle_mempool(&net);
+    (net, engine, r, before)
+}
+
+fn cost(r: &LoopInRecord) -> Sat {
+    Sat(u64::try_from(r.costs.server_sat).unwrap()) + r.costs.onchain
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_refuses_the_key_still_pays_and_the_node_is_even() {
+    let (net, engine, r, before) = run(InBehaviour {
+        push_key: PushKeyMode::Error,
+        ..InBehaviour::default()
+    })
+    .await;
+    assert_eq!(r.progress.state, LoopInState::Succeeded, "{:?}", r.progress);
+    assert!(!r.progress.key_push_acked);
+    assert_eq!(before - net.holdings().await, cost(&r));
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_pays_but_never_claims_leaves_the_htlc_alone_and_succeeds_at_the_expiry() {
+    let (net, engine, r, before) = run(InBehaviour {
+        claim: ClaimMode::Never,
+        ..InBehaviour::default()
+    })
+    .await;
+    assert_eq!(r.progress.state, LoopInState::Succeeded, "{:?}", r.progress);
+    assert!(
+        r.progress.spend.is_none(),
+        "swept a paid HTLC: {:?}",
+        r.progress
+    );
+    assert_eq!(r.progress.sweeps_requested, 0);
+    assert!(matches!(r.progress.invoice, InvoiceStatus::Settled { .. }));
+    assert_eq!(before - net.holdings().await, cost(&r));
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_pays_late_cannot_make_the_node_lose() {
+    let (net, engine, r, before) = run(InBehaviour {
+        pay: PayMode::Late,
+        ..InBehaviour::default()
+    })
+    .await;
+    // Either the server's late payment or our timeout sweep won; both are safe and the node
+    // moves by exactly the recorded costs.
+    assert!(
+        matches!(
+            r.progress.state,
+            LoopInState::Succeeded | LoopInState::FailedTimeout
+        ),
+        "{:?}",
+        r.progress
+    );
+    assert_eq!(before - net.holdings().await, cost(&r), "{:?}", r.progress);
+    engine.stop().await;
+}
