@@ -79,6 +79,22 @@ const METHODS: &[(&str, &str, &str, &str, &str, bool)] = &[
     (
         "lnrpc",
         "Lightning",
+        "AddInvoice",
+        ".lnrpc.Invoice",
+        ".lnrpc.AddInvoiceResponse",
+        false,
+    ),
+    (
+        "lnrpc",
+        "Lightning",
+        "EstimateFee",
+        ".lnrpc.EstimateFeeRequest",
+        ".lnrpc.EstimateFeeResponse",
+        false,
+    ),
+    (
+        "lnrpc",
+        "Lightning",
         "ListPayments",
         ".lnrpc.ListPaymentsRequest",
         ".lnrpc.ListPaymentsResponse",
@@ -154,6 +170,14 @@ const METHODS: &[(&str, &str, &str, &str, &str, bool)] = &[
         "SendOutputs",
         ".walletrpc.SendOutputsRequest",
         ".walletrpc.SendOutputsResponse",
+        false,
+    ),
+    (
+        "walletrpc",
+        "WalletKit",
+        "ListUnspent",
+        ".walletrpc.ListUnspentRequest",
+        ".walletrpc.ListUnspentResponse",
         false,
     ),
     (
