@@ -394,7 +394,7 @@ fn sample(scrape: &str, series: &str) -> Option<f64> {
 }
 
 /// The acceptance test of the dashboards and the catalog together: the real `sluiced --simnet`
-/// (traffic and autoloop on) runs a loop-out while Debian's Prometheus scrapes it; then every
+/// (traffic and autoloop on) runs a loop-out and a loop-in while Debian's Prometheus scrapes it; then every
 /// panel's query must return data, the live scrape must pass `promtool check metrics` and carry
 /// the swap's series, and neither the scrape nor the daemon's log may contain a secret.
 #[test]
@@ -417,6 +417,17 @@ fn a_live_daemon_feeds_every_dashboard_panel_and_leaks_no_secret() {
     let id = created["id"].as_str().unwrap().to_owned();
     common::poll("the swap to succeed", limit, || {
         let info = json(&daemon.cli(&["--json", "swap", &id]))?;
+        let state = info["swap"]["state"].as_str()?.to_owned();
+        assert!(!state.starts_with("FAILED"), "{info}\n{}", daemon.stderr());
+        (state == "SUCCEEDED").then_some(())
+    });
+    // And a Loop In, for the Loop In panels.
+    let out = daemon.cli(&["--json", "in", "--amt", "200000", "--force"]);
+    let created =
+        json(&out).unwrap_or_else(|| panic!("in failed: {}", String::from_utf8_lossy(&out.stderr)));
+    let in_id = created["id"].as_str().unwrap().to_owned();
+    common::poll("the loop in to succeed", limit, || {
+        let info = json(&daemon.cli(&["--json", "swap", &in_id]))?;
         let state = info["swap"]["state"].as_str()?.to_owned();
         assert!(!state.starts_with("FAILED"), "{info}\n{}", daemon.stderr());
         (state == "SUCCEEDED").then_some(())
