@@ -162,9 +162,14 @@ fn loops_cli_runs_a_loop_out_through_sluiced() {
         ours["max_cltv_delta"].as_u64().unwrap()
     );
     assert!(terms.contains(&cltv_line), "{terms}\nexpected {cltv_line}");
-    // Loop In is not served: the CLI prints the reason under "Loop In".
-    assert!(terms.contains("Loop In\n------"), "{terms}");
-    assert!(terms.contains("use loopd for Loop In"), "{terms}");
+    // Loop In's amounts are the server's Loop In terms, under "Loop In".
+    let (_, loop_in) = terms.split_once("Loop In\n------").expect(&terms);
+    let in_line = format!(
+        "Amount: {} - {}",
+        ours["loop_in"]["min_amount_sat"].as_u64().unwrap(),
+        ours["loop_in"]["max_amount_sat"].as_u64().unwrap()
+    );
+    assert!(loop_in.contains(&in_line), "{terms}\nexpected {in_line}");
 
     // The CLI's quote is sluice's: the server's fee plus sluice's sweep estimate.
     let printed = cli.ok(&["quote", "out", AMOUNT]);
@@ -527,13 +532,38 @@ fn loop_out_limits_bind_as_sent_and_unserved_calls_say_what_to_use() {
             .unwrap_err();
         assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
 
+        // What a Loop In cannot do in sluice is refused naming the field.
+        for (req, field) in [
+            (
+                rpc::LoopInRequest {
+                    amt: 200_000,
+                    external_htlc: true,
+                    ..Default::default()
+                },
+                "external_htlc",
+            ),
+            (
+                rpc::LoopInRequest {
+                    amt: 200_000,
+                    last_hop: vec![2; 5],
+                    ..Default::default()
+                },
+                "last_hop",
+            ),
+            (
+                rpc::LoopInRequest {
+                    amt: 200_000,
+                    private: true,
+                    ..Default::default()
+                },
+                "route_hints",
+            ),
+        ] {
+            let err = client.loop_in(req).await.unwrap_err();
+            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+            assert!(err.message().contains(field), "{err:?}");
+        }
         // Calls without meaning in sluice say what to use instead.
-        let err = client
-            .loop_in(rpc::LoopInRequest::default())
-            .await
-            .unwrap_err();
-        assert_eq!(err.code(), tonic::Code::Unimplemented);
-        assert!(err.message().contains("use loopd for Loop In"), "{err:?}");
         let err = client
             .set_liquidity_params(rpc::SetLiquidityParamsRequest::default())
             .await
@@ -552,4 +582,61 @@ fn loop_out_limits_bind_as_sent_and_unserved_calls_say_what_to_use() {
         assert_eq!(err.code(), tonic::Code::Unimplemented);
         assert!(err.message().contains("`sluice swap ID`"), "{err:?}");
     });
+}
+
+/// Loop's CLI runs a Loop In through sluiced: `loop terms` and `loop quote in` show sluice's
+/// Loop In terms and quote, `loop in --force` creates a swap with the CLI's limits that sluice
+/// drives to success.
+#[test]
+fn loops_cli_runs_a_loop_in_through_sluiced() {
+    let Some((daemon, cli)) = start() else {
+        return;
+    };
+    poll("loop terms to answer", LIMIT, || {
+        cli.run(&["terms"]).status.success().then_some(())
+    });
+    let printed = cli.ok(&["quote", "in", "200000"]);
+    let ours: serde_json::Value = {
+        let q = daemon.cli(&["--json", "quote", "in", "200000"]);
+        assert!(q.status.success(), "{}", stderr(&q));
+        serde_json::from_slice(&q.stdout).unwrap()
+    };
+    let sat_after = |label: &str| -> u64 {
+        printed
+            .lines()
+            .find_map(|l| l.strip_prefix(label))
+            .and_then(|rest| rest.trim().strip_suffix(" sat"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {label:?} in: {printed}"))
+    };
+    let swap_fee = ours["swap_fee_sat"].as_u64().unwrap();
+    let funding = ours["funding_fee_estimate_sat"].as_u64().unwrap();
+    assert_eq!(sat_after("Send on-chain:"), 200_000, "{printed}");
+    assert_eq!(
+        sat_after("Receive off-chain:"),
+        200_000 - swap_fee - funding,
+        "{printed}\n{ours}"
+    );
+
+    let out = cli.ok(&["in", "--amt", "200000", "--force"]);
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("ID:"))
+        .map(|id| id.trim().to_owned())
+        .unwrap_or_else(|| panic!("no ID in: {out}"));
+    assert!(out.contains("HTLC address (P2TR): bcrt1p"), "{out}");
+    let info = poll("the loop in to succeed", LIMIT, || {
+        let info = daemon.cli(&["--json", "swap", &id]);
+        let info: serde_json::Value = serde_json::from_slice(&info.stdout).ok()?;
+        let state = info["swap"]["state"].as_str()?.to_owned();
+        assert!(!state.starts_with("FAILED"), "{info}\n{}", daemon.stderr());
+        (state == "SUCCEEDED").then_some(info)
+    });
+    assert_eq!(info["swap"]["type"], "LOOP_IN", "{info}");
+    assert_eq!(info["swap"]["initiator"], "loop-cli", "{info}");
+    assert_eq!(
+        info["swap"]["costs"]["server_sat"].as_i64().unwrap(),
+        i64::try_from(swap_fee).unwrap(),
+        "{info}"
+    );
 }

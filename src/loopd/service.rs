@@ -19,7 +19,8 @@ use crate::proto::loopd::looprpc as rpc;
 use crate::proto::loopd::looprpc::swap_client_server::SwapClient;
 use crate::proto::sluice as pb;
 use crate::store::swaps::SwapFilter;
-use crate::swap::{FeeLimits, LoopOutRequest};
+use crate::swap::loop_in::DEFAULT_HTLC_CONF_TARGET;
+use crate::swap::{FeeLimits, LoopInRequest, LoopOutRequest};
 
 /// What `GetInfo` reports about this server, fixed at start.
 #[derive(Debug, Clone)]
@@ -58,6 +59,50 @@ impl LoopdService {
 /// `UNIMPLEMENTED` for a loopd call sluice does not serve, saying what to use instead.
 fn unimplemented(call: &str, instead: &str) -> Status {
     Status::unimplemented(format!("{call} is not served by sluiced: {instead}"))
+}
+
+/// Refuses what loopd's Loop In offers and sluiced does not: an HTLC funded by someone else,
+/// and route hints to private channels.
+fn loop_in_unsupported(
+    external_htlc: bool,
+    private: bool,
+    route_hints: &[rpc::RouteHint],
+) -> Result<(), Status> {
+    if external_htlc {
+        return Err(ApiError::InvalidArgument {
+            field: "external_htlc",
+            reason: "sluiced funds a Loop In's HTLC from lnd's wallet itself, within \
+                     max_miner_fee; leave external_htlc out"
+                .to_owned(),
+        }
+        .into());
+    }
+    if private || !route_hints.is_empty() {
+        return Err(ApiError::InvalidArgument {
+            field: "route_hints",
+            reason: "sluiced does not send route hints (nor --private's) yet; the server must \
+                     reach the node over public channels (last_hop may name the peer)"
+                .to_owned(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// loopd's optional `last_hop`: empty, or a 33-byte node key.
+fn last_hop(bytes: &[u8]) -> Result<Option<[u8; 33]>, Status> {
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    <[u8; 33]>::try_from(bytes).map(Some).map_err(|_| {
+        Status::from(ApiError::InvalidArgument {
+            field: "last_hop",
+            reason: format!(
+                "{} bytes is not a node key; give the peer's 33-byte public key",
+                bytes.len()
+            ),
+        })
+    })
 }
 
 fn now_unix() -> i64 {
@@ -490,12 +535,47 @@ impl SwapClient for LoopdService {
 
     async fn loop_in(
         &self,
-        _request: Request<rpc::LoopInRequest>,
+        request: Request<rpc::LoopInRequest>,
     ) -> Result<Response<rpc::SwapResponse>, Status> {
-        Err(unimplemented(
-            "loop_in",
-            "Loop In is not served by sluiced yet; use loopd for Loop In",
-        ))
+        let req = request.into_inner();
+        let backend = self.backend()?;
+        let amount = sat("amt", req.amt)?;
+        if amount.0 == 0 {
+            return Err(ApiError::InvalidArgument {
+                field: "amt",
+                reason: "must be positive".to_owned(),
+            }
+            .into());
+        }
+        loop_in_unsupported(req.external_htlc, req.private, &req.route_hints)?;
+        let htlc_conf = conf_target("htlc_conf_target", req.htlc_conf_target)?;
+        // Loop's limits bind as they are, zero included, as for a Loop Out.
+        let created = backend
+            .engine
+            .loop_in(LoopInRequest {
+                amount,
+                max_swap_fee: Some(sat("max_swap_fee", req.max_swap_fee)?),
+                max_miner_fee: Some(sat("max_miner_fee", req.max_miner_fee)?),
+                last_hop: last_hop(&req.last_hop)?,
+                htlc_conf_target: (htlc_conf != 0).then_some(htlc_conf),
+                label: req.label,
+                initiator: if req.initiator.is_empty() {
+                    "loopd-api".to_owned()
+                } else {
+                    req.initiator
+                },
+            })
+            .await
+            .map_err(ApiError::from)?;
+        #[allow(deprecated)]
+        Ok(Response::new(rpc::SwapResponse {
+            id: created.hash.to_string(),
+            id_bytes: created.hash.0.to_vec(),
+            htlc_address: created.htlc_address.clone(),
+            htlc_address_p2wsh: String::new(),
+            htlc_address_p2tr: created.htlc_address,
+            server_message: created.server_message,
+        }))
     }
 
     async fn sweep_htlc(
@@ -522,20 +602,63 @@ impl SwapClient for LoopdService {
         &self,
         _request: Request<rpc::TermsRequest>,
     ) -> Result<Response<rpc::InTermsResponse>, Status> {
-        Err(unimplemented(
-            "get_loop_in_terms",
-            "Loop In is not served by sluiced yet; use loopd for Loop In",
-        ))
+        let t = self
+            .backend()?
+            .engine
+            .loop_in_terms()
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(rpc::InTermsResponse {
+            min_swap_amount: signed(t.min_amount.0),
+            max_swap_amount: signed(t.max_amount.0),
+        }))
     }
 
     async fn get_loop_in_quote(
         &self,
-        _request: Request<rpc::QuoteRequest>,
+        request: Request<rpc::QuoteRequest>,
     ) -> Result<Response<rpc::InQuoteResponse>, Status> {
-        Err(unimplemented(
-            "get_loop_in_quote",
-            "Loop In is not served by sluiced yet; use loopd for Loop In",
-        ))
+        let req = request.into_inner();
+        if req.asset_info.is_some() {
+            return Err(ApiError::InvalidArgument {
+                field: "asset_info",
+                reason: "sluiced swaps bitcoin only; leave asset_id out".to_owned(),
+            }
+            .into());
+        }
+        if !req.deposit_outpoints.is_empty() {
+            return Err(ApiError::InvalidArgument {
+                field: "deposit_outpoints",
+                reason: "sluiced has no static-address Loop In; quote a wallet-funded one"
+                    .to_owned(),
+            }
+            .into());
+        }
+        loop_in_unsupported(req.external_htlc, req.private, &req.loop_in_route_hints)?;
+        let backend = self.backend()?;
+        let amount = sat("amt", req.amt)?;
+        let conf = conf_target("conf_target", req.conf_target)?;
+        let q = backend
+            .engine
+            .loop_in_quote(
+                amount,
+                last_hop(&req.loop_in_last_hop)?,
+                (conf != 0).then_some(conf),
+            )
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(rpc::InQuoteResponse {
+            swap_fee_sat: signed(q.quote.swap_fee.0),
+            htlc_publish_fee_sat: signed(q.funding_fee_estimate.0),
+            cltv_delta: q.quote.cltv_delta,
+            conf_target: i32::try_from(if conf == 0 {
+                DEFAULT_HTLC_CONF_TARGET
+            } else {
+                conf
+            })
+            .unwrap_or(i32::MAX),
+            quoted_amt: signed(amount.0),
+        }))
     }
 
     async fn probe(
