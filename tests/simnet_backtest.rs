@@ -252,3 +252,77 @@ fn a_backtest_of_the_nodes_own_history_decides_as_the_live_daemon_does() {
         "{live:?}"
     );
 }
+
+/// `--fees-from-node` replays the estimates sluiced recorded for its fee gate: with the simnet's
+/// every estimate at 7 sat/vB, every pass of the backtest sees 7 sat/vB; without a store it
+/// says where it looked.
+#[test]
+fn fees_from_node_replays_the_estimates_sluiced_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let _serve = serve(dir.path());
+    simnet(dir.path(), &["fee", "7"]);
+    let trace = dir.path().join("trace.jsonl");
+    let policy = policy();
+    let run = |datadir: &Path| {
+        Command::new(common::sluice_bin())
+            .args(["--json", "--datadir"])
+            .arg(datadir)
+            .args(["backtest", "--fees-from-node", "--trace"])
+            .arg(&trace)
+            .arg("--policy")
+            .arg(&policy)
+            .output()
+            .unwrap()
+    };
+
+    let datadir = tempfile::tempdir().unwrap();
+    let policies = datadir.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::copy(
+        policy.join("policy.yaml"),
+        policies.join("set-and-forget.yaml"),
+    )
+    .unwrap();
+    let config = dir.path().join("sluice.yaml");
+    let daemon = common::Daemon::launch(
+        datadir,
+        &["--config", config.to_str().unwrap()],
+        &["--autoloop-tick", "1s"],
+    );
+    let mode = daemon.cli(&["autoloop", "dry-run"]);
+    assert!(
+        mode.status.success(),
+        "{}",
+        String::from_utf8_lossy(&mode.stderr)
+    );
+    // A trace starting once the daemon has sampled: an hour of two quiet channels.
+    std::thread::sleep(Duration::from_secs(3));
+    let start = chrono::Utc::now() + chrono::TimeDelta::seconds(1);
+    let end = start + chrono::TimeDelta::hours(1);
+    std::fs::write(
+        &trace,
+        format!(
+            "{{\"type\":\"window\",\"start\":\"{}\",\"end\":\"{}\"}}\n\
+             {{\"type\":\"channel\",\"id\":\"800000x1x0\",\"capacity\":2000000,\"local\":1000000}}\n\
+             {{\"type\":\"channel\",\"id\":\"800000x2x0\",\"capacity\":2000000,\"local\":1900000}}\n",
+            start.to_rfc3339(),
+            end.to_rfc3339()
+        ),
+    )
+    .unwrap();
+    let nowhere = run(&dir.path().join("no-daemon"));
+    assert!(!nowhere.status.success());
+    let err = String::from_utf8_lossy(&nowhere.stderr);
+    assert!(err.contains("no sluiced store at"), "{err}");
+
+    let out = poll("the daemon's fee samples to cover the trace", LIMIT, || {
+        let out = run(daemon.dir());
+        out.status.success().then_some(out)
+    });
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let points = v["outcome"]["series"].as_array().unwrap();
+    assert!(!points.is_empty(), "{v}");
+    for p in points {
+        assert_eq!(p["fee_sat_vb"].as_f64(), Some(7.0), "{p}");
+    }
+}

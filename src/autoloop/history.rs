@@ -18,6 +18,18 @@ pub(super) const GATE_OPEN_KEY: &str = "gate_open";
 /// The target of samples persisted before samples carried one (lnd's 6-block estimate).
 const LEGACY_TARGET: u32 = 6;
 
+/// The fee samples a daemon recorded in its store (what its fee gates read: the gated
+/// targets, over the largest gate window), oldest first; empty when it recorded none.
+pub async fn recorded(
+    store: &crate::store::Store,
+) -> Result<Vec<FeeSample>, crate::store::StoreError> {
+    Ok(store
+        .autoloop_setting(FEE_HISTORY_KEY)
+        .await?
+        .map(|text| decode_fee_history(&text).into())
+        .unwrap_or_default())
+}
+
 /// The history as `unix:conf_target:sat_per_kw` triples separated by commas.
 pub(super) fn encode_fee_history(h: &VecDeque<FeeSample>) -> String {
     h.iter()

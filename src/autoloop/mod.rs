@@ -38,7 +38,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use handle::{Autoloop, AutoloopDeps, PolicyStatus};
-pub use history::{gated_targets, record as record_fee_sample};
+pub use history::{gated_targets, record as record_fee_sample, recorded as recorded_fee_samples};
 pub use inputs::{InputError, budget_left, budget_specs};
 pub use pass::{PassReport, TargetDecision};
 

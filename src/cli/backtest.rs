@@ -60,6 +60,10 @@ pub struct BacktestArgs {
     /// fee model.
     #[arg(long, value_name = "FILE")]
     pub fees: Option<PathBuf>,
+    /// The fee estimates the node's sluiced recorded (its fee gates' samples, in
+    /// <datadir>/sluice.db) instead of the seeded fee model; they cover the largest gate window.
+    #[arg(long, conflicts_with = "fees")]
+    pub fees_from_node: bool,
     /// Write a self-contained HTML report (index.html) and its SVG plots into this directory.
     #[arg(long, value_name = "DIR")]
     pub report: Option<PathBuf>,
@@ -162,7 +166,11 @@ pub async fn run(
     } else {
         (history(args)?, String::new())
     };
-    let fees = fees(args, &history, settings.seed)?;
+    let fees = if args.fees_from_node {
+        recorded_fees(datadir, &history).await?
+    } else {
+        fees(args, &history, settings.seed)?
+    };
     // Everything is read and checked: only now is anything written.
     if let Some(path) = &args.export_trace {
         std::fs::write(path, input::write_trace(&history)).map_err(|e| {
@@ -499,6 +507,53 @@ fn clip(mut h: History, start: DateTime<Utc>) -> History {
     }
     h.start = start;
     h
+}
+
+/// The fee samples sluiced recorded in its store, as a fee series covering the history.
+async fn recorded_fees(datadir: Option<&Path>, h: &History) -> Result<FeeSeries, CliError> {
+    let dir = match datadir {
+        Some(d) => d.to_path_buf(),
+        None => std::env::var_os("HOME")
+            .map(|home| PathBuf::from(home).join(".sluice"))
+            .ok_or_else(|| {
+                CliError::Input("--fees-from-node: no HOME; give --datadir".to_owned())
+            })?,
+    };
+    let db = dir.join("sluice.db");
+    if !db.exists() {
+        return Err(CliError::Input(format!(
+            "--fees-from-node: no sluiced store at {}; give the daemon's --datadir",
+            db.display()
+        )));
+    }
+    let store = crate::store::Store::open(&db)
+        .await
+        .map_err(|e| CliError::Input(format!("--fees-from-node: {e}")))?;
+    let samples = crate::autoloop::recorded_fee_samples(&store)
+        .await
+        .map_err(|e| CliError::Input(format!("--fees-from-node: {e}")))?;
+    let mut series = FeeSeries::default();
+    for s in &samples {
+        series
+            .by_target
+            .entry(s.conf_target)
+            .or_default()
+            .push((s.at, s.rate));
+    }
+    let Some((first, last)) = series.span() else {
+        return Err(CliError::Input(format!(
+            "--fees-from-node: the daemon at {} recorded no fee samples (it samples only for a \
+             policy with a fee gate); give --fees FILE or leave both out for the seeded model",
+            dir.display()
+        )));
+    };
+    input::coverage(
+        &format!("the fee samples recorded in {}", db.display()),
+        (first, last + TimeDelta::days(1)),
+        (h.start, h.end),
+    )
+    .map_err(CliError::Input)?;
+    Ok(series)
 }
 
 fn fees(args: &BacktestArgs, h: &History, seed: u64) -> Result<FeeSeries, CliError> {
