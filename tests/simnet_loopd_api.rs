@@ -634,6 +634,16 @@ fn loops_cli_runs_a_loop_in_through_sluiced() {
     });
     assert_eq!(info["swap"]["type"], "LOOP_IN", "{info}");
     assert_eq!(info["swap"]["initiator"], "loop-cli", "{info}");
+    // loopd's own views list it as a Loop In, done.
+    let shown = cli.ok(&["swapinfo", &id]);
+    assert!(
+        shown.contains("\"LOOP_IN\"") && shown.contains("\"SUCCESS\""),
+        "{shown}"
+    );
+    let listed = cli.ok(&["listswaps", "--loop_in_only"]);
+    assert!(listed.contains(&id), "{listed}");
+    let outs = cli.ok(&["listswaps", "--loop_out_only"]);
+    assert!(!outs.contains(&id), "{outs}");
     assert_eq!(
         info["swap"]["costs"]["server_sat"].as_i64().unwrap(),
         i64::try_from(swap_fee).unwrap(),

@@ -5,7 +5,9 @@ use bitcoin::{Address, ScriptBuf};
 
 use crate::domain::Network;
 use crate::proto::loopd::looprpc as rpc;
+use crate::store::loop_in::LoopInRecord;
 use crate::store::swaps::SwapRecord;
+use crate::swap::loop_in::LoopInState;
 use crate::swap::{SwapCosts, SwapState};
 
 /// The network name Loop's CLI and loopd use (`--network`, `GetInfo.network`, the directory
@@ -32,6 +34,56 @@ pub fn state(state: SwapState, htlc_seen: bool) -> (rpc::SwapState, rpc::Failure
         SwapState::FailedTimeout => (S::Failed, F::Timeout),
         SwapState::FailedSweepTimeout => (S::Failed, F::SweepTimeout),
         SwapState::FailedInsufficientValue => (S::Failed, F::InsufficientValue),
+    }
+}
+
+/// A sluice Loop In state as Loop's. sluice's waiting states before the swap ends (funded,
+/// confirmed, a wrong amount waiting for the expiry, a timeout sweep under way) are Loop's
+/// `HTLC_PUBLISHED`; a funding that never went out is Loop's temporary failure.
+pub fn loop_in_state(state: LoopInState) -> (rpc::SwapState, rpc::FailureReason) {
+    use rpc::FailureReason as F;
+    use rpc::SwapState as S;
+    match state {
+        LoopInState::Initiated => (S::Initiated, F::None),
+        LoopInState::HtlcPublished
+        | LoopInState::HtlcConfirmed
+        | LoopInState::IncorrectHtlcAmount
+        | LoopInState::TimeoutSweeping => (S::HtlcPublished, F::None),
+        LoopInState::InvoiceSettled => (S::InvoiceSettled, F::None),
+        LoopInState::Succeeded => (S::Success, F::None),
+        LoopInState::FailedTimeout => (S::Failed, F::Timeout),
+        LoopInState::FailedFunding | LoopInState::FailedNotPublished => (S::Failed, F::Temporary),
+        LoopInState::FailedIncorrectHtlcAmtSwept => (S::Failed, F::IncorrectHtlcAmtSwept),
+    }
+}
+
+/// A stored Loop In as Loop's `SwapStatus` (type `LOOP_IN`).
+#[allow(deprecated)]
+pub fn loop_in_status(r: &LoopInRecord) -> rpc::SwapStatus {
+    let t = r.contract.terms();
+    let (state, failure) = loop_in_state(r.progress.state);
+    let (p2wsh, p2tr) = htlc_addresses(t.htlc_pk_script.as_bytes(), r.network);
+    rpc::SwapStatus {
+        amt: signed(t.amount.0),
+        id: t.swap_hash.to_string(),
+        id_bytes: t.swap_hash.0.to_vec(),
+        r#type: rpc::SwapType::LoopIn.into(),
+        state: state.into(),
+        failure_reason: failure.into(),
+        initiation_time: unix_nanos(r.created_at_unix),
+        last_update_time: unix_nanos(r.updated_at_unix),
+        htlc_address: if p2tr.is_empty() {
+            p2wsh.clone()
+        } else {
+            p2tr.clone()
+        },
+        htlc_address_p2wsh: p2wsh,
+        htlc_address_p2tr: p2tr,
+        last_hop: t.last_hop.map(|k| k.to_vec()).unwrap_or_default(),
+        label: t.label.clone(),
+        cost_server: r.costs.server_sat,
+        cost_onchain: signed(r.costs.onchain.0),
+        ..rpc::SwapStatus::default()
     }
 }
 
@@ -120,6 +172,23 @@ mod tests {
             state(SwapState::FailedTimeout, true),
             (rpc::SwapState::Failed, rpc::FailureReason::Timeout)
         );
+    }
+
+    #[test]
+    fn every_loop_in_state_maps_and_only_terminal_failures_carry_a_reason() {
+        for s in LoopInState::ALL {
+            let (loop_state, reason) = loop_in_state(s);
+            assert_eq!(
+                loop_state == rpc::SwapState::Failed,
+                reason != rpc::FailureReason::None,
+                "{s:?}"
+            );
+            assert_eq!(
+                matches!(loop_state, rpc::SwapState::Success | rpc::SwapState::Failed),
+                s.is_terminal(),
+                "{s:?}"
+            );
+        }
     }
 
     #[test]

@@ -342,39 +342,62 @@ impl SwapClient for LoopdService {
         let req = request.into_inner();
         let backend = self.backend()?;
         let filter = req.list_swap_filter.unwrap_or_default();
-        if filter.swap_type == rpc::list_swaps_filter::SwapTypeFilter::LoopIn as i32
-            || filter.asset_swap_only
-            || !filter.loop_in_last_hop.is_empty()
-        {
+        if filter.asset_swap_only {
             return Ok(Response::new(rpc::ListSwapsResponse::default()));
         }
-        let records = backend
-            .store
-            .list_swaps(SwapFilter {
-                unfinished_only: filter.pending_only,
-                ..SwapFilter::default()
-            })
-            .await
-            .map_err(|e| ApiError::Unavailable {
-                what: "the swap store",
-                reason: e.to_string(),
-            })?;
+        use rpc::list_swaps_filter::SwapTypeFilter;
+        let store_err = |e: crate::store::StoreError| ApiError::Unavailable {
+            what: "the swap store",
+            reason: e.to_string(),
+        };
+        // A Loop Out has no last hop; a Loop In no outgoing channels: each filter keeps its kind.
+        let outs =
+            filter.swap_type != SwapTypeFilter::LoopIn as i32 && filter.loop_in_last_hop.is_empty();
+        let ins = filter.swap_type != SwapTypeFilter::LoopOut as i32
+            && filter.outgoing_chan_set.is_empty();
+        let mut swaps: Vec<rpc::SwapStatus> = Vec::new();
+        if outs {
+            let records = backend
+                .store
+                .list_swaps(SwapFilter {
+                    unfinished_only: filter.pending_only,
+                    ..SwapFilter::default()
+                })
+                .await
+                .map_err(store_err)?;
+            swaps.extend(
+                records
+                    .iter()
+                    .filter(|r| filter.label.is_empty() || r.contract.terms().label == filter.label)
+                    .filter(|r| {
+                        filter.outgoing_chan_set.is_empty()
+                            || r.contract
+                                .terms()
+                                .outgoing_chan_set
+                                .iter()
+                                .any(|c| filter.outgoing_chan_set.contains(&c.0))
+                    })
+                    .map(convert::swap_status),
+            );
+        }
+        if ins {
+            let records = backend.store.list_loop_ins(None).await.map_err(store_err)?;
+            swaps.extend(
+                records
+                    .iter()
+                    .filter(|r| !filter.pending_only || !r.progress.state.is_terminal())
+                    .filter(|r| filter.label.is_empty() || r.contract.terms().label == filter.label)
+                    .filter(|r| {
+                        filter.loop_in_last_hop.is_empty()
+                            || r.contract.terms().last_hop.map(|k| k.to_vec())
+                                == Some(filter.loop_in_last_hop.clone())
+                    })
+                    .map(convert::loop_in_status),
+            );
+        }
         // Oldest first, as loopd lists them, from start_timestamp_ns on.
-        let mut swaps: Vec<rpc::SwapStatus> = records
-            .iter()
-            .rev()
-            .filter(|r| filter.label.is_empty() || r.contract.terms().label == filter.label)
-            .filter(|r| {
-                filter.outgoing_chan_set.is_empty()
-                    || r.contract
-                        .terms()
-                        .outgoing_chan_set
-                        .iter()
-                        .any(|c| filter.outgoing_chan_set.contains(&c.0))
-            })
-            .map(convert::swap_status)
-            .filter(|s| s.initiation_time >= filter.start_timestamp_ns)
-            .collect();
+        swaps.retain(|s| s.initiation_time >= filter.start_timestamp_ns);
+        swaps.sort_by_key(|s| s.initiation_time);
         let mut next_start_time = 0;
         let max = usize::try_from(req.max_swaps).unwrap_or(usize::MAX);
         if max > 0 && swaps.len() > max {
@@ -393,18 +416,22 @@ impl SwapClient for LoopdService {
     ) -> Result<Response<rpc::SwapStatus>, Status> {
         let hash = parse_id(&request.into_inner().id)?;
         let backend = self.backend()?;
-        let stored = backend
+        let store_err = |e: crate::store::StoreError| ApiError::Unavailable {
+            what: "the swap store",
+            reason: e.to_string(),
+        };
+        if let Some(stored) = backend.store.load_swap(hash).await.map_err(store_err)? {
+            return Ok(Response::new(convert::swap_status(&stored.record)));
+        }
+        let loop_in = backend
             .store
-            .load_swap(hash)
+            .load_loop_in(hash)
             .await
-            .map_err(|e| ApiError::Unavailable {
-                what: "the swap store",
-                reason: e.to_string(),
-            })?
+            .map_err(store_err)?
             .ok_or_else(|| ApiError::NotFound {
                 what: format!("swap {hash}"),
             })?;
-        Ok(Response::new(convert::swap_status(&stored.record)))
+        Ok(Response::new(convert::loop_in_status(&loop_in)))
     }
 
     async fn loop_out_terms(
