@@ -618,6 +618,25 @@ fn loops_cli_runs_a_loop_in_through_sluiced() {
         "{printed}\n{ours}"
     );
 
+    // `loop monitor` streams the Loop In as it moves.
+    let mut monitor = Command::new(&cli.bin)
+        .arg("--loopdir")
+        .arg(&cli.loopdir)
+        .args(["--network", "regtest", "--rpcserver", &cli.rpc, "monitor"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let monitor_out = monitor.stdout.take().unwrap();
+    let lines = std::thread::spawn(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(monitor_out)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+
     let out = cli.ok(&["in", "--amt", "200000", "--force"]);
     let id = out
         .lines()
@@ -644,6 +663,24 @@ fn loops_cli_runs_a_loop_in_through_sluiced() {
     assert!(listed.contains(&id), "{listed}");
     let outs = cli.ok(&["listswaps", "--loop_out_only"]);
     assert!(!outs.contains(&id), "{outs}");
+    let getinfo = cli.json(&["getinfo"]);
+    assert_eq!(
+        sluice::regtest::lnd::number(&getinfo["loop_in_stats"]["success_count"]),
+        1,
+        "{getinfo}"
+    );
+
+    std::thread::sleep(Duration::from_secs(2));
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+    let lines = lines.join().unwrap();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("LOOP_IN") && l.contains("SUCCESS")),
+        "loop monitor printed:\n{}",
+        lines.join("\n")
+    );
     assert_eq!(
         info["swap"]["costs"]["server_sat"].as_i64().unwrap(),
         i64::try_from(swap_fee).unwrap(),

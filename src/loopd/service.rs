@@ -284,28 +284,39 @@ impl SwapClient for LoopdService {
         let backend = self.backend()?;
         // Subscribe first so nothing falls between the snapshot and the updates.
         let rx = backend.engine.subscribe();
+        let rx_in = backend.engine.subscribe_loop_in();
         let store = backend.store.clone();
-        let all =
-            store
-                .list_swaps(SwapFilter::default())
-                .await
-                .map_err(|e| ApiError::Unavailable {
-                    what: "the swap store",
-                    reason: e.to_string(),
-                })?;
+        let store_err = |e: crate::store::StoreError| ApiError::Unavailable {
+            what: "the swap store",
+            reason: e.to_string(),
+        };
+        let outs = store
+            .list_swaps(SwapFilter::default())
+            .await
+            .map_err(store_err)?;
+        let ins = store.list_loop_ins(None).await.map_err(store_err)?;
         // As loopd: first every pending swap and the most recently updated completed ones,
-        // oldest update first, then each update.
+        // oldest update first, then each update; Loop Outs and Loop Ins alike.
+        let all: Vec<(bool, i64, rpc::SwapStatus)> = outs
+            .iter()
+            .map(|r| {
+                let done = r.progress.state.is_terminal();
+                (done, r.updated_at_unix, convert::swap_status(r))
+            })
+            .chain(ins.iter().map(|r| {
+                let done = r.progress.state.is_terminal();
+                (done, r.updated_at_unix, convert::loop_in_status(r))
+            }))
+            .collect();
         let (mut shown, mut completed): (Vec<_>, Vec<_>) =
-            all.iter().partition(|r| !r.progress.state.is_terminal());
-        completed.sort_by_key(|r| std::cmp::Reverse(r.updated_at_unix));
+            all.into_iter().partition(|(done, _, _)| !done);
+        completed.sort_by_key(|(_, updated, _)| std::cmp::Reverse(*updated));
         completed.truncate(MONITOR_COMPLETED_SWAPS);
         shown.extend(completed);
-        shown.sort_by_key(|r| r.updated_at_unix);
-        let initial: Vec<Result<rpc::SwapStatus, Status>> = shown
-            .into_iter()
-            .map(|r| Ok(convert::swap_status(r)))
-            .collect();
-        let live = futures::stream::unfold((rx, store), |(mut rx, store)| async move {
+        shown.sort_by_key(|(_, updated, _)| *updated);
+        let initial: Vec<Result<rpc::SwapStatus, Status>> =
+            shown.into_iter().map(|(_, _, s)| Ok(s)).collect();
+        let live = futures::stream::unfold((rx, store.clone()), |(mut rx, store)| async move {
             loop {
                 match rx.recv().await {
                     Ok(update) => {
@@ -330,8 +341,34 @@ impl SwapClient for LoopdService {
                 }
             }
         });
+        let live_in = futures::stream::unfold((rx_in, store), |(mut rx, store)| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(update) => {
+                        let status = match store.load_loop_in(update.hash).await {
+                            Ok(Some(r)) => {
+                                let mut status = convert::loop_in_status(&r);
+                                let (state, failure) = convert::loop_in_state(update.state);
+                                status.state = state.into();
+                                status.failure_reason = failure.into();
+                                status.cost_server = update.costs.server_sat;
+                                status.cost_onchain =
+                                    i64::try_from(update.costs.onchain.0).unwrap_or(i64::MAX);
+                                status
+                            }
+                            _ => continue,
+                        };
+                        return Some((Ok(status), (rx, store)));
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(skipped = n, "a loopd Monitor client fell behind");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        });
         Ok(Response::new(Box::pin(
-            futures::stream::iter(initial).chain(live),
+            futures::stream::iter(initial).chain(futures::stream::select(live, live_in)),
         )))
     }
 
@@ -492,7 +529,30 @@ impl SwapClient for LoopdService {
         _request: Request<rpc::GetInfoRequest>,
     ) -> Result<Response<rpc::GetInfoResponse>, Status> {
         let mut out_stats = rpc::LoopStats::default();
+        let mut in_stats = rpc::LoopStats::default();
         if let Ok(backend) = self.backend() {
+            let ins =
+                backend
+                    .store
+                    .list_loop_ins(None)
+                    .await
+                    .map_err(|e| ApiError::Unavailable {
+                        what: "the swap store",
+                        reason: e.to_string(),
+                    })?;
+            for r in &ins {
+                let amount = signed(r.contract.terms().amount.0);
+                let state = r.progress.state;
+                if !state.is_terminal() {
+                    in_stats.pending_count += 1;
+                    in_stats.sum_pending_amt += amount;
+                } else if state == crate::swap::loop_in::LoopInState::Succeeded {
+                    in_stats.success_count += 1;
+                    in_stats.sum_succeeded_amt += amount;
+                } else {
+                    in_stats.fail_count += 1;
+                }
+            }
             let all = backend
                 .store
                 .list_swaps(SwapFilter::default())
@@ -523,7 +583,7 @@ impl SwapClient for LoopdService {
             macaroon_path: self.info.macaroon_path.clone(),
             tls_cert_path: self.info.tls_cert_path.clone(),
             loop_out_stats: Some(out_stats),
-            loop_in_stats: Some(rpc::LoopStats::default()),
+            loop_in_stats: Some(in_stats),
             commit_hash: String::new(),
         }))
     }
