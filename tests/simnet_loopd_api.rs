@@ -65,6 +65,28 @@ impl LoopCli {
         text
     }
 
+    /// `loop monitor`, running until killed, and the thread collecting its lines.
+    fn monitor(&self) -> (std::process::Child, std::thread::JoinHandle<Vec<String>>) {
+        let mut monitor = Command::new(&self.bin)
+            .arg("--loopdir")
+            .arg(&self.loopdir)
+            .args(["--network", "regtest", "--rpcserver", &self.rpc, "monitor"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = monitor.stdout.take().unwrap();
+        let lines = std::thread::spawn(move || {
+            use std::io::BufRead;
+            std::io::BufReader::new(out)
+                .lines()
+                .map_while(Result::ok)
+                .collect::<Vec<_>>()
+        });
+        (monitor, lines)
+    }
+
     fn json(&self, args: &[&str]) -> serde_json::Value {
         let text = self.ok(args);
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("loop {args:?}: {e}: {text}"))
@@ -253,23 +275,7 @@ fn loops_cli_runs_a_loop_out_through_sluiced() {
     );
 
     // `loop monitor` streams the swap as it moves; it runs until killed.
-    let mut monitor = Command::new(&cli.bin)
-        .arg("--loopdir")
-        .arg(&cli.loopdir)
-        .args(["--network", "regtest", "--rpcserver", &cli.rpc, "monitor"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    let monitor_out = monitor.stdout.take().unwrap();
-    let lines = std::thread::spawn(move || {
-        use std::io::BufRead;
-        std::io::BufReader::new(monitor_out)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<_>>()
-    });
+    let (mut monitor, lines) = cli.monitor();
 
     let swap = poll("the swap to succeed", Duration::from_secs(240), || {
         simnet(&daemon, &["mine", "1"]);
@@ -619,23 +625,7 @@ fn loops_cli_runs_a_loop_in_through_sluiced() {
     );
 
     // `loop monitor` streams the Loop In as it moves.
-    let mut monitor = Command::new(&cli.bin)
-        .arg("--loopdir")
-        .arg(&cli.loopdir)
-        .args(["--network", "regtest", "--rpcserver", &cli.rpc, "monitor"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    let monitor_out = monitor.stdout.take().unwrap();
-    let lines = std::thread::spawn(move || {
-        use std::io::BufRead;
-        std::io::BufReader::new(monitor_out)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<_>>()
-    });
+    let (mut monitor, lines) = cli.monitor();
 
     let out = cli.ok(&["in", "--amt", "200000", "--force"]);
     let id = out

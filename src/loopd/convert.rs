@@ -3,7 +3,7 @@
 
 use bitcoin::{Address, ScriptBuf};
 
-use crate::domain::Network;
+use crate::domain::{Network, Sat, SwapHash};
 use crate::proto::loopd::looprpc as rpc;
 use crate::store::loop_in::LoopInRecord;
 use crate::store::swaps::SwapRecord;
@@ -58,33 +58,24 @@ pub fn loop_in_state(state: LoopInState) -> (rpc::SwapState, rpc::FailureReason)
 }
 
 /// A stored Loop In as Loop's `SwapStatus` (type `LOOP_IN`).
-#[allow(deprecated)]
 pub fn loop_in_status(r: &LoopInRecord) -> rpc::SwapStatus {
     let t = r.contract.terms();
     let (state, failure) = loop_in_state(r.progress.state);
-    let (p2wsh, p2tr) = htlc_addresses(t.htlc_pk_script.as_bytes(), r.network);
-    rpc::SwapStatus {
-        amt: signed(t.amount.0),
-        id: t.swap_hash.to_string(),
-        id_bytes: t.swap_hash.0.to_vec(),
-        r#type: rpc::SwapType::LoopIn.into(),
-        state: state.into(),
-        failure_reason: failure.into(),
-        initiation_time: unix_nanos(r.created_at_unix),
-        last_update_time: unix_nanos(r.updated_at_unix),
-        htlc_address: if p2tr.is_empty() {
-            p2wsh.clone()
-        } else {
-            p2tr.clone()
-        },
-        htlc_address_p2wsh: p2wsh,
-        htlc_address_p2tr: p2tr,
-        last_hop: t.last_hop.map(|k| k.to_vec()).unwrap_or_default(),
-        label: t.label.clone(),
-        cost_server: r.costs.server_sat,
-        cost_onchain: signed(r.costs.onchain.0),
-        ..rpc::SwapStatus::default()
+    let mut status = SwapHead {
+        hash: t.swap_hash,
+        amount: t.amount,
+        kind: rpc::SwapType::LoopIn,
+        state,
+        failure,
+        created_at_unix: r.created_at_unix,
+        updated_at_unix: r.updated_at_unix,
+        label: &t.label,
     }
+    .status(t.htlc_pk_script.as_bytes(), r.network);
+    status.last_hop = t.last_hop.map(|k| k.to_vec()).unwrap_or_default();
+    status.cost_server = r.costs.server_sat;
+    status.cost_onchain = signed(r.costs.onchain.0);
+    status
 }
 
 /// The HTLC's address in the field Loop uses for its kind: P2TR (sluice's v3 HTLCs) or P2WSH
@@ -110,33 +101,62 @@ fn signed(sat: u64) -> i64 {
     i64::try_from(sat).unwrap_or(i64::MAX)
 }
 
-/// A stored swap as Loop's `SwapStatus`. The deprecated `id` and `htlc_address` are filled
-/// too: older tools still read them.
-#[allow(deprecated)]
+/// What every swap's `SwapStatus` carries, whichever its direction.
+struct SwapHead<'a> {
+    hash: SwapHash,
+    amount: Sat,
+    kind: rpc::SwapType,
+    state: rpc::SwapState,
+    failure: rpc::FailureReason,
+    created_at_unix: i64,
+    updated_at_unix: i64,
+    label: &'a str,
+}
+
+impl SwapHead<'_> {
+    /// The status, with the HTLC's address in the field Loop uses for its kind. The
+    /// deprecated `id` and `htlc_address` are filled too: older tools still read them.
+    #[allow(deprecated)]
+    fn status(&self, htlc_script: &[u8], network: Network) -> rpc::SwapStatus {
+        let (p2wsh, p2tr) = htlc_addresses(htlc_script, network);
+        rpc::SwapStatus {
+            amt: signed(self.amount.0),
+            id: self.hash.to_string(),
+            id_bytes: self.hash.0.to_vec(),
+            r#type: self.kind.into(),
+            state: self.state.into(),
+            failure_reason: self.failure.into(),
+            initiation_time: unix_nanos(self.created_at_unix),
+            last_update_time: unix_nanos(self.updated_at_unix),
+            htlc_address: if p2tr.is_empty() {
+                p2wsh.clone()
+            } else {
+                p2tr.clone()
+            },
+            htlc_address_p2wsh: p2wsh,
+            htlc_address_p2tr: p2tr,
+            label: self.label.to_owned(),
+            ..rpc::SwapStatus::default()
+        }
+    }
+}
+
+/// A stored swap as Loop's `SwapStatus`.
 pub fn swap_status(r: &SwapRecord) -> rpc::SwapStatus {
     let t = r.contract.terms();
     let (state, failure) = state(r.progress.state, r.progress.htlc.is_some());
-    let (p2wsh, p2tr) = htlc_addresses(t.htlc_pk_script.as_bytes(), r.extras.network);
-    let mut status = rpc::SwapStatus {
-        amt: signed(t.amount.0),
-        id: t.swap_hash.to_string(),
-        id_bytes: t.swap_hash.0.to_vec(),
-        r#type: rpc::SwapType::LoopOut.into(),
-        state: state.into(),
-        failure_reason: failure.into(),
-        initiation_time: unix_nanos(r.created_at_unix),
-        last_update_time: unix_nanos(r.updated_at_unix),
-        htlc_address: if p2tr.is_empty() {
-            p2wsh.clone()
-        } else {
-            p2tr.clone()
-        },
-        htlc_address_p2wsh: p2wsh,
-        htlc_address_p2tr: p2tr,
-        outgoing_chan_set: t.outgoing_chan_set.iter().map(|c| c.0).collect(),
-        label: t.label.clone(),
-        ..rpc::SwapStatus::default()
-    };
+    let mut status = SwapHead {
+        hash: t.swap_hash,
+        amount: t.amount,
+        kind: rpc::SwapType::LoopOut,
+        state,
+        failure,
+        created_at_unix: r.created_at_unix,
+        updated_at_unix: r.updated_at_unix,
+        label: &t.label,
+    }
+    .status(t.htlc_pk_script.as_bytes(), r.extras.network);
+    status.outgoing_chan_set = t.outgoing_chan_set.iter().map(|c| c.0).collect();
     set_costs(&mut status, r.costs);
     status
 }

@@ -105,6 +105,20 @@ fn last_hop(bytes: &[u8]) -> Result<Option<[u8; 33]>, Status> {
     })
 }
 
+/// Adds one swap to loopd's per-direction figures.
+fn count(stats: &mut rpc::LoopStats, amount: Sat, terminal: bool, succeeded: bool) {
+    let amount = signed(amount.0);
+    if !terminal {
+        stats.pending_count += 1;
+        stats.sum_pending_amt += amount;
+    } else if succeeded {
+        stats.success_count += 1;
+        stats.sum_succeeded_amt += amount;
+    } else {
+        stats.fail_count += 1;
+    }
+}
+
 fn now_unix() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -541,17 +555,13 @@ impl SwapClient for LoopdService {
                         reason: e.to_string(),
                     })?;
             for r in &ins {
-                let amount = signed(r.contract.terms().amount.0);
                 let state = r.progress.state;
-                if !state.is_terminal() {
-                    in_stats.pending_count += 1;
-                    in_stats.sum_pending_amt += amount;
-                } else if state == crate::swap::loop_in::LoopInState::Succeeded {
-                    in_stats.success_count += 1;
-                    in_stats.sum_succeeded_amt += amount;
-                } else {
-                    in_stats.fail_count += 1;
-                }
+                count(
+                    &mut in_stats,
+                    r.contract.terms().amount,
+                    state.is_terminal(),
+                    state == crate::swap::loop_in::LoopInState::Succeeded,
+                );
             }
             let all = backend
                 .store
@@ -562,17 +572,13 @@ impl SwapClient for LoopdService {
                     reason: e.to_string(),
                 })?;
             for r in &all {
-                let amount = signed(r.contract.terms().amount.0);
                 let state = r.progress.state;
-                if !state.is_terminal() {
-                    out_stats.pending_count += 1;
-                    out_stats.sum_pending_amt += amount;
-                } else if state == crate::swap::SwapState::Succeeded {
-                    out_stats.success_count += 1;
-                    out_stats.sum_succeeded_amt += amount;
-                } else {
-                    out_stats.fail_count += 1;
-                }
+                count(
+                    &mut out_stats,
+                    r.contract.terms().amount,
+                    state.is_terminal(),
+                    state == crate::swap::SwapState::Succeeded,
+                );
             }
         }
         Ok(Response::new(rpc::GetInfoResponse {
