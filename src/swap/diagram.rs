@@ -7,7 +7,6 @@
 //! [`render_document`] turns that into the mermaid diagram checked in as `docs/swap-fsm.md`; a
 //! test fails when the file is stale.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::fmt::Write as _;
 
 use bitcoin::hashes::Hash as _;
@@ -18,6 +17,7 @@ use super::contract::{
     DEFAULT_REVEAL_MARGIN_BLOCKS, DEFAULT_SWEEP_FINALITY_CONFIRMATIONS, FeeLimits, InvoiceTerms,
     KeyLocator, LoopOutContract, SWAP_KEY_FAMILY,
 };
+use super::drawing;
 use super::event::{Input, PaymentEvent, Rule};
 use super::state::{
     PaymentFailureReason, PaymentKind, SpendPath, SwapProgress, SwapState, SweepFailure,
@@ -25,30 +25,33 @@ use super::state::{
 use super::step::step;
 use crate::domain::{BlockHeight, Sat};
 
-/// Upper bound on explored progress values; the alphabet keeps the space far below it.
-const MAX_EXPLORED: usize = 200_000;
+impl drawing::DrawnState for SwapState {
+    const INITIAL: SwapState = SwapState::Initiated;
 
-/// One observed change of state (or a self-loop that acts), with the rules that caused it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Edge {
-    /// Where the swap was.
-    pub from: SwapState,
-    /// Where it went.
-    pub to: SwapState,
-    /// Every rule observed producing this edge, in declaration order.
-    pub rules: BTreeSet<Rule>,
+    fn as_str(self) -> &'static str {
+        SwapState::as_str(self)
+    }
+
+    fn code(self) -> u16 {
+        SwapState::code(self)
+    }
+
+    fn is_terminal(self) -> bool {
+        SwapState::is_terminal(self)
+    }
 }
+
+impl drawing::DrawnRule for Rule {
+    fn label(self) -> &'static str {
+        Rule::label(self)
+    }
+}
+
+/// One observed change of state, with the rules that caused it.
+pub type Edge = drawing::Edge<SwapState, Rule>;
 
 /// What exploring the state machine found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Exploration {
-    /// Every state reached.
-    pub reached: BTreeSet<SwapState>,
-    /// The edges, ordered by (from, to).
-    pub edges: Vec<Edge>,
-    /// How many distinct progress values were visited.
-    pub visited: usize,
-}
+pub type Exploration = drawing::Exploration<SwapState, Rule>;
 
 /// The contract the exploration runs against: amount 100 000 sat, initiation 1 000, expiry
 /// 1 100, default margin (deadline 1 080), 2 HTLC confirmations, default finality.
@@ -232,59 +235,52 @@ fn drawn_as_loop(rule: Rule) -> bool {
     }
 }
 
+/// The drawing's view of [`step`].
+struct Drawn;
+
+impl drawing::Machine for Drawn {
+    type Contract = LoopOutContract;
+    type Progress = SwapProgress;
+    type Input = Input;
+    type State = SwapState;
+    type Rule = Rule;
+
+    fn start() -> SwapProgress {
+        SwapProgress::new()
+    }
+
+    fn state(progress: &SwapProgress) -> SwapState {
+        progress.state
+    }
+
+    fn step(
+        contract: &LoopOutContract,
+        progress: &SwapProgress,
+        input: Input,
+    ) -> Option<(SwapProgress, Rule, bool)> {
+        step(contract, progress, input).ok().map(|t| {
+            let acts = !t.actions.is_empty();
+            (t.next, t.rule, acts)
+        })
+    }
+
+    fn normalized(progress: &SwapProgress) -> SwapProgress {
+        normalized(progress)
+    }
+
+    fn drawn_as_loop(rule: Rule) -> bool {
+        drawn_as_loop(rule)
+    }
+}
+
 /// Runs [`step`] breadth-first from a new swap over `inputs` and collects the edges.
 pub fn explore(contract: &LoopOutContract, inputs: &[Input]) -> Exploration {
-    let start = SwapProgress::new();
-    let mut seen: HashSet<SwapProgress> = HashSet::from([normalized(&start)]);
-    let mut queue = VecDeque::from([start]);
-    let mut reached = BTreeSet::from([SwapState::Initiated]);
-    let mut edges: BTreeMap<(SwapState, SwapState), BTreeSet<Rule>> = BTreeMap::new();
-    while let Some(progress) = queue.pop_front() {
-        for input in inputs {
-            let Ok(t) = step(contract, &progress, input.clone()) else {
-                continue;
-            };
-            let (from, to) = (progress.state, t.next.state);
-            reached.insert(to);
-            if from != to || (!t.actions.is_empty() && drawn_as_loop(t.rule)) {
-                edges.entry((from, to)).or_default().insert(t.rule);
-            }
-            if seen.len() < MAX_EXPLORED && seen.insert(normalized(&t.next)) {
-                queue.push_back(t.next);
-            }
-        }
-    }
-    Exploration {
-        reached,
-        edges: edges
-            .into_iter()
-            .map(|((from, to), rules)| Edge { from, to, rules })
-            .collect(),
-        visited: seen.len(),
-    }
+    drawing::explore::<Drawn>(contract, inputs)
 }
 
 /// The mermaid `stateDiagram-v2` for an exploration.
 pub fn mermaid(exploration: &Exploration) -> String {
-    let mut out = String::from("stateDiagram-v2\n");
-    let _ = writeln!(out, "    [*] --> {}", SwapState::Initiated.as_str());
-    for state in &exploration.reached {
-        let _ = writeln!(out, "    {}: code {}", state.as_str(), state.code());
-    }
-    for edge in &exploration.edges {
-        let label: Vec<&str> = edge.rules.iter().map(|r| r.label()).collect();
-        let _ = writeln!(
-            out,
-            "    {} --> {}: {}",
-            edge.from.as_str(),
-            edge.to.as_str(),
-            label.join(" / ")
-        );
-    }
-    for state in exploration.reached.iter().filter(|s| s.is_terminal()) {
-        let _ = writeln!(out, "    {} --> [*]", state.as_str());
-    }
-    out
+    drawing::mermaid(exploration)
 }
 
 /// The whole of `docs/swap-fsm.md`: the diagram and the table of states.
@@ -330,6 +326,8 @@ pub fn render_document() -> Result<String, ContractError> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
     fn doc_path() -> std::path::PathBuf {
@@ -356,7 +354,10 @@ mod tests {
     fn exploration_reaches_every_state_and_terminals_have_no_exits() {
         let contract = sample_contract().unwrap();
         let found = explore(&contract, &alphabet(&contract));
-        assert!(found.visited < MAX_EXPLORED, "exploration hit its bound");
+        assert!(
+            found.visited < drawing::MAX_EXPLORED,
+            "exploration hit its bound"
+        );
         let all: BTreeSet<SwapState> = SwapState::ALL.into_iter().collect();
         assert_eq!(found.reached, all);
         for edge in &found.edges {

@@ -39,6 +39,7 @@
 
 mod contract;
 pub mod diagram;
+pub mod drawing;
 mod driver;
 pub mod engine;
 mod event;

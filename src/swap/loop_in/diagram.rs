@@ -3,7 +3,6 @@
 //! inputs chosen around every rule boundary, and [`render_document`] turns the observed edges
 //! into `docs/loop-in-fsm.md`; a test fails when the file is stale.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::fmt::Write as _;
 
 use bitcoin::hashes::Hash as _;
@@ -18,32 +17,35 @@ use super::state::{LoopInProgress, LoopInSpendPath, LoopInState};
 use super::step::step;
 use crate::chain::SatPerKw;
 use crate::domain::{BlockHeight, Sat, SwapHash};
-use crate::swap::{KeyLocator, SWAP_KEY_FAMILY};
+use crate::swap::{KeyLocator, SWAP_KEY_FAMILY, drawing};
 
-/// Upper bound on explored progress values.
-const MAX_EXPLORED: usize = 200_000;
+impl drawing::DrawnState for LoopInState {
+    const INITIAL: LoopInState = LoopInState::Initiated;
 
-/// One observed change of state (or a self-loop that acts), with the rules that caused it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Edge {
-    /// Where the swap was.
-    pub from: LoopInState,
-    /// Where it went.
-    pub to: LoopInState,
-    /// Every rule observed producing this edge.
-    pub rules: BTreeSet<LoopInRule>,
+    fn as_str(self) -> &'static str {
+        LoopInState::as_str(self)
+    }
+
+    fn code(self) -> u16 {
+        LoopInState::code(self)
+    }
+
+    fn is_terminal(self) -> bool {
+        LoopInState::is_terminal(self)
+    }
 }
 
-/// What exploring found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Exploration {
-    /// Every state reached.
-    pub reached: BTreeSet<LoopInState>,
-    /// The edges, ordered by (from, to).
-    pub edges: Vec<Edge>,
-    /// How many distinct progress values were visited.
-    pub visited: usize,
+impl drawing::DrawnRule for LoopInRule {
+    fn label(self) -> &'static str {
+        LoopInRule::label(self)
+    }
 }
+
+/// One observed change of state, with the rules that caused it.
+pub type Edge = drawing::Edge<LoopInState, LoopInRule>;
+
+/// What exploring the state machine found.
+pub type Exploration = drawing::Exploration<LoopInState, LoopInRule>;
 
 /// The contract the exploration runs against: amount 100 000, fee 500, initiation 1 000,
 /// expiry 1 100, max miner fee 5 000, finality 2.
@@ -191,59 +193,52 @@ fn drawn_as_loop(rule: LoopInRule) -> bool {
     }
 }
 
+/// The drawing's view of [`step`].
+struct Drawn;
+
+impl drawing::Machine for Drawn {
+    type Contract = LoopInContract;
+    type Progress = LoopInProgress;
+    type Input = LoopInInput;
+    type State = LoopInState;
+    type Rule = LoopInRule;
+
+    fn start() -> LoopInProgress {
+        LoopInProgress::new()
+    }
+
+    fn state(progress: &LoopInProgress) -> LoopInState {
+        progress.state
+    }
+
+    fn step(
+        contract: &LoopInContract,
+        progress: &LoopInProgress,
+        input: LoopInInput,
+    ) -> Option<(LoopInProgress, LoopInRule, bool)> {
+        step(contract, progress, input).ok().map(|t| {
+            let acts = !t.actions.is_empty();
+            (t.next, t.rule, acts)
+        })
+    }
+
+    fn normalized(progress: &LoopInProgress) -> LoopInProgress {
+        normalized(progress)
+    }
+
+    fn drawn_as_loop(rule: LoopInRule) -> bool {
+        drawn_as_loop(rule)
+    }
+}
+
 /// Runs [`step`] breadth-first from a new swap over `inputs` and collects the edges.
 pub fn explore(contract: &LoopInContract, inputs: &[LoopInInput]) -> Exploration {
-    let start = LoopInProgress::new();
-    let mut seen: HashSet<LoopInProgress> = HashSet::from([normalized(&start)]);
-    let mut queue = VecDeque::from([start]);
-    let mut reached = BTreeSet::from([LoopInState::Initiated]);
-    let mut edges: BTreeMap<(LoopInState, LoopInState), BTreeSet<LoopInRule>> = BTreeMap::new();
-    while let Some(progress) = queue.pop_front() {
-        for input in inputs {
-            let Ok(t) = step(contract, &progress, input.clone()) else {
-                continue;
-            };
-            let (from, to) = (progress.state, t.next.state);
-            reached.insert(to);
-            if from != to || (!t.actions.is_empty() && drawn_as_loop(t.rule)) {
-                edges.entry((from, to)).or_default().insert(t.rule);
-            }
-            if seen.len() < MAX_EXPLORED && seen.insert(normalized(&t.next)) {
-                queue.push_back(t.next);
-            }
-        }
-    }
-    Exploration {
-        reached,
-        edges: edges
-            .into_iter()
-            .map(|((from, to), rules)| Edge { from, to, rules })
-            .collect(),
-        visited: seen.len(),
-    }
+    drawing::explore::<Drawn>(contract, inputs)
 }
 
 /// The mermaid `stateDiagram-v2` for an exploration.
 pub fn mermaid(exploration: &Exploration) -> String {
-    let mut out = String::from("stateDiagram-v2\n");
-    let _ = writeln!(out, "    [*] --> {}", LoopInState::Initiated.as_str());
-    for state in &exploration.reached {
-        let _ = writeln!(out, "    {}: code {}", state.as_str(), state.code());
-    }
-    for edge in &exploration.edges {
-        let label: Vec<&str> = edge.rules.iter().map(|r| r.label()).collect();
-        let _ = writeln!(
-            out,
-            "    {} --> {}: {}",
-            edge.from.as_str(),
-            edge.to.as_str(),
-            label.join(" / ")
-        );
-    }
-    for state in exploration.reached.iter().filter(|s| s.is_terminal()) {
-        let _ = writeln!(out, "    {} --> [*]", state.as_str());
-    }
-    out
+    drawing::mermaid(exploration)
 }
 
 /// The whole of `docs/loop-in-fsm.md`: the diagram and the table of states.
@@ -289,6 +284,8 @@ pub fn render_document() -> Result<String, LoopInContractError> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
     fn doc_path() -> std::path::PathBuf {
@@ -315,7 +312,10 @@ mod tests {
     fn exploration_reaches_every_state_and_terminals_have_no_exits() {
         let contract = sample_contract().unwrap();
         let found = explore(&contract, &alphabet(&contract));
-        assert!(found.visited < MAX_EXPLORED, "exploration hit its bound");
+        assert!(
+            found.visited < drawing::MAX_EXPLORED,
+            "exploration hit its bound"
+        );
         let all: BTreeSet<LoopInState> = LoopInState::ALL.into_iter().collect();
         assert_eq!(found.reached, all);
         for edge in &found.edges {
