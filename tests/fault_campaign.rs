@@ -107,7 +107,7 @@ fn a_seeded_fault_campaign_loses_nothing_and_reveals_nothing_early() {
     let (simnet, _datadir, mut daemon) =
         crash_harness::setup_with_policy(MIN_AMOUNT, ENV, Some(POLICY));
     let before = settled(&simnet);
-    let on = daemon.cli(&["--json", "autoloop", "on"]);
+    let on = common::when_ready(|| daemon.cli(&["--json", "autoloop", "on"]));
     assert!(
         on.status.success(),
         "{}",

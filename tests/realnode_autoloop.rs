@@ -66,6 +66,7 @@ fn autoloop_swaps_a_channel_below_its_band_back_on_real_nodes() {
         let info = json(&daemon, &["getinfo"]);
         (info["lnd"]["connected"].as_bool() == Some(true)).then_some(())
     });
+    common::when_ready(|| daemon.cli(&["autoloop"]));
     assert_eq!(
         json(&daemon, &["autoloop"])["mode"],
         "off",

@@ -105,7 +105,7 @@ fn sluiced_and_loopd_side_by_side() {
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
         (v["lnd"]["connected"].as_bool() == Some(true)).then_some(())
     });
-    let _ = cli(&["autoloop", "on"]);
+    let _ = common::when_ready(|| cli(&["autoloop", "on"]));
     let loopd = Loopd::start(&w, &server.addr, &cert);
     let _ = loopd.cli(&["setparams", "--autoloop=true", "--autobudget=100000"]);
     let sluiced_pid = sluiced.id();

@@ -54,7 +54,9 @@ fn dry_run_journals_the_decision_and_on_swaps_the_channel_back_into_its_band() {
         let info = json(&daemon, &["getinfo"])?;
         info["lnd"]["connected"].as_bool().filter(|c| *c)
     });
-    assert_eq!(json(&daemon, &["autoloop"]).unwrap()["mode"], "off");
+    let mode = common::when_ready(|| daemon.cli(&["--json", "autoloop"]));
+    let mode: Value = serde_json::from_slice(&mode.stdout).unwrap();
+    assert_eq!(mode["mode"], "off");
 
     // The channel below the band.
     let channels = json(&daemon, &["channels"]).unwrap();

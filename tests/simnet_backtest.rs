@@ -289,7 +289,7 @@ fn fees_from_node_replays_the_estimates_sluiced_recorded() {
         &["--config", config.to_str().unwrap()],
         &["--autoloop-tick", "1s"],
     );
-    let mode = daemon.cli(&["autoloop", "dry-run"]);
+    let mode = common::when_ready(|| daemon.cli(&["autoloop", "dry-run"]));
     assert!(
         mode.status.success(),
         "{}",

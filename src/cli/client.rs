@@ -153,6 +153,14 @@ impl Target {
                 credential: self.credential.clone(),
                 action,
             },
+            // A status the daemon itself sent has no transport error behind it and says which
+            // of its parts is not ready; only a failed connection means "is it running?".
+            tonic::Code::Unavailable if std::error::Error::source(&status).is_none() => {
+                CliError::NotReady {
+                    addr: self.addr.clone(),
+                    message: status.message().to_owned(),
+                }
+            }
             tonic::Code::Unavailable => self.unreachable(None),
             code => CliError::Rpc {
                 addr: self.addr.clone(),

@@ -148,6 +148,15 @@ pub enum CliError {
         /// A second line saying what else to check, if known.
         hint: Option<String>,
     },
+    /// The daemon answered, but a part of it (lnd, autoloop, the swap server) cannot serve the
+    /// call yet; its own words say which. Transient: the same command succeeds later.
+    #[error("sluiced at {addr} cannot do that yet: {message}; try again in a moment")]
+    NotReady {
+        /// The address called.
+        addr: String,
+        /// The daemon's reason.
+        message: String,
+    },
     /// The daemon's certificate is not the one in the certificate file.
     #[error(
         "sluiced at {addr} presented a TLS certificate that does not match {}; \

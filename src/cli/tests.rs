@@ -177,6 +177,19 @@ async fn a_daemon_that_is_not_running_is_reported_plainly() {
         "{text}"
     );
 
+    // A running daemon whose autoloop has not started says so, in its own words: it is not
+    // reported as unreachable.
+    let err = execute(&args(&h.addr, &dir, Command::Autoloop { mode: None }))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CliError::NotReady { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("autoloop is unavailable: the daemon has not started it yet"),
+        "{text}"
+    );
+    assert!(!text.contains("is it running"), "{text}");
+
     // A daemon with a different certificate is named as such, not as unreachable.
     let other = tempfile::tempdir().unwrap();
     let cert = crate::tls::generate_self_signed(&[], false).unwrap();

@@ -28,6 +28,22 @@ pub fn poll<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) ->
     }
 }
 
+/// Runs a CLI command until the daemon stops answering "cannot do that yet" (a part of it, such
+/// as autoloop, still starting), for up to a minute, and returns the first other answer.
+#[allow(dead_code)]
+pub fn when_ready(mut run: impl FnMut() -> Output) -> Output {
+    poll(
+        "the daemon to be ready for the command",
+        Duration::from_secs(60),
+        || {
+            let out = run();
+            let starting = !out.status.success()
+                && String::from_utf8_lossy(&out.stderr).contains("cannot do that yet");
+            (!starting).then_some(out)
+        },
+    )
+}
+
 /// A running `sluiced` in a temporary datadir, killed on drop if still running.
 pub struct Daemon {
     pub child: Child,
