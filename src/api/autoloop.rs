@@ -41,6 +41,11 @@ fn decision(t: &TargetDecision) -> pb::AutoloopDecision {
         amount_sat: d.proposal.as_ref().map_or(0, |p| p.amount.0),
         swap_hash: t.swap.map(|h| h.to_string()).unwrap_or_default(),
         channels: d.channels.iter().map(ToString::to_string).collect(),
+        direction: d
+            .proposal
+            .as_ref()
+            .map(|p| p.direction.as_str().to_owned())
+            .unwrap_or_default(),
     }
 }
 
@@ -57,6 +62,10 @@ fn journal_entry(r: JournalRecord) -> pb::JournalEntry {
             amount_sat: r.amount.map_or(0, |a| a.0),
             swap_hash: r.swap.map(|h| h.to_string()).unwrap_or_default(),
             channels: Vec::new(),
+            direction: r
+                .direction
+                .map(|d| d.as_str().to_owned())
+                .unwrap_or_default(),
         }),
     }
 }

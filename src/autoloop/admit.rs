@@ -1,4 +1,4 @@
-//! The pure half of a pass's checks on a proposed swap, shared by the live pass and by
+//! The pure half of a pass's checks on a proposed swap (Loop Out or Loop In), shared by the live pass and by
 //! `sluice backtest`: the server's quote against the policy's fee caps, the engine's fee
 //! limits ([`policy::swap_limits`]) and budget admission in the ledger. No I/O, no clock.
 
@@ -9,6 +9,7 @@ use crate::domain::{Ppm, Sat, SwapHash};
 use crate::ledger::{AdmitError, AdmitRequest, Ledger, Refusal};
 use crate::policy::{self, Decision, Proposal, Reason};
 use crate::swap::FeeLimits;
+use crate::swap::loop_in::LoopInLimits;
 
 /// A proposal that passed the quote, fee-cap and budget checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +58,71 @@ pub fn limits(
         max_prepay_routing_fee: l.prepay_routing,
         max_miner_fee: l.miner,
     })
+}
+
+/// A Loop In proposal that passed the quote, fee-cap and budget checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdmittedIn {
+    /// The limits to create the Loop In with.
+    pub limits: LoopInLimits,
+    /// What to reserve in the ledger, with a placeholder swap hash.
+    pub request: AdmitRequest,
+}
+
+/// Checks a Loop In proposal against the server's quoted fee and the ledger, as a live pass
+/// does between the quote and the dispatch: the fee within its cap, limits from the policy's
+/// one rule ([`policy::loop_in_limits`]), and the worst case of those limits admitted.
+pub fn check_loop_in_quote(
+    policy: Option<&policy::Policy>,
+    d: &Decision,
+    p: &Proposal,
+    swap_fee: Sat,
+    ledger: &Ledger,
+    now: DateTime<Utc>,
+) -> Result<AdmittedIn, Refused> {
+    if swap_fee > p.caps.server {
+        return Err(Refused {
+            reason: Reason::FeeCap,
+            detail: format!(
+                "the server quotes a Loop In fee of {} sat, above the cap of {} sat",
+                swap_fee.0, p.caps.server.0
+            ),
+        });
+    }
+    let settings = policy
+        .and_then(|pol| pol.rule(d.rule.as_deref().unwrap_or_default()))
+        .and_then(|r| r.settings.loop_in);
+    let Some(limits) = settings.and_then(|li| {
+        policy::loop_in_limits(&p.caps, &li.fees, p.amount, swap_fee, p.expected_miner)
+    }) else {
+        return Err(Refused {
+            reason: Reason::FeeCap,
+            detail: format!(
+                "with the quoted Loop In fee of {} sat no miner-fee limit fits the caps: the HTLC is expected to cost {} sat and a timeout sweep at least {} sat",
+                swap_fee.0,
+                p.expected_miner.0,
+                min_sweep_fee().0
+            ),
+        });
+    };
+    let worst = limits.worst_case();
+    let request = AdmitRequest {
+        swap: SwapHash([0; 32]),
+        rule: d.rule.clone().unwrap_or_default(),
+        expected: (swap_fee + p.expected_miner).min(worst),
+        worst_case: worst,
+    };
+    match ledger.admit(request.clone(), now) {
+        Ok(_) => Ok(AdmittedIn { limits, request }),
+        Err(AdmitError::Refused(r)) => Err(Refused {
+            reason: refusal_reason(&r),
+            detail: r.to_string(),
+        }),
+        Err(AdmitError::Invalid(e)) => Err(Refused {
+            reason: Reason::DispatchFailed,
+            detail: format!("{}; not dispatched: {e}", d.detail),
+        }),
+    }
 }
 
 /// The decision's reason for a budget refusal.

@@ -10,7 +10,7 @@ use crate::domain::{BlockHeight, ChanId, Ppm, Sat, SwapHash};
 use crate::ledger::{BudgetSpec, Period};
 use crate::lnd::{LightningNode, NodeError};
 use crate::policy::{self, FlowWindow, PeriodSpec, Policy};
-use crate::provider::port::LoopOutTerms;
+use crate::provider::port::{LoopInRoute, LoopOutTerms};
 use crate::provider::{ProviderError, SwapProvider};
 use crate::store::{Store, StoreError, SwapFilter};
 use crate::swap::engine::expiry_for;
@@ -233,6 +233,45 @@ pub(super) async fn terms(
     ))
 }
 
+/// The server's Loop In terms as the policy reads them: its bounds, and its fee rate from a
+/// quote of a typical amount to this node (no last hop).
+pub(super) async fn terms_in(
+    provider: &dyn SwapProvider,
+    node: &dyn LightningNode,
+) -> Result<policy::LoopInServerTerms, InputError> {
+    let terms = provider
+        .loop_in_terms()
+        .await
+        .map_err(provider_err("LoopInTerms"))?;
+    let info = node.get_info().await.map_err(self::node("GetInfo"))?;
+    let probe = TYPICAL_AMOUNT.clamp(terms.min_amount, terms.max_amount.max(terms.min_amount));
+    let quote = provider
+        .loop_in_quote(&LoopInRoute {
+            amount: probe,
+            node: info.pubkey.0,
+            last_hop: None,
+        })
+        .await
+        .map_err(provider_err("LoopInQuote"))?;
+    Ok(policy::LoopInServerTerms {
+        min: terms.min_amount,
+        max: terms.max_amount,
+        swap_fee_ppm: Ppm::ratio(quote.swap_fee.0, probe.0),
+    })
+}
+
+/// lnd's confirmed on-chain balance, which funds Loop Ins; `None` (not checked) when lnd does
+/// not say.
+pub(super) async fn wallet(node: &dyn LightningNode) -> Option<Sat> {
+    match node.onchain_balance().await {
+        Ok((confirmed, _)) => Some(confirmed),
+        Err(e) => {
+            tracing::warn!(error = %e, "lnd did not report its wallet balance; Loop Ins are not checked against it this pass");
+            None
+        }
+    }
+}
+
 fn provider_err(op: &'static str) -> impl FnOnce(ProviderError) -> InputError {
     provider(op)
 }
@@ -280,12 +319,31 @@ pub(super) async fn in_flight(
             manual: is_manual,
         });
     }
+    // Loop Ins: an autoloop one counts against the target channels recorded for it, a manual
+    // one node-wide.
+    let (loop_ins, _) = store.load_unfinished_loop_ins().await?;
+    for s in loop_ins {
+        let t = s.record.contract.terms();
+        seen.insert(t.swap_hash);
+        let is_manual = t.initiator != AUTOLOOP_INITIATOR;
+        out.push(policy::InFlightSwap {
+            outgoing: store.swap_channels(t.swap_hash).await?,
+            amount: t.amount,
+            manual: is_manual,
+        });
+    }
     for hash in unreleased.iter().filter(|h| !seen.contains(*h)) {
         if let Some(s) = store.load_swap(*hash).await? {
             let t = s.record.contract.terms();
             out.push(policy::InFlightSwap {
                 outgoing: swap_channels(store, *hash, &t.outgoing_chan_set).await?,
                 amount: t.amount,
+                manual: false,
+            });
+        } else if let Some(r) = store.load_loop_in(*hash).await? {
+            out.push(policy::InFlightSwap {
+                outgoing: store.swap_channels(*hash).await?,
+                amount: r.contract.terms().amount,
                 manual: false,
             });
         }

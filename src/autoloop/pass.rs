@@ -11,13 +11,17 @@ use super::inputs::{self, InputError};
 pub(super) use super::state::State;
 use super::{AUTOLOOP_INITIATOR, AUTOLOOP_LABEL, Mode};
 use crate::chain::SatPerKw;
-use crate::domain::{BlockHeight, Ppm, Sat, SwapHash};
+use crate::domain::{BlockHeight, Direction, Ppm, Sat, SwapHash};
 use crate::ledger::{AdmitError, AdmitRequest, Entry, Refusal};
 use crate::lnd::LightningNode;
 use crate::policy::{self, Decision, Destination, Proposal, Reason, Snapshot};
 use crate::provider::SwapProvider;
 use crate::store::{JournalRecord, PassSummary, Store};
-use crate::swap::{Admission, FeeLimits, LoopOutContract, LoopOutRequest, SwapEngine};
+use crate::swap::loop_in::LoopInContract;
+use crate::swap::{
+    Admission, FeeLimits, LoopInAdmission, LoopInRequest, LoopOutContract, LoopOutRequest,
+    SwapEngine,
+};
 
 /// The ports and settings a pass uses.
 pub(super) struct Ports {
@@ -140,6 +144,20 @@ pub(super) async fn run(
         }
         Err(e) => return Err(e),
     };
+    // Loop In's terms and the wallet that funds it, only when some rule swaps in.
+    let (terms_in, outage_in, wallet) = if policy.rules.iter().any(|r| r.settings.loop_in.is_some())
+    {
+        let (terms_in, outage_in) = match inputs::terms_in(&*ports.provider, &*ports.node).await {
+            Ok(t) => (t, None),
+            Err(e) => {
+                tracing::warn!(error = %e, "the swap server gave no Loop In terms; autoloop decides no Loop In");
+                (policy::LoopInServerTerms::default(), Some(e.to_string()))
+            }
+        };
+        (terms_in, outage_in, inputs::wallet(&*ports.node).await)
+    } else {
+        (policy::LoopInServerTerms::default(), None, None)
+    };
     let unreleased: Vec<SwapHash> = state.ledger.pending().copied().collect();
     let (in_flight, manual) = inputs::in_flight(&ports.store, &unreleased).await?;
     let backoff = ports.store.backoffs().await?;
@@ -176,6 +194,8 @@ pub(super) async fn run(
         in_flight,
         backoff,
         terms,
+        terms_in,
+        wallet,
         gate_open: state.gate_open.clone(),
         dry_run: mode != Mode::On,
     };
@@ -208,14 +228,25 @@ pub(super) async fn run(
             d.detail = format!("{why}; nothing that needs the swap server is decided");
             d.proposal = None;
         }
-        if let Some(raw_terms) = &raw_terms
+        if let Some(why) = &outage_in
             && matches!(d.reason, Reason::Swap | Reason::DryRun)
+            && d.proposal
+                .as_ref()
+                .is_some_and(|p| p.direction == Direction::In)
+        {
+            d.reason = Reason::ProviderUnavailable;
+            d.detail = format!("{why}; no Loop In is decided");
+            d.proposal = None;
+        }
+        if matches!(d.reason, Reason::Swap | Reason::DryRun)
             && let Some(p) = d.proposal.clone()
         {
             if let Some(c) = d.channels.iter().find(|c| manual.contains(c)) {
                 d.reason = Reason::InFlight;
                 d.detail = format!("channel {c} is in a manual swap; autoloop leaves it alone");
-            } else {
+            } else if p.direction == Direction::In {
+                swap = check_and_dispatch_in(ports, state, &mut d, &p, now, purpose).await;
+            } else if let Some(raw_terms) = &raw_terms {
                 swap = check_and_dispatch(
                     ports,
                     state,
@@ -319,6 +350,7 @@ fn journal_record(pass_id: i64, at: DateTime<Utc>, t: &TargetDecision) -> Journa
         },
         inbound_share: d.inbound_share,
         amount: d.proposal.as_ref().map(|p| p.amount),
+        direction: d.proposal.as_ref().map(|p| p.direction),
         swap: t.swap,
     }
 }
@@ -446,6 +478,125 @@ async fn check_and_dispatch(
         }
         Err(e) => {
             tracing::warn!(target = %d.target, error = %e, "autoloop dispatch failed");
+            d.reason = Reason::DispatchFailed;
+            d.detail = format!("{}; dispatch failed: {e}", d.detail);
+            None
+        }
+    }
+}
+
+/// The Loop In half of [`check_and_dispatch`]: the server's quote for the amount (no probe:
+/// the engine probes when it creates the swap), the fee-cap and budget checks, then the
+/// dispatch with the reservation stored beside the contract, before anything is funded.
+async fn check_and_dispatch_in(
+    ports: &Ports,
+    state: &mut State,
+    d: &mut Decision,
+    p: &Proposal,
+    now: DateTime<Utc>,
+    purpose: Purpose,
+) -> Option<SwapHash> {
+    let last_hop: Option<[u8; 33]> = p
+        .last_hop
+        .as_deref()
+        .and_then(|h| hex::decode(h).ok())
+        .and_then(|b| b.try_into().ok());
+    let quoted = match ports.node.get_info().await {
+        Ok(info) => ports
+            .provider
+            .loop_in_quote(&crate::provider::port::LoopInRoute {
+                amount: p.amount,
+                node: info.pubkey.0,
+                last_hop,
+            })
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(format!("lnd GetInfo failed: {e}")),
+    };
+    let quote = match quoted {
+        Ok(q) => q,
+        Err(e) => {
+            d.reason = Reason::QuoteFailed;
+            d.detail = format!(
+                "{}; not dispatched: the swap server gave no Loop In quote: {e}",
+                d.detail
+            );
+            return None;
+        }
+    };
+    let admitted = match super::admit::check_loop_in_quote(
+        state.policy.as_deref(),
+        d,
+        p,
+        quote.swap_fee,
+        &state.ledger,
+        now,
+    ) {
+        Ok(a) => a,
+        Err(r) => {
+            d.reason = r.reason;
+            d.detail = r.detail;
+            return None;
+        }
+    };
+    if purpose != Purpose::Run(Mode::On) || d.reason != Reason::Swap {
+        d.reason = Reason::DryRun;
+        return None;
+    }
+    let req = LoopInRequest {
+        amount: p.amount,
+        max_swap_fee: Some(admitted.limits.max_swap_fee),
+        max_miner_fee: Some(admitted.limits.max_miner_fee),
+        last_hop,
+        htlc_conf_target: Some(p.conf_target),
+        label: AUTOLOOP_LABEL.to_owned(),
+        initiator: AUTOLOOP_INITIATOR.to_owned(),
+    };
+    let reserved: Arc<Mutex<Option<Entry>>> = Arc::new(Mutex::new(None));
+    let ledger = state.ledger.clone();
+    let slot = Arc::clone(&reserved);
+    let admit_req = admitted.request.clone();
+    let admission: LoopInAdmission = Box::new(move |contract: &LoopInContract| {
+        let t = contract.terms();
+        let worst = t.limits.worst_case();
+        let reservation = ledger.admit(
+            AdmitRequest {
+                swap: t.swap_hash,
+                expected: admit_req.expected.min(worst),
+                worst_case: worst,
+                ..admit_req
+            },
+            now,
+        )?;
+        let entry = reservation.into_entry();
+        if let Ok(mut s) = slot.lock() {
+            *s = Some(entry.clone());
+        }
+        Ok(entry)
+    });
+    match ports.engine.loop_in_admitted(req, admission).await {
+        Ok(created) => {
+            let hash = created.hash;
+            let entry = reserved.lock().ok().and_then(|mut s| s.take());
+            if let Some(entry) = entry
+                && let Err(e) = state.ledger.apply(entry)
+            {
+                tracing::error!(swap = %hash, error = %e, "the stored reservation does not apply to the ledger");
+            }
+            if let Err(e) = ports.store.set_swap_channels(hash, &d.channels).await {
+                tracing::error!(swap = %hash, error = %e, "recording the channels of an autoloop Loop In failed; its target's in-flight limit and backoff will not see it");
+            }
+            d.detail = format!("{}; dispatched Loop In {hash}", d.detail);
+            tracing::info!(swap = %hash, target = %d.target, amount = %p.amount, "autoloop dispatched a loop in");
+            Some(hash)
+        }
+        Err(crate::swap::EngineError::NotAdmitted(AdmitError::Refused(r))) => {
+            d.reason = refusal_reason(&r);
+            d.detail = r.to_string();
+            None
+        }
+        Err(e) => {
+            tracing::warn!(target = %d.target, error = %e, "autoloop Loop In dispatch failed");
             d.reason = Reason::DispatchFailed;
             d.detail = format!("{}; dispatch failed: {e}", d.detail);
             None

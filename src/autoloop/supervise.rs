@@ -1,4 +1,4 @@
-//! Supervision: when an autoloop swap ends, its fees flow into the ledger by category, its
+//! Supervision: when an autoloop swap (Loop Out or Loop In) ends, its fees flow into the ledger by category, its
 //! reservation is released and the backoff of its channels is updated.
 
 use chrono::{DateTime, Utc};
@@ -10,7 +10,9 @@ use crate::ledger::{Applied, Entry, EntryId, EntryKind, SpendCategory};
 use crate::lnd::{LightningNode, NodeErrorKind};
 use crate::policy::BackoffState;
 use crate::provider::l402::TokenStore;
+use crate::store::loop_in::LoopInRecord;
 use crate::store::{Store, SwapRecord};
+use crate::swap::loop_in::LoopInState;
 use crate::swap::{PaymentKind, PaymentStatus, SwapCosts, SwapProgress, SwapState};
 
 /// Entry ids of a swap's spends; fixed per category so recording them again is a replay.
@@ -114,17 +116,73 @@ pub(super) async fn settle(
         _ => return Ok(false),
     }
     let Some(stored) = store.load_swap(hash).await? else {
-        return Ok(false);
+        return match store.load_loop_in(hash).await? {
+            Some(record) if record.progress.state.is_terminal() => {
+                let channels = store.swap_channels(hash).await?;
+                let succeeded = record.progress.state == LoopInState::Succeeded;
+                let spends = loop_in_spends(&record);
+                book(store, state, hash, &spends, succeeded, &channels, now).await?;
+                tracing::info!(swap = %hash, state = %record.progress.state.as_str(), "autoloop loop in settled in the ledger");
+                Ok(true)
+            }
+            _ => Ok(false),
+        };
     };
     let record = &stored.record;
     let swap_state = record.progress.state;
     if !swap_state.is_terminal() || !payments_settled(node, record).await {
         return Ok(false);
     }
-    let costs = &record.costs;
-    let mut entries: Vec<Entry> = spends(&record.progress, costs)
-        .into_iter()
-        .map(|(category, amount)| Entry {
+    let channels =
+        super::inputs::swap_channels(store, hash, &record.contract.terms().outgoing_chan_set)
+            .await?;
+    let spends = spends(&record.progress, &record.costs);
+    book(
+        store,
+        state,
+        hash,
+        &spends,
+        swap_state == SwapState::Succeeded,
+        &channels,
+        now,
+    )
+    .await?;
+    tracing::info!(swap = %hash, state = %swap_state.as_str(), "autoloop swap settled in the ledger");
+    Ok(true)
+}
+
+/// The spends a finished Loop In's costs stand for: what the server kept of the HTLC beyond
+/// the invoice it paid is its fee up to the contract's `max_swap_fee` and a loss beyond it
+/// (a server that took the HTLC without paying); the funding and any timeout sweep are miner
+/// fees. A Loop In makes no payment of its own, so nothing else can change them.
+pub(super) fn loop_in_spends(record: &LoopInRecord) -> Vec<(SpendCategory, Sat)> {
+    let kept = Sat(u64::try_from(record.costs.server_sat.max(0)).unwrap_or(0));
+    let fee = kept.min(record.contract.terms().limits.max_swap_fee);
+    [
+        (SpendCategory::Server, fee),
+        (SpendCategory::Loss, kept - fee),
+        (SpendCategory::Miner, record.costs.onchain),
+    ]
+    .into_iter()
+    .filter(|(_, a)| *a > Sat::ZERO)
+    .collect()
+}
+
+/// Records a finished swap's spends and its release (store first, then the ledger; recording
+/// them again is a replay) and updates the backoff of its channels: cleared on success, one
+/// more failure otherwise.
+async fn book(
+    store: &Store,
+    state: &mut State,
+    hash: SwapHash,
+    spends: &[(SpendCategory, Sat)],
+    succeeded: bool,
+    channels: &[crate::domain::ChanId],
+    now: DateTime<Utc>,
+) -> Result<(), AutoloopError> {
+    let mut entries: Vec<Entry> = spends
+        .iter()
+        .map(|&(category, amount)| Entry {
             swap: hash,
             id: spend_id(category),
             at: now,
@@ -144,28 +202,22 @@ pub(super) async fn settle(
                 "an autoloop swap spent more than its reserved worst case");
         }
     }
-    {
-        let backoffs = store.backoffs().await?;
-        let channels =
-            super::inputs::swap_channels(store, hash, &record.contract.terms().outgoing_chan_set)
-                .await?;
-        for chan in &channels {
-            let next = if swap_state == SwapState::Succeeded {
-                None
-            } else {
-                Some(BackoffState {
-                    last_failure: now,
-                    consecutive_failures: backoffs
-                        .get(chan)
-                        .map_or(0, |b| b.consecutive_failures)
-                        .saturating_add(1),
-                })
-            };
-            store.set_backoff(*chan, next).await?;
-        }
+    let backoffs = store.backoffs().await?;
+    for chan in channels {
+        let next = if succeeded {
+            None
+        } else {
+            Some(BackoffState {
+                last_failure: now,
+                consecutive_failures: backoffs
+                    .get(chan)
+                    .map_or(0, |b| b.consecutive_failures)
+                    .saturating_add(1),
+            })
+        };
+        store.set_backoff(*chan, next).await?;
     }
-    tracing::info!(swap = %hash, state = %swap_state.as_str(), "autoloop swap settled in the ledger");
-    Ok(true)
+    Ok(())
 }
 
 /// The ledger account rule of an L402 token's booking (its sub-budget name, if a policy rule

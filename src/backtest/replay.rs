@@ -14,13 +14,14 @@ use serde::Serialize;
 use super::input::{EventKind, FeeSeries, History};
 use crate::autoloop::{self, admit};
 use crate::chain::fees::{SatPerKw, fee_for};
-use crate::domain::{ChanId, Ppm, Sat, SwapHash};
+use crate::domain::{ChanId, Direction, Ppm, Sat, SwapHash};
 use crate::ledger::{Entry, EntryId, EntryKind, Ledger, SpecError, SpendCategory};
 use crate::loopserver::terms::Terms;
 use crate::policy::{
-    self, BackoffState, Channel, FeeMarket, FeeSample, FlowWindow, InFlightSwap, Policy, Reason,
-    ServerTerms, Snapshot,
+    self, BackoffState, Channel, FeeMarket, FeeSample, FlowWindow, InFlightSwap, LoopInServerTerms,
+    Policy, Reason, ServerTerms, Snapshot,
 };
+use crate::swap::loop_in::FUNDING_WEIGHT_ESTIMATE;
 
 /// How the replay models what it cannot see.
 #[derive(Debug, Clone)]
@@ -102,8 +103,10 @@ pub struct Outcome {
     pub end: DateTime<Utc>,
     /// Passes run.
     pub passes: u64,
-    /// Swaps dispatched.
+    /// Swaps dispatched (both directions).
     pub swaps: u64,
+    /// Of those, Loop Ins.
+    pub loop_ins: u64,
     /// Swaps that failed.
     pub failed_swaps: u64,
     /// Swaps still running at the end.
@@ -202,9 +205,22 @@ struct Running {
     amount: Sat,
     done_at: DateTime<Utc>,
     fails: bool,
-    limits: crate::swap::FeeLimits,
     swap_fee: Sat,
-    prepay: Sat,
+    leg: Leg,
+}
+
+/// What differs between a running Loop Out and a running Loop In.
+enum Leg {
+    /// A Loop Out: its limits and the prepay.
+    Out {
+        limits: crate::swap::FeeLimits,
+        prepay: Sat,
+    },
+    /// A Loop In: its limits and the funding's confirmation target.
+    In {
+        limits: crate::swap::loop_in::LoopInLimits,
+        conf_target: u32,
+    },
 }
 
 /// Replays `history` under `policy` with fees from `fees`. `tick` is called after every pass
@@ -264,6 +280,7 @@ pub fn run(
         end: history.end,
         passes: 0,
         swaps: 0,
+        loop_ins: 0,
         failed_swaps: 0,
         unfinished_swaps: 0,
         volume_sat: 0,
@@ -415,6 +432,21 @@ pub fn run(
             },
             Err(_) => ServerTerms::default(),
         };
+        let probe_in = Sat(1_000_000).clamp(
+            settings.terms.loop_in_min_amount,
+            settings
+                .terms
+                .loop_in_max_amount
+                .max(settings.terms.loop_in_min_amount),
+        );
+        let terms_in = match settings.terms.quote_in(probe_in) {
+            Ok(q) => LoopInServerTerms {
+                min: settings.terms.loop_in_min_amount,
+                max: settings.terms.loop_in_max_amount,
+                swap_fee_ppm: Ppm::ratio(q.swap_fee.0, probe_in.0),
+            },
+            Err(_) => LoopInServerTerms::default(),
+        };
         let snapshot = Snapshot {
             now: t,
             channels: std::mem::take(&mut template),
@@ -434,6 +466,9 @@ pub fn run(
                 .collect(),
             backoff: backoff.clone(),
             terms,
+            terms_in,
+            // The history has no wallet: a backtest assumes lnd's wallet can fund every Loop In.
+            wallet: None,
             gate_open: gate_open.clone(),
             dry_run: false,
         };
@@ -446,6 +481,58 @@ pub fn run(
         for d in &plan.decisions {
             let mut reason = d.reason.clone();
             if reason == Reason::Swap
+                && let Some(p) = d.proposal.as_ref().filter(|p| p.direction == Direction::In)
+            {
+                // A Loop In, through the live checks: the server's quote, the caps, the budget.
+                match settings.terms.quote_in(p.amount) {
+                    Err(_) => reason = Reason::QuoteFailed,
+                    Ok(q) => {
+                        match admit::check_loop_in_quote(Some(policy), d, p, q.swap_fee, &ledger, t)
+                        {
+                            Err(r) => reason = r.reason,
+                            Ok(a) => {
+                                swap_counter += 1;
+                                let mut h = [0u8; 32];
+                                h[..8].copy_from_slice(&swap_counter.to_be_bytes());
+                                let hash = SwapHash(h);
+                                let reserved = ledger
+                                    .admit(
+                                        crate::ledger::AdmitRequest {
+                                            swap: hash,
+                                            ..a.request
+                                        },
+                                        t,
+                                    )
+                                    .map(|r| ledger.apply(r.into_entry()));
+                                if !matches!(reserved, Ok(Ok(_))) {
+                                    reason = Reason::DispatchFailed;
+                                } else {
+                                    out.swaps += 1;
+                                    out.loop_ins += 1;
+                                    running.push(Running {
+                                        hash,
+                                        channels: d
+                                            .channels
+                                            .iter()
+                                            .filter_map(|c| index.get(c).copied())
+                                            .collect(),
+                                        outgoing: d.channels.clone(),
+                                        amount: p.amount,
+                                        done_at: t + settings.swap_delay,
+                                        fails: settings.failure_rate > 0.0
+                                            && rng.gen_bool(settings.failure_rate.clamp(0.0, 1.0)),
+                                        swap_fee: q.swap_fee,
+                                        leg: Leg::In {
+                                            limits: a.limits,
+                                            conf_target: p.conf_target,
+                                        },
+                                    });
+                                }
+                            }
+                        }
+                    }
+                }
+            } else if reason == Reason::Swap
                 && let Some(p) = &d.proposal
             {
                 match settings.terms.quote(p.amount) {
@@ -494,9 +581,11 @@ pub fn run(
                                     done_at: t + settings.swap_delay,
                                     fails: settings.failure_rate > 0.0
                                         && rng.gen_bool(settings.failure_rate.clamp(0.0, 1.0)),
-                                    limits: a.limits,
                                     swap_fee: q.swap_fee,
-                                    prepay: q.prepay,
+                                    leg: Leg::Out {
+                                        limits: a.limits,
+                                        prepay: q.prepay,
+                                    },
                                 });
                             }
                         }
@@ -622,35 +711,80 @@ fn finish(
             b.last_failure = t;
             b.consecutive_failures += 1;
         }
+        // A Loop In the server never paid is taken back: its funding and the timeout sweep
+        // are lost to miners.
+        if let Leg::In {
+            limits,
+            conf_target,
+        } = &s.leg
+        {
+            let funding = fee_for(
+                FUNDING_WEIGHT_ESTIMATE,
+                market.estimate(*conf_target).unwrap_or(SatPerKw(253)),
+            )
+            .min(limits.max_miner_fee);
+            let sweep = fee_for(
+                bitcoin::Weight::from_wu(policy::SWEEP_WEIGHT_WU),
+                market.estimate(2).unwrap_or(SatPerKw(253)),
+            )
+            .min(limits.max_miner_fee);
+            spends.push((SpendCategory::Miner, funding + sweep));
+        }
     } else {
-        // The swap payment leaves through the target's channels, fullest first.
-        let mut left = s.amount;
-        let mut order = s.channels.clone();
-        order.sort_by_key(|&i| std::cmp::Reverse(chans[i].local));
-        for i in order {
-            let take = left.min(chans[i].local);
-            chans[i].local = chans[i].local.saturating_sub(take);
-            left = left.saturating_sub(take);
+        match &s.leg {
+            Leg::Out { limits, prepay } => {
+                // The swap payment leaves through the target's channels, fullest first.
+                let mut left = s.amount;
+                let mut order = s.channels.clone();
+                order.sort_by_key(|&i| std::cmp::Reverse(chans[i].local));
+                for i in order {
+                    let take = left.min(chans[i].local);
+                    chans[i].local = chans[i].local.saturating_sub(take);
+                    left = left.saturating_sub(take);
+                }
+                let routing = s
+                    .amount
+                    .mul_ppm(settings.routing_ppm)
+                    .min(limits.max_swap_routing_fee);
+                let prepay_routing = prepay
+                    .mul_ppm(settings.routing_ppm)
+                    .min(limits.max_prepay_routing_fee);
+                let rate = market.estimate(6).unwrap_or(SatPerKw(253));
+                let miner = fee_for(bitcoin::Weight::from_wu(policy::SWEEP_WEIGHT_WU), rate)
+                    .min(limits.max_miner_fee);
+                spends.push((SpendCategory::Server, s.swap_fee));
+                spends.push((SpendCategory::Routing, routing + prepay_routing));
+                spends.push((SpendCategory::Miner, miner));
+                recent.push_back((routing + prepay_routing, s.amount));
+                if recent.len() > 20 {
+                    recent.pop_front();
+                }
+            }
+            Leg::In {
+                limits,
+                conf_target,
+            } => {
+                // The server's payment (the amount less its fee) arrives through the target's
+                // channels, emptiest first.
+                let mut left = s.amount.saturating_sub(s.swap_fee);
+                let mut order = s.channels.clone();
+                order.sort_by_key(|&i| chans[i].local);
+                for i in order {
+                    let room = chans[i].capacity.saturating_sub(chans[i].local);
+                    let take = left.min(room);
+                    chans[i].local += take;
+                    left = left.saturating_sub(take);
+                }
+                let funding = fee_for(
+                    FUNDING_WEIGHT_ESTIMATE,
+                    market.estimate(*conf_target).unwrap_or(SatPerKw(253)),
+                )
+                .min(limits.max_miner_fee);
+                spends.push((SpendCategory::Server, s.swap_fee));
+                spends.push((SpendCategory::Miner, funding));
+            }
         }
-        let routing = s
-            .amount
-            .mul_ppm(settings.routing_ppm)
-            .min(s.limits.max_swap_routing_fee);
-        let prepay_routing = s
-            .prepay
-            .mul_ppm(settings.routing_ppm)
-            .min(s.limits.max_prepay_routing_fee);
-        let rate = market.estimate(6).unwrap_or(SatPerKw(253));
-        let miner = fee_for(bitcoin::Weight::from_wu(policy::SWEEP_WEIGHT_WU), rate)
-            .min(s.limits.max_miner_fee);
-        spends.push((SpendCategory::Server, s.swap_fee));
-        spends.push((SpendCategory::Routing, routing + prepay_routing));
-        spends.push((SpendCategory::Miner, miner));
         out.volume_sat += s.amount.0;
-        recent.push_back((routing + prepay_routing, s.amount));
-        if recent.len() > 20 {
-            recent.pop_front();
-        }
         for &i in &s.channels {
             backoff.remove(&chans[i].id);
         }

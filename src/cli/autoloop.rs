@@ -46,6 +46,8 @@ pub struct DecisionOut {
     pub inbound_percent: f64,
     /// Proposed amount.
     pub amount_sat: Option<u64>,
+    /// The proposed swap's direction: `out` or `in`.
+    pub direction: Option<String>,
     /// Dispatched swap.
     pub swap_hash: Option<String>,
 }
@@ -60,6 +62,7 @@ fn decision_out(d: pb::AutoloopDecision) -> DecisionOut {
         #[allow(clippy::cast_precision_loss)]
         inbound_percent: d.inbound_ppm as f64 / 10_000.0,
         amount_sat: (d.amount_sat != 0).then_some(d.amount_sat),
+        direction: (!d.direction.is_empty()).then_some(d.direction),
         swap_hash: (!d.swap_hash.is_empty()).then_some(d.swap_hash),
     }
 }
@@ -80,7 +83,11 @@ fn decision_rows(ds: &[DecisionOut], prefix: &[String]) -> String {
             d.rule.clone().unwrap_or_else(|| "-".to_owned()),
             d.reason.clone(),
             format!("{:.1}%", d.inbound_percent),
-            d.amount_sat.map_or("-".to_owned(), |a| a.to_string()),
+            match (d.amount_sat, &d.direction) {
+                (None, _) => "-".to_owned(),
+                (Some(a), None) => a.to_string(),
+                (Some(a), Some(dir)) => format!("{dir} {a}"),
+            },
             match &d.swap_hash {
                 // The detail of a dispatch already names its swap.
                 Some(h) if !d.detail.contains(h.as_str()) => format!("{} (swap {h})", d.detail),
@@ -505,11 +512,12 @@ mod tests {
             amount_sat: 1_300_000,
             swap_hash: "ab".into(),
             channels: vec![],
+            direction: "in".into(),
         });
         let text = decision_rows(&[d], &[]);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2);
-        assert!(lines[1].contains("24.0%") && lines[1].contains("1300000"));
+        assert!(lines[1].contains("24.0%") && lines[1].contains("in 1300000"));
         assert_eq!(lines[0].find("reason"), lines[1].find("swap"));
         assert!(lines[1].contains("(swap ab)"));
         // A dispatch's detail names its swap once.

@@ -311,7 +311,7 @@ mod tests {
             .unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["passed"], true);
-        assert_eq!(v["policies"].as_array().unwrap().len(), 5, "{text}");
+        assert_eq!(v["policies"].as_array().unwrap().len(), 6, "{text}");
         assert!(v["cases"].as_u64().unwrap() >= 10, "{text}");
         let empty = tempfile::tempdir().unwrap();
         std::fs::create_dir(empty.path().join("sub")).unwrap();

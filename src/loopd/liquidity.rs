@@ -1,7 +1,8 @@
 //! `SuggestSwaps` and `GetLiquidityParams`: sluice's autoloop and policy in Loop's terms.
 //!
 //! `SuggestSwaps` runs sluice's `suggest` (a full pass that dispatches nothing) and answers
-//! each `swap` or `dry_run` decision as a `LoopOutRequest` and every other decision as
+//! each `swap` or `dry_run` decision as a `LoopOutRequest` (or, above a band, a
+//! `LoopInRequest`) and every other decision as
 //! `Disqualified` entries, one per channel of the target, with the Loop reason of
 //! [`auto_reason`]. `GetLiquidityParams` shows the policy in force through Loop's fields where
 //! one means the same (see `docs/loopd-api.md` for the table and what has no Loop field).
@@ -11,6 +12,7 @@ use tonic::Status;
 use crate::api::ApiState;
 use crate::api::error::ApiError;
 use crate::autoloop::{Autoloop, Mode};
+use crate::domain::Direction;
 use crate::policy::{Decision, Reason};
 use crate::proto::loopd::looprpc as rpc;
 
@@ -46,6 +48,7 @@ pub fn auto_reason(reason: &Reason) -> rpc::AutoReason {
         | Reason::Excluded
         | Reason::NoRule
         | Reason::NoRoute
+        | Reason::InsufficientFunds
         | Reason::ScriptError(_)
         | Reason::QuoteFailed
         | Reason::DispatchFailed
@@ -60,6 +63,22 @@ fn signed(sat: u64) -> i64 {
 /// One decision in Loop's suggestion shape: a swap, or what disqualified its channels.
 fn suggestion(d: &Decision, out: &mut rpc::SuggestSwapsResponse) {
     match (&d.reason, &d.proposal) {
+        (Reason::Swap | Reason::DryRun, Some(p)) if p.direction == Direction::In => {
+            out.loop_in.push(rpc::LoopInRequest {
+                amt: signed(p.amount.0),
+                max_swap_fee: signed(p.caps.server.0),
+                max_miner_fee: signed(p.caps.miner.0),
+                last_hop: p
+                    .last_hop
+                    .as_deref()
+                    .and_then(|h| hex::decode(h).ok())
+                    .unwrap_or_default(),
+                htlc_conf_target: i32::try_from(p.conf_target).unwrap_or(i32::MAX),
+                label: d.rule.clone().unwrap_or_default(),
+                initiator: "autoloop".to_owned(),
+                ..rpc::LoopInRequest::default()
+            });
+        }
         (Reason::Swap | Reason::DryRun, Some(p)) => {
             out.loop_out.push(rpc::LoopOutRequest {
                 amt: signed(p.amount.0),

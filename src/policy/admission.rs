@@ -5,10 +5,11 @@
 //! figure guarantees the fees spent in a window can never exceed a budget.
 
 use super::eval::SwapCaps;
-use super::model::{FeeCaps, Policy};
+use super::model::{FeeCaps, LoopInFeeCaps, Policy};
 use super::snapshot::BudgetLeft;
 use crate::chain::fees::min_sweep_fee;
 use crate::domain::{Ppm, Sat};
+use crate::swap::loop_in::LoopInLimits;
 
 /// The per-swap limits the swap engine enforces, in satoshis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +49,48 @@ pub fn category_caps(f: &FeeCaps, amount: Sat, prepay: Sat) -> SwapCaps {
         prepay_routing: prepay.mul_ppm(f.max_prepay_routing.unwrap_or(f.max_total)),
         prepay: f.max_prepay.unwrap_or(total_cap),
         miner: f.max_miner.unwrap_or(total_cap),
+        timeout_risk: Sat::ZERO,
     }
+}
+
+/// A Loop In's caps: the server fee and the HTLC miner fee each by its own key, else
+/// `max_total` of the amount; the timeout risk by its key, else twice the miner cap (a funding
+/// and a timeout sweep, each at that cap). Loop Out's categories are zero.
+pub fn loop_in_caps(f: &LoopInFeeCaps, amount: Sat) -> SwapCaps {
+    let total_cap = amount.mul_ppm(f.max_total);
+    let miner = f.max_miner.unwrap_or(total_cap);
+    SwapCaps {
+        server: f.max_server.map_or(total_cap, |p| amount.mul_ppm(p)),
+        routing: Sat::ZERO,
+        prepay_routing: Sat::ZERO,
+        prepay: Sat::ZERO,
+        miner,
+        timeout_risk: f.max_timeout_risk.unwrap_or(Sat(miner.0.saturating_mul(2))),
+    }
+}
+
+/// The limits of a Loop In of `amount` with the server fee `server_fee` and an expected HTLC
+/// miner fee `expected_miner`: the server fee as quoted, and one miner-fee limit (the engine
+/// caps the funding and, separately, a timeout sweep with it) as large as every cap allows —
+/// the miner cap, what `max_total` leaves after the server fee, and half the timeout-risk cap
+/// (funding plus sweep). `None` when that limit cannot pay the expected funding or the
+/// smallest valid timeout sweep: such a swap could not be funded, or not be taken back.
+pub fn loop_in_limits(
+    caps: &SwapCaps,
+    fees: &LoopInFeeCaps,
+    amount: Sat,
+    server_fee: Sat,
+    expected_miner: Sat,
+) -> Option<LoopInLimits> {
+    let rest = amount.mul_ppm(fees.max_total).checked_sub(server_fee)?;
+    let miner = caps.miner.min(rest).min(Sat(caps.timeout_risk.0 / 2));
+    if miner < expected_miner || miner < min_sweep_fee() {
+        return None;
+    }
+    Some(LoopInLimits {
+        max_swap_fee: server_fee,
+        max_miner_fee: miner,
+    })
 }
 
 /// The limits of a swap of `amount` with expected fees `expected` (server, routing, prepay

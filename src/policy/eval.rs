@@ -13,15 +13,19 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DurationRound, TimeDelta};
 
 use super::admission::{category_caps, swap_limits};
+use super::admission::{loop_in_caps, loop_in_limits};
 use super::gate::{GateState, gate_state};
-use super::model::{Destination, Grouping, Matcher, Policy, Rule, Selector, Settings};
+use super::model::{
+    Destination, Grouping, LastHop, LoopInSettings, Matcher, Policy, Rule, Selector, Settings,
+};
 use super::reason::{Reason, Target};
 use super::script::{ProposalView, Verdict};
 use super::snapshot::{Channel, Snapshot};
 use super::values::ppm_percent;
 use super::views::{ctx_view, target_view};
 use crate::chain::fees::SatPerKw;
-use crate::domain::{ChanId, Ppm, Sat};
+use crate::domain::{ChanId, Direction, Ppm, Sat};
+use crate::swap::loop_in::FUNDING_WEIGHT_ESTIMATE;
 
 /// Weight of a Loop Out sweep (one P2TR HTLC input, one output), for the expected miner fee.
 pub const SWEEP_WEIGHT_WU: u64 = 600;
@@ -80,23 +84,30 @@ pub struct Decision {
 /// A swap the policy asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Proposal {
-    /// Amount to swap out.
+    /// Loop Out (below the band) or Loop In (above it).
+    pub direction: Direction,
+    /// Amount to swap.
     pub amount: Sat,
-    /// Fees expected at current estimates (server, miner, routing, prepay routing).
+    /// Fees expected at current estimates (Loop Out: server, miner, routing, prepay routing;
+    /// Loop In: server and the HTLC funding's miner fee).
     pub expected_cost: Sat,
+    /// The miner fee in `expected_cost`: Loop Out's sweep, Loop In's HTLC funding.
+    pub expected_miner: Sat,
     /// The most the swap may cost: the worst case of its limits (every fee at its limit, the
     /// prepay in place of the server fee), what budget admission checks.
     pub max_cost: Sat,
     /// Per-category caps to put in the swap request.
     pub caps: SwapCaps,
-    /// Sweep confirmation target.
+    /// Loop Out: the sweep's confirmation target; Loop In: the HTLC funding's.
     pub conf_target: u32,
-    /// Confirmations of the server HTLC before revealing the preimage.
+    /// Confirmations of the server HTLC before revealing the preimage (Loop Out).
     pub htlc_confs: u32,
-    /// Channels that may pay; empty means any.
+    /// Channels that may pay; empty means any (Loop Out).
     pub outgoing: Vec<ChanId>,
-    /// Where the swept funds go.
+    /// Where the swept funds go (Loop Out).
     pub destination: Destination,
+    /// The peer (pubkey, lower-case hex) the server's payment must arrive through (Loop In).
+    pub last_hop: Option<String>,
 }
 
 /// Per-category fee caps of one swap, in satoshis.
@@ -110,8 +121,10 @@ pub struct SwapCaps {
     pub prepay_routing: Sat,
     /// The prepay.
     pub prepay: Sat,
-    /// Sweep miner fee.
+    /// Loop Out: the sweep's miner fee; Loop In: the HTLC funding's.
     pub miner: Sat,
+    /// What a Loop In the server never pays may lose on chain (0 for a Loop Out).
+    pub timeout_risk: Sat,
 }
 
 /// A target being formed: its rule and channels.
@@ -125,6 +138,8 @@ struct Group {
 /// Running totals of the pass.
 pub(super) struct PassState {
     pub(super) dispatched: u32,
+    /// On-chain funds earlier Loop Ins of the pass will spend.
+    pub(super) wallet_committed: Sat,
     pub(super) spent_total: Sat,
     pub(super) spent_rule: HashMap<usize, Sat>,
 }
@@ -145,6 +160,7 @@ pub fn evaluate(policy: &Policy, snapshot: &Snapshot) -> Plan {
     }
     let mut state = PassState {
         dispatched: 0,
+        wallet_committed: Sat::ZERO,
         spent_total: Sat::ZERO,
         spent_rule: HashMap::new(),
     };
@@ -357,9 +373,26 @@ fn decide(
     let view = || target_view(snapshot, rule, &target, &g.channels, &agg, inbound_share);
     let ctx = || ctx_view(snapshot, rule, ri, state, node_inbound);
 
+    // A Loop In when inbound is above the band and the rule swaps in; else a Loop Out.
+    let loop_in = s.loop_in.filter(|_| agg.remote > max_level);
+    let direction = if loop_in.is_some() {
+        Direction::In
+    } else {
+        Direction::Out
+    };
+    let last_hop = match (&loop_in, &d.target) {
+        (Some(li), Target::Channel(_) | Target::Peer(_)) if li.last_hop == LastHop::Peer => g
+            .channels
+            .first()
+            .map(|&i| snapshot.channels[i].peer.clone()),
+        _ => None,
+    };
+
     // The amount: from the band, or from the script's `propose` when inside the band.
     let mut from_script = false;
-    let mut amount = if agg.remote >= min_level {
+    let mut amount = if loop_in.is_some() {
+        agg.remote.saturating_sub(restore)
+    } else if agg.remote >= min_level {
         let proposed = match &rule.script {
             Some(script) if script.has_propose() => script.propose(&view(), &ctx()),
             _ => Verdict::Nothing,
@@ -421,24 +454,30 @@ fn decide(
     for _ in 0..failures.min(s.backoff.max_shrinks) {
         amount = amount.saturating_sub(amount.mul_ppm(s.backoff.shrink_by));
     }
-    let min_amount = s
-        .swap
-        .min
-        .unwrap_or(snapshot.terms.min)
-        .max(snapshot.terms.min);
-    let max_amount = s
-        .swap
-        .max
-        .unwrap_or(snapshot.terms.max)
-        .min(snapshot.terms.max);
+    let (own_min, own_max, server_min, server_max) = match &loop_in {
+        Some(li) => (li.min, li.max, snapshot.terms_in.min, snapshot.terms_in.max),
+        None => (
+            s.swap.min,
+            s.swap.max,
+            snapshot.terms.min,
+            snapshot.terms.max,
+        ),
+    };
+    let min_amount = own_min.unwrap_or(server_min).max(server_min);
+    let max_amount = own_max.unwrap_or(server_max).min(server_max);
     amount = amount.min(max_amount);
+    let side = match direction {
+        Direction::Out => "below",
+        Direction::In => "above",
+    };
     if amount < min_amount {
         d.reason = Reason::BelowMinSize;
         d.detail = format!(
-            "inbound {} below {}, but {} is below the minimum swap {}",
+            "inbound {} {side} {}, but {} is below the minimum {} {}",
             pct(inbound_share),
             band_text(),
             amount.0,
+            direction.swap_name(),
             min_amount.0
         );
         return d;
@@ -447,10 +486,11 @@ fn decide(
         "proposed by script".to_owned()
     } else {
         format!(
-            "inbound {} below {}, restore to {}",
+            "inbound {} {side} {}, restore to {} by {}",
             pct(inbound_share),
             band_text(),
-            restore.0
+            restore.0,
+            direction.swap_name()
         )
     };
 
@@ -480,12 +520,13 @@ fn decide(
         }
     }
 
-    // The fee-market gate, unless the target is depleted enough to be urgent.
+    // The fee-market gate, unless the target is depleted enough to be urgent (a Loop In is
+    // never urgent: too much inbound costs no routing).
     if let Some(gs) = &gates[ri] {
-        let urgent = s
-            .gate
-            .and_then(|gt| gt.urgent_below)
-            .is_some_and(|u| inbound_share < u);
+        let urgent = direction == Direction::Out
+            && s.gate
+                .and_then(|gt| gt.urgent_below)
+                .is_some_and(|u| inbound_share < u);
         if !gs.open && !urgent {
             d.reason = Reason::FeeGate;
             d.detail = gs.detail.clone();
@@ -531,10 +572,11 @@ fn decide(
         return d;
     }
 
+    // What can pay: the target's local balance for a Loop Out, the wallet for a Loop In.
     let mut payable_by_target = None;
-    let outgoing = match s.swap.outgoing {
-        super::model::Outgoing::Any => Vec::new(),
-        super::model::Outgoing::Target => {
+    let outgoing = match (&loop_in, s.swap.outgoing) {
+        (Some(_), _) | (None, super::model::Outgoing::Any) => Vec::new(),
+        (None, super::model::Outgoing::Target) => {
             let mut active: Vec<&Channel> = g
                 .channels
                 .iter()
@@ -555,10 +597,34 @@ fn decide(
             active.iter().map(|c| c.id).collect()
         }
     };
+    let wallet_left = snapshot
+        .wallet
+        .map(|w| w.saturating_sub(state.wallet_committed));
+    let propose_for = |amount: Sat, outgoing: Vec<ChanId>| match &loop_in {
+        Some(li) => propose_in(li, snapshot, amount, last_hop.clone()),
+        None => propose(s, snapshot, amount, outgoing),
+    };
+    let short_of_funds = |p: &Proposal| -> Option<String> {
+        let left = wallet_left?;
+        let needs = p.amount + p.expected_miner;
+        (p.direction == Direction::In && left < needs).then(|| {
+            format!(
+                "the wallet has {} sat confirmed for Loop Ins; this one needs {} (amount and expected funding fee)",
+                left.0, needs.0
+            )
+        })
+    };
 
-    let mut proposal = propose(s, snapshot, amount, outgoing);
+    let mut proposal = propose_for(amount, outgoing);
+    if let Some(why) = short_of_funds(&proposal) {
+        d.reason = Reason::InsufficientFunds;
+        d.detail = why;
+        d.proposal = Some(proposal);
+        return d;
+    }
     if let Some(script) = rule.script.as_ref().filter(|_| !from_script) {
         let pv = ProposalView {
+            direction: direction.as_str(),
             amount_sat: proposal.amount.0,
             expected_cost_sat: proposal.expected_cost.0,
             max_cost_sat: proposal.max_cost.0,
@@ -570,8 +636,12 @@ fn decide(
                 let a = Sat(a).min(max_amount);
                 if a < min_amount {
                     d.reason = Reason::BelowMinSize;
-                    d.detail =
-                        format!("script set {} below the minimum swap {}", a.0, min_amount.0);
+                    d.detail = format!(
+                        "script set {} below the minimum {} {}",
+                        a.0,
+                        direction.swap_name(),
+                        min_amount.0
+                    );
                     return d;
                 }
                 if let Some(payable) = payable_by_target.filter(|p| *p < a) {
@@ -582,7 +652,13 @@ fn decide(
                     );
                     return d;
                 }
-                proposal = propose(s, snapshot, a, proposal.outgoing);
+                proposal = propose_for(a, proposal.outgoing);
+                if let Some(why) = short_of_funds(&proposal) {
+                    d.reason = Reason::InsufficientFunds;
+                    d.detail = format!("script set {}: {why}", a.0);
+                    d.proposal = Some(proposal);
+                    return d;
+                }
             }
             Verdict::Veto(t) => {
                 d.reason = Reason::Vetoed(t);
@@ -601,7 +677,11 @@ fn decide(
         }
     }
 
-    if let Some(why) = fee_cap_breach(s, snapshot, &proposal) {
+    let breach = match &loop_in {
+        Some(li) => fee_cap_breach_in(li, snapshot, &proposal),
+        None => fee_cap_breach(s, snapshot, &proposal),
+    };
+    if let Some(why) = breach {
         d.reason = Reason::FeeCap;
         d.detail = why;
         d.proposal = Some(proposal);
@@ -643,9 +723,15 @@ fn decide(
     state.dispatched += 1;
     state.spent_total += cost;
     *state.spent_rule.entry(ri).or_insert(Sat::ZERO) += cost;
+    if direction == Direction::In {
+        state.wallet_committed += proposal.amount + proposal.expected_miner;
+    }
     d.detail = format!(
-        "{why_swap}; swap {} expecting {} in fees, at most {}",
-        proposal.amount.0, proposal.expected_cost.0, cost.0
+        "{why_swap}; {} {} expecting {} in fees, at most {}",
+        direction.swap_name(),
+        proposal.amount.0,
+        proposal.expected_cost.0,
+        cost.0
     );
     d.reason = if policy.dry_run || snapshot.dry_run {
         Reason::DryRun
@@ -680,15 +766,100 @@ fn propose(s: &Settings, snapshot: &Snapshot, amount: Sat, outgoing: Vec<ChanId>
         |l| l.worst_case(),
     );
     Proposal {
+        direction: Direction::Out,
         amount,
         expected_cost,
+        expected_miner: miner,
         max_cost,
         caps,
         conf_target: s.swap.conf_target,
         htlc_confs: s.swap.htlc_confs,
         outgoing,
         destination: s.swap.destination.clone(),
+        last_hop: None,
     }
+}
+
+/// The Loop In proposal for `amount`: the server's fee at the snapshot's terms and the HTLC
+/// funding's expected miner fee, the caps, and the worst case of the limits it would get
+/// ([`loop_in_limits`]; at its caps when no limits fit, which the fee-cap check then refuses).
+fn propose_in(
+    li: &LoopInSettings,
+    snapshot: &Snapshot,
+    amount: Sat,
+    last_hop: Option<String>,
+) -> Proposal {
+    let server = amount.mul_ppm(snapshot.terms_in.swap_fee_ppm);
+    let miner = expected_funding(li.htlc_conf_target, snapshot);
+    let caps = loop_in_caps(&li.fees, amount);
+    let max_cost = loop_in_limits(&caps, &li.fees, amount, server, miner).map_or_else(
+        || {
+            crate::swap::loop_in::LoopInLimits {
+                max_swap_fee: caps.server,
+                max_miner_fee: caps.miner,
+            }
+            .worst_case()
+        },
+        |l| l.worst_case(),
+    );
+    Proposal {
+        direction: Direction::In,
+        amount,
+        expected_cost: server + miner,
+        expected_miner: miner,
+        max_cost,
+        caps,
+        conf_target: li.htlc_conf_target,
+        htlc_confs: 0,
+        outgoing: Vec::new(),
+        destination: Destination::Wallet,
+        last_hop,
+    }
+}
+
+/// The HTLC funding's expected miner fee: the estimate for its confirmation target × the
+/// funding transaction's estimated weight.
+fn expected_funding(conf_target: u32, snapshot: &Snapshot) -> Sat {
+    let rate = snapshot.fees.estimate(conf_target).unwrap_or(SatPerKw(0));
+    Sat(rate.0.saturating_mul(FUNDING_WEIGHT_ESTIMATE.to_wu()) / 1000)
+}
+
+fn fee_cap_breach_in(li: &LoopInSettings, snapshot: &Snapshot, p: &Proposal) -> Option<String> {
+    let server = p.amount.mul_ppm(snapshot.terms_in.swap_fee_ppm);
+    if server > p.caps.server {
+        return Some(format!("server fee {} > cap {}", server.0, p.caps.server.0));
+    }
+    let miner = expected_funding(li.htlc_conf_target, snapshot);
+    if miner > p.caps.miner {
+        return Some(format!(
+            "HTLC miner fee {} > cap {}",
+            miner.0, p.caps.miner.0
+        ));
+    }
+    let total_cap = p.amount.mul_ppm(li.fees.max_total);
+    if p.expected_cost > total_cap {
+        return Some(format!(
+            "expected fees {} > {} of the amount ({})",
+            p.expected_cost.0,
+            ppm_percent(li.fees.max_total),
+            total_cap.0
+        ));
+    }
+    if loop_in_limits(&p.caps, &li.fees, p.amount, server, miner).is_none() {
+        return Some(format!(
+            "no miner-fee limit fits: the HTLC needs {} expected, a timeout sweep at least {}, \
+             within the miner cap {}, what the {} total leaves after the server fee {} ({}), \
+             and half the timeout-risk cap {}",
+            miner.0,
+            crate::chain::fees::min_sweep_fee().0,
+            p.caps.miner.0,
+            ppm_percent(li.fees.max_total),
+            server.0,
+            total_cap.saturating_sub(server).0,
+            p.caps.timeout_risk.0
+        ));
+    }
+    None
 }
 
 /// The sweep's expected miner fee: the estimate for the rule's confirmation target × the

@@ -63,6 +63,14 @@ fn pol(yaml: &str) -> Policy {
 
 const BASE: &str = "defaults:\n  band: { inbound_min: 30%, inbound_max: 70%, restore_to: 50% }\n  swap: { min: 250k, max: 2M }\nrules:\n  - { name: all, match: all }\nlimits: { in_flight: 5, in_flight_per_target: 1 }\n";
 
+/// [`BASE`] with Loop In at the band's upper edge.
+const IN_BASE: &str = "defaults:\n  band: { inbound_min: 30%, inbound_max: 70%, restore_to: 50% }\n  swap: { min: 250k, max: 2M }\n  loop_in: { min: 250k, max: 2M, htlc_conf_target: 6, fees: { max_total: 1%, max_miner: 20k } }\nrules:\n  - { name: all, match: all }\nlimits: { in_flight: 5, in_flight_per_target: 1 }\n";
+
+/// A 5M channel with 90% inbound: 2M above a 70% band, 2M to a 50% restore.
+fn full() -> Channel {
+    chan(1, 5_000_000, 500_000)
+}
+
 fn one(policy: &Policy, snapshot: &Snapshot) -> Decision {
     let plan = evaluate(policy, snapshot);
     assert_eq!(plan.decisions.len(), 1, "{plan:?}");
@@ -186,6 +194,12 @@ fn every_reason_comes_from_a_real_scenario() {
     let d = one(&p, &snap(vec![depleted()]));
     record(&d, "script_error");
     assert!(d.reason.text().unwrap().contains("s.rhai:1:"), "{d:?}");
+
+    // insufficient_funds: a Loop In above the band with too little in the wallet.
+    let p = pol(IN_BASE);
+    let mut s = snap(vec![full()]);
+    s.wallet = Some(Sat(100_000));
+    record(&one(&p, &s), "insufficient_funds");
 
     let all: BTreeSet<&str> = Reason::NAMES
         .iter()
@@ -640,4 +654,193 @@ fn a_script_gets_the_flow_window_it_asks_for_or_an_error() {
             .contains("no 90-day flow window; the windows are 7, 30 days"),
         "{d:?}"
     );
+}
+
+#[test]
+fn inbound_above_the_band_is_looped_in_back_to_restore_to() {
+    let p = pol(IN_BASE);
+    let mut s = snap(vec![full()]);
+    s.fees.estimates.push((6, SatPerKw::from_sat_per_vbyte(10)));
+    s.wallet = Some(Sat(5_000_000));
+    let d = one(&p, &s);
+    assert_eq!(d.reason, Reason::Swap, "{d:?}");
+    let prop = d.proposal.clone().unwrap();
+    assert_eq!(prop.direction, crate::domain::Direction::In);
+    // 4.5M inbound of 5M, restore to 50% = 2.5M: 2M in.
+    assert_eq!(prop.amount, Sat(2_000_000));
+    assert_eq!(prop.conf_target, 6);
+    // A channel target pays through its own peer.
+    assert_eq!(prop.last_hop.as_deref(), Some(s.channels[0].peer.as_str()));
+    // The expected cost: the server's 0.1 % and the funding at 10 sat/vB for the HTLC's
+    // conf target (not the Loop Out sweep's 100-block estimate).
+    let funding = Sat(10 * 250 * crate::swap::loop_in::FUNDING_WEIGHT_ESTIMATE.to_wu() / 1000);
+    assert_eq!(prop.expected_miner, funding);
+    assert_eq!(prop.expected_cost, Sat(2_000) + funding);
+    // The worst case is the engine's: the funding at its limit plus the larger of the server
+    // fee and a timeout sweep at that limit.
+    let limits = loop_in_limits(
+        &prop.caps,
+        &p.rules[0].settings.loop_in.unwrap().fees,
+        prop.amount,
+        Sat(2_000),
+        funding,
+    )
+    .unwrap();
+    assert_eq!(prop.max_cost, limits.worst_case());
+    assert!(
+        d.detail.contains("above band") && d.detail.contains("loop in"),
+        "{d:?}"
+    );
+
+    // Without `loop_in` the same channel is only reported above its band.
+    let d = one(&pol(BASE), &s);
+    assert_eq!(d.reason, Reason::Ok);
+    assert!(d.detail.contains("above"), "{d:?}");
+    // `enabled: false` in a rule turns the defaults' Loop In off.
+    let off = IN_BASE.replace(
+        "{ name: all, match: all }",
+        "{ name: all, match: all, loop_in: { enabled: false } }",
+    );
+    assert_eq!(one(&pol(&off), &s).reason, Reason::Ok);
+}
+
+#[test]
+fn a_loop_in_obeys_its_own_caps_limits_and_the_wallet() {
+    let p = pol(IN_BASE);
+    let base = || {
+        let mut s = snap(vec![full()]);
+        s.fees.estimates.push((6, SatPerKw::from_sat_per_vbyte(10)));
+        s.wallet = Some(Sat(5_000_000));
+        s
+    };
+    // Its own max, not Loop Out's: 1M.
+    let small = IN_BASE.replace(
+        "loop_in: { min: 250k, max: 2M",
+        "loop_in: { min: 250k, max: 1M",
+    );
+    assert_eq!(
+        one(&pol(&small), &base()).proposal.unwrap().amount,
+        Sat(1_000_000)
+    );
+    // Its own min: 2.5M is more than the 2M needed.
+    let big = IN_BASE.replace(
+        "loop_in: { min: 250k, max: 2M",
+        "loop_in: { min: 2.5M, max: 3M",
+    );
+    let d = one(&pol(&big), &base());
+    assert_eq!(d.reason, Reason::BelowMinSize, "{d:?}");
+    assert!(d.detail.contains("minimum loop in"), "{d:?}");
+    // The server's Loop In terms bound it too.
+    let mut s = base();
+    s.terms_in.max = Sat(1_500_000);
+    assert_eq!(one(&p, &s).proposal.unwrap().amount, Sat(1_500_000));
+    // The HTLC's miner fee above its cap: at 100 sat/vB the funding costs more than 20k.
+    let mut s = base();
+    s.fees.estimates = vec![(6, SatPerKw::from_sat_per_vbyte(200))];
+    let d = one(&p, &s);
+    assert_eq!(d.reason, Reason::FeeCap, "{d:?}");
+    assert!(d.detail.contains("HTLC miner fee"), "{d:?}");
+    // A server fee above max_server.
+    let capped = IN_BASE.replace(
+        "fees: { max_total: 1%",
+        "fees: { max_total: 1%, max_server: 0.05%",
+    );
+    let d = one(&pol(&capped), &base());
+    assert_eq!(d.reason, Reason::FeeCap, "{d:?}");
+    assert!(d.detail.contains("server fee"), "{d:?}");
+    // A timeout-risk cap below two smallest sweeps leaves no miner limit.
+    let risky = IN_BASE.replace("max_miner: 20k", "max_miner: 20k, max_timeout_risk: 500");
+    let d = one(&pol(&risky), &base());
+    assert_eq!(d.reason, Reason::FeeCap, "{d:?}");
+    assert!(d.detail.contains("timeout-risk"), "{d:?}");
+    // The wallet must hold the amount and the expected funding fee; earlier Loop Ins of the
+    // pass use it up.
+    let mut s = base();
+    s.wallet = Some(Sat(2_000_000));
+    assert_eq!(one(&p, &s).reason, Reason::InsufficientFunds);
+    let mut s = base();
+    s.channels = vec![full(), chan(2, 5_000_000, 500_000)];
+    s.wallet = Some(Sat(3_000_000));
+    let plan = evaluate(&p, &s);
+    let reasons: Vec<&str> = plan.decisions.iter().map(|d| d.reason.name()).collect();
+    assert_eq!(reasons, ["swap", "insufficient_funds"], "{plan:?}");
+    // The budget counts a Loop In's worst case like a Loop Out's.
+    let mut s = base();
+    s.budget.total = Some(Sat(1_000));
+    assert_eq!(one(&p, &s).reason, Reason::BudgetInsufficient);
+    // The in-flight limit counts both directions.
+    let mut s = base();
+    s.in_flight = vec![InFlightSwap {
+        outgoing: vec![s.channels[0].id],
+        amount: Sat(1_000_000),
+        manual: false,
+    }];
+    assert_eq!(one(&p, &s).reason, Reason::InFlight);
+}
+
+#[test]
+fn the_gate_holds_a_loop_in_and_no_depletion_makes_it_urgent() {
+    let gated = IN_BASE.replace(
+        "fees: { max_total: 1%, max_miner: 20k } }",
+        "fees: { max_total: 1%, max_miner: 20k } }\n  fees: { sweep_gate: { ceiling: 5 sat/vB, urgent_below: 99% } }",
+    );
+    let p = pol(&gated);
+    let mut s = snap(vec![full()]);
+    s.fees.estimates.push((6, SatPerKw::from_sat_per_vbyte(10)));
+    // 90 % inbound is "below" a 99 % urgency share, but a Loop In is never urgent.
+    let d = one(&p, &s);
+    assert_eq!(d.reason, Reason::FeeGate, "{d:?}");
+}
+
+#[test]
+fn a_script_sees_the_direction_and_a_peer_target_sends_its_peer_as_last_hop() {
+    let host = ScriptHost::new();
+    let yaml = IN_BASE.replace(
+        "{ name: all, match: all }",
+        "{ name: all, match: all, per: peer, script: s.rhai }",
+    );
+    let p = load_in(
+        &yaml,
+        &[(
+            "s.rhai",
+            "fn decide(t, p, c) { if p.direction == \"in\" { veto(`no loop in for ${t.peer}`) } else { p } }",
+        )],
+        &host,
+    )
+    .unwrap();
+    let mut s = snap(vec![full()]);
+    s.fees.estimates.push((6, SatPerKw::from_sat_per_vbyte(10)));
+    let d = one(&p, &s);
+    assert_eq!(d.reason.name(), "vetoed", "{d:?}");
+    assert!(d.reason.text().unwrap().contains("no loop in"), "{d:?}");
+    assert_eq!(
+        d.proposal.unwrap().last_hop.as_deref(),
+        Some(s.channels[0].peer.as_str())
+    );
+    // The same script lets a Loop Out through.
+    let mut s = snap(vec![chan(1, 5_000_000, 4_500_000)]);
+    s.fees.estimates.push((6, SatPerKw::from_sat_per_vbyte(10)));
+    let d = one(&p, &s);
+    assert_eq!(d.reason, Reason::Swap, "{d:?}");
+    assert_eq!(d.proposal.unwrap().direction, crate::domain::Direction::Out);
+    // `last_hop: any`, and a node target, send none.
+    let any = IN_BASE.replace("htlc_conf_target: 6", "htlc_conf_target: 6, last_hop: any");
+    let mut s = snap(vec![full()]);
+    s.fees.estimates.push((6, SatPerKw::from_sat_per_vbyte(10)));
+    assert_eq!(one(&pol(&any), &s).proposal.unwrap().last_hop, None);
+}
+
+#[test]
+fn loop_in_needs_a_band_with_an_upper_edge() {
+    let yaml = "defaults:\n  band: { inbound_min: 30% }\n  loop_in: { max: 2M }\nrules:\n  - { name: all, match: all }\n";
+    let err = load_in(yaml, &[], &ScriptHost::new()).unwrap_err();
+    assert!(err.message.contains("no inbound_max"), "{err:?}");
+    assert_eq!(err.key, "rules[0].loop_in", "{err:?}");
+    // Inverted bounds name the key.
+    let yaml = IN_BASE.replace(
+        "loop_in: { min: 250k, max: 2M",
+        "loop_in: { min: 3M, max: 2M",
+    );
+    let err = load_in(&yaml, &[], &ScriptHost::new()).unwrap_err();
+    assert!(err.key.ends_with("loop_in.max"), "{err:?}");
 }

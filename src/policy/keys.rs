@@ -299,6 +299,62 @@ const BACKOFF: &[Field] = &[
     ),
 ];
 
+const LOOP_IN_FEES: &[Field] = &[
+    f(
+        "max_total",
+        Kind::Scalar(Scalar::Percent),
+        "The expected fees of one Loop In together (server fee and HTLC miner fee), as a share of the amount; default 2%.",
+    ),
+    f(
+        "max_server",
+        Kind::Scalar(Scalar::Percent),
+        "Server swap fee cap, as a share of the amount.",
+    ),
+    f(
+        "max_miner",
+        Kind::Scalar(Scalar::Amount),
+        "Cap on the HTLC funding transaction's miner fee (and, separately, on a timeout sweep's), in satoshis.",
+    ),
+    f(
+        "max_timeout_risk",
+        Kind::Scalar(Scalar::Amount),
+        "Cap on what a Loop In the server never pays can lose on chain: the funding and the timeout sweep together, at their caps.",
+    ),
+];
+
+const LOOP_IN: &[Field] = &[
+    f(
+        "enabled",
+        Kind::Scalar(Scalar::Bool),
+        "Whether inbound above the band's inbound_max triggers a Loop In; default true when `loop_in` is written (a rule sets false to opt out of the defaults' Loop In).",
+    ),
+    f(
+        "min",
+        Kind::Scalar(Scalar::Amount),
+        "Smallest Loop In worth making; raised to the server's minimum.",
+    ),
+    f(
+        "max",
+        Kind::Scalar(Scalar::Amount),
+        "Largest single Loop In; lowered to the server's maximum.",
+    ),
+    f(
+        "htlc_conf_target",
+        Kind::Scalar(Scalar::Int(2, 1008)),
+        "Blocks within which the HTLC funding transaction should confirm; default 6.",
+    ),
+    f(
+        "last_hop",
+        Kind::Scalar(Scalar::Enum(&["peer", "any"])),
+        "Whether the server's payment must arrive through the target's peer (default) or may use any channel; a node target has no peer.",
+    ),
+    f(
+        "fees",
+        Kind::Map(LOOP_IN_FEES),
+        "Per-Loop In fee caps by category.",
+    ),
+];
+
 /// Keys shared by `defaults` and each rule.
 macro_rules! settings {
     () => {
@@ -313,6 +369,11 @@ macro_rules! settings {
                 "fees",
                 Kind::Map(FEES),
                 "Per-swap fee caps and the fee-market gate.",
+            ),
+            f(
+                "loop_in",
+                Kind::Map(LOOP_IN),
+                "Loop In at the band's upper edge: inbound above inbound_max is brought back to restore_to.",
             ),
             f(
                 "schedule",
@@ -412,6 +473,7 @@ pub(crate) const RULE: &[Field] = &{
         s[3],
         s[4],
         s[5],
+        s[6],
     ]
 };
 

@@ -11,6 +11,7 @@ mod admission;
 mod check;
 mod error;
 mod eval;
+mod fields;
 mod gate;
 pub mod keys;
 pub mod load;
@@ -29,20 +30,23 @@ mod views;
 #[cfg(test)]
 mod eval_tests;
 
-pub use admission::{SwapLimits, category_caps, fresh_budget, swap_limits};
+pub use admission::{
+    SwapLimits, category_caps, fresh_budget, loop_in_caps, loop_in_limits, swap_limits,
+};
 pub use error::PolicyError;
 pub use eval::{Decision, Plan, Proposal, SWEEP_WEIGHT_WU, SwapCaps, evaluate};
 pub use keys::json_schema;
 pub use load::{is_policy_file, load, load_str, load_with, policy_files};
 pub use model::{
-    Backoff, Band, Blackout, BudgetDef, Destination, FeeCaps, FeeGate, Grouping, Limits, Matcher,
-    Outgoing, PeriodSpec, Policy, Rule, Schedule, Selector, Settings, SwapSettings, TagSet,
+    Backoff, Band, Blackout, BudgetDef, Destination, FeeCaps, FeeGate, Grouping, LastHop, Limits,
+    LoopInFeeCaps, LoopInSettings, Matcher, Outgoing, PeriodSpec, Policy, Rule, Schedule, Selector,
+    Settings, SwapSettings, TagSet,
 };
 pub use reason::{Reason, Target};
 pub use script::{Clock, FlowWindow, ScriptHost, ScriptLimits};
 pub use snapshot::{
     BackoffState, BudgetLeft, Channel, DEFAULT_ROUTING_PPM, FeeMarket, FeeSample, InFlightSwap,
-    ServerTerms, Snapshot,
+    LoopInServerTerms, ServerTerms, Snapshot,
 };
 pub use testcase::{Expectation, TestCase, parse_test_case};
 pub use tests::{CaseResult, TestReport, run_tests, run_tests_below, run_tests_with, test_dirs};

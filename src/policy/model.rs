@@ -118,6 +118,47 @@ pub struct Settings {
     pub schedule: Schedule,
     /// What follows a failed swap.
     pub backoff: Backoff,
+    /// Loop In at the band's upper edge; `None` leaves inbound above the band alone.
+    pub loop_in: Option<LoopInSettings>,
+}
+
+/// Loop In settings: inbound above the band's `inbound_max` is brought back to `restore_to`
+/// by a Loop In (the node pays on chain, the server pays it off chain).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoopInSettings {
+    /// Smallest Loop In; `None` is the server's minimum.
+    pub min: Option<Sat>,
+    /// Largest Loop In; `None` is the server's maximum.
+    pub max: Option<Sat>,
+    /// Confirmation target of the HTLC funding transaction, in blocks.
+    pub htlc_conf_target: u32,
+    /// Whether the payment must arrive through the target's peer.
+    pub last_hop: LastHop,
+    /// Per-swap fee caps.
+    pub fees: LoopInFeeCaps,
+}
+
+/// Which way a Loop In's payment may reach the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LastHop {
+    /// Through the target's peer (a channel or peer target); a node target has none.
+    Peer,
+    /// Through any channel.
+    Any,
+}
+
+/// Per-swap fee caps of a Loop In, by category.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoopInFeeCaps {
+    /// The expected fees together (server fee and HTLC miner fee), as a share of the amount.
+    pub max_total: Ppm,
+    /// Server swap fee, as a share of the amount.
+    pub max_server: Option<Ppm>,
+    /// The HTLC funding transaction's miner fee (also the cap of a timeout sweep).
+    pub max_miner: Option<Sat>,
+    /// What a Loop In the server never pays may lose on chain: the funding and the timeout
+    /// sweep together, at their caps.
+    pub max_timeout_risk: Option<Sat>,
 }
 
 /// The inbound band of a target. All levels are shares or all are amounts.

@@ -77,6 +77,8 @@ pub enum Reason {
     NoRoute,
     /// A swap would be made, but the policy or the daemon is in dry-run mode.
     DryRun,
+    /// A Loop In needs more confirmed on-chain funds than lnd's wallet has left.
+    InsufficientFunds,
     /// The rule's script failed or hit a sandbox limit; where and why.
     ScriptError(String),
     /// The swap server gave no quote for the proposed swap (its error in the detail).
@@ -109,6 +111,7 @@ impl Reason {
         "no_rule",
         "no_route",
         "dry_run",
+        "insufficient_funds",
         "script_error",
         "quote_failed",
         "dispatch_failed",
@@ -141,6 +144,7 @@ impl Reason {
             Reason::NoRule => "no_rule",
             Reason::NoRoute => "no_route",
             Reason::DryRun => "dry_run",
+            Reason::InsufficientFunds => "insufficient_funds",
             Reason::ScriptError(_) => "script_error",
             Reason::QuoteFailed => "quote_failed",
             Reason::DispatchFailed => "dispatch_failed",

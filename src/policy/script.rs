@@ -399,6 +399,8 @@ pub struct TargetView {
 /// What a script sees of the YAML's proposal; only `amount_sat` can be changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProposalView {
+    /// `out` (Loop Out, below the band) or `in` (Loop In, above it).
+    pub direction: &'static str,
     /// The amount to swap; the script may lower or raise it (the YAML bounds still apply).
     pub amount_sat: u64,
     /// Expected fees of the swap at this amount.
@@ -498,7 +500,8 @@ fn register_api(engine: &mut Engine) {
         .register_get("max_cost_sat", |p: &mut ProposalView| {
             sat_i64(p.max_cost_sat)
         })
-        .register_get("conf_target", |p: &mut ProposalView| p.conf_target);
+        .register_get("conf_target", |p: &mut ProposalView| p.conf_target)
+        .register_get("direction", |p: &mut ProposalView| p.direction.to_owned());
 
     engine
         .register_type_with_name::<CtxView>("Ctx")

@@ -10,11 +10,11 @@ use chrono::TimeDelta;
 use chrono_tz::Tz;
 
 use super::error::PolicyError;
+use super::fields::{Ctx, Fields, int_in, opt, scalar, to_u32};
 use super::keys::Scalar;
-use super::load::{Ctx, Fields, int_in, opt, scalar, to_u32};
 use super::model::{
-    Backoff, Band, Blackout, Destination, FeeCaps, FeeGate, Outgoing, Schedule, Settings,
-    SwapSettings,
+    Backoff, Band, Blackout, Destination, FeeCaps, FeeGate, LastHop, LoopInFeeCaps, LoopInSettings,
+    Outgoing, Schedule, Settings, SwapSettings,
 };
 use super::script::Script;
 use super::tree::{Node, Place, Value};
@@ -34,6 +34,8 @@ pub(super) fn build_settings(
     let (fees, gate) = build_fees(f.get("fees"))?;
     let schedule = build_schedule(f.get("schedule"), ctx.tz)?;
     let backoff = build_backoff(f.get("backoff"))?;
+    // `defaults` alone may lack a band; each rule's merged settings are checked whole.
+    let loop_in = build_loop_in(f.get("loop_in"), require_band.then_some(&band))?;
     let script = match f.get("script") {
         None => None,
         Some((n, p)) => Some(load_script(n, &p, ctx)?),
@@ -47,6 +49,7 @@ pub(super) fn build_settings(
             gate,
             schedule,
             backoff,
+            loop_in,
         },
         script,
     ))
@@ -251,6 +254,86 @@ fn build_fees(node: Option<(&Node, String)>) -> Result<(FeeCaps, Option<FeeGate>
     };
     f.finish()?;
     Ok((caps, gate))
+}
+
+/// The Loop In settings, `None` when absent or `enabled: false`. A Loop In restores from the
+/// band's upper edge, so the band must have one.
+fn build_loop_in(
+    node: Option<(&Node, String)>,
+    band: Option<&Band>,
+) -> Result<Option<LoopInSettings>, PolicyError> {
+    let Some((node, path)) = node else {
+        return Ok(None);
+    };
+    let mut f = Fields::of(node, &path);
+    let enabled = opt(&mut f, "enabled", Scalar::Bool, values::boolean)?.unwrap_or(true);
+    let min = opt(&mut f, "min", Scalar::Amount, values::amount)?;
+    let max_node = f.get("max");
+    let max = match &max_node {
+        Some((n, p)) => Some(scalar(n, p, Scalar::Amount, values::amount)?),
+        None => None,
+    };
+    let htlc_conf_target = opt(
+        &mut f,
+        "htlc_conf_target",
+        Scalar::Int(2, 1008),
+        int_in(2, 1008),
+    )?
+    .map_or(crate::swap::loop_in::DEFAULT_HTLC_CONF_TARGET, to_u32);
+    let last_hop = opt(
+        &mut f,
+        "last_hop",
+        Scalar::Enum(&["peer", "any"]),
+        |t| match t {
+            "peer" => Ok(LastHop::Peer),
+            "any" => Ok(LastHop::Any),
+            other => Err(format!("`{other}` is not a last-hop choice")),
+        },
+    )?
+    .unwrap_or(LastHop::Peer);
+    let mut fees = LoopInFeeCaps {
+        max_total: Ppm(20_000),
+        max_server: None,
+        max_miner: None,
+        max_timeout_risk: None,
+    };
+    if let Some((fnode, fpath)) = f.get("fees") {
+        let mut ff = Fields::of(fnode, &fpath);
+        if let Some(p) = opt(&mut ff, "max_total", Scalar::Percent, values::percent)? {
+            fees.max_total = p;
+        }
+        fees.max_server = opt(&mut ff, "max_server", Scalar::Percent, values::percent)?;
+        fees.max_miner = opt(&mut ff, "max_miner", Scalar::Amount, values::amount)?;
+        fees.max_timeout_risk = opt(&mut ff, "max_timeout_risk", Scalar::Amount, values::amount)?;
+        ff.finish()?;
+    }
+    f.finish()?;
+    if let (Some(lo), Some(hi), Some((n, p))) = (min, max, &max_node)
+        && lo > hi
+    {
+        return Err(n.place.error(
+            p,
+            format!("max {} is below min {}", hi.0, lo.0),
+            "loop_in.min ≤ loop_in.max",
+        ));
+    }
+    if !enabled {
+        return Ok(None);
+    }
+    if band.is_some_and(|b| b.inbound_max.is_none()) {
+        return Err(node.place.error(
+            &path,
+            "a Loop In restores inbound from the band's upper edge, but the band has no inbound_max",
+            "band: { inbound_min: 30%, inbound_max: 70% } beside loop_in, or loop_in: { enabled: false }",
+        ));
+    }
+    Ok(Some(LoopInSettings {
+        min,
+        max,
+        htlc_conf_target,
+        last_hop,
+        fees,
+    }))
 }
 
 fn build_gate(node: &Node, path: &str) -> Result<FeeGate, PolicyError> {

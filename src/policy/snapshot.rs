@@ -24,8 +24,13 @@ pub struct Snapshot {
     pub in_flight: Vec<InFlightSwap>,
     /// Failure history per channel, persisted by the caller.
     pub backoff: BTreeMap<ChanId, BackoffState>,
-    /// The swap server's current terms.
+    /// The swap server's current Loop Out terms.
     pub terms: ServerTerms,
+    /// The swap server's current Loop In terms.
+    pub terms_in: LoopInServerTerms,
+    /// What lnd's wallet can spend on chain (confirmed), which funds Loop Ins; `None` when
+    /// unknown, and then not checked.
+    pub wallet: Option<Sat>,
     /// Whether each rule's fee gate was open on the previous pass (hysteresis); rules not
     /// listed start closed.
     pub gate_open: BTreeMap<String, bool>,
@@ -172,6 +177,28 @@ impl Default for ServerTerms {
     }
 }
 
+/// The swap server's Loop In terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoopInServerTerms {
+    /// Smallest Loop In the server accepts.
+    pub min: Sat,
+    /// Largest Loop In the server accepts.
+    pub max: Sat,
+    /// The server's swap fee, as a share of the amount.
+    pub swap_fee_ppm: Ppm,
+}
+
+impl Default for LoopInServerTerms {
+    /// Loop's mainnet Loop In terms at the time of writing: 250k–10M, about 0.1 %.
+    fn default() -> LoopInServerTerms {
+        LoopInServerTerms {
+            min: Sat(250_000),
+            max: Sat(10_000_000),
+            swap_fee_ppm: Ppm(1_000),
+        }
+    }
+}
+
 impl Snapshot {
     /// An empty snapshot at `now` with default terms.
     pub fn empty(now: DateTime<Utc>) -> Snapshot {
@@ -183,6 +210,8 @@ impl Snapshot {
             in_flight: Vec::new(),
             backoff: BTreeMap::new(),
             terms: ServerTerms::default(),
+            terms_in: LoopInServerTerms::default(),
+            wallet: None,
             gate_open: BTreeMap::new(),
             dry_run: false,
         }

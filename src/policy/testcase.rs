@@ -7,7 +7,7 @@
 //! channels:
 //!   - { id: 800000x1x0, peer: 02aa…, alias: ACINQ, capacity: 5M, local: 4.5M }
 //! expect:
-//!   - { target: 800000x1x0, reason: swap, amount: 2M }
+//!   - { target: 800000x1x0, reason: swap, amount: 2M, direction: out }
 //! ```
 
 use std::collections::BTreeMap;
@@ -20,12 +20,13 @@ use super::keys::{self, Field, Kind, Scalar, f, req};
 use super::reason::{Reason, Target};
 use super::script::FlowWindow;
 use super::snapshot::{
-    BackoffState, BudgetLeft, Channel, FeeMarket, FeeSample, InFlightSwap, ServerTerms, Snapshot,
+    BackoffState, BudgetLeft, Channel, FeeMarket, FeeSample, InFlightSwap, LoopInServerTerms,
+    ServerTerms, Snapshot,
 };
 use super::tree::{self, Node, Value};
 use super::values;
 use crate::chain::fees::SatPerKw;
-use crate::domain::{ChanId, Sat};
+use crate::domain::{ChanId, Direction, Sat};
 
 const TERMS: &[Field] = &[
     f("min", Kind::Scalar(Scalar::Amount), "Server minimum swap."),
@@ -36,6 +37,23 @@ const TERMS: &[Field] = &[
         "Server swap fee.",
     ),
     f("prepay", Kind::Scalar(Scalar::Amount), "Prepay."),
+];
+const TERMS_IN: &[Field] = &[
+    f(
+        "min",
+        Kind::Scalar(Scalar::Amount),
+        "Server minimum Loop In.",
+    ),
+    f(
+        "max",
+        Kind::Scalar(Scalar::Amount),
+        "Server maximum Loop In.",
+    ),
+    f(
+        "swap_fee",
+        Kind::Scalar(Scalar::Percent),
+        "Server Loop In fee.",
+    ),
 ];
 const HISTORY: &[Field] = &[
     req(
@@ -149,6 +167,11 @@ const EXPECT: &[Field] = &[
     ),
     f("rule", Kind::Scalar(Scalar::Name), "Expected rule."),
     f(
+        "direction",
+        Kind::Scalar(Scalar::Enum(&["out", "in"])),
+        "Expected swap direction: out (Loop Out) or in (Loop In).",
+    ),
+    f(
         "text_contains",
         Kind::Scalar(Scalar::Name),
         "Substring of the reason text or detail.",
@@ -167,6 +190,16 @@ const CASE: &[Field] = &[
     ),
     f("dry_run", Kind::Scalar(Scalar::Bool), "Autoloop off."),
     f("terms", Kind::Map(TERMS), "Server terms; default Loop's."),
+    f(
+        "terms_in",
+        Kind::Map(TERMS_IN),
+        "Server Loop In terms; default Loop's.",
+    ),
+    f(
+        "wallet",
+        Kind::Scalar(Scalar::Amount),
+        "lnd's confirmed on-chain balance, which funds Loop Ins; default unchecked.",
+    ),
     f("fees", Kind::Map(FEES), "Fee market."),
     f("budget", Kind::Map(BUDGET), "Budget left."),
     f(
@@ -217,6 +250,8 @@ pub struct Expectation {
     pub amount: Option<Sat>,
     /// The rule, if checked.
     pub rule: Option<String>,
+    /// The swap's direction, if checked.
+    pub direction: Option<Direction>,
     /// A substring of the reason's text or the detail, if checked.
     pub text_contains: Option<String>,
     /// Line of the expectation in the test file.
@@ -325,6 +360,22 @@ pub fn parse_test_case(file: &Path, source: &str) -> Result<TestCase, PolicyErro
     snap.dry_run = m
         .val("dry_run", Scalar::Bool, values::boolean)?
         .unwrap_or(false);
+    if let Some((n, p)) = m.get("terms_in") {
+        let t = Map::of(n, &p);
+        let d = LoopInServerTerms::default();
+        snap.terms_in = LoopInServerTerms {
+            min: t
+                .val("min", Scalar::Amount, values::amount)?
+                .unwrap_or(d.min),
+            max: t
+                .val("max", Scalar::Amount, values::amount)?
+                .unwrap_or(d.max),
+            swap_fee_ppm: t
+                .val("swap_fee", Scalar::Percent, values::percent)?
+                .unwrap_or(d.swap_fee_ppm),
+        };
+    }
+    snap.wallet = m.val("wallet", Scalar::Amount, values::amount)?;
     if let Some((n, p)) = m.get("terms") {
         let t = Map::of(n, &p);
         let d = ServerTerms::default();
@@ -464,6 +515,11 @@ pub fn parse_test_case(file: &Path, source: &str) -> Result<TestCase, PolicyErro
                 .unwrap_or_default(),
             amount: e.val("amount", Scalar::Amount, values::amount)?,
             rule: e.val("rule", Scalar::Name, |t| Ok(t.to_owned()))?,
+            direction: e.val("direction", Scalar::Enum(&["out", "in"]), |t| match t {
+                "out" => Ok(Direction::Out),
+                "in" => Ok(Direction::In),
+                other => Err(format!("`{other}` is not a direction")),
+            })?,
             text_contains: e.val("text_contains", Scalar::Name, |t| Ok(t.to_owned()))?,
             line: n.place.line,
         });

@@ -105,6 +105,16 @@ pub fn run_tests_with(dir: &Path, host: &Arc<ScriptHost>) -> Result<TestReport, 
                     ));
                 }
             }
+            if let Some(direction) = e.direction {
+                let got = d.proposal.as_ref().map(|p| p.direction);
+                if got != Some(direction) {
+                    failures.push(format!(
+                        "{at}: expected a {}, got {}",
+                        direction.swap_name(),
+                        got.map_or("no swap", |g| g.swap_name())
+                    ));
+                }
+            }
             if let Some(rule) = &e.rule
                 && d.rule.as_ref() != Some(rule)
             {

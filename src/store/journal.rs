@@ -10,7 +10,7 @@ use sqlx::sqlite::SqliteRow;
 
 use super::ledger::parse_hash;
 use super::{Store, StoreError};
-use crate::domain::{ChanId, Ppm, Sat, SwapHash};
+use crate::domain::{ChanId, Direction, Ppm, Sat, SwapHash};
 use crate::policy::BackoffState;
 
 /// One target's decision in one pass, as journalled.
@@ -32,6 +32,8 @@ pub struct JournalRecord {
     pub inbound_share: Ppm,
     /// The proposed swap amount, when a swap was proposed.
     pub amount: Option<Sat>,
+    /// The proposed swap's direction, when a swap was proposed.
+    pub direction: Option<Direction>,
     /// The swap dispatched for it, when one was.
     pub swap: Option<SwapHash>,
 }
@@ -78,6 +80,7 @@ fn record_from_row(r: &SqliteRow) -> Result<JournalRecord, sqlx::Error> {
     let inbound: i64 = r.try_get("inbound_ppm")?;
     let amount: Option<i64> = r.try_get("amount_sat")?;
     let swap: Option<String> = r.try_get("swap_hash")?;
+    let direction: Option<String> = r.try_get("direction")?;
     Ok(JournalRecord {
         pass_id: r.try_get("pass_id")?,
         at: DateTime::from_timestamp(at_unix, 0)
@@ -92,6 +95,14 @@ fn record_from_row(r: &SqliteRow) -> Result<JournalRecord, sqlx::Error> {
             .transpose()
             .map_err(|e| corrupt("amount_sat", e))?,
         swap: swap.map(|s| parse_hash("swap_hash", &s)).transpose()?,
+        direction: match direction.as_deref() {
+            None => None,
+            Some("out") => Some(Direction::Out),
+            Some("in") => Some(Direction::In),
+            Some(other) => {
+                return Err(corrupt("direction", format!("unknown direction `{other}`")));
+            }
+        },
     })
 }
 
@@ -127,7 +138,8 @@ impl Store {
         for rec in records {
             sqlx::query(
                 "INSERT INTO decision_journal (pass_id, at_unix, target, rule, reason, detail, \
-                 inbound_ppm, amount_sat, swap_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 inbound_ppm, amount_sat, swap_hash, direction) VALUES \
+                 (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(rec.pass_id)
             .bind(rec.at.timestamp())
@@ -138,6 +150,7 @@ impl Store {
             .bind(i64_of(rec.inbound_share.0))
             .bind(rec.amount.map(|a| i64_of(a.0)))
             .bind(rec.swap.map(|h| h.to_string()))
+            .bind(rec.direction.map(Direction::as_str))
             .execute(&mut **tx.inner())
             .await
             .map_err(StoreError::query(op))?;
@@ -354,6 +367,11 @@ mod tests {
             detail: "why".into(),
             inbound_share: Ppm(120_000),
             amount: Some(Sat(300_000)),
+            direction: Some(if pass_id % 2 == 0 {
+                Direction::In
+            } else {
+                Direction::Out
+            }),
             swap: Some(SwapHash([7; 32])),
         }
     }

@@ -62,6 +62,17 @@ impl Store {
         stored: &StoredLoopIn,
         now_unix: i64,
     ) -> Result<(), StoreError> {
+        self.create_loop_in_reserved(stored, None, now_unix).await
+    }
+
+    /// Like [`Store::create_loop_in`], with the swap's budget reservation stored in the same
+    /// transaction, so the swap never exists without it.
+    pub async fn create_loop_in_reserved(
+        &self,
+        stored: &StoredLoopIn,
+        reservation: Option<&crate::ledger::Entry>,
+        now_unix: i64,
+    ) -> Result<(), StoreError> {
         let op = "storing a new loop in";
         let c = &stored.record.contract;
         let t = c.terms();
@@ -93,6 +104,9 @@ impl Store {
             now_unix,
         )
         .await?;
+        if let Some(entry) = reservation {
+            tx.insert_ledger_entry(entry).await?;
+        }
         tx.commit().await
     }
 

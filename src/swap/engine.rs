@@ -407,6 +407,15 @@ pub type Admission = Box<
     dyn FnOnce(&LoopOutContract) -> Result<crate::ledger::Entry, crate::ledger::AdmitError> + Send,
 >;
 
+/// [`Admission`] for a Loop In: the reservation decided from the final contract, stored in the
+/// same transaction as the swap, before anything is funded.
+pub type LoopInAdmission = Box<
+    dyn FnOnce(
+            &crate::swap::loop_in::LoopInContract,
+        ) -> Result<crate::ledger::Entry, crate::ledger::AdmitError>
+        + Send,
+>;
+
 impl EngineError {
     fn node(op: &'static str) -> impl FnOnce(NodeError) -> EngineError {
         move |source| EngineError::Node { op, source }

@@ -58,8 +58,8 @@ pub use contract::{
 };
 pub use engine::{
     Admission, CeilingError, CreatedLoopIn, CreatedLoopOut, EngineConfig, EngineError, FeeCeilings,
-    LoopInQuoteInfo, LoopInRequest, LoopInUpdate, LoopOutRequest, QuarantinedSwap, QuoteLimits,
-    SwapEngine, SwapUpdate,
+    LoopInAdmission, LoopInQuoteInfo, LoopInRequest, LoopInUpdate, LoopOutRequest, QuarantinedSwap,
+    QuoteLimits, SwapEngine, SwapUpdate,
 };
 pub use event::{Action, CancelReason, Input, PaymentEvent, Rejected, Rule, Transition};
 pub use state::{

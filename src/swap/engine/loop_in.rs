@@ -11,7 +11,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bitcoin::Weight;
 use bitcoin::hashes::{Hash, sha256};
 use futures::StreamExt;
 use rand::RngCore;
@@ -30,10 +29,7 @@ use crate::swap::loop_in::{
 };
 use crate::swap::{KeyLocator, Preimage, SWAP_KEY_FAMILY};
 
-/// The weight the funding fee is estimated for: one taproot key-spend input, the P2TR HTLC
-/// output and a P2TR change output (lnd may select more inputs; the fee actually paid is
-/// recorded from the published transaction).
-pub const FUNDING_WEIGHT_ESTIMATE: Weight = Weight::from_wu(4 * (11 + 58 + 43 + 43) + 2 + 66);
+pub use crate::swap::loop_in::FUNDING_WEIGHT_ESTIMATE;
 
 /// A Loop In's default `max_miner_fee`: this many times the estimated funding fee (Loop's CLI
 /// uses 3 × the quoted publication fee).
@@ -181,6 +177,25 @@ impl SwapEngine {
     /// Creates a Loop In (see the module documentation); the contract is stored before
     /// anything is funded and the swap is then driven in the background.
     pub async fn loop_in(&self, req: LoopInRequest) -> Result<CreatedLoopIn, EngineError> {
+        self.create_loop_in(req, None).await
+    }
+
+    /// Creates a Loop In like [`SwapEngine::loop_in`], storing the ledger entry `admit`
+    /// returns in the same transaction as the contract: the swap never exists, and nothing is
+    /// funded, without its budget reservation. A refusal cancels the swap invoice.
+    pub async fn loop_in_admitted(
+        &self,
+        req: LoopInRequest,
+        admit: super::LoopInAdmission,
+    ) -> Result<CreatedLoopIn, EngineError> {
+        self.create_loop_in(req, Some(admit)).await
+    }
+
+    async fn create_loop_in(
+        &self,
+        req: LoopInRequest,
+        admit: Option<super::LoopInAdmission>,
+    ) -> Result<CreatedLoopIn, EngineError> {
         let inner = &self.inner;
         let config = &inner.config;
         if inner.cancel.is_cancelled() {
@@ -374,7 +389,21 @@ impl SwapEngine {
             preimage,
             internal_key,
         };
-        inner.store.create_loop_in(&stored, now_unix).await?;
+        let reservation = match admit
+            .map(|admit| admit(&stored.record.contract))
+            .transpose()
+        {
+            Ok(r) => r,
+            Err(e) => {
+                // The server cannot pay for a swap we refused.
+                let _ = inner.node.cancel_invoice(swap_hash).await;
+                return Err(e.into());
+            }
+        };
+        inner
+            .store
+            .create_loop_in_reserved(&stored, reservation.as_ref(), now_unix)
+            .await?;
         tracing::info!(swap = %swap_hash, amount = %req.amount, expiry = %validated.expiry,
             fee = %validated.swap_fee, label = %req.label, "loop in created");
         let _ = inner.loop_in_updates.send(super::LoopInUpdate {

@@ -32,6 +32,12 @@ pub const MIN_PUBLISH_DELTA: u32 = 10;
 /// `DefaultHtlcConfTarget`).
 pub const DEFAULT_HTLC_CONF_TARGET: u32 = 6;
 
+/// The weight the funding fee is estimated for: one taproot key-spend input, the P2TR HTLC
+/// output and a P2TR change output (lnd may select more inputs; the fee actually paid is
+/// recorded from the published transaction).
+pub const FUNDING_WEIGHT_ESTIMATE: bitcoin::Weight =
+    bitcoin::Weight::from_wu(4 * (11 + 58 + 43 + 43) + 2 + 66);
+
 /// The lowest confirmation target accepted for the funding (Loop's `minConfTarget`).
 pub const MIN_HTLC_CONF_TARGET: u32 = 2;
 

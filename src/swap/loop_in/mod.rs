@@ -28,9 +28,9 @@ mod step;
 mod tests;
 
 pub use contract::{
-    DEFAULT_HTLC_CONF_TARGET, InternalKey, LoopInContract, LoopInContractError,
-    LoopInContractTerms, LoopInLimits, MAX_EXPIRY_DELTA, MIN_EXPIRY_DELTA, MIN_HTLC_CONF_TARGET,
-    MIN_PUBLISH_DELTA, SWAP_INVOICE_EXPIRY_SECS, TIMEOUT_SWEEP_CONF_TARGET,
+    DEFAULT_HTLC_CONF_TARGET, FUNDING_WEIGHT_ESTIMATE, InternalKey, LoopInContract,
+    LoopInContractError, LoopInContractTerms, LoopInLimits, MAX_EXPIRY_DELTA, MIN_EXPIRY_DELTA,
+    MIN_HTLC_CONF_TARGET, MIN_PUBLISH_DELTA, SWAP_INVOICE_EXPIRY_SECS, TIMEOUT_SWEEP_CONF_TARGET,
 };
 pub use event::{LoopInAction, LoopInInput, LoopInRejected, LoopInRule, LoopInTransition};
 pub use state::{
