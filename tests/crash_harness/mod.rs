@@ -1,8 +1,9 @@
-//! The process-level crash harness shared by `swap_crash` and `fault_campaign`: a simnet served
-//! by `sluice simnet serve` in its own process (blocks only on `sluice simnet mine`, no
-//! traffic), and `sluiced --config <its sluice.yaml>` on a datadir that outlives each run, killed
-//! with SIGKILL and restarted. Money is counted on the simnet's side: the "sluice" node's wallet
-//! plus channel balance.
+//! The process-level crash harness shared by `swap_crash`, `loop_in_crash` and `fault_campaign`:
+//! a simnet served by `sluice simnet serve` in its own process (blocks only on `sluice simnet
+//! mine`, no traffic), and `sluiced --config <its sluice.yaml>` on a datadir that outlives each
+//! run, killed with SIGKILL and restarted. Money is counted on the simnet's side: the "sluice"
+//! node's wallet plus channel balance. While a daemon is down its store can be read
+//! ([`load_loop_in`]): what it had saved when it was killed.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -324,6 +325,70 @@ impl Sluiced {
             .unwrap_or_else(|e| panic!("sluice out failed: {e}\n{}", self.log()))
     }
 
+    /// Creates a Loop In of `amount` sat without asking (`sluice in --force`, which binds the
+    /// fee limits of the quote it takes); answers its id, or what the CLI said when it refused.
+    pub fn try_loop_in(&self, amount: u64) -> Result<String, String> {
+        let out = self.cli(&["--json", "in", "--amt", &amount.to_string(), "--force"]);
+        match json(&out) {
+            Some(created) => Ok(created["id"].as_str().unwrap().to_owned()),
+            None => Err(format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )),
+        }
+    }
+
+    /// Creates a Loop In of `amount` sat; answers its id.
+    pub fn loop_in(&self, amount: u64) -> String {
+        self.try_loop_in(amount)
+            .unwrap_or_else(|e| panic!("sluice in failed: {e}\n{}", self.log()))
+    }
+
+    /// Creates a Loop In through the API's `LoopIn` with the fee limits given (the CLI always
+    /// sends its quote's); answers its id.
+    pub fn loop_in_with_limits(
+        &self,
+        amount: u64,
+        max_swap_fee: u64,
+        max_miner_fee: u64,
+    ) -> String {
+        let target = sluice::cli::client::Target {
+            addr: self.rpc.clone(),
+            tls_cert: self.datadir.join("tls.cert"),
+            credential: self.datadir.join("admin.credential"),
+        };
+        let created = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let mut client = target.connect().await.map_err(|e| e.to_string())?;
+                client
+                    .loop_in(sluice::proto::sluice::LoopInRequest {
+                        amount_sat: amount,
+                        max_swap_fee_sat: max_swap_fee,
+                        max_miner_fee_sat: max_miner_fee,
+                        label: "crash test".to_owned(),
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|s| s.to_string())
+            })
+            .unwrap_or_else(|e| panic!("LoopIn failed: {e}\n{}", self.log()));
+        created.into_inner().id
+    }
+
+    /// The logs of every run on this datadir so far, oldest first, concatenated.
+    pub fn all_logs(&self) -> String {
+        (0..=self.run)
+            .map(|run| {
+                std::fs::read_to_string(self.datadir.join(format!("sluiced.{run}.stderr")))
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
     /// Every swap, as `sluice swaps --json` lists them.
     pub fn swaps(&self) -> Vec<Value> {
         let out = self.cli(&["--json", "swaps"]);
@@ -362,6 +427,34 @@ impl Drop for Sluiced {
             let _ = self.child.wait();
         }
     }
+}
+
+/// The Loop In `id` and every progress saved for it, read from the store in `datadir`: call it
+/// only while no daemon runs there (between a kill and the restart).
+pub fn load_loop_in(
+    datadir: &Path,
+    id: &str,
+) -> (
+    sluice::store::loop_in::LoopInRecord,
+    Vec<sluice::store::loop_in::LoopInUpdateRecord>,
+) {
+    let hash = sluice::domain::SwapHash(hex::decode(id).unwrap().try_into().unwrap());
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let store = sluice::store::Store::open(&datadir.join(sluice::store::Store::FILE_NAME))
+                .await
+                .unwrap();
+            let record = store.load_loop_in(hash).await.unwrap();
+            let history = store.loop_in_history(hash).await.unwrap();
+            store.close().await;
+            (
+                record.unwrap_or_else(|| panic!("no loop in {id} stored")),
+                history,
+            )
+        })
 }
 
 /// A simnet and a daemon connected to it with `env`, with the L402 token already bought (a
