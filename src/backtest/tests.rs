@@ -131,3 +131,45 @@ fn stopping_interrupts_the_run() {
     assert!(o.interrupted);
     assert_eq!(o.passes, 5);
 }
+
+#[test]
+fn loop_ins_bring_channels_above_their_band_back_and_book_their_costs() {
+    let h = model::synthetic(12, 7, 3, end());
+    let fees = model::fee_market(h.start, h.end, 3);
+    let both = policy("both-directions");
+    let s = Settings::default();
+    let o = run(&both, &h, &fees, &s, &mut |_| true).unwrap();
+    assert!(o.loop_ins > 0, "{o:?}");
+    assert!(o.swaps > o.loop_ins, "both directions run: {o:?}");
+    let by_cat: u64 = o.fees_by_category.values().sum();
+    assert_eq!(by_cat, o.fees_total_sat);
+    // The same history without `loop_in` leaves more time above the band.
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/both-directions/policy.yaml"),
+    )
+    .unwrap();
+    let out_only = text.replace("  loop_in:\n", "  loop_in:\n    enabled: false\n");
+    std::fs::write(dir.path().join("policy.yaml"), out_only).unwrap();
+    let one_way = crate::policy::load(dir.path()).unwrap();
+    let w = run(&one_way, &h, &fees, &s, &mut |_| true).unwrap();
+    assert_eq!(w.loop_ins, 0);
+    assert!(
+        o.above_band_hours < w.above_band_hours,
+        "{} >= {}",
+        o.above_band_hours,
+        w.above_band_hours
+    );
+    // A Loop In the server never pays costs its funding and a timeout sweep.
+    let failing = Settings {
+        failure_rate: 1.0,
+        ..Settings::default()
+    };
+    let f = run(&both, &h, &fees, &failing, &mut |_| true).unwrap();
+    assert!(f.loop_ins > 0);
+    assert!(
+        f.fees_by_category.get("miner").copied().unwrap_or(0) > 0,
+        "{f:?}"
+    );
+    assert_eq!(f.fees_by_category.get("server"), None, "{f:?}");
+}

@@ -11,7 +11,9 @@
 //! routing fees up to their limits, and one confirmed sweep whose fee comes from the real sweep
 //! rules (`chain::fees`) at a generated regime: any estimate (below the relay floor, calm,
 //! spiked), any height before or past the expiry (urgent sweeps included), any point of the
-//! fee schedule, either spending path and any destination.
+//! fee schedule, either spending path and any destination. Loop Ins carry their own limits
+//! (`LoopInLimits::worst_case`) and pay the funding, then the server's fee or a timeout sweep
+//! at a generated regime by the driver's rule.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -24,6 +26,7 @@ use proptest::prelude::*;
 use super::tests::utc;
 use super::*;
 use crate::swap::FeeLimits;
+use crate::swap::loop_in::LoopInLimits;
 
 const RULES: [&str; 3] = ["a", "b", "c"];
 
@@ -106,6 +109,51 @@ fn fee_limits() -> impl Strategy<Value = FeeLimits> {
         })
 }
 
+/// A swap's fee limits in either direction; its reservation is their worst case.
+#[derive(Debug, Clone, Copy)]
+enum Limits {
+    Out(FeeLimits),
+    In(LoopInLimits),
+}
+
+impl Limits {
+    fn worst_case(&self) -> Sat {
+        match self {
+            Limits::Out(l) => l.worst_case(),
+            Limits::In(l) => l.worst_case(),
+        }
+    }
+}
+
+fn loop_in_limits() -> impl Strategy<Value = LoopInLimits> {
+    (0u64..3_000, prop_oneof![0u64..300, 0u64..5_000]).prop_map(|(swap, miner)| LoopInLimits {
+        max_swap_fee: Sat(swap),
+        max_miner_fee: Sat(miner),
+    })
+}
+
+fn limits_either() -> impl Strategy<Value = Limits> {
+    prop_oneof![
+        fee_limits().prop_map(Limits::Out),
+        loop_in_limits().prop_map(Limits::In),
+    ]
+}
+
+/// The miner fee a Loop In's timeout sweep in `regime` pays under `max_miner_fee`, by the
+/// driver's own rule (the estimate capped by the limit, never below the relay floor).
+fn timeout_sweep_fee(regime: &SweepRegime, max_miner_fee: Sat) -> u64 {
+    use crate::chain::SatPerKw;
+    use crate::chain::fees::{SweepWitness, capped_rate, clamp_fee, fee_for, sweep_weight};
+    let weight = sweep_weight(
+        SweepWitness::V3Timeout {
+            script_len: 36 + regime.dest_len % 4,
+        },
+        &bitcoin::ScriptBuf::from_bytes(vec![0; regime.dest_len]),
+    );
+    let rate = capped_rate(SatPerKw(regime.estimate), max_miner_fee, weight);
+    clamp_fee(fee_for(weight, rate), Sat(regime.swept)).0.0
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Admit {
@@ -113,7 +161,7 @@ enum Op {
         expected_pct: u64,
         worst_case: u64,
         /// The swap's fee limits; its reservation is then their worst case.
-        limits: Option<FeeLimits>,
+        limits: Option<Limits>,
     },
     Spend {
         pick: usize,
@@ -172,7 +220,7 @@ fn budgets() -> impl Strategy<Value = Vec<BudgetSpec>> {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0..RULES.len(), 0u64..=100, 0u64..=6_000, prop::option::weighted(0.75, fee_limits()))
+        4 => (0..RULES.len(), 0u64..=100, 0u64..=6_000, prop::option::weighted(0.75, limits_either()))
             .prop_map(|(rule, expected_pct, worst_case, limits)| Op::Admit { rule, expected_pct, worst_case, limits }),
         4 => (any::<usize>(), prop_oneof![Just(100u64), 0u64..=100], 0..SpendCategory::ALL.len(), sweep_regime())
             .prop_map(|(pick, pct, category, sweep)| Op::Spend { pick, pct, category, sweep }),
@@ -191,7 +239,11 @@ struct ModelSwap {
     expected: u64,
     worst_case: u64,
     /// The swap's fee limits, when it has them.
-    limits: Option<FeeLimits>,
+    limits: Option<Limits>,
+    /// A Loop In: its HTLC is funded (the first miner fee), and the server paid (server fee)
+    /// or the HTLC was swept back (a second miner fee), never both.
+    funded: bool,
+    paid: bool,
     /// Spent per category (server and prepay count together: a swap pays one or the other).
     server_spent: u64,
     routing_spent: u64,
@@ -360,6 +412,8 @@ fn run(
                             server_spent: 0,
                             routing_spent: 0,
                             swept: false,
+                            funded: false,
+                            paid: false,
                             spent: 0,
                             released: false,
                             next_id: 1,
@@ -415,8 +469,28 @@ fn run(
                 let category = SpendCategory::ALL[category];
                 let amount = match swap.limits {
                     None => (swap.worst_case - swap.spent) * pct / 100,
+                    // What a Loop In's driver lets it pay: the funding up to its limit, then
+                    // either the server's fee (paid) or one timeout sweep (swept back).
+                    Some(Limits::In(l)) => match category {
+                        SpendCategory::Miner if !swap.funded => {
+                            swap.funded = true;
+                            l.max_miner_fee.0 * pct / 100
+                        }
+                        SpendCategory::Miner if !swap.swept && !swap.paid => {
+                            swap.swept = true;
+                            timeout_sweep_fee(&sweep, l.max_miner_fee)
+                        }
+                        SpendCategory::Server if !swap.swept => {
+                            let amount =
+                                l.max_swap_fee.0.saturating_sub(swap.server_spent) * pct / 100;
+                            swap.server_spent += amount;
+                            swap.paid |= amount > 0;
+                            amount
+                        }
+                        _ => 0,
+                    },
                     // What the engine's rules let a swap with these limits pay.
-                    Some(l) => match category {
+                    Some(Limits::Out(l)) => match category {
                         SpendCategory::Server | SpendCategory::Prepay => {
                             let cap = l.max_swap_fee.max(l.max_prepay_amount).0;
                             let amount = cap.saturating_sub(swap.server_spent) * pct / 100;
