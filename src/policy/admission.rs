@@ -4,12 +4,28 @@
 //! the prepay in place of the server fee when the swap fails after paying it. Only that
 //! figure guarantees the fees spent in a window can never exceed a budget.
 
-use super::eval::SwapCaps;
 use super::model::{FeeCaps, LoopInFeeCaps, Policy};
 use super::snapshot::BudgetLeft;
 use crate::chain::fees::min_sweep_fee;
 use crate::domain::{Ppm, Sat};
 use crate::swap::loop_in::LoopInLimits;
+
+/// Per-category fee caps of one swap, in satoshis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SwapCaps {
+    /// Server swap fee.
+    pub server: Sat,
+    /// Routing fee of the swap invoice.
+    pub routing: Sat,
+    /// Routing fee of the prepay invoice.
+    pub prepay_routing: Sat,
+    /// The prepay.
+    pub prepay: Sat,
+    /// Loop Out: the sweep's miner fee; Loop In: the HTLC funding's.
+    pub miner: Sat,
+    /// What a Loop In the server never pays may lose on chain (0 for a Loop Out).
+    pub timeout_risk: Sat,
+}
 
 /// The per-swap limits the swap engine enforces, in satoshis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

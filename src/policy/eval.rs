@@ -12,8 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DurationRound, TimeDelta};
 
-use super::admission::{category_caps, swap_limits};
-use super::admission::{loop_in_caps, loop_in_limits};
+use super::admission::{SwapCaps, category_caps, loop_in_caps, loop_in_limits, swap_limits};
 use super::gate::{GateState, gate_state};
 use super::model::{
     Destination, Grouping, LastHop, LoopInSettings, Matcher, Policy, Rule, Selector, Settings,
@@ -21,6 +20,7 @@ use super::model::{
 use super::reason::{Reason, Target};
 use super::script::{ProposalView, Verdict};
 use super::snapshot::{Channel, Snapshot};
+use super::tally::{PassState, aggregate};
 use super::values::ppm_percent;
 use super::views::{ctx_view, target_view};
 use crate::chain::fees::SatPerKw;
@@ -110,38 +110,12 @@ pub struct Proposal {
     pub last_hop: Option<String>,
 }
 
-/// Per-category fee caps of one swap, in satoshis.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SwapCaps {
-    /// Server swap fee.
-    pub server: Sat,
-    /// Routing fee of the swap invoice.
-    pub routing: Sat,
-    /// Routing fee of the prepay invoice.
-    pub prepay_routing: Sat,
-    /// The prepay.
-    pub prepay: Sat,
-    /// Loop Out: the sweep's miner fee; Loop In: the HTLC funding's.
-    pub miner: Sat,
-    /// What a Loop In the server never pays may lose on chain (0 for a Loop Out).
-    pub timeout_risk: Sat,
-}
-
 /// A target being formed: its rule and channels.
 struct Group {
     rule: Option<usize>,
     excluded: bool,
     target: Target,
     channels: Vec<usize>,
-}
-
-/// Running totals of the pass.
-pub(super) struct PassState {
-    pub(super) dispatched: u32,
-    /// On-chain funds earlier Loop Ins of the pass will spend.
-    pub(super) wallet_committed: Sat,
-    pub(super) spent_total: Sat,
-    pub(super) spent_rule: HashMap<usize, Sat>,
 }
 
 /// Evaluates `policy` over `snapshot`.
@@ -269,37 +243,6 @@ fn has_tag(policy: &Policy, tag: &str, ch: &Channel) -> bool {
             .tags
             .get(tag)
             .is_some_and(|set| set.channels.contains(&ch.id) || set.peers.contains(&ch.peer))
-}
-
-/// A target's channels added up.
-pub(super) struct Agg {
-    pub(super) capacity: Sat,
-    pub(super) local: Sat,
-    pub(super) remote: Sat,
-    pub(super) active: u32,
-    pub(super) pending: u32,
-    pub(super) age_blocks: u32,
-}
-
-fn aggregate(snapshot: &Snapshot, idx: &[usize]) -> Agg {
-    let mut a = Agg {
-        capacity: Sat::ZERO,
-        local: Sat::ZERO,
-        remote: Sat::ZERO,
-        active: 0,
-        pending: 0,
-        age_blocks: u32::MAX,
-    };
-    for &i in idx {
-        let ch = &snapshot.channels[i];
-        a.capacity += ch.capacity;
-        a.local += ch.local;
-        a.remote += ch.remote;
-        a.active += u32::from(ch.active);
-        a.pending = a.pending.saturating_add(ch.pending_htlcs);
-        a.age_blocks = a.age_blocks.min(ch.age_blocks);
-    }
-    a
 }
 
 /// A share rounded down to a hundredth of a percent, for details: `22.5%`.

@@ -21,6 +21,7 @@ mod schema;
 pub mod script;
 mod settings;
 mod snapshot;
+mod tally;
 mod testcase;
 mod tests;
 mod tree;
@@ -31,10 +32,10 @@ mod views;
 mod eval_tests;
 
 pub use admission::{
-    SwapLimits, category_caps, fresh_budget, loop_in_caps, loop_in_limits, swap_limits,
+    SwapCaps, SwapLimits, category_caps, fresh_budget, loop_in_caps, loop_in_limits, swap_limits,
 };
 pub use error::PolicyError;
-pub use eval::{Decision, Plan, Proposal, SWEEP_WEIGHT_WU, SwapCaps, evaluate};
+pub use eval::{Decision, Plan, Proposal, SWEEP_WEIGHT_WU, evaluate};
 pub use keys::json_schema;
 pub use load::{is_policy_file, load, load_str, load_with, policy_files};
 pub use model::{

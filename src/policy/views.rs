@@ -2,11 +2,11 @@
 
 use chrono::{Datelike, Timelike};
 
-use super::eval::{Agg, PassState};
 use super::model::Rule;
 use super::reason::Target;
 use super::script::{CtxView, FlowWindow, TargetView};
 use super::snapshot::Snapshot;
+use super::tally::{Agg, PassState};
 use crate::chain::fees::SatPerKw;
 use crate::domain::{Ppm, Sat};
 
