@@ -1,7 +1,8 @@
 //! A seeded, repeatable fault campaign through the real binaries: concurrent Loop Outs, manual
 //! and autoloop's (on, with a policy it can never satisfy and a day budget), while `sluiced` is
-//! killed with SIGKILL at random moments, with reorgs of depth 1 to 6 while it is down, fee
-//! spikes, the swap server's lnd going away and coming back, and the reference server's
+//! killed with SIGKILL at random moments, with reorgs of depth 1 to 6 while it is down and while
+//! it runs, fee spikes, the swap server's lnd going away and coming back, the swap server
+//! itself restarting (down for up to 1.5 s, its swaps kept), and the reference server's
 //! misbehaviours switched on and off, every draw from one seed. Afterwards:
 //!
 //! - every swap is terminal;
@@ -91,6 +92,9 @@ struct Tally {
     deepest_reorg: u64,
     fee_changes: u64,
     server_outages: u64,
+    server_restarts: u64,
+    /// Reorgs made while the daemon ran (the others while it was down).
+    live_reorgs: u64,
     misbehaviours: u64,
     refused: u64,
     blocks: u64,
@@ -156,10 +160,21 @@ fn a_seeded_fault_campaign_loses_nothing_and_reveals_nothing_early() {
                     }
                 }
             }
-            30..=54 => {
+            30..=46 => {
                 let n = rng.gen_range(1..=3);
                 simnet.mine(n);
                 tally.blocks += u64::from(n);
+            }
+            47..=54 => {
+                // A reorg while the daemon runs: its watches see blocks disconnected and a
+                // longer chain arrive, as lnd reports them.
+                let depth = rng.gen_range(1..=6u32);
+                simnet.run(&["reorg", &depth.to_string()]);
+                simnet.mine(depth + 1);
+                tally.reorgs += 1;
+                tally.live_reorgs += 1;
+                tally.deepest_reorg = tally.deepest_reorg.max(u64::from(depth));
+                tally.blocks += u64::from(depth + 1);
             }
             55..=74 => {
                 let reorg = rng.gen_bool(0.5).then(|| rng.gen_range(1..=6u32));
@@ -193,11 +208,18 @@ fn a_seeded_fault_campaign_loses_nothing_and_reveals_nothing_early() {
                 simnet.run(&["fee", &rate.to_string()]);
                 tally.fee_changes += 1;
             }
-            85..=91 => {
+            85..=88 => {
                 simnet.run(&["stop-node", "loop"]);
                 std::thread::sleep(Duration::from_millis(rng.gen_range(100..800)));
                 simnet.run(&["start-node", "loop"]);
                 tally.server_outages += 1;
+            }
+            89..=91 => {
+                // The swap server itself restarts: calls refused and status streams cut while
+                // it is down; its swaps go on.
+                let down = rng.gen_range(100..1_500u32);
+                simnet.restart_server(&format!("{down}ms"));
+                tally.server_restarts += 1;
             }
             _ => {
                 if rng.gen_bool(0.4) {
@@ -244,7 +266,22 @@ fn a_seeded_fault_campaign_loses_nothing_and_reveals_nothing_early() {
     // Seven more blocks, so every sweep (and every server claim) is as final as the daemon
     // requires, and the node's funds settle.
     simnet.mine(7);
-    let after = settled(&simnet);
+    // Transactions still on their way (a server's timeout claim published late, a sweep
+    // re-published after a live reorg) are mined too.
+    let mut extra = 0;
+    while !simnet.mempool().is_empty() && extra < 20 {
+        std::thread::sleep(Duration::from_millis(300));
+        simnet.mine(1);
+        extra += 1;
+    }
+    tally.blocks += 7 + extra;
+    let status = simnet.status();
+    let after = std::panic::catch_unwind(|| settled(&simnet)).unwrap_or_else(|_| {
+        panic!(
+            "seed {seed}: the node's funds never settled: {status:#}\n{}",
+            daemon.log()
+        )
+    });
 
     let swaps = daemon.swaps();
     for id in &ids {
@@ -274,15 +311,17 @@ fn a_seeded_fault_campaign_loses_nothing_and_reveals_nothing_early() {
     let payments = 2 * i128::try_from(swaps.len()).unwrap();
     let unrecorded_msat = lost_msat - costs_msat;
     println!(
-        "fault campaign: seed {seed}, {} kills, {} reorgs (deepest {}), {} fee changes, {} \
-         server outages, {} misbehaviours, {} refused, {} blocks, {} swaps ({autoloop_swaps} by \
+        "fault campaign: seed {seed}, {} kills, {} reorgs ({} live, deepest {}), {} fee changes, {} \
+         server lnd outages, {} server restarts, {} misbehaviours, {} refused, {} blocks, {} swaps ({autoloop_swaps} by \
          autoloop) {outcomes:?}, {} sat paid back by peers, lost {lost_msat} msat against {costs_msat} \
          msat recorded, {:.0} s",
         tally.kills,
         tally.reorgs,
+        tally.live_reorgs,
         tally.deepest_reorg,
         tally.fee_changes,
         tally.server_outages,
+        tally.server_restarts,
         tally.misbehaviours,
         tally.refused,
         tally.blocks,

@@ -215,6 +215,53 @@ fn sigkill_at_every_swap_state_loses_nothing() {
     }
 }
 
+/// The swap server restarts (down 3 s: calls refused, status streams cut) while a swap waits
+/// on each of its steps: the swap still ends SUCCEEDED and loses nothing.
+#[test]
+fn a_swap_server_restart_at_every_step_loses_nothing() {
+    let (simnet, _datadir, daemon) = setup();
+    for at in [
+        "INITIATED",
+        "HTLC_PUBLISHED",
+        "PREIMAGE_REVEALED",
+        "SWEEP_PUBLISHED",
+    ] {
+        let before = settled(&simnet);
+        let id = daemon.loop_out(AMOUNT);
+        match at {
+            "INITIATED" => {}
+            "HTLC_PUBLISHED" => {
+                htlc_published(&simnet, &daemon, &id);
+            }
+            "PREIMAGE_REVEALED" => {
+                htlc_published(&simnet, &daemon, &id);
+                simnet.mine(1);
+                wait_state(&daemon, &id, "PREIMAGE_REVEALED");
+            }
+            _ => {
+                htlc_published(&simnet, &daemon, &id);
+                simnet.mine(1);
+                wait_state(&daemon, &id, "PREIMAGE_REVEALED");
+                poll("the sweep in the mempool", LIMIT, || {
+                    (simnet.mempool().len() == 1).then_some(())
+                });
+            }
+        }
+        simnet.restart_server("3s");
+        let info = drive_to_success(&simnet, &daemon, &id);
+        assert_history(
+            &info,
+            &[
+                "INITIATED",
+                "PREIMAGE_REVEALED",
+                "SPEND_CONFIRMING",
+                "SUCCEEDED",
+            ],
+        );
+        assert_costs_match_funds(&simnet, &info, before, &format!("server restart at {at}"));
+    }
+}
+
 #[test]
 fn reorgs_before_and_after_the_reveal_end_in_success() {
     let (simnet, _datadir, mut daemon) = setup();

@@ -133,6 +133,14 @@ pub enum DriveCommand {
         #[arg(value_name = "AMOUNT")]
         amount_sat: u64,
     },
+    /// Restart the reference Loop server as a real one restarts: it stops serving (status
+    /// streams end, calls are refused) for --down, then serves again on the same address with
+    /// every swap it knew.
+    RestartServer {
+        /// How long it stays down (at most 60s).
+        #[arg(long, default_value = "2s", value_parser = parse_interval)]
+        down: Duration,
+    },
 }
 
 /// `sluice simnet misbehave`: exactly one of NAME, --list, --off.
@@ -332,6 +340,18 @@ async fn drive(command: &DriveCommand, dir: &Path) -> Result<Answer, SimnetCliEr
                 to: to.clone(),
                 amount_sat: *amount_sat,
                 chan_id: r.chan_id.to_string(),
+            }
+        }
+        DriveCommand::RestartServer { down } => {
+            let down_ms = u32::try_from(down.as_millis()).unwrap_or(u32::MAX);
+            let r = ctl
+                .restart_swap_server(wire::RestartSwapServerRequest { down_ms })
+                .await
+                .map_err(refused)?
+                .into_inner();
+            Answer::ServerRestarted {
+                address: r.address,
+                down_ms,
             }
         }
     })
@@ -536,6 +556,13 @@ pub enum Answer {
         /// Every preimage the server knows.
         learned: Vec<LearnedPreimage>,
     },
+    /// `restart-server`.
+    ServerRestarted {
+        /// Where the server serves again.
+        address: String,
+        /// How long it was down, in milliseconds.
+        down_ms: u32,
+    },
     /// `pay`.
     Paid {
         /// The paying node.
@@ -642,6 +669,9 @@ fn render(answer: &Answer, format: Format) -> Result<String, super::CliError> {
             amount_sat,
             chan_id,
         } => format!("{from} paid {to} {amount_sat} sat over channel {chan_id}\n"),
+        Answer::ServerRestarted { address, down_ms } => format!(
+            "the reference Loop server was down {down_ms} ms and serves again at {address}\n"
+        ),
         Answer::Audit { learned } if learned.is_empty() => {
             "the reference Loop server knows no preimage\n".to_owned()
         }

@@ -10,6 +10,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::sync::Mutex as AsyncMutex;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use super::audit::PreimageAudit;
@@ -71,6 +73,75 @@ pub struct Control {
     pub swap_server: Arc<LoopServer>,
     /// What that server learned, and when.
     pub audit: std::sync::Mutex<PreimageAudit>,
+    /// The reference Loop server's service, while it serves.
+    pub swap_serving: AsyncMutex<Option<Serving>>,
+    /// Cancelled when the simnet stops; each serving of the swap server ends with it.
+    pub shutdown: CancellationToken,
+}
+
+/// The reference Loop server serving on an address, until its token is cancelled.
+pub struct Serving {
+    /// Where it serves.
+    pub addr: SocketAddr,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// The longest a `RestartSwapServer` may keep the server down.
+pub const MAX_SWAP_SERVER_DOWN_MS: u32 = 60_000;
+
+impl Control {
+    /// Serves the reference Loop server on `listener` (plaintext, loopback) until the simnet
+    /// stops or the server is restarted.
+    pub async fn serve_swap_server(
+        &self,
+        listener: tokio::net::TcpListener,
+    ) -> std::io::Result<SocketAddr> {
+        let addr = listener.local_addr()?;
+        let stop = self.shutdown.child_token();
+        let serving = self
+            .swap_server
+            .serve(listener, stop.clone().cancelled_owned());
+        let task = tokio::spawn(async move {
+            if let Err(e) = serving.await {
+                tracing::warn!(error = %e, "the simnet's reference Loop server stopped");
+            }
+        });
+        *self.swap_serving.lock().await = Some(Serving { addr, stop, task });
+        Ok(addr)
+    }
+
+    /// Stops serving the reference Loop server, waits `down`, and serves it again on the same
+    /// address; its swaps keep running meanwhile. Answers the address.
+    pub async fn restart_swap_server(
+        &self,
+        down: std::time::Duration,
+    ) -> std::io::Result<SocketAddr> {
+        let mut slot = self.swap_serving.lock().await;
+        let Some(serving) = slot.take() else {
+            return Err(std::io::Error::other(
+                "the reference Loop server is not serving",
+            ));
+        };
+        let addr = serving.addr;
+        serving.stop.cancel();
+        let _ = serving.task.await;
+        drop(slot);
+        tracing::info!(%addr, down_ms = down.as_millis() as u64, "reference Loop server down (restart)");
+        tokio::time::sleep(down).await;
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        self.serve_swap_server(listener).await?;
+        tracing::info!(%addr, "reference Loop server serving again");
+        Ok(addr)
+    }
+
+    /// Waits for the swap server's current serving to end (after the simnet stopped).
+    pub async fn swap_server_stopped(&self) {
+        if let Some(serving) = self.swap_serving.lock().await.take() {
+            serving.stop.cancel();
+            let _ = serving.task.await;
+        }
+    }
 }
 
 impl Control {
@@ -358,6 +429,26 @@ impl SimnetService for ControlService {
             )));
         }
         Ok(Response::new(wire::PayResponse { chan_id: chan_id.0 }))
+    }
+
+    async fn restart_swap_server(
+        &self,
+        request: Request<wire::RestartSwapServerRequest>,
+    ) -> Result<Response<wire::RestartSwapServerResponse>, Status> {
+        let down_ms = request.get_ref().down_ms;
+        if down_ms > MAX_SWAP_SERVER_DOWN_MS {
+            return Err(Status::invalid_argument(format!(
+                "down_ms {down_ms} is above {MAX_SWAP_SERVER_DOWN_MS}; ask for at most a minute"
+            )));
+        }
+        let addr = self
+            .control
+            .restart_swap_server(std::time::Duration::from_millis(u64::from(down_ms)))
+            .await
+            .map_err(|e| Status::unavailable(format!("restarting the swap server: {e}")))?;
+        Ok(Response::new(wire::RestartSwapServerResponse {
+            address: addr.to_string(),
+        }))
     }
 
     async fn audit(

@@ -217,14 +217,16 @@ impl Simnet {
             server_config,
             Arc::new(crate::lnd::ResilientNode::new(Arc::new(loop_lnd))),
         ));
+        let stop = CancellationToken::new();
         let control = Arc::new(Control {
             world: world.clone(),
             lnds: tokio::sync::Mutex::new(lnds),
             swap_server: swap_server.clone(),
             audit: std::sync::Mutex::default(),
+            swap_serving: tokio::sync::Mutex::new(None),
+            shutdown: stop.clone(),
         });
 
-        let stop = CancellationToken::new();
         let mut tasks = Vec::new();
         let control_dir = config.dir.join(CONTROL_DIR);
         let control_files = LndFiles::load_or_create(&control_dir)?;
@@ -255,16 +257,13 @@ impl Simnet {
                 addr: config.swap_server_listen,
                 source,
             })?;
-        let swap_server_addr = listener.local_addr().map_err(|source| SimnetError::Bind {
-            addr: config.swap_server_listen,
-            source,
-        })?;
-        let serving = swap_server.serve(listener, stop.clone().cancelled_owned());
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = serving.await {
-                tracing::warn!(error = %e, "the simnet's reference Loop server stopped");
-            }
-        }));
+        let swap_server_addr = control
+            .serve_swap_server(listener)
+            .await
+            .map_err(|source| SimnetError::Bind {
+                addr: config.swap_server_listen,
+                source,
+            })?;
 
         tasks.push(tokio::spawn(run_clock(world, traffic, stop.clone())));
 
@@ -356,6 +355,7 @@ impl Simnet {
         for task in std::mem::take(&mut self.tasks) {
             let _ = task.await;
         }
+        self.control.swap_server_stopped().await;
         for server in self.control.lnds.lock().await.values_mut() {
             server.stop().await;
         }

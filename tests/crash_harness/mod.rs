@@ -130,6 +130,13 @@ impl Simnet {
             .unwrap()
     }
 
+    /// Restarts the reference Loop server: down for `down` (e.g. "3s"), then serving again on
+    /// the same address with every swap it knew.
+    #[allow(dead_code)]
+    pub fn restart_server(&self, down: &str) {
+        self.run(&["restart-server", "--down", down]);
+    }
+
     pub fn status(&self) -> Value {
         self.run(&["status"])
     }
