@@ -5,12 +5,14 @@
 //! converted to these at the edges (`lnd/`, `api/`, `store/`).
 
 mod amount;
+mod direction;
 mod ids;
 mod network;
 mod node;
 mod status;
 
 pub use amount::{Msat, Ppm, Sat};
+pub use direction::SwapDirection;
 pub use ids::{BlockHeight, ChanId, SwapHash};
 pub use network::{Network, ParseNetworkError};
 pub use node::{

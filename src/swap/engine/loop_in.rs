@@ -19,7 +19,7 @@ use rand::RngCore;
 use super::loop_in_driver::LoopInDriver;
 use super::{EngineError, SwapEngine};
 use crate::chain::SatPerKw;
-use crate::domain::{BlockHeight, Msat, Sat, SwapHash};
+use crate::domain::{BlockHeight, Msat, Sat, SwapDirection, SwapHash};
 use crate::lnd::types::{HoldInvoiceRequest, InvoiceRequest, InvoiceState};
 use crate::provider::port::{LoopInQuote, LoopInRoute, LoopInTerms, NewLoopInRequest};
 use crate::provider::validate::{LoopInExpectations, check_loop_in_quote, validate_loop_in};
@@ -400,7 +400,11 @@ impl SwapEngine {
         for (hash, why) in bad {
             tracing::error!(swap = %hash, error = %why,
                 "a stored loop in does not decode and is quarantined");
-            self.quarantine(hash, format!("stored loop in does not decode: {why}"));
+            self.quarantine(
+                hash,
+                SwapDirection::In,
+                format!("stored loop in does not decode: {why}"),
+            );
         }
         let mut n = 0;
         for swap in swaps {
@@ -426,7 +430,11 @@ impl SwapEngine {
                 drop(drivers);
                 tracing::error!(swap = %hash, error = %e,
                     "cannot drive the stored loop in; quarantined, every other swap is driven");
-                self.quarantine(hash.to_string(), format!("cannot be driven: {e}"));
+                self.quarantine(
+                    hash.to_string(),
+                    SwapDirection::In,
+                    format!("cannot be driven: {e}"),
+                );
                 false
             }
         }
