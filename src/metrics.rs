@@ -26,7 +26,9 @@ use std::sync::Arc;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
-pub use catalog::{Catalog, CostBreakdown, Initiator, PendingSwap, TargetBalance, safe_label};
+pub use catalog::{
+    Catalog, CostBreakdown, Initiator, PendingSwap, SwapStateOf, TargetBalance, safe_label,
+};
 pub use server::{Readiness, serve};
 pub use spec::{Kind, SPECS, Spec, render_doc};
 

@@ -10,7 +10,7 @@ mod engine_harness;
 use std::time::Duration;
 
 use engine_harness::{Simnet, simnet};
-use sluice::domain::{Sat, SwapHash};
+use sluice::domain::{Direction, Sat, SwapHash};
 use sluice::loopserver::InBehaviour;
 use sluice::loopserver::behaviour_in::PayMode;
 use sluice::simnet::world::lock;
@@ -260,6 +260,43 @@ async fn a_loop_in_resumes_after_a_restart_and_is_funded_only_once() {
     assert_eq!(fundings, 1);
     let after = net.holdings().await;
     assert_eq!(before - after, r.costs.onchain);
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loop_in_whose_row_does_not_decode_is_quarantined_as_a_loop_in() {
+    let net = simnet().await;
+    net.server.set_loop_in_behaviour_for_next_swap(InBehaviour {
+        pay: PayMode::Never,
+        ..InBehaviour::default()
+    });
+    let engine = engine(&net).await;
+    let created = engine.loop_in(request(110_000)).await.unwrap();
+    engine.stop().await;
+    let db = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        net.dir.path().join("sluice.db").display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE loop_in_updates SET progress_json = '{\"truncated' WHERE id = \
+         (SELECT MAX(id) FROM loop_in_updates WHERE swap_hash = ?)",
+    )
+    .bind(created.hash.to_string())
+    .execute(&db)
+    .await
+    .unwrap();
+    let engine = net.engine().await;
+    let quarantined = engine.quarantined();
+    let q = quarantined
+        .iter()
+        .find(|q| q.id == created.hash.to_string())
+        .unwrap_or_else(|| panic!("{quarantined:?}"));
+    // Its direction is what the metrics count it under (sluice_swaps_quarantined{direction}).
+    assert_eq!(q.direction, Direction::In, "{q:?}");
+    assert!(q.reason.contains("progress_json"), "{q:?}");
+    assert!(!engine.is_running(created.hash));
     engine.stop().await;
 }
 

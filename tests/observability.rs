@@ -21,10 +21,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use sluice::domain::{BlockHeight, Sat};
+use sluice::domain::{BlockHeight, Direction, Sat};
 use sluice::ledger::{BudgetSpec, Ledger, Period};
-use sluice::metrics::{CostBreakdown, Initiator, Kind, Metrics, PendingSwap, SPECS, TargetBalance};
+use sluice::metrics::{
+    CostBreakdown, Initiator, Kind, Metrics, PendingSwap, SPECS, SwapStateOf, TargetBalance,
+};
 use sluice::swap::SwapState;
+use sluice::swap::loop_in::{LoopInCosts, LoopInState};
 
 const RULES: &str = "deploy/prometheus/rules/sluice.yml";
 const RULE_TESTS: &str = "deploy/prometheus/rules/tests/sluice_test.yml";
@@ -74,8 +77,10 @@ fn populate(m: &Metrics, tick: u64) {
         },
     ]);
     c.set_node_totals(Sat(1_000_000), Sat(2_000_000), Sat(50_000 + tick));
-    c.record_swap_started(Initiator::Autoloop);
-    c.record_swap_started(Initiator::Manual);
+    for direction in Direction::ALL {
+        c.record_swap_started(direction, Initiator::Autoloop);
+        c.record_swap_started(direction, Initiator::Manual);
+    }
     let costs = CostBreakdown {
         server: Sat(500),
         prepay: Sat(100),
@@ -83,18 +88,44 @@ fn populate(m: &Metrics, tick: u64) {
         miner: Sat(300),
     };
     let took = Duration::from_secs(600 + 60 * (tick % 50));
-    c.record_swap_finished(SwapState::Succeeded, Sat(250_000), costs, took);
+    let out = SwapStateOf::Out;
+    c.record_swap_finished(out(SwapState::Succeeded), Sat(250_000), costs, took);
     c.record_swap_finished(
-        SwapState::FailedOffchain,
+        out(SwapState::FailedOffchain),
         Sat(250_000),
         CostBreakdown::default(),
         took,
     );
-    c.set_pending_swaps(&[PendingSwap {
-        state: SwapState::PreimageRevealed,
-        in_state_for: Duration::from_secs(90 + tick),
-        blocks_to_expiry: Some(40),
-    }]);
+    let loop_in_costs = CostBreakdown::from_loop_in_costs(&LoopInCosts {
+        server_sat: 400,
+        onchain: Sat(250 + tick % 5),
+    });
+    let loop_in = SwapStateOf::In;
+    c.record_swap_finished(
+        loop_in(LoopInState::Succeeded),
+        Sat(200_000),
+        loop_in_costs,
+        took * 2,
+    );
+    c.record_swap_finished(
+        loop_in(LoopInState::FailedTimeout),
+        Sat(200_000),
+        loop_in_costs,
+        took * 3,
+    );
+    c.set_pending_swaps(&[
+        PendingSwap {
+            state: out(SwapState::PreimageRevealed),
+            in_state_for: Duration::from_secs(90 + tick),
+            blocks_to_expiry: Some(40),
+        },
+        PendingSwap {
+            state: loop_in(LoopInState::HtlcConfirmed),
+            in_state_for: Duration::from_secs(30 + tick),
+            blocks_to_expiry: None,
+        },
+    ]);
+    c.set_quarantined_swaps(&[]);
     let spec = BudgetSpec {
         name: "fees".into(),
         period: Period::Day,
@@ -227,14 +258,47 @@ fn is_catalog_series(series: &str) -> bool {
 
 /// Every panel query of a dashboard as (panel title, expr).
 fn panel_exprs(dashboard: &Value) -> Vec<(String, String)> {
+    panel_targets(dashboard)
+        .into_iter()
+        .map(|(title, expr, _)| (title, expr))
+        .collect()
+}
+
+/// Every panel query of a dashboard as (panel title, expr, legend format).
+fn panel_targets(dashboard: &Value) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
     for panel in dashboard["panels"].as_array().unwrap() {
         let title = panel["title"].as_str().unwrap().to_owned();
         for target in panel["targets"].as_array().unwrap() {
-            out.push((title.clone(), target["expr"].as_str().unwrap().to_owned()));
+            out.push((
+                title.clone(),
+                target["expr"].as_str().unwrap().to_owned(),
+                target["legendFormat"].as_str().unwrap_or("").to_owned(),
+            ));
         }
     }
     out
+}
+
+/// Whether a catalog series (a family or a histogram's series) is labelled by direction.
+fn is_directed(series: &str) -> bool {
+    SPECS.iter().any(|s| {
+        s.labels.contains(&"direction")
+            && (s.name == series
+                || ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .any(|suffix| series.strip_suffix(suffix) == Some(s.name)))
+    })
+}
+
+/// The values of the closed set of directions, as the metrics label them.
+fn directions() -> BTreeSet<&'static str> {
+    Direction::ALL.iter().map(|d| d.as_str()).collect()
+}
+
+/// A panel query as a dashboard showing every node and both directions runs it.
+fn with_every_value(expr: &str) -> String {
+    expr.replace("$node", ".+").replace("$direction", ".+")
 }
 
 fn dashboards() -> Vec<(&'static str, Value)> {
@@ -267,13 +331,35 @@ fn dashboards_have_the_variables_and_read_catalog_metrics_by_name() {
             );
             assert_eq!(panel["datasource"]["uid"], "${datasource}", "{path}");
         }
-        for (title, expr) in panel_exprs(&d) {
+        let mut directed_panels = 0;
+        for (title, expr, legend) in panel_targets(&d) {
             assert!(
                 expr.contains("instance=~\"$node\""),
                 "{path} {title}: {expr}"
             );
             let names = metric_names(&expr);
             assert!(!names.is_empty(), "{path} {title}: {expr}");
+            // A swap family of both directions is filtered by the Direction variable at every
+            // selector and keeps the directions apart in its legend.
+            if names.iter().any(|n| is_directed(n)) {
+                directed_panels += 1;
+                assert_eq!(
+                    expr.matches("direction=~\"$direction\"").count(),
+                    names.iter().filter(|n| is_directed(n)).count(),
+                    "{path} {title}: every direction-labelled selector must take $direction: {expr}"
+                );
+                assert!(
+                    legend.contains("{{direction}}"),
+                    "{path} {title}: the legend must show the direction: {legend:?}"
+                );
+                for by in expr.match_indices(" by (").map(|(i, _)| &expr[i..]) {
+                    let group = &by[..by.find(')').unwrap()];
+                    assert!(
+                        group.contains("direction"),
+                        "{path} {title}: an aggregation drops the direction: {expr}"
+                    );
+                }
+            }
             for name in names {
                 assert!(
                     is_catalog_series(&name),
@@ -281,6 +367,21 @@ fn dashboards_have_the_variables_and_read_catalog_metrics_by_name() {
                 );
                 used.insert(name);
             }
+        }
+        // A dashboard with swap panels offers the Direction variable with exactly the closed
+        // set of directions.
+        if directed_panels > 0 {
+            let direction = var("direction");
+            assert_eq!(direction["type"], "custom", "{path}");
+            assert_eq!(direction["includeAll"], true, "{path}");
+            let values: BTreeSet<&str> = direction["options"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| o["value"].as_str().unwrap())
+                .filter(|v| *v != "$__all")
+                .collect();
+            assert_eq!(values, directions(), "{path}");
         }
     }
     for spec in SPECS {
@@ -293,33 +394,139 @@ fn dashboards_have_the_variables_and_read_catalog_metrics_by_name() {
 /// of the Prometheus at `addr` over the last `window`, as a dashboard's time range does, and
 /// returns the queries that failed or returned no series in it.
 pub fn panel_queries_without_data(addr: &str, window: Duration) -> Vec<String> {
+    let mut empty = Vec::new();
+    for (path, d) in dashboards() {
+        for (title, expr) in panel_exprs(&d) {
+            match query_range(addr, &with_every_value(&expr), window) {
+                Ok(series) if !series.is_empty() => {}
+                Ok(_) => empty.push(format!("{path} {title:?}: {expr} -> no series")),
+                Err(e) => empty.push(format!("{path} {title:?}: {expr} -> {e}")),
+            }
+        }
+    }
+    empty
+}
+
+/// The series `query` returns from the Prometheus at `addr` over the last `window` at a
+/// one-second step, as a dashboard's time range runs it, or the answer that was not one.
+fn query_range(addr: &str, query: &str, window: Duration) -> Result<Vec<Value>, String> {
     let end = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
     let start = end.saturating_sub(window.as_secs().max(1));
-    let mut empty = Vec::new();
+    let (code, body) = common::http_get(
+        addr,
+        &format!(
+            "/api/v1/query_range?query={}&start={start}&end={end}&step=1",
+            percent_encode(query)
+        ),
+    );
+    let answer: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    match answer["data"]["result"].as_array() {
+        Some(series) if code == 200 => Ok(series.clone()),
+        _ => Err(format!("{code} {body}")),
+    }
+}
+
+/// The label `name` of a series of a query answer.
+fn label<'a>(series: &'a Value, name: &str) -> Option<&'a str> {
+    series["metric"][name].as_str()
+}
+
+/// The largest value of a series of a query answer over its range (NaN and infinities, which a
+/// ratio over nothing gives, left out).
+fn peak(series: &Value) -> f64 {
+    series["values"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v[1].as_str()?.parse::<f64>().ok())
+        .filter(|v| v.is_finite())
+        .fold(f64::NEG_INFINITY, f64::max)
+}
+
+/// What the dashboards failed to show of a run with a Loop Out and a Loop In: every query of
+/// a direction-labelled family must return both directions apart, and the panels of starts,
+/// outcomes, swaps in flight, amounts and costs must each have shown both directions above
+/// zero at some point in the last `window`.
+fn directions_not_shown(addr: &str, window: Duration) -> Vec<String> {
+    let mut missing = Vec::new();
+    // (panel title, the family its query reads, a label the series must have) whose peak
+    // must be above zero for each direction.
+    let finished = "sluice_swaps_finished_total";
+    let started = "sluice_swaps_started_total";
+    let must_show = [
+        (
+            "Outcomes per hour",
+            finished,
+            Some(("outcome", "succeeded")),
+        ),
+        ("Started per hour", started, Some(("initiator", "manual"))),
+        ("In flight by state", "sluice_swaps_in_flight", None),
+        (
+            "Amount moved by succeeded swaps (sat per day)",
+            "sluice_swap_amount_sat_total",
+            None,
+        ),
+        (
+            "Costs by category (sat per day)",
+            "sluice_swap_cost_sat_total",
+            Some(("category", "miner")),
+        ),
+        ("Swaps over time", started, Some(("initiator", "manual"))),
+        ("Swaps over time", finished, Some(("outcome", "succeeded"))),
+    ];
+    let mut checked = BTreeSet::new();
     for (path, d) in dashboards() {
         for (title, expr) in panel_exprs(&d) {
-            let query = expr.replace("$node", ".+");
-            let (code, body) = common::http_get(
-                addr,
-                &format!(
-                    "/api/v1/query_range?query={}&start={start}&end={end}&step=1",
-                    percent_encode(&query)
-                ),
-            );
-            let answer: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-            let has_data = code == 200
-                && answer["data"]["result"]
-                    .as_array()
-                    .is_some_and(|r| !r.is_empty());
-            if !has_data {
-                empty.push(format!("{path} {title:?}: {expr} -> {code} {body}"));
+            if !metric_names(&expr).iter().any(|n| is_directed(n)) {
+                continue;
+            }
+            let series = match query_range(addr, &with_every_value(&expr), window) {
+                Ok(series) => series,
+                Err(e) => {
+                    missing.push(format!("{path} {title:?}: {expr} -> {e}"));
+                    continue;
+                }
+            };
+            let shown: BTreeSet<&str> = series
+                .iter()
+                .filter_map(|s| label(s, "direction"))
+                .collect();
+            if shown != directions() {
+                missing.push(format!(
+                    "{path} {title:?} shows directions {shown:?}: {expr}"
+                ));
+            }
+            let names = metric_names(&expr);
+            let Some((_, family, matching)) = must_show
+                .iter()
+                .find(|(t, family, _)| *t == title && names.contains(*family))
+            else {
+                continue;
+            };
+            checked.insert((title.clone(), *family));
+            for direction in directions() {
+                let above_zero = series.iter().any(|s| {
+                    label(s, "direction") == Some(direction)
+                        && matching.is_none_or(|(k, v)| label(s, k) == Some(v))
+                        && peak(s) > 0.0
+                });
+                if !above_zero {
+                    missing.push(format!(
+                        "{path} {title:?} never showed direction {direction} above zero: {expr}"
+                    ));
+                }
             }
         }
     }
-    empty
+    for (title, family, _) in must_show {
+        if !checked.contains(&(title.to_owned(), family)) {
+            missing.push(format!("no dashboard panel {title:?} reads {family}"));
+        }
+    }
+    missing
 }
 
 fn percent_encode(s: &str) -> String {
@@ -410,6 +617,15 @@ fn a_live_daemon_feeds_every_dashboard_panel_and_leaks_no_secret() {
         info["lnd"]["connected"].as_bool().filter(|c| *c)
     });
     let (_prometheus, _data, web) = start_prometheus(&prometheus, &daemon.metrics);
+    // Prometheus must have scraped sluiced before the first swap starts, or the start counted
+    // before its first sample never shows as an increase.
+    common::poll("Prometheus to scrape sluiced", limit, || {
+        if !port_open(&web) {
+            return None;
+        }
+        let scraped = query_range(&web, "sluice_swaps_started_total", Duration::from_secs(60));
+        scraped.ok().filter(|s| !s.is_empty()).map(|_| ())
+    });
 
     let out = daemon.cli(&["--json", "out", "--amt", "250000", "--force"]);
     let created = json(&out)
@@ -434,12 +650,15 @@ fn a_live_daemon_feeds_every_dashboard_panel_and_leaks_no_secret() {
     });
 
     // Every panel has had data during the run (some only while the swap was in flight), as a
-    // dashboard over the last minutes shows it.
+    // dashboard over the last minutes shows it; and the swap panels have shown the Loop Out
+    // and the Loop In apart, each under its direction.
     let mut last = vec!["Prometheus did not start".to_owned()];
     let deadline = std::time::Instant::now() + limit;
     while std::time::Instant::now() < deadline {
         if port_open(&web) {
-            last = panel_queries_without_data(&web, began.elapsed() + Duration::from_secs(60));
+            let window = began.elapsed() + Duration::from_secs(60);
+            last = panel_queries_without_data(&web, window);
+            last.extend(directions_not_shown(&web, window));
             if last.is_empty() {
                 break;
             }
@@ -458,16 +677,48 @@ fn a_live_daemon_feeds_every_dashboard_panel_and_leaks_no_secret() {
         );
     }
     for (series, at_least) in [
-        ("sluice_swaps_started_total{initiator=\"manual\"}", 1.0),
         (
-            "sluice_swaps_finished_total{outcome=\"succeeded\",reason=\"none\"}",
+            "sluice_swaps_started_total{direction=\"out\",initiator=\"manual\"}",
             1.0,
         ),
-        ("sluice_swap_amount_sat_total", 250_000.0),
-        ("sluice_swap_cost_sat_total{category=\"server\"}", 1.0),
-        ("sluice_swap_cost_sat_total{category=\"miner\"}", 1.0),
         (
-            "sluice_swap_duration_seconds_count{outcome=\"succeeded\"}",
+            "sluice_swaps_finished_total{direction=\"out\",outcome=\"succeeded\",reason=\"none\"}",
+            1.0,
+        ),
+        ("sluice_swap_amount_sat_total{direction=\"out\"}", 250_000.0),
+        (
+            "sluice_swap_cost_sat_total{direction=\"out\",category=\"server\"}",
+            1.0,
+        ),
+        (
+            "sluice_swap_cost_sat_total{direction=\"out\",category=\"miner\"}",
+            1.0,
+        ),
+        (
+            "sluice_swap_duration_seconds_count{direction=\"out\",outcome=\"succeeded\"}",
+            1.0,
+        ),
+        // The Loop In, in the same families under direction="in": its start, its success,
+        // the amount it moved, the server's fee and the funding's miner fee.
+        (
+            "sluice_swaps_started_total{direction=\"in\",initiator=\"manual\"}",
+            1.0,
+        ),
+        (
+            "sluice_swaps_finished_total{direction=\"in\",outcome=\"succeeded\",reason=\"none\"}",
+            1.0,
+        ),
+        ("sluice_swap_amount_sat_total{direction=\"in\"}", 200_000.0),
+        (
+            "sluice_swap_cost_sat_total{direction=\"in\",category=\"server\"}",
+            1.0,
+        ),
+        (
+            "sluice_swap_cost_sat_total{direction=\"in\",category=\"miner\"}",
+            1.0,
+        ),
+        (
+            "sluice_swap_duration_seconds_count{direction=\"in\",outcome=\"succeeded\"}",
             1.0,
         ),
         (
@@ -499,6 +750,22 @@ fn a_live_daemon_feeds_every_dashboard_panel_and_leaks_no_secret() {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
     assert!(decisions >= 1.0, "autoloop decided nothing:\n{scrape}");
+    // Nothing else of the swap families is labelled outside the closed set of directions, and
+    // the Loop In series of before are gone.
+    for line in scrape.lines().filter(|l| l.starts_with("sluice_swap")) {
+        if line.starts_with("sluice_swap_blocks_to_expiry") {
+            continue;
+        }
+        let direction = line
+            .split("direction=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next());
+        assert!(
+            direction.is_some_and(|d| directions().contains(d)),
+            "a swap series without a known direction: {line}"
+        );
+    }
+    assert!(!scrape.contains("sluice_loop_in"), "{scrape}");
     // The in-flight view is re-read at most once a second after swap updates (the observer
     // coalesces them): give it that long, then nothing finished may still count as in flight.
     let still_in_flight = |scrape: &str| -> Vec<String> {

@@ -421,6 +421,12 @@ async fn one_undecodable_or_undrivable_swap_is_quarantined_and_every_other_is_dr
             .map(|q| q.reason.clone())
             .unwrap()
     };
+    assert!(
+        quarantined
+            .iter()
+            .all(|q| q.direction == sluice::domain::Direction::Out),
+        "{quarantined:?}"
+    );
     assert!(why(bad_row.to_string()).contains("progress_json"));
     assert!(why(bad_script.to_string()).contains("htlc_pk_script"));
     assert!(!engine.is_running(bad_script));

@@ -14,13 +14,14 @@ use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::autoloop::{AUTOLOOP_INITIATOR, Autoloop, PassReport};
-use crate::domain::{PolicyStatus, Sat, SwapHash};
-use crate::metrics::{CostBreakdown, Initiator, Metrics, PendingSwap};
+use crate::domain::{Direction, PolicyStatus, Sat, SwapHash};
+use crate::metrics::{CostBreakdown, Initiator, Metrics, PendingSwap, SwapStateOf};
 use crate::policy::values::Level;
 use crate::policy::{Policy, Reason, Target};
 use crate::provider::l402::TokenStore;
 use crate::store::Store;
-use crate::swap::{PaymentStatus, SwapEngine, SwapState, SwapUpdate};
+use crate::swap::loop_in::LoopInState;
+use crate::swap::{LoopInUpdate, PaymentStatus, SwapEngine, SwapState, SwapUpdate};
 
 /// How often the views without events of their own are refreshed.
 const REFRESH: Duration = Duration::from_secs(15);
@@ -35,7 +36,7 @@ const GATE_CONF_TARGET: u32 = 6;
 /// One thing to report.
 enum Event {
     Swap(SwapUpdate),
-    LoopIn(crate::swap::LoopInUpdate),
+    LoopIn(LoopInUpdate),
     Pass(Arc<PassReport>),
     Policy(crate::autoloop::PolicyStatus),
     Tick,
@@ -125,12 +126,8 @@ impl Observer {
                         pending_stale = true;
                     }
                     Event::LoopIn(u) => {
-                        if u.state == crate::swap::loop_in::LoopInState::Initiated {
-                            self.metrics.catalog.record_loop_in_started();
-                        }
-                        self.metrics
-                            .catalog
-                            .record_loop_in_finished(u.state, u.costs);
+                        self.on_loop_in_update(&u, &mut finished).await;
+                        pending_stale = true;
                     }
                     Event::PendingStale => {
                         self.refresh_pending().await;
@@ -194,12 +191,7 @@ impl Observer {
         };
         let terms = record.contract.terms();
         if update.created {
-            let initiator = if terms.initiator == AUTOLOOP_INITIATOR {
-                Initiator::Autoloop
-            } else {
-                Initiator::Manual
-            };
-            catalog.record_swap_started(initiator);
+            catalog.record_swap_started(Direction::Out, initiator(&terms.initiator));
         }
         if update.state.is_terminal() && finished.insert(update.hash) {
             // On success the prepay is part of the swapped amount and the server's share is
@@ -215,7 +207,7 @@ impl Observer {
                 .saturating_sub(record.created_at_unix)
                 .max(0);
             catalog.record_swap_finished(
-                update.state,
+                SwapStateOf::Out(update.state),
                 terms.amount,
                 CostBreakdown::from_swap_costs(&update.costs, prepay_kept),
                 Duration::from_secs(u64::try_from(took).unwrap_or(0)),
@@ -223,33 +215,79 @@ impl Observer {
         }
     }
 
+    /// A Loop In's creation (published once, in `Initiated`) or state change.
+    async fn on_loop_in_update(&self, update: &LoopInUpdate, finished: &mut HashSet<SwapHash>) {
+        let catalog = &self.metrics.catalog;
+        let created = update.state == LoopInState::Initiated;
+        if !created && !update.state.is_terminal() {
+            return;
+        }
+        let record = match self.store.load_loop_in(update.hash).await {
+            Ok(Some(record)) => record,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(swap = %update.hash, error = %e, "cannot read a loop in for its metrics");
+                return;
+            }
+        };
+        let terms = record.contract.terms();
+        if created {
+            catalog.record_swap_started(Direction::In, initiator(&terms.initiator));
+        }
+        if update.state.is_terminal() && finished.insert(update.hash) {
+            let took = record
+                .updated_at_unix
+                .saturating_sub(record.created_at_unix)
+                .max(0);
+            catalog.record_swap_finished(
+                SwapStateOf::In(update.state),
+                terms.amount,
+                CostBreakdown::from_loop_in_costs(&update.costs),
+                Duration::from_secs(u64::try_from(took).unwrap_or(0)),
+            );
+        }
+    }
+
     async fn refresh_pending(&self) {
-        self.metrics
-            .catalog
-            .set_quarantined_swaps(self.engine.quarantined().len());
-        // One row that does not decode must not blind the metrics of the others.
-        let unfinished = match self.store.load_resumable().await {
-            Ok(u) => u.swaps,
+        let quarantined: Vec<Direction> = self
+            .engine
+            .quarantined()
+            .iter()
+            .map(|q| q.direction)
+            .collect();
+        self.metrics.catalog.set_quarantined_swaps(&quarantined);
+        // One row that does not decode must not blind the metrics of the others (the store
+        // returns such rows apart).
+        let (unfinished, loop_ins) = match tokio::try_join!(
+            self.store.load_resumable(),
+            self.store.load_unfinished_loop_ins()
+        ) {
+            Ok((out, (loop_ins, _unreadable))) => (out.swaps, loop_ins),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the swaps in flight for their metrics");
                 return;
             }
         };
         let now = unix_now();
+        let age = |updated_at_unix: i64| {
+            let secs = now.saturating_sub(updated_at_unix).max(0);
+            Duration::from_secs(u64::try_from(secs).unwrap_or(0))
+        };
         let height = self.engine.height();
-        let pending: Vec<PendingSwap> = unfinished
-            .iter()
-            .map(|s| {
-                let r = &s.record;
-                let age = now.saturating_sub(r.updated_at_unix).max(0);
-                PendingSwap {
-                    state: r.progress.state,
-                    in_state_for: Duration::from_secs(u64::try_from(age).unwrap_or(0)),
-                    blocks_to_expiry: height
-                        .map(|h| r.contract.terms().expiry.0.saturating_sub(h.0)),
-                }
-            })
-            .collect();
+        let outs = unfinished.iter().map(|s| {
+            let r = &s.record;
+            PendingSwap {
+                state: SwapStateOf::Out(r.progress.state),
+                in_state_for: age(r.updated_at_unix),
+                blocks_to_expiry: height.map(|h| r.contract.terms().expiry.0.saturating_sub(h.0)),
+            }
+        });
+        let ins = loop_ins.iter().map(|s| PendingSwap {
+            state: SwapStateOf::In(s.record.progress.state),
+            in_state_for: age(s.record.updated_at_unix),
+            blocks_to_expiry: None,
+        });
+        let pending: Vec<PendingSwap> = outs.chain(ins).collect();
         self.metrics.catalog.set_pending_swaps(&pending);
     }
 
@@ -273,6 +311,15 @@ impl Observer {
             catalog.set_bands(channel_bands(&policy, report));
         }
         catalog.set_budgets(&self.autoloop.budget().await);
+    }
+}
+
+/// How a stored swap's initiator counts in the metrics.
+fn initiator(stored: &str) -> Initiator {
+    if stored == AUTOLOOP_INITIATOR {
+        Initiator::Autoloop
+    } else {
+        Initiator::Manual
     }
 }
 

@@ -2,7 +2,8 @@
 
 use std::fmt;
 
-/// A swap's direction.
+/// A swap's direction. A closed set: metrics label series with [`Direction::as_str`], so a new
+/// direction is a new variant, never a free string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum Direction {
     /// Loop Out: off-chain funds leave through a channel and come back on chain; the node

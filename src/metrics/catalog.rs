@@ -19,9 +19,9 @@
 //! |---|---|
 //! | daemon start-up | `Metrics::with_per_channel(VERSION, config.metrics.per_channel)` |
 //! | balance poller (each refresh) | [`Catalog::set_channel_targets`] with every managed target, [`Catalog::set_node_totals`] |
-//! | swap engine, after storing a new swap | [`Catalog::record_swap_started`] |
-//! | swap engine, on entering a final state | [`Catalog::record_swap_finished`] with [`CostBreakdown::from_swap_costs`] |
-//! | swap engine, after every step and on resume | [`Catalog::set_pending_swaps`] with all non-final swaps, [`Catalog::set_quarantined_swaps`] |
+//! | swap engine, after storing a new swap (either direction) | [`Catalog::record_swap_started`] |
+//! | swap engine, on entering a final state | [`Catalog::record_swap_finished`] with [`CostBreakdown::from_swap_costs`] (Loop Out) or [`CostBreakdown::from_loop_in_costs`] (Loop In) |
+//! | swap engine, after every step and on resume | [`Catalog::set_pending_swaps`] with all non-final swaps of both directions, [`Catalog::set_quarantined_swaps`] |
 //! | ledger owner, after each admission, fee or window change | [`Catalog::set_budgets`] with `Ledger::status(now)` |
 //! | autoloop, per evaluated target | [`Catalog::record_policy_decision`] |
 //! | policy loader, per reload | [`Catalog::record_policy_reload`] |
@@ -34,6 +34,11 @@
 //! `"NewLoopOutSwap"`); error `kind` a fixed word (`unavailable`, `deadline`, `permission`,
 //! `invalid`, `other`). Policy `reason` is a fixed word too (`below_band`, `in_band`,
 //! `budget_exhausted`, `fee_gate_closed`, ...).
+//!
+//! Swap families carry `direction` ([`Direction`]: `out` or `in`), and every other label
+//! of theirs comes from that direction's own closed set (its states, its failure reasons, its
+//! cost categories; see [`SwapStateOf`] and `CostCategory::of`), so each family holds a fixed
+//! number of series whatever the number of swaps.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,8 +51,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::domain::{BlockHeight, Sat};
+use crate::domain::{BlockHeight, Direction, Sat};
 use crate::ledger::BudgetStatus;
+use crate::swap::loop_in::{LoopInCosts, LoopInState};
 use crate::swap::{SwapCosts, SwapState};
 
 use super::spec::help;
@@ -78,11 +84,49 @@ struct BudgetLabels {
     period: String,
 }
 
-/// `{outcome,reason}`.
+impl prometheus_client::encoding::EncodeLabelValue for Direction {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, self.as_str())
+    }
+}
+
+/// `{direction,outcome,reason}`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FinishLabels {
+    direction: Direction,
     outcome: &'static str,
     reason: &'static str,
+}
+
+/// `{direction,initiator}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StartLabels {
+    direction: Direction,
+    initiator: &'static str,
+}
+
+/// `{direction,state}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    direction: Direction,
+    state: &'static str,
+}
+
+/// `{direction,category}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CostLabels {
+    direction: Direction,
+    category: &'static str,
+}
+
+/// `{direction,outcome}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectedOutcome {
+    direction: Direction,
+    outcome: &'static str,
 }
 
 /// `{method,kind}`.
@@ -108,10 +152,7 @@ macro_rules! one_label {
         }
     };
 }
-one_label!(InitiatorLabels, initiator, &'static str);
-one_label!(StateLabels, state, &'static str);
-one_label!(CategoryLabels, category, &'static str);
-one_label!(OutcomeLabels, outcome, &'static str);
+one_label!(DirectionLabels, direction, Direction);
 one_label!(ResultLabels, result, &'static str);
 one_label!(ConfLabels, conf_target, u32);
 one_label!(MethodLabels, method, &'static str);
@@ -130,6 +171,16 @@ pub enum Initiator {
     Manual,
 }
 
+impl Initiator {
+    /// The `initiator` label.
+    fn as_str(self) -> &'static str {
+        match self {
+            Initiator::Autoloop => "autoloop",
+            Initiator::Manual => "manual",
+        }
+    }
+}
+
 /// One managed target's channel balances, as [`Catalog::set_channel_targets`] takes them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TargetBalance {
@@ -143,16 +194,134 @@ pub struct TargetBalance {
     pub band: Option<(f64, f64)>,
 }
 
+/// A swap's state in its own direction's state set: what the in-flight and finish series
+/// label (`direction` and `state`, or `outcome` and `reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SwapStateOf {
+    /// A Loop Out's state.
+    Out(SwapState),
+    /// A Loop In's state.
+    In(LoopInState),
+}
+
+impl SwapStateOf {
+    /// The direction of the swap.
+    pub fn direction(self) -> Direction {
+        match self {
+            SwapStateOf::Out(_) => Direction::Out,
+            SwapStateOf::In(_) => Direction::In,
+        }
+    }
+
+    /// The state's name, as the `state` label shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            SwapStateOf::Out(s) => s.as_str(),
+            SwapStateOf::In(s) => s.as_str(),
+        }
+    }
+
+    /// Whether the swap is over.
+    pub fn is_terminal(self) -> bool {
+        match self {
+            SwapStateOf::Out(s) => s.is_terminal(),
+            SwapStateOf::In(s) => s.is_terminal(),
+        }
+    }
+
+    /// Every state of both directions: Loop Out's, then Loop In's.
+    pub fn all() -> impl Iterator<Item = SwapStateOf> {
+        SwapState::ALL
+            .into_iter()
+            .map(SwapStateOf::Out)
+            .chain(LoopInState::ALL.into_iter().map(SwapStateOf::In))
+    }
+
+    /// The `outcome` and `reason` labels of a final state, or `None` for a state that is not
+    /// final. Each direction has its own closed set of reasons.
+    fn finish(self) -> Option<(&'static str, &'static str)> {
+        let failed = |reason| Some(("failed", reason));
+        match self {
+            SwapStateOf::Out(s) => match s {
+                SwapState::Succeeded => Some(("succeeded", "none")),
+                SwapState::FailedOffchain => failed("offchain"),
+                SwapState::FailedTimeout => failed("timeout"),
+                SwapState::FailedSweepTimeout => failed("sweep_timeout"),
+                SwapState::FailedInsufficientValue => failed("insufficient_value"),
+                SwapState::Initiated | SwapState::PreimageRevealed | SwapState::SpendConfirming => {
+                    None
+                }
+            },
+            SwapStateOf::In(s) => match s {
+                LoopInState::Succeeded => Some(("succeeded", "none")),
+                LoopInState::FailedTimeout => failed("timeout"),
+                LoopInState::FailedFunding => failed("funding"),
+                LoopInState::FailedNotPublished => failed("not_published"),
+                LoopInState::FailedIncorrectHtlcAmtSwept => failed("incorrect_htlc_amount"),
+                LoopInState::Initiated
+                | LoopInState::HtlcPublished
+                | LoopInState::InvoiceSettled
+                | LoopInState::IncorrectHtlcAmount
+                | LoopInState::HtlcConfirmed
+                | LoopInState::TimeoutSweeping => None,
+            },
+        }
+    }
+}
+
+/// A part of what a swap paid, as `sluice_swap_cost_sat_total{category}` labels it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CostCategory {
+    Server,
+    Prepay,
+    Routing,
+    Miner,
+}
+
+impl CostCategory {
+    /// The categories a direction pays: Loop Out all four; Loop In only `server` and `miner`
+    /// (it has no prepay, and the server pays the routing of its payment to us).
+    fn of(direction: Direction) -> &'static [CostCategory] {
+        match direction {
+            Direction::Out => &[
+                CostCategory::Server,
+                CostCategory::Prepay,
+                CostCategory::Routing,
+                CostCategory::Miner,
+            ],
+            Direction::In => &[CostCategory::Server, CostCategory::Miner],
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            CostCategory::Server => "server",
+            CostCategory::Prepay => "prepay",
+            CostCategory::Routing => "routing",
+            CostCategory::Miner => "miner",
+        }
+    }
+
+    fn amount(self, costs: &CostBreakdown) -> Sat {
+        match self {
+            CostCategory::Server => costs.server,
+            CostCategory::Prepay => costs.prepay,
+            CostCategory::Routing => costs.routing,
+            CostCategory::Miner => costs.miner,
+        }
+    }
+}
+
 /// What a finished swap paid, split the way the cost counter labels it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CostBreakdown {
-    /// The swap server's fee, without the prepay.
+    /// The swap server's fee, without the prepay (Loop In: what the server kept).
     pub server: Sat,
-    /// The prepay (no-show) invoice the server kept.
+    /// The prepay (no-show) invoice the server kept. Loop Out only.
     pub prepay: Sat,
-    /// Routing fees of both payments.
+    /// Routing fees of both payments. Loop Out only.
     pub routing: Sat,
-    /// On-chain fees of the sweep.
+    /// On-chain fees: Loop Out's sweep; Loop In's HTLC funding and timeout sweep.
     pub miner: Sat,
 }
 
@@ -170,17 +339,27 @@ impl CostBreakdown {
             miner: costs.onchain,
         }
     }
+
+    /// Splits a Loop In's [`LoopInCosts`]: what the server kept is `server` (zero when it
+    /// lost money), the funding and any timeout sweep are `miner`.
+    pub fn from_loop_in_costs(costs: &LoopInCosts) -> CostBreakdown {
+        CostBreakdown {
+            server: Sat(u64::try_from(costs.server_sat).unwrap_or(0)),
+            miner: costs.onchain,
+            ..CostBreakdown::default()
+        }
+    }
 }
 
 /// A swap that is not final yet, as [`Catalog::set_pending_swaps`] takes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PendingSwap {
-    /// Its state (a final state is ignored).
-    pub state: SwapState,
+    /// Its state, in its direction (a final state is ignored).
+    pub state: SwapStateOf,
     /// How long it has been in that state.
     pub in_state_for: Duration,
-    /// Blocks left until its HTLC expires, once the HTLC is known. Counted only once the
-    /// preimage is revealed (the swap must then be swept before the expiry).
+    /// Blocks left until its HTLC expires, once the HTLC is known. Counted only for a Loop
+    /// Out that revealed the preimage (it must then be swept before the expiry).
     pub blocks_to_expiry: Option<u32>,
 }
 
@@ -199,15 +378,15 @@ pub struct Catalog {
     node_local: Gauge<i64>,
     node_remote: Gauge<i64>,
     node_onchain: Gauge<i64>,
-    started: Family<InitiatorLabels, Counter>,
+    started: Family<StartLabels, Counter>,
     finished: Family<FinishLabels, Counter>,
     in_flight: Family<StateLabels, Gauge<i64>>,
     oldest_age: Family<StateLabels, GaugeF>,
     blocks_to_expiry: Optional,
-    quarantined: Gauge<i64>,
-    amount: Counter,
-    cost: Family<CategoryLabels, Counter>,
-    duration: HistFamily<OutcomeLabels>,
+    quarantined: Family<DirectionLabels, Gauge<i64>>,
+    amount: Family<DirectionLabels, Counter>,
+    cost: Family<CostLabels, Counter>,
+    duration: HistFamily<DirectedOutcome>,
     budget_limit: Family<BudgetLabels, Gauge<i64>>,
     budget_spent: Family<BudgetLabels, Gauge<i64>>,
     budget_res_expected: Family<BudgetLabels, Gauge<i64>>,
@@ -224,9 +403,6 @@ pub struct Catalog {
     server_rpc: HistFamily<MethodLabels>,
     server_errors: Family<ErrorLabels, Counter>,
     l402_spent: Counter,
-    loop_ins_started: Counter,
-    loop_ins_finished: Family<StateLabels, Counter>,
-    loop_in_cost: Family<CategoryLabels, Counter>,
     simnet_height: Optional,
 }
 
@@ -249,19 +425,14 @@ fn sat_i64(amount: Sat) -> i64 {
     i64::try_from(amount.0).unwrap_or(i64::MAX)
 }
 
-/// The failure reason label of a final state, or `None` for a state that is not final.
-fn finish_labels(state: SwapState) -> Option<FinishLabels> {
-    let (outcome, reason) = match state {
-        SwapState::Succeeded => ("succeeded", "none"),
-        SwapState::FailedOffchain => ("failed", "offchain"),
-        SwapState::FailedTimeout => ("failed", "timeout"),
-        SwapState::FailedSweepTimeout => ("failed", "sweep_timeout"),
-        SwapState::FailedInsufficientValue => ("failed", "insufficient_value"),
-        SwapState::Initiated | SwapState::PreimageRevealed | SwapState::SpendConfirming => {
-            return None;
-        }
-    };
-    Some(FinishLabels { outcome, reason })
+/// The finish labels of a final state, or `None` for a state that is not final.
+fn finish_labels(state: SwapStateOf) -> Option<FinishLabels> {
+    let (outcome, reason) = state.finish()?;
+    Some(FinishLabels {
+        direction: state.direction(),
+        outcome,
+        reason,
+    })
 }
 
 impl Catalog {
@@ -284,8 +455,8 @@ impl Catalog {
             in_flight: Family::default(),
             oldest_age: Family::default(),
             blocks_to_expiry: Family::default(),
-            quarantined: Gauge::default(),
-            amount: Counter::default(),
+            quarantined: Family::default(),
+            amount: Family::default(),
             cost: Family::default(),
             duration: Family::new_with_constructor(swap_duration_histogram),
             budget_limit: Family::default(),
@@ -304,9 +475,6 @@ impl Catalog {
             server_rpc: Family::new_with_constructor(rpc_histogram),
             server_errors: Family::default(),
             l402_spent: Counter::default(),
-            loop_ins_started: Counter::default(),
-            loop_ins_finished: Family::default(),
-            loop_in_cost: Family::default(),
             simnet_height: Family::default(),
         };
         macro_rules! reg {
@@ -331,9 +499,6 @@ impl Catalog {
         reg!("sluice_swap_amount_sat", amount);
         reg!("sluice_swap_cost_sat", cost);
         reg!("sluice_swap_duration_seconds", duration);
-        reg!("sluice_loop_ins_started", loop_ins_started);
-        reg!("sluice_loop_ins_finished", loop_ins_finished);
-        reg!("sluice_loop_in_cost_sat", loop_in_cost);
         reg!("sluice_budget_limit_sat", budget_limit);
         reg!("sluice_budget_spent_sat", budget_spent);
         reg!("sluice_budget_reserved_expected_sat", budget_res_expected);
@@ -352,6 +517,7 @@ impl Catalog {
         reg!("sluice_l402_spent_sat", l402_spent);
         reg!("sluice_simnet_block_height", simnet_height);
         c.set_pending_swaps(&[]);
+        c.set_quarantined_swaps(&[]);
         c.fee_gate_open.set(1);
         c.zero_closed_sets();
         c
@@ -360,19 +526,29 @@ impl Catalog {
     /// Creates every series whose labels come from a closed set at zero, so each exists from
     /// the first scrape: a rate over it is 0, not "no data", before the first event.
     fn zero_closed_sets(&self) {
-        for initiator in ["autoloop", "manual"] {
-            let _ = self.started.get_or_create(&InitiatorLabels { initiator });
-        }
-        for state in SwapState::ALL {
-            if let Some(labels) = finish_labels(state) {
-                let _ = self.finished.get_or_create(&labels);
-                let _ = self.duration.get_or_create(&OutcomeLabels {
-                    outcome: labels.outcome,
+        for direction in Direction::ALL {
+            for initiator in [Initiator::Autoloop, Initiator::Manual] {
+                let _ = self.started.get_or_create(&StartLabels {
+                    direction,
+                    initiator: initiator.as_str(),
+                });
+            }
+            let _ = self.amount.get_or_create(&DirectionLabels { direction });
+            for category in CostCategory::of(direction) {
+                let _ = self.cost.get_or_create(&CostLabels {
+                    direction,
+                    category: category.as_str(),
                 });
             }
         }
-        for category in ["server", "prepay", "routing", "miner"] {
-            let _ = self.cost.get_or_create(&CategoryLabels { category });
+        for state in SwapStateOf::all() {
+            if let Some(labels) = finish_labels(state) {
+                let _ = self.duration.get_or_create(&DirectedOutcome {
+                    direction: labels.direction,
+                    outcome: labels.outcome,
+                });
+                let _ = self.finished.get_or_create(&labels);
+            }
         }
         for &reason in crate::policy::Reason::NAMES {
             let decision = if reason == "swap" { "swap" } else { "hold" };
@@ -457,50 +633,23 @@ impl Catalog {
         self.node_onchain.set(sat_i64(onchain));
     }
 
-    /// Counts a swap started (after it was stored).
-    pub fn record_swap_started(&self, initiator: Initiator) {
-        let initiator = match initiator {
-            Initiator::Autoloop => "autoloop",
-            Initiator::Manual => "manual",
-        };
+    /// Counts a swap of `direction` started (after it was stored).
+    pub fn record_swap_started(&self, direction: Direction, initiator: Initiator) {
         self.started
-            .get_or_create(&InitiatorLabels { initiator })
-            .inc();
-    }
-
-    /// Counts a Loop In started (after it was stored).
-    pub fn record_loop_in_started(&self) {
-        self.loop_ins_started.inc();
-    }
-
-    /// Counts a Loop In that reached the final `state`, with what it cost (the server's share
-    /// when positive, and the miner fees). Non-final states are ignored.
-    pub fn record_loop_in_finished(
-        &self,
-        state: crate::swap::loop_in::LoopInState,
-        costs: crate::swap::loop_in::LoopInCosts,
-    ) {
-        if !state.is_terminal() {
-            return;
-        }
-        self.loop_ins_finished
-            .get_or_create(&StateLabels {
-                state: state.as_str(),
+            .get_or_create(&StartLabels {
+                direction,
+                initiator: initiator.as_str(),
             })
             .inc();
-        let server = u64::try_from(costs.server_sat.max(0)).unwrap_or(0);
-        for (category, sat) in [("server", server), ("miner", costs.onchain.0)] {
-            self.loop_in_cost
-                .get_or_create(&CategoryLabels { category })
-                .inc_by(sat);
-        }
     }
 
     /// Counts a swap that reached the final `state` after `duration`, with what it moved
-    /// (`amount`, counted on success only) and paid. Non-final states are ignored.
+    /// (`amount`, counted on success only) and paid (the cost categories of its direction:
+    /// Loop In has no `prepay` or `routing`, which are ignored for it). Non-final states are
+    /// ignored.
     pub fn record_swap_finished(
         &self,
-        state: SwapState,
+        state: SwapStateOf,
         amount: Sat,
         costs: CostBreakdown,
         duration: Duration,
@@ -508,48 +657,56 @@ impl Catalog {
         let Some(labels) = finish_labels(state) else {
             return;
         };
-        self.finished.get_or_create(&labels).inc();
-        if state == SwapState::Succeeded {
-            self.amount.inc_by(amount.0);
+        let direction = labels.direction;
+        if labels.outcome == "succeeded" {
+            self.amount
+                .get_or_create(&DirectionLabels { direction })
+                .inc_by(amount.0);
         }
-        for (category, sat) in [
-            ("server", costs.server),
-            ("prepay", costs.prepay),
-            ("routing", costs.routing),
-            ("miner", costs.miner),
-        ] {
+        for category in CostCategory::of(direction) {
             self.cost
-                .get_or_create(&CategoryLabels { category })
-                .inc_by(sat.0);
+                .get_or_create(&CostLabels {
+                    direction,
+                    category: category.as_str(),
+                })
+                .inc_by(category.amount(&costs).0);
         }
         self.duration
-            .get_or_create(&OutcomeLabels {
+            .get_or_create(&DirectedOutcome {
+                direction,
                 outcome: labels.outcome,
             })
             .observe(duration.as_secs_f64());
+        self.finished.get_or_create(&labels).inc();
     }
 
-    /// Replaces the in-flight view: counts and oldest age per non-final state (zeros
-    /// included) and the nearest expiry among swaps still to be swept (absent without one).
+    /// Replaces the in-flight view: counts and oldest age per non-final state of each
+    /// direction (zeros included) and the nearest expiry among Loop Outs still to be swept
+    /// (absent without one).
     pub fn set_pending_swaps(&self, pending: &[PendingSwap]) {
         self.blocks_to_expiry.clear();
         let mut nearest: Option<u32> = None;
-        for state in SwapState::ALL.into_iter().filter(|s| !s.is_terminal()) {
+        for state in SwapStateOf::all().filter(|s| !s.is_terminal()) {
             let in_state = pending.iter().filter(|p| p.state == state);
             let count = in_state.clone().count();
             let oldest = in_state
                 .map(|p| p.in_state_for.as_secs_f64())
                 .fold(0.0, f64::max);
             let l = StateLabels {
-                state: state.as_str(),
+                direction: state.direction(),
+                state: state.name(),
             };
             self.in_flight
                 .get_or_create(&l)
                 .set(i64::try_from(count).unwrap_or(i64::MAX));
             self.oldest_age.get_or_create(&l).set(oldest);
         }
-        let must_sweep =
-            |s: SwapState| matches!(s, SwapState::PreimageRevealed | SwapState::SpendConfirming);
+        let must_sweep = |s: SwapStateOf| {
+            matches!(
+                s,
+                SwapStateOf::Out(SwapState::PreimageRevealed | SwapState::SpendConfirming)
+            )
+        };
         for p in pending.iter().filter(|p| must_sweep(p.state)) {
             if let Some(b) = p.blocks_to_expiry {
                 nearest = Some(nearest.map_or(b, |n| n.min(b)));
@@ -562,10 +719,16 @@ impl Catalog {
         }
     }
 
-    /// Sets how many stored swaps the engine does not drive (quarantined).
-    pub fn set_quarantined_swaps(&self, count: usize) {
-        self.quarantined
-            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    /// Sets how many stored swaps of each direction the engine does not drive: one entry of
+    /// `quarantined` per quarantined swap (both directions are always present, zeros
+    /// included).
+    pub fn set_quarantined_swaps(&self, quarantined: &[Direction]) {
+        for direction in Direction::ALL {
+            let count = quarantined.iter().filter(|d| **d == direction).count();
+            self.quarantined
+                .get_or_create(&DirectionLabels { direction })
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
     }
 
     /// Replaces the budget series with `budgets` (every limit of every budget).

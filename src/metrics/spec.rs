@@ -96,74 +96,56 @@ pub const SPECS: &[Spec] = &[
     spec!(
         "sluice_swaps_started_total",
         Counter,
-        ["initiator"],
-        "Loop Out swaps started; initiator is autoloop or manual."
+        ["direction", "initiator"],
+        "Swaps started (stored, before anything is paid or funded); direction is out (Loop Out) or in (Loop In), initiator autoloop or manual."
     ),
     spec!(
         "sluice_swaps_finished_total",
         Counter,
-        ["outcome", "reason"],
-        "Swaps that reached a final state; outcome is succeeded or failed, reason the failure (none on success)."
+        ["direction", "outcome", "reason"],
+        "Swaps that reached a final state; outcome is succeeded or failed, reason the failure (none on success). Reasons for out: offchain, timeout, sweep_timeout, insufficient_value; for in: timeout, funding, not_published, incorrect_htlc_amount."
     ),
     spec!(
         "sluice_swaps_in_flight",
         Gauge,
-        ["state"],
-        "Swaps not yet final, by state; every non-final state is always present."
+        ["direction", "state"],
+        "Swaps not yet final, by direction and state (each direction's own states); every non-final state of both directions is always present."
     ),
     spec!(
         "sluice_swap_oldest_state_age_seconds",
         Gauge,
-        ["state"],
-        "How long the oldest swap in a non-final state has been in it, in seconds; 0 when none is."
+        ["direction", "state"],
+        "How long the oldest swap in a non-final state has been in it, in seconds, by direction and state; 0 when none is."
     ),
     spec!(
         "sluice_swap_blocks_to_expiry",
         Gauge,
         [],
-        "Blocks until the nearest HTLC expiry among swaps that revealed the preimage and are not swept yet; absent when there is none."
+        "Loop Out only: blocks until the nearest HTLC expiry among Loop Outs that revealed the preimage and are not swept yet; absent when there is none."
     ),
     spec!(
         "sluice_swaps_quarantined",
         Gauge,
-        [],
-        "Stored swaps the daemon does not drive because their row does not decode or their HTLC does not rebuild; `sluice swaps` names them and why."
+        ["direction"],
+        "Stored swaps the daemon does not drive because their row does not decode or their HTLC does not rebuild, by direction; `sluice swaps` names them and why."
     ),
     spec!(
         "sluice_swap_amount_sat_total",
         Counter,
-        [],
-        "Amount moved off-chain to on-chain by succeeded swaps, in satoshis."
+        ["direction"],
+        "Amount moved by succeeded swaps, in satoshis: out is off-chain to on-chain, in is on-chain to off-chain."
     ),
     spec!(
         "sluice_swap_cost_sat_total",
         Counter,
-        ["category"],
-        "Fees paid by finished swaps, in satoshis, by category: server, prepay, routing, miner."
-    ),
-    spec!(
-        "sluice_loop_ins_started_total",
-        Counter,
-        [],
-        "Loop In swaps started (stored, before funding)."
-    ),
-    spec!(
-        "sluice_loop_ins_finished_total",
-        Counter,
-        ["state"],
-        "Loop In swaps that reached a final state, by state (Succeeded, FailedTimeout, FailedFunding, FailedNotPublished, FailedIncorrectHtlcAmtSwept)."
-    ),
-    spec!(
-        "sluice_loop_in_cost_sat_total",
-        Counter,
-        ["category"],
-        "Fees paid by finished Loop Ins, in satoshis, by category: server (what it kept), miner (funding and timeout sweep)."
+        ["direction", "category"],
+        "Fees paid by finished swaps, in satoshis, by direction and category: out pays server, prepay, routing, miner (the sweep); in pays server (what it kept) and miner (the HTLC funding and any timeout sweep)."
     ),
     spec!(
         "sluice_swap_duration_seconds",
         Histogram,
-        ["outcome"],
-        "Time from start to final state of finished swaps, in seconds."
+        ["direction", "outcome"],
+        "Time from start to final state of finished swaps, in seconds, by direction and outcome."
     ),
     spec!(
         "sluice_budget_limit_sat",

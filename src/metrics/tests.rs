@@ -10,6 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::text_check::{Family, parse_exposition};
 use super::*;
+use crate::domain::Direction;
+use crate::swap::loop_in::{LoopInCosts, LoopInState};
 
 fn family<'a>(families: &'a [Family], name: &str) -> &'a Family {
     families
@@ -309,15 +311,8 @@ pub(crate) fn populated() -> std::sync::Arc<Metrics> {
         band: Some((0.3, 0.6)),
     }]);
     c.set_node_totals(Sat(1_000_000), Sat(2_000_000), Sat(50_000));
-    c.record_swap_started(Initiator::Autoloop);
-    c.record_loop_in_started();
-    c.record_loop_in_finished(
-        crate::swap::loop_in::LoopInState::Succeeded,
-        crate::swap::loop_in::LoopInCosts {
-            server_sat: 600,
-            onchain: Sat(700),
-        },
-    );
+    c.record_swap_started(Direction::Out, Initiator::Autoloop);
+    c.record_swap_started(Direction::In, Initiator::Manual);
     let costs = CostBreakdown {
         server: Sat(500),
         prepay: Sat(100),
@@ -325,16 +320,26 @@ pub(crate) fn populated() -> std::sync::Arc<Metrics> {
         miner: Sat(300),
     };
     c.record_swap_finished(
-        crate::swap::SwapState::Succeeded,
+        SwapStateOf::Out(crate::swap::SwapState::Succeeded),
         Sat(250_000),
         costs,
         Duration::from_secs(1_200),
     );
+    c.record_swap_finished(
+        SwapStateOf::In(LoopInState::Succeeded),
+        Sat(200_000),
+        CostBreakdown::from_loop_in_costs(&LoopInCosts {
+            server_sat: 600,
+            onchain: Sat(700),
+        }),
+        Duration::from_secs(900),
+    );
     c.set_pending_swaps(&[PendingSwap {
-        state: crate::swap::SwapState::PreimageRevealed,
+        state: SwapStateOf::Out(crate::swap::SwapState::PreimageRevealed),
         in_state_for: Duration::from_secs(90),
         blocks_to_expiry: Some(40),
     }]);
+    c.set_quarantined_swaps(&[Direction::In]);
     let spec = BudgetSpec {
         name: "fees".into(),
         period: Period::Day,
@@ -422,29 +427,50 @@ fn pending_swaps_give_counts_ages_and_the_nearest_expiry() {
         in_state_for: Duration::from_secs(secs),
         blocks_to_expiry: blocks,
     };
+    let (out, r#in) = (SwapStateOf::Out, SwapStateOf::In);
     m.catalog.set_pending_swaps(&[
-        p(SwapState::Initiated, 10, None),
-        p(SwapState::Initiated, 30, Some(3)),
-        p(SwapState::SpendConfirming, 5, Some(12)),
+        p(out(SwapState::Initiated), 10, None),
+        p(out(SwapState::Initiated), 30, Some(3)),
+        p(out(SwapState::SpendConfirming), 5, Some(12)),
+        p(r#in(LoopInState::Initiated), 50, None),
+        p(r#in(LoopInState::HtlcConfirmed), 70, None),
+        p(r#in(LoopInState::HtlcConfirmed), 20, None),
     ]);
     let families = parse_exposition(&m.encode().unwrap()).unwrap();
-    let value = |name: &str, state: &str| {
+    let value = |name: &str, direction: &str, state: &str| {
         family(&families, name)
             .samples
             .iter()
-            .find(|s| s.labels[0].1 == state)
+            .find(|s| {
+                s.labels
+                    == [
+                        ("direction".to_owned(), direction.to_owned()),
+                        ("state".to_owned(), state.to_owned()),
+                    ]
+            })
             .map(|s| s.value)
     };
-    assert_eq!(value("sluice_swaps_in_flight", "Initiated"), Some(2.0));
+    let in_flight = |direction, state| value("sluice_swaps_in_flight", direction, state);
+    let oldest = |direction, state| value("sluice_swap_oldest_state_age_seconds", direction, state);
+    assert_eq!(in_flight("out", "Initiated"), Some(2.0));
+    assert_eq!(in_flight("out", "PreimageRevealed"), Some(0.0));
+    assert_eq!(oldest("out", "Initiated"), Some(30.0));
+    assert_eq!(in_flight("out", "Succeeded"), None);
+    // Each direction counts its own swaps under its own state names.
+    assert_eq!(in_flight("in", "Initiated"), Some(1.0));
+    assert_eq!(oldest("in", "Initiated"), Some(50.0));
+    assert_eq!(in_flight("in", "HtlcConfirmed"), Some(2.0));
+    assert_eq!(oldest("in", "HtlcConfirmed"), Some(70.0));
+    assert_eq!(in_flight("in", "TimeoutSweeping"), Some(0.0));
+    assert_eq!(in_flight("in", "Succeeded"), None);
+    assert_eq!(in_flight("out", "HtlcConfirmed"), None);
+    // Every non-final state of both directions, and nothing else.
+    let open = SwapState::ALL.iter().filter(|s| !s.is_terminal()).count()
+        + LoopInState::ALL.iter().filter(|s| !s.is_terminal()).count();
     assert_eq!(
-        value("sluice_swaps_in_flight", "PreimageRevealed"),
-        Some(0.0)
+        family(&families, "sluice_swaps_in_flight").samples.len(),
+        open
     );
-    assert_eq!(
-        value("sluice_swap_oldest_state_age_seconds", "Initiated"),
-        Some(30.0)
-    );
-    assert_eq!(value("sluice_swaps_in_flight", "Succeeded"), None);
     // The Initiated swap's nearer expiry does not count: it has nothing to sweep.
     let expiry = family(&families, "sluice_swap_blocks_to_expiry");
     assert_eq!(expiry.samples[0].value, 12.0);
@@ -490,4 +516,242 @@ fn swap_costs_split_into_the_cost_categories() {
     };
     let split = CostBreakdown::from_swap_costs(&negative, Sat(1_000));
     assert_eq!((split.server, split.prepay), (Sat(0), Sat(0)));
+}
+
+/// The value of the sample of `name` whose labels are exactly `labels`.
+fn sample(families: &[Family], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let labels: Vec<(String, String)> = labels
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    families
+        .iter()
+        .flat_map(|f| &f.samples)
+        .find(|s| s.name == name && s.labels == labels)
+        .map(|s| s.value)
+}
+
+#[test]
+fn loop_ins_and_loop_outs_count_in_the_same_families_by_direction() {
+    use crate::domain::Sat;
+    use crate::swap::SwapState;
+    let m = Metrics::new("0.0.0");
+    let c = &m.catalog;
+    c.record_swap_started(Direction::Out, Initiator::Autoloop);
+    c.record_swap_started(Direction::In, Initiator::Manual);
+    c.record_swap_started(Direction::In, Initiator::Manual);
+    c.record_swap_finished(
+        SwapStateOf::Out(SwapState::Succeeded),
+        Sat(250_000),
+        CostBreakdown {
+            server: Sat(500),
+            prepay: Sat(0),
+            routing: Sat(20),
+            miner: Sat(300),
+        },
+        Duration::from_secs(600),
+    );
+    c.record_swap_finished(
+        SwapStateOf::In(LoopInState::Succeeded),
+        Sat(200_000),
+        CostBreakdown::from_loop_in_costs(&LoopInCosts {
+            server_sat: 400,
+            onchain: Sat(250),
+        }),
+        Duration::from_secs(1_200),
+    );
+    // A failed Loop In: its timeout sweep took the HTLC back; the server earned nothing (a
+    // negative share counts as zero), the miners were paid twice.
+    c.record_swap_finished(
+        SwapStateOf::In(LoopInState::FailedTimeout),
+        Sat(150_000),
+        CostBreakdown::from_loop_in_costs(&LoopInCosts {
+            server_sat: -5,
+            onchain: Sat(600),
+        }),
+        Duration::from_secs(86_400),
+    );
+    // Not final: ignored.
+    c.record_swap_finished(
+        SwapStateOf::In(LoopInState::HtlcConfirmed),
+        Sat(1),
+        CostBreakdown::from_loop_in_costs(&LoopInCosts {
+            server_sat: 1,
+            onchain: Sat(1),
+        }),
+        Duration::from_secs(1),
+    );
+    let families = parse_exposition(&m.encode().unwrap()).unwrap();
+    let v = |name: &str, labels: &[(&str, &str)]| sample(&families, name, labels);
+    let started = "sluice_swaps_started_total";
+    let by = |direction, initiator| [("direction", direction), ("initiator", initiator)];
+    assert_eq!(v(started, &by("out", "autoloop")), Some(1.0));
+    assert_eq!(v(started, &by("out", "manual")), Some(0.0));
+    assert_eq!(v(started, &by("in", "manual")), Some(2.0));
+    assert_eq!(v(started, &by("in", "autoloop")), Some(0.0));
+    let finished = "sluice_swaps_finished_total";
+    let end = |direction, outcome, reason| {
+        [
+            ("direction", direction),
+            ("outcome", outcome),
+            ("reason", reason),
+        ]
+    };
+    assert_eq!(v(finished, &end("out", "succeeded", "none")), Some(1.0));
+    assert_eq!(v(finished, &end("in", "succeeded", "none")), Some(1.0));
+    assert_eq!(v(finished, &end("in", "failed", "timeout")), Some(1.0));
+    assert_eq!(v(finished, &end("out", "failed", "timeout")), Some(0.0));
+    assert_eq!(v(finished, &end("in", "failed", "funding")), Some(0.0));
+    // Loop Out's reasons are not Loop In's.
+    assert_eq!(v(finished, &end("in", "failed", "offchain")), None);
+    assert_eq!(v(finished, &end("out", "failed", "funding")), None);
+    let amount = "sluice_swap_amount_sat_total";
+    assert_eq!(v(amount, &[("direction", "out")]), Some(250_000.0));
+    assert_eq!(v(amount, &[("direction", "in")]), Some(200_000.0));
+    let cost = "sluice_swap_cost_sat_total";
+    let cat = |direction, category| [("direction", direction), ("category", category)];
+    assert_eq!(v(cost, &cat("out", "server")), Some(500.0));
+    assert_eq!(v(cost, &cat("out", "routing")), Some(20.0));
+    assert_eq!(v(cost, &cat("out", "miner")), Some(300.0));
+    assert_eq!(v(cost, &cat("in", "server")), Some(400.0));
+    assert_eq!(v(cost, &cat("in", "miner")), Some(850.0));
+    // Loop In has no prepay and pays no routing: no such series.
+    assert_eq!(v(cost, &cat("in", "prepay")), None);
+    assert_eq!(v(cost, &cat("in", "routing")), None);
+    let count = "sluice_swap_duration_seconds_count";
+    let took = |direction, outcome| [("direction", direction), ("outcome", outcome)];
+    assert_eq!(v(count, &took("out", "succeeded")), Some(1.0));
+    assert_eq!(v(count, &took("in", "succeeded")), Some(1.0));
+    assert_eq!(v(count, &took("in", "failed")), Some(1.0));
+    assert_eq!(v(count, &took("out", "failed")), Some(0.0));
+    let sum = "sluice_swap_duration_seconds_sum";
+    assert_eq!(v(sum, &took("in", "succeeded")), Some(1_200.0));
+
+    c.set_quarantined_swaps(&[Direction::In, Direction::In]);
+    let families = parse_exposition(&m.encode().unwrap()).unwrap();
+    let quarantined = |d| sample(&families, "sluice_swaps_quarantined", &[("direction", d)]);
+    assert_eq!(quarantined("in"), Some(2.0));
+    assert_eq!(quarantined("out"), Some(0.0));
+}
+
+#[test]
+fn direction_labels_come_from_the_closed_set_and_swap_series_stay_bounded() {
+    use crate::domain::Sat;
+    // The number of series of every swap family, fixed before any swap.
+    let count = |m: &Metrics| -> BTreeMap<String, usize> {
+        parse_exposition(&m.encode().unwrap())
+            .unwrap()
+            .into_iter()
+            .filter(|f| f.name.starts_with("sluice_swap"))
+            .map(|f| (f.name, f.samples.len()))
+            .collect()
+    };
+    let m = Metrics::new("0.0.0");
+    let before = count(&m);
+    // Thousands of swaps through every state of both directions.
+    for i in 0..4_000u64 {
+        for state in SwapStateOf::all() {
+            let direction = state.direction();
+            let initiator = if i % 2 == 0 {
+                Initiator::Autoloop
+            } else {
+                Initiator::Manual
+            };
+            m.catalog.record_swap_started(direction, initiator);
+            m.catalog.record_swap_finished(
+                state,
+                Sat(i),
+                CostBreakdown {
+                    server: Sat(i),
+                    prepay: Sat(i),
+                    routing: Sat(i),
+                    miner: Sat(i),
+                },
+                Duration::from_secs(i),
+            );
+        }
+    }
+    let pending: Vec<PendingSwap> = SwapStateOf::all()
+        .map(|state| PendingSwap {
+            state,
+            in_state_for: Duration::from_secs(1),
+            blocks_to_expiry: Some(5),
+        })
+        .collect();
+    m.catalog.set_pending_swaps(&pending);
+    m.catalog
+        .set_quarantined_swaps(&[Direction::Out, Direction::In]);
+    let after = count(&m);
+    // Only the expiry gauge appears (it is absent without a revealed Loop Out).
+    let mut expected = before.clone();
+    expected.insert("sluice_swap_blocks_to_expiry".to_owned(), 1);
+    assert_eq!(after, expected);
+    // Every swap family but the Loop Out-only expiry labels its series by direction, with the
+    // values of the closed set only, and each direction is present.
+    let families = parse_exposition(&m.encode().unwrap()).unwrap();
+    // The series counts docs/metrics.md gives (a histogram's buckets make one series).
+    let series = |name: &str| -> usize {
+        let sets: std::collections::BTreeSet<Vec<(String, String)>> = family(&families, name)
+            .samples
+            .iter()
+            .map(|s| {
+                s.labels
+                    .iter()
+                    .filter(|(k, _)| k != "le")
+                    .cloned()
+                    .collect()
+            })
+            .collect();
+        sets.len()
+    };
+    for (name, n) in [
+        ("sluice_swaps_started_total", 4),
+        ("sluice_swaps_finished_total", 10),
+        ("sluice_swaps_in_flight", 9),
+        ("sluice_swap_oldest_state_age_seconds", 9),
+        ("sluice_swaps_quarantined", 2),
+        ("sluice_swap_amount_sat_total", 2),
+        ("sluice_swap_cost_sat_total", 6),
+        ("sluice_swap_duration_seconds", 4),
+        ("sluice_swap_blocks_to_expiry", 1),
+    ] {
+        assert_eq!(series(name), n, "{name}");
+    }
+    for spec in SPECS.iter().filter(|s| s.name.starts_with("sluice_swap")) {
+        let f = family(&families, spec.name);
+        if spec.name == "sluice_swap_blocks_to_expiry" {
+            assert!(!spec.labels.contains(&"direction"));
+            continue;
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for s in &f.samples {
+            let direction = s
+                .labels
+                .iter()
+                .find(|(k, _)| k == "direction")
+                .map(|(_, v)| v.as_str());
+            seen.insert(direction.unwrap_or_else(|| panic!("{} {s:?}", spec.name)));
+        }
+        assert_eq!(
+            seen,
+            std::collections::BTreeSet::from(["in", "out"]),
+            "{}",
+            spec.name
+        );
+    }
+}
+
+#[test]
+fn a_swap_family_without_direction_says_it_is_loop_out_only() {
+    // The rule of docs/metrics.md: a swap metric whose meaning applies to both directions
+    // carries `direction`; one that does not says so in its help text.
+    for spec in SPECS.iter().filter(|s| s.name.starts_with("sluice_swap")) {
+        let directed = spec.labels.first() == Some(&"direction");
+        let out_only = spec.help.starts_with("Loop Out only");
+        assert!(
+            directed != out_only,
+            "{}: either `direction` first or a help text starting with \"Loop Out only\"",
+            spec.name
+        );
+    }
 }

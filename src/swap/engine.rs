@@ -37,7 +37,7 @@ use super::{
 };
 use crate::chain::fees::{SweepWitness, fee_for, sweep_weight};
 use crate::chain::{ChainError, HtlcV3, SatPerKw};
-use crate::domain::{BlockHeight, ChanId, Network, Ppm, Sat, SwapHash};
+use crate::domain::{BlockHeight, ChanId, Direction, Network, Ppm, Sat, SwapHash};
 use crate::lnd::{LightningNode, NodeError};
 use crate::provider::port::{LoopOutTerms, NewLoopOutRequest};
 use crate::provider::validate::{
@@ -476,8 +476,9 @@ struct Inner {
     updates: broadcast::Sender<SwapUpdate>,
     loop_in_updates: broadcast::Sender<LoopInUpdate>,
     drivers: Mutex<HashMap<SwapHash, JoinHandle<()>>>,
-    /// Stored swaps the engine cannot drive, by id (hex hash as stored), with why.
-    quarantine: Mutex<std::collections::BTreeMap<String, String>>,
+    /// Stored swaps the engine cannot drive, by id (hex hash as stored), with their direction
+    /// and why.
+    quarantine: Mutex<std::collections::BTreeMap<String, (Direction, String)>>,
     cancel: CancellationToken,
 }
 
@@ -488,6 +489,8 @@ struct Inner {
 pub struct QuarantinedSwap {
     /// The swap hash, hex, as stored.
     pub id: String,
+    /// Loop Out or Loop In (the table its row is in).
+    pub direction: Direction,
     /// Why it is not driven.
     pub reason: String,
 }
@@ -586,6 +589,7 @@ impl SwapEngine {
                  row is repaired (or sluice upgraded); every other swap is");
             self.quarantine(
                 bad.swap_hash,
+                Direction::Out,
                 format!("stored row does not decode: {}", bad.error),
             );
         }
@@ -611,19 +615,20 @@ impl SwapEngine {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .iter()
-            .map(|(id, reason)| QuarantinedSwap {
+            .map(|(id, (direction, reason))| QuarantinedSwap {
                 id: id.clone(),
+                direction: *direction,
                 reason: reason.clone(),
             })
             .collect()
     }
 
-    fn quarantine(&self, id: String, reason: String) {
+    fn quarantine(&self, id: String, direction: Direction, reason: String) {
         self.inner
             .quarantine
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(id, reason);
+            .insert(id, (direction, reason));
     }
 
     /// Whether the driver of `hash` is still running.
@@ -696,7 +701,11 @@ impl SwapEngine {
                 drop(drivers);
                 tracing::error!(swap = %hash, error = %e,
                     "cannot drive the stored swap; quarantined, every other swap is driven");
-                self.quarantine(hash.to_string(), format!("cannot be driven: {e}"));
+                self.quarantine(
+                    hash.to_string(),
+                    Direction::Out,
+                    format!("cannot be driven: {e}"),
+                );
                 false
             }
         }

@@ -18,7 +18,7 @@ use rand::RngCore;
 use super::loop_in_driver::LoopInDriver;
 use super::{EngineError, SwapEngine};
 use crate::chain::SatPerKw;
-use crate::domain::{BlockHeight, Msat, Sat, SwapHash};
+use crate::domain::{BlockHeight, Direction, Msat, Sat, SwapHash};
 use crate::lnd::types::{HoldInvoiceRequest, InvoiceRequest, InvoiceState};
 use crate::provider::port::{LoopInQuote, LoopInRoute, LoopInTerms, NewLoopInRequest};
 use crate::provider::validate::{LoopInExpectations, check_loop_in_quote, validate_loop_in};
@@ -429,7 +429,11 @@ impl SwapEngine {
         for (hash, why) in bad {
             tracing::error!(swap = %hash, error = %why,
                 "a stored loop in does not decode and is quarantined");
-            self.quarantine(hash, format!("stored loop in does not decode: {why}"));
+            self.quarantine(
+                hash,
+                Direction::In,
+                format!("stored loop in does not decode: {why}"),
+            );
         }
         let mut n = 0;
         for swap in swaps {
@@ -455,7 +459,11 @@ impl SwapEngine {
                 drop(drivers);
                 tracing::error!(swap = %hash, error = %e,
                     "cannot drive the stored loop in; quarantined, every other swap is driven");
-                self.quarantine(hash.to_string(), format!("cannot be driven: {e}"));
+                self.quarantine(
+                    hash.to_string(),
+                    Direction::In,
+                    format!("cannot be driven: {e}"),
+                );
                 false
             }
         }
