@@ -112,8 +112,20 @@ pub fn check_loop_in_quote(
         expected: (swap_fee + p.expected_miner).min(worst),
         worst_case: worst,
     };
+    try_admit(ledger, d, &request, now)?;
+    Ok(AdmittedIn { limits, request })
+}
+
+/// Whether the ledger would admit `request` now (nothing is reserved): a budget refusal or an
+/// invalid request as the decision's reason and detail.
+fn try_admit(
+    ledger: &Ledger,
+    d: &Decision,
+    request: &AdmitRequest,
+    now: DateTime<Utc>,
+) -> Result<(), Refused> {
     match ledger.admit(request.clone(), now) {
-        Ok(_) => Ok(AdmittedIn { limits, request }),
+        Ok(_) => Ok(()),
         Err(AdmitError::Refused(r)) => Err(Refused {
             reason: refusal_reason(&r),
             detail: r.to_string(),
@@ -195,18 +207,9 @@ pub fn check_quote(
         expected: p.expected_cost.min(worst),
         worst_case: worst,
     };
-    match ledger.admit(request.clone(), now) {
-        Ok(_) => Ok(Admitted {
-            limits: fee_limits,
-            request,
-        }),
-        Err(AdmitError::Refused(r)) => Err(Refused {
-            reason: refusal_reason(&r),
-            detail: r.to_string(),
-        }),
-        Err(AdmitError::Invalid(e)) => Err(Refused {
-            reason: Reason::DispatchFailed,
-            detail: format!("{}; not dispatched: {e}", d.detail),
-        }),
-    }
+    try_admit(ledger, d, &request, now)?;
+    Ok(Admitted {
+        limits: fee_limits,
+        request,
+    })
 }

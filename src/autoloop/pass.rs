@@ -432,36 +432,14 @@ async fn check_and_dispatch(
         limits: Some(fee_limits),
         fast: false,
     };
-    let reserved: Arc<Mutex<Option<Entry>>> = Arc::new(Mutex::new(None));
-    let ledger = state.ledger.clone();
-    let slot = Arc::clone(&reserved);
-    let admit_req = request(SwapHash([0; 32]));
+    let (reserved, reserve) = reservation(state, request(SwapHash([0; 32])), now);
     let admission: Admission = Box::new(move |contract: &LoopOutContract| {
         let t = contract.terms();
-        let worst = worst_case(&t.fee_limits);
-        let reservation = ledger.admit(
-            AdmitRequest {
-                swap: t.swap_hash,
-                expected: admit_req.expected.min(worst),
-                worst_case: worst,
-                ..admit_req
-            },
-            now,
-        )?;
-        let entry = reservation.into_entry();
-        if let Ok(mut s) = slot.lock() {
-            *s = Some(entry.clone());
-        }
-        Ok(entry)
+        reserve(t.swap_hash, worst_case(&t.fee_limits))
     });
     match ports.engine.loop_out_admitted(req, admission).await {
         Ok(hash) => {
-            let entry = reserved.lock().ok().and_then(|mut s| s.take());
-            if let Some(entry) = entry
-                && let Err(e) = state.ledger.apply(entry)
-            {
-                tracing::error!(swap = %hash, error = %e, "the stored reservation does not apply to the ledger");
-            }
+            apply_reserved(state, &reserved, hash);
             if p.outgoing.is_empty()
                 && let Err(e) = ports.store.set_swap_channels(hash, &d.channels).await
             {
@@ -482,6 +460,50 @@ async fn check_and_dispatch(
             d.detail = format!("{}; dispatch failed: {e}", d.detail);
             None
         }
+    }
+}
+
+/// The reservation a swap's admission decides from its final contract (the swap's hash and the
+/// worst case of its limits) and the engine stores beside it, and the slot it is kept in for
+/// [`apply_reserved`].
+#[allow(clippy::type_complexity)]
+fn reservation(
+    state: &State,
+    request: AdmitRequest,
+    now: DateTime<Utc>,
+) -> (
+    Arc<Mutex<Option<Entry>>>,
+    impl FnOnce(SwapHash, Sat) -> Result<Entry, AdmitError> + Send + 'static,
+) {
+    let reserved: Arc<Mutex<Option<Entry>>> = Arc::new(Mutex::new(None));
+    let ledger = state.ledger.clone();
+    let slot = Arc::clone(&reserved);
+    let reserve = move |swap: SwapHash, worst: Sat| {
+        let reservation = ledger.admit(
+            AdmitRequest {
+                swap,
+                expected: request.expected.min(worst),
+                worst_case: worst,
+                ..request
+            },
+            now,
+        )?;
+        let entry = reservation.into_entry();
+        if let Ok(mut s) = slot.lock() {
+            *s = Some(entry.clone());
+        }
+        Ok(entry)
+    };
+    (reserved, reserve)
+}
+
+/// Applies the reservation the engine stored with swap `hash` to the pass's ledger.
+fn apply_reserved(state: &mut State, reserved: &Mutex<Option<Entry>>, hash: SwapHash) {
+    let entry = reserved.lock().ok().and_then(|mut s| s.take());
+    if let Some(entry) = entry
+        && let Err(e) = state.ledger.apply(entry)
+    {
+        tracing::error!(swap = %hash, error = %e, "the stored reservation does not apply to the ledger");
     }
 }
 
@@ -552,37 +574,15 @@ async fn check_and_dispatch_in(
         label: AUTOLOOP_LABEL.to_owned(),
         initiator: AUTOLOOP_INITIATOR.to_owned(),
     };
-    let reserved: Arc<Mutex<Option<Entry>>> = Arc::new(Mutex::new(None));
-    let ledger = state.ledger.clone();
-    let slot = Arc::clone(&reserved);
-    let admit_req = admitted.request.clone();
+    let (reserved, reserve) = reservation(state, admitted.request.clone(), now);
     let admission: LoopInAdmission = Box::new(move |contract: &LoopInContract| {
         let t = contract.terms();
-        let worst = t.limits.worst_case();
-        let reservation = ledger.admit(
-            AdmitRequest {
-                swap: t.swap_hash,
-                expected: admit_req.expected.min(worst),
-                worst_case: worst,
-                ..admit_req
-            },
-            now,
-        )?;
-        let entry = reservation.into_entry();
-        if let Ok(mut s) = slot.lock() {
-            *s = Some(entry.clone());
-        }
-        Ok(entry)
+        reserve(t.swap_hash, t.limits.worst_case())
     });
     match ports.engine.loop_in_admitted(req, admission).await {
         Ok(created) => {
             let hash = created.hash;
-            let entry = reserved.lock().ok().and_then(|mut s| s.take());
-            if let Some(entry) = entry
-                && let Err(e) = state.ledger.apply(entry)
-            {
-                tracing::error!(swap = %hash, error = %e, "the stored reservation does not apply to the ledger");
-            }
+            apply_reserved(state, &reserved, hash);
             if let Err(e) = ports.store.set_swap_channels(hash, &d.channels).await {
                 tracing::error!(swap = %hash, error = %e, "recording the channels of an autoloop Loop In failed; its target's in-flight limit and backoff will not see it");
             }

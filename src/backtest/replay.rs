@@ -481,115 +481,91 @@ pub fn run(
         for d in &plan.decisions {
             let mut reason = d.reason.clone();
             if reason == Reason::Swap
-                && let Some(p) = d.proposal.as_ref().filter(|p| p.direction == Direction::In)
-            {
-                // A Loop In, through the live checks: the server's quote, the caps, the budget.
-                match settings.terms.quote_in(p.amount) {
-                    Err(_) => reason = Reason::QuoteFailed,
-                    Ok(q) => {
-                        match admit::check_loop_in_quote(Some(policy), d, p, q.swap_fee, &ledger, t)
-                        {
-                            Err(r) => reason = r.reason,
-                            Ok(a) => {
-                                swap_counter += 1;
-                                let mut h = [0u8; 32];
-                                h[..8].copy_from_slice(&swap_counter.to_be_bytes());
-                                let hash = SwapHash(h);
-                                let reserved = ledger
-                                    .admit(
-                                        crate::ledger::AdmitRequest {
-                                            swap: hash,
-                                            ..a.request
-                                        },
-                                        t,
-                                    )
-                                    .map(|r| ledger.apply(r.into_entry()));
-                                if !matches!(reserved, Ok(Ok(_))) {
-                                    reason = Reason::DispatchFailed;
-                                } else {
-                                    out.swaps += 1;
-                                    out.loop_ins += 1;
-                                    running.push(Running {
-                                        hash,
-                                        channels: d
-                                            .channels
-                                            .iter()
-                                            .filter_map(|c| index.get(c).copied())
-                                            .collect(),
-                                        outgoing: d.channels.clone(),
-                                        amount: p.amount,
-                                        done_at: t + settings.swap_delay,
-                                        fails: settings.failure_rate > 0.0
-                                            && rng.gen_bool(settings.failure_rate.clamp(0.0, 1.0)),
-                                        swap_fee: q.swap_fee,
-                                        leg: Leg::In {
-                                            limits: a.limits,
-                                            conf_target: p.conf_target,
-                                        },
-                                    });
-                                }
-                            }
-                        }
-                    }
-                }
-            } else if reason == Reason::Swap
                 && let Some(p) = &d.proposal
             {
-                match settings.terms.quote(p.amount) {
-                    Err(_) => reason = Reason::QuoteFailed,
-                    Ok(q) => match admit::check_quote(
-                        Some(policy),
-                        d,
-                        p,
-                        (q.swap_fee, q.prepay),
-                        snapshot.fees.routing_ppm,
-                        &ledger,
-                        t,
-                    ) {
-                        Err(r) => reason = r.reason,
-                        Ok(a) => {
-                            swap_counter += 1;
-                            let mut h = [0u8; 32];
-                            h[..8].copy_from_slice(&swap_counter.to_be_bytes());
-                            let hash = SwapHash(h);
-                            let reserved = ledger
-                                .admit(
-                                    crate::ledger::AdmitRequest {
-                                        swap: hash,
-                                        ..a.request
-                                    },
-                                    t,
-                                )
-                                .map(|r| ledger.apply(r.into_entry()));
-                            if !matches!(reserved, Ok(Ok(_))) {
-                                reason = Reason::DispatchFailed;
-                            } else {
-                                out.swaps += 1;
-                                running.push(Running {
-                                    hash,
-                                    channels: d
-                                        .channels
-                                        .iter()
-                                        .filter_map(|c| index.get(c).copied())
-                                        .collect(),
-                                    outgoing: if p.outgoing.is_empty() {
-                                        d.channels.clone()
-                                    } else {
-                                        p.outgoing.clone()
-                                    },
-                                    amount: p.amount,
-                                    done_at: t + settings.swap_delay,
-                                    fails: settings.failure_rate > 0.0
-                                        && rng.gen_bool(settings.failure_rate.clamp(0.0, 1.0)),
-                                    swap_fee: q.swap_fee,
-                                    leg: Leg::Out {
+                // The server's quote and the live checks of the proposal's direction: the caps,
+                // the engine's limits, the budget.
+                let checked = match p.direction {
+                    Direction::In => match settings.terms.quote_in(p.amount) {
+                        Err(_) => Err(Reason::QuoteFailed),
+                        Ok(q) => {
+                            admit::check_loop_in_quote(Some(policy), d, p, q.swap_fee, &ledger, t)
+                                .map(|a| {
+                                    let leg = Leg::In {
                                         limits: a.limits,
-                                        prepay: q.prepay,
-                                    },
-                                });
-                            }
+                                        conf_target: p.conf_target,
+                                    };
+                                    (q.swap_fee, leg, a.request)
+                                })
+                                .map_err(|r| r.reason)
                         }
                     },
+                    Direction::Out => match settings.terms.quote(p.amount) {
+                        Err(_) => Err(Reason::QuoteFailed),
+                        Ok(q) => admit::check_quote(
+                            Some(policy),
+                            d,
+                            p,
+                            (q.swap_fee, q.prepay),
+                            snapshot.fees.routing_ppm,
+                            &ledger,
+                            t,
+                        )
+                        .map(|a| {
+                            let leg = Leg::Out {
+                                limits: a.limits,
+                                prepay: q.prepay,
+                            };
+                            (q.swap_fee, leg, a.request)
+                        })
+                        .map_err(|r| r.reason),
+                    },
+                };
+                match checked {
+                    Err(r) => reason = r,
+                    Ok((swap_fee, leg, request)) => {
+                        swap_counter += 1;
+                        let mut h = [0u8; 32];
+                        h[..8].copy_from_slice(&swap_counter.to_be_bytes());
+                        let hash = SwapHash(h);
+                        let reserved = ledger
+                            .admit(
+                                crate::ledger::AdmitRequest {
+                                    swap: hash,
+                                    ..request
+                                },
+                                t,
+                            )
+                            .map(|r| ledger.apply(r.into_entry()));
+                        if !matches!(reserved, Ok(Ok(_))) {
+                            reason = Reason::DispatchFailed;
+                        } else {
+                            out.swaps += 1;
+                            if matches!(leg, Leg::In { .. }) {
+                                out.loop_ins += 1;
+                            }
+                            running.push(Running {
+                                hash,
+                                channels: d
+                                    .channels
+                                    .iter()
+                                    .filter_map(|c| index.get(c).copied())
+                                    .collect(),
+                                // A Loop In has no outgoing channels: it counts on its target's.
+                                outgoing: if p.outgoing.is_empty() {
+                                    d.channels.clone()
+                                } else {
+                                    p.outgoing.clone()
+                                },
+                                amount: p.amount,
+                                done_at: t + settings.swap_delay,
+                                fails: settings.failure_rate > 0.0
+                                    && rng.gen_bool(settings.failure_rate.clamp(0.0, 1.0)),
+                                swap_fee,
+                                leg,
+                            });
+                        }
+                    }
                 }
             }
             *out.reasons.entry(reason.name().to_owned()).or_insert(0) += 1;
