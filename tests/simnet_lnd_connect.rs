@@ -144,6 +144,14 @@ async fn sluiced_uses_the_simnet_lnd_like_a_real_one_and_sees_a_routed_payment()
         .parse()
         .unwrap();
 
+    // The payment's channel event reaches sluiced only once it follows the stream.
+    poll("sluiced to follow channel events", LIMIT, || {
+        stderr_of(&datadir)
+            .lines()
+            .any(|l| l.contains("lnd stream open") && l.contains("channel events"))
+            .then_some(())
+    });
+
     // peer1 pays peer2 through sluice: sluice's channel to peer1 gains, to peer2 loses.
     let world = sim.world().clone();
     let payee = SimNode::new(world.clone(), "peer2").unwrap();

@@ -362,7 +362,10 @@ fn opened<T>(
     result: Option<Result<NodeStream<T>, crate::lnd::NodeError>>,
 ) -> Option<NodeStream<T>> {
     match result? {
-        Ok(s) => Some(s),
+        Ok(s) => {
+            tracing::debug!(stream = what, "lnd stream open");
+            Some(s)
+        }
         Err(e) => {
             tracing::warn!(stream = what, error = %e, "cannot open an lnd stream; retrying later");
             None
