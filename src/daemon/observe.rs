@@ -269,8 +269,10 @@ impl Observer {
             }
         };
         let now = unix_now();
-        let age = |updated_at_unix: i64| {
-            let secs = now.saturating_sub(updated_at_unix).max(0);
+        // Since the swap entered its state, not since its last saved step: a waiting swap saves
+        // a step on every block.
+        let age = |since_unix: i64| {
+            let secs = now.saturating_sub(since_unix).max(0);
             Duration::from_secs(u64::try_from(secs).unwrap_or(0))
         };
         let height = self.engine.height();
@@ -278,13 +280,13 @@ impl Observer {
             let r = &s.record;
             PendingSwap {
                 state: SwapStateOf::Out(r.progress.state),
-                in_state_for: age(r.updated_at_unix),
+                in_state_for: age(r.state_since_unix),
                 blocks_to_expiry: height.map(|h| r.contract.terms().expiry.0.saturating_sub(h.0)),
             }
         });
         let ins = loop_ins.iter().map(|s| PendingSwap {
             state: SwapStateOf::In(s.record.progress.state),
-            in_state_for: age(s.record.updated_at_unix),
+            in_state_for: age(s.record.state_since_unix),
             blocks_to_expiry: None,
         });
         let pending: Vec<PendingSwap> = outs.chain(ins).collect();

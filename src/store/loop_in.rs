@@ -33,6 +33,9 @@ pub struct LoopInRecord {
     pub created_at_unix: i64,
     /// When the newest progress was saved, Unix seconds.
     pub updated_at_unix: i64,
+    /// When the swap entered its current state, Unix seconds (see
+    /// [`crate::store::SwapRecord::state_since_unix`]).
+    pub state_since_unix: i64,
 }
 
 /// A Loop In with its secrets, for the driver only.
@@ -274,7 +277,9 @@ async fn append(
     .await
     .map_err(StoreError::query(op))?;
     let updated = sqlx::query(
-        "UPDATE loop_in_swaps SET state_code = ?, updated_at_unix = ? WHERE swap_hash = ?",
+        "UPDATE loop_in_swaps SET state_since_unix = CASE WHEN state_code = ?1 AND \
+         state_since_unix IS NOT NULL THEN state_since_unix ELSE ?2 END, state_code = ?1, \
+         updated_at_unix = ?2 WHERE swap_hash = ?3",
     )
     .bind(code)
     .bind(now_unix)
@@ -311,6 +316,7 @@ fn record_from_row(r: &SqliteRow) -> Result<LoopInRecord, sqlx::Error> {
         },
         created_at_unix: r.try_get("created_at_unix")?,
         updated_at_unix: r.try_get("updated_at_unix")?,
+        state_since_unix: super::swaps::state_since(r)?,
     })
 }
 
@@ -603,6 +609,7 @@ mod tests {
                 costs: LoopInCosts::default(),
                 created_at_unix: 100,
                 updated_at_unix: 100,
+                state_since_unix: 100,
             },
             preimage,
             internal_key,
@@ -645,6 +652,16 @@ mod tests {
         assert_eq!(open[0].preimage, Preimage::from_bytes([9; 32]));
         assert_eq!(open[0].internal_key.expose_secret(), &[7; 32]);
         assert_eq!(open[0].record.updated_at_unix, 200);
+        assert_eq!(open[0].record.state_since_unix, 200);
+        // A step in the same state (a block while waiting) moves the update time only.
+        p.best_height = Some(BlockHeight(1_101));
+        store
+            .save_loop_in_progress(contract.terms().swap_hash, &p, p.costs(Sat(100_000)), 250)
+            .await
+            .unwrap();
+        let (open, _) = store.load_unfinished_loop_ins().await.unwrap();
+        assert_eq!(open[0].record.updated_at_unix, 250);
+        assert_eq!(open[0].record.state_since_unix, 200);
         // Terminal swaps are not resumed, but listed.
         p.state = LoopInState::FailedTimeout;
         store
@@ -661,10 +678,11 @@ mod tests {
             [
                 LoopInState::Initiated,
                 LoopInState::TimeoutSweeping,
+                LoopInState::TimeoutSweeping,
                 LoopInState::FailedTimeout
             ]
         );
-        assert_eq!(history[2].costs.onchain, Sat(1_700));
+        assert_eq!(history[3].costs.onchain, Sat(1_700));
         let listed = store.list_loop_ins(None).await.unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].costs.onchain, Sat(1_700));

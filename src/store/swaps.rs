@@ -56,6 +56,9 @@ pub struct SwapRecord {
     pub created_at_unix: i64,
     /// When the newest progress was saved, Unix seconds.
     pub updated_at_unix: i64,
+    /// When the swap entered its current state, Unix seconds (a swap saves a step on every
+    /// block while it waits, so `updated_at_unix` cannot say how long it has been stuck).
+    pub state_since_unix: i64,
 }
 
 /// A swap with its preimage, for the driver only.
@@ -262,15 +265,18 @@ async fn append_update(
             op,
             source: sqlx::Error::Encode(Box::new(e)),
         })?;
-    let changed =
-        sqlx::query("UPDATE swaps SET state_code = ?, payments_final = ?, updated_at_unix = ? WHERE swap_hash = ?")
-            .bind(i64::from(progress.state.code()))
-            .bind(i64::from(payments_final(progress)))
-            .bind(now_unix)
-            .bind(hash.to_string())
-            .execute(&mut **tx)
-            .await
-            .map_err(StoreError::query(op))?;
+    let changed = sqlx::query(
+        "UPDATE swaps SET state_since_unix = CASE WHEN state_code = ?1 AND state_since_unix \
+             IS NOT NULL THEN state_since_unix ELSE ?3 END, state_code = ?1, payments_final = ?2, \
+             updated_at_unix = ?3 WHERE swap_hash = ?4",
+    )
+    .bind(i64::from(progress.state.code()))
+    .bind(i64::from(payments_final(progress)))
+    .bind(now_unix)
+    .bind(hash.to_string())
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::query(op))?;
     if changed.rows_affected() == 0 {
         return Err(StoreError::Query {
             op,
@@ -587,7 +593,17 @@ fn record_from_row(r: &SqliteRow) -> Result<SwapRecord, sqlx::Error> {
         costs: costs_from_row(r)?,
         created_at_unix: r.try_get("created_at_unix")?,
         updated_at_unix: r.try_get("updated_at_unix")?,
+        state_since_unix: state_since(r)?,
     })
+}
+
+/// A row's `state_since_unix`, or its `updated_at_unix` if it has none (the store sets it on
+/// every save and the migration that added it filled it in, so this is only a safety net).
+pub(super) fn state_since(r: &SqliteRow) -> Result<i64, sqlx::Error> {
+    match r.try_get::<Option<i64>, _>("state_since_unix")? {
+        Some(t) => Ok(t),
+        None => r.try_get("updated_at_unix"),
+    }
 }
 
 fn stored_from_row(r: &SqliteRow) -> Result<StoredSwap, sqlx::Error> {

@@ -197,6 +197,109 @@ async fn progress_is_appended_in_order_with_costs() {
 }
 
 #[tokio::test]
+async fn the_state_entry_time_moves_only_when_the_state_changes() {
+    let (_dir, store) = open().await;
+    let p = preimage(1);
+    let hash = p.swap_hash();
+    store
+        .create_swap(&contract(&p), &p, &extras(), &SwapProgress::new(), 100)
+        .await
+        .unwrap();
+    let since = |store: &Store| {
+        let store = store.clone();
+        async move {
+            let r = store.load_swap(hash).await.unwrap().unwrap().record;
+            (r.state_since_unix, r.updated_at_unix)
+        }
+    };
+    assert_eq!(since(&store).await, (100, 100));
+    let mut revealed = revealed_progress();
+    store
+        .save_progress(hash, &revealed, revealed.costs(), 110)
+        .await
+        .unwrap();
+    // Blocks while the sweep waits: steps saved in the same state.
+    for (height, at) in [(1_004, 130), (1_005, 150)] {
+        revealed.best_height = Some(BlockHeight(height));
+        store
+            .save_progress(hash, &revealed, revealed.costs(), at)
+            .await
+            .unwrap();
+    }
+    assert_eq!(since(&store).await, (110, 150));
+    let done = succeeded_progress();
+    store
+        .save_progress(hash, &done, done.costs(), 170)
+        .await
+        .unwrap();
+    assert_eq!(since(&store).await, (170, 170));
+    let listed = store.list_swaps(SwapFilter::default()).await.unwrap();
+    assert_eq!(listed[0].state_since_unix, 170);
+}
+
+#[tokio::test]
+async fn the_migration_finds_the_state_entry_time_of_existing_swaps_in_their_history() {
+    let (_dir, store) = open().await;
+    let p = preimage(1);
+    let hash = p.swap_hash();
+    store
+        .create_swap(&contract(&p), &p, &extras(), &SwapProgress::new(), 100)
+        .await
+        .unwrap();
+    let mut revealed = revealed_progress();
+    for (height, at) in [(1_003, 110), (1_004, 130), (1_005, 150)] {
+        revealed.best_height = Some(BlockHeight(height));
+        store
+            .save_progress(hash, &revealed, revealed.costs(), at)
+            .await
+            .unwrap();
+    }
+    // A swap that never left its first state.
+    let q = preimage(2);
+    store
+        .create_swap(&contract(&q), &q, &extras(), &SwapProgress::new(), 120)
+        .await
+        .unwrap();
+    // As a database written before the column existed, then the migration's backfill.
+    sqlx::query("UPDATE swaps SET state_since_unix = NULL")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    let migration = include_str!("../../migrations/0008_state_since.sql");
+    let backfill: Vec<String> = migration
+        .split(';')
+        .map(|stmt| {
+            stmt.lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .filter(|sql| sql.trim_start().starts_with("UPDATE swaps"))
+        .collect();
+    assert_eq!(backfill.len(), 1, "the migration backfills swaps once");
+    for sql in backfill {
+        sqlx::query(AssertSqlSafe(sql))
+            .execute(&store.pool)
+            .await
+            .unwrap();
+    }
+    let at = |h| {
+        let store = store.clone();
+        async move {
+            store
+                .load_swap(h)
+                .await
+                .unwrap()
+                .unwrap()
+                .record
+                .state_since_unix
+        }
+    };
+    assert_eq!(at(hash).await, 110);
+    assert_eq!(at(q.swap_hash()).await, 120);
+}
+
+#[tokio::test]
 async fn unfinished_and_filtered_listings_follow_the_newest_state() {
     let (_dir, store) = open().await;
     let (a, b, x) = (preimage(1), preimage(2), preimage(3));

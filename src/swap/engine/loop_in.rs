@@ -385,6 +385,7 @@ impl SwapEngine {
                 costs: LoopInCosts::default(),
                 created_at_unix: now_unix,
                 updated_at_unix: now_unix,
+                state_since_unix: now_unix,
             },
             preimage,
             internal_key,
