@@ -9,7 +9,7 @@ use bitcoin::consensus::encode;
 use bitcoin::{BlockHash, Transaction, Txid};
 use serde_json::Value;
 
-use super::process::{Lifetime, Proc, free_port, wait_for};
+use super::process::{Lifetime, PORT_RETRIES, Proc, free_port, port_taken, wait_for};
 use super::programs::Programs;
 use super::{RegtestError, Result};
 
@@ -35,7 +35,23 @@ pub struct Btcd {
 impl Btcd {
     /// Starts btcd in `dir`, mining to `mining_addr`, with the flags lnd's own harness uses,
     /// and waits until its RPC answers.
+    /// Started again on fresh ports if one was taken in the meantime.
     pub fn start(
+        programs: &Programs,
+        dir: &Path,
+        mining_addr: &str,
+        lifetime: Lifetime,
+    ) -> Result<Btcd> {
+        let mut attempt = 1;
+        loop {
+            match Btcd::start_once(programs, dir, mining_addr, lifetime) {
+                Err(e) if port_taken(&e) && attempt < PORT_RETRIES => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    fn start_once(
         programs: &Programs,
         dir: &Path,
         mining_addr: &str,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::btcd::{Btcd, RPC_PASS, RPC_USER};
-use super::process::{Lifetime, Proc, free_port, wait_for};
+use super::process::{Lifetime, PORT_RETRIES, Proc, free_port, port_taken, wait_for};
 use super::programs::Programs;
 use super::{RegtestError, Result};
 use crate::config::LndConfig;
@@ -39,8 +39,30 @@ impl Lnd {
         lifetime: Lifetime,
     ) -> Result<Lnd> {
         let mut lnd = Lnd::spawn(programs, name, dir, btcd, lifetime)?;
-        lnd.ready(btcd.height()?)?;
+        lnd.ready_or_respawn(programs, btcd, lifetime, btcd.height()?)?;
         Ok(lnd)
+    }
+
+    /// [`ready`](Self::ready), starting lnd again on fresh ports when one it was given was
+    /// taken before it bound it.
+    pub fn ready_or_respawn(
+        &mut self,
+        programs: &Programs,
+        btcd: &Btcd,
+        lifetime: Lifetime,
+        height: u32,
+    ) -> Result<()> {
+        let mut attempt = 1;
+        loop {
+            match self.ready(height) {
+                Err(e) if port_taken(&e) && attempt < PORT_RETRIES => {
+                    attempt += 1;
+                    let (name, dir) = (self.name.clone(), self.dir.clone());
+                    *self = Lnd::spawn(programs, &name, &dir, btcd, lifetime)?;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Starts lnd without waiting for it; [`ready`](Self::ready) waits.

@@ -178,6 +178,15 @@ pub fn alive(pid: u32) -> bool {
 }
 
 /// A free TCP port on 127.0.0.1 (bound, then released: the caller uses it at once).
+/// How many times a program that lost its port to another process is started again.
+pub const PORT_RETRIES: u32 = 3;
+
+/// Whether `err` is a program that exited because a port [`free_port`] chose was taken
+/// before the program bound it (another test's program, started at the same moment).
+pub fn port_taken(err: &RegtestError) -> bool {
+    matches!(err, RegtestError::Exited { log, .. } if log.contains("address already in use"))
+}
+
 pub fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")
         .map_err(|e| RegtestError::program("loopback", e.to_string()))?;

@@ -191,7 +191,7 @@ impl World {
         let mut peer2 = spawn("peer2")?;
         let height = btcd.height()?;
         for node in [&mut sluice, &mut server, &mut peer1, &mut peer2] {
-            node.ready(height)?;
+            node.ready_or_respawn(programs, &btcd, config.lifetime, height)?;
         }
         let mut world = World {
             btcd,
