@@ -53,6 +53,12 @@ struct Sim {
     /// The simnet's directory, removed with the test.
     _dir: Option<tempfile::TempDir>,
     rpc: SwapServerClient<Channel>,
+    /// When set, the client's lnd holds an arriving swap payment: it says so on the first
+    /// channel and settles only once the second says `true`.
+    held: Option<(
+        tokio::sync::watch::Sender<bool>,
+        tokio::sync::watch::Receiver<bool>,
+    )>,
 }
 
 async fn sim(seed: u64) -> Sim {
@@ -88,6 +94,7 @@ async fn sim_observed(seed: u64, observer: Option<sluice::domain::RpcObserver>) 
         simnet: None,
         _dir: None,
         rpc,
+        held: None,
     }
 }
 
@@ -113,6 +120,7 @@ async fn sim_served(seed: u64) -> Sim {
         simnet: Some(simnet),
         _dir: Some(dir),
         rpc,
+        held: None,
     }
 }
 
@@ -178,6 +186,7 @@ impl Sim {
                 memo: memo.into(),
                 expiry: Duration::from_secs(3_600),
                 cltv_expiry: 80,
+                route_hints: Vec::new(),
                 private: true,
             })
             .await
@@ -206,6 +215,7 @@ impl Sim {
             .unwrap();
         let (tx, rx) = tokio::sync::watch::channel(false);
         let (probed_tx, probed) = tokio::sync::watch::channel(false);
+        let held = self.held.clone();
         let n = node.clone();
         tokio::spawn(async move {
             while let Some(Ok(u)) = probe.next().await {
@@ -219,7 +229,13 @@ impl Sim {
         tokio::spawn(async move {
             while let Some(Ok(u)) = swap.next().await {
                 match u.state {
-                    InvoiceState::Accepted => node.settle_invoice(preimage).await.unwrap(),
+                    InvoiceState::Accepted => {
+                        if let Some((accepted, mut release)) = held.clone() {
+                            let _ = accepted.send(true);
+                            release.wait_for(|r| *r).await.unwrap();
+                        }
+                        node.settle_invoice(preimage).await.unwrap();
+                    }
                     InvoiceState::Settled => {
                         let _ = tx.send(true);
                         return;
@@ -408,6 +424,42 @@ impl Sim {
         })
         .await;
     }
+}
+
+/// The client's invoice settles the moment the payment arrives, often before the server's lnd
+/// reports the payment's success to the server: a key pushed while the server's payment is in
+/// flight is taken (a client that pushes once, as loopd may, is not refused), and the server
+/// still claims by the key path only once its payment has succeeded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_pushed_while_the_servers_payment_is_in_flight_is_taken() {
+    let mut sim = sim(23).await;
+    let (accepted_tx, mut accepted) = tokio::sync::watch::channel(false);
+    let (release, release_rx) = tokio::sync::watch::channel(false);
+    sim.held = Some((accepted_tx, release_rx));
+    let mut swap = sim.start(3).await;
+    let hash = swap.preimage.hash();
+    let outpoints = sim.fund(&swap, &[AMOUNT]).await;
+    sim.wait_state(hash, Wire::ServerHtlcConfirmed).await;
+    tokio::time::timeout(DEADLINE, accepted.wait_for(|a| *a))
+        .await
+        .expect("the server pays")
+        .unwrap();
+    assert!(!sim.server().loop_in_paid(hash).unwrap());
+    sim.push_key(&swap).await.unwrap();
+    assert!(sim.server().loop_in_key_pushed(hash).unwrap());
+    // Unpaid, the server claims nothing, key or not.
+    for _ in 0..4 {
+        sim.mine(1);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(lock(&sim.world).chain().spender(&outpoints[0]).is_none());
+    release.send(true).unwrap();
+    sim.paid(&mut swap).await;
+    assert_eq!(
+        sim.spend_witness_len(outpoints[0]).await,
+        1,
+        "a key-path claim"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -174,8 +174,9 @@ pub enum PushKeyMode {
 }
 
 /// Blocks the server waits after paying for the client's internal key before it claims by
-/// the success leaf instead.
-pub const KEY_WAIT_BLOCKS: u32 = 1;
+/// the success leaf instead: the client pushes on settlement and retries every block, so a
+/// push that fails once still arrives in time.
+pub const KEY_WAIT_BLOCKS: u32 = 3;
 
 /// How the server claims the HTLC once it has paid.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -289,6 +289,7 @@ async fn act(
                 })
                 .await?;
             p.paying = true;
+            swap.with_live(|l| l.payment_sent = true);
             return Ok(());
         }
         (Some(_), ClaimMode::Never) => return Ok(()),

@@ -350,8 +350,12 @@ impl Service {
                 "the server refuses the internal key (behaviour switch)",
             ));
         }
+        // The client sees its invoice settle as soon as the payment arrives, often before
+        // the server's lnd reports the payment's success: a key pushed while the payment is
+        // in flight is welcome (an honest server claims by the key path only once it has the
+        // preimage, that is once it has paid).
         let early_is_welcome = swap.behaviour.claim == ClaimMode::WithoutPaying;
-        if swap.with_live(|l| l.preimage.is_none()) && !early_is_welcome {
+        if swap.with_live(|l| l.preimage.is_none() && !l.payment_sent) && !early_is_welcome {
             return Err(LoopServerError::NotPaidYet(swap.hash));
         }
         let secret = SecretKey::from_slice(&r.internal_privkey)

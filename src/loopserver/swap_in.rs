@@ -22,6 +22,10 @@ pub struct InLive {
     pub preimage: Option<Preimage>,
     /// The client's internal secret key, once pushed (and checked).
     pub client_internal: Option<SecretKey>,
+    /// Whether the server has sent its payment of the swap invoice (settled or still in
+    /// flight): from then on the client may see its invoice settled before the server learns
+    /// the preimage, and push its key.
+    pub payment_sent: bool,
     /// The HTLC output, once confirmed with the right script and value.
     pub htlc_output: Option<(OutPoint, Sat)>,
 }
