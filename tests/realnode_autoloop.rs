@@ -37,19 +37,6 @@ budgets:
 limits: { in_flight: 1, in_flight_per_target: 1 }
 ";
 
-fn json(daemon: &Daemon, args: &[&str]) -> serde_json::Value {
-    let mut full = vec!["--json"];
-    full.extend_from_slice(args);
-    let out = daemon.cli(&full);
-    assert!(
-        out.status.success(),
-        "sluice {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 #[test]
 fn autoloop_swaps_a_channel_below_its_band_back_on_real_nodes() {
     let Some(w) = realnode_harness::world() else {
@@ -63,16 +50,16 @@ fn autoloop_swaps_a_channel_below_its_band_back_on_real_nodes() {
     std::fs::write(policies.join("realnode.yaml"), POLICY).unwrap();
     let daemon = Daemon::launch(datadir, &["--config", config.to_str().unwrap()], &[]);
     poll("sluiced to reach lnd", Duration::from_secs(60), || {
-        let info = json(&daemon, &["getinfo"]);
+        let info = daemon.json(&["getinfo"]);
         (info["lnd"]["connected"].as_bool() == Some(true)).then_some(())
     });
     common::when_ready(|| daemon.cli(&["autoloop"]));
     assert_eq!(
-        json(&daemon, &["autoloop"])["mode"],
+        daemon.json(&["autoloop"])["mode"],
         "off",
         "a real node starts off"
     );
-    json(&daemon, &["autoloop", "on"]);
+    daemon.json(&["autoloop", "on"]);
 
     let swap = {
         let _miner = Miner::start(&w, Duration::from_millis(1500));
@@ -80,7 +67,7 @@ fn autoloop_swaps_a_channel_below_its_band_back_on_real_nodes() {
             "autoloop's swap to succeed",
             Duration::from_secs(300),
             || {
-                let swaps = json(&daemon, &["swaps"]);
+                let swaps = daemon.json(&["swaps"]);
                 let list = swaps["swaps"].as_array().cloned().unwrap_or_default();
                 for s in &list {
                     let state = s["state"].as_str().unwrap_or_default();
@@ -96,7 +83,7 @@ fn autoloop_swaps_a_channel_below_its_band_back_on_real_nodes() {
     };
     let amount = swap["amount_sat"].as_u64().unwrap();
     assert!((250_000..=1_000_000).contains(&amount), "{swap}");
-    let journal = json(&daemon, &["journal"]);
+    let journal = daemon.json(&["journal"]);
     assert!(
         journal["entries"]
             .as_array()

@@ -15,7 +15,7 @@ mod realnode_harness;
 use std::time::Duration;
 
 use common::poll;
-use realnode_harness::{Loopd, Miner, loopserver};
+use realnode_harness::{Loopd, Miner, loopserver, move_liquidity_to_the_server};
 
 const AMOUNT: &str = "250000";
 
@@ -97,18 +97,6 @@ fn loopd_completes_a_loop_out_against_the_reference_server() {
 #[test]
 fn loopd_completes_a_loop_out_when_the_server_refuses_to_cosign() {
     loop_out_succeeds_with(&["--misbehave", "cosign-error"]);
-}
-
-/// Gives sluice's node inbound liquidity (and the server outbound): sluice pays the server
-/// 1,000,000 sat, which moves balance to the far side of sluice's channels and of the server's.
-fn move_liquidity_to_the_server(w: &realnode_harness::TestWorld) {
-    let invoice = w.server.cli(&["addinvoice", "--amt", "1000000"]).unwrap();
-    let pay_req = invoice["payment_request"].as_str().unwrap();
-    let paid = w
-        .sluice
-        .cli(&["payinvoice", "--force", "--json", pay_req])
-        .unwrap();
-    assert_eq!(paid["status"], "SUCCEEDED", "{paid}");
 }
 
 /// Starts the server with `extra` flags and loopd, runs `loop in --amt AMOUNT --force`, mines a

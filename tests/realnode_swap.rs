@@ -13,7 +13,7 @@ mod realnode_harness;
 use std::time::Duration;
 
 use common::{Daemon, poll};
-use realnode_harness::{Miner, TestWorld, loopserver, sluice_total};
+use realnode_harness::{Miner, TestWorld, htlc_spend_witness_len, loopserver, sluice_total};
 
 const AMOUNT: u64 = 500_000;
 const SWAP_LIMIT: Duration = Duration::from_secs(240);
@@ -49,19 +49,6 @@ fn wait_state(daemon: &Daemon, id: &str, state: &str) -> serde_json::Value {
         );
         None
     })
-}
-
-/// The witness of the sweep's input that spends the HTLC, read from btcd.
-fn sweep_witness_len(w: &TestWorld, swap: &serde_json::Value) -> usize {
-    let txid: bitcoin::Txid = swap["sweep_txid"].as_str().unwrap().parse().unwrap();
-    let htlc: bitcoin::OutPoint = swap["htlc_outpoint"].as_str().unwrap().parse().unwrap();
-    let tx = w.btcd.raw_transaction(&txid).unwrap();
-    tx.input
-        .iter()
-        .find(|i| i.previous_output == htlc)
-        .expect("the sweep spends the HTLC")
-        .witness
-        .len()
 }
 
 /// The node lost exactly the recorded costs. lnd pays in msat and lncli reports channel
@@ -152,7 +139,7 @@ fn a_loop_out_completes_with_a_cooperative_key_path_sweep_and_exact_costs() {
         wait_state(&daemon, &id, "SUCCEEDED")
     };
     assert_eq!(
-        sweep_witness_len(&w, &done),
+        htlc_spend_witness_len(&w, &done),
         1,
         "a key-path sweep: one Schnorr signature made with lnd's MuSig2 session"
     );
@@ -171,7 +158,7 @@ fn a_server_that_refuses_to_cosign_gets_a_script_path_sweep_btcd_accepts() {
         wait_state(&daemon, &id, "SUCCEEDED")
     };
     assert_eq!(
-        sweep_witness_len(&w, &done),
+        htlc_spend_witness_len(&w, &done),
         4,
         "the success leaf: signature, preimage, leaf script, control block"
     );

@@ -18,19 +18,11 @@ const LIMIT: Duration = Duration::from_secs(240);
 /// The set-and-forget band, in percent of capacity.
 const BAND: (f64, f64) = (30.0, 70.0);
 
-fn json(daemon: &Daemon, args: &[&str]) -> Option<Value> {
-    let mut full = vec!["--json"];
-    full.extend_from_slice(args);
-    let out = daemon.cli(&full);
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).unwrap())
-}
-
 /// Journal entries (newest first, as the CLI lists them) about `target`; each carries its
 /// decision's fields (`reason`, `amount_sat`, `swap_hash`...).
 fn journal(daemon: &Daemon, target: &str) -> Vec<Value> {
-    json(daemon, &["journal", "--target", target])
+    daemon
+        .try_json(&["journal", "--target", target])
         .map(|j| j["entries"].as_array().cloned().unwrap_or_default())
         .unwrap_or_default()
 }
@@ -51,7 +43,7 @@ fn dry_run_journals_the_decision_and_on_swaps_the_channel_back_into_its_band() {
     .unwrap();
     let daemon = Daemon::start_in(datadir, &[]);
     poll("lnd to connect", LIMIT, || {
-        let info = json(&daemon, &["getinfo"])?;
+        let info = daemon.try_json(&["getinfo"])?;
         info["lnd"]["connected"].as_bool().filter(|c| *c)
     });
     let mode = common::when_ready(|| daemon.cli(&["--json", "autoloop"]));
@@ -59,7 +51,7 @@ fn dry_run_journals_the_decision_and_on_swaps_the_channel_back_into_its_band() {
     assert_eq!(mode["mode"], "off");
 
     // The channel below the band.
-    let channels = json(&daemon, &["channels"]).unwrap();
+    let channels = daemon.try_json(&["channels"]).unwrap();
     let low = channels["channels"]
         .as_array()
         .unwrap()
@@ -70,7 +62,7 @@ fn dry_run_journals_the_decision_and_on_swaps_the_channel_back_into_its_band() {
     let target = low["chan_id"].as_str().unwrap().to_owned();
 
     // dry-run: the full pipeline runs and is journalled, nothing is dispatched.
-    let mode = json(&daemon, &["autoloop", "dry-run"]).unwrap();
+    let mode = daemon.try_json(&["autoloop", "dry-run"]).unwrap();
     assert_eq!(mode["mode"], "dry-run", "{mode}");
     let entry = poll("a dry-run decision in the journal", LIMIT, || {
         journal(&daemon, &target)
@@ -79,7 +71,7 @@ fn dry_run_journals_the_decision_and_on_swaps_the_channel_back_into_its_band() {
     });
     let proposed = entry["amount_sat"].as_u64().unwrap();
     assert!(proposed >= 250_000, "{entry}");
-    let swaps = json(&daemon, &["swaps"]).unwrap();
+    let swaps = daemon.try_json(&["swaps"]).unwrap();
     assert_eq!(
         swaps["swaps"].as_array().map(Vec::len),
         Some(0),
@@ -87,7 +79,7 @@ fn dry_run_journals_the_decision_and_on_swaps_the_channel_back_into_its_band() {
     );
 
     // on: the same decision now dispatches, and the swap completes.
-    json(&daemon, &["autoloop", "on"]).unwrap();
+    daemon.try_json(&["autoloop", "on"]).unwrap();
     let dispatched = poll("a dispatched swap in the journal", LIMIT, || {
         journal(&daemon, &target)
             .into_iter()
@@ -95,7 +87,7 @@ fn dry_run_journals_the_decision_and_on_swaps_the_channel_back_into_its_band() {
     });
     let hash = dispatched["swap_hash"].as_str().unwrap().to_owned();
     let info = poll("the autoloop swap to succeed", LIMIT, || {
-        let info = json(&daemon, &["swap", &hash])?;
+        let info = daemon.try_json(&["swap", &hash])?;
         let state = info["swap"]["state"].as_str()?.to_owned();
         assert!(!state.starts_with("FAILED"), "{info}\n{}", daemon.stderr());
         (state == "SUCCEEDED").then_some(info)
@@ -109,7 +101,7 @@ fn dry_run_journals_the_decision_and_on_swaps_the_channel_back_into_its_band() {
 
     // The channel is back inside its band.
     let share = poll("the channel back inside its band", LIMIT, || {
-        let channels = json(&daemon, &["channels"])?;
+        let channels = daemon.try_json(&["channels"])?;
         let share = channels["channels"]
             .as_array()?
             .iter()
@@ -121,7 +113,7 @@ fn dry_run_journals_the_decision_and_on_swaps_the_channel_back_into_its_band() {
 
     // The budget shows what the swap spent, with nothing left reserved for it.
     let budget = poll("the swap's costs in the budget", LIMIT, || {
-        let b = json(&daemon, &["budget"])?;
+        let b = daemon.try_json(&["budget"])?;
         let total = b["lines"]
             .as_array()?
             .iter()

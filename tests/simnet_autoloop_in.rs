@@ -33,17 +33,8 @@ fn simnet(dir: &Path, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn json(daemon: &Daemon, args: &[&str]) -> Option<Value> {
-    let mut full = vec!["--json"];
-    full.extend_from_slice(args);
-    let out = daemon.cli(&full);
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).unwrap())
-}
-
 fn channel(daemon: &Daemon, id: &str) -> Option<Value> {
-    json(daemon, &["channels"])?["channels"]
+    daemon.try_json(&["channels"])?["channels"]
         .as_array()?
         .iter()
         .find(|c| c["chan_id"] == id)
@@ -62,7 +53,7 @@ fn autoloop_loops_in_a_channel_above_its_band_back_inside_it() {
         &["--autoloop-tick", "1s"],
     );
     poll("lnd to connect", LIMIT, || {
-        let info = json(&daemon, &["getinfo"])?;
+        let info = daemon.try_json(&["getinfo"])?;
         info["lnd"]["connected"].as_bool().filter(|c| *c)
     });
 
@@ -76,7 +67,7 @@ fn autoloop_loops_in_a_channel_above_its_band_back_inside_it() {
         .as_str()
         .unwrap()
         .to_owned();
-    let chans = json(&daemon, &["channels"]).unwrap();
+    let chans = daemon.try_json(&["channels"]).unwrap();
     let chan = chans["channels"]
         .as_array()
         .unwrap()
@@ -132,7 +123,7 @@ fn autoloop_loops_in_a_channel_above_its_band_back_inside_it() {
         String::from_utf8_lossy(&mode.stderr)
     );
     let entry = poll("a dry-run Loop In in the journal", LIMIT, || {
-        json(&daemon, &["journal", "--target", &id])?["entries"]
+        daemon.try_json(&["journal", "--target", &id])?["entries"]
             .as_array()?
             .iter()
             .find(|e| e["reason"] == "dry_run")
@@ -145,7 +136,7 @@ fn autoloop_loops_in_a_channel_above_its_band_back_inside_it() {
         Some(remote - capacity / 2),
         "{entry}"
     );
-    let suggest = json(&daemon, &["suggest"]).unwrap();
+    let suggest = daemon.try_json(&["suggest"]).unwrap();
     let decision = suggest["decisions"]
         .as_array()
         .unwrap()
@@ -156,9 +147,9 @@ fn autoloop_loops_in_a_channel_above_its_band_back_inside_it() {
     assert_eq!(decision["direction"], "in", "{suggest}");
 
     // on: dispatched, funded, paid by the server; blocks are mined while it runs.
-    json(&daemon, &["autoloop", "on"]).unwrap();
+    daemon.try_json(&["autoloop", "on"]).unwrap();
     let dispatched = poll("a dispatched Loop In in the journal", LIMIT, || {
-        json(&daemon, &["journal", "--target", &id])?["entries"]
+        daemon.try_json(&["journal", "--target", &id])?["entries"]
             .as_array()?
             .iter()
             .find(|e| e["reason"] == "swap" && e["swap_hash"].is_string())
@@ -168,7 +159,7 @@ fn autoloop_loops_in_a_channel_above_its_band_back_inside_it() {
     let hash = dispatched["swap_hash"].as_str().unwrap().to_owned();
     let info = poll("the Loop In to succeed", LIMIT, || {
         simnet(dir.path(), &["mine", "1"]);
-        let info = json(&daemon, &["swap", &hash])?;
+        let info = daemon.try_json(&["swap", &hash])?;
         let state = info["swap"]["state"].as_str()?.to_owned();
         assert!(!state.starts_with("FAILED"), "{info}\n{}", daemon.stderr());
         (state == "SUCCEEDED").then_some(info)
@@ -186,7 +177,7 @@ fn autoloop_loops_in_a_channel_above_its_band_back_inside_it() {
         "{after}"
     );
     let line = poll("the Loop In's costs in the budget", LIMIT, || {
-        let b = json(&daemon, &["budget"])?;
+        let b = daemon.try_json(&["budget"])?;
         let line = b["lines"]
             .as_array()?
             .iter()

@@ -130,6 +130,30 @@ impl Daemon {
     }
 
     /// Runs the `sluice` CLI against this daemon with the admin credential.
+    /// `sluice --json ARGS`, parsed; panics with the CLI's output when it fails.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut full = vec!["--json"];
+        full.extend_from_slice(args);
+        let out = self.cli(&full);
+        assert!(
+            out.status.success(),
+            "sluice {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// `sluice --json ARGS`, parsed; `None` when the CLI fails.
+    pub fn try_json(&self, args: &[&str]) -> Option<serde_json::Value> {
+        let mut full = vec!["--json"];
+        full.extend_from_slice(args);
+        let out = self.cli(&full);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).unwrap())
+    }
+
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(sluice_bin())
             .arg("--datadir")

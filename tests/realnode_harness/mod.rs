@@ -161,6 +161,23 @@ pub fn sluice_total(world: &TestWorld) -> u64 {
         + local
 }
 
+/// Gives sluice's node inbound liquidity (and the server outbound): sluice pays the server
+/// 1,000,000 sat through one of its channels, which moves balance to the far side of that
+/// channel and of the server's. Returns the payment's hash.
+pub fn move_liquidity_to_the_server(world: &TestWorld) -> String {
+    let invoice = world
+        .server
+        .cli(&["addinvoice", "--amt", "1000000"])
+        .unwrap();
+    let pay_req = invoice["payment_request"].as_str().unwrap();
+    let paid = world
+        .sluice
+        .cli(&["payinvoice", "--force", "--json", pay_req])
+        .unwrap();
+    assert_eq!(paid["status"], "SUCCEEDED", "{paid}");
+    invoice["r_hash"].as_str().unwrap().to_owned()
+}
+
 /// loopd on the world's "sluice" lnd, pointed at a reference server over TLS, stopped with the
 /// test; `loop` runs against it.
 pub struct Loopd {
@@ -252,4 +269,19 @@ impl Loopd {
         );
         text
     }
+}
+
+/// The witness length of the input that spent a swap's HTLC (`sluice --json swap ID`'s
+/// `htlc_outpoint`, spent by `sweep_txid`), read from btcd: 1 a key-path spend, 3 a leaf
+/// without the preimage, 4 the success leaf.
+pub fn htlc_spend_witness_len(world: &TestWorld, swap: &serde_json::Value) -> usize {
+    let txid: bitcoin::Txid = swap["sweep_txid"].as_str().unwrap().parse().unwrap();
+    let htlc: bitcoin::OutPoint = swap["htlc_outpoint"].as_str().unwrap().parse().unwrap();
+    let tx = world.btcd.raw_transaction(&txid).unwrap();
+    tx.input
+        .iter()
+        .find(|i| i.previous_output == htlc)
+        .expect("the spend spends the HTLC")
+        .witness
+        .len()
 }
