@@ -106,6 +106,7 @@ async fn run(debounce: Duration, seed: u64) -> Duration {
             memo: "reaction".to_owned(),
             expiry: Duration::from_secs(3_600),
             cltv_expiry: 40,
+            route_hints: Vec::new(),
             private: false,
         })
         .await

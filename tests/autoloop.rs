@@ -769,6 +769,7 @@ async fn the_other_reasons_come_from_real_scenarios_too() {
             memo: "held".to_owned(),
             expiry: Duration::from_secs(3_600),
             cltv_expiry: 40,
+            route_hints: Vec::new(),
             private: false,
         })
         .await

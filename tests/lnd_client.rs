@@ -109,6 +109,13 @@ impl lightning_server::Lightning for Shared {
         Err(Status::not_found("unable to find node"))
     }
 
+    async fn get_chan_info(
+        &self,
+        _: Request<lnrpc::ChanInfoRequest>,
+    ) -> Result<Response<lnrpc::ChannelEdge>, Status> {
+        Err(Status::unimplemented("not in the stand-in"))
+    }
+
     async fn decode_pay_req(
         &self,
         _: Request<lnrpc::PayReqString>,

@@ -9,14 +9,14 @@ mod engine_harness;
 
 use std::time::Duration;
 
-use engine_harness::{Simnet, simnet};
+use engine_harness::{Simnet, simnet, simnet_in};
 use sluice::domain::{Direction, Sat, SwapHash};
 use sluice::loopserver::InBehaviour;
 use sluice::loopserver::behaviour_in::PayMode;
 use sluice::simnet::world::lock;
 use sluice::store::loop_in::LoopInRecord;
 use sluice::swap::loop_in::{InvoiceStatus, LoopInSpendPath, LoopInState};
-use sluice::swap::{LoopInRequest, SwapEngine};
+use sluice::swap::{EngineError, LoopInRequest, RouteHints, SwapEngine};
 
 async fn record(net: &Simnet, hash: SwapHash) -> LoopInRecord {
     net.store.load_loop_in(hash).await.unwrap().unwrap()
@@ -339,4 +339,123 @@ async fn a_reorged_timeout_sweep_is_swept_again_and_the_costs_stay_exact() {
     let after = net.holdings().await;
     assert_eq!(before - after, r.costs.onchain, "{:?}", r.progress);
     engine.stop().await;
+}
+
+/// A node whose channels are all private: its lnd's graph is all a payer has, so a payment finds
+/// it only through route hints. A Loop In asked with `private` hints its channels (the peer's
+/// own policies) to the server and in both invoices, and the server's payment arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loop_in_to_a_node_behind_private_channels_is_paid_through_its_hints() {
+    use futures::StreamExt;
+    use sluice::domain::{ChanId, Msat, NodeId};
+    use sluice::lnd::LightningNode;
+    use sluice::lnd::types::{PaymentFailure, PaymentRequest, PaymentStatus};
+    use sluice::simnet::world::{SimNode, WorldConfig};
+
+    let mut world = WorldConfig::default_topology(11, 2);
+    for c in world
+        .channels
+        .iter_mut()
+        .filter(|c| c.initiator == "sluice" || c.peer == "sluice")
+    {
+        c.private = true;
+    }
+    let net = simnet_in(world).await;
+    let engine = engine(&net).await;
+    settle_mempool(&net);
+    let channels = net.node.list_channels().await.unwrap();
+    assert_eq!(channels.len(), 2);
+    let ours: Vec<(ChanId, NodeId)> = channels.iter().map(|c| (c.chan_id, c.peer)).collect();
+
+    // Without hints the server's node finds no route to a node with only private channels.
+    let (bare, _) = {
+        let mut w = lock(&net.world);
+        let sluice = w.node_index("sluice").unwrap();
+        w.add_invoice(sluice, Msat(100_000_000), "no hints")
+            .unwrap()
+    };
+    let payer = SimNode::new(net.world.clone(), "loop").unwrap();
+    let mut paying = payer
+        .pay(&PaymentRequest {
+            invoice: bare,
+            fee_limit: Msat(1_000_000),
+            outgoing_chan_ids: Vec::new(),
+            max_parts: 1,
+            timeout: Duration::from_secs(60),
+            cltv_limit: None,
+        })
+        .await
+        .unwrap();
+    let mut last = None;
+    while let Some(u) = paying.next().await {
+        last = Some(u.unwrap().status);
+    }
+    assert_eq!(last, Some(PaymentStatus::Failed(PaymentFailure::NoRoute)));
+
+    // The quote names the node's private channels, each with its peer's policy.
+    let q = engine
+        .loop_in_quote(Sat(200_000), None, &RouteHints::Private, None)
+        .await
+        .unwrap();
+    assert!(!q.route_hints.is_empty());
+    for hint in &q.route_hints {
+        let [hop] = hint.hops.as_slice() else {
+            panic!("one hop per hint: {hint:?}")
+        };
+        assert!(ours.contains(&(hop.chan_id, hop.node)), "{hop:?}");
+        let edge = net.node.channel_edge(hop.chan_id).await.unwrap();
+        let policy = edge.policy_of(hop.node).unwrap();
+        assert_eq!(
+            (hop.fee_base_msat, hop.fee_ppm, hop.cltv_delta),
+            (policy.fee_base_msat, policy.fee_ppm, policy.cltv_delta)
+        );
+    }
+    // With a last hop, only that peer's channel.
+    let (chan, peer) = ours[0];
+    let q = engine
+        .loop_in_quote(Sat(200_000), Some(peer.0), &RouteHints::Private, None)
+        .await
+        .unwrap();
+    let hinted: Vec<ChanId> = q.route_hints.iter().map(|r| r.hops[0].chan_id).collect();
+    assert_eq!(hinted, [chan]);
+    // A last hop with no private channel: nothing to hint, said before anything is created.
+    let loop_key = {
+        let w = lock(&net.world);
+        w.node_id(w.node_index("loop").unwrap()).unwrap()
+    };
+    let err = engine
+        .loop_in(LoopInRequest {
+            last_hop: Some(loop_key.0),
+            route_hints: RouteHints::Private,
+            ..request(200_000)
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, EngineError::LoopInArgument(m) if m.contains("no private, active channel with peer")),
+        "{err}"
+    );
+
+    // The swap: both invoices carry the hints, and the server's payment arrives through them.
+    let created = engine
+        .loop_in(LoopInRequest {
+            route_hints: RouteHints::Private,
+            ..request(200_000)
+        })
+        .await
+        .unwrap();
+    let r = drive(&net, created.hash, |r| r.progress.state.is_terminal()).await;
+    assert_eq!(r.progress.state, LoopInState::Succeeded, "{:?}", r.progress);
+    let decoded = net
+        .node
+        .decode_invoice(&r.contract.terms().swap_invoice)
+        .await
+        .unwrap();
+    assert!(!decoded.route_hints.is_empty());
+    for hint in &decoded.route_hints {
+        assert!(
+            ours.contains(&(hint.hops[0].chan_id, hint.hops[0].node)),
+            "{hint:?}"
+        );
+    }
 }

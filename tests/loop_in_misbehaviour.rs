@@ -84,7 +84,10 @@ async fn a_quote_above_the_one_shown_is_refused_before_any_invoice() {
     );
     let engine = net.engine().await;
     // The quote shown (as `sluice in` does), then the swap bound to its fee.
-    let shown = engine.loop_in_quote(Sat(AMOUNT), None, None).await.unwrap();
+    let shown = engine
+        .loop_in_quote(Sat(AMOUNT), None, &sluice::swap::RouteHints::None, None)
+        .await
+        .unwrap();
     let err = engine
         .loop_in(LoopInRequest {
             max_swap_fee: Some(shown.limits.max_swap_fee),

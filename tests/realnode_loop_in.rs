@@ -5,7 +5,8 @@
 //! recorded costs equal what lncli says the node lost. Against a server that never pays, sluice
 //! takes its HTLC back through the timeout leaf at the expiry, and loses exactly the two
 //! on-chain fees it recorded. Autoloop: a channel above its band's upper edge gets a Loop In
-//! through its peer that brings it back inside.
+//! through its peer that brings it back inside. Asked `--private`, the Loop In hints the node's
+//! private channel to the server and in its invoice.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -275,5 +276,102 @@ fn autoloop_loops_in_a_channel_above_its_band_on_real_nodes() {
         after["remote_balance_sat"].as_u64().unwrap()
             < chan["remote_balance_sat"].as_u64().unwrap(),
         "{chan} -> {after}"
+    );
+}
+
+/// A private channel into the node: `sluice quote in --private --last-hop PEER` hints exactly
+/// that channel (real lnd's `GetNodeInfo` and `GetChanInfo` read by sluice), `sluice in
+/// --private` puts the hint, with the peer's own policy, in the swap invoice as lnd encodes
+/// it, and the swap completes.
+#[test]
+fn a_loop_in_asked_private_hints_the_private_channel_and_completes() {
+    let Some((mut w, _server, daemon, _moved)) = start(&[]) else {
+        return;
+    };
+    let peer = w.peer2.pubkey.clone();
+    w.peer2
+        .open_private_channel(&w.sluice, 1_000_000, 0)
+        .unwrap();
+    w.mine(6).unwrap();
+    let chan: u64 = poll(
+        "the private channel in sluiced",
+        Duration::from_secs(60),
+        || {
+            daemon.json(&["channels"])["channels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["private"] == true && c["active"] == true)
+                .and_then(|c| c["chan_id_numeric"].as_u64())
+        },
+    );
+    // lnd learns the peer's policy for the new channel a moment after it is active; until
+    // then the channel cannot be hinted and the quote says so.
+    let quote = poll(
+        "a quote hinting the private channel",
+        Duration::from_secs(60),
+        || {
+            daemon.try_json(&[
+                "quote",
+                "in",
+                &AMOUNT.to_string(),
+                "--private",
+                "--last-hop",
+                &peer,
+            ])
+        },
+    );
+    assert_eq!(
+        quote["hinted_chan_ids"],
+        serde_json::json!([chan]),
+        "{quote}"
+    );
+    let id = daemon.json(&[
+        "in",
+        "--amt",
+        &AMOUNT.to_string(),
+        "--private",
+        "--last-hop",
+        &peer,
+        "--force",
+    ])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let done = {
+        let _miner = Miner::start(&w, Duration::from_millis(1500));
+        wait_state(&daemon, &id, "SUCCEEDED", Duration::from_secs(240))
+    };
+    let invoice = done["swap_invoice"].as_str().unwrap();
+    let decoded = w.sluice.cli(&["decodepayreq", invoice]).unwrap();
+    let hops: Vec<&Value> = decoded["route_hints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["hop_hints"].as_array().unwrap())
+        .collect();
+    let ours = hops
+        .iter()
+        .find(|h| sluice::regtest::lnd::number(&h["chan_id"]) == chan)
+        .unwrap_or_else(|| panic!("the private channel hinted: {decoded}"));
+    assert_eq!(ours["node_id"], peer.as_str(), "{decoded}");
+    let policy = w
+        .peer2
+        .cli(&["getchaninfo", "--chan_id", &chan.to_string()])
+        .unwrap();
+    let theirs = if policy["node1_pub"] == peer.as_str() {
+        &policy["node1_policy"]
+    } else {
+        &policy["node2_policy"]
+    };
+    assert_eq!(
+        sluice::regtest::lnd::number(&ours["fee_proportional_millionths"]),
+        sluice::regtest::lnd::number(&theirs["fee_rate_milli_msat"]),
+        "{decoded} {policy}"
+    );
+    assert_eq!(
+        sluice::regtest::lnd::number(&ours["cltv_expiry_delta"]),
+        sluice::regtest::lnd::number(&theirs["time_lock_delta"]),
+        "{decoded} {policy}"
     );
 }

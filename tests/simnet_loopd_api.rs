@@ -560,9 +560,27 @@ fn loop_out_limits_bind_as_sent_and_unserved_calls_say_what_to_use() {
                 rpc::LoopInRequest {
                     amt: 200_000,
                     private: true,
+                    route_hints: vec![hint(&"02".repeat(33))],
                     ..Default::default()
                 },
-                "route_hints",
+                "mutually exclusive",
+            ),
+            (
+                rpc::LoopInRequest {
+                    amt: 200_000,
+                    route_hints: vec![hint("zz")],
+                    ..Default::default()
+                },
+                "route hint 0, hop 0: node_id \"zz\"",
+            ),
+            // The simnet node has no private channel to hint.
+            (
+                rpc::LoopInRequest {
+                    amt: 200_000,
+                    private: true,
+                    ..Default::default()
+                },
+                "private: no private, active channel",
             ),
         ] {
             let err = client.loop_in(req).await.unwrap_err();
@@ -588,6 +606,19 @@ fn loop_out_limits_bind_as_sent_and_unserved_calls_say_what_to_use() {
         assert_eq!(err.code(), tonic::Code::Unimplemented);
         assert!(err.message().contains("`sluice swap ID`"), "{err:?}");
     });
+}
+
+/// A one-hop route hint from `node_id`.
+fn hint(node_id: &str) -> sluice::proto::loopd::looprpc::RouteHint {
+    sluice::proto::loopd::looprpc::RouteHint {
+        hop_hints: vec![sluice::proto::loopd::looprpc::HopHint {
+            node_id: node_id.to_owned(),
+            chan_id: 1 << 40,
+            fee_base_msat: 1_000,
+            fee_proportional_millionths: 1,
+            cltv_expiry_delta: 40,
+        }],
+    }
 }
 
 /// Loop's CLI runs a Loop In through sluiced: `loop terms` and `loop quote in` show sluice's

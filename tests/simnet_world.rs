@@ -248,6 +248,7 @@ async fn hold(lp: &SimNode, preimage: Preimage, amount: u64) -> String {
         memo: "swap".to_owned(),
         expiry: Duration::from_secs(3600),
         cltv_expiry: 80,
+        route_hints: Vec::new(),
         private: false,
     })
     .await

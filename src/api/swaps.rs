@@ -28,7 +28,8 @@ use crate::store::swaps::{SwapFilter, SwapRecord};
 use crate::swap::engine::expiry_for;
 use crate::swap::loop_in::LoopInState;
 use crate::swap::{
-    EngineConfig, FeeLimits, LoopInRequest, LoopOutRequest, SwapCosts, SwapEngine, SwapState,
+    EngineConfig, FeeLimits, LoopInRequest, LoopOutRequest, RouteHints, SwapCosts, SwapEngine,
+    SwapState,
 };
 
 /// Everything the swap RPCs need, built by the daemon next to the engine it runs.
@@ -169,6 +170,15 @@ fn loop_in_summary(r: &LoopInRecord) -> pb::SwapSummary {
     }
 }
 
+/// The API's `private` flag as the engine's hint choice.
+fn hints(private: bool) -> RouteHints {
+    if private {
+        RouteHints::Private
+    } else {
+        RouteHints::None
+    }
+}
+
 fn parse_last_hop(hex_key: &str) -> Result<Option<[u8; 33]>, ApiError> {
     if hex_key.trim().is_empty() {
         return Ok(None);
@@ -238,7 +248,7 @@ impl SwapBackend {
         let target = (req.htlc_conf_target != 0).then_some(req.htlc_conf_target);
         let q = self
             .engine
-            .loop_in_quote(Sat(req.amount_sat), last_hop, target)
+            .loop_in_quote(Sat(req.amount_sat), last_hop, &hints(req.private), target)
             .await?;
         Ok(pb::LoopInQuoteResponse {
             amount_sat: req.amount_sat,
@@ -248,6 +258,11 @@ impl SwapBackend {
             htlc_conf_target: target.unwrap_or(crate::swap::loop_in::DEFAULT_HTLC_CONF_TARGET),
             max_swap_fee_sat: q.limits.max_swap_fee.0,
             max_miner_fee_sat: q.limits.max_miner_fee.0,
+            hinted_chan_ids: q
+                .route_hints
+                .iter()
+                .flat_map(|r| r.hops.iter().map(|h| h.chan_id.0))
+                .collect(),
         })
     }
 
@@ -266,6 +281,7 @@ impl SwapBackend {
                 max_swap_fee: (req.max_swap_fee_sat != 0).then_some(Sat(req.max_swap_fee_sat)),
                 max_miner_fee: (req.max_miner_fee_sat != 0).then_some(Sat(req.max_miner_fee_sat)),
                 last_hop: parse_last_hop(&req.last_hop)?,
+                route_hints: hints(req.private),
                 htlc_conf_target: (req.htlc_conf_target != 0).then_some(req.htlc_conf_target),
                 label: req.label,
                 initiator: if req.initiator.is_empty() {

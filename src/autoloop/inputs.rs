@@ -250,6 +250,7 @@ pub(super) async fn terms_in(
             amount: probe,
             node: info.pubkey.0,
             last_hop: None,
+            route_hints: Vec::new(),
         })
         .await
         .map_err(provider_err("LoopInQuote"))?;

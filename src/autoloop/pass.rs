@@ -530,6 +530,7 @@ async fn check_and_dispatch_in(
                 amount: p.amount,
                 node: info.pubkey.0,
                 last_hop,
+                route_hints: Vec::new(),
             })
             .await
             .map_err(|e| e.to_string()),
@@ -570,6 +571,8 @@ async fn check_and_dispatch_in(
         max_swap_fee: Some(admitted.limits.max_swap_fee),
         max_miner_fee: Some(admitted.limits.max_miner_fee),
         last_hop,
+        // lnd's own hints in the invoices cover a private target channel, as for Loop's.
+        route_hints: crate::swap::RouteHints::None,
         htlc_conf_target: Some(p.conf_target),
         label: AUTOLOOP_LABEL.to_owned(),
         initiator: AUTOLOOP_INITIATOR.to_owned(),

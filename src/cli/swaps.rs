@@ -44,6 +44,9 @@ pub enum QuoteKind {
         /// The funding's confirmation target in blocks [default: 6].
         #[arg(long, value_name = "N")]
         conf_target: Option<u32>,
+        /// Hint the node's private channels (to --last-hop when given), as `loop in --private`.
+        #[arg(long)]
+        private: bool,
     },
 }
 
@@ -61,6 +64,10 @@ pub struct InCmd {
     /// The funding's confirmation target in blocks [default: 6].
     #[arg(long, value_name = "N")]
     pub conf_target: Option<u32>,
+    /// Hint the node's private channels (to --last-hop when given) to the server and in the
+    /// invoices, for a node the server can reach only over them (`loop in --private`).
+    #[arg(long)]
+    pub private: bool,
     /// A label to find the swap by.
     #[arg(long, value_name = "L", default_value = "")]
     pub label: String,
@@ -282,26 +289,34 @@ pub fn render_in_quote(q: &pb::LoopInQuoteResponse, format: Format) -> Result<St
             "htlc_conf_target": q.htlc_conf_target,
             "max_swap_fee_sat": q.max_swap_fee_sat,
             "max_miner_fee_sat": q.max_miner_fee_sat,
+            "hinted_chan_ids": q.hinted_chan_ids,
         })),
-        Format::Human => Ok(table(&[
-            ("amount (funded on chain)", sat(q.amount_sat)),
-            ("swap fee", sat(q.swap_fee_sat)),
-            (
-                "received off chain",
-                sat(q.amount_sat.saturating_sub(q.swap_fee_sat)),
-            ),
-            ("estimated funding fee", sat(q.funding_fee_estimate_sat)),
-            ("htlc cltv delta", format!("{} blocks", q.cltv_delta)),
-            ("conf target", format!("{} blocks", q.htlc_conf_target)),
-            ("max swap fee", sat(q.max_swap_fee_sat)),
-            (
-                "max miner fee",
-                format!(
-                    "{} (the funding, and separately a timeout sweep)",
-                    sat(q.max_miner_fee_sat)
+        Format::Human => {
+            let mut rows = vec![
+                ("amount (funded on chain)", sat(q.amount_sat)),
+                ("swap fee", sat(q.swap_fee_sat)),
+                (
+                    "received off chain",
+                    sat(q.amount_sat.saturating_sub(q.swap_fee_sat)),
                 ),
-            ),
-        ])),
+                ("estimated funding fee", sat(q.funding_fee_estimate_sat)),
+                ("htlc cltv delta", format!("{} blocks", q.cltv_delta)),
+                ("conf target", format!("{} blocks", q.htlc_conf_target)),
+                ("max swap fee", sat(q.max_swap_fee_sat)),
+                (
+                    "max miner fee",
+                    format!(
+                        "{} (the funding, and separately a timeout sweep)",
+                        sat(q.max_miner_fee_sat)
+                    ),
+                ),
+            ];
+            if !q.hinted_chan_ids.is_empty() {
+                let ids: Vec<String> = q.hinted_chan_ids.iter().map(u64::to_string).collect();
+                rows.push(("hinted private channels", ids.join(", ")));
+            }
+            Ok(table(&rows))
+        }
     }
 }
 
@@ -580,6 +595,7 @@ pub async fn quote(target: &Target, cmd: &QuoteCmd, format: Format) -> Result<St
             amt,
             last_hop,
             conf_target,
+            private,
         } => {
             let amount_sat = parse_amount(amt, "AMT")?;
             let last_hop = last_hop.as_deref().map(parse_last_hop).transpose()?;
@@ -589,6 +605,7 @@ pub async fn quote(target: &Target, cmd: &QuoteCmd, format: Format) -> Result<St
                     amount_sat,
                     last_hop: last_hop.unwrap_or_default(),
                     htlc_conf_target: conf_target.unwrap_or(0),
+                    private: *private,
                 })
                 .await
                 .map_err(|s| target.call_error(s, "quote a loop in"))?;
@@ -688,6 +705,7 @@ pub async fn loop_in(target: &Target, cmd: &InCmd, format: Format) -> Result<Str
             amount_sat,
             last_hop: last_hop.clone(),
             htlc_conf_target: cmd.conf_target.unwrap_or(0),
+            private: cmd.private,
         })
         .await
         .map_err(|s| target.call_error(s, "quote a loop in"))?
@@ -714,6 +732,7 @@ pub async fn loop_in(target: &Target, cmd: &InCmd, format: Format) -> Result<Str
             htlc_conf_target: cmd.conf_target.unwrap_or(0),
             label: cmd.label.clone(),
             initiator: "cli".to_owned(),
+            private: cmd.private,
         })
         .await
         .map_err(|s| target.call_error(s, "create a loop in"))?;
@@ -907,11 +926,20 @@ mod tests {
             htlc_conf_target: 6,
             max_swap_fee_sat: 600,
             max_miner_fee_sat: 2_100,
+            hinted_chan_ids: Vec::new(),
         };
         let text = render_in_quote(&q, Format::Human).unwrap();
         for want in ["199400 sat", "700 sat", "2100 sat", "200 blocks"] {
             assert!(text.contains(want), "{want} missing in {text}");
         }
+        assert!(!text.contains("hinted"), "{text}");
+        let hinted = pb::LoopInQuoteResponse {
+            hinted_chan_ids: vec![123, 456],
+            ..q.clone()
+        };
+        let text = render_in_quote(&hinted, Format::Human).unwrap();
+        assert!(text.contains("hinted private channels"), "{text}");
+        assert!(text.contains("123, 456"), "{text}");
         assert_eq!(
             json(&render_in_quote(&q, Format::Json).unwrap())["max_miner_fee_sat"],
             2_100

@@ -9,6 +9,7 @@ mod direction;
 mod ids;
 mod network;
 mod node;
+mod route_hint;
 mod status;
 
 pub use amount::{Msat, Ppm, Sat};
@@ -18,6 +19,9 @@ pub use network::{Network, ParseNetworkError};
 pub use node::{
     Channel, ChannelEvent, ForwardingEvent, ForwardingPage, NodeId, NodeInfo, ParseNodeIdError,
     Peer, Preimage, SettledHtlc, SettlementPage,
+};
+pub use route_hint::{
+    ChannelEdge, HintCandidate, HopHint, MAX_HOP_HINTS, PeerPolicy, RouteHint, select_hop_hints,
 };
 pub use status::{NodeStatus, PolicyStatus};
 

@@ -37,8 +37,8 @@ use super::wire::verrpc::versioner_client::VersionerClient;
 use super::wire::walletrpc::wallet_kit_client::WalletKitClient;
 use super::wire::{chainrpc, invoicesrpc, lnrpc, routerrpc, signrpc, verrpc, walletrpc};
 use crate::domain::{
-    Channel, ChannelEvent, ForwardingPage, Network, NodeId, NodeInfo, Peer, Preimage, Sat,
-    SettlementPage, SwapHash,
+    ChanId, Channel, ChannelEdge, ChannelEvent, ForwardingPage, Network, NodeId, NodeInfo, Peer,
+    Preimage, Sat, SettlementPage, SwapHash,
 };
 
 /// The largest answer accepted from lnd: a big node's `ListChannels` exceeds gRPC's 4 MiB
@@ -296,6 +296,50 @@ impl LightningNode for LndClient {
                 }
             }
         }
+    }
+
+    async fn announced_channels(&self, node: NodeId) -> NodeResult<Vec<ChannelEdge>> {
+        const M: &str = "announced_channels";
+        let res = self
+            .lightning
+            .clone()
+            .get_node_info(lnrpc::NodeInfoRequest {
+                pub_key: node.to_string(),
+                include_channels: true,
+                include_auth_proof: false,
+            })
+            .await;
+        match res {
+            Ok(r) => r
+                .get_ref()
+                .channels
+                .iter()
+                .map(|e| convert::channel_edge(M, e))
+                .collect(),
+            Err(s) => {
+                let err = NodeError::from_status(M, s);
+                if err.kind == NodeErrorKind::NotFound {
+                    Ok(Vec::new())
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    async fn channel_edge(&self, chan: ChanId) -> NodeResult<ChannelEdge> {
+        const M: &str = "channel_edge";
+        let edge = self
+            .lightning
+            .clone()
+            .get_chan_info(lnrpc::ChanInfoRequest {
+                chan_id: chan.0,
+                ..Default::default()
+            })
+            .await
+            .map_err(st(M))?
+            .into_inner();
+        convert::channel_edge(M, &edge)
     }
 
     async fn forwarding_history(

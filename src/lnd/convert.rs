@@ -20,8 +20,9 @@ use super::types::{
 };
 use super::wire::{chainrpc, invoicesrpc, lnrpc, routerrpc, signrpc, verrpc, walletrpc};
 use crate::domain::{
-    BlockHeight, ChanId, Channel, ChannelEvent, ForwardingEvent, ForwardingPage, Msat, Network,
-    NodeId, NodeInfo, Peer, Preimage, Sat, SettledHtlc, SettlementPage, SwapHash,
+    BlockHeight, ChanId, Channel, ChannelEdge, ChannelEvent, ForwardingEvent, ForwardingPage, Msat,
+    Network, NodeId, NodeInfo, Peer, PeerPolicy, Preimage, RouteHint, Sat, SettledHtlc,
+    SettlementPage, SwapHash,
 };
 
 type R<T> = Result<T, NodeError>;
@@ -293,6 +294,8 @@ pub fn decoded_invoice(p: &lnrpc::PayReq) -> R<DecodedInvoice> {
         } else {
             Some(hash32(M, "payment_addr", &p.payment_addr)?)
         },
+        route_hints: parse_route_hints(&p.route_hints)
+            .map_err(|e| NodeError::invalid_response(M, format!("route_hints: {e}")))?,
     })
 }
 
@@ -613,6 +616,86 @@ pub fn sent_outputs(
     Ok(t)
 }
 
+/// `lnrpc.ChannelEdge` → [`ChannelEdge`].
+pub fn channel_edge(m: &'static str, e: &lnrpc::ChannelEdge) -> R<ChannelEdge> {
+    let node = |field: &str, v: &str| {
+        v.parse::<NodeId>()
+            .map_err(|err| NodeError::invalid_response(m, format!("{field} {v:?}: {err}")))
+    };
+    let policy = |p: &Option<lnrpc::RoutingPolicy>| -> R<Option<PeerPolicy>> {
+        let Some(p) = p else { return Ok(None) };
+        let range = |what: &str| NodeError::invalid_response(m, format!("{what} is out of range"));
+        Ok(Some(PeerPolicy {
+            fee_base_msat: u32::try_from(p.fee_base_msat).map_err(|_| range("fee_base_msat"))?,
+            fee_ppm: u32::try_from(p.fee_rate_milli_msat)
+                .map_err(|_| range("fee_rate_milli_msat"))?,
+            cltv_delta: u16::try_from(p.time_lock_delta).map_err(|_| range("time_lock_delta"))?,
+        }))
+    };
+    Ok(ChannelEdge {
+        chan_id: ChanId(e.channel_id),
+        chan_point: e.chan_point.parse().map_err(|err| {
+            NodeError::invalid_response(m, format!("chan_point {:?}: {err}", e.chan_point))
+        })?,
+        node1: node("node1_pub", &e.node1_pub)?,
+        node2: node("node2_pub", &e.node2_pub)?,
+        capacity: sat(m, "capacity", e.capacity)?,
+        policy1: policy(&e.node1_policy)?,
+        policy2: policy(&e.node2_policy)?,
+    })
+}
+
+/// lnd's route hints → domain ones; the error names the hop and what is wrong with it.
+pub fn parse_route_hints(hints: &[lnrpc::RouteHint]) -> Result<Vec<RouteHint>, String> {
+    hints
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let hops = r
+                .hop_hints
+                .iter()
+                .map(|h| {
+                    Ok(crate::domain::HopHint {
+                        node: h.node_id.parse().map_err(|e| {
+                            format!("hint {i}: node_id {:?} is not a node key: {e}", h.node_id)
+                        })?,
+                        chan_id: ChanId(h.chan_id),
+                        fee_base_msat: h.fee_base_msat,
+                        fee_ppm: h.fee_proportional_millionths,
+                        cltv_delta: u16::try_from(h.cltv_expiry_delta).map_err(|_| {
+                            format!(
+                                "hint {i}: cltv_expiry_delta {} is above 65535",
+                                h.cltv_expiry_delta
+                            )
+                        })?,
+                    })
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            Ok(RouteHint { hops })
+        })
+        .collect()
+}
+
+/// Route hints → lnd's, for an invoice.
+pub fn route_hints(hints: &[RouteHint]) -> Vec<lnrpc::RouteHint> {
+    hints
+        .iter()
+        .map(|r| lnrpc::RouteHint {
+            hop_hints: r
+                .hops
+                .iter()
+                .map(|h| lnrpc::HopHint {
+                    node_id: h.node.to_string(),
+                    chan_id: h.chan_id.0,
+                    fee_base_msat: h.fee_base_msat,
+                    fee_proportional_millionths: h.fee_ppm,
+                    cltv_expiry_delta: u32::from(h.cltv_delta),
+                })
+                .collect(),
+        })
+        .collect()
+}
+
 /// [`HoldInvoiceRequest`] → `AddHoldInvoiceRequest`.
 pub fn hold_invoice_request(r: &HoldInvoiceRequest) -> R<invoicesrpc::AddHoldInvoiceRequest> {
     let big = |what: &str| {
@@ -624,6 +707,7 @@ pub fn hold_invoice_request(r: &HoldInvoiceRequest) -> R<invoicesrpc::AddHoldInv
         value_msat: i64::try_from(r.amount.0).map_err(|_| big("amount"))?,
         expiry: i64::try_from(r.expiry.as_secs()).map_err(|_| big("expiry"))?,
         cltv_expiry: r.cltv_expiry,
+        route_hints: route_hints(&r.route_hints),
         private: r.private,
         ..Default::default()
     })
@@ -665,6 +749,7 @@ pub fn invoice_request(r: &InvoiceRequest) -> R<lnrpc::Invoice> {
         r_preimage: r.preimage.0.to_vec(),
         value_msat: i64::try_from(r.amount.0).map_err(|_| big("amount"))?,
         expiry: i64::try_from(r.expiry.as_secs()).map_err(|_| big("expiry"))?,
+        route_hints: route_hints(&r.route_hints),
         private: r.private,
         ..Default::default()
     })

@@ -512,6 +512,7 @@ fn hold_invoices_and_invoice_updates_convert() {
         memo: "swap".into(),
         expiry: Duration::from_secs(3600),
         cltv_expiry: 80,
+        route_hints: Vec::new(),
         private: false,
     })
     .unwrap();

@@ -100,6 +100,22 @@ impl LightningNode for MeteredNode {
         self.timed("GetNodeInfo", self.inner.node_alias(node)).await
     }
 
+    async fn announced_channels(
+        &self,
+        node: NodeId,
+    ) -> NodeResult<Vec<crate::domain::ChannelEdge>> {
+        self.timed("GetNodeInfo", self.inner.announced_channels(node))
+            .await
+    }
+
+    async fn channel_edge(
+        &self,
+        chan: crate::domain::ChanId,
+    ) -> NodeResult<crate::domain::ChannelEdge> {
+        self.timed("GetChanInfo", self.inner.channel_edge(chan))
+            .await
+    }
+
     async fn forwarding_history(
         &self,
         start_unix: u64,

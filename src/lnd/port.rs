@@ -18,8 +18,8 @@ use super::types::{
     SpendRequest, SpendUpdate, WalletUtxo,
 };
 use crate::domain::{
-    BlockHeight, Channel, ChannelEvent, ForwardingPage, NodeId, NodeInfo, Peer, Preimage, Sat,
-    SettlementPage, SwapHash,
+    BlockHeight, ChanId, Channel, ChannelEdge, ChannelEvent, ForwardingPage, NodeId, NodeInfo,
+    Peer, Preimage, Sat, SettlementPage, SwapHash,
 };
 
 /// A stream of updates from the node. It ends when the node ends it (a payment reached
@@ -57,6 +57,17 @@ pub trait LightningNode: Send + Sync {
     /// The alias a node announces; `Ok(None)` when the graph does not know the node.
     /// Idempotent.
     async fn node_alias(&self, node: NodeId) -> NodeResult<Option<String>>;
+
+    /// The channels the graph shows `node` with that are announced (lnd's `GetNodeInfo` with
+    /// `include_channels`, which leaves out unannounced ones): empty for a node the graph
+    /// does not know or that has only private channels, which a route hint must never name.
+    /// Idempotent.
+    async fn announced_channels(&self, node: NodeId) -> NodeResult<Vec<ChannelEdge>>;
+
+    /// One channel from the graph with both ends' policies (lnd's `GetChanInfo`; the node's
+    /// own private channels included). `NotFound` for a channel the graph does not hold.
+    /// Idempotent.
+    async fn channel_edge(&self, chan: ChanId) -> NodeResult<ChannelEdge>;
 
     /// Forwards that settled between two Unix times (seconds; `end == 0` means now),
     /// starting at `index_offset`, at most `max_events` of them. Idempotent.

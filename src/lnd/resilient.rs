@@ -341,6 +341,28 @@ impl LightningNode for ResilientNode {
             .await
     }
 
+    async fn announced_channels(
+        &self,
+        node: NodeId,
+    ) -> NodeResult<Vec<crate::domain::ChannelEdge>> {
+        self.ctx()
+            .retry("announced_channels", self.idempotent(), || {
+                self.inner.announced_channels(node)
+            })
+            .await
+    }
+
+    async fn channel_edge(
+        &self,
+        chan: crate::domain::ChanId,
+    ) -> NodeResult<crate::domain::ChannelEdge> {
+        self.ctx()
+            .retry("channel_edge", self.idempotent(), || {
+                self.inner.channel_edge(chan)
+            })
+            .await
+    }
+
     async fn forwarding_history(
         &self,
         start_unix: u64,

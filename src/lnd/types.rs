@@ -30,6 +30,8 @@ pub struct DecodedInvoice {
     pub description: String,
     /// The payment address (payment secret), if present.
     pub payment_addr: Option<[u8; 32]>,
+    /// The route hints to private channels of the payee.
+    pub route_hints: Vec<crate::domain::RouteHint>,
 }
 
 /// What to pay and within which limits (`SendPaymentV2`).
@@ -299,7 +301,9 @@ pub struct HoldInvoiceRequest {
     pub expiry: Duration,
     /// The final CLTV delta, in blocks.
     pub cltv_expiry: u64,
-    /// Whether to add route hints for private channels.
+    /// Route hints to put in the invoice.
+    pub route_hints: Vec<crate::domain::RouteHint>,
+    /// Whether lnd should add route hints of its own for private channels.
     pub private: bool,
 }
 
@@ -336,7 +340,9 @@ pub struct InvoiceRequest {
     pub memo: String,
     /// How long the invoice stays payable.
     pub expiry: Duration,
-    /// Whether to add route hints for private channels.
+    /// Route hints to put in the invoice.
+    pub route_hints: Vec<crate::domain::RouteHint>,
+    /// Whether lnd should add route hints of its own for private channels.
     pub private: bool,
 }
 

@@ -14,13 +14,13 @@ use super::convert;
 use crate::api::ApiState;
 use crate::api::error::ApiError;
 use crate::api::swaps::SwapBackend;
-use crate::domain::{ChanId, Sat, SwapHash};
+use crate::domain::{ChanId, HopHint, RouteHint, Sat, SwapHash};
 use crate::proto::loopd::looprpc as rpc;
 use crate::proto::loopd::looprpc::swap_client_server::SwapClient;
 use crate::proto::sluice as pb;
 use crate::store::swaps::SwapFilter;
 use crate::swap::loop_in::DEFAULT_HTLC_CONF_TARGET;
-use crate::swap::{FeeLimits, LoopInRequest, LoopOutRequest};
+use crate::swap::{FeeLimits, LoopInRequest, LoopOutRequest, RouteHints};
 
 /// What `GetInfo` reports about this server, fixed at start.
 #[derive(Debug, Clone)]
@@ -61,13 +61,14 @@ fn unimplemented(call: &str, instead: &str) -> Status {
     Status::unimplemented(format!("{call} is not served by sluiced: {instead}"))
 }
 
-/// Refuses what loopd's Loop In offers and sluiced does not: an HTLC funded by someone else,
-/// and route hints to private channels.
-fn loop_in_unsupported(
+/// Refuses what loopd's Loop In offers and sluiced does not (an HTLC funded by someone
+/// else), and reads the route hints: `private` (sluice picks them, as loopd) or the caller's
+/// own, never both.
+fn loop_in_hints(
     external_htlc: bool,
     private: bool,
     route_hints: &[rpc::RouteHint],
-) -> Result<(), Status> {
+) -> Result<RouteHints, Status> {
     if external_htlc {
         return Err(ApiError::InvalidArgument {
             field: "external_htlc",
@@ -77,16 +78,57 @@ fn loop_in_unsupported(
         }
         .into());
     }
-    if private || !route_hints.is_empty() {
+    if private && !route_hints.is_empty() {
         return Err(ApiError::InvalidArgument {
             field: "route_hints",
-            reason: "sluiced does not send route hints (nor --private's) yet; the server must \
-                     reach the node over public channels (last_hop may name the peer)"
+            reason: "private and route_hints are mutually exclusive (as in loopd); give one"
                 .to_owned(),
         }
         .into());
     }
-    Ok(())
+    if private {
+        return Ok(RouteHints::Private);
+    }
+    if route_hints.is_empty() {
+        return Ok(RouteHints::None);
+    }
+    let hint = |i: usize, j: usize, h: &rpc::HopHint| -> Result<HopHint, Status> {
+        let bad = |reason: String| {
+            Status::from(ApiError::InvalidArgument {
+                field: "route_hints",
+                reason: format!("route hint {i}, hop {j}: {reason}"),
+            })
+        };
+        Ok(HopHint {
+            node: h
+                .node_id
+                .parse()
+                .map_err(|e| bad(format!("node_id {:?} is not a node key: {e}", h.node_id)))?,
+            chan_id: ChanId(h.chan_id),
+            fee_base_msat: h.fee_base_msat,
+            fee_ppm: h.fee_proportional_millionths,
+            cltv_delta: u16::try_from(h.cltv_expiry_delta).map_err(|_| {
+                bad(format!(
+                    "cltv_expiry_delta {} is above 65535",
+                    h.cltv_expiry_delta
+                ))
+            })?,
+        })
+    };
+    route_hints
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let hops = r
+                .hop_hints
+                .iter()
+                .enumerate()
+                .map(|(j, h)| hint(i, j, h))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(RouteHint { hops })
+        })
+        .collect::<Result<Vec<_>, Status>>()
+        .map(RouteHints::Given)
 }
 
 /// loopd's optional `last_hop`: empty, or a 33-byte node key.
@@ -640,7 +682,7 @@ impl SwapClient for LoopdService {
             }
             .into());
         }
-        loop_in_unsupported(req.external_htlc, req.private, &req.route_hints)?;
+        let route_hints = loop_in_hints(req.external_htlc, req.private, &req.route_hints)?;
         let htlc_conf = conf_target("htlc_conf_target", req.htlc_conf_target)?;
         // Loop's limits bind as they are, zero included, as for a Loop Out.
         let created = backend
@@ -650,6 +692,7 @@ impl SwapClient for LoopdService {
                 max_swap_fee: Some(sat("max_swap_fee", req.max_swap_fee)?),
                 max_miner_fee: Some(sat("max_miner_fee", req.max_miner_fee)?),
                 last_hop: last_hop(&req.last_hop)?,
+                route_hints,
                 htlc_conf_target: (htlc_conf != 0).then_some(htlc_conf),
                 label: req.label,
                 initiator: if req.initiator.is_empty() {
@@ -727,7 +770,7 @@ impl SwapClient for LoopdService {
             }
             .into());
         }
-        loop_in_unsupported(req.external_htlc, req.private, &req.loop_in_route_hints)?;
+        let hints = loop_in_hints(req.external_htlc, req.private, &req.loop_in_route_hints)?;
         let backend = self.backend()?;
         let amount = sat("amt", req.amt)?;
         let conf = conf_target("conf_target", req.conf_target)?;
@@ -736,6 +779,7 @@ impl SwapClient for LoopdService {
             .loop_in_quote(
                 amount,
                 last_hop(&req.loop_in_last_hop)?,
+                &hints,
                 (conf != 0).then_some(conf),
             )
             .await
@@ -756,12 +800,24 @@ impl SwapClient for LoopdService {
 
     async fn probe(
         &self,
-        _request: Request<rpc::ProbeRequest>,
+        request: Request<rpc::ProbeRequest>,
     ) -> Result<Response<rpc::ProbeResponse>, Status> {
-        Err(unimplemented(
-            "probe",
-            "Loop In is not served by sluiced yet; use loopd for Loop In",
-        ))
+        let req = request.into_inner();
+        let amount = sat("amt", req.amt)?;
+        if amount.0 == 0 {
+            return Err(ApiError::InvalidArgument {
+                field: "amt",
+                reason: "must be positive".to_owned(),
+            }
+            .into());
+        }
+        let hints = loop_in_hints(false, false, &req.route_hints)?;
+        self.backend()?
+            .engine
+            .probe(amount, last_hop(&req.last_hop)?, &hints)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(rpc::ProbeResponse {}))
     }
 
     async fn get_l402_tokens(

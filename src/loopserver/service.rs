@@ -65,6 +65,7 @@ impl Service {
                 memo: "L402 token (reference loop server)".into(),
                 expiry: self.inner.config.terms.invoice_expiry,
                 cltv_expiry: self.inner.config.terms.invoice_cltv_delta,
+                route_hints: Vec::new(),
                 private: false,
             })
             .await
@@ -259,6 +260,7 @@ impl Service {
                 memo: memo.into(),
                 expiry: terms.invoice_expiry,
                 cltv_expiry: terms.invoice_cltv_delta,
+                route_hints: Vec::new(),
                 private: false,
             })
             .await?

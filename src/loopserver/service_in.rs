@@ -41,6 +41,31 @@ fn key(field: &'static str, bytes: &[u8]) -> Result<PublicKey, LoopServerError> 
     })
 }
 
+/// Route hints a client sends with a quote or probe: every hop names a node key.
+fn route_hints(hints: &[wire::RouteHint]) -> Result<(), LoopServerError> {
+    for (i, r) in hints.iter().enumerate() {
+        if r.hop_hints.is_empty() {
+            return Err(invalid(
+                "route_hints",
+                format!("hint {i} has no hops; send at least one"),
+            ));
+        }
+        for h in &r.hop_hints {
+            let bytes = hex::decode(&h.node_id).unwrap_or_default();
+            if PublicKey::from_slice(&bytes).is_err() {
+                return Err(invalid(
+                    "route_hints",
+                    format!(
+                        "hint {i}: node_id {:?} is not a hex node key; send 66 hex characters",
+                        h.node_id
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn invalid(field: &'static str, problem: String) -> LoopServerError {
     LoopServerError::InvalidField { field, problem }
 }
@@ -70,6 +95,7 @@ impl Service {
         if !r.pubkey.is_empty() {
             key("pubkey", &r.pubkey)?;
         }
+        route_hints(&r.route_hints)?;
         let quote = self.inner.config.terms.quote_in(Sat(r.amt))?;
         let (behaviour, earlier) = locked(&self.inner.book).quote_in(quote.amount);
         let fee = behaviour.quote.quoted_fee(&quote, earlier);
@@ -93,6 +119,7 @@ impl Service {
         if !r.last_hop.is_empty() {
             key("last_hop", &r.last_hop)?;
         }
+        route_hints(&r.route_hints)?;
         Ok(())
     }
 

@@ -562,7 +562,7 @@ impl SwapProvider for LoopServerClient {
             amt: route.amount.0,
             target: route.node.to_vec(),
             last_hop: route.last_hop.map(|k| k.to_vec()).unwrap_or_default(),
-            route_hints: Vec::new(),
+            route_hints: wire_route_hints(&route.route_hints),
         };
         self.call_within("Probe", PROBE_TIMEOUT, req, |mut c, r| async move {
             c.probe(r).await
@@ -578,7 +578,7 @@ impl SwapProvider for LoopServerClient {
             protocol_version: PROTOCOL_VERSION as i32,
             pubkey: route.node.to_vec(),
             last_hop: route.last_hop.map(|k| k.to_vec()).unwrap_or_default(),
-            route_hints: Vec::new(),
+            route_hints: wire_route_hints(&route.route_hints),
             user_agent: user_agent(""),
             num_static_address_deposits: 0,
             fast: false,
@@ -664,6 +664,26 @@ impl SwapProvider for LoopServerClient {
             })
             .boxed())
     }
+}
+
+/// Route hints in the server's wire form.
+fn wire_route_hints(hints: &[crate::domain::RouteHint]) -> Vec<wire::RouteHint> {
+    hints
+        .iter()
+        .map(|r| wire::RouteHint {
+            hop_hints: r
+                .hops
+                .iter()
+                .map(|h| wire::HopHint {
+                    node_id: h.node.to_string(),
+                    chan_id: h.chan_id.0,
+                    fee_base_msat: h.fee_base_msat,
+                    fee_proportional_millionths: h.fee_ppm,
+                    cltv_expiry_delta: u32::from(h.cltv_delta),
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 #[cfg(test)]

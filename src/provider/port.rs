@@ -85,6 +85,8 @@ pub struct LoopInRoute {
     pub node: [u8; 33],
     /// The peer the payment should arrive through, if any (a request, not enforceable).
     pub last_hop: Option<[u8; 33]>,
+    /// Hints to the node's private channels (the same the invoices will carry).
+    pub route_hints: Vec<crate::domain::RouteHint>,
 }
 
 /// The server's price for one Loop In amount (`LoopInQuote`).

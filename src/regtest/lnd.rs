@@ -257,16 +257,30 @@ impl Lnd {
     /// Opens a channel of `capacity` sat to `other`, pushing `push` sat to it; returns the
     /// funding txid.
     pub fn open_channel(&self, other: &Lnd, capacity: u64, push: u64) -> Result<String> {
+        self.open(other, capacity, push, false)
+    }
+
+    /// [`open_channel`](Self::open_channel), unannounced (`--private`).
+    pub fn open_private_channel(&self, other: &Lnd, capacity: u64, push: u64) -> Result<String> {
+        self.open(other, capacity, push, true)
+    }
+
+    fn open(&self, other: &Lnd, capacity: u64, push: u64, private: bool) -> Result<String> {
         self.connect(other)?;
-        let v = self.cli(&[
+        let (capacity, push) = (capacity.to_string(), push.to_string());
+        let mut args = vec![
             "openchannel",
             "--node_key",
             &other.pubkey,
             "--local_amt",
-            &capacity.to_string(),
+            &capacity,
             "--push_amt",
-            &push.to_string(),
-        ])?;
+            &push,
+        ];
+        if private {
+            args.push("--private");
+        }
+        let v = self.cli(&args)?;
         v["funding_txid"]
             .as_str()
             .map(str::to_string)

@@ -27,7 +27,7 @@ mod loop_in_driver;
 
 pub use loop_in::{
     CreatedLoopIn, DEFAULT_MINER_FEE_MULTIPLIER, FUNDING_WEIGHT_ESTIMATE, LoopInQuoteInfo,
-    LoopInRequest, probe_hash,
+    LoopInRequest, RouteHints, probe_hash,
 };
 
 use super::driver::{Driver, DriverDeps};

@@ -59,7 +59,7 @@ pub use contract::{
 pub use engine::{
     Admission, CeilingError, CreatedLoopIn, CreatedLoopOut, EngineConfig, EngineError, FeeCeilings,
     LoopInAdmission, LoopInQuoteInfo, LoopInRequest, LoopInUpdate, LoopOutRequest, QuarantinedSwap,
-    QuoteLimits, SwapEngine, SwapUpdate,
+    QuoteLimits, RouteHints, SwapEngine, SwapUpdate,
 };
 pub use event::{Action, CancelReason, Input, PaymentEvent, Rejected, Rule, Transition};
 pub use state::{

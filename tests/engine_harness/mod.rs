@@ -69,19 +69,35 @@ pub async fn simnet_over_lnd() -> Simnet {
             ..LoopServerConfig::default()
         },
         true,
+        WorldConfig::default_topology(11, 2),
     )
     .await
 }
 
 /// A simnet whose Loop server runs with `server_config`.
 pub async fn simnet_with(server_config: LoopServerConfig) -> Simnet {
-    simnet_built(server_config, false).await
+    simnet_built(server_config, false, WorldConfig::default_topology(11, 2)).await
 }
 
-async fn simnet_built(server_config: LoopServerConfig, over_lnd: bool) -> Simnet {
-    let world: SharedWorld = Arc::new(Mutex::new(
-        World::new(WorldConfig::default_topology(11, 2)).unwrap(),
-    ));
+/// The simnet over the world `world` builds (nodes "sluice" and "loop" in it).
+pub async fn simnet_in(world: WorldConfig) -> Simnet {
+    simnet_built(
+        LoopServerConfig {
+            l402: None,
+            ..LoopServerConfig::default()
+        },
+        false,
+        world,
+    )
+    .await
+}
+
+async fn simnet_built(
+    server_config: LoopServerConfig,
+    over_lnd: bool,
+    world: WorldConfig,
+) -> Simnet {
+    let world: SharedWorld = Arc::new(Mutex::new(World::new(world).unwrap()));
     let node = Arc::new(SimNode::new(world.clone(), "sluice").unwrap());
     let loop_node = Arc::new(SimNode::new(world.clone(), "loop").unwrap());
     let dir = tempfile::tempdir().unwrap();

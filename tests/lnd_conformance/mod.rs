@@ -92,6 +92,8 @@ pub async fn run_all(b: &Backend) {
     publication_errors(b).await;
     eprintln!("{}: wallet balance", b.name);
     wallet_balance(b).await;
+    eprintln!("{}: graph edges and route hints", b.name);
+    graph_edges_and_route_hints(b).await;
 }
 
 /// GetInfo and GetVersion: the network, a synced chain, a version and the build tags sluice
@@ -184,6 +186,7 @@ pub async fn hold_invoice_lifecycle_payment_and_channel_events(b: &Backend) {
             memo: "conformance".into(),
             expiry: Duration::from_secs(3600),
             cltv_expiry: 80,
+            route_hints: Vec::new(),
             private: false,
         })
         .await
@@ -307,6 +310,7 @@ pub async fn invoice_with_a_chosen_preimage_settles_on_payment(b: &Backend) {
         amount: Msat(30_000_000),
         memo: "swap".into(),
         expiry: Duration::from_secs(31_536_000),
+        route_hints: Vec::new(),
         private: true,
     };
     let invoice = b.other.add_invoice(&request).await.unwrap();
@@ -399,6 +403,7 @@ pub async fn payment_failure_reasons(b: &Backend) {
             memo: "canceled".into(),
             expiry: Duration::from_secs(3600),
             cltv_expiry: 80,
+            route_hints: Vec::new(),
             private: false,
         })
         .await
@@ -419,6 +424,7 @@ pub async fn payment_failure_reasons(b: &Backend) {
             memo: "too big".into(),
             expiry: Duration::from_secs(3600),
             cltv_expiry: 80,
+            route_hints: Vec::new(),
             private: false,
         })
         .await
@@ -705,4 +711,92 @@ pub async fn wallet_balance(b: &Backend) {
         .await
         .unwrap_err();
     assert!(!too_much.is_transient(), "{}: {too_much}", b.name);
+}
+
+/// GetChanInfo, GetNodeInfo and invoice route hints (what `sluice in --private` reads and
+/// writes): each of the node's channels is in its graph with both ends and the peer's policy;
+/// an announced node lists its announced channels, an unknown one none; an unknown channel is
+/// refused; an invoice carries the route hints it was given, as a payer decodes them.
+pub async fn graph_edges_and_route_hints(b: &Backend) {
+    use sluice::domain::{ChanId, HopHint, RouteHint};
+    let me = b.sluice.get_info().await.unwrap().pubkey;
+    let other = b.other.get_info().await.unwrap().pubkey;
+    let channels = b.sluice.list_channels().await.unwrap();
+    assert!(!channels.is_empty(), "{}", b.name);
+    for c in &channels {
+        let edge = b.sluice.channel_edge(c.chan_id).await.unwrap();
+        assert_eq!(edge.chan_id, c.chan_id, "{}", b.name);
+        assert_eq!(edge.chan_point.to_string(), c.channel_point, "{}", b.name);
+        assert_eq!(edge.capacity, c.capacity, "{}", b.name);
+        assert!(
+            edge.node1.0 < edge.node2.0,
+            "{}: ends in key order: {edge:?}",
+            b.name
+        );
+        let mut ends = [edge.node1, edge.node2];
+        let mut expected = [me, c.peer];
+        ends.sort_by_key(|n| n.0);
+        expected.sort_by_key(|n| n.0);
+        assert_eq!(ends, expected, "{}", b.name);
+        assert!(edge.policy_of(c.peer).is_some(), "{}: {edge:?}", b.name);
+    }
+    let announced = b.sluice.announced_channels(other).await.unwrap();
+    assert!(
+        !announced.is_empty(),
+        "{}: the server's node is public",
+        b.name
+    );
+    for e in &announced {
+        assert!(e.node1 == other || e.node2 == other, "{}: {e:?}", b.name);
+    }
+    let nobody: sluice::domain::NodeId = format!("02{}", "11".repeat(32)).parse().unwrap();
+    assert_eq!(
+        b.sluice.announced_channels(nobody).await.unwrap(),
+        Vec::new(),
+        "{}",
+        b.name
+    );
+    let missing = b
+        .sluice
+        .channel_edge(ChanId::from_parts(1, 1, 1))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        missing.kind,
+        NodeErrorKind::NotFound,
+        "{}: {missing}",
+        b.name
+    );
+
+    let hint = RouteHint {
+        hops: vec![HopHint {
+            node: me,
+            chan_id: channels[0].chan_id,
+            fee_base_msat: 1_500,
+            fee_ppm: 7,
+            cltv_delta: 44,
+        }],
+    };
+    let invoice = b
+        .other
+        .add_invoice(&InvoiceRequest {
+            preimage: Preimage([0x47; 32]),
+            amount: Msat(10_000_000),
+            memo: "hinted".into(),
+            expiry: Duration::from_secs(3_600),
+            route_hints: vec![hint.clone()],
+            private: false,
+        })
+        .await
+        .unwrap();
+    let decoded = b
+        .sluice
+        .decode_invoice(&invoice.payment_request)
+        .await
+        .unwrap();
+    assert_eq!(decoded.route_hints, vec![hint], "{}", b.name);
+    b.other
+        .cancel_invoice(SwapHash(sha256::Hash::hash(&[0x47; 32]).to_byte_array()))
+        .await
+        .unwrap();
 }

@@ -329,6 +329,7 @@ async fn chain_notifications_and_hold_invoices_round_trip() {
         memo: "swap".into(),
         expiry: Duration::from_secs(600),
         cltv_expiry: 144,
+        route_hints: Vec::new(),
         private: true,
     };
     let added = c.add_hold_invoice(&hold).await.unwrap();

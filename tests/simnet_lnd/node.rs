@@ -15,8 +15,8 @@ use futures::StreamExt;
 use futures::stream;
 use lightning_invoice::{Currency, InvoiceBuilder, PaymentSecret};
 use sluice::domain::{
-    BlockHeight, ChanId, Channel, ChannelEvent, ForwardingEvent, ForwardingPage, Msat, Network,
-    NodeId, NodeInfo, Peer, Preimage, Sat, SwapHash,
+    BlockHeight, ChanId, Channel, ChannelEdge, ChannelEvent, ForwardingEvent, ForwardingPage, Msat,
+    Network, NodeId, NodeInfo, Peer, PeerPolicy, Preimage, Sat, SwapHash,
 };
 use sluice::lnd::types::*;
 use sluice::lnd::{LightningNode, NodeError, NodeErrorKind, NodeResult, NodeStream};
@@ -186,6 +186,39 @@ impl LightningNode for TestNode {
         Ok((node.to_string() == PEER_KEY).then(|| "peer".to_owned()))
     }
 
+    async fn announced_channels(&self, node: NodeId) -> NodeResult<Vec<ChannelEdge>> {
+        if node.to_string() != PEER_KEY {
+            return Ok(Vec::new());
+        }
+        Ok(vec![self.channel_edge(ChanId(1)).await?])
+    }
+
+    async fn channel_edge(&self, chan: ChanId) -> NodeResult<ChannelEdge> {
+        if chan != ChanId(1) {
+            return Err(err(NodeErrorKind::NotFound, "edge not found"));
+        }
+        let (ours, peer) = (self.info.pubkey, PEER_KEY.parse::<NodeId>().unwrap());
+        let policy = PeerPolicy {
+            fee_base_msat: 1_000,
+            fee_ppm: 250,
+            cltv_delta: 40,
+        };
+        let (node1, node2) = if ours.0 < peer.0 {
+            (ours, peer)
+        } else {
+            (peer, ours)
+        };
+        Ok(ChannelEdge {
+            chan_id: chan,
+            chan_point: self.channels[0].channel_point.parse().unwrap(),
+            node1,
+            node2,
+            capacity: self.channels[0].capacity,
+            policy1: (node1 == peer).then_some(policy),
+            policy2: (node2 == peer).then_some(policy),
+        })
+    }
+
     async fn forwarding_history(
         &self,
         start_unix: u64,
@@ -225,6 +258,7 @@ impl LightningNode for TestNode {
             min_final_cltv_delta: 80,
             description: "swap".into(),
             payment_addr: Some([7; 32]),
+            route_hints: Vec::new(),
         })
     }
 

@@ -206,6 +206,15 @@ impl LightningNode for Fake {
     async fn node_alias(&self, _: NodeId) -> NodeResult<Option<String>> {
         unsupported("node_alias")
     }
+    async fn announced_channels(&self, _: NodeId) -> NodeResult<Vec<crate::domain::ChannelEdge>> {
+        unsupported("announced_channels")
+    }
+    async fn channel_edge(
+        &self,
+        _: crate::domain::ChanId,
+    ) -> NodeResult<crate::domain::ChannelEdge> {
+        unsupported("channel_edge")
+    }
     async fn forwarding_history(
         &self,
         _: u64,

@@ -355,6 +355,7 @@ pub fn pay_req(d: &DecodedInvoice) -> lnrpc::PayReq {
         description: d.description.clone(),
         cltv_expiry: signed(d.min_final_cltv_delta),
         payment_addr: d.payment_addr.map(|a| a.to_vec()).unwrap_or_default(),
+        route_hints: crate::lnd::convert::route_hints(&d.route_hints),
         ..Default::default()
     }
 }
@@ -677,8 +678,37 @@ pub fn hold_invoice_request(r: &invoicesrpc::AddHoldInvoiceRequest) -> R<HoldInv
         } else {
             r.cltv_expiry
         },
+        route_hints: route_hints(&r.route_hints)?,
         private: r.private,
     })
+}
+
+/// [`ChannelEdge`](crate::domain::ChannelEdge) → `lnrpc.ChannelEdge`.
+pub fn channel_edge(e: &crate::domain::ChannelEdge) -> lnrpc::ChannelEdge {
+    let policy = |p: &Option<crate::domain::PeerPolicy>| {
+        p.map(|p| lnrpc::RoutingPolicy {
+            time_lock_delta: u32::from(p.cltv_delta),
+            fee_base_msat: i64::from(p.fee_base_msat),
+            fee_rate_milli_msat: i64::from(p.fee_ppm),
+            ..Default::default()
+        })
+    };
+    lnrpc::ChannelEdge {
+        channel_id: e.chan_id.0,
+        chan_point: e.chan_point.to_string(),
+        node1_pub: e.node1.to_string(),
+        node2_pub: e.node2.to_string(),
+        capacity: i64::try_from(e.capacity.0).unwrap_or(i64::MAX),
+        node1_policy: policy(&e.policy1),
+        node2_policy: policy(&e.policy2),
+        ..Default::default()
+    }
+}
+
+/// An invoice's route hints as lnd checks them: each hop's node a valid key, its CLTV delta
+/// 16 bits.
+pub fn route_hints(hints: &[lnrpc::RouteHint]) -> R<Vec<crate::domain::RouteHint>> {
+    crate::lnd::convert::parse_route_hints(hints).map_err(bad_request)
 }
 
 /// `lnrpc.Invoice` (an `AddInvoice` request) → [`InvoiceRequest`]. lnd draws a preimage when
@@ -708,6 +738,7 @@ pub fn invoice_request(r: &lnrpc::Invoice) -> R<InvoiceRequest> {
         } else {
             Duration::from_secs(expiry)
         },
+        route_hints: route_hints(&r.route_hints)?,
         private: r.private,
     })
 }

@@ -122,22 +122,45 @@ impl Lightning for LndFacade {
         &self,
         request: Request<lnrpc::NodeInfoRequest>,
     ) -> Reply<lnrpc::NodeInfo> {
-        let key = &request.get_ref().pub_key;
-        let node: NodeId = key
+        let r = request.get_ref();
+        let node: NodeId = r
+            .pub_key
             .parse()
             .map_err(|e| super::status::bad_request(format!("invalid pub_key: {e}")))?;
-        match self.node.node_alias(node).await.map_err(fail)? {
-            Some(alias) => Ok(Response::new(lnrpc::NodeInfo {
-                node: Some(lnrpc::LightningNode {
-                    pub_key: key.clone(),
-                    alias,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })),
+        let Some(alias) = self.node.node_alias(node).await.map_err(fail)? else {
             // lnd's answer for a node missing from its graph.
-            None => Err(Status::not_found("unable to find node")),
-        }
+            return Err(Status::not_found("unable to find node"));
+        };
+        // As lnd: unannounced channels are left out of the list.
+        let channels = if r.include_channels {
+            self.node
+                .announced_channels(node)
+                .await
+                .map_err(fail)?
+                .iter()
+                .map(convert::channel_edge)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Response::new(lnrpc::NodeInfo {
+            node: Some(lnrpc::LightningNode {
+                pub_key: r.pub_key.clone(),
+                alias,
+                ..Default::default()
+            }),
+            channels,
+            ..Default::default()
+        }))
+    }
+
+    async fn get_chan_info(
+        &self,
+        request: Request<lnrpc::ChanInfoRequest>,
+    ) -> Reply<lnrpc::ChannelEdge> {
+        let chan = crate::domain::ChanId(request.get_ref().chan_id);
+        let edge = self.node.channel_edge(chan).await.map_err(fail)?;
+        Ok(Response::new(convert::channel_edge(&edge)))
     }
 
     async fn add_invoice(

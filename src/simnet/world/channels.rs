@@ -9,7 +9,7 @@ use std::collections::{BinaryHeap, HashMap};
 
 use bitcoin::OutPoint;
 
-use super::{NodeIdx, World};
+use super::{NodeIdx, World, WorldError};
 use crate::domain::{ChanId, Channel, Msat, NodeId, Ppm, Sat, SwapHash};
 
 /// The most HTLCs one side may have pending on a channel (BOLT 2's limit).
@@ -38,6 +38,15 @@ impl Default for FeePolicy {
 }
 
 impl FeePolicy {
+    /// The policy as lnd's graph reports it (fields narrowed to the graph's widths).
+    pub fn as_peer_policy(&self) -> crate::domain::PeerPolicy {
+        crate::domain::PeerPolicy {
+            fee_base_msat: u32::try_from(self.base_msat).unwrap_or(u32::MAX),
+            fee_ppm: u32::try_from(self.ppm.0).unwrap_or(u32::MAX),
+            cltv_delta: u16::try_from(self.cltv_delta).unwrap_or(u16::MAX),
+        }
+    }
+
     /// The fee to forward `amount` (msat).
     pub fn fee(&self, amount: u64) -> u64 {
         let prop = (u128::from(amount) * u128::from(self.ppm.0)) / 1_000_000;
@@ -266,6 +275,9 @@ pub(crate) struct RouteQuery<'a> {
     pub first_hops: &'a [usize],
     /// Channel directions known to fail at or above an amount (mission control).
     pub failed: &'a HashMap<(usize, bool), u64>,
+    /// Private channels the invoice's route hints name: with the payer's own, the only
+    /// private channels a payer's lnd can route over.
+    pub hinted: &'a [ChanId],
 }
 
 impl World {
@@ -290,6 +302,9 @@ impl World {
                 }
                 let from = ch.other(node);
                 let from_a = from == ch.a;
+                if ch.private && from != q.payer && !q.hinted.contains(&ch.chan_id) {
+                    continue;
+                }
                 if q.failed.get(&(ci, from_a)).is_some_and(|&f| amount >= f) {
                     continue;
                 }
@@ -350,6 +365,104 @@ impl World {
             fee_msat: total - q.amount_msat,
             cltv,
         })
+    }
+
+    /// Channel `chan` as `viewer`'s graph holds it (`GetChanInfo`): announced channels, and
+    /// `viewer`'s own private ones. lnd's "edge not found" otherwise.
+    pub fn channel_edge(
+        &self,
+        viewer: NodeIdx,
+        chan: ChanId,
+    ) -> Result<crate::domain::ChannelEdge, WorldError> {
+        self.channels
+            .iter()
+            .find(|c| c.chan_id == chan && (!c.private || c.has(viewer)))
+            .map(|c| self.edge(c))
+            .transpose()?
+            .ok_or_else(|| WorldError::NotFound("edge not found".to_owned()))
+    }
+
+    /// The announced channels of the node with key `node` (`GetNodeInfo` lists no others);
+    /// empty for a node the world does not hold.
+    pub fn announced_edges(
+        &self,
+        node: &NodeId,
+    ) -> Result<Vec<crate::domain::ChannelEdge>, WorldError> {
+        let Some(idx) = self.node_by_id(node) else {
+            return Ok(Vec::new());
+        };
+        self.channels
+            .iter()
+            .filter(|c| c.has(idx) && !c.private)
+            .map(|c| self.edge(c))
+            .collect()
+    }
+
+    /// A channel in lnd's graph form: ends ordered by key, as BOLT 7 orders them.
+    fn edge(&self, c: &ChannelState) -> Result<crate::domain::ChannelEdge, WorldError> {
+        let (a, b) = (self.node_id(c.a)?, self.node_id(c.b)?);
+        let (node1, policy1, node2, policy2) = if a.0 <= b.0 {
+            (a, c.policy_a, b, c.policy_b)
+        } else {
+            (b, c.policy_b, a, c.policy_a)
+        };
+        Ok(crate::domain::ChannelEdge {
+            chan_id: c.chan_id,
+            chan_point: c.outpoint,
+            node1,
+            node2,
+            capacity: c.capacity,
+            policy1: Some(policy1.as_peer_policy()),
+            policy2: Some(policy2.as_peer_policy()),
+        })
+    }
+
+    /// The route hints an invoice of `node` for `amount` carries, as lnd builds them: the
+    /// caller's, then, with `private`, lnd's own choice among the node's other private
+    /// channels (the selection Loop copied from lnd), up to twenty in all.
+    pub(crate) fn invoice_hints(
+        &self,
+        node: NodeIdx,
+        amount: Msat,
+        given: &[crate::domain::RouteHint],
+        private: bool,
+    ) -> Result<Vec<crate::domain::RouteHint>, WorldError> {
+        let mut hints = given.to_vec();
+        if !private {
+            return Ok(hints);
+        }
+        let hinted: Vec<ChanId> = given
+            .iter()
+            .flat_map(|r| r.hops.iter().map(|h| h.chan_id))
+            .collect();
+        let mut candidates = Vec::new();
+        for c in self
+            .channels
+            .iter()
+            .filter(|c| c.has(node) && c.private && c.active && !hinted.contains(&c.chan_id))
+        {
+            let peer = c.other(node);
+            let peer_is_a = c.a == peer;
+            let remote = if peer_is_a {
+                c.balance_a_msat
+            } else {
+                c.balance_b_msat
+            };
+            candidates.push(crate::domain::HintCandidate {
+                chan_id: c.chan_id,
+                peer: self.node_id(peer)?,
+                remote_balance: Msat(remote).to_sat_floor(),
+                peer_public: self.channels.iter().any(|o| o.has(peer) && !o.private),
+                policy: Some(c.policy(peer_is_a).as_peer_policy()),
+            });
+        }
+        let room = crate::domain::MAX_HOP_HINTS.saturating_sub(hints.len());
+        hints.extend(crate::domain::select_hop_hints(
+            amount.to_sat_floor(),
+            &candidates,
+            room,
+        ));
+        Ok(hints)
     }
 
     /// A node's channels as `ListChannels` shows them.

@@ -11,7 +11,7 @@ use lightning_invoice::{Bolt11Invoice, Currency, InvoiceBuilder, PaymentSecret};
 use rand::RngCore;
 
 use super::{NodeIdx, World, WorldError, WorldEvent};
-use crate::domain::{Msat, NodeId, Preimage, SwapHash};
+use crate::domain::{ChanId, HopHint, Msat, NodeId, Preimage, RouteHint, SwapHash};
 use crate::lnd::types::{DecodedInvoice, InvoiceState, InvoiceUpdate};
 
 /// lnd's `invoices.holdexpirydelta`: accepted hold invoices are canceled this many blocks
@@ -65,8 +65,49 @@ pub fn decode(invoice: &str) -> Result<(Bolt11Invoice, DecodedInvoice), WorldErr
         min_final_cltv_delta: parsed.min_final_cltv_expiry_delta(),
         description,
         payment_addr: Some(parsed.payment_secret().0),
+        route_hints: parsed
+            .route_hints()
+            .iter()
+            .map(|r| RouteHint {
+                hops: r
+                    .0
+                    .iter()
+                    .map(|h| HopHint {
+                        node: NodeId(h.src_node_id.serialize()),
+                        chan_id: ChanId(h.short_channel_id),
+                        fee_base_msat: h.fees.base_msat,
+                        fee_ppm: h.fees.proportional_millionths,
+                        cltv_delta: h.cltv_expiry_delta,
+                    })
+                    .collect(),
+            })
+            .collect(),
     };
     Ok((parsed, decoded))
+}
+
+/// A route hint in the form the invoice encoder takes.
+fn ldk_route_hint(hint: &RouteHint) -> Result<lightning_invoice::RouteHint, WorldError> {
+    let hops = hint
+        .hops
+        .iter()
+        .map(|h| {
+            Ok(lightning_invoice::RouteHintHop {
+                src_node_id: bitcoin::secp256k1::PublicKey::from_slice(&h.node.0).map_err(|e| {
+                    WorldError::InvalidArgument(format!("unable to decode node pubkey: {e}"))
+                })?,
+                short_channel_id: h.chan_id.0,
+                fees: lightning_invoice::RoutingFees {
+                    base_msat: h.fee_base_msat,
+                    proportional_millionths: h.fee_ppm,
+                },
+                cltv_expiry_delta: h.cltv_delta,
+                htlc_minimum_msat: None,
+                htlc_maximum_msat: None,
+            })
+        })
+        .collect::<Result<Vec<_>, WorldError>>()?;
+    Ok(lightning_invoice::RouteHint(hops))
 }
 
 impl World {
@@ -82,8 +123,10 @@ impl World {
         memo: &str,
         expiry: Duration,
         min_final_cltv: u64,
+        (given_hints, private): (&[RouteHint], bool),
     ) -> Result<Invoice, WorldError> {
         let now = self.now_unix();
+        let hints = self.invoice_hints(node, amount, given_hints, private)?;
         let mut secret = [0u8; 32];
         self.rng().fill_bytes(&mut secret);
         let state = self.node(node)?;
@@ -104,6 +147,9 @@ impl World {
             .basic_mpp();
         if amount.0 > 0 {
             builder = builder.amount_milli_satoshis(amount.0);
+        }
+        for hint in &hints {
+            builder = builder.private_route(ldk_route_hint(hint)?);
         }
         let encoded = builder
             .build_signed(|msg| secp.sign_ecdsa_recoverable(msg, &key))
@@ -150,6 +196,7 @@ impl World {
             memo,
             Duration::from_secs(86_400),
             40,
+            (&[], false),
         )?;
         Ok((invoice.payment_request, hash))
     }

@@ -13,8 +13,8 @@ use super::notify::{
 };
 use super::{NodeIdx, SharedWorld, World, WorldError, lock};
 use crate::domain::{
-    BlockHeight, Channel, ChannelEvent, ForwardingPage, Msat, Network, NodeId, NodeInfo, Peer,
-    Preimage, Sat, SettledHtlc, SettlementPage, SwapHash,
+    BlockHeight, ChanId, Channel, ChannelEdge, ChannelEvent, ForwardingPage, Msat, Network, NodeId,
+    NodeInfo, Peer, Preimage, Sat, SettledHtlc, SettlementPage, SwapHash,
 };
 use crate::lnd::types::{
     BlockEpoch, ConfRequest, ConfUpdate, DecodedInvoice, HoldInvoice, HoldInvoiceRequest,
@@ -232,6 +232,14 @@ impl LightningNode for SimNode {
         }))
     }
 
+    async fn announced_channels(&self, node: NodeId) -> NodeResult<Vec<ChannelEdge>> {
+        self.call("announced_channels", |w, _| w.announced_edges(&node))
+    }
+
+    async fn channel_edge(&self, chan: ChanId) -> NodeResult<ChannelEdge> {
+        self.call("channel_edge", |w, i| w.channel_edge(i, chan))
+    }
+
     async fn forwarding_history(
         &self,
         start_unix: u64,
@@ -443,6 +451,7 @@ impl LightningNode for SimNode {
                 &request.memo,
                 request.expiry,
                 request.cltv_expiry,
+                (&request.route_hints, request.private),
             )?;
             Ok(HoldInvoice {
                 payment_request: inv.payment_request,
@@ -461,6 +470,7 @@ impl LightningNode for SimNode {
                 &request.memo,
                 request.expiry,
                 crate::simnet::lnd::convert::DEFAULT_INVOICE_CLTV,
+                (&request.route_hints, request.private),
             )?;
             Ok(HoldInvoice {
                 payment_request: inv.payment_request,

@@ -16,7 +16,7 @@ use std::time::Duration;
 use super::channels::{Hop, Route, RouteQuery};
 use super::invoices::decode;
 use super::{NodeIdx, World, WorldError, WorldEvent};
-use crate::domain::{ForwardingEvent, Msat, Preimage, SettledHtlc, SwapHash};
+use crate::domain::{ChanId, ForwardingEvent, Msat, Preimage, SettledHtlc, SwapHash};
 use crate::lnd::types::{
     DecodedInvoice, PaymentFailure, PaymentRequest, PaymentStatus, PaymentUpdate,
 };
@@ -179,6 +179,11 @@ impl World {
         let final_cltv = u32::try_from(invoice.min_final_cltv_delta).unwrap_or(u32::MAX);
         let cltv_limit = request.cltv_limit.unwrap_or(DEFAULT_CLTV_LIMIT);
         let mut failed: HashMap<(usize, bool), u64> = HashMap::new();
+        let hinted: Vec<ChanId> = invoice
+            .route_hints
+            .iter()
+            .flat_map(|r| r.hops.iter().map(|h| h.chan_id))
+            .collect();
         let mut pending = vec![amount];
         let mut parts: Vec<Route> = Vec::new();
         let mut elapsed = Duration::ZERO;
@@ -197,6 +202,7 @@ impl World {
                 cltv_limit,
                 first_hops: &first_hops,
                 failed: &failed,
+                hinted: &hinted,
             };
             match self.find_route(&query) {
                 Some(route) => {

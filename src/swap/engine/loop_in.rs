@@ -18,7 +18,11 @@ use rand::RngCore;
 use super::loop_in_driver::LoopInDriver;
 use super::{EngineError, SwapEngine};
 use crate::chain::SatPerKw;
-use crate::domain::{BlockHeight, Direction, Msat, Sat, SwapHash};
+use crate::domain::{
+    BlockHeight, Direction, HintCandidate, MAX_HOP_HINTS, Msat, RouteHint, Sat, SwapHash,
+    select_hop_hints,
+};
+use crate::lnd::NodeErrorKind;
 use crate::lnd::types::{HoldInvoiceRequest, InvoiceRequest, InvoiceState};
 use crate::provider::port::{LoopInQuote, LoopInRoute, LoopInTerms, NewLoopInRequest};
 use crate::provider::validate::{LoopInExpectations, check_loop_in_quote, validate_loop_in};
@@ -50,6 +54,8 @@ pub struct LoopInRequest {
     pub max_miner_fee: Option<Sat>,
     /// The peer the payment should arrive through.
     pub last_hop: Option<[u8; 33]>,
+    /// Route hints to the node's private channels for the quote, the probe and both invoices.
+    pub route_hints: RouteHints,
     /// Confirmation target of the funding; `None` is 6, at least 2.
     pub htlc_conf_target: Option<u32>,
     /// The operator's label.
@@ -58,8 +64,22 @@ pub struct LoopInRequest {
     pub initiator: String,
 }
 
+/// How a Loop In's payment finds the node when it sits behind private channels. The
+/// invoices ask lnd for its own hints too (`private`), as Loop's do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum RouteHints {
+    /// No hints of sluice's choosing.
+    #[default]
+    None,
+    /// Hints to the node's private channels, chosen as Loop's `--private` chooses them
+    /// ([`crate::domain::select_hop_hints`]); narrowed to the last hop when one is asked for.
+    Private,
+    /// The caller's own hints.
+    Given(Vec<RouteHint>),
+}
+
 /// A Loop In quote as `sluice quote in` shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoopInQuoteInfo {
     /// The server's terms.
     pub terms: LoopInTerms,
@@ -71,6 +91,8 @@ pub struct LoopInQuoteInfo {
     pub funding_rate: SatPerKw,
     /// The limits a swap created now would get.
     pub limits: LoopInLimits,
+    /// The route hints the quote was asked with (and a swap's invoices carry).
+    pub route_hints: Vec<RouteHint>,
 }
 
 /// A created Loop In.
@@ -115,11 +137,50 @@ impl SwapEngine {
             .map_err(EngineError::provider("LoopInTerms"))
     }
 
+    /// Asks the server to probe the route to the node for `amount` (loopd's `Probe`): the
+    /// server's error when it finds none.
+    pub async fn probe(
+        &self,
+        amount: Sat,
+        last_hop: Option<[u8; 33]>,
+        hints: &RouteHints,
+    ) -> Result<(), EngineError> {
+        let route = self.loop_in_route(amount, last_hop, hints).await?;
+        self.inner
+            .provider
+            .probe(&route)
+            .await
+            .map_err(EngineError::provider("Probe"))
+    }
+
+    /// Where the server should pay `amount`: this node, through `last_hop`, with the hints
+    /// `hints` asks for.
+    async fn loop_in_route(
+        &self,
+        amount: Sat,
+        last_hop: Option<[u8; 33]>,
+        hints: &RouteHints,
+    ) -> Result<LoopInRoute, EngineError> {
+        let info = self
+            .inner
+            .node
+            .get_info()
+            .await
+            .map_err(EngineError::node("GetInfo"))?;
+        Ok(LoopInRoute {
+            amount,
+            node: info.pubkey.0,
+            last_hop,
+            route_hints: self.route_hints(amount, last_hop, hints).await?,
+        })
+    }
+
     /// Probe + quote + the funding estimate, and the limits a swap would get.
     pub async fn loop_in_quote(
         &self,
         amount: Sat,
         last_hop: Option<[u8; 33]>,
+        hints: &RouteHints,
         htlc_conf_target: Option<u32>,
     ) -> Result<LoopInQuoteInfo, EngineError> {
         let inner = &self.inner;
@@ -132,16 +193,7 @@ impl SwapEngine {
                 max: terms.max_amount,
             });
         }
-        let info = inner
-            .node
-            .get_info()
-            .await
-            .map_err(EngineError::node("GetInfo"))?;
-        let route = LoopInRoute {
-            amount,
-            node: info.pubkey.0,
-            last_hop,
-        };
+        let route = self.loop_in_route(amount, last_hop, hints).await?;
         // Best effort, as Loop: a failed probe never stops the quote.
         if let Err(e) = inner.provider.probe(&route).await {
             tracing::warn!(error = %e, "the server's probe failed; quoting anyway");
@@ -171,7 +223,96 @@ impl SwapEngine {
                     .0
                     .saturating_mul(DEFAULT_MINER_FEE_MULTIPLIER)),
             },
+            route_hints: route.route_hints,
         })
+    }
+
+    /// The hints `hints` asks for: the caller's, checked, or the node's private channels
+    /// that can take the payment (an error when there is none, since the payment could not
+    /// find the node).
+    async fn route_hints(
+        &self,
+        amount: Sat,
+        last_hop: Option<[u8; 33]>,
+        hints: &RouteHints,
+    ) -> Result<Vec<RouteHint>, EngineError> {
+        match hints {
+            RouteHints::None => Ok(Vec::new()),
+            RouteHints::Given(given) => {
+                if given.iter().any(|r| r.hops.is_empty()) {
+                    return Err(EngineError::LoopInArgument(
+                        "route_hints: a route hint without hops; give each at least one hop"
+                            .to_owned(),
+                    ));
+                }
+                if given.len() > MAX_HOP_HINTS {
+                    return Err(EngineError::LoopInArgument(format!(
+                        "route_hints: {} hints, at most {MAX_HOP_HINTS}; drop some",
+                        given.len()
+                    )));
+                }
+                Ok(given.clone())
+            }
+            RouteHints::Private => {
+                let chosen = self.private_hints(amount, last_hop).await?;
+                if chosen.is_empty() {
+                    let through = last_hop
+                        .map(|k| format!(" with peer {}", hex::encode(k)))
+                        .unwrap_or_default();
+                    return Err(EngineError::LoopInArgument(format!(
+                        "private: no private, active channel{through} to a public peer can be \
+                         hinted (a channel opened moments ago needs its peer's policy first); \
+                         leave private out to be paid over public channels"
+                    )));
+                }
+                Ok(chosen)
+            }
+        }
+    }
+
+    /// The node's private, active channels (to `last_hop` when given) as hint candidates,
+    /// and the selection among them.
+    async fn private_hints(
+        &self,
+        amount: Sat,
+        last_hop: Option<[u8; 33]>,
+    ) -> Result<Vec<RouteHint>, EngineError> {
+        let node = &self.inner.node;
+        let channels = node
+            .list_channels()
+            .await
+            .map_err(EngineError::node("ListChannels"))?;
+        let mut candidates = Vec::new();
+        for c in channels
+            .iter()
+            .filter(|c| c.private && c.active && last_hop.is_none_or(|h| c.peer.0 == h))
+        {
+            let peer_public = !node
+                .announced_channels(c.peer)
+                .await
+                .map_err(EngineError::node("GetNodeInfo"))?
+                .is_empty();
+            // lnd's graph learns a new private channel's policies a little after the
+            // channel is active; until then the channel cannot be hinted (lnd and Loop skip
+            // it too).
+            let policy = if peer_public {
+                match node.channel_edge(c.chan_id).await {
+                    Ok(edge) => edge.policy_of(c.peer),
+                    Err(e) if e.kind == NodeErrorKind::NotFound => None,
+                    Err(e) => return Err(EngineError::node("GetChanInfo")(e)),
+                }
+            } else {
+                None
+            };
+            candidates.push(HintCandidate {
+                chan_id: c.chan_id,
+                peer: c.peer,
+                remote_balance: c.remote_balance,
+                peer_public,
+                policy,
+            });
+        }
+        Ok(select_hop_hints(amount, &candidates, MAX_HOP_HINTS))
     }
 
     /// Creates a Loop In (see the module documentation); the contract is stored before
@@ -210,7 +351,7 @@ impl SwapEngine {
         let height = self.height().ok_or(EngineError::NoHeight)?;
         // A fresh quote, as Loop: the one the user saw earlier is not reused.
         let q = self
-            .loop_in_quote(req.amount, req.last_hop, Some(target))
+            .loop_in_quote(req.amount, req.last_hop, &req.route_hints, Some(target))
             .await?;
         let limits = LoopInLimits {
             max_swap_fee: req.max_swap_fee.unwrap_or(q.limits.max_swap_fee),
@@ -243,6 +384,7 @@ impl SwapEngine {
                 amount: invoice_amount.to_msat(),
                 memo: "swap".to_owned(),
                 expiry: Duration::from_secs(SWAP_INVOICE_EXPIRY_SECS),
+                route_hints: q.route_hints.clone(),
                 private: true,
             })
             .await
@@ -257,6 +399,7 @@ impl SwapEngine {
                 memo: "loop in probe".to_owned(),
                 expiry: Duration::from_secs(3_600),
                 cltv_expiry: 80,
+                route_hints: q.route_hints.clone(),
                 private: true,
             })
             .await
