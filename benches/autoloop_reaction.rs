@@ -119,6 +119,7 @@ async fn run(debounce: Duration, seed: u64) -> Duration {
             max_parts: 1,
             timeout: Duration::from_secs(600),
             cltv_limit: None,
+            last_hop: None,
         })
         .await
         .unwrap();

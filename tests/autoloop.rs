@@ -783,6 +783,7 @@ async fn the_other_reasons_come_from_real_scenarios_too() {
             max_parts: 1,
             timeout: Duration::from_secs(600),
             cltv_limit: None,
+            last_hop: None,
         })
         .await
         .unwrap();

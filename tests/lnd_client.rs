@@ -265,6 +265,7 @@ fn request(invoice: String) -> PaymentRequest {
         max_parts: 1,
         timeout: Duration::from_secs(60),
         cltv_limit: None,
+        last_hop: None,
     }
 }
 

@@ -383,6 +383,7 @@ async fn a_loop_in_to_a_node_behind_private_channels_is_paid_through_its_hints()
             max_parts: 1,
             timeout: Duration::from_secs(60),
             cltv_limit: None,
+            last_hop: None,
         })
         .await
         .unwrap();
@@ -457,5 +458,51 @@ async fn a_loop_in_to_a_node_behind_private_channels_is_paid_through_its_hints()
             ours.contains(&(hint.hops[0].chan_id, hint.hops[0].node)),
             "{hint:?}"
         );
+    }
+}
+
+/// `last_hop` is honoured: the server's payment, and its probe, arrive through the peer the
+/// node named, so that channel is the one refilled and the other is left alone. Each peer in
+/// turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_payment_arrives_through_the_last_hop_the_node_named() {
+    use sluice::lnd::LightningNode;
+
+    let net = simnet().await;
+    let engine = engine(&net).await;
+    settle_mempool(&net);
+    let peers: Vec<_> = net
+        .node
+        .list_channels()
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.peer)
+        .collect();
+    assert_eq!(peers.len(), 2);
+    for peer in peers {
+        let local = |channels: &[sluice::domain::Channel]| -> Vec<(sluice::domain::NodeId, Sat)> {
+            channels.iter().map(|c| (c.peer, c.local_balance)).collect()
+        };
+        let before = local(&net.node.list_channels().await.unwrap());
+        let created = engine
+            .loop_in(LoopInRequest {
+                last_hop: Some(peer.0),
+                ..request(200_000)
+            })
+            .await
+            .unwrap();
+        let r = drive(&net, created.hash, |r| r.progress.state.is_terminal()).await;
+        assert_eq!(r.progress.state, LoopInState::Succeeded, "{:?}", r.progress);
+        let t = r.contract.terms();
+        let after = local(&net.node.list_channels().await.unwrap());
+        for ((p, was), (_, now)) in before.iter().zip(&after) {
+            let expected = if *p == peer {
+                *was + (t.amount - t.swap_fee)
+            } else {
+                *was
+            };
+            assert_eq!(*now, expected, "the channel with {p} (last hop {peer})");
+        }
     }
 }

@@ -168,6 +168,7 @@ async fn sluiced_uses_the_simnet_lnd_like_a_real_one_and_sees_a_routed_payment()
             max_parts: 1,
             timeout: Duration::from_secs(30),
             cltv_limit: None,
+            last_hop: None,
         })
         .await
         .unwrap();

@@ -125,6 +125,7 @@ fn request(invoice: &str, fee_limit_sat: u64) -> PaymentRequest {
         max_parts: 1,
         timeout: Duration::from_secs(60),
         cltv_limit: None,
+        last_hop: None,
     }
 }
 

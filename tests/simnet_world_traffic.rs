@@ -97,6 +97,7 @@ async fn the_default_topology_routes_sluice_through_a_peer_to_loop() {
             max_parts: 1,
             timeout: Duration::from_secs(60),
             cltv_limit: None,
+            last_hop: None,
         })
         .await
         .unwrap();

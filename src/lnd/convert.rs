@@ -313,6 +313,7 @@ pub fn send_payment_request(r: &PaymentRequest) -> R<routerrpc::SendPaymentReque
             Some(l) => i32::try_from(l).map_err(|_| big("cltv_limit"))?,
             None => 0,
         },
+        last_hop_pubkey: r.last_hop.map(|k| k.0.to_vec()).unwrap_or_default(),
         no_inflight_updates: false,
         ..Default::default()
     })

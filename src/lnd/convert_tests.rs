@@ -236,6 +236,7 @@ fn a_payment_request_carries_its_limits() {
         max_parts: 4,
         timeout: Duration::from_secs(60),
         cltv_limit: Some(144),
+        last_hop: None,
     };
     let w = send_payment_request(&r).unwrap();
     assert_eq!(w.payment_request, "lnbcrt1...");
@@ -246,6 +247,7 @@ fn a_payment_request_carries_its_limits() {
 
     let unbounded = PaymentRequest {
         cltv_limit: None,
+        last_hop: None,
         fee_limit: Msat(u64::MAX),
         ..r
     };

@@ -49,6 +49,8 @@ pub struct PaymentRequest {
     pub timeout: Duration,
     /// The largest total CLTV the route may have, in blocks; `None` uses lnd's limit.
     pub cltv_limit: Option<u32>,
+    /// The node the last hop must come from (lnd's `last_hop_pubkey`); `None` for any.
+    pub last_hop: Option<crate::domain::NodeId>,
 }
 
 /// Where a payment stands.

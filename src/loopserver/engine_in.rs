@@ -286,6 +286,7 @@ async fn act(
                     max_parts: PAYMENT_PARTS,
                     timeout: PAYMENT_TIMEOUT,
                     cltv_limit: None,
+                    last_hop: swap.last_hop,
                 })
                 .await?;
             p.paying = true;

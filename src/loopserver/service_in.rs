@@ -16,7 +16,7 @@ use super::swap_in::{InSwapEntry, NewInSwap};
 use super::terms::{InQuote, check_protocol};
 use super::{engine_in, locked};
 use crate::chain::htlc::{HtlcKeys, HtlcV3};
-use crate::domain::{Sat, SwapHash};
+use crate::domain::{NodeId, Sat, SwapHash};
 use crate::lnd::types::{PaymentFailure, PaymentRequest, PaymentStatus};
 use crate::provider::wire;
 
@@ -140,9 +140,11 @@ impl Service {
             ));
         }
         let sender_internal = key("sender_internal_pubkey", &r.sender_internal_pubkey)?;
-        if !r.last_hop.is_empty() {
-            key("last_hop", &r.last_hop)?;
-        }
+        let last_hop = if r.last_hop.is_empty() {
+            None
+        } else {
+            Some(NodeId(key("last_hop", &r.last_hop)?.serialize()))
+        };
         if inner.hash_taken(hash) {
             return Err(LoopServerError::SwapExists(hash));
         }
@@ -154,14 +156,15 @@ impl Service {
 
         match behaviour.probe {
             ProbeMode::Honest | ProbeMode::ErrorAfterProbe => {
-                self.probe_client(&r.probe_invoice, &quote).await?;
+                self.probe_client(&r.probe_invoice, &quote, last_hop)
+                    .await?;
             }
             ProbeMode::AfterReply => {
                 let service = self.clone();
                 let invoice = r.probe_invoice.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-                    if let Err(e) = service.probe_client(&invoice, &quote).await {
+                    if let Err(e) = service.probe_client(&invoice, &quote, last_hop).await {
                         tracing::info!(error = %e, "loop server: late probe");
                     }
                 });
@@ -208,6 +211,7 @@ impl Service {
             receiver_secret,
             receiver_internal_secret,
             sender_internal,
+            last_hop,
             behaviour,
             now: inner.now(),
         }));
@@ -285,7 +289,12 @@ impl Service {
     /// failing at the destination with "incorrect payment details" proves the amount reaches
     /// the client. Any other outcome is `Unreachable` (FAILED_PRECONDITION, which Loop's
     /// autoloop reads as "the server cannot reach the client").
-    async fn probe_client(&self, invoice: &str, quote: &InQuote) -> Result<(), LoopServerError> {
+    async fn probe_client(
+        &self,
+        invoice: &str,
+        quote: &InQuote,
+        last_hop: Option<NodeId>,
+    ) -> Result<(), LoopServerError> {
         let node = &self.inner.node;
         let amount = quote.invoice_amount();
         let unreachable = |reason: String| LoopServerError::Unreachable { amount, reason };
@@ -297,6 +306,7 @@ impl Service {
                 max_parts: PAYMENT_PARTS,
                 timeout: PAYMENT_TIMEOUT.min(PROBE_PATIENCE),
                 cltv_limit: None,
+                last_hop,
             })
             .await?;
         let outcome = tokio::time::timeout(PROBE_PATIENCE, async {
@@ -347,6 +357,7 @@ impl Service {
                     max_parts: PAYMENT_PARTS,
                     timeout: PAYMENT_TIMEOUT.min(PROBE_PATIENCE),
                     cltv_limit: None,
+                    last_hop: None,
                 })
                 .await?;
             while let Some(u) = updates.next().await {

@@ -12,7 +12,7 @@ use tokio::sync::{Notify, watch};
 use super::behaviour_in::InBehaviour;
 use super::swap::{StateLog, StateUpdate};
 use crate::chain::htlc::HtlcV3;
-use crate::domain::{BlockHeight, Preimage, Sat, SwapHash};
+use crate::domain::{BlockHeight, NodeId, Preimage, Sat, SwapHash};
 use crate::provider::wire::ServerSwapState;
 
 /// What changes during a Loop In's life.
@@ -54,6 +54,8 @@ pub struct InSwapEntry {
     pub receiver_internal_secret: SecretKey,
     /// The client's internal public key, which a pushed secret must match.
     pub sender_internal: PublicKey,
+    /// The peer the client asked to be paid through (`last_hop`), honoured when paying.
+    pub last_hop: Option<NodeId>,
     /// How the server behaves for this swap.
     pub behaviour: InBehaviour,
     /// The mutable part.
@@ -98,6 +100,8 @@ pub struct NewInSwap {
     pub receiver_internal_secret: SecretKey,
     /// The client's internal public key.
     pub sender_internal: PublicKey,
+    /// The client's `last_hop`.
+    pub last_hop: Option<NodeId>,
     /// The swap's behaviour.
     pub behaviour: InBehaviour,
     /// When it was registered.
@@ -119,6 +123,7 @@ impl InSwapEntry {
             receiver_secret: n.receiver_secret,
             receiver_internal_secret: n.receiver_internal_secret,
             sender_internal: n.sender_internal,
+            last_hop: n.last_hop,
             behaviour: n.behaviour,
             live: Mutex::new(InLive::default()),
             wake: Notify::new(),

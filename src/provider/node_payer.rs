@@ -31,6 +31,7 @@ impl L402Payer for NodePayer {
                 max_parts: 1,
                 timeout,
                 cltv_limit: None,
+                last_hop: None,
             })
             .await
             .map_err(|e| PayError::Unavailable(e.to_string()))?;

@@ -218,6 +218,7 @@ pub async fn hold_invoice_lifecycle_payment_and_channel_events(b: &Backend) {
             max_parts: 1,
             timeout: Duration::from_secs(60),
             cltv_limit: None,
+            last_hop: None,
         })
         .await
         .unwrap();
@@ -270,6 +271,7 @@ pub async fn hold_invoice_lifecycle_payment_and_channel_events(b: &Backend) {
             max_parts: 1,
             timeout: Duration::from_secs(60),
             cltv_limit: None,
+            last_hop: None,
         })
         .await;
     if let Ok(mut s) = again {
@@ -448,6 +450,7 @@ async fn pay_to_outcome(b: &Backend, invoice: &str) -> PaymentStatus {
         max_parts: 1,
         timeout: Duration::from_secs(30),
         cltv_limit: None,
+        last_hop: None,
     };
     match b.sluice.pay(&request).await {
         Ok(mut s) => loop {

@@ -129,6 +129,7 @@ async fn payments_stream_to_their_outcome_and_keep_error_kinds() {
         max_parts: 1,
         timeout: Duration::from_secs(60),
         cltv_limit: Some(500),
+        last_hop: None,
     };
     let updates = collect(s.client.pay(&request).await.unwrap()).await;
     assert_eq!(s.node.seen_payment.lock().unwrap().as_ref(), Some(&request));

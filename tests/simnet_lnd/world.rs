@@ -97,6 +97,7 @@ async fn a_payment_routed_through_the_world_streams_to_success() {
         max_parts: 1,
         timeout: Duration::from_secs(60),
         cltv_limit: None,
+        last_hop: None,
     };
     let updates = s.client.pay(&request).await.unwrap();
     let last = tokio::time::timeout(TIMEOUT, updates.map(|u| u.unwrap()).collect::<Vec<_>>())

@@ -185,6 +185,7 @@ impl Sim {
                 max_parts: 5,
                 timeout: Duration::from_secs(60),
                 cltv_limit: None,
+                last_hop: None,
             })
             .await
             .unwrap()

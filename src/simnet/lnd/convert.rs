@@ -399,6 +399,16 @@ pub fn payment_request(r: &routerrpc::SendPaymentRequest) -> R<PaymentRequest> {
         },
         timeout: Duration::from_secs(u64::from(r.timeout_seconds.unsigned_abs())),
         cltv_limit: u32::try_from(r.cltv_limit).ok().filter(|l| *l > 0),
+        last_hop: if r.last_hop_pubkey.is_empty() {
+            None
+        } else {
+            Some(crate::domain::NodeId(
+                r.last_hop_pubkey
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| bad_request("last_hop_pubkey must be 33 bytes"))?,
+            ))
+        },
     })
 }
 

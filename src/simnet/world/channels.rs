@@ -275,6 +275,8 @@ pub(crate) struct RouteQuery<'a> {
     pub first_hops: &'a [usize],
     /// Channel directions known to fail at or above an amount (mission control).
     pub failed: &'a HashMap<(usize, bool), u64>,
+    /// The node the payee's incoming hop must come from (lnd's `last_hop_pubkey`).
+    pub last_hop: Option<NodeIdx>,
     /// Private channels the invoice's route hints name: with the payer's own, the only
     /// private channels a payer's lnd can route over.
     pub hinted: &'a [ChanId],
@@ -303,6 +305,9 @@ impl World {
                 let from = ch.other(node);
                 let from_a = from == ch.a;
                 if ch.private && from != q.payer && !q.hinted.contains(&ch.chan_id) {
+                    continue;
+                }
+                if node == q.payee && q.last_hop.is_some_and(|l| l != from) {
                     continue;
                 }
                 if q.failed.get(&(ci, from_a)).is_some_and(|&f| amount >= f) {

@@ -179,6 +179,11 @@ impl World {
         let final_cltv = u32::try_from(invoice.min_final_cltv_delta).unwrap_or(u32::MAX);
         let cltv_limit = request.cltv_limit.unwrap_or(DEFAULT_CLTV_LIMIT);
         let mut failed: HashMap<(usize, bool), u64> = HashMap::new();
+        let last_hop = match request.last_hop {
+            // lnd refuses a payment whose last hop it does not know.
+            Some(key) => Some(self.node_by_id(&key).ok_or(PaymentFailure::NoRoute)?),
+            None => None,
+        };
         let hinted: Vec<ChanId> = invoice
             .route_hints
             .iter()
@@ -203,6 +208,7 @@ impl World {
                 first_hops: &first_hops,
                 failed: &failed,
                 hinted: &hinted,
+                last_hop,
             };
             match self.find_route(&query) {
                 Some(route) => {

@@ -109,6 +109,7 @@ pub(super) async fn payment(
         max_parts: config.max_parts.max(1),
         timeout: config.payment_timeout,
         cltv_limit,
+        last_hop: None,
     };
     let mut backoff = Backoff::new(&config);
     loop {
