@@ -63,6 +63,14 @@ const METHODS: &[(&str, &str, &str, &str, &str, bool)] = &[
     (
         "lnrpc",
         "Lightning",
+        "GetChanInfo",
+        ".lnrpc.ChanInfoRequest",
+        ".lnrpc.ChannelEdge",
+        false,
+    ),
+    (
+        "lnrpc",
+        "Lightning",
         "DecodePayReq",
         ".lnrpc.PayReqString",
         ".lnrpc.PayReq",
@@ -297,6 +305,37 @@ const METHODS: &[(&str, &str, &str, &str, &str, bool)] = &[
 /// (fully qualified message, field, number, type, repeated): fields sluice reads or writes
 /// whose number or type a careless edit could move.
 const FIELDS: &[(&str, &str, i32, Type, bool)] = &[
+    (".lnrpc.ChanInfoRequest", "chan_id", 1, Type::Uint64, false),
+    (".lnrpc.ChannelEdge", "node1_pub", 4, Type::String, false),
+    (
+        ".lnrpc.ChannelEdge",
+        "node2_policy",
+        8,
+        Type::Message,
+        false,
+    ),
+    (
+        ".lnrpc.RoutingPolicy",
+        "fee_rate_milli_msat",
+        4,
+        Type::Int64,
+        false,
+    ),
+    (
+        ".lnrpc.HopHint",
+        "cltv_expiry_delta",
+        5,
+        Type::Uint32,
+        false,
+    ),
+    (".lnrpc.Invoice", "route_hints", 14, Type::Message, true),
+    (
+        ".routerrpc.SendPaymentRequest",
+        "last_hop_pubkey",
+        14,
+        Type::Bytes,
+        false,
+    ),
     (
         ".lnrpc.GetInfoResponse",
         "identity_pubkey",
