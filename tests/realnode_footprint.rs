@@ -38,6 +38,24 @@ fn sample(pid: u32) -> (u64, f64) {
     (rss, ticks as f64 / 100.0)
 }
 
+/// Resident memory split (kB): anonymous (heap, stacks) and file-backed (the program's own
+/// pages), from /proc/PID/smaps_rollup.
+fn rss_split(pid: u32) -> (u64, u64) {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap();
+    let kb = |key: &str| -> u64 {
+        rollup
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (
+        kb("Anonymous:"),
+        kb("Rss:").saturating_sub(kb("Anonymous:")),
+    )
+}
+
 #[test]
 #[ignore = "a measurement for docs/benchmarks.md; run it with --ignored --nocapture"]
 fn sluiced_and_loopd_side_by_side() {
@@ -113,6 +131,7 @@ fn sluiced_and_loopd_side_by_side() {
 
     std::thread::sleep(Duration::from_secs(10));
     let start = (sample(sluiced_pid), sample(loopd_pid));
+    let split = (rss_split(sluiced_pid), rss_split(loopd_pid));
 
     // Idle: a block every 10 s for two minutes; CPU scaled to an hour.
     let idle_window = Duration::from_secs(120);
@@ -199,6 +218,10 @@ fn sluiced_and_loopd_side_by_side() {
     println!(
         "(Loop Out wall time: sluiced {:?}, loopd {:?})",
         sluice_swap.1, loopd_swap.1
+    );
+    println!(
+        "(resident after start, anonymous + file-backed: sluiced {} + {} kB, loopd {} + {} kB)",
+        split.0.0, split.0.1, split.1.0, split.1.1
     );
     let _ = sluiced.kill();
     let _ = sluiced.wait();
