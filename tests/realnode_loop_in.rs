@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use common::{Daemon, poll};
 use realnode_harness::{
-    Miner, TestWorld, htlc_spend_witness_len, loopserver, move_liquidity_to_the_server,
+    Miner, TestWorld, htlc_spend_witness_len, loopserver, move_liquidity_to_the_server_through,
     sluice_total,
 };
 use serde_json::Value;
@@ -30,6 +30,15 @@ const AMOUNT: u64 = 250_000;
 fn start(
     extra_server: &[&str],
 ) -> Option<(TestWorld, realnode_harness::LoopServerProc, Daemon, String)> {
+    start_through(extra_server, |_| None)
+}
+
+/// As [`start`], with the liquidity moved through the peer `last_hop` names (a node key), so
+/// that the server can pay sluice back through that peer.
+fn start_through(
+    extra_server: &[&str],
+    last_hop: impl Fn(&TestWorld) -> Option<String>,
+) -> Option<(TestWorld, realnode_harness::LoopServerProc, Daemon, String)> {
     let w = realnode_harness::world()?;
     let server = loopserver(&w, extra_server);
     let config = w.write_sluice_yaml(Some(&server.addr)).unwrap();
@@ -38,7 +47,7 @@ fn start(
         let info = daemon.json(&["getinfo"]);
         (info["lnd"]["connected"].as_bool() == Some(true)).then_some(())
     });
-    let moved = move_liquidity_to_the_server(&w);
+    let moved = move_liquidity_to_the_server_through(&w, last_hop(&w).as_deref());
     Some((w, server, daemon, moved))
 }
 
@@ -285,7 +294,11 @@ fn autoloop_loops_in_a_channel_above_its_band_on_real_nodes() {
 /// it, and the swap completes.
 #[test]
 fn a_loop_in_asked_private_hints_the_private_channel_and_completes() {
-    let Some((mut w, _server, daemon, _moved)) = start(&[]) else {
+    // The server reaches peer2 only over its own channel with peer2, which has outbound for
+    // the server only once a payment came in through it.
+    let Some((mut w, _server, daemon, _moved)) =
+        start_through(&[], |w| Some(w.peer2.pubkey.clone()))
+    else {
         return;
     };
     let peer = w.peer2.pubkey.clone();

@@ -165,15 +165,24 @@ pub fn sluice_total(world: &TestWorld) -> u64 {
 /// 1,000,000 sat through one of its channels, which moves balance to the far side of that
 /// channel and of the server's. Returns the payment's hash.
 pub fn move_liquidity_to_the_server(world: &TestWorld) -> String {
+    move_liquidity_to_the_server_through(world, None)
+}
+
+/// As [`move_liquidity_to_the_server`], with the payment's last hop pinned to `last_hop` (a
+/// node key) when given: the server then gains outbound on its channel with that peer, the
+/// only way it can later pay sluice through that peer.
+pub fn move_liquidity_to_the_server_through(world: &TestWorld, last_hop: Option<&str>) -> String {
     let invoice = world
         .server
         .cli(&["addinvoice", "--amt", "1000000"])
         .unwrap();
     let pay_req = invoice["payment_request"].as_str().unwrap();
-    let paid = world
-        .sluice
-        .cli(&["payinvoice", "--force", "--json", pay_req])
-        .unwrap();
+    let mut args = vec!["payinvoice", "--force", "--json"];
+    if let Some(peer) = last_hop {
+        args.extend(["--last_hop", peer]);
+    }
+    args.push(pay_req);
+    let paid = world.sluice.cli(&args).unwrap();
     assert_eq!(paid["status"], "SUCCEEDED", "{paid}");
     invoice["r_hash"].as_str().unwrap().to_owned()
 }
