@@ -21,8 +21,10 @@ mod tests;
 #[cfg(test)]
 pub(crate) mod text_check;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
+use futures::future::BoxFuture;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
@@ -39,6 +41,34 @@ pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:9311";
 /// The `Content-Type` of `/metrics`: Prometheus text format 0.0.4 (see the module docs).
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
+/// Work run before a scrape is encoded: it reads series from elsewhere (lnd's balances, the
+/// store's swaps in flight, the budgets) and sets them in the catalog. Prometheus asks this of
+/// exporters ("metrics should only be pulled when Prometheus scrapes"): nothing polls lnd or
+/// the store on a timer of the daemon's own, so a daemon nobody scrapes does no such work.
+pub type ScrapeHook = Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// The longest a scrape waits for its hooks; past it, the values the last refresh set are
+/// served (Prometheus times a scrape out after 10 s by default).
+pub const SCRAPE_REFRESH_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Scrapes closer together than this share one refresh (two Prometheus servers, a person's
+/// `curl` beside Prometheus).
+pub const SCRAPE_REFRESH_MIN_GAP: Duration = Duration::from_secs(1);
+
+/// The hooks and when they last ran.
+#[derive(Default)]
+struct ScrapeHooks {
+    hooks: Mutex<Vec<ScrapeHook>>,
+    last: tokio::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
+impl std::fmt::Debug for ScrapeHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.hooks.lock().map_or(0, |h| h.len());
+        f.debug_struct("ScrapeHooks").field("hooks", &n).finish()
+    }
+}
+
 /// The registry of every metric family. Later issues add their families as fields here
 /// (registered in [`Metrics::new`]), so the rest of the daemon updates typed handles and never
 /// spells a metric name.
@@ -50,6 +80,8 @@ pub struct Metrics {
     /// Every sluice family with typed update methods; see `catalog.rs` for which call goes
     /// where.
     pub catalog: Catalog,
+    /// What runs before each scrape (see [`ScrapeHook`]).
+    before_scrape: ScrapeHooks,
 }
 
 impl Metrics {
@@ -71,7 +103,46 @@ impl Metrics {
         );
         registry.register_collector(Box::new(process::ProcessCollector));
         let catalog = Catalog::register(&mut registry, per_channel);
-        Arc::new(Metrics { registry, catalog })
+        Arc::new(Metrics {
+            registry,
+            catalog,
+            before_scrape: ScrapeHooks::default(),
+        })
+    }
+
+    /// Adds work to run before every scrape. A hook must not hold an `Arc<Metrics>` (it
+    /// would never be freed): take a `Weak` or the catalog's values through the hook's own
+    /// captures.
+    pub fn on_scrape(&self, hook: ScrapeHook) {
+        self.before_scrape
+            .hooks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(hook);
+    }
+
+    /// Runs every scrape hook, all at once, for at most [`SCRAPE_REFRESH_TIMEOUT`]; nothing
+    /// when the last refresh finished less than [`SCRAPE_REFRESH_MIN_GAP`] ago. A hook that
+    /// is slower (lnd not answering) leaves the values it set last time.
+    pub async fn refresh(&self) {
+        let mut last = self.before_scrape.last.lock().await;
+        if last.is_some_and(|at| at.elapsed() < SCRAPE_REFRESH_MIN_GAP) {
+            return;
+        }
+        let hooks: Vec<ScrapeHook> = self
+            .before_scrape
+            .hooks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let all = futures::future::join_all(hooks.iter().map(|h| h()));
+        if tokio::time::timeout(SCRAPE_REFRESH_TIMEOUT, all)
+            .await
+            .is_err()
+        {
+            tracing::debug!("a scrape's refresh timed out; serving the last values");
+        }
+        *last = Some(tokio::time::Instant::now());
     }
 
     /// Encodes every metric in the Prometheus text format 0.0.4.

@@ -9,9 +9,10 @@
 //!
 //! Running: the checked node is wrapped in a [`ResilientNode`] and published in the API's
 //! [`NodeHandle`]. Block epochs keep `NodeStatus.block_height` current; a `get_info` every
-//! [`STATUS_REFRESH`] (more often while lnd is unreachable) keeps the rest current and
-//! drives readiness; channel events are logged. Transitions (connected, lost, back) are
-//! logged once each.
+//! [`STATUS_REFRESH`] (more often while lnd is unreachable, at once when a stream breaks)
+//! keeps the rest current and drives readiness; channel events are logged. Transitions
+//! (connected, lost, back) are logged once each. The channel balances and node totals are
+//! read from lnd when Prometheus scrapes ([`balances_on_scrape`]), not on a timer.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -33,8 +34,10 @@ use crate::metrics::{Readiness, TargetBalance};
 /// The readiness component this task owns.
 pub const READINESS: &str = "lnd";
 
-/// How often lnd's identity and sync state are refreshed while it is reachable.
-pub const STATUS_REFRESH: Duration = Duration::from_secs(15);
+/// How often lnd's identity and sync state are refreshed while it is reachable. The height
+/// follows block epochs, the balances are read when Prometheus scrapes, and a stream that
+/// breaks asks for a poll at once, so this only bounds how long a silent outage goes unseen.
+pub const STATUS_REFRESH: Duration = Duration::from_secs(30);
 
 /// The longest a status poll may take before lnd counts as unreachable.
 pub const POLL_TIMEOUT: Duration = Duration::from_secs(20);
@@ -139,6 +142,8 @@ impl NodeTask {
         self.publish(&info, Some(&version));
         let node = Arc::new(ResilientNode::with_policy(Arc::clone(&raw), DAEMON_RETRY));
         self.handle.set(node.clone());
+        self.metrics
+            .on_scrape(balances_on_scrape(&node, Arc::downgrade(&self.metrics)));
         self.follow(raw, node, shutdown).await
     }
 
@@ -201,36 +206,6 @@ impl NodeTask {
         self.readiness.set(READINESS, Err(not_ready_reason(err)));
     }
 
-    /// Exports every channel's balances (the per-target series until policies name targets)
-    /// and the node's totals. A failure only leaves the previous values; the poll retries.
-    async fn export_balances(&self, node: &dyn LightningNode) {
-        let channels = match tokio::time::timeout(POLL_TIMEOUT, node.list_channels()).await {
-            Ok(Ok(channels)) => channels,
-            Ok(Err(e)) => return tracing::debug!(error = %e, "cannot list channels for metrics"),
-            Err(_) => return tracing::debug!("listing channels for metrics timed out"),
-        };
-        let targets: Vec<TargetBalance> = channels
-            .iter()
-            .map(|c| TargetBalance {
-                target: c.chan_id.to_string(),
-                local: c.local_balance,
-                remote: c.remote_balance,
-                band: None,
-            })
-            .collect();
-        self.metrics.catalog.set_channel_targets(&targets);
-        let local = channels.iter().map(|c| c.local_balance).sum();
-        let remote = channels.iter().map(|c| c.remote_balance).sum();
-        let onchain = match tokio::time::timeout(POLL_TIMEOUT, node.onchain_balance()).await {
-            Ok(Ok((confirmed, _))) => confirmed,
-            Ok(Err(e)) => {
-                return tracing::debug!(error = %e, "cannot read the wallet balance for metrics");
-            }
-            Err(_) => return tracing::debug!("reading the wallet balance for metrics timed out"),
-        };
-        self.metrics.catalog.set_node_totals(local, remote, onchain);
-    }
-
     /// Records a successful `get_info`.
     fn publish(&self, info: &NodeInfo, version: Option<&NodeVersion>) {
         self.metrics.catalog.set_lnd_up(true);
@@ -275,19 +250,26 @@ impl NodeTask {
                     Some(Err(e)) => {
                         self.stream_failed("block epochs", e)?;
                         epochs = None;
+                        poll_at = tokio::time::Instant::now();
                     }
-                    None => epochs = None,
+                    None => {
+                        epochs = None;
+                        poll_at = tokio::time::Instant::now();
+                    }
                 },
                 item = next_of(&mut events) => match item {
                     Some(Ok(event)) => {
                         tracing::debug!(event = %describe(&event), "channel event");
-                        self.export_balances(node.as_ref()).await;
                     }
                     Some(Err(e)) => {
                         self.stream_failed("channel events", e)?;
                         events = None;
+                        poll_at = tokio::time::Instant::now();
                     }
-                    None => events = None,
+                    None => {
+                        events = None;
+                        poll_at = tokio::time::Instant::now();
+                    }
                 },
                 () = tokio::time::sleep_until(poll_at) => {
                     let Some(polled) =
@@ -310,7 +292,6 @@ impl NodeTask {
                             connected = true;
                             failures = 0;
                             self.publish(&info, None);
-                            self.export_balances(node.as_ref()).await;
                             poll_at = tokio::time::Instant::now() + STATUS_REFRESH;
                         }
                         Err(e) => {
@@ -354,6 +335,49 @@ impl NodeTask {
             Err(e)
         }
     }
+}
+
+/// The scrape hook that reads every channel's balances (the per-target series until policies
+/// name targets) and the node's totals from lnd. A failure only leaves the previous values.
+fn balances_on_scrape(
+    node: &Arc<ResilientNode>,
+    metrics: std::sync::Weak<crate::metrics::Metrics>,
+) -> crate::metrics::ScrapeHook {
+    let node = Arc::clone(node);
+    Arc::new(move || {
+        let node = Arc::clone(&node);
+        let metrics = metrics.clone();
+        Box::pin(async move {
+            if let Some(metrics) = metrics.upgrade() {
+                export_balances(&metrics.catalog, node.as_ref()).await;
+            }
+        })
+    })
+}
+
+/// Reads the balances from lnd into the catalog.
+async fn export_balances(catalog: &crate::metrics::Catalog, node: &dyn LightningNode) {
+    let channels = match node.list_channels().await {
+        Ok(channels) => channels,
+        Err(e) => return tracing::debug!(error = %e, "cannot list channels for metrics"),
+    };
+    let targets: Vec<TargetBalance> = channels
+        .iter()
+        .map(|c| TargetBalance {
+            target: c.chan_id.to_string(),
+            local: c.local_balance,
+            remote: c.remote_balance,
+            band: None,
+        })
+        .collect();
+    catalog.set_channel_targets(&targets);
+    let local = channels.iter().map(|c| c.local_balance).sum();
+    let remote = channels.iter().map(|c| c.remote_balance).sum();
+    let onchain = match node.onchain_balance().await {
+        Ok((confirmed, _)) => confirmed,
+        Err(e) => return tracing::debug!(error = %e, "cannot read the wallet balance for metrics"),
+    };
+    catalog.set_node_totals(local, remote, onchain);
 }
 
 /// The stream if it opened; a failure is logged and the stream re-tried at the next poll.

@@ -2,12 +2,13 @@
 //!
 //! The engine and autoloop know nothing of Prometheus: they publish what happens (swap
 //! updates on a broadcast channel, pass reports and the policy status on watch channels) and
-//! this task turns it into catalog calls. It also refreshes the slow-moving views (swaps in
-//! flight and their ages, budgets, L402 spend) on a timer, since ages move without events.
+//! this task turns it into catalog calls. The views that move without events (swaps in flight
+//! and their ages, budgets as windows roll, L402 spend) are read when Prometheus scrapes
+//! ([`Views`], a scrape hook), not on a timer of the daemon's own.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use tokio::sync::{broadcast, watch};
@@ -23,13 +24,6 @@ use crate::store::Store;
 use crate::swap::loop_in::LoopInState;
 use crate::swap::{LoopInUpdate, PaymentStatus, SwapEngine, SwapState, SwapUpdate};
 
-/// How often the views without events of their own are refreshed.
-const REFRESH: Duration = Duration::from_secs(15);
-
-/// The in-flight view is re-read from the store at most this often after swap updates: a
-/// thousand swaps in flight send thousands of updates, each would otherwise read them all.
-const PENDING_COALESCE: Duration = Duration::from_secs(1);
-
 /// The confirmation target whose estimate the fee-gate panel shows (the usual one).
 const GATE_CONF_TARGET: u32 = 6;
 
@@ -39,9 +33,6 @@ enum Event {
     LoopIn(LoopInUpdate),
     Pass(Arc<PassReport>),
     Policy(crate::autoloop::PolicyStatus),
-    Tick,
-    /// Swap updates arrived since the in-flight view was last read.
-    PendingStale,
     Stopping,
 }
 
@@ -68,13 +59,19 @@ impl Observer {
         let mut policy = self.autoloop.policy_status();
         let mut finished: HashSet<SwapHash> = HashSet::new();
         let tokens = TokenStore::new(&self.l402_dir);
-        // A token bought before this run was counted by an earlier process.
-        let mut last_token = paid_token(&tokens);
-        let mut tick = tokio::time::interval(REFRESH);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut coalesce = tokio::time::interval(PENDING_COALESCE);
-        coalesce.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut pending_stale = false;
+        let views = Arc::new(Views {
+            metrics: Arc::downgrade(&self.metrics),
+            store: self.store.clone(),
+            engine: self.engine.clone(),
+            autoloop: self.autoloop.clone(),
+            // A token bought before this run was counted by an earlier process.
+            last_token: Mutex::new(paid_token(&tokens)),
+            tokens,
+        });
+        self.metrics.on_scrape(Arc::new(move || {
+            let views = Arc::clone(&views);
+            Box::pin(async move { views.refresh().await })
+        }));
         let initial = policy.borrow_and_update().clone();
         if !initial.files.is_empty() || initial.rejected.is_some() {
             // The load at start counts like a reload.
@@ -88,9 +85,10 @@ impl Observer {
                 () = cancel.cancelled() => return,
                 update = updates.recv() => match update {
                     Ok(u) => Event::Swap(u),
+                    // The in-flight view is read at the next scrape anyway.
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         tracing::debug!(missed = n, "swap metrics lagged behind the engine");
-                        Event::Tick
+                        continue;
                     }
                     // The engine shut down: the daemon is stopping.
                     Err(broadcast::error::RecvError::Closed) => Event::Stopping,
@@ -99,7 +97,7 @@ impl Observer {
                     Ok(u) => Event::LoopIn(u),
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         tracing::debug!(missed = n, "loop in metrics lagged behind the engine");
-                        Event::Tick
+                        continue;
                     }
                     Err(broadcast::error::RecvError::Closed) => Event::Stopping,
                 },
@@ -114,44 +112,19 @@ impl Observer {
                     Ok(()) => Event::Policy(policy.borrow_and_update().clone()),
                     Err(_) => Event::Stopping,
                 },
-                _ = tick.tick() => Event::Tick,
-                _ = coalesce.tick(), if pending_stale => Event::PendingStale,
             };
             // Handling reads the store and autoloop, which may wait on lnd: never let that
             // hold up a shutdown.
             let handled = async {
                 match event {
-                    Event::Swap(u) => {
-                        self.on_swap_update(&u, &mut finished).await;
-                        pending_stale = true;
-                    }
-                    Event::LoopIn(u) => {
-                        self.on_loop_in_update(&u, &mut finished).await;
-                        pending_stale = true;
-                    }
-                    Event::PendingStale => {
-                        self.refresh_pending().await;
-                        pending_stale = false;
-                    }
+                    Event::Swap(u) => self.on_swap_update(&u, &mut finished).await,
+                    Event::LoopIn(u) => self.on_loop_in_update(&u, &mut finished).await,
                     Event::Pass(report) => self.on_pass(&report).await,
                     Event::Policy(status) => {
                         self.metrics
                             .catalog
                             .record_policy_reload(status.rejected.is_none());
                         self.publish_policy(&status);
-                    }
-                    Event::Tick => {
-                        self.refresh_pending().await;
-                        self.metrics
-                            .catalog
-                            .set_budgets(&self.autoloop.budget().await);
-                        let token = paid_token(&tokens);
-                        if let Some((id, amount)) = &token
-                            && last_token.as_ref().map(|(last, _)| last) != Some(id)
-                        {
-                            self.metrics.catalog.record_l402_spent(*amount);
-                        }
-                        last_token = token;
                     }
                     Event::Stopping => cancel.cancelled().await,
                 }
@@ -248,14 +221,69 @@ impl Observer {
         }
     }
 
-    async fn refresh_pending(&self) {
+    async fn on_pass(&self, report: &PassReport) {
+        let catalog = &self.metrics.catalog;
+        for d in &report.decisions {
+            let reason = &d.decision.reason;
+            catalog.record_policy_decision(matches!(reason, Reason::Swap), reason.name());
+        }
+        if let Some((target, rate)) = report
+            .fee_estimates
+            .iter()
+            .find(|(t, _)| *t == GATE_CONF_TARGET)
+            .or(report.fee_estimates.first())
+        {
+            #[allow(clippy::cast_precision_loss)]
+            let sat_per_vbyte = rate.0 as f64 / 250.0;
+            catalog.set_fee_gate(report.fee_gate_open, *target, sat_per_vbyte);
+        }
+        if let Some(policy) = self.autoloop.policy().await {
+            catalog.set_bands(channel_bands(&policy, report));
+        }
+        catalog.set_budgets(&self.autoloop.budget().await);
+    }
+}
+
+/// The views read at each scrape: swaps in flight and their ages, budgets, L402 spend.
+struct Views {
+    metrics: Weak<Metrics>,
+    store: Store,
+    engine: SwapEngine,
+    autoloop: Autoloop,
+    tokens: TokenStore,
+    /// The paid token the spend counter has counted.
+    last_token: Mutex<Option<([u8; 32], Sat)>>,
+}
+
+impl Views {
+    async fn refresh(&self) {
+        let Some(metrics) = self.metrics.upgrade() else {
+            return;
+        };
+        let catalog = &metrics.catalog;
+        self.refresh_pending(catalog).await;
+        catalog.set_budgets(&self.autoloop.budget().await);
+        let token = paid_token(&self.tokens);
+        let mut last = self
+            .last_token
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((id, amount)) = &token
+            && last.as_ref().map(|(last, _)| last) != Some(id)
+        {
+            catalog.record_l402_spent(*amount);
+        }
+        *last = token;
+    }
+
+    async fn refresh_pending(&self, catalog: &crate::metrics::Catalog) {
         let quarantined: Vec<Direction> = self
             .engine
             .quarantined()
             .iter()
             .map(|q| q.direction)
             .collect();
-        self.metrics.catalog.set_quarantined_swaps(&quarantined);
+        catalog.set_quarantined_swaps(&quarantined);
         // One row that does not decode must not blind the metrics of the others (the store
         // returns such rows apart).
         let (unfinished, loop_ins) = match tokio::try_join!(
@@ -290,29 +318,7 @@ impl Observer {
             blocks_to_expiry: None,
         });
         let pending: Vec<PendingSwap> = outs.chain(ins).collect();
-        self.metrics.catalog.set_pending_swaps(&pending);
-    }
-
-    async fn on_pass(&self, report: &PassReport) {
-        let catalog = &self.metrics.catalog;
-        for d in &report.decisions {
-            let reason = &d.decision.reason;
-            catalog.record_policy_decision(matches!(reason, Reason::Swap), reason.name());
-        }
-        if let Some((target, rate)) = report
-            .fee_estimates
-            .iter()
-            .find(|(t, _)| *t == GATE_CONF_TARGET)
-            .or(report.fee_estimates.first())
-        {
-            #[allow(clippy::cast_precision_loss)]
-            let sat_per_vbyte = rate.0 as f64 / 250.0;
-            catalog.set_fee_gate(report.fee_gate_open, *target, sat_per_vbyte);
-        }
-        if let Some(policy) = self.autoloop.policy().await {
-            catalog.set_bands(channel_bands(&policy, report));
-        }
-        catalog.set_budgets(&self.autoloop.budget().await);
+        catalog.set_pending_swaps(&pending);
     }
 }
 

@@ -108,6 +108,7 @@ fn router(metrics: Arc<Metrics>, readiness: Readiness) -> Router {
 }
 
 async fn metrics_handler(State(state): State<AppState>) -> Response {
+    state.metrics.refresh().await;
     match state.metrics.encode() {
         Ok(body) => ([(header::CONTENT_TYPE, super::CONTENT_TYPE)], body).into_response(),
         Err(e) => (

@@ -272,6 +272,77 @@ async fn serve_answers_health_readiness_and_metrics_then_stops() {
     assert!(TcpStream::connect(addr).await.is_err());
 }
 
+/// A hook that counts its runs and exports the count as the node's local balance.
+fn counting_hook(m: &std::sync::Arc<Metrics>) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+    let runs = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (counter, weak) = (std::sync::Arc::clone(&runs), std::sync::Arc::downgrade(m));
+    m.on_scrape(std::sync::Arc::new(move || {
+        let (counter, weak) = (std::sync::Arc::clone(&counter), weak.clone());
+        Box::pin(async move {
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            if let Some(m) = weak.upgrade() {
+                m.catalog.set_node_totals(
+                    crate::domain::Sat(n),
+                    crate::domain::Sat(0),
+                    crate::domain::Sat(0),
+                );
+            }
+        })
+    }));
+    runs
+}
+
+#[tokio::test]
+async fn a_scrape_reads_what_its_hooks_set() {
+    let m = Metrics::new("9.9.9");
+    let runs = counting_hook(&m);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(serve(
+        listener,
+        std::sync::Arc::clone(&m),
+        Readiness::new(&[]),
+        shutdown.clone(),
+    ));
+    assert_eq!(
+        runs.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no scrape, no work"
+    );
+    let body = get(addr, "/metrics").await.body;
+    let families = parse_exposition(&body).unwrap();
+    assert_eq!(
+        sample(&families, "sluice_node_local_balance_sat", &[]),
+        Some(1.0),
+        "{body}"
+    );
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn close_scrapes_share_a_refresh_and_a_stuck_hook_only_delays_one() {
+    let m = Metrics::new("9.9.9");
+    let runs = counting_hook(&m);
+    let count = || runs.load(std::sync::atomic::Ordering::SeqCst);
+    m.refresh().await;
+    m.refresh().await;
+    assert_eq!(count(), 1, "two scrapes within the gap share one refresh");
+    tokio::time::advance(SCRAPE_REFRESH_MIN_GAP).await;
+    m.refresh().await;
+    assert_eq!(count(), 2);
+
+    // A hook that never finishes (lnd not answering): the refresh gives up after its timeout
+    // and the other hooks' values are served.
+    m.on_scrape(std::sync::Arc::new(|| Box::pin(std::future::pending())));
+    tokio::time::advance(SCRAPE_REFRESH_MIN_GAP).await;
+    let started = tokio::time::Instant::now();
+    m.refresh().await;
+    assert_eq!(started.elapsed(), SCRAPE_REFRESH_TIMEOUT);
+    assert_eq!(count(), 3);
+}
+
 const BEGIN: &str = "<!-- BEGIN GENERATED CATALOG -->\n";
 const END: &str = "<!-- END GENERATED CATALOG -->";
 
