@@ -1321,3 +1321,31 @@ async fn an_l402_token_bought_by_a_pass_is_booked_in_the_ledger_once() {
     cancel.cancel();
     engine.stop().await;
 }
+
+/// Autoloop follows blocks through the engine's block-epoch stream (not one of its own): a
+/// mined block, with no channel event and the safety tick an hour away, wakes a pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_block_wakes_a_pass() {
+    let net = net().await;
+    let cancel = CancellationToken::new();
+    let engine = net.engine().await;
+    let al = net.autoloop(&engine, cancel.clone()).await;
+    let mut passes = al.passes();
+    al.set_mode(Mode::DryRun).await.unwrap();
+    // The pass the mode change woke.
+    let first = poll("the pass the mode woke", async || {
+        passes.borrow_and_update().as_ref().map(|p| p.pass_id)
+    })
+    .await;
+    lock(&net.world).mine(1);
+    let next = poll("a pass after the block", async || {
+        passes
+            .borrow_and_update()
+            .as_ref()
+            .map(|p| p.pass_id)
+            .filter(|id| *id > first)
+    })
+    .await;
+    assert!(next > first);
+    cancel.cancel();
+}

@@ -432,28 +432,22 @@ impl Autoloop {
         }
     }
 
+    /// A pass on every new block, as the engine sees it (its one block-epoch stream from
+    /// lnd; a second subscription would make lnd send every block twice).
     async fn blocks(self) {
+        let mut height = self.inner.ports.engine.follow_height();
         loop {
-            match self.inner.ports.node.register_block_epochs().await {
-                Ok(mut stream) => loop {
-                    let ev = tokio::select! {
-                        _ = self.inner.cancel.cancelled() => return,
-                        ev = stream.next() => ev,
-                    };
-                    match ev {
-                        Some(Ok(epoch)) => self.wake(Wake::Block(epoch.height)),
-                        Some(Err(e)) => {
-                            tracing::debug!(error = %e, "block epoch stream broke");
-                            break;
-                        }
-                        None => break,
-                    }
-                },
-                Err(e) => tracing::debug!(error = %e, "subscribing to block epochs failed"),
-            }
             tokio::select! {
                 _ = self.inner.cancel.cancelled() => return,
-                _ = tokio::time::sleep(RESUBSCRIBE) => {}
+                changed = height.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+            }
+            let seen = *height.borrow_and_update();
+            if let Some(h) = seen {
+                self.wake(Wake::Block(h));
             }
         }
     }

@@ -565,6 +565,12 @@ impl SwapEngine {
         *self.inner.height.borrow()
     }
 
+    /// The height of the last block epoch, to wait on: the engine's one block-epoch stream
+    /// from lnd, shared with whoever else follows blocks (autoloop).
+    pub fn follow_height(&self) -> watch::Receiver<Option<BlockHeight>> {
+        self.inner.height.clone()
+    }
+
     /// Updates of every swap's state from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<SwapUpdate> {
         self.inner.updates.subscribe()
