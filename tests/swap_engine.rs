@@ -503,3 +503,31 @@ async fn an_htlc_confirmation_stored_before_a_crash_is_forgotten_at_resume_so_a_
     assert_costs_match(&net, &record, local_before, wallet_before).await;
     engine.stop().await;
 }
+
+/// The engine counts a Loop Out's expiry from lnd's tip, not from the last block epoch it
+/// followed: a block can reach lnd and the server before the engine's epoch stream delivers
+/// it, and an expiry at the server's minimum counted from the block before falls outside the
+/// server's window ("expiry ... is outside"; seen on real lnd and btcd). Here the block is
+/// mined and the swap asked for before the engine's task could run (one thread).
+#[tokio::test(flavor = "current_thread")]
+async fn an_expiry_counts_from_lnds_tip_when_the_followed_epoch_lags() {
+    use sluice::provider::SwapProvider;
+    let net = simnet().await;
+    let engine = net.engine().await;
+    let terms = net.client.loop_out_terms().await.unwrap();
+    let before = engine.height().unwrap();
+    lock(&net.world).mine(1);
+    assert_eq!(
+        engine.height(),
+        Some(before),
+        "the epoch has not been followed yet"
+    );
+    let mut req = request(300_000);
+    req.conf_target = Some(terms.min_cltv_delta);
+    let hash = engine.loop_out(req).await.unwrap();
+    let record = net.record(hash).await;
+    assert_eq!(
+        record.contract.terms().expiry.0,
+        before.0 + 1 + terms.min_cltv_delta
+    );
+}

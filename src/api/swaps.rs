@@ -353,10 +353,14 @@ impl SwapBackend {
                 ),
             });
         }
-        let height = self.engine.height().ok_or(ApiError::Unavailable {
-            what: "lnd",
-            reason: "no block height known yet; wait for lnd to sync".to_owned(),
-        })?;
+        let height = self
+            .engine
+            .tip_height()
+            .await
+            .map_err(|_| ApiError::Unavailable {
+                what: "lnd",
+                reason: "no block height known yet; wait for lnd to sync".to_owned(),
+            })?;
         let expiry = expiry_for(height, conf_target, &terms).map_err(ApiError::from)?;
         let deadline = if fast {
             now_unix()

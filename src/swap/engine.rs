@@ -565,6 +565,21 @@ impl SwapEngine {
         *self.inner.height.borrow()
     }
 
+    /// The chain's tip as lnd sees it now, for terms that count from it (a Loop Out's expiry,
+    /// a Loop In's expiry bounds): the block epoch the engine follows may arrive after lnd and
+    /// the server already have the block, and an expiry counted from the block before falls
+    /// outside the server's window. lnd's answer or the last epoch, whichever is higher; the
+    /// last epoch alone when lnd does not answer.
+    pub async fn tip_height(&self) -> Result<BlockHeight, EngineError> {
+        let followed = self.height();
+        match (self.inner.node.block_height().await, followed) {
+            (Ok(h), Some(f)) => Ok(h.max(f)),
+            (Ok(h), None) => Ok(h),
+            (Err(_), Some(f)) => Ok(f),
+            (Err(_), None) => Err(EngineError::NoHeight),
+        }
+    }
+
     /// The height of the last block epoch, to wait on: the engine's one block-epoch stream
     /// from lnd, shared with whoever else follows blocks (autoloop).
     pub fn follow_height(&self) -> watch::Receiver<Option<BlockHeight>> {
@@ -753,7 +768,7 @@ impl SwapEngine {
         if inner.cancel.is_cancelled() {
             return Err(EngineError::ShutDown);
         }
-        let height = self.height().ok_or(EngineError::NoHeight)?;
+        let height = self.tip_height().await?;
         let terms = inner
             .provider
             .loop_out_terms()

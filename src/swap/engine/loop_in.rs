@@ -348,7 +348,7 @@ impl SwapEngine {
             ));
         }
         let target = conf_target(req.htlc_conf_target)?;
-        let height = self.height().ok_or(EngineError::NoHeight)?;
+        let height = self.tip_height().await?;
         // A fresh quote, as Loop: the one the user saw earlier is not reused.
         let q = self
             .loop_in_quote(req.amount, req.last_hop, &req.route_hints, Some(target))
