@@ -6,8 +6,11 @@
 //! ```text
 //! cargo build --release --bins
 //! SLUICE_REALNODE_BIN=$(tools/realnode/build | tail -n1) SLUICE_FOOTPRINT_BIN=target/release \
-//!   cargo test --release --test realnode_footprint -- --ignored --nocapture
+//!   cargo test --test realnode_footprint -- --ignored --nocapture
 //! ```
+//!
+//! `SLUICE_FOOTPRINT_IDLE_SECS` sets the idle window (600 s), `SLUICE_FOOTPRINT_SWAPS` the Loop
+//! Outs per daemon (3).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -44,6 +47,50 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// A daemon's own monitor stream (`sluice monitor`, `loop monitor`), started before a swap so
+/// the bench learns that the swap ended without asking the daemon: status calls would be
+/// counted as the swap's CPU, and a faster CLI would ask more often.
+struct Monitor {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Monitor {
+    fn start(mut command: Command) -> Monitor {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Monitor { child, lines }
+    }
+
+    /// Waits (at most four minutes) for a line that `done` accepts.
+    fn until(mut self, what: &str, done: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(240);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if done(&line) => break,
+                Ok(_) => {}
+                Err(e) => panic!("no end of {what} in its monitor stream: {e}"),
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Resident memory split (kB): anonymous (heap, stacks) and file-backed (the program's own
@@ -112,20 +159,21 @@ fn sluiced_and_loopd_side_by_side() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let cli = |args: &[&str]| {
+    let cli_command = |args: &[&str]| {
         let lock = std::fs::read_to_string(datadir.path().join("sluiced.lock")).unwrap_or_default();
         let rpc = serde_json::from_str::<serde_json::Value>(&lock)
             .ok()
             .and_then(|v| v["rpc_listen"].as_str().map(str::to_owned))
             .unwrap_or_default();
-        Command::new(bin.join("sluice"))
+        let mut command = Command::new(bin.join("sluice"));
+        command
             .arg("--datadir")
             .arg(datadir.path())
             .args(["--rpcserver", &rpc])
-            .args(args)
-            .output()
-            .unwrap()
+            .args(args);
+        command
     };
+    let cli = |args: &[&str]| cli_command(args).output().unwrap();
     poll("sluiced to reach lnd", Duration::from_secs(60), || {
         let out = cli(&["--json", "getinfo"]);
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
@@ -161,43 +209,53 @@ fn sluiced_and_loopd_side_by_side() {
     let after_blocks = (sample(sluiced_pid), sample(loopd_pid));
 
     // Loop Outs, one after another for each daemon: CPU of its own process from the call to
-    // the swap's success, averaged (`SLUICE_FOOTPRINT_SWAPS`, 3 by default).
+    // the swap's success, averaged (`SLUICE_FOOTPRINT_SWAPS`, 3 by default). Each daemon's own
+    // monitor stream says when its swap ended.
     let swaps = env_u64("SLUICE_FOOTPRINT_SWAPS", 3);
     let mut sluice_swap = (0.0, Duration::ZERO);
     let mut loopd_swap = (0.0, Duration::ZERO);
     for _ in 0..swaps {
+        let monitor = Monitor::start(cli_command(&["--json", "monitor"]));
+        // The stream is open once the CLI has connected; a moment is plenty.
+        std::thread::sleep(Duration::from_secs(1));
         let before = sample(sluiced_pid).1;
         let out = cli(&["--json", "out", "--amt", "250000", "--force"]);
-        let id = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["id"]
+        let id = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_else(|e| {
+            panic!("sluice out: {e}: {}", String::from_utf8_lossy(&out.stderr))
+        })["id"]
             .as_str()
             .unwrap()
             .to_owned();
         let t = Instant::now();
         {
             let _m = Miner::start(&w, Duration::from_secs(2));
-            poll("sluiced's swap", Duration::from_secs(240), || {
-                let v: serde_json::Value =
-                    serde_json::from_slice(&cli(&["--json", "swap", &id]).stdout).ok()?;
-                (v["swap"]["state"] == "SUCCEEDED").then_some(())
+            monitor.until("sluiced's swap", |line| {
+                serde_json::from_str::<serde_json::Value>(line)
+                    .is_ok_and(|v| v["id"] == id.as_str() && v["state"] == "SUCCEEDED")
             });
         }
         sluice_swap.0 += sample(sluiced_pid).1 - before;
         sluice_swap.1 += t.elapsed();
+
+        let monitor = Monitor::start(loopd.command(&["monitor"]));
+        std::thread::sleep(Duration::from_secs(1));
         let before = sample(loopd_pid).1;
         let out = loopd.ok(&["out", "--amt", "250000", "--force"]);
-        let lid = out
-            .lines()
-            .find_map(|l| l.strip_prefix("ID:"))
-            .unwrap()
-            .trim()
-            .to_owned();
+        assert!(out.contains("Swap initiated"), "{out}");
+        // `loop monitor` prints no id for a Loop Out: its update time (RFC 3339, first on the
+        // line) tells this swap's success from earlier ones, which ended before the monitor
+        // started, more than a second before this swap.
+        let started = chrono::Utc::now().timestamp();
         let t = Instant::now();
         {
             let _m = Miner::start(&w, Duration::from_secs(2));
-            poll("loopd's swap", Duration::from_secs(240), || {
-                let v: serde_json::Value =
-                    serde_json::from_str(&loopd.ok(&["swapinfo", &lid])).ok()?;
-                (v["state"] == "SUCCESS").then_some(())
+            monitor.until("loopd's swap", |line| {
+                let at = line.split_whitespace().next().and_then(|t| {
+                    chrono::DateTime::parse_from_rfc3339(t)
+                        .ok()
+                        .map(|t| t.timestamp())
+                });
+                line.contains("LOOP_OUT SUCCESS") && at.is_some_and(|at| at >= started)
             });
         }
         loopd_swap.0 += sample(loopd_pid).1 - before;

@@ -255,16 +255,21 @@ impl Loopd {
 
     /// Runs Loop's `loop` CLI against this loopd.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        Command::new(&self.loop_cli)
+        self.command(args).output().unwrap()
+    }
+
+    /// Loop's `loop` CLI against this loopd, to run (or spawn: `monitor`).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.loop_cli);
+        command
             .args(["--network", "regtest", "--rpcserver", &self.rpc])
             .arg("--tlscertpath")
             .arg(self.dir.join("regtest/tls.cert"))
             .arg("--macaroonpath")
             .arg(self.dir.join("regtest/loop.macaroon"))
             .args(args)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap()
+            .stdin(std::process::Stdio::null());
+        command
     }
 
     /// `loop ARGS`, which must succeed: its stdout.
