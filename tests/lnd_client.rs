@@ -151,6 +151,13 @@ impl lightning_server::Lightning for Shared {
         Err(Status::unimplemented("not in the stand-in"))
     }
 
+    async fn query_routes(
+        &self,
+        _: Request<lnrpc::QueryRoutesRequest>,
+    ) -> Result<Response<lnrpc::QueryRoutesResponse>, Status> {
+        Err(Status::unimplemented("not in the stand-in"))
+    }
+
     async fn list_invoices(
         &self,
         _: Request<lnrpc::ListInvoiceRequest>,
@@ -199,6 +206,13 @@ impl router_server::Router for Shared {
     }
 
     type TrackPaymentV2Stream = S<lnrpc::Payment>;
+
+    async fn send_to_route_v2(
+        &self,
+        _: Request<routerrpc::SendToRouteRequest>,
+    ) -> Result<Response<lnrpc::HtlcAttempt>, Status> {
+        Err(Status::unimplemented("not in the stand-in"))
+    }
 
     async fn track_payment_v2(
         &self,

@@ -117,6 +117,22 @@ const METHODS: &[(&str, &str, &str, &str, &str, bool)] = &[
         false,
     ),
     (
+        "lnrpc",
+        "Lightning",
+        "QueryRoutes",
+        ".lnrpc.QueryRoutesRequest",
+        ".lnrpc.QueryRoutesResponse",
+        false,
+    ),
+    (
+        "routerrpc",
+        "Router",
+        "SendToRouteV2",
+        ".routerrpc.SendToRouteRequest",
+        ".lnrpc.HTLCAttempt",
+        false,
+    ),
+    (
         "routerrpc",
         "Router",
         "SendPaymentV2",

@@ -11,9 +11,10 @@ use bitcoin::Amount;
 use futures::StreamExt;
 use sluice::domain::{ChanId, Msat, Ppm, Preimage, Sat};
 use sluice::lnd::types::{
-    HoldInvoiceRequest, InvoiceState, PaymentFailure, PaymentRequest, PaymentStatus, PaymentUpdate,
+    HoldInvoiceRequest, HtlcFailure, HtlcOutcome, InvoiceState, PaymentFailure, PaymentRequest,
+    PaymentStatus, PaymentUpdate,
 };
-use sluice::lnd::{LightningNode, NodeStream};
+use sluice::lnd::{LightningNode, NodeStream, pay_part};
 use sluice::simnet::world::{
     ChannelSpec, FeePolicy, NodeSpec, SharedWorld, SimNode, World, WorldConfig, lock,
 };
@@ -289,6 +290,52 @@ async fn a_hold_invoice_keeps_the_payment_in_flight_until_settled() {
     );
     assert_eq!(local(&sluice, "peer1").await.2, 0);
     lp.settle_invoice(preimage).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_part_of_a_set_that_never_completes_is_failed_at_the_mpp_timeout_and_refunded() {
+    let w = world();
+    let (sluice, lp, _) = nodes(&w);
+    let preimage = Preimage([9; 32]);
+    let invoice = hold(&lp, preimage, 50_000).await;
+    let before = local(&sluice, "peer1").await.1;
+    let part = {
+        let sluice = sluice.clone();
+        tokio::spawn(async move {
+            pay_part(
+                &sluice,
+                &invoice,
+                Sat(20_000).to_msat(),
+                Sat(50_000).to_msat(),
+                Sat(1_000).to_msat(),
+            )
+            .await
+        })
+    };
+    // Held: the HTLC is locked and the invoice stays open.
+    tokio::time::timeout(DEADLINE, async {
+        while local(&sluice, "peer1").await.2 == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+    let mut inv = lp.subscribe_single_invoice(preimage.hash()).await.unwrap();
+    assert_eq!(next(&mut inv).await.state, InvoiceState::Open);
+    lock(&w).advance_clock(119.0);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!part.is_finished(), "failed before the MPP timeout");
+    lock(&w).advance_clock(2.0);
+    let outcome = tokio::time::timeout(DEADLINE, part)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome, HtlcOutcome::Failed(HtlcFailure::MppTimeout));
+    assert_eq!(local(&sluice, "peer1").await.1, before, "refunded");
+    assert_eq!(local(&sluice, "peer1").await.2, 0, "nothing pending");
+    let mut inv = lp.subscribe_single_invoice(preimage.hash()).await.unwrap();
+    assert_eq!(next(&mut inv).await.state, InvoiceState::Open);
 }
 
 #[tokio::test]

@@ -28,6 +28,7 @@ use super::types::{
     NodeVersion, PaymentRequest, PaymentUpdate, SendFeeEstimate, SendOutputsRequest, SignRequest,
     SpendRequest, SpendUpdate, WalletUtxo,
 };
+use super::types::{HtlcOutcome, PaymentRoute, RouteRequest};
 use super::wire::chainrpc::chain_notifier_client::ChainNotifierClient;
 use super::wire::invoicesrpc::invoices_client::InvoicesClient;
 use super::wire::lnrpc::lightning_client::LightningClient;
@@ -459,6 +460,40 @@ impl LightningNode for LndClient {
             .into_inner()
             .boxed();
         Ok(map_stream(M, s, convert::payment_update))
+    }
+
+    async fn query_route(&self, request: &RouteRequest) -> NodeResult<PaymentRoute> {
+        const M: &str = "query_route";
+        let r = self
+            .lightning
+            .clone()
+            .query_routes(convert::query_routes_request(request)?)
+            .await
+            .map_err(st(M))?;
+        match r.get_ref().routes.first() {
+            Some(route) => convert::payment_route(M, route),
+            None => Err(NodeError::new(
+                NodeErrorKind::NotFound,
+                M,
+                "lnd answered with no route",
+            )),
+        }
+    }
+
+    async fn send_to_route(&self, hash: SwapHash, route: &PaymentRoute) -> NodeResult<HtlcOutcome> {
+        const M: &str = "send_to_route";
+        let r = self
+            .router
+            .clone()
+            .send_to_route_v2(routerrpc::SendToRouteRequest {
+                payment_hash: hash.0.to_vec(),
+                route: Some(convert::wire_route(M, route)?),
+                skip_temp_err: false,
+                ..Default::default()
+            })
+            .await
+            .map_err(st(M))?;
+        convert::htlc_outcome(r.get_ref())
     }
 
     async fn derive_next_key(&self, family: i32) -> NodeResult<KeyDescriptor> {

@@ -18,6 +18,7 @@ use super::types::{
     MuSig2Version, NodeVersion, PaymentFailure, PaymentRequest, PaymentStatus, PaymentUpdate,
     SendOutputsRequest, SignMethod, SignRequest, SpendRequest, SpendUpdate, WalletUtxo,
 };
+use super::types::{HtlcFailure, HtlcOutcome, MppRecord, PaymentRoute, RouteHop, RouteRequest};
 use super::wire::{chainrpc, invoicesrpc, lnrpc, routerrpc, signrpc, verrpc, walletrpc};
 use crate::domain::{
     BlockHeight, ChanId, Channel, ChannelEdge, ChannelEvent, ForwardingEvent, ForwardingPage, Msat,
@@ -357,6 +358,185 @@ fn payment_failure(r: lnrpc::PaymentFailureReason) -> PaymentFailure {
         W::FailureReasonInsufficientBalance => PaymentFailure::InsufficientBalance,
         W::FailureReasonCanceled => PaymentFailure::Canceled,
         W::FailureReasonNone => PaymentFailure::Unknown,
+    }
+}
+
+/// [`RouteRequest`] → `QueryRoutesRequest`.
+pub fn query_routes_request(r: &RouteRequest) -> R<lnrpc::QueryRoutesRequest> {
+    const M: &str = "query_route";
+    let big = |what: &str| NodeError::invalid_argument(M, format!("{what} is too large"));
+    Ok(lnrpc::QueryRoutesRequest {
+        pub_key: r.destination.to_string(),
+        amt_msat: i64::try_from(r.amount.0).map_err(|_| big("amount"))?,
+        final_cltv_delta: i32::try_from(r.final_cltv_delta).map_err(|_| big("final_cltv_delta"))?,
+        route_hints: route_hints(&r.route_hints),
+        ..Default::default()
+    })
+}
+
+/// `QueryRoutesRequest` → [`RouteRequest`] (what a server of lnd's API was asked).
+pub fn route_request(r: &lnrpc::QueryRoutesRequest) -> Result<RouteRequest, String> {
+    let amount = match (r.amt, r.amt_msat) {
+        (0, msat) => msat,
+        (sat, 0) => sat.saturating_mul(1_000),
+        _ => return Err("amt and amt_msat are mutually exclusive".to_owned()),
+    };
+    Ok(RouteRequest {
+        destination: r
+            .pub_key
+            .parse()
+            .map_err(|e| format!("pub_key {:?} is not a node key: {e}", r.pub_key))?,
+        amount: Msat(
+            u64::try_from(amount).map_err(|_| format!("the amount is negative: {amount}"))?,
+        ),
+        final_cltv_delta: u32::try_from(r.final_cltv_delta)
+            .map_err(|_| format!("final_cltv_delta is negative: {}", r.final_cltv_delta))?,
+        route_hints: parse_route_hints(&r.route_hints)?,
+    })
+}
+
+/// `lnrpc.Route` → [`PaymentRoute`]; `method` names the call it came with.
+pub fn payment_route(method: &'static str, r: &lnrpc::Route) -> R<PaymentRoute> {
+    let hops = r
+        .hops
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let field = |f: &str| format!("hops[{i}].{f}");
+            Ok(RouteHop {
+                chan_id: ChanId(h.chan_id),
+                pubkey: node_id_hex(method, &field("pub_key"), &h.pub_key)?,
+                amount_to_forward: msat(
+                    method,
+                    &field("amt_to_forward_msat"),
+                    h.amt_to_forward_msat,
+                )?,
+                fee: msat(method, &field("fee_msat"), h.fee_msat)?,
+                expiry: h.expiry,
+                mpp: match &h.mpp_record {
+                    None => None,
+                    Some(m) => Some(MppRecord {
+                        payment_addr: hash32(
+                            method,
+                            &field("mpp_record.payment_addr"),
+                            &m.payment_addr,
+                        )?,
+                        total: msat(
+                            method,
+                            &field("mpp_record.total_amt_msat"),
+                            m.total_amt_msat,
+                        )?,
+                    }),
+                },
+            })
+        })
+        .collect::<R<Vec<_>>>()?;
+    Ok(PaymentRoute {
+        total_time_lock: r.total_time_lock,
+        total_amount: msat(method, "total_amt_msat", r.total_amt_msat)?,
+        total_fees: msat(method, "total_fees_msat", r.total_fees_msat)?,
+        hops,
+    })
+}
+
+/// [`PaymentRoute`] → `lnrpc.Route`. Rejects amounts the wire cannot carry.
+pub fn wire_route(method: &'static str, r: &PaymentRoute) -> R<lnrpc::Route> {
+    let amount = |what: &str, m: Msat| {
+        i64::try_from(m.0)
+            .map_err(|_| NodeError::invalid_argument(method, format!("{what} is too large")))
+    };
+    #[allow(deprecated)]
+    let hops = r
+        .hops
+        .iter()
+        .map(|h| {
+            Ok(lnrpc::Hop {
+                chan_id: h.chan_id.0,
+                expiry: h.expiry,
+                amt_to_forward_msat: amount("amt_to_forward_msat", h.amount_to_forward)?,
+                amt_to_forward: amount("amt_to_forward_msat", h.amount_to_forward)? / 1_000,
+                fee_msat: amount("fee_msat", h.fee)?,
+                fee: amount("fee_msat", h.fee)? / 1_000,
+                pub_key: h.pubkey.to_string(),
+                tlv_payload: true,
+                mpp_record: match h.mpp {
+                    None => None,
+                    Some(m) => Some(lnrpc::MppRecord {
+                        payment_addr: m.payment_addr.to_vec(),
+                        total_amt_msat: amount("mpp_record.total_amt_msat", m.total)?,
+                    }),
+                },
+                ..Default::default()
+            })
+        })
+        .collect::<R<Vec<_>>>()?;
+    #[allow(deprecated)]
+    Ok(lnrpc::Route {
+        total_time_lock: r.total_time_lock,
+        total_amt_msat: amount("total_amt_msat", r.total_amount)?,
+        total_amt: amount("total_amt_msat", r.total_amount)? / 1_000,
+        total_fees_msat: amount("total_fees_msat", r.total_fees)?,
+        total_fees: amount("total_fees_msat", r.total_fees)? / 1_000,
+        hops,
+        ..Default::default()
+    })
+}
+
+/// `lnrpc.HTLCAttempt` → [`HtlcOutcome`]; an attempt still in flight is an invalid answer
+/// from `SendToRouteV2`, which returns only once the HTLC is resolved.
+pub fn htlc_outcome(a: &lnrpc::HtlcAttempt) -> R<HtlcOutcome> {
+    use lnrpc::failure::FailureCode as C;
+    use lnrpc::htlc_attempt::HtlcStatus as W;
+    const M: &str = "send_to_route";
+    match a.status() {
+        W::Succeeded => Ok(HtlcOutcome::Settled {
+            preimage: Preimage(hash32(M, "preimage", &a.preimage)?),
+        }),
+        W::Failed => {
+            let code = a.failure.as_ref().map_or(C::UnknownFailure, |f| f.code());
+            Ok(HtlcOutcome::Failed(match code {
+                C::IncorrectOrUnknownPaymentDetails => {
+                    HtlcFailure::IncorrectOrUnknownPaymentDetails
+                }
+                C::MppTimeout => HtlcFailure::MppTimeout,
+                C::TemporaryChannelFailure => HtlcFailure::TemporaryChannelFailure,
+                other => HtlcFailure::Other(other.as_str_name().to_owned()),
+            }))
+        }
+        W::InFlight => Err(NodeError::invalid_response(
+            M,
+            "the HTLC attempt is still in flight",
+        )),
+    }
+}
+
+/// [`HtlcOutcome`] → `lnrpc.HTLCAttempt`, as `SendToRouteV2` answers.
+pub fn htlc_attempt(o: &HtlcOutcome, route: lnrpc::Route) -> lnrpc::HtlcAttempt {
+    use lnrpc::failure::FailureCode as C;
+    use lnrpc::htlc_attempt::HtlcStatus as W;
+    let (status, preimage, code) = match o {
+        HtlcOutcome::Settled { preimage } => (W::Succeeded, preimage.0.to_vec(), None),
+        HtlcOutcome::Failed(f) => {
+            let code = match f {
+                HtlcFailure::IncorrectOrUnknownPaymentDetails => {
+                    C::IncorrectOrUnknownPaymentDetails
+                }
+                HtlcFailure::MppTimeout => C::MppTimeout,
+                HtlcFailure::TemporaryChannelFailure => C::TemporaryChannelFailure,
+                HtlcFailure::Other(name) => C::from_str_name(name).unwrap_or(C::UnknownFailure),
+            };
+            (W::Failed, Vec::new(), Some(code))
+        }
+    };
+    lnrpc::HtlcAttempt {
+        status: status.into(),
+        route: Some(route),
+        preimage,
+        failure: code.map(|c| lnrpc::Failure {
+            code: c.into(),
+            ..Default::default()
+        }),
+        ..Default::default()
     }
 }
 

@@ -16,6 +16,7 @@ use super::types::{
     NodeVersion, PaymentRequest, PaymentUpdate, SendFeeEstimate, SendOutputsRequest, SignRequest,
     SpendRequest, SpendUpdate, WalletUtxo,
 };
+use super::types::{HtlcOutcome, PaymentRoute, RouteRequest};
 use crate::domain::{
     BlockHeight, Channel, ChannelEvent, ForwardingPage, NodeId, NodeInfo, Peer, Preimage,
     RpcObserver, Sat, SettlementPage, SwapHash,
@@ -150,6 +151,16 @@ impl LightningNode for MeteredNode {
 
     async fn track_payment(&self, hash: SwapHash) -> NodeResult<NodeStream<PaymentUpdate>> {
         self.timed("TrackPaymentV2", self.inner.track_payment(hash))
+            .await
+    }
+
+    async fn query_route(&self, request: &RouteRequest) -> NodeResult<PaymentRoute> {
+        self.timed("QueryRoutes", self.inner.query_route(request))
+            .await
+    }
+
+    async fn send_to_route(&self, hash: SwapHash, route: &PaymentRoute) -> NodeResult<HtlcOutcome> {
+        self.timed("SendToRouteV2", self.inner.send_to_route(hash, route))
             .await
     }
 

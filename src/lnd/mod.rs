@@ -26,5 +26,5 @@ mod convert_tests;
 pub use client::LndClient;
 pub use error::{NodeError, NodeErrorKind, classify};
 pub use metered::MeteredNode;
-pub use port::{LightningNode, NodeResult, NodeStream};
+pub use port::{LightningNode, NodeResult, NodeStream, pay_part};
 pub use resilient::ResilientNode;

@@ -17,6 +17,7 @@ use super::types::{
     NodeVersion, PaymentRequest, PaymentUpdate, SendFeeEstimate, SendOutputsRequest, SignRequest,
     SpendRequest, SpendUpdate, WalletUtxo,
 };
+use super::types::{HtlcOutcome, MppRecord, PaymentRoute, RouteRequest};
 use crate::domain::{
     BlockHeight, ChanId, Channel, ChannelEdge, ChannelEvent, ForwardingPage, NodeId, NodeInfo,
     Peer, Preimage, Sat, SettlementPage, SwapHash,
@@ -161,6 +162,31 @@ pub trait LightningNode: Send + Sync {
     /// Streams the state of a payment started earlier, beginning with its current state.
     /// Idempotent. `NotFound` if the node never started a payment to this hash.
     async fn track_payment(&self, hash: SwapHash) -> NodeResult<NodeStream<PaymentUpdate>>;
+
+    /// Finds a route for one HTLC (lnd's `QueryRoutes`), without paying. Idempotent.
+    /// `NotFound` when no route exists. Nodes that cannot route by hand answer `Permanent`.
+    async fn query_route(&self, request: &RouteRequest) -> NodeResult<PaymentRoute> {
+        let _ = request;
+        Err(NodeError::new(
+            super::NodeErrorKind::Permanent,
+            "query_route",
+            "this node does not find routes by hand",
+        ))
+    }
+
+    /// Sends one HTLC along `route` for `hash` (lnd's `SendToRouteV2`) and returns once the
+    /// payee settled or failed it. With an MPP record on the last hop the HTLC is one part of
+    /// a set: the payee holds it until the set is complete or its MPP timeout passes. This is
+    /// how a payer pays an invoice other than exactly: less (a set that never completes) or
+    /// more. Not idempotent: each call sends another HTLC.
+    async fn send_to_route(&self, hash: SwapHash, route: &PaymentRoute) -> NodeResult<HtlcOutcome> {
+        let _ = (hash, route);
+        Err(NodeError::new(
+            super::NodeErrorKind::Permanent,
+            "send_to_route",
+            "this node does not send along a given route",
+        ))
+    }
 
     // ----- wallet -----
 
@@ -313,4 +339,51 @@ pub trait LightningNode: Send + Sync {
     async fn block_height(&self) -> NodeResult<BlockHeight> {
         Ok(self.get_info().await?.block_height)
     }
+}
+
+/// Pays `amount` of an invoice in one HTLC whose multi-path record names `set_total`, along
+/// the route the node finds (`QueryRoutes`, then `SendToRouteV2`), and returns its outcome.
+/// `amount < set_total` is one part of a set (the payee settles only once parts add up to
+/// the total); `amount == set_total` above the invoice's amount overpays it. Refused
+/// (`InvalidArgument`) when the route's fees exceed `fee_limit` or the invoice has no payment
+/// address. Not idempotent.
+pub async fn pay_part<N: LightningNode + ?Sized>(
+    node: &N,
+    invoice: &str,
+    amount: crate::domain::Msat,
+    set_total: crate::domain::Msat,
+    fee_limit: crate::domain::Msat,
+) -> NodeResult<HtlcOutcome> {
+    let decoded = node.decode_invoice(invoice).await?;
+    let invalid =
+        |msg: String| NodeError::new(super::NodeErrorKind::InvalidArgument, "pay_part", msg);
+    let payment_addr = decoded
+        .payment_addr
+        .ok_or_else(|| invalid("the invoice has no payment address".to_owned()))?;
+    let mut route = node
+        .query_route(&RouteRequest {
+            destination: decoded.destination,
+            amount,
+            // QueryRoutes adds no padding; SendPaymentV2 adds three blocks, so a block that
+            // arrives while the HTLC travels does not make it expire too soon.
+            final_cltv_delta: u32::try_from(decoded.min_final_cltv_delta)
+                .unwrap_or(u32::MAX)
+                .saturating_add(3),
+            route_hints: decoded.route_hints.clone(),
+        })
+        .await?;
+    if route.total_fees > fee_limit {
+        return Err(invalid(format!(
+            "the route's fees, {} msat, exceed the limit of {} msat",
+            route.total_fees.0, fee_limit.0
+        )));
+    }
+    let Some(last) = route.hops.last_mut() else {
+        return Err(invalid("the node found a route without hops".to_owned()));
+    };
+    last.mpp = Some(MppRecord {
+        payment_addr,
+        total: set_total,
+    });
+    node.send_to_route(decoded.payment_hash, &route).await
 }

@@ -52,6 +52,7 @@ use super::types::{
     NodeVersion, PaymentRequest, PaymentUpdate, SendFeeEstimate, SendOutputsRequest, SignRequest,
     SpendRequest, SpendUpdate, WalletUtxo,
 };
+use super::types::{HtlcOutcome, PaymentRoute, RouteRequest};
 use crate::domain::{
     BlockHeight, Channel, ChannelEvent, ForwardingPage, NodeId, NodeInfo, Peer, Preimage, Sat,
     SettlementPage, SwapHash,
@@ -440,6 +441,22 @@ impl LightningNode for ResilientNode {
             failures: 0,
             done: false,
         }))
+    }
+
+    async fn query_route(&self, request: &RouteRequest) -> NodeResult<PaymentRoute> {
+        self.ctx()
+            .retry("query_route", self.idempotent(), || {
+                self.inner.query_route(request)
+            })
+            .await
+    }
+
+    async fn send_to_route(&self, hash: SwapHash, route: &PaymentRoute) -> NodeResult<HtlcOutcome> {
+        self.ctx()
+            .retry("send_to_route", self.non_idempotent(), || {
+                self.inner.send_to_route(hash, route)
+            })
+            .await
     }
 
     async fn derive_next_key(&self, family: i32) -> NodeResult<KeyDescriptor> {

@@ -113,6 +113,93 @@ pub struct PaymentUpdate {
     pub htlcs_in_flight: u32,
 }
 
+/// What to find a route for (`QueryRoutes`): one HTLC of `amount` to `destination`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteRequest {
+    /// The node the HTLC ends at.
+    pub destination: NodeId,
+    /// What the destination receives.
+    pub amount: Msat,
+    /// The final hop's CLTV delta (the invoice's), in blocks.
+    pub final_cltv_delta: u32,
+    /// The payee's route hints to its private channels.
+    pub route_hints: Vec<crate::domain::RouteHint>,
+}
+
+/// A route for one HTLC, as lnd's `QueryRoutes` finds it and `SendToRouteV2` takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentRoute {
+    /// The height the first hop's HTLC times out at.
+    pub total_time_lock: u32,
+    /// What the payer sends: the amount plus every hop's fee.
+    pub total_amount: Msat,
+    /// The fees the forwarding nodes take.
+    pub total_fees: Msat,
+    /// The hops, the payer's channel first.
+    pub hops: Vec<RouteHop>,
+}
+
+impl PaymentRoute {
+    /// What the last hop delivers to the destination.
+    pub fn delivered(&self) -> Msat {
+        self.hops.last().map_or(Msat(0), |h| h.amount_to_forward)
+    }
+}
+
+/// One hop of a [`PaymentRoute`]: the channel to `pubkey` and what crosses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteHop {
+    /// The channel the HTLC crosses.
+    pub chan_id: crate::domain::ChanId,
+    /// The node at the far end of the channel.
+    pub pubkey: NodeId,
+    /// What that node passes on (or, at the last hop, receives).
+    pub amount_to_forward: Msat,
+    /// What that node keeps for forwarding (zero at the last hop).
+    pub fee: Msat,
+    /// The CLTV expiry of the HTLC the node passes on (or receives, at the last hop).
+    pub expiry: u32,
+    /// The multi-path record for the payee; only on the last hop.
+    pub mpp: Option<MppRecord>,
+}
+
+/// A multi-path payment record: the invoice's payment address and the total of the set of
+/// HTLCs this one belongs to. The payee holds the HTLCs of a set until they add up to
+/// `total`, and fails them if they still do not after its MPP timeout (lnd: 120 s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MppRecord {
+    /// The invoice's payment address (payment secret).
+    pub payment_addr: [u8; 32],
+    /// What the whole set pays.
+    pub total: Msat,
+}
+
+/// How one HTLC sent with `send_to_route` ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HtlcOutcome {
+    /// The payee settled it; the preimage proves it.
+    Settled {
+        /// The preimage the payee revealed.
+        preimage: Preimage,
+    },
+    /// It failed; the code says where and why.
+    Failed(HtlcFailure),
+}
+
+/// Why an HTLC failed (lnd's `Failure.FailureCode`, the ones sluice tells apart).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HtlcFailure {
+    /// The payee does not know the hash, or the amount, CLTV or payment address is wrong,
+    /// or the invoice was canceled.
+    IncorrectOrUnknownPaymentDetails,
+    /// The payee held it as part of a set that did not complete in time.
+    MppTimeout,
+    /// A hop lacked the liquidity.
+    TemporaryChannelFailure,
+    /// Any other code, by lnd's name for it.
+    Other(String),
+}
+
 /// Names a key in lnd's wallet by family and index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct KeyLocator {

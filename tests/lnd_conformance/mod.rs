@@ -19,10 +19,11 @@ use bitcoin::{
 use futures::StreamExt;
 use sluice::domain::{BlockHeight, ChannelEvent, Msat, Network, Preimage, SwapHash};
 use sluice::lnd::types::{
-    ConfRequest, ConfUpdate, HoldInvoiceRequest, InvoiceRequest, InvoiceState, PaymentFailure,
-    PaymentRequest, PaymentStatus, SpendRequest, SpendUpdate,
+    ConfRequest, ConfUpdate, HoldInvoiceRequest, HtlcFailure, HtlcOutcome, InvoiceRequest,
+    InvoiceState, PaymentFailure, PaymentRequest, PaymentStatus, RouteRequest, SpendRequest,
+    SpendUpdate,
 };
-use sluice::lnd::{LightningNode, LndClient, NodeErrorKind, NodeStream};
+use sluice::lnd::{LightningNode, LndClient, NodeErrorKind, NodeStream, pay_part};
 
 /// How long any one event may take.
 pub const EVENT: Duration = Duration::from_secs(60);
@@ -86,6 +87,11 @@ pub async fn run_all(b: &Backend) {
     payment_failure_reasons(b).await;
     eprintln!("{}: invoice with a chosen preimage", b.name);
     invoice_with_a_chosen_preimage_settles_on_payment(b).await;
+    eprintln!(
+        "{}: HTLCs by hand: parts, overpayment, amount too low",
+        b.name
+    );
+    htlcs_by_hand_parts_overpayment_and_too_little(b).await;
     eprintln!("{}: confirmations, spends, reorgs", b.name);
     confirmations_spends_and_reorgs(b).await;
     eprintln!("{}: publication errors", b.name);
@@ -180,15 +186,7 @@ pub async fn hold_invoice_lifecycle_payment_and_channel_events(b: &Backend) {
     let hash = SwapHash(sha256::Hash::hash(&preimage.0).to_byte_array());
     let invoice = b
         .other
-        .add_hold_invoice(&HoldInvoiceRequest {
-            hash,
-            amount: Msat(50_000_000),
-            memo: "conformance".into(),
-            expiry: Duration::from_secs(3600),
-            cltv_expiry: 80,
-            route_hints: Vec::new(),
-            private: false,
-        })
+        .add_hold_invoice(&hold_request(hash, Msat(50_000_000), "conformance"))
         .await
         .unwrap();
     let mut states = b.other.subscribe_single_invoice(hash).await.unwrap();
@@ -346,6 +344,180 @@ pub async fn invoice_with_a_chosen_preimage_settles_on_payment(b: &Backend) {
     assert_eq!(settled.amount_paid, Msat(30_000_000), "{}", b.name);
 }
 
+/// A public hold invoice for `amount` with lnd's usual CLTV delta and an hour to pay it.
+fn hold_request(hash: SwapHash, amount: Msat, memo: &str) -> HoldInvoiceRequest {
+    HoldInvoiceRequest {
+        hash,
+        amount,
+        memo: memo.into(),
+        expiry: Duration::from_secs(3600),
+        cltv_expiry: 80,
+        route_hints: Vec::new(),
+        private: false,
+    }
+}
+
+/// The next invoice state other than `skip`, or `None` if none comes within `wait`.
+async fn state_other_than(
+    states: &mut NodeStream<sluice::lnd::types::InvoiceUpdate>,
+    skip: InvoiceState,
+    wait: Duration,
+) -> Option<sluice::lnd::types::InvoiceUpdate> {
+    tokio::time::timeout(wait, async {
+        loop {
+            let u = states.next().await?.ok()?;
+            if u.state != skip {
+                return Some(u);
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// QueryRoutes and SendToRouteV2 with a multi-path record (how the reference server pays less
+/// or more than an invoice asks): a part of a set is held and the invoice stays open; the
+/// second part completes the set, so the hold invoice is accepted for the total and both
+/// parts settle with its preimage; canceling an invoice fails a held part with incorrect
+/// payment details; one HTLC above the invoice's amount settles it and is recorded as paid;
+/// a set whose total is below the amount fails at once; no route to an unknown node.
+pub async fn htlcs_by_hand_parts_overpayment_and_too_little(b: &Backend) {
+    let limit = Msat(1_000_000);
+    let unknown = b
+        .sluice
+        .query_route(&RouteRequest {
+            destination: "02aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                .parse()
+                .unwrap(),
+            amount: Msat(1_000_000),
+            final_cltv_delta: 80,
+            route_hints: Vec::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        unknown.kind,
+        NodeErrorKind::NotFound,
+        "{}: {unknown}",
+        b.name
+    );
+
+    // Two parts of one set, to a hold invoice.
+    let preimage = Preimage([0x55; 32]);
+    let hash = SwapHash(sha256::Hash::hash(&preimage.0).to_byte_array());
+    let total = Msat(20_000_000);
+    let held = b
+        .other
+        .add_hold_invoice(&hold_request(hash, total, "two parts"))
+        .await
+        .unwrap();
+    let mut states = b.other.subscribe_single_invoice(hash).await.unwrap();
+    let first = {
+        let node = b.sluice.clone();
+        let invoice = held.payment_request.clone();
+        tokio::spawn(async move { pay_part(&node, &invoice, Msat(8_000_000), total, limit).await })
+    };
+    let early = state_other_than(&mut states, InvoiceState::Open, Duration::from_secs(3)).await;
+    assert_eq!(early, None, "{}: a part alone changed the invoice", b.name);
+    assert!(!first.is_finished(), "{}: the held part returned", b.name);
+    let second = {
+        let node = b.sluice.clone();
+        let invoice = held.payment_request.clone();
+        tokio::spawn(async move { pay_part(&node, &invoice, Msat(12_000_000), total, limit).await })
+    };
+    let accepted = state_other_than(&mut states, InvoiceState::Open, EVENT)
+        .await
+        .unwrap_or_else(|| panic!("{}: the complete set was not accepted", b.name));
+    assert_eq!(accepted.state, InvoiceState::Accepted, "{}", b.name);
+    assert_eq!(accepted.amount_paid, total, "{}", b.name);
+    b.other.settle_invoice(preimage).await.unwrap();
+    for part in [first, second] {
+        let outcome = prompt("a part's outcome", part).await.unwrap().unwrap();
+        assert_eq!(outcome, HtlcOutcome::Settled { preimage }, "{}", b.name);
+    }
+
+    // A part held when the invoice is canceled fails with incorrect payment details.
+    let canceled = SwapHash([0x56; 32]);
+    let invoice = b
+        .other
+        .add_hold_invoice(&hold_request(canceled, total, "canceled part"))
+        .await
+        .unwrap();
+    let part = {
+        let node = b.sluice.clone();
+        let invoice = invoice.payment_request.clone();
+        tokio::spawn(async move { pay_part(&node, &invoice, Msat(5_000_000), total, limit).await })
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!part.is_finished(), "{}: the held part returned", b.name);
+    b.other.cancel_invoice(canceled).await.unwrap();
+    let outcome = prompt("the canceled part", part).await.unwrap().unwrap();
+    assert_eq!(
+        outcome,
+        HtlcOutcome::Failed(HtlcFailure::IncorrectOrUnknownPaymentDetails),
+        "{}",
+        b.name
+    );
+
+    // One HTLC above the invoice's amount: settled, and paid that much.
+    let preimage = Preimage([0x57; 32]);
+    let hash = SwapHash(sha256::Hash::hash(&preimage.0).to_byte_array());
+    let plain = b
+        .other
+        .add_invoice(&InvoiceRequest {
+            preimage,
+            amount: Msat(10_000_000),
+            memo: "overpaid".into(),
+            expiry: Duration::from_secs(3600),
+            route_hints: Vec::new(),
+            private: false,
+        })
+        .await
+        .unwrap();
+    let mut states = b.other.subscribe_single_invoice(hash).await.unwrap();
+    let more = Msat(12_000_000);
+    let outcome = prompt(
+        "the overpayment",
+        pay_part(&b.sluice, &plain.payment_request, more, more, limit),
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome, HtlcOutcome::Settled { preimage }, "{}", b.name);
+    let settled = state_other_than(&mut states, InvoiceState::Open, EVENT)
+        .await
+        .unwrap_or_else(|| panic!("{}: the overpaid invoice did not settle", b.name));
+    assert_eq!(settled.state, InvoiceState::Settled, "{}", b.name);
+    assert_eq!(settled.amount_paid, more, "{}", b.name);
+
+    // A set whose total is below the invoice's amount fails at once.
+    let short = b
+        .other
+        .add_invoice(&InvoiceRequest {
+            preimage: Preimage([0x58; 32]),
+            amount: Msat(10_000_000),
+            memo: "underpaid".into(),
+            expiry: Duration::from_secs(3600),
+            route_hints: Vec::new(),
+            private: false,
+        })
+        .await
+        .unwrap();
+    let less = Msat(6_000_000);
+    let outcome = prompt(
+        "the underpayment",
+        pay_part(&b.sluice, &short.payment_request, less, less, limit),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        outcome,
+        HtlcOutcome::Failed(HtlcFailure::IncorrectOrUnknownPaymentDetails),
+        "{}",
+        b.name
+    );
+}
+
 /// ListPayments and ListInvoices (what `sluice backtest --from-node` reads): the payer lists
 /// the settled HTLC leaving one of its channels with the amount plus the fee, the payee the
 /// HTLC arriving on one of its channels with the amount. Pages end.
@@ -399,15 +571,7 @@ pub async fn payment_failure_reasons(b: &Backend) {
     let hash = SwapHash(sha256::Hash::hash(&preimage.0).to_byte_array());
     let invoice = b
         .other
-        .add_hold_invoice(&HoldInvoiceRequest {
-            hash,
-            amount: Msat(20_000_000),
-            memo: "canceled".into(),
-            expiry: Duration::from_secs(3600),
-            cltv_expiry: 80,
-            route_hints: Vec::new(),
-            private: false,
-        })
+        .add_hold_invoice(&hold_request(hash, Msat(20_000_000), "canceled"))
         .await
         .unwrap();
     b.other.cancel_invoice(hash).await.unwrap();
@@ -420,15 +584,11 @@ pub async fn payment_failure_reasons(b: &Backend) {
     );
     let huge = b
         .other
-        .add_hold_invoice(&HoldInvoiceRequest {
-            hash: SwapHash([0x33; 32]),
-            amount: Msat(900_000_000_000),
-            memo: "too big".into(),
-            expiry: Duration::from_secs(3600),
-            cltv_expiry: 80,
-            route_hints: Vec::new(),
-            private: false,
-        })
+        .add_hold_invoice(&hold_request(
+            SwapHash([0x33; 32]),
+            Msat(900_000_000_000),
+            "too big",
+        ))
         .await
         .unwrap();
     let outcome = pay_to_outcome(b, &huge.payment_request).await;

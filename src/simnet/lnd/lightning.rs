@@ -15,6 +15,19 @@ type Reply<T> = Result<Response<T>, Status>;
 
 #[tonic::async_trait]
 impl Lightning for LndFacade {
+    async fn query_routes(
+        &self,
+        request: Request<lnrpc::QueryRoutesRequest>,
+    ) -> Reply<lnrpc::QueryRoutesResponse> {
+        let wanted = crate::lnd::convert::route_request(request.get_ref())
+            .map_err(super::status::bad_request)?;
+        let route = self.node.query_route(&wanted).await.map_err(fail)?;
+        let route = crate::lnd::convert::wire_route("query_routes", &route).map_err(fail)?;
+        Ok(Response::new(lnrpc::QueryRoutesResponse {
+            routes: vec![route],
+            success_prob: 1.0,
+        }))
+    }
     async fn get_info(&self, _: Request<lnrpc::GetInfoRequest>) -> Reply<lnrpc::GetInfoResponse> {
         let info = self.node.get_info().await.map_err(fail)?;
         // lnd counts channels and peers itself; the port offers them through their lists.

@@ -24,6 +24,24 @@ impl Router for LndFacade {
         Ok(Response::new(self.forward(s, convert::payment)))
     }
 
+    async fn send_to_route_v2(
+        &self,
+        request: Request<routerrpc::SendToRouteRequest>,
+    ) -> Reply<lnrpc::HtlcAttempt> {
+        let r = request.get_ref();
+        let hash = convert::swap_hash("payment_hash", &r.payment_hash)?;
+        let wire = r
+            .route
+            .clone()
+            .ok_or_else(|| super::status::bad_request("route must be specified"))?;
+        let route = crate::lnd::convert::payment_route("send_to_route", &wire)
+            .map_err(|e| super::status::bad_request(e.message))?;
+        let outcome = self.node.send_to_route(hash, &route).await.map_err(fail)?;
+        Ok(Response::new(crate::lnd::convert::htlc_attempt(
+            &outcome, wire,
+        )))
+    }
+
     type TrackPaymentV2Stream = WireStream<lnrpc::Payment>;
 
     async fn track_payment_v2(

@@ -10,9 +10,10 @@ use bitcoin::hashes::{Hash, sha256};
 use lightning_invoice::{Bolt11Invoice, Currency, InvoiceBuilder, PaymentSecret};
 use rand::RngCore;
 
+use super::payments::MPP_TIMEOUT;
 use super::{NodeIdx, World, WorldError, WorldEvent};
 use crate::domain::{ChanId, HopHint, Msat, NodeId, Preimage, RouteHint, SwapHash};
-use crate::lnd::types::{DecodedInvoice, InvoiceState, InvoiceUpdate};
+use crate::lnd::types::{DecodedInvoice, HtlcFailure, InvoiceState, InvoiceUpdate};
 
 /// lnd's `invoices.holdexpirydelta`: accepted hold invoices are canceled this many blocks
 /// before their HTLCs expire.
@@ -45,6 +46,8 @@ pub struct Invoice {
     pub payer: Option<NodeIdx>,
     /// When the invoice stops being payable, Unix seconds.
     pub expires_unix: u64,
+    /// Since when (Unix seconds) the payee holds the parts of an incomplete multi-path set.
+    pub partial_since: Option<u64>,
 }
 
 /// Decodes a BOLT 11 invoice into the port's form.
@@ -170,6 +173,7 @@ impl World {
             htlc_expiry: None,
             payer: None,
             expires_unix: now.saturating_add(expiry.as_secs()),
+            partial_since: None,
         };
         state.invoices.insert(hash, invoice.clone());
         self.emit(WorldEvent::InvoiceUpdated { node, hash });
@@ -224,35 +228,49 @@ impl World {
     pub(super) fn deliver(&mut self, payer: NodeIdx, payee: NodeIdx, hash: SwapHash) {
         let height = self.height().0;
         let now = self.now_unix();
-        let Some(parts) = self
+        let Some((parts, set_total)) = self
             .nodes
             .get(payer)
             .and_then(|n| n.payments.get(&hash))
-            .map(|p| p.parts.clone())
+            .map(|p| (p.parts.clone(), p.set_total_msat))
         else {
             return;
         };
         let received: u64 = parts.iter().map(|r| r.amount_msat).sum();
         let min_cltv = parts.iter().map(|r| r.cltv).min().unwrap_or(0);
+        // lnd's invoice registry: a set whose total is below the invoice's amount, or whose
+        // parts exceed their total, fails; an incomplete set is held (the invoice stays open);
+        // a complete one settles a plain invoice or is accepted by a hold invoice.
         let verdict = self
             .nodes
             .get_mut(payee)
             .and_then(|n| n.invoices.get_mut(&hash))
-            .filter(|inv| inv.state == InvoiceState::Open && received >= inv.amount_msat)
+            .filter(|inv| inv.state == InvoiceState::Open)
+            .filter(|inv| set_total >= inv.amount_msat && received <= set_total)
             .filter(|inv| min_cltv >= inv.min_final_cltv)
             .filter(|inv| now <= inv.expires_unix)
             .map(|inv| {
-                inv.amount_paid_msat = received;
                 inv.payer = Some(payer);
+                if received < set_total {
+                    inv.partial_since.get_or_insert(now);
+                    return Err(());
+                }
+                inv.partial_since = None;
+                inv.amount_paid_msat = received;
                 inv.htlc_expiry = Some(height + inv.min_final_cltv);
                 if inv.hold {
                     inv.state = InvoiceState::Accepted;
-                    None
+                    Ok(None)
                 } else {
                     inv.state = InvoiceState::Settled;
-                    inv.preimage
+                    Ok(inv.preimage)
                 }
             });
+        let verdict = match verdict {
+            Some(Err(())) => return,
+            Some(Ok(v)) => Some(v),
+            None => None,
+        };
         match verdict {
             None => self.finish_payment(payer, hash, None),
             Some(None) => {
@@ -309,7 +327,8 @@ impl World {
             }
             InvoiceState::Open | InvoiceState::Accepted => {}
         }
-        let held = inv.state == InvoiceState::Accepted;
+        let held = inv.state == InvoiceState::Accepted || inv.partial_since.is_some();
+        inv.partial_since = None;
         inv.state = InvoiceState::Canceled;
         let payer = inv.payer;
         self.emit(WorldEvent::InvoiceUpdated { node, hash });
@@ -333,6 +352,37 @@ impl World {
         }
         for (node, hash) in expired {
             self.emit(WorldEvent::InvoiceUpdated { node, hash });
+        }
+    }
+
+    /// Fails the parts of multi-path sets held longer than [`MPP_TIMEOUT`] with MPP_TIMEOUT;
+    /// the invoice stays open, as lnd leaves it.
+    pub(crate) fn expire_partial_sets(&mut self) {
+        let now = self.now_unix();
+        let mut due = Vec::new();
+        for n in &mut self.nodes {
+            for inv in n.invoices.values_mut() {
+                let held_since = inv
+                    .partial_since
+                    .filter(|_| inv.state == InvoiceState::Open);
+                if let (Some(since), Some(payer)) = (held_since, inv.payer)
+                    && now >= since.saturating_add(MPP_TIMEOUT.as_secs())
+                {
+                    inv.partial_since = None;
+                    inv.payer = None;
+                    due.push((payer, inv.hash));
+                }
+            }
+        }
+        for (payer, hash) in due {
+            if let Some(p) = self
+                .nodes
+                .get_mut(payer)
+                .and_then(|n| n.payments.get_mut(&hash))
+            {
+                p.htlc_failure = Some(HtlcFailure::MppTimeout);
+            }
+            self.finish_payment(payer, hash, None);
         }
     }
 

@@ -240,6 +240,7 @@ impl World {
         self.chain
             .set_clock(u32::try_from(self.now_unix()).unwrap_or(u32::MAX));
         self.expire_open_invoices();
+        self.expire_partial_sets();
     }
 
     /// Subscribes to world events from now on.

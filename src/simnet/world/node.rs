@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 use bitcoin::{Address, FeeRate, Transaction};
+use futures::StreamExt;
 use rand::RngCore;
 
 use super::invoices::decode;
@@ -22,6 +23,7 @@ use crate::lnd::types::{
     NodeVersion, PaymentRequest, PaymentUpdate, SendFeeEstimate, SendOutputsRequest, SignRequest,
     SpendRequest, SpendUpdate, WalletUtxo,
 };
+use crate::lnd::types::{HtlcFailure, HtlcOutcome, PaymentRoute, PaymentStatus, RouteRequest};
 use crate::lnd::{LightningNode, NodeError, NodeErrorKind, NodeResult, NodeStream};
 
 /// The lnd version the simulated node reports.
@@ -310,6 +312,37 @@ impl LightningNode for SimNode {
                 .ok_or_else(|| WorldError::NotFound("payment isn't initiated".to_owned()))
         })?;
         Ok(self.track(hash))
+    }
+
+    async fn query_route(&self, request: &RouteRequest) -> NodeResult<PaymentRoute> {
+        self.call("query_route", |w, i| w.query_route(i, request))
+    }
+
+    async fn send_to_route(&self, hash: SwapHash, route: &PaymentRoute) -> NodeResult<HtlcOutcome> {
+        if let Some(failure) = self.call("send_to_route", |w, i| w.send_to_route(i, hash, route))? {
+            return Ok(HtlcOutcome::Failed(failure));
+        }
+        // The watcher starts from the payment's current state, so nothing settled is missed.
+        let mut updates = self.track(hash);
+        while let Some(update) = updates.next().await {
+            match update?.status {
+                PaymentStatus::Succeeded { preimage } => {
+                    return Ok(HtlcOutcome::Settled { preimage });
+                }
+                PaymentStatus::Failed(_) => {
+                    let failure = self.with(|w, i| w.htlc_failure(i, hash));
+                    return Ok(HtlcOutcome::Failed(
+                        failure.unwrap_or(HtlcFailure::IncorrectOrUnknownPaymentDetails),
+                    ));
+                }
+                PaymentStatus::Initiated | PaymentStatus::InFlight => {}
+            }
+        }
+        Err(NodeError::new(
+            NodeErrorKind::Transient,
+            "send_to_route",
+            "the simulated node stopped before the HTLC was resolved",
+        ))
     }
 
     async fn derive_next_key(&self, family: i32) -> NodeResult<KeyDescriptor> {

@@ -9,6 +9,11 @@
 //! (INCORRECT_PAYMENT_DETAILS), settles a plain invoice at once, or holds the HTLCs of a hold
 //! invoice — the payment stays IN_FLIGHT — until `settle_invoice` or `cancel_invoice` (see
 //! [`invoices`](super::invoices)).
+//!
+//! By hand (`QueryRoutes`, `SendToRouteV2`): one HTLC along a found route, with a multi-path
+//! record naming the total of its set. The payee holds the parts of a set until they add up
+//! to the total, fails them with MPP_TIMEOUT after [`MPP_TIMEOUT`] of simulated time, and
+//! takes a set whose total is above the invoice's amount (an overpayment).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -18,7 +23,8 @@ use super::invoices::decode;
 use super::{NodeIdx, World, WorldError, WorldEvent};
 use crate::domain::{ChanId, ForwardingEvent, Msat, Preimage, SettledHtlc, SwapHash};
 use crate::lnd::types::{
-    DecodedInvoice, PaymentFailure, PaymentRequest, PaymentStatus, PaymentUpdate,
+    DecodedInvoice, HtlcFailure, PaymentFailure, PaymentRequest, PaymentRoute, PaymentStatus,
+    PaymentUpdate, RouteHop, RouteRequest,
 };
 
 /// Simulated time one hop adds to an attempt (there and back).
@@ -29,6 +35,11 @@ const MIN_SHARD_MSAT: u64 = 10_000_000;
 const DEFAULT_CLTV_LIMIT: u32 = 2016;
 /// Attempts after which a payment stops looking for routes.
 const MAX_ATTEMPTS: usize = 200;
+/// How long a payee holds the parts of an incomplete multi-path set before failing them
+/// (lnd's `DefaultHtlcHoldDuration`).
+pub const MPP_TIMEOUT: Duration = Duration::from_secs(120);
+/// What lnd says when `QueryRoutes` finds nothing.
+const NO_PATH: &str = "unable to find a path to destination";
 
 /// A payment a node made.
 #[derive(Debug, Clone)]
@@ -43,6 +54,11 @@ pub struct Payment {
     pub status: PaymentStatus,
     /// The routes of the HTLCs locked for it.
     pub parts: Vec<Route>,
+    /// What the whole set of HTLCs pays, msat: the invoice's amount for `SendPaymentV2`, the
+    /// multi-path record's total for HTLCs sent by hand.
+    pub set_total_msat: u64,
+    /// How the payee failed the HTLCs, once it did.
+    pub htlc_failure: Option<HtlcFailure>,
 }
 
 impl Payment {
@@ -123,6 +139,8 @@ impl World {
             fee_msat: 0,
             status: PaymentStatus::InFlight,
             parts: Vec::new(),
+            set_total_msat: decoded.amount.0,
+            htlc_failure: None,
         };
         let outcome = match self.node_by_id(&decoded.destination) {
             None => Err(PaymentFailure::NoRoute),
@@ -370,11 +388,239 @@ impl World {
                 Some(preimage) => PaymentStatus::Succeeded { preimage },
                 None => {
                     payment.fee_msat = 0;
+                    payment
+                        .htlc_failure
+                        .get_or_insert(HtlcFailure::IncorrectOrUnknownPaymentDetails);
                     PaymentStatus::Failed(PaymentFailure::IncorrectPaymentDetails)
                 }
             };
         }
         self.emit(WorldEvent::PaymentUpdated { node: payer, hash });
+    }
+
+    /// Finds a route for one HTLC of `request.amount` from `payer`, as `QueryRoutes` does (a
+    /// fee limit of 5 %, or 100 % up to 1,000 sat, like lnd's default), without locking it.
+    pub fn query_route(
+        &self,
+        payer: NodeIdx,
+        request: &RouteRequest,
+    ) -> Result<PaymentRoute, WorldError> {
+        let no_path = || WorldError::NotFound(NO_PATH.to_owned());
+        let payee = self.node_by_id(&request.destination).ok_or_else(no_path)?;
+        if payee == payer {
+            return Err(WorldError::InvalidArgument(
+                "source and destination are the same node".to_owned(),
+            ));
+        }
+        let amount = request.amount.0;
+        if amount == 0 {
+            return Err(WorldError::InvalidArgument(
+                "amount must be greater than 0".to_owned(),
+            ));
+        }
+        let first_hops: Vec<usize> = self
+            .channels
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.has(payer))
+            .map(|(i, _)| i)
+            .collect();
+        let hinted: Vec<ChanId> = request
+            .route_hints
+            .iter()
+            .flat_map(|r| r.hops.iter().map(|h| h.chan_id))
+            .collect();
+        let failed = HashMap::new();
+        let query = RouteQuery {
+            payer,
+            payee,
+            amount_msat: amount,
+            fee_budget_msat: if amount <= 1_000_000 {
+                amount
+            } else {
+                amount / 20
+            },
+            final_cltv: request.final_cltv_delta,
+            cltv_limit: DEFAULT_CLTV_LIMIT,
+            first_hops: &first_hops,
+            failed: &failed,
+            hinted: &hinted,
+            last_hop: None,
+        };
+        let route = self.find_route(&query).ok_or_else(no_path)?;
+        self.wire_route(payer, &route)
+    }
+
+    /// A found route in lnd's form: per hop the node it reaches, what that node passes on and
+    /// keeps, and the CLTV of what it passes on.
+    fn wire_route(&self, payer: NodeIdx, route: &Route) -> Result<PaymentRoute, WorldError> {
+        let height = self.height().0;
+        let mut hops = Vec::with_capacity(route.hops.len());
+        let mut sender = payer;
+        for (i, hop) in route.hops.iter().enumerate() {
+            let ch = self
+                .channels
+                .get(hop.chan)
+                .ok_or_else(|| WorldError::NotFound(NO_PATH.to_owned()))?;
+            let receiver = ch.other(sender);
+            let forwarded = route
+                .hops
+                .get(i + 1)
+                .map_or(route.amount_msat, |next| next.amount_msat);
+            hops.push(RouteHop {
+                chan_id: ch.chan_id,
+                pubkey: self.node_id(receiver)?,
+                amount_to_forward: Msat(forwarded),
+                fee: Msat(hop.amount_msat.saturating_sub(forwarded)),
+                expiry: 0,
+                mpp: None,
+            });
+            sender = receiver;
+        }
+        // The CLTV on each channel, from the payee's back: each forwarding node adds its delta.
+        let final_cltv = route.cltv
+            - route
+                .hops
+                .iter()
+                .skip(1)
+                .filter_map(|h| {
+                    self.channels
+                        .get(h.chan)
+                        .map(|c| c.policy(h.from_a).cltv_delta)
+                })
+                .sum::<u32>();
+        // cltv_at[k]: the CLTV of the HTLC on channel k; a hop's expiry is what its node
+        // passes on, i.e. the CLTV on the next channel (the final one at the last hop).
+        let n = route.hops.len();
+        let mut cltv_at = vec![height + final_cltv; n];
+        for k in (0..n.saturating_sub(1)).rev() {
+            let delta = route
+                .hops
+                .get(k + 1)
+                .and_then(|h| {
+                    self.channels
+                        .get(h.chan)
+                        .map(|c| c.policy(h.from_a).cltv_delta)
+                })
+                .unwrap_or(0);
+            cltv_at[k] = cltv_at[k + 1] + delta;
+        }
+        for (i, h) in hops.iter_mut().enumerate() {
+            h.expiry = cltv_at[(i + 1).min(n - 1)];
+        }
+        Ok(PaymentRoute {
+            total_time_lock: height + route.cltv,
+            total_amount: Msat(route.amount_msat + route.fee_msat),
+            total_fees: Msat(route.fee_msat),
+            hops,
+        })
+    }
+
+    /// Sends one HTLC for `hash` along `route` from `payer`, as `SendToRouteV2` does, and
+    /// delivers it. Returns the failure when a hop could not carry it; otherwise the outcome
+    /// is recorded on the payment (settled, failed, or held as part of an incomplete set).
+    pub fn send_to_route(
+        &mut self,
+        payer: NodeIdx,
+        hash: SwapHash,
+        wire: &PaymentRoute,
+    ) -> Result<Option<HtlcFailure>, WorldError> {
+        let height = self.height().0;
+        let mut sender = payer;
+        let mut hops = Vec::with_capacity(wire.hops.len());
+        for (i, hop) in wire.hops.iter().enumerate() {
+            let ci = self
+                .channels
+                .iter()
+                .position(|c| c.chan_id == hop.chan_id && c.has(sender))
+                .ok_or_else(|| {
+                    WorldError::InvalidArgument(format!(
+                        "hop {i}: channel {} does not leave the previous node",
+                        hop.chan_id.0
+                    ))
+                })?;
+            let ch = self
+                .channels
+                .get(ci)
+                .ok_or_else(|| WorldError::InvalidArgument("unknown channel".to_owned()))?;
+            let receiver = ch.other(sender);
+            if self.node_id(receiver)? != hop.pubkey {
+                return Err(WorldError::InvalidArgument(format!(
+                    "hop {i}: channel {} does not reach {}",
+                    hop.chan_id.0, hop.pubkey
+                )));
+            }
+            hops.push(Hop {
+                chan: ci,
+                from_a: ch.a == sender,
+                amount_msat: hop.amount_to_forward.0 + hop.fee.0,
+            });
+            sender = receiver;
+        }
+        let payee = sender;
+        if hops.is_empty() {
+            return Err(WorldError::InvalidArgument("route has no hops".to_owned()));
+        }
+        let amount = wire.delivered().0;
+        let set_total = wire
+            .hops
+            .last()
+            .and_then(|h| h.mpp)
+            .map_or(amount, |m| m.total.0);
+        let route = Route {
+            hops,
+            amount_msat: amount,
+            fee_msat: wire.total_fees.0,
+            cltv: wire.total_time_lock.saturating_sub(height),
+        };
+        let existing = self
+            .node(payer)?
+            .payments
+            .get(&hash)
+            .map(|p| p.status.clone());
+        if let Some(PaymentStatus::Succeeded { .. }) = existing {
+            return Err(WorldError::AlreadyExists(
+                "invoice is already paid".to_owned(),
+            ));
+        }
+        if self.lock_route(&route, hash).is_err() {
+            return Ok(Some(HtlcFailure::TemporaryChannelFailure));
+        }
+        let node = self.node_mut(payer)?;
+        match node.payments.get_mut(&hash) {
+            Some(p) if p.status == PaymentStatus::InFlight => {
+                p.amount_msat += route.amount_msat;
+                p.fee_msat += route.fee_msat;
+                p.parts.push(route);
+            }
+            _ => {
+                node.payments.insert(
+                    hash,
+                    Payment {
+                        hash,
+                        amount_msat: route.amount_msat,
+                        fee_msat: route.fee_msat,
+                        status: PaymentStatus::InFlight,
+                        parts: vec![route],
+                        set_total_msat: set_total,
+                        htlc_failure: None,
+                    },
+                );
+            }
+        }
+        self.emit(WorldEvent::PaymentUpdated { node: payer, hash });
+        self.deliver(payer, payee, hash);
+        Ok(None)
+    }
+
+    /// How the payee failed a payment's HTLCs, once it did.
+    pub fn htlc_failure(&self, payer: NodeIdx, hash: SwapHash) -> Option<HtlcFailure> {
+        self.nodes
+            .get(payer)?
+            .payments
+            .get(&hash)?
+            .htlc_failure
+            .clone()
     }
 
     /// Pays `amount_msat` from `payer` along the given channels (like `SendToRoute`) to a fresh
@@ -434,6 +680,8 @@ impl World {
             fee_msat: route.fee_msat,
             status: PaymentStatus::InFlight,
             parts: vec![route],
+            set_total_msat: amount_msat,
+            htlc_failure: None,
         };
         self.node_mut(payer)?.payments.insert(hash, payment);
         self.deliver(payer, payee, hash);
