@@ -12,11 +12,12 @@ use engine_harness::{Simnet, simnet};
 use futures::StreamExt;
 use sluice::domain::{Sat, SwapHash};
 use sluice::lnd::LightningNode;
-use sluice::lnd::types::InvoiceState;
+use sluice::lnd::types::{HtlcFailure, InvoiceState};
 use sluice::loopserver::InBehaviour;
 use sluice::loopserver::behaviour::SenderKeyTamper;
 use sluice::loopserver::behaviour_in::{
-    ClaimMode, ExpiryTamper, InQuoteTamper, InternalKeyTamper, PayMode, ProbeMode, PushKeyMode,
+    ClaimMode, ExpiryTamper, InQuoteTamper, InternalKeyTamper, OVERPAYMENT, PayMode, ProbeMode,
+    PushKeyMode,
 };
 use sluice::simnet::world::lock;
 use sluice::store::loop_in::LoopInRecord;
@@ -251,5 +252,89 @@ async fn a_server_that_pays_late_cannot_make_the_node_lose() {
         r.progress
     );
     assert_eq!(before - net.holdings().await, cost(&r), "{:?}", r.progress);
+    engine.stop().await;
+}
+
+/// How the "loop" node's payment for `hash` ended: the HTLC's failure, if it failed.
+fn server_htlc_failure(net: &Simnet, hash: SwapHash) -> Option<HtlcFailure> {
+    let w = lock(&net.world);
+    let server = w.node_index("loop").unwrap();
+    w.htlc_failure(server, hash)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_of_too_little_is_held_by_the_node_and_refused() {
+    let err = refused(InBehaviour {
+        probe: ProbeMode::TooLittle,
+        ..InBehaviour::default()
+    })
+    .await;
+    assert!(err.to_string().contains("probe error"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_pays_less_cannot_make_the_node_lose() {
+    let (net, engine, r, before) = run(InBehaviour {
+        pay: PayMode::Less,
+        ..InBehaviour::default()
+    })
+    .await;
+    // The half the server sent was held by the node as part of a set that never completed,
+    // so the invoice never settled: the node took its HTLC back at the expiry.
+    assert_eq!(
+        r.progress.state,
+        LoopInState::FailedTimeout,
+        "{:?}",
+        r.progress
+    );
+    assert!(
+        !matches!(r.progress.invoice, InvoiceStatus::Settled { .. }),
+        "{:?}",
+        r.progress
+    );
+    assert_eq!(r.costs.server_sat, 0, "{:?}", r.costs);
+    assert_eq!(before - net.holdings().await, r.costs.onchain);
+    // The part reached the node and was failed back when the node canceled its invoice.
+    let hash = r.contract.terms().swap_hash;
+    let mut states = net.node.subscribe_single_invoice(hash).await.unwrap();
+    let state = states.next().await.unwrap().unwrap().state;
+    assert_eq!(state, InvoiceState::Canceled);
+    assert_eq!(
+        server_htlc_failure(&net, hash),
+        Some(HtlcFailure::IncorrectOrUnknownPaymentDetails)
+    );
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_pays_more_leaves_the_node_the_surplus() {
+    let (net, engine, r, before) = run(InBehaviour {
+        pay: PayMode::More,
+        ..InBehaviour::default()
+    })
+    .await;
+    assert_eq!(r.progress.state, LoopInState::Succeeded, "{:?}", r.progress);
+    let invoice_amount = r.contract.invoice_amount();
+    assert_eq!(
+        r.progress.invoice,
+        InvoiceStatus::Settled {
+            amount_paid: invoice_amount + OVERPAYMENT
+        },
+        "{:?}",
+        r.progress
+    );
+    // The server kept the HTLC (amt) and paid amt − fee + 1,000: its cost is 1,000 lower.
+    let swap_fee = Sat(AMOUNT) - invoice_amount;
+    assert_eq!(
+        r.costs.server_sat,
+        i64::try_from(swap_fee.0).unwrap() - i64::try_from(OVERPAYMENT.0).unwrap()
+    );
+    let moved = i64::try_from(before.0).unwrap() - i64::try_from(net.holdings().await.0).unwrap();
+    assert_eq!(
+        moved,
+        r.costs.server_sat + i64::try_from(r.costs.onchain.0).unwrap(),
+        "{:?}",
+        r.costs
+    );
     engine.stop().await;
 }

@@ -6,18 +6,20 @@
 //! `PushKey`, the claim of the HTLC, and the status stream. The pure helpers turn a switch
 //! into the concrete fee, key bytes and heights, so they are unit-tested without a node.
 //!
-//! What §11 lists but is not a switch here, and why: paying *less* than the invoice or more
-//! (lnd pays an invoice that names an amount for exactly that amount; a partial multi-path
-//! set needs a route built by hand, which the `LightningNode` port does not offer); a slow
-//! answer (stop serving, or switch `probe-after-reply`); a stream EOF or restart
-//! (`stream-close-after-first`, or stop and serve again); decoy outputs to the HTLC address
-//! (the client funds the HTLC, so a decoy is an external payment: the world's `pay_to`).
+//! Paying less or more than an invoice asks (and probing with too little) goes out as one
+//! HTLC sent by hand with a multi-path record (`lnd::pay_part`): lnd's `SendPaymentV2` pays an
+//! invoice that names an amount for exactly that amount.
+//!
+//! What §11 lists but is not a switch here, and why: a slow answer (stop serving, or switch
+//! `probe-after-reply`); a stream EOF or restart (`stream-close-after-first`, or stop and
+//! serve again); decoy outputs to the HTLC address (the client funds the HTLC, so a decoy is
+//! an external payment: the world's `pay_to`).
 
 use bitcoin::secp256k1::PublicKey;
 
 use super::behaviour::{SenderKeyTamper, StreamMode};
 use super::terms::InQuote;
-use crate::domain::Sat;
+use crate::domain::{Msat, Sat};
 
 /// How the server behaves for one Loop In. Every field defaults to the honest choice.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -80,6 +82,25 @@ pub enum ProbeMode {
     /// Pays the *swap* invoice as if it were the probe, then answers: the client is paid
     /// before any HTLC exists (the server's loss) and, having seen no probe, must abort.
     SwapInvoiceAsProbe,
+    /// Pays half the probe invoice as one part of a multi-path set of its full amount, waits
+    /// [`PROBE_PART_WAIT`], then answers: the client's node holds the part but the hold
+    /// invoice never reaches "accepted", so the client sees no probe and must abort.
+    TooLittle,
+}
+
+/// How long `ProbeMode::TooLittle` waits after sending its part before it answers, so the
+/// part is held at the client's node when the client looks.
+pub const PROBE_PART_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl ProbeMode {
+    /// The part `ProbeMode::TooLittle` sends of a probe invoice of `invoice_amount`.
+    pub fn too_little(invoice_amount: Sat) -> PartPayment {
+        let whole = invoice_amount.to_msat();
+        PartPayment {
+            amount: Msat(whole.0 / 2),
+            set_total: whole,
+        }
+    }
 }
 
 /// Tampering with `receiver_internal_pubkey`.
@@ -148,13 +169,55 @@ pub enum PayMode {
     /// Pays even when the HTLC has the wrong value or several outputs (the server's loss):
     /// the client must still time the HTLC out.
     DespiteWrongHtlc,
+    /// Pays half the invoice as one part of a multi-path set of its full amount, and never the
+    /// rest: the client's node holds the part and never settles (it fails at the MPP timeout
+    /// or when the client cancels the invoice); the client times its HTLC out.
+    Less,
+    /// Pays [`OVERPAYMENT`] more than the invoice asks, in one HTLC: the client's node settles
+    /// it and the client succeeds, its server cost smaller by that much.
+    More,
+}
+
+/// What `PayMode::More` pays above the invoice's amount.
+pub const OVERPAYMENT: Sat = Sat(1_000);
+
+/// One HTLC paying an invoice other than exactly: what it carries and the total of the
+/// multi-path set it claims to belong to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartPayment {
+    /// What the HTLC delivers.
+    pub amount: Msat,
+    /// The multi-path record's total.
+    pub set_total: Msat,
+}
+
+impl PayMode {
+    /// How this mode pays an invoice of `invoice_amount`: `None` for a plain payment of
+    /// exactly the amount.
+    pub fn part(self, invoice_amount: Sat) -> Option<PartPayment> {
+        let whole = invoice_amount.to_msat();
+        match self {
+            PayMode::Less => Some(PartPayment {
+                amount: Msat(whole.0 / 2),
+                set_total: whole,
+            }),
+            PayMode::More => {
+                let more = (invoice_amount + OVERPAYMENT).to_msat();
+                Some(PartPayment {
+                    amount: more,
+                    set_total: more,
+                })
+            }
+            PayMode::Honest | PayMode::Never | PayMode::Late | PayMode::DespiteWrongHtlc => None,
+        }
+    }
 }
 
 impl PayMode {
     /// Whether the server pays at `height` for an HTLC expiring at `expiry`.
     pub fn pays_at(self, height: u32, expiry: u32) -> bool {
         match self {
-            PayMode::Honest | PayMode::DespiteWrongHtlc => {
+            PayMode::Honest | PayMode::DespiteWrongHtlc | PayMode::Less | PayMode::More => {
                 height.saturating_add(PAY_MARGIN_BLOCKS) < expiry
             }
             PayMode::Never => false,
@@ -231,6 +294,30 @@ mod tests {
         assert_eq!(ExpiryTamper::Honest.expiry(1_000, 200), 1_200);
         assert!(ExpiryTamper::TooSoon.expiry(1_000, 200) < 1_100);
         assert!(ExpiryTamper::TooFar.expiry(1_000, 200) > 2_500);
+    }
+
+    #[test]
+    fn less_and_more_pay_half_a_set_and_one_overpaying_htlc() {
+        let invoice = Sat(99_000);
+        assert_eq!(
+            PayMode::Less.part(invoice),
+            Some(PartPayment {
+                amount: Msat(49_500_000),
+                set_total: Msat(99_000_000),
+            })
+        );
+        assert_eq!(
+            PayMode::More.part(invoice),
+            Some(PartPayment {
+                amount: Msat(100_000_000),
+                set_total: Msat(100_000_000),
+            })
+        );
+        assert_eq!(PayMode::Honest.part(invoice), None);
+        assert_eq!(PayMode::Late.part(invoice), None);
+        let probe = ProbeMode::too_little(invoice);
+        assert!(probe.amount < probe.set_total);
+        assert!(PayMode::Less.pays_at(1_000, 1_200) && PayMode::More.pays_at(1_000, 1_200));
     }
 
     #[test]

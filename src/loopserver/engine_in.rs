@@ -14,7 +14,7 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::Inner;
-use super::behaviour_in::{ClaimMode, KEY_WAIT_BLOCKS, PayMode};
+use super::behaviour_in::{ClaimMode, KEY_WAIT_BLOCKS, PartPayment, PayMode};
 use super::error::LoopServerError;
 use super::sign::{InClaim, loop_in_claim};
 use super::swap::is_final;
@@ -22,8 +22,8 @@ use super::swap_in::InSwapEntry;
 use crate::chain::fees::SatPerKw;
 use crate::domain::{BlockHeight, Msat};
 use crate::lnd::types::{
-    ConfRequest, ConfUpdate, PaymentRequest, PaymentStatus, PaymentUpdate, SpendRequest,
-    SpendUpdate,
+    ConfRequest, ConfUpdate, HtlcOutcome, PaymentFailure, PaymentRequest, PaymentStatus,
+    PaymentUpdate, SpendRequest, SpendUpdate,
 };
 use crate::lnd::{NodeResult, NodeStream};
 use crate::provider::wire::ServerSwapState as S;
@@ -42,6 +42,46 @@ pub(super) const PAYMENT_PARTS: u32 = 16;
 /// but at least 1 000 sat, so small swaps still route on test networks.
 pub(super) fn routing_fee_limit(swap_fee: crate::domain::Sat) -> Msat {
     Msat(swap_fee.0.max(1_000).saturating_mul(1_000))
+}
+
+/// Sends one HTLC of a payment switch (`lnd::pay_part`).
+pub(super) async fn send_part(
+    node: &dyn crate::lnd::LightningNode,
+    invoice: &str,
+    part: PartPayment,
+    fee_limit: Msat,
+) -> NodeResult<HtlcOutcome> {
+    crate::lnd::pay_part(node, invoice, part.amount, part.set_total, fee_limit).await
+}
+
+/// A payment switch's single HTLC (`PayMode::Less`, `PayMode::More`) as a payment stream: one
+/// update with its outcome, once the client's node settled or failed it.
+pub(super) fn part_payment(
+    node: Arc<dyn crate::lnd::LightningNode>,
+    hash: crate::domain::SwapHash,
+    invoice: String,
+    part: PartPayment,
+    fee_limit: Msat,
+) -> NodeStream<PaymentUpdate> {
+    futures::stream::once(async move {
+        let outcome = send_part(node.as_ref(), &invoice, part, fee_limit).await?;
+        tracing::info!(swap = %hash, ?outcome, amount = part.amount.0, set_total = part.set_total.0,
+            "loop server: paid the loop in invoice other than exactly (switch)");
+        let status = match outcome {
+            HtlcOutcome::Settled { preimage } => PaymentStatus::Succeeded { preimage },
+            HtlcOutcome::Failed(_) => {
+                PaymentStatus::Failed(PaymentFailure::IncorrectPaymentDetails)
+            }
+        };
+        Ok(PaymentUpdate {
+            hash,
+            status,
+            amount: part.amount,
+            fee: Msat(0),
+            htlcs_in_flight: 0,
+        })
+    })
+    .boxed()
 }
 
 /// What the engine has done so far; each field guards one action.
@@ -278,17 +318,27 @@ async fn act(
                 return Ok(());
             }
             p.paid_tried_at = Some(p.height);
-            *payment = node
-                .pay(&PaymentRequest {
-                    invoice: swap.invoice.clone(),
-                    fee_limit: routing_fee_limit(swap.swap_fee),
-                    outgoing_chan_ids: Vec::new(),
-                    max_parts: PAYMENT_PARTS,
-                    timeout: PAYMENT_TIMEOUT,
-                    cltv_limit: None,
-                    last_hop: swap.last_hop,
-                })
-                .await?;
+            *payment = match behaviour.pay.part(swap.invoice_amount) {
+                Some(part) => part_payment(
+                    Arc::clone(node),
+                    swap.hash,
+                    swap.invoice.clone(),
+                    part,
+                    routing_fee_limit(swap.swap_fee),
+                ),
+                None => {
+                    node.pay(&PaymentRequest {
+                        invoice: swap.invoice.clone(),
+                        fee_limit: routing_fee_limit(swap.swap_fee),
+                        outgoing_chan_ids: Vec::new(),
+                        max_parts: PAYMENT_PARTS,
+                        timeout: PAYMENT_TIMEOUT,
+                        cltv_limit: None,
+                        last_hop: swap.last_hop,
+                    })
+                    .await?
+                }
+            };
             p.paying = true;
             swap.with_live(|l| l.payment_sent = true);
             return Ok(());

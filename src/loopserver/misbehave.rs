@@ -117,6 +117,14 @@ fn loop_in_misbehaviours() -> Vec<Misbehaviour> {
             }),
         },
         Misbehaviour {
+            name: "loop-in-probe-too-little",
+            description: "NewLoopInSwap pays half the probe invoice as one part of a set that never completes, then answers",
+            switch: loop_in(InBehaviour {
+                probe: ProbeMode::TooLittle,
+                ..d()
+            }),
+        },
+        Misbehaviour {
             name: "loop-in-receiver-key-32-bytes",
             description: "the server's success-leaf key is sent x-only, 32 bytes",
             switch: loop_in(InBehaviour {
@@ -177,6 +185,22 @@ fn loop_in_misbehaviours() -> Vec<Misbehaviour> {
             description: "the swap invoice is paid only once the tip reaches the HTLC's expiry",
             switch: loop_in(InBehaviour {
                 pay: PayMode::Late,
+                ..d()
+            }),
+        },
+        Misbehaviour {
+            name: "loop-in-pays-less",
+            description: "the swap invoice gets half its amount, as one part of a set that never completes",
+            switch: loop_in(InBehaviour {
+                pay: PayMode::Less,
+                ..d()
+            }),
+        },
+        Misbehaviour {
+            name: "loop-in-pays-more",
+            description: "the swap invoice is paid 1,000 sat more than it asks",
+            switch: loop_in(InBehaviour {
+                pay: PayMode::More,
                 ..d()
             }),
         },

@@ -8,7 +8,7 @@ use bitcoin::hashes::{Hash, sha256};
 use bitcoin::secp256k1::{PublicKey, Secp256k1, SecretKey};
 use futures::StreamExt;
 
-use super::behaviour_in::{ClaimMode, ProbeMode, PushKeyMode};
+use super::behaviour_in::{ClaimMode, PROBE_PART_WAIT, ProbeMode, PushKeyMode};
 use super::engine_in::{PAYMENT_PARTS, PAYMENT_TIMEOUT, routing_fee_limit};
 use super::error::LoopServerError;
 use super::service::{Service, swap_hash};
@@ -172,6 +172,18 @@ impl Service {
             ProbeMode::SwapInvoiceAsProbe => {
                 self.pay_swap_invoice_as_probe(&r.swap_invoice, &quote)
                     .await;
+            }
+            ProbeMode::TooLittle => {
+                let node = Arc::clone(&inner.node);
+                let invoice = r.probe_invoice.clone();
+                let part = ProbeMode::too_little(quote.invoice_amount());
+                let fee_limit = routing_fee_limit(quote.swap_fee);
+                tokio::spawn(async move {
+                    let outcome =
+                        engine_in::send_part(node.as_ref(), &invoice, part, fee_limit).await;
+                    tracing::info!(?outcome, "loop server: a part of the probe (switch)");
+                });
+                tokio::time::sleep(PROBE_PART_WAIT).await;
             }
             ProbeMode::Skip => {}
         }
