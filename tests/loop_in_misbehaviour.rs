@@ -45,9 +45,18 @@ fn settle_mempool(net: &Simnet) {
 /// The swap `behaviour` makes the server answer is refused: the error, with nothing stored,
 /// nothing funded and no open invoice left for the server to pay.
 async fn refused(behaviour: InBehaviour) -> EngineError {
+    refused_by(behaviour, None).await.0
+}
+
+/// As [`refused`], with the client giving up `NewLoopInSwap` after `patience` if given.
+async fn refused_by(behaviour: InBehaviour, patience: Option<Duration>) -> (EngineError, Simnet) {
     let net = simnet().await;
     net.server.set_loop_in_behaviour_for_next_swap(behaviour);
-    let engine = net.engine().await;
+    let mut config = engine_harness::config(&net.world);
+    if let Some(patience) = patience {
+        config.new_loop_in_patience = patience;
+    }
+    let engine = net.engine_with(config).await;
     settle_mempool(&net);
     let before = net.holdings().await;
     let err = engine.loop_in(request()).await.unwrap_err();
@@ -70,7 +79,7 @@ async fn refused(behaviour: InBehaviour) -> EngineError {
         }
     }
     engine.stop().await;
-    err
+    (err, net)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,6 +269,29 @@ fn server_htlc_failure(net: &Simnet, hash: SwapHash) -> Option<HtlcFailure> {
     let w = lock(&net.world);
     let server = w.node_index("loop").unwrap();
     w.htlc_failure(server, hash)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_slower_than_the_clients_patience_is_given_up() {
+    // The server probes, then would answer after 100 s; the client waits 3 s here (90 s by
+    // default, as Loop) and leaves nothing behind, both invoices cancelled.
+    let (err, net) = refused_by(
+        InBehaviour {
+            probe: ProbeMode::SlowAnswer,
+            ..InBehaviour::default()
+        },
+        Some(Duration::from_secs(3)),
+    )
+    .await;
+    // The server has not registered the swap yet: check the node's own invoice book.
+    let w = lock(&net.world);
+    let states: Vec<_> = w.invoices(net.node.index()).map(|i| i.state).collect();
+    assert_eq!(states, [InvoiceState::Canceled; 2], "{err}");
+    assert!(
+        err.to_string()
+            .contains("did not answer NewLoopInSwap within 3 s"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,8 +10,7 @@
 //! HTLC sent by hand with a multi-path record (`lnd::pay_part`): lnd's `SendPaymentV2` pays an
 //! invoice that names an amount for exactly that amount.
 //!
-//! What §11 lists but is not a switch here, and why: a slow answer (stop serving, or switch
-//! `probe-after-reply`); a stream EOF or restart (`stream-close-after-first`, or stop and
+//! What §11 lists but is not a switch here, and why: a stream EOF or restart (`stream-close-after-first`, or stop and
 //! serve again); decoy outputs to the HTLC address (the client funds the HTLC, so a decoy is
 //! an external payment: the world's `pay_to`).
 
@@ -82,11 +81,17 @@ pub enum ProbeMode {
     /// Pays the *swap* invoice as if it were the probe, then answers: the client is paid
     /// before any HTLC exists (the server's loss) and, having seen no probe, must abort.
     SwapInvoiceAsProbe,
+    /// Probes honestly, then waits [`SLOW_ANSWER`] before answering: beyond Loop's 90 s, so
+    /// the client must give up, nothing stored or funded.
+    SlowAnswer,
     /// Pays half the probe invoice as one part of a multi-path set of its full amount, waits
     /// [`PROBE_PART_WAIT`], then answers: the client's node holds the part but the hold
     /// invoice never reaches "accepted", so the client sees no probe and must abort.
     TooLittle,
 }
+
+/// How long `ProbeMode::SlowAnswer` waits after the probe before it answers.
+pub const SLOW_ANSWER: std::time::Duration = std::time::Duration::from_secs(100);
 
 /// How long `ProbeMode::TooLittle` waits after sending its part before it answers, so the
 /// part is held at the client's node when the client looks.

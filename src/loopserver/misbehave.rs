@@ -117,6 +117,14 @@ fn loop_in_misbehaviours() -> Vec<Misbehaviour> {
             }),
         },
         Misbehaviour {
+            name: "loop-in-slow-answer",
+            description: "NewLoopInSwap probes the client, then answers only after 100 s (Loop gives up at 90 s)",
+            switch: loop_in(InBehaviour {
+                probe: ProbeMode::SlowAnswer,
+                ..d()
+            }),
+        },
+        Misbehaviour {
             name: "loop-in-probe-too-little",
             description: "NewLoopInSwap pays half the probe invoice as one part of a set that never completes, then answers",
             switch: loop_in(InBehaviour {

@@ -8,7 +8,7 @@ use bitcoin::hashes::{Hash, sha256};
 use bitcoin::secp256k1::{PublicKey, Secp256k1, SecretKey};
 use futures::StreamExt;
 
-use super::behaviour_in::{ClaimMode, PROBE_PART_WAIT, ProbeMode, PushKeyMode};
+use super::behaviour_in::{ClaimMode, PROBE_PART_WAIT, ProbeMode, PushKeyMode, SLOW_ANSWER};
 use super::engine_in::{PAYMENT_PARTS, PAYMENT_TIMEOUT, routing_fee_limit};
 use super::error::LoopServerError;
 use super::service::{Service, swap_hash};
@@ -158,6 +158,11 @@ impl Service {
             ProbeMode::Honest | ProbeMode::ErrorAfterProbe => {
                 self.probe_client(&r.probe_invoice, &quote, last_hop)
                     .await?;
+            }
+            ProbeMode::SlowAnswer => {
+                self.probe_client(&r.probe_invoice, &quote, last_hop)
+                    .await?;
+                tokio::time::sleep(SLOW_ANSWER).await;
             }
             ProbeMode::AfterReply => {
                 let service = self.clone();

@@ -101,6 +101,10 @@ pub struct EngineConfig {
     pub max_final_cltv_delta: u64,
     /// Both invoices must stay valid at least this long at creation, default 5 minutes.
     pub min_invoice_validity: Duration,
+    /// How long a Loop In's `NewLoopInSwap` may take (the server probes the node inside it)
+    /// before the swap is given up, nothing stored or funded; default 90 s (Loop: 30 s, plus
+    /// 60 s for an L402 payment).
+    pub new_loop_in_patience: Duration,
     /// First delay before retrying a failed call or save, doubled up to `retry_max`.
     pub retry_initial: Duration,
     /// Longest delay between retries.
@@ -130,6 +134,7 @@ impl EngineConfig {
             ceilings: FeeCeilings::default(),
             max_final_cltv_delta: 400,
             min_invoice_validity: Duration::from_secs(300),
+            new_loop_in_patience: Duration::from_secs(90),
             retry_initial: Duration::from_millis(500),
             retry_max: Duration::from_secs(60),
             clock: system_clock(),

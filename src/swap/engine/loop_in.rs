@@ -39,9 +39,6 @@ pub use crate::swap::loop_in::FUNDING_WEIGHT_ESTIMATE;
 /// uses 3 × the quoted publication fee).
 pub const DEFAULT_MINER_FEE_MULTIPLIER: u64 = 3;
 
-/// How long `NewLoopInSwap` may take before the probe is given up (Loop: 30 s + 60 s L402).
-const PROBE_PATIENCE: Duration = Duration::from_secs(90);
-
 /// What the caller asks for.
 #[derive(Debug, Clone, Default)]
 pub struct LoopInRequest {
@@ -434,7 +431,7 @@ impl SwapEngine {
             }
         });
         let asked = tokio::time::timeout(
-            PROBE_PATIENCE,
+            config.new_loop_in_patience,
             inner.provider.new_loop_in(&NewLoopInRequest {
                 sender_key,
                 sender_internal_key: internal_key.public_key(),
@@ -455,10 +452,12 @@ impl SwapEngine {
         let resp = match asked {
             Ok(r) => r.map_err(EngineError::provider("NewLoopInSwap"))?,
             Err(_) => {
+                // A late answer could still lead the server to pay: refuse that too.
+                let _ = inner.node.cancel_invoice(swap_hash).await;
                 return Err(EngineError::LoopIn(format!(
                     "the server did not answer NewLoopInSwap within {} s; nothing was stored \
                      or funded",
-                    PROBE_PATIENCE.as_secs()
+                    config.new_loop_in_patience.as_secs()
                 )));
             }
         };
