@@ -6,7 +6,8 @@
 //! takes its HTLC back through the timeout leaf at the expiry, and loses exactly the two
 //! on-chain fees it recorded. Autoloop: a channel above its band's upper edge gets a Loop In
 //! through its peer that brings it back inside. Asked `--private`, the Loop In hints the node's
-//! private channel to the server and in its invoice.
+//! private channel to the server and in its invoice. A server that pays the invoice 1,000 sat
+//! over (one HTLC sent by hand) leaves the node that surplus.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -192,6 +193,41 @@ fn a_loop_in_the_server_never_pays_is_swept_back_through_the_timeout_leaf() {
     // The never-paid invoice is canceled in lnd, so a late payment cannot settle it.
     let invoice = swap_invoice(&w, &done);
     assert_eq!(invoice["state"], "CANCELED", "{invoice}");
+}
+
+#[test]
+fn a_loop_in_the_server_overpays_succeeds_and_the_node_keeps_the_surplus() {
+    let Some((w, server, daemon, moved)) = start(&["--misbehave", "loop-in-pays-more"]) else {
+        return;
+    };
+    let before = sluice_total(&w);
+    let quote = daemon.json(&["quote", "in", &AMOUNT.to_string()]);
+    let fee = quote["swap_fee_sat"].as_u64().unwrap();
+    let id = daemon.json(&["in", "--amt", &AMOUNT.to_string(), "--force"])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let done = {
+        let _miner = Miner::start(&w, Duration::from_millis(1500));
+        wait_state(&daemon, &id, "SUCCEEDED", Duration::from_secs(240))
+    };
+    // The server sent one HTLC by hand (QueryRoutes, SendToRouteV2) for 1,000 sat more than
+    // the invoice asks; lnd settled it for all of it.
+    let invoice = swap_invoice(&w, &done);
+    assert_eq!(invoice["state"], "SETTLED", "{invoice}");
+    let surplus = sluice::loopserver::behaviour_in::OVERPAYMENT.0;
+    assert_eq!(
+        sluice::regtest::lnd::number(&invoice["amt_paid_sat"]),
+        AMOUNT - fee + surplus,
+        "{invoice}\nserver:\n{}",
+        server.proc.log_tail(40)
+    );
+    assert_eq!(
+        done["swap"]["costs"]["server_sat"].as_i64(),
+        Some(i64::try_from(fee).unwrap() - i64::try_from(surplus).unwrap()),
+        "{done}"
+    );
+    assert_costs_match(&w, &moved, &done, before, settled_total(&w));
 }
 
 /// A band whose upper edge (5 %) the channel that carried the liquidity payment (10 % inbound)
