@@ -317,11 +317,15 @@ impl LoopInDriver {
             LoopInAction::WatchHtlc {
                 pk_script,
                 height_hint,
+                funding_txid,
             } => {
-                self.spawn_task(
-                    TaskKey::WatchHtlc,
-                    watch_htlc(node, config, pk_script, height_hint, tx),
-                );
+                let request = ConfRequest {
+                    txid: funding_txid,
+                    script: pk_script,
+                    num_confs: 1,
+                    height_hint,
+                };
+                self.spawn_task(TaskKey::WatchHtlc, watch_htlc(node, config, request, tx));
             }
             LoopInAction::WatchSpend {
                 outpoint,
@@ -454,20 +458,15 @@ async fn backoff(delay: &mut Duration, config: &EngineConfig) {
     *delay = (*delay * 2).min(config.retry_max);
 }
 
-/// Watches for the first confirmed output paying exactly `pk_script` (one confirmation).
+/// Watches for the first confirmed output paying exactly the request's script (one
+/// confirmation), in the request's transaction when it names one.
 async fn watch_htlc(
     node: Arc<dyn LightningNode>,
     config: EngineConfig,
-    pk_script: ScriptBuf,
-    height_hint: BlockHeight,
+    request: ConfRequest,
     tx: mpsc::UnboundedSender<LoopInInput>,
 ) {
-    let request = ConfRequest {
-        txid: None,
-        script: pk_script.clone(),
-        num_confs: 1,
-        height_hint,
-    };
+    let pk_script = request.script.clone();
     let mut delay = config.retry_initial;
     loop {
         match node.register_confirmations(&request).await {

@@ -128,12 +128,15 @@ pub enum LoopInAction {
     /// wallet up for a transaction paying the script (never fund again) and report
     /// [`LoopInInput::FundingPublished`] or [`LoopInInput::FundingFailed`].
     FindFunding,
-    /// Watch for confirmed outputs paying exactly this script.
+    /// Watch for confirmed outputs paying exactly this script: in `funding_txid` once our
+    /// funding transaction is known, in any transaction before (a restart that lost it).
     WatchHtlc {
         /// The HTLC output script.
         pk_script: ScriptBuf,
         /// Where to start looking.
         height_hint: BlockHeight,
+        /// Our funding transaction, when recorded.
+        funding_txid: Option<bitcoin::Txid>,
     },
     /// Watch the HTLC outpoint for a confirmed spend and its reorgs.
     WatchSpend {

@@ -83,10 +83,13 @@ fn move_to(
     done(next, all, rule)
 }
 
-fn watch_htlc(contract: &LoopInContract) -> LoopInAction {
+/// Watches for the HTLC: in our funding transaction once it is recorded, so an output another
+/// transaction pays to the script (a decoy, §11 row 14) is never taken for it.
+fn watch_htlc(contract: &LoopInContract, next: &LoopInProgress) -> LoopInAction {
     LoopInAction::WatchHtlc {
         pk_script: contract.terms().htlc_pk_script.clone(),
         height_hint: contract.terms().initiation_height,
+        funding_txid: next.funding.map(|f| f.txid),
     }
 }
 
@@ -117,6 +120,24 @@ fn record_funding(next: &mut LoopInProgress, txid: bitcoin::Txid, fee: Sat) -> b
     } else {
         false
     }
+}
+
+/// Our funding transaction is known: record it (once) and, unless the HTLC already recorded is
+/// its output, watch that transaction from now on.
+fn funding_published(
+    contract: &LoopInContract,
+    mut next: LoopInProgress,
+    txid: bitcoin::Txid,
+    fee: Sat,
+) -> Stepped {
+    if !record_funding(&mut next, txid, fee) {
+        return ignored(next);
+    }
+    if next.htlc.is_some_and(|h| h.outpoint.txid == txid) {
+        return done(next, Vec::new(), LoopInRule::Recorded);
+    }
+    let watch = watch_htlc(contract, &next);
+    done(next, vec![watch], LoopInRule::Recorded)
 }
 
 fn recorded_or_ignored(next: LoopInProgress, changed: bool) -> Stepped {
@@ -178,6 +199,10 @@ fn htlc_confirmed(
         return Err(LoopInRejected::ZeroConfirmations {
             input: "HtlcConfirmed",
         });
+    }
+    // An output to the script from another transaction than our funding is not our HTLC.
+    if next.funding.is_some_and(|f| f.txid != outpoint.txid) {
+        return ignored(next);
     }
     raise_best_height(&mut next, height, confirmations);
     let htlc = htlc_output(outpoint, value, height);
@@ -336,12 +361,13 @@ fn initiated(contract: &LoopInContract, mut next: LoopInProgress, input: LoopInI
             if fee > contract.terms().limits.max_miner_fee {
                 return done(next, Vec::new(), LoopInRule::FundingFeeAboveCap);
             }
+            let watch = watch_htlc(contract, &next);
             move_to(
                 next,
                 LoopInState::HtlcPublished,
                 vec![
                     LoopInAction::FundHtlc { rate },
-                    watch_htlc(contract),
+                    watch,
                     LoopInAction::WatchInvoice,
                 ],
                 LoopInRule::Fund,
@@ -372,7 +398,7 @@ fn published(contract: &LoopInContract, mut next: LoopInProgress, input: LoopInI
     match input {
         LoopInInput::Resumed { height } => {
             next.best_height = Some(height);
-            let mut actions = vec![LoopInAction::WatchInvoice, watch_htlc(contract)];
+            let mut actions = vec![LoopInAction::WatchInvoice, watch_htlc(contract, &next)];
             if next.funding.is_none() {
                 actions.push(LoopInAction::FindFunding);
             }
@@ -396,10 +422,7 @@ fn published(contract: &LoopInContract, mut next: LoopInProgress, input: LoopInI
             ignored(next)
         }
         LoopInInput::FundingEstimate { .. } => ignored(next),
-        LoopInInput::FundingPublished { txid, fee } => {
-            let changed = record_funding(&mut next, txid, fee);
-            recorded_or_ignored(next, changed)
-        }
+        LoopInInput::FundingPublished { txid, fee } => funding_published(contract, next, txid, fee),
         LoopInInput::FundingFailed => match next.funding {
             Some(f) => Err(LoopInRejected::FundingFailedAfterPublish(f.txid)),
             None => move_to(
@@ -443,7 +466,7 @@ fn confirmed(
             next.best_height = Some(height);
             let mut actions = vec![
                 LoopInAction::WatchInvoice,
-                watch_htlc(contract),
+                watch_htlc(contract, &next),
                 watch_spend(contract, &htlc),
             ];
             if next.funding.is_none() {
@@ -486,10 +509,7 @@ fn confirmed(
             ignored(next)
         }
         LoopInInput::FundingEstimate { .. } | LoopInInput::FundingFailed => ignored(next),
-        LoopInInput::FundingPublished { txid, fee } => {
-            let changed = record_funding(&mut next, txid, fee);
-            recorded_or_ignored(next, changed)
-        }
+        LoopInInput::FundingPublished { txid, fee } => funding_published(contract, next, txid, fee),
         LoopInInput::HtlcConfirmed {
             outpoint,
             value,
@@ -510,10 +530,11 @@ fn confirmed(
         LoopInInput::HtlcReorged => {
             next.htlc = None;
             next.spend = None;
+            let watch = watch_htlc(contract, &next);
             move_to(
                 next,
                 LoopInState::HtlcPublished,
-                vec![watch_htlc(contract)],
+                vec![watch],
                 LoopInRule::HtlcReorged,
             )
         }
@@ -572,7 +593,7 @@ fn sweeping(
             next.spend = None;
             let mut actions = vec![
                 LoopInAction::WatchInvoice,
-                watch_htlc(contract),
+                watch_htlc(contract, &next),
                 watch_spend(contract, &htlc),
             ];
             if next.funding.is_none() {
@@ -603,10 +624,7 @@ fn sweeping(
             ignored(next)
         }
         LoopInInput::FundingEstimate { .. } | LoopInInput::FundingFailed => ignored(next),
-        LoopInInput::FundingPublished { txid, fee } => {
-            let changed = record_funding(&mut next, txid, fee);
-            recorded_or_ignored(next, changed)
-        }
+        LoopInInput::FundingPublished { txid, fee } => funding_published(contract, next, txid, fee),
         LoopInInput::HtlcConfirmed {
             outpoint,
             value,
@@ -684,7 +702,7 @@ fn settled(contract: &LoopInContract, mut next: LoopInProgress, input: LoopInInp
             }
             let mut actions = match next.htlc {
                 Some(h) => vec![watch_spend(contract, &h)],
-                None => vec![watch_htlc(contract)],
+                None => vec![watch_htlc(contract, &next)],
             };
             if next.funding.is_none() {
                 actions.push(LoopInAction::FindFunding);
@@ -717,10 +735,7 @@ fn settled(contract: &LoopInContract, mut next: LoopInProgress, input: LoopInInp
             recorded_or_ignored(next, changed)
         }
         LoopInInput::FundingEstimate { .. } | LoopInInput::FundingFailed => ignored(next),
-        LoopInInput::FundingPublished { txid, fee } => {
-            let changed = record_funding(&mut next, txid, fee);
-            recorded_or_ignored(next, changed)
-        }
+        LoopInInput::FundingPublished { txid, fee } => funding_published(contract, next, txid, fee),
         LoopInInput::HtlcConfirmed {
             outpoint,
             value,

@@ -461,6 +461,68 @@ fn a_wrong_value_htlc_waits_for_the_expiry_and_is_taken_back() {
 }
 
 #[test]
+fn an_output_to_the_script_from_another_transaction_is_not_taken_for_the_htlc() {
+    // §11 row 14: anyone (the server) can pay the HTLC's script. Once our funding transaction
+    // is known the watch looks in it alone, and an output of another transaction is ignored,
+    // so a decoy can neither fail the swap nor hide the real HTLC from the timeout sweep.
+    let c = contract();
+    let mut p = LoopInProgress::new();
+    run(
+        &c,
+        &mut p,
+        &[
+            LoopInInput::Resumed {
+                height: BlockHeight(1_000),
+            },
+            LoopInInput::FundingEstimate {
+                height: BlockHeight(1_000),
+                rate: SatPerKw(1_000),
+                fee: Sat(800),
+            },
+        ],
+    );
+    let t = step(
+        &c,
+        &p,
+        LoopInInput::FundingPublished {
+            txid: out(1).txid,
+            fee: Sat(800),
+        },
+    )
+    .unwrap();
+    assert!(has(&t, |a| matches!(
+        a,
+        LoopInAction::WatchHtlc { funding_txid: Some(txid), .. } if *txid == out(1).txid
+    )));
+    p = t.next;
+    let decoy = step(
+        &c,
+        &p,
+        LoopInInput::HtlcConfirmed {
+            outpoint: out(9),
+            value: Sat(10_000),
+            height: BlockHeight(1_001),
+            confirmations: 1,
+        },
+    )
+    .unwrap();
+    assert_eq!(decoy.next.state, LoopInState::HtlcPublished);
+    assert_eq!(decoy.next.htlc, None);
+    run(
+        &c,
+        &mut p,
+        &[LoopInInput::HtlcConfirmed {
+            outpoint: out(1),
+            value: c.terms().amount,
+            height: BlockHeight(1_001),
+            confirmations: 1,
+        }],
+    );
+    assert_eq!(p.state, LoopInState::HtlcConfirmed);
+    assert_eq!(p.htlc.map(|h| h.outpoint), Some(out(1)));
+}
+
+#[test]
 fn an_htlc_confirming_after_the_expiry_is_swept_at_once() {
     let c = contract();
     let mut p = LoopInProgress::new();
