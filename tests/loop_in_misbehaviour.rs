@@ -370,3 +370,49 @@ async fn a_server_that_pays_more_leaves_the_node_the_surplus() {
     );
     engine.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decoy_output_to_the_htlc_script_is_never_taken_for_the_htlc() {
+    let net = simnet().await;
+    net.server.set_loop_in_behaviour_for_next_swap(InBehaviour {
+        decoy: true,
+        ..InBehaviour::default()
+    });
+    let engine = net.engine().await;
+    settle_mempool(&net);
+    let before = net.holdings().await;
+    let created = engine.loop_in(request()).await.unwrap();
+    // The decoy is in the mempool since the server's answer; our funding is kept out of the
+    // next block, so the decoy confirms first.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let funding = loop {
+        if let Some(f) = record(&net, created.hash).await.progress.funding {
+            break f.txid;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never funded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    lock(&net.world).hold(funding);
+    lock(&net.world).mine(1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    lock(&net.world).release(&funding);
+    let r = drive_to_end(&net, created.hash).await;
+    settle_mempool(&net);
+    // The server took its own decoy for the HTLC and never paid; the node followed its own
+    // funding transaction and took that HTLC back, losing only the fees it recorded.
+    assert_eq!(
+        r.progress.state,
+        LoopInState::FailedTimeout,
+        "{:?}",
+        r.progress
+    );
+    assert_eq!(r.progress.htlc.map(|h| h.outpoint.txid), Some(funding));
+    assert_eq!(r.costs.server_sat, 0, "{:?}", r.costs);
+    assert_eq!(
+        before - net.holdings().await,
+        r.costs.onchain,
+        "{:?}",
+        r.progress
+    );
+    engine.stop().await;
+}

@@ -12,7 +12,7 @@
 //!
 //! What §11 lists but is not a switch here, and why: a stream EOF or restart (`stream-close-after-first`, or stop and
 //! serve again); decoy outputs to the HTLC address (the client funds the HTLC, so a decoy is
-//! an external payment: the world's `pay_to`).
+//! an external payment: the world's `pay_to`, or the server's own `decoy`).
 
 use bitcoin::secp256k1::PublicKey;
 
@@ -41,7 +41,17 @@ pub struct InBehaviour {
     pub claim: ClaimMode,
     /// How long the status stream lasts.
     pub stream: StreamMode,
+    /// Pays [`DECOY_VALUE`] to the HTLC's address from the server's wallet before answering
+    /// `NewLoopInSwap`, so another output to the script is in the mempool before the client
+    /// funds (§11 row 14). The server's own watch then takes the decoy for the HTLC and never
+    /// pays: a client that follows its own funding transaction takes its HTLC back at the
+    /// expiry; one that takes the first output to the script sweeps the decoy instead and
+    /// leaves its HTLC unswept.
+    pub decoy: bool,
 }
+
+/// What the decoy output pays to the HTLC's address.
+pub const DECOY_VALUE: Sat = Sat(10_000);
 
 /// The fee `LoopInQuote` answers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -221,6 +221,11 @@ fn loop_in_misbehaviours() -> Vec<Misbehaviour> {
             }),
         },
         Misbehaviour {
+            name: "loop-in-decoy-output",
+            description: "10,000 sat to the HTLC address from the server's wallet before the client funds; the server then never pays",
+            switch: loop_in(InBehaviour { decoy: true, ..d() }),
+        },
+        Misbehaviour {
             name: "loop-in-push-key-error",
             description: "PushKey answers with an error; the server claims by the success leaf",
             switch: loop_in(InBehaviour {

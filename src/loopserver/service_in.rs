@@ -8,7 +8,9 @@ use bitcoin::hashes::{Hash, sha256};
 use bitcoin::secp256k1::{PublicKey, Secp256k1, SecretKey};
 use futures::StreamExt;
 
-use super::behaviour_in::{ClaimMode, PROBE_PART_WAIT, ProbeMode, PushKeyMode, SLOW_ANSWER};
+use super::behaviour_in::{
+    ClaimMode, DECOY_VALUE, PROBE_PART_WAIT, ProbeMode, PushKeyMode, SLOW_ANSWER,
+};
 use super::engine_in::{PAYMENT_PARTS, PAYMENT_TIMEOUT, routing_fee_limit};
 use super::error::LoopServerError;
 use super::service::{Service, swap_hash};
@@ -216,6 +218,15 @@ impl Service {
             expiry,
             terms.network,
         )?;
+        if behaviour.decoy {
+            use super::funder::HtlcFunder as _;
+            let decoy = inner
+                .node
+                .as_ref()
+                .fund(&[(htlc.address(), DECOY_VALUE)])
+                .await?;
+            tracing::info!(swap = %hash, ?decoy, "loop server: paid a decoy to the loop in HTLC address (switch)");
+        }
         let entry = Arc::new(InSwapEntry::new(NewInSwap {
             hash,
             amount: quote.amount,

@@ -232,6 +232,18 @@ impl LoopInDriver {
         self.tasks.insert(key, handle);
     }
 
+    /// Spawns `task` under `key`, stopping the one running there first (a watch that must
+    /// follow a narrower request from now on).
+    fn replace_task<F>(&mut self, key: TaskKey, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        if let Some(old) = self.tasks.remove(&key) {
+            old.abort();
+        }
+        self.spawn_task(key, task);
+    }
+
     fn act(&mut self, action: LoopInAction) {
         let hash = self.hash();
         let node = Arc::clone(&self.deps.node);
@@ -325,7 +337,9 @@ impl LoopInDriver {
                     num_confs: 1,
                     height_hint,
                 };
-                self.spawn_task(TaskKey::WatchHtlc, watch_htlc(node, config, request, tx));
+                // Once our funding is known the watch follows it alone: replace a watch of
+                // the script (which would keep reporting the first output to it).
+                self.replace_task(TaskKey::WatchHtlc, watch_htlc(node, config, request, tx));
             }
             LoopInAction::WatchSpend {
                 outpoint,
