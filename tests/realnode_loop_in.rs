@@ -52,6 +52,14 @@ fn start_through(
     Some((w, server, daemon, moved))
 }
 
+/// Starts a manual Loop In of [`AMOUNT`] (`sluice in --amt N --force`); returns its id.
+fn loop_in(daemon: &Daemon) -> String {
+    daemon.json(&["in", "--amt", &AMOUNT.to_string(), "--force"])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// Waits for the Loop In to reach `state` (panics on another terminal state).
 fn wait_state(daemon: &Daemon, id: &str, state: &str, limit: Duration) -> Value {
     poll(&format!("loop in {id} to reach {state}"), limit, || {
@@ -129,10 +137,7 @@ fn a_loop_in_completes_on_real_nodes_with_a_key_path_claim_and_exact_costs() {
     let before = sluice_total(&w);
     let quote = daemon.json(&["quote", "in", &AMOUNT.to_string()]);
     assert!(quote["swap_fee_sat"].as_u64().unwrap() > 0, "{quote}");
-    let id = daemon.json(&["in", "--amt", &AMOUNT.to_string(), "--force"])["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = loop_in(&daemon);
     let done = {
         let _miner = Miner::start(&w, Duration::from_millis(1500));
         wait_state(&daemon, &id, "SUCCEEDED", Duration::from_secs(240))
@@ -170,10 +175,7 @@ fn a_loop_in_the_server_never_pays_is_swept_back_through_the_timeout_leaf() {
         return;
     };
     let before = sluice_total(&w);
-    let id = daemon.json(&["in", "--amt", &AMOUNT.to_string(), "--force"])["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = loop_in(&daemon);
     let done = {
         // Nothing races here (the server never pays): a block a second reaches the expiry
         // sooner.
@@ -203,10 +205,7 @@ fn a_loop_in_the_server_overpays_succeeds_and_the_node_keeps_the_surplus() {
     let before = sluice_total(&w);
     let quote = daemon.json(&["quote", "in", &AMOUNT.to_string()]);
     let fee = quote["swap_fee_sat"].as_u64().unwrap();
-    let id = daemon.json(&["in", "--amt", &AMOUNT.to_string(), "--force"])["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = loop_in(&daemon);
     let done = {
         let _miner = Miner::start(&w, Duration::from_millis(1500));
         wait_state(&daemon, &id, "SUCCEEDED", Duration::from_secs(240))

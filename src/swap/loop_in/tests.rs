@@ -34,7 +34,9 @@ fn has(t: &LoopInTransition, f: impl Fn(&LoopInAction) -> bool) -> bool {
     t.actions.iter().any(f)
 }
 
-fn fund(c: &LoopInContract, p: &mut LoopInProgress) {
+/// From a fresh swap: resumed at height 1,000 with a funding estimate under the cap, so the
+/// funding intent is saved (`HtlcPublished`, no transaction yet).
+fn funding_intent(c: &LoopInContract, p: &mut LoopInProgress) {
     run(
         c,
         p,
@@ -47,6 +49,16 @@ fn fund(c: &LoopInContract, p: &mut LoopInProgress) {
                 rate: SatPerKw(1_000),
                 fee: Sat(800),
             },
+        ],
+    );
+}
+
+fn fund(c: &LoopInContract, p: &mut LoopInProgress) {
+    funding_intent(c, p);
+    run(
+        c,
+        p,
+        &[
             LoopInInput::FundingPublished {
                 txid: out(1).txid,
                 fee: Sat(800),
@@ -243,20 +255,7 @@ fn funding_waits_while_the_fee_is_above_the_cap_and_fails_unspent_at_the_deadlin
 fn a_restart_after_the_funding_intent_looks_the_wallet_up_and_never_funds_again() {
     let c = contract();
     let mut p = LoopInProgress::new();
-    run(
-        &c,
-        &mut p,
-        &[
-            LoopInInput::Resumed {
-                height: BlockHeight(1_000),
-            },
-            LoopInInput::FundingEstimate {
-                height: BlockHeight(1_000),
-                rate: SatPerKw(1_000),
-                fee: Sat(800),
-            },
-        ],
-    );
+    funding_intent(&c, &mut p);
     // Crash before SendOutputs answered: the stored state is HtlcPublished, no txid.
     let t = run(
         &c,
@@ -419,25 +418,16 @@ fn a_payment_while_sweeping_stops_the_sweeps_and_the_expiry_then_succeeds() {
 fn a_wrong_value_htlc_waits_for_the_expiry_and_is_taken_back() {
     let c = contract();
     let mut p = LoopInProgress::new();
+    funding_intent(&c, &mut p);
     run(
         &c,
         &mut p,
-        &[
-            LoopInInput::Resumed {
-                height: BlockHeight(1_000),
-            },
-            LoopInInput::FundingEstimate {
-                height: BlockHeight(1_000),
-                rate: SatPerKw(1_000),
-                fee: Sat(800),
-            },
-            LoopInInput::HtlcConfirmed {
-                outpoint: out(1),
-                value: Sat(499_999),
-                height: BlockHeight(1_001),
-                confirmations: 1,
-            },
-        ],
+        &[LoopInInput::HtlcConfirmed {
+            outpoint: out(1),
+            value: Sat(499_999),
+            height: BlockHeight(1_001),
+            confirmations: 1,
+        }],
     );
     assert_eq!(p.state, LoopInState::IncorrectHtlcAmount);
     run(
@@ -467,20 +457,7 @@ fn an_output_to_the_script_from_another_transaction_is_not_taken_for_the_htlc() 
     // so a decoy can neither fail the swap nor hide the real HTLC from the timeout sweep.
     let c = contract();
     let mut p = LoopInProgress::new();
-    run(
-        &c,
-        &mut p,
-        &[
-            LoopInInput::Resumed {
-                height: BlockHeight(1_000),
-            },
-            LoopInInput::FundingEstimate {
-                height: BlockHeight(1_000),
-                rate: SatPerKw(1_000),
-                fee: Sat(800),
-            },
-        ],
-    );
+    funding_intent(&c, &mut p);
     let t = step(
         &c,
         &p,
@@ -526,20 +503,7 @@ fn an_output_to_the_script_from_another_transaction_is_not_taken_for_the_htlc() 
 fn an_htlc_confirming_after_the_expiry_is_swept_at_once() {
     let c = contract();
     let mut p = LoopInProgress::new();
-    run(
-        &c,
-        &mut p,
-        &[
-            LoopInInput::Resumed {
-                height: BlockHeight(1_000),
-            },
-            LoopInInput::FundingEstimate {
-                height: BlockHeight(1_000),
-                rate: SatPerKw(1_000),
-                fee: Sat(800),
-            },
-        ],
-    );
+    funding_intent(&c, &mut p);
     let t = run(
         &c,
         &mut p,
