@@ -9,12 +9,14 @@
 
 mod engine_harness;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use engine_harness::{Simnet, assert_costs_match, config, request, simnet, simnet_with, succeeded};
 use sluice::chain::fees::MAX_FEE_SHARE;
 use sluice::domain::{BlockHeight, Sat};
 use sluice::lnd::LightningNode;
+use sluice::lnd::metered::MeteredNode;
 use sluice::loopserver::Behaviour;
 use sluice::loopserver::behaviour::{
     CoSign, HtlcTamper, InvoiceTamper, Publication, Push, SenderKeyTamper, Settle, StreamMode,
@@ -979,6 +981,100 @@ fn mempool_spender(net: &Simnet, outpoint: bitcoin::OutPoint) -> Option<bitcoin:
             .filter(|e| e.tx.input.iter().any(|i| i.previous_output == outpoint))
             .map(|e| e.tx.clone())
     })
+}
+
+/// While the sweep waits in the mempool and a new one would be offered at its rate, each block
+/// publishes it again as signed: one MuSig2 round with lnd and the server, not one a block
+/// (which would pay the same fee under a new lock time, a replacement the mempool refuses).
+/// When the rate rises, a new sweep is signed and replaces it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_sweep_is_published_again_as_signed_until_its_rate_rises() {
+    let net = simnet().await;
+    let calls: Arc<Mutex<Vec<&'static str>>> = Arc::default();
+    let observer: sluice::domain::RpcObserver = {
+        let calls = Arc::clone(&calls);
+        Arc::new(move |method, _, _| calls.lock().unwrap().push(method))
+    };
+    let count = |method: &str| {
+        calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| **m == method)
+            .count()
+    };
+    let node: Arc<dyn LightningNode> = Arc::new(MeteredNode::new(net.node.clone(), observer));
+    let engine = SwapEngine::start(
+        node,
+        net.client.clone(),
+        net.store.clone(),
+        config(&net.world),
+    );
+    lock(&net.world).set_fee_trace(FeeTrace::Flat(5_000));
+    let local_before = net.local_balance().await;
+    let wallet_before = net.wallet_confirmed().await;
+    let hash = engine.loop_out(request(350_000)).await.unwrap();
+    let htlc = net.htlc_tx_in_mempool(hash).await;
+    let outpoint = bitcoin::OutPoint {
+        txid: htlc.compute_txid(),
+        vout: 0,
+    };
+    lock(&net.world).hold_spends(outpoint);
+    lock(&net.world).mine(1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let first = loop {
+        if let Some(tx) = mempool_spender(&net, outpoint) {
+            break tx;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no sweep");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(count("MuSig2CreateSession"), 1);
+
+    for _ in 0..3 {
+        let published = count("PublishTransaction");
+        lock(&net.world).mine(1);
+        while count("PublishTransaction") == published {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no sweep after a block"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let waiting = mempool_spender(&net, outpoint).unwrap();
+        assert_eq!(waiting.compute_txid(), first.compute_txid());
+    }
+    assert_eq!(
+        count("MuSig2CreateSession"),
+        1,
+        "a sweep at an unchanged rate was signed again"
+    );
+    assert_eq!(net.record(hash).await.progress.sweep_failures, 0);
+
+    // Fees rise: a sweep paying more is signed and replaces the waiting one.
+    {
+        let mut w = lock(&net.world);
+        w.set_fee_trace(FeeTrace::Flat(10_000));
+        w.mine(1);
+    }
+    let replacement = loop {
+        if let Some(tx) = mempool_spender(&net, outpoint)
+            && tx.compute_txid() != first.compute_txid()
+        {
+            break tx;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no replacement");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(count("MuSig2CreateSession"), 2);
+    lock(&net.world).release_spends(&outpoint);
+    let record = net.drive_until(hash, succeeded).await;
+    assert_eq!(
+        record.progress.spend.unwrap().txid,
+        replacement.compute_txid()
+    );
+    assert_costs_match(&net, &record, local_before, wallet_before).await;
+    engine.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -94,6 +94,8 @@ pub(crate) struct Driver {
     inputs_rx: mpsc::UnboundedReceiver<Input>,
     tasks: HashMap<TaskKey, JoinHandle<()>>,
     tasks_cancel: CancellationToken,
+    /// The last signed sweep (`sweep::SignedSweep`), in memory only.
+    last_sweep: Arc<std::sync::Mutex<Option<sweep::SignedSweep>>>,
 }
 
 impl Driver {
@@ -129,6 +131,7 @@ impl Driver {
             inputs_rx,
             tasks: HashMap::new(),
             tasks_cancel,
+            last_sweep: Arc::default(),
         })
     }
 
@@ -429,6 +432,7 @@ impl Driver {
                     preimage: secret,
                     push_first: !self.progress.preimage_push_acked
                         && !self.progress.swap_payment.is_succeeded(),
+                    last: Arc::clone(&self.last_sweep),
                 };
                 let tx = self.inputs_tx.clone();
                 self.spawn_task(TaskKey::Sweep, async move {

@@ -6,9 +6,11 @@
 //! key path is tried first, with lnd holding our key (family 99) and the server co-signing;
 //! the combined signature is verified against the HTLC's output key before use. If anything in
 //! that fails, the success leaf is signed by lnd (`SignOutputRaw`) in the same call. The
-//! finished transaction is checked by the script interpreter before it is published.
+//! finished transaction is checked by the script interpreter before it is published. A block
+//! that would offer the same rate for the same HTLC publishes the last signed sweep again
+//! ([`SignedSweep`]) instead of signing a new one.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::schnorr;
@@ -45,6 +47,22 @@ pub(super) struct SweepJob {
     /// Push the preimage before asking for the co-signature: a server co-signs only a swap
     /// whose preimage it knows, and the separate push task may not have reached it yet.
     pub(super) push_first: bool,
+    /// The driver's last signed sweep, reused while nothing it was built from has changed.
+    pub(super) last: Arc<Mutex<Option<SignedSweep>>>,
+}
+
+/// A signed sweep and what it was built from. The driver keeps the last one in memory (a
+/// restart signs afresh): while it spends the same HTLC at the rate a new one would be offered
+/// at, the next block publishes it again instead of signing a new one (a MuSig2 round with lnd
+/// and the server) that would pay the same fee under a new lock time, which the mempool
+/// refuses as a replacement anyway. A rate that moves (lnd's estimate, the fee schedule's
+/// share, the deadline) signs a new sweep, as before.
+#[derive(Clone)]
+pub(crate) struct SignedSweep {
+    outpoint: OutPoint,
+    path: SweepWitness,
+    rate: SatPerKw,
+    tx: bitcoin::Transaction,
 }
 
 impl SweepJob {
@@ -59,17 +77,17 @@ impl SweepJob {
         let estimate = SatPerKw(estimate.to_sat_per_kwu());
         let rate = sweep_fee_rate(self.blocks_left, |_| estimate);
 
-        if self.push_first
-            && let Err(e) = self.provider.push_preimage(&self.preimage).await
-        {
-            tracing::debug!(swap = %hash, error = %e, "preimage push before co-signing failed");
-        }
-        let tx = match self.cooperative(rate).await {
-            Ok(tx) => tx,
-            Err(reason) => {
-                tracing::info!(swap = %hash, reason = %reason.describe(),
-                    "cooperative sweep unavailable; signing the success script path");
-                self.script_path(rate).await?
+        let tx = match self.reusable(rate) {
+            Some(tx) => tx,
+            None => {
+                let (tx, path) = self.sign(rate).await?;
+                *self.last_sweep() = Some(SignedSweep {
+                    outpoint: self.outpoint,
+                    path,
+                    rate: self.offered(path, rate),
+                    tx: tx.clone(),
+                });
+                tx
             }
         };
         let label = format!("sluice loop out sweep {hash}");
@@ -80,11 +98,47 @@ impl SweepJob {
             }
             Err(e) => {
                 tracing::warn!(swap = %hash, error = %e, "publishing the sweep failed; retried next block");
-                Err(if e.is_transient() {
-                    SweepFailure::BackendUnavailable
+                if e.is_transient() {
+                    Err(SweepFailure::BackendUnavailable)
                 } else {
-                    SweepFailure::Rejected
-                })
+                    // Refused as it is: the next block signs a new one.
+                    *self.last_sweep() = None;
+                    Err(SweepFailure::Rejected)
+                }
+            }
+        }
+    }
+
+    fn last_sweep(&self) -> std::sync::MutexGuard<'_, Option<SignedSweep>> {
+        self.last.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The last signed sweep, if it spends this HTLC at the rate its path would be offered
+    /// at now (`needed` is this block's rate before the schedule and the cap).
+    fn reusable(&self, needed: SatPerKw) -> Option<bitcoin::Transaction> {
+        self.last_sweep()
+            .as_ref()
+            .filter(|s| s.outpoint == self.outpoint && s.rate == self.offered(s.path, needed))
+            .map(|s| s.tx.clone())
+    }
+
+    /// Signs a new sweep at `rate`: the cooperative key path, else the success script path.
+    async fn sign(
+        &self,
+        rate: SatPerKw,
+    ) -> Result<(bitcoin::Transaction, SweepWitness), SweepFailure> {
+        let hash = self.contract.terms().swap_hash;
+        if self.push_first
+            && let Err(e) = self.provider.push_preimage(&self.preimage).await
+        {
+            tracing::debug!(swap = %hash, error = %e, "preimage push before co-signing failed");
+        }
+        match self.cooperative(rate).await {
+            Ok(tx) => Ok((tx, SweepWitness::KeyPath)),
+            Err(reason) => {
+                tracing::info!(swap = %hash, reason = %reason.describe(),
+                    "cooperative sweep unavailable; signing the success script path");
+                Ok((self.script_path(rate).await?, SweepWitness::V3Success))
             }
         }
     }
