@@ -199,7 +199,7 @@ pub(super) async fn run(
         gate_open: state.gate_open.clone(),
         dry_run: mode != Mode::On,
     };
-    let plan = policy::evaluate(&policy, &snapshot);
+    let plan = evaluate_beside_the_runtime(&policy, &snapshot);
     let fee_gate_open = plan.gate_open.values().all(|open| *open);
     let fee_estimates = snapshot.fees.estimates.clone();
     let seen_terms = snapshot.terms;
@@ -324,6 +324,21 @@ pub(super) async fn run(
     // The pass's quotes may have bought an L402 token: book it now, not a pass later.
     book_l402(ports, state, now).await;
     Ok(report)
+}
+
+/// Evaluates the policy without holding up the runtime's thread: `sluiced` runs one, which
+/// also carries lnd's streams, the swap drivers and the API, and a large node's rhai rules take
+/// milliseconds. On a multi-thread runtime the thread's other tasks move to another thread for
+/// the evaluation's length (`block_in_place`); a current-thread runtime (tests, the backtest)
+/// evaluates in place.
+fn evaluate_beside_the_runtime(policy: &policy::Policy, snapshot: &Snapshot) -> policy::Plan {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread {
+        tokio::task::block_in_place(|| policy::evaluate(policy, snapshot))
+    } else {
+        policy::evaluate(policy, snapshot)
+    }
 }
 
 /// Books a paid L402 token's price in the ledger (once); errors are logged and retried on the
