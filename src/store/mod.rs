@@ -95,6 +95,9 @@ impl Store {
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            // A file on this machine has no link to test: without this, every statement and
+            // transaction would first make a round trip to its connection's thread to ping it.
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(open_err)?;
