@@ -162,6 +162,7 @@ impl Autoloop {
             },
             pass_id: store.last_pass_id().await?,
             last_journalled: BTreeMap::new(),
+            l402_booked: None,
         };
         let settled = supervise::settle_finished(node.as_ref(), &store, &mut state, now).await?;
         if let Some(dir) = &config.l402_dir {

@@ -23,4 +23,7 @@ pub(super) struct State {
     /// Each target's last decision (reason, rule): the journal writes a decision only when
     /// it changes or acts. Empty after a start, so the first pass journals every target.
     pub last_journalled: BTreeMap<String, (String, Option<String>)>,
+    /// The paid L402 token file (modification time, length) whose price the ledger holds:
+    /// while the file is unchanged, a pass looks at its metadata instead of reading it.
+    pub l402_booked: Option<(std::time::SystemTime, u64)>,
 }

@@ -234,7 +234,16 @@ pub(super) async fn book_l402(
     state: &mut State,
     now: DateTime<Utc>,
 ) -> Result<bool, AutoloopError> {
-    let token = match TokenStore::new(dir).load_paid() {
+    let tokens = TokenStore::new(dir);
+    // The file is replaced, never edited in place: unchanged metadata means the token already
+    // booked, so a pass (one a block) costs a `stat` rather than a read and parse.
+    let seen = std::fs::metadata(tokens.paid_path())
+        .ok()
+        .and_then(|m| Some((m.modified().ok()?, m.len())));
+    if seen.is_some() && seen == state.l402_booked {
+        return Ok(false);
+    }
+    let token = match tokens.load_paid() {
         Ok(Some(t)) => t,
         Ok(None) => return Ok(false),
         Err(e) => {
@@ -245,6 +254,7 @@ pub(super) async fn book_l402(
     };
     let account = SwapHash(token.payment_hash);
     if state.ledger.swap(&account).is_some_and(|a| a.is_released()) {
+        state.l402_booked = seen;
         return Ok(false);
     }
     let price = Sat((token.amount_paid.0 + token.routing_fee.0).div_ceil(1000));
@@ -281,6 +291,7 @@ pub(super) async fn book_l402(
         store.append_ledger_entry(&entry).await?;
         state.ledger.apply(entry)?;
     }
+    state.l402_booked = seen;
     tracing::info!(token = %account, price = %price, "L402 token price booked in the ledger");
     Ok(true)
 }
