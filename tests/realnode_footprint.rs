@@ -9,8 +9,8 @@
 //!   cargo test --test realnode_footprint -- --ignored --nocapture
 //! ```
 //!
-//! `SLUICE_FOOTPRINT_IDLE_SECS` sets the idle window (600 s), `SLUICE_FOOTPRINT_SWAPS` the Loop
-//! Outs per daemon (3).
+//! `SLUICE_FOOTPRINT_IDLE_SECS` sets the idle window (600 s), `SLUICE_FOOTPRINT_BLOCKS` the run
+//! of blocks mined one a second (100), `SLUICE_FOOTPRINT_SWAPS` the Loop Outs per daemon (3).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -200,10 +200,11 @@ fn sluiced_and_loopd_side_by_side() {
     let idle_end = (sample(sluiced_pid).1, sample(loopd_pid).1);
     let per_hour = 3600.0 / idle_window.as_secs_f64();
 
-    // A run of blocks: 100 more, one a second.
-    {
+    // A run of blocks: 100 more, one a second (`SLUICE_FOOTPRINT_BLOCKS`).
+    let blocks = env_u64("SLUICE_FOOTPRINT_BLOCKS", 100);
+    if blocks > 0 {
         let _m = Miner::start(&w, Duration::from_secs(1));
-        std::thread::sleep(Duration::from_secs(100));
+        std::thread::sleep(Duration::from_secs(blocks));
     }
     w.sync().unwrap();
     let after_blocks = (sample(sluiced_pid), sample(loopd_pid));
@@ -268,7 +269,7 @@ fn sluiced_and_loopd_side_by_side() {
     println!("| figure | sluiced | loopd | sluiced / loopd |");
     println!("|---|---:|---:|---:|");
     let row = |name: &str, a: f64, b: f64, unit: &str| {
-        println!("| {name} | {a:.2} {unit} | {b:.2} {unit} | {:.2} |", a / b);
+        println!("| {name} | {a:.3} {unit} | {b:.3} {unit} | {:.2} |", a / b);
     };
     row(
         "resident memory after start",
@@ -277,7 +278,7 @@ fn sluiced_and_loopd_side_by_side() {
         "MB",
     );
     row(
-        "resident memory after 100 more blocks",
+        &format!("resident memory after {blocks} more blocks"),
         after_blocks.0.0 as f64 / 1024.0,
         after_blocks.1.0 as f64 / 1024.0,
         "MB",
