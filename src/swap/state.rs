@@ -117,7 +117,8 @@ impl SwapState {
         match self {
             SwapState::Initiated => "paying both invoices, waiting for the HTLC; preimage secret",
             SwapState::PreimageRevealed => {
-                "HTLC good and confirmed: push the preimage and sweep every block, never give up"
+                "HTLC good and confirmed: push the preimage and sweep every block (the last \
+                 signed sweep again while its rate holds), never give up"
             }
             SwapState::Succeeded => "our sweep is final and both payments finished",
             SwapState::FailedOffchain => "a payment failed before the reveal; cancelled",
