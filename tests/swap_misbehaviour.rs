@@ -983,6 +983,32 @@ fn mempool_spender(net: &Simnet, outpoint: bitcoin::OutPoint) -> Option<bitcoin:
     })
 }
 
+/// Holds every spend of the swap's HTLC out of blocks, confirms the HTLC, and returns its
+/// outpoint with the first sweep once that is in the mempool.
+async fn first_sweep_held_out_of_blocks(
+    net: &Simnet,
+    hash: sluice::domain::SwapHash,
+) -> (bitcoin::OutPoint, bitcoin::Transaction) {
+    let htlc = net.htlc_tx_in_mempool(hash).await;
+    let outpoint = bitcoin::OutPoint {
+        txid: htlc.compute_txid(),
+        vout: 0,
+    };
+    lock(&net.world).hold_spends(outpoint);
+    lock(&net.world).mine(1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(tx) = mempool_spender(net, outpoint) {
+            return (outpoint, tx);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no sweep reached the mempool"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// While the sweep waits in the mempool and a new one would be offered at its rate, each block
 /// publishes it again as signed: one MuSig2 round with lnd and the server, not one a block
 /// (which would pay the same fee under a new lock time, a replacement the mempool refuses).
@@ -1014,22 +1040,9 @@ async fn a_waiting_sweep_is_published_again_as_signed_until_its_rate_rises() {
     let local_before = net.local_balance().await;
     let wallet_before = net.wallet_confirmed().await;
     let hash = engine.loop_out(request(350_000)).await.unwrap();
-    let htlc = net.htlc_tx_in_mempool(hash).await;
-    let outpoint = bitcoin::OutPoint {
-        txid: htlc.compute_txid(),
-        vout: 0,
-    };
-    lock(&net.world).hold_spends(outpoint);
-    lock(&net.world).mine(1);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let first = loop {
-        if let Some(tx) = mempool_spender(&net, outpoint) {
-            break tx;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no sweep");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let (outpoint, first) = first_sweep_held_out_of_blocks(&net, hash).await;
     assert_eq!(count("MuSig2CreateSession"), 1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
 
     for _ in 0..3 {
         let published = count("PublishTransaction");
@@ -1084,21 +1097,7 @@ async fn an_older_rbf_version_of_the_sweep_confirming_ends_in_success_with_its_o
     let local_before = net.local_balance().await;
     let wallet_before = net.wallet_confirmed().await;
     let hash = engine.loop_out(request(300_000)).await.unwrap();
-    let htlc = net.htlc_tx_in_mempool(hash).await;
-    let outpoint = bitcoin::OutPoint {
-        txid: htlc.compute_txid(),
-        vout: 0,
-    };
-    lock(&net.world).hold_spends(outpoint);
-    lock(&net.world).mine(1);
-    net.wait_until(hash, |r| r.progress.revealed_at.is_some())
-        .await;
-    let first = loop {
-        if let Some(tx) = mempool_spender(&net, outpoint) {
-            break tx;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let (outpoint, first) = first_sweep_held_out_of_blocks(&net, hash).await;
     // Fees rise: the client replaces its sweep with one paying more.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let mut rate = 5_000;
